@@ -1,0 +1,376 @@
+//! Pure decisions made at the HTTP edge, before a WebSocket exists. Both backends call
+//! these, so a request is accepted or refused the same way, with the same status code
+//! and the same text, on either of them.
+
+use std::fmt;
+
+/// The path prefix of every room endpoint: `/api/room/{room}/websocket`.
+pub const ROOM_PATH_PREFIX: &str = "/api/room/";
+/// The path suffix of the WebSocket endpoint.
+pub const WEBSOCKET_SUFFIX: &str = "/websocket";
+/// `POST` here creates a private room.
+pub const CREATE_ROOM_PATH: &str = "/api/room";
+/// Answers 200 when the backend is up.
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// Longest public room name.
+pub const MAX_ROOM_NAME: usize = 32;
+/// Length of a private room id (lower-case hex).
+pub const PRIVATE_ID_LEN: usize = 64;
+
+/// A room name that passed validation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RoomId {
+    /// A public room, reached by name (1–32 of `[A-Za-z0-9._-]`).
+    Named(String),
+    /// A private room: exactly 64 lower-case hex digits.
+    Private(String),
+}
+
+impl RoomId {
+    pub fn as_str(&self) -> &str {
+        match self {
+            RoomId::Named(s) | RoomId::Private(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for RoomId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// True if `s` is a private room id: exactly 64 lower-case hex digits.
+pub fn is_private_room_id(s: &str) -> bool {
+    s.len() == PRIVATE_ID_LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Formats 32 random bytes (supplied by the backend) as a private room id.
+pub fn private_room_id(random: [u8; 32]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(PRIVATE_ID_LEN);
+    for b in random {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
+}
+
+/// Validates a room name taken from the URL path (already percent-decoded or not: a
+/// `%` is never valid, so an encoded name is refused either way).
+pub fn validate_room(name: &str) -> Result<RoomId, Rejection> {
+    if is_private_room_id(name) {
+        return Ok(RoomId::Private(name.to_owned()));
+    }
+    let chars_ok = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    // `.` and `..` are refused because clients and proxies rewrite such path segments.
+    if name.is_empty() || name.len() > MAX_ROOM_NAME || !chars_ok || name == "." || name == ".." {
+        return Err(Rejection::new(
+            404,
+            "Invalid room name: use 1-32 characters of A-Z a-z 0-9 . _ - or a 64-hex private room id.",
+        ));
+    }
+    Ok(RoomId::Named(name.to_owned()))
+}
+
+/// An HTTP refusal: the status and a short plain-text reason for the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+impl Rejection {
+    const fn new(status: u16, reason: &'static str) -> Self {
+        Rejection { status, reason }
+    }
+}
+
+/// Normalizes an origin (`scheme://host[:port]`) to `scheme://host:port`, lower-case,
+/// with the default port made explicit. `None` if it is not such an origin (`null`,
+/// paths, user info, unknown schemes).
+pub fn normalize_origin(origin: &str) -> Option<String> {
+    let origin = origin.trim();
+    let (scheme, rest) = origin.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = default_port(&scheme)?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() || authority.contains(['/', '@', '?', '#']) {
+        return None;
+    }
+    let (host, port) = split_host_port(authority, default_port)?;
+    Some(format!("{scheme}://{host}:{port}"))
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" | "ws" => Some(80),
+        "https" | "wss" => Some(443),
+        _ => None,
+    }
+}
+
+/// Splits `host[:port]` (IPv6 in brackets) and lower-cases the host.
+fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        (format!("[{h}]"), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), Some(p)),
+            None => (authority.to_owned(), None),
+        }
+    };
+    if host.is_empty() || host.contains(':') && !host.starts_with('[') {
+        return None;
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
+        Some(_) => return None,
+    };
+    Some((host.to_ascii_lowercase(), port))
+}
+
+/// The Origin policy. Allowed: no `Origin` (non-browser clients); an Origin whose
+/// host:port equals the request's `Host` (defaults ports made explicit from
+/// `request_scheme`, `http` or `https`); an Origin in `allowlist`. Everything else,
+/// including unparseable origins such as `null`, is refused.
+pub fn origin_allowed(
+    origin: Option<&str>,
+    host: Option<&str>,
+    request_scheme: &str,
+    allowlist: &[String],
+) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let Some(origin) = normalize_origin(origin) else {
+        return false;
+    };
+    if allowlist
+        .iter()
+        .any(|a| normalize_origin(a).as_deref() == Some(origin.as_str()))
+    {
+        return true;
+    }
+    let (Some(host), Some(port)) = (host, default_port(&request_scheme.to_ascii_lowercase()))
+    else {
+        return false;
+    };
+    let Some((host, port)) = split_host_port(host.trim(), port) else {
+        return false;
+    };
+    // Same origin compares host:port only; the Host header carries no scheme.
+    origin
+        .split_once("://")
+        .is_some_and(|(_, hp)| hp == format!("{host}:{port}"))
+}
+
+/// What a backend knows about an HTTP request to `/api/room/{room}/websocket`.
+#[derive(Debug, Clone, Copy)]
+pub struct UpgradeRequest<'a> {
+    pub method: &'a str,
+    /// The `{room}` path segment.
+    pub room: &'a str,
+    pub origin: Option<&'a str>,
+    pub host: Option<&'a str>,
+    /// `http` or `https`: the scheme the request arrived on.
+    pub scheme: &'a str,
+    /// The `Upgrade` header, if any.
+    pub upgrade: Option<&'a str>,
+}
+
+/// Checks a WebSocket request in the documented order; the first failure answers:
+/// method (405), room name (404), Origin (403), `Upgrade: websocket` (426).
+pub fn check_upgrade(req: &UpgradeRequest<'_>, allowlist: &[String]) -> Result<RoomId, Rejection> {
+    if req.method != "GET" {
+        return Err(Rejection::new(
+            405,
+            "Method not allowed: use GET with Upgrade: websocket.",
+        ));
+    }
+    let room = validate_room(req.room)?;
+    if !origin_allowed(req.origin, req.host, req.scheme, allowlist) {
+        return Err(Rejection::new(403, "Origin not allowed."));
+    }
+    let is_ws = req.upgrade.is_some_and(|u| {
+        u.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+    });
+    if !is_ws {
+        return Err(Rejection::new(426, "Expected Upgrade: websocket."));
+    }
+    Ok(room)
+}
+
+/// The refusal for a method other than POST on [`CREATE_ROOM_PATH`].
+pub const CREATE_ROOM_METHOD: Rejection = Rejection::new(
+    405,
+    "Method not allowed: use POST to create a private room.",
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names_at_their_edges() {
+        assert!(validate_room("a").is_ok());
+        assert!(validate_room(&"a".repeat(32)).is_ok());
+        assert_eq!(validate_room(&"a".repeat(33)).unwrap_err().status, 404);
+        assert!(validate_room("").is_err());
+        assert!(validate_room("A.b_c-9").is_ok());
+        for bad in [".", "..", "a b", "a/b", "caf\u{e9}", "a%20b", "x?y"] {
+            assert!(validate_room(bad).is_err(), "{bad:?}");
+        }
+        let private = "0123456789abcdef".repeat(4);
+        assert_eq!(
+            validate_room(&private).unwrap(),
+            RoomId::Private(private.clone())
+        );
+        assert!(validate_room(&private.to_uppercase()).is_err());
+        assert!(validate_room(&private[..63]).is_err());
+        assert!(validate_room(&format!("{private}0")).is_err());
+    }
+
+    #[test]
+    fn private_ids_are_64_hex() {
+        let id = private_room_id([0xab; 32]);
+        assert_eq!(id.len(), 64);
+        assert!(is_private_room_id(&id));
+        assert!(id.starts_with("abab"));
+    }
+
+    #[test]
+    fn origin_normalization() {
+        assert_eq!(
+            normalize_origin("HTTP://Example.COM").as_deref(),
+            Some("http://example.com:80")
+        );
+        assert_eq!(
+            normalize_origin("https://a.b:8443").as_deref(),
+            Some("https://a.b:8443")
+        );
+        assert_eq!(
+            normalize_origin("http://[::1]:8787").as_deref(),
+            Some("http://[::1]:8787")
+        );
+        for bad in [
+            "null",
+            "",
+            "example.com",
+            "ftp://x",
+            "http://",
+            "http://a/b",
+            "http://a:x",
+            "http://u@a",
+        ] {
+            assert_eq!(normalize_origin(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn origin_policy() {
+        let none: &[String] = &[];
+        assert!(origin_allowed(None, Some("h:1"), "http", none));
+        assert!(origin_allowed(
+            Some("http://127.0.0.1:8787"),
+            Some("127.0.0.1:8787"),
+            "http",
+            none
+        ));
+        assert!(origin_allowed(
+            Some("http://EXAMPLE.com"),
+            Some("example.com:80"),
+            "http",
+            none
+        ));
+        assert!(origin_allowed(
+            Some("https://example.com"),
+            Some("Example.com"),
+            "https",
+            none
+        ));
+        assert!(!origin_allowed(
+            Some("http://example.com"),
+            Some("example.com"),
+            "https",
+            none
+        ));
+        assert!(!origin_allowed(
+            Some("http://evil.test"),
+            Some("127.0.0.1:8787"),
+            "http",
+            none
+        ));
+        assert!(!origin_allowed(
+            Some("null"),
+            Some("127.0.0.1:8787"),
+            "http",
+            none
+        ));
+        assert!(!origin_allowed(Some("http://a"), None, "http", none));
+        let allow = vec!["https://app.example".to_owned()];
+        assert!(origin_allowed(
+            Some("https://app.example:443"),
+            Some("x"),
+            "http",
+            &allow
+        ));
+        assert!(!origin_allowed(
+            Some("http://app.example"),
+            Some("x"),
+            "http",
+            &allow
+        ));
+    }
+
+    #[test]
+    fn upgrade_checks_run_in_order() {
+        let ok = UpgradeRequest {
+            method: "GET",
+            room: "lobby",
+            origin: None,
+            host: Some("127.0.0.1:8787"),
+            scheme: "http",
+            upgrade: Some("websocket"),
+        };
+        assert_eq!(
+            check_upgrade(&ok, &[]).unwrap(),
+            RoomId::Named("lobby".into())
+        );
+        let all_bad = UpgradeRequest {
+            method: "POST",
+            room: "..",
+            origin: Some("http://evil"),
+            upgrade: None,
+            ..ok
+        };
+        assert_eq!(check_upgrade(&all_bad, &[]).unwrap_err().status, 405);
+        let r = UpgradeRequest {
+            method: "GET",
+            ..all_bad
+        };
+        assert_eq!(check_upgrade(&r, &[]).unwrap_err().status, 404);
+        let r = UpgradeRequest { room: "lobby", ..r };
+        assert_eq!(check_upgrade(&r, &[]).unwrap_err().status, 403);
+        let r = UpgradeRequest {
+            origin: Some("http://127.0.0.1:8787"),
+            ..r
+        };
+        assert_eq!(check_upgrade(&r, &[]).unwrap_err().status, 426);
+        let r = UpgradeRequest {
+            upgrade: Some("WebSocket"),
+            ..r
+        };
+        assert!(check_upgrade(&r, &[]).is_ok());
+    }
+}

@@ -1,0 +1,453 @@
+//! The room state machine: events in, actions out.
+
+use crate::config::Config;
+use crate::protocol::{self, errors, ErrorText, Frame, Hello};
+use crate::ratelimit::Bucket;
+use crate::session::{ConnId, Peer, Session};
+use crate::storage::{Storage, StorageResult, StoredMessage};
+use std::collections::{BTreeMap, HashMap};
+
+/// WebSocket close codes the chat uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseCode;
+
+impl CloseCode {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const INTERNAL: u16 = 1011;
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+}
+
+/// Close reasons, kept in one place so both backends send the same text.
+pub mod reasons {
+    pub const ROOM_FULL: &str = "Room is full";
+    pub const SLOW_CONSUMER: &str = "Slow consumer";
+    pub const TOO_BIG: &str = "Message too big";
+    pub const BAD_HELLO: &str = "Invalid hello";
+    pub const FLOODING: &str = "Rate limit exceeded repeatedly";
+    pub const INTERNAL: &str = "Internal error";
+    pub const GOING_AWAY: &str = "Server going away";
+    pub const PONG_TIMEOUT: &str = "Ping timeout";
+}
+
+/// What the backend must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send a frame to one connection.
+    Send { to: ConnId, frame: Frame },
+    /// Send one frame to every member of the room ([`Room::members`]) as it is after the
+    /// event. The frame is encoded once; backends send the same bytes to each member.
+    Broadcast { frame: Frame },
+    /// Close a connection. The room has already forgotten it (and announced its quit).
+    Close {
+        conn: ConnId,
+        code: u16,
+        reason: &'static str,
+    },
+    /// The session's state changed: backends that persist sessions (the Durable
+    /// Object's socket attachments) save [`Room::session`] again.
+    Save { conn: ConnId },
+}
+
+/// One chat room.
+pub struct Room<S> {
+    config: Config,
+    storage: S,
+    epoch: String,
+    last_seq: u64,
+    last_timestamp: u64,
+    sessions: BTreeMap<ConnId, Session>,
+    /// Buckets of addresses with at least one open session.
+    buckets: HashMap<String, Bucket>,
+}
+
+impl<S: Storage> Room<S> {
+    /// Opens a room over its storage. `epoch_candidate` (random, from the backend)
+    /// becomes the epoch if the room has none yet.
+    pub fn open(config: Config, storage: S, epoch_candidate: &str) -> StorageResult<Self> {
+        Self::restore(config, storage, epoch_candidate, Vec::new())
+    }
+
+    /// Rebuilds a room from its storage plus the sessions of its still-open connections
+    /// (for example a Durable Object's socket attachments after hibernation). The result
+    /// behaves exactly like the room that was never evicted.
+    pub fn restore(
+        config: Config,
+        mut storage: S,
+        epoch_candidate: &str,
+        sessions: impl IntoIterator<Item = Session>,
+    ) -> StorageResult<Self> {
+        let epoch = storage.load_or_init_epoch(epoch_candidate)?;
+        let (last_seq, last_timestamp) = storage.latest()?.map_or((0, 0), |m| (m.seq, m.timestamp));
+        let mut room = Room {
+            config,
+            storage,
+            epoch,
+            last_seq,
+            last_timestamp,
+            sessions: BTreeMap::new(),
+            buckets: HashMap::new(),
+        };
+        for s in sessions {
+            if let Some(b) = &s.bucket {
+                let newer = room
+                    .buckets
+                    .get(&s.addr)
+                    .is_none_or(|old| old.updated_ms < b.updated_ms);
+                if newer {
+                    room.buckets.insert(s.addr.clone(), b.clone());
+                }
+            }
+            room.sessions.insert(s.id, s);
+        }
+        Ok(room)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// The seq of the newest stored message (0 for an empty room).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
+    pub fn session(&self, conn: ConnId) -> Option<&Session> {
+        self.sessions.get(&conn)
+    }
+
+    pub fn sessions(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.values()
+    }
+
+    /// Connections that have sent their hello: the recipients of a broadcast.
+    pub fn members(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.sessions
+            .values()
+            .filter(|s| s.is_joined())
+            .map(|s| s.id)
+    }
+
+    /// Open connections, named or not.
+    pub fn connection_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// A connection opened. `conn` must be new to this room. If the room is full the
+    /// actions close it with 1013 and the room does not keep it.
+    pub fn connect(&mut self, conn: ConnId, peer: Peer, now_ms: u64) -> Vec<Action> {
+        let _ = now_ms;
+        if self.sessions.contains_key(&conn) {
+            // A backend bug, not a client's doing: refuse the newcomer, keep the room.
+            return vec![Action::Close {
+                conn,
+                code: CloseCode::INTERNAL,
+                reason: reasons::INTERNAL,
+            }];
+        }
+        if self.sessions.len() >= self.config.room_capacity {
+            return vec![Action::Close {
+                conn,
+                code: CloseCode::TRY_AGAIN_LATER,
+                reason: reasons::ROOM_FULL,
+            }];
+        }
+        let mut session = Session::new(conn, peer);
+        if !self.buckets.contains_key(&session.addr) {
+            // A drained bucket kept when the address's last connection left: reconnecting
+            // must not refill it. A storage failure here only forgives the client.
+            if let Ok(Some(kept)) = self.storage.take_bucket(&session.addr) {
+                self.buckets.insert(session.addr.clone(), kept);
+            }
+        }
+        session.bucket = self.buckets.get(&session.addr).cloned();
+        self.sessions.insert(conn, session);
+        vec![Action::Save { conn }]
+    }
+
+    /// A text frame arrived.
+    pub fn on_text(&mut self, conn: ConnId, text: &str, now_ms: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        let Some(session) = self.sessions.get(&conn) else {
+            return out;
+        };
+        if text.len() > self.config.max_frame_bytes {
+            self.close(conn, CloseCode::TOO_BIG, reasons::TOO_BIG, now_ms, &mut out);
+        } else if !session.is_joined() {
+            match protocol::parse_hello(text, &self.config) {
+                Ok(hello) => self.join(conn, hello, &mut out),
+                Err(e) => self.refuse_hello(conn, e, now_ms, &mut out),
+            }
+        } else if self.take_token(conn, now_ms, &mut out) {
+            match protocol::parse_chat(text) {
+                Ok(message) => self.chat(conn, &message, now_ms, &mut out),
+                Err(e) => out.push(Action::Send {
+                    to: conn,
+                    frame: protocol::error_frame(e),
+                }),
+            }
+        }
+        out
+    }
+
+    /// A binary frame of `len` bytes arrived. The protocol is text-only.
+    pub fn on_binary(&mut self, conn: ConnId, len: usize, now_ms: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        let Some(session) = self.sessions.get(&conn) else {
+            return out;
+        };
+        if len > self.config.max_frame_bytes {
+            self.close(conn, CloseCode::TOO_BIG, reasons::TOO_BIG, now_ms, &mut out);
+        } else if !session.is_joined() {
+            self.refuse_hello(conn, errors::BINARY, now_ms, &mut out);
+        } else if self.take_token(conn, now_ms, &mut out) {
+            out.push(Action::Send {
+                to: conn,
+                frame: protocol::error_frame(errors::BINARY),
+            });
+        }
+        out
+    }
+
+    /// The backend refused an incoming message for exceeding `max_frame_bytes` before
+    /// handing it over (e.g. the WebSocket library's own cap): close with 1009.
+    pub fn on_too_big(&mut self, conn: ConnId, now_ms: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.close(conn, CloseCode::TOO_BIG, reasons::TOO_BIG, now_ms, &mut out);
+        out
+    }
+
+    /// The backend closes a connection for its own reasons (slow consumer, missed
+    /// pongs, shutdown): the room forgets it and the actions include the close.
+    pub fn kick(
+        &mut self,
+        conn: ConnId,
+        code: u16,
+        reason: &'static str,
+        now_ms: u64,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.close(conn, code, reason, now_ms, &mut out);
+        out
+    }
+
+    /// The connection closed (by the peer, or after a [`Action::Close`]). Unknown or
+    /// already-forgotten connections are ignored.
+    pub fn disconnect(&mut self, conn: ConnId, now_ms: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.forget(conn, now_ms, &mut out);
+        out
+    }
+
+    fn refuse_hello(&mut self, conn: ConnId, error: ErrorText, now_ms: u64, out: &mut Vec<Action>) {
+        out.push(Action::Send {
+            to: conn,
+            frame: protocol::error_frame(error),
+        });
+        self.close(conn, CloseCode::POLICY, reasons::BAD_HELLO, now_ms, out);
+    }
+
+    fn join(&mut self, conn: ConnId, hello: Hello, out: &mut Vec<Action>) {
+        let (backlog, recovered) = match self.backlog_for(hello.resume.as_ref()) {
+            Ok(b) => b,
+            Err(_) => {
+                out.push(Action::Send {
+                    to: conn,
+                    frame: protocol::error_frame(errors::INTERNAL),
+                });
+                // Not joined yet, so there is no quit to announce.
+                self.sessions.remove(&conn);
+                out.push(Action::Close {
+                    conn,
+                    code: CloseCode::INTERNAL,
+                    reason: reasons::INTERNAL,
+                });
+                return;
+            }
+        };
+        for other in self.sessions.values() {
+            if let Some(name) = &other.name {
+                out.push(Action::Send {
+                    to: conn,
+                    frame: protocol::joined_frame(name),
+                });
+            }
+        }
+        for m in &backlog {
+            out.push(Action::Send {
+                to: conn,
+                frame: protocol::message_frame(&m.name, &m.message, m.timestamp, m.seq),
+            });
+        }
+        let frame = protocol::joined_frame(&hello.name);
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.name = Some(hello.name);
+        }
+        out.push(Action::Broadcast { frame });
+        out.push(Action::Send {
+            to: conn,
+            frame: protocol::ready_frame(&self.epoch, self.last_seq, recovered),
+        });
+        out.push(Action::Save { conn });
+    }
+
+    /// The backlog for a joiner: exactly the missing messages on a valid resume, else
+    /// the last `backlog`. Resume is never partial.
+    fn backlog_for(
+        &mut self,
+        resume: Option<&protocol::Resume>,
+    ) -> StorageResult<(Vec<StoredMessage>, bool)> {
+        if let Some(r) = resume {
+            let missing = self.last_seq.checked_sub(r.seq);
+            if let (true, Some(missing)) = (r.epoch == self.epoch, missing) {
+                if missing <= self.config.resume_max as u64 {
+                    let msgs = self.storage.after(r.seq, missing as usize)?;
+                    // Seqs are gap-free, so a full count means nothing was pruned.
+                    if msgs.len() as u64 == missing {
+                        return Ok((msgs, true));
+                    }
+                }
+            }
+        }
+        Ok((self.storage.last_n(self.config.backlog)?, false))
+    }
+
+    /// Charges one token to the session's address. On refusal, answers the frame and
+    /// closes the session after `rate_strikes` refusals in a row.
+    fn take_token(&mut self, conn: ConnId, now_ms: u64, out: &mut Vec<Action>) -> bool {
+        let Some(addr) = self.sessions.get(&conn).map(|s| s.addr.clone()) else {
+            return false;
+        };
+        let (burst, rate) = (self.config.rate_burst, self.config.rate_per_sec);
+        let bucket = self
+            .buckets
+            .entry(addr.clone())
+            .or_insert_with(|| Bucket::full(burst, now_ms));
+        let allowed = bucket.try_take(burst, rate, now_ms);
+        let snapshot = bucket.clone();
+        // Every session of the address carries the same copy (see Session::bucket).
+        for s in self.sessions.values_mut().filter(|s| s.addr == addr) {
+            s.bucket = Some(snapshot.clone());
+            if s.id != conn {
+                out.push(Action::Save { conn: s.id });
+            }
+        }
+        let strikes = match self.sessions.get_mut(&conn) {
+            Some(s) if allowed => {
+                s.strikes = 0;
+                0
+            }
+            Some(s) => {
+                s.strikes += 1;
+                s.strikes
+            }
+            None => 0,
+        };
+        out.push(Action::Save { conn });
+        if allowed {
+            return true;
+        }
+        out.push(Action::Send {
+            to: conn,
+            frame: protocol::error_frame(errors::RATE_LIMITED),
+        });
+        if strikes >= self.config.rate_strikes {
+            self.close(conn, CloseCode::POLICY, reasons::FLOODING, now_ms, out);
+        }
+        false
+    }
+
+    fn chat(&mut self, conn: ConnId, raw: &str, now_ms: u64, out: &mut Vec<Action>) {
+        let text = match protocol::validate_message(raw, &self.config) {
+            Ok(t) => t,
+            Err(e) => {
+                out.push(Action::Send {
+                    to: conn,
+                    frame: protocol::error_frame(e),
+                });
+                return;
+            }
+        };
+        let Some(name) = self.sessions.get(&conn).and_then(|s| s.name.clone()) else {
+            return;
+        };
+        let msg = StoredMessage {
+            seq: self.last_seq + 1,
+            timestamp: now_ms.max(self.last_timestamp + 1),
+            name,
+            message: text.to_owned(),
+        };
+        // Stored before broadcast: a message that is not stored is not sent, and its
+        // seq is not used up.
+        if self.storage.append(&msg).is_err() {
+            out.push(Action::Send {
+                to: conn,
+                frame: protocol::error_frame(errors::NOT_STORED),
+            });
+            return;
+        }
+        self.last_seq = msg.seq;
+        self.last_timestamp = msg.timestamp;
+        if let Some(cut) = msg.seq.checked_sub(self.config.retention as u64) {
+            // A failed prune only keeps extra history; the next append prunes again.
+            let _ = self.storage.prune_through(cut);
+        }
+        out.push(Action::Broadcast {
+            frame: protocol::message_frame(&msg.name, &msg.message, msg.timestamp, msg.seq),
+        });
+    }
+
+    /// Forgets the connection, then tells the backend to close it.
+    fn close(
+        &mut self,
+        conn: ConnId,
+        code: u16,
+        reason: &'static str,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) {
+        if self.sessions.contains_key(&conn) {
+            out.push(Action::Close { conn, code, reason });
+            self.forget(conn, now_ms, out);
+        }
+    }
+
+    fn forget(&mut self, conn: ConnId, now_ms: u64, out: &mut Vec<Action>) {
+        let Some(session) = self.sessions.remove(&conn) else {
+            return;
+        };
+        if let Some(name) = &session.name {
+            out.push(Action::Broadcast {
+                frame: protocol::quit_frame(name),
+            });
+        }
+        let last_of_addr = !self.sessions.values().any(|s| s.addr == session.addr);
+        if last_of_addr {
+            if let Some(bucket) = self.buckets.remove(&session.addr) {
+                let (burst, rate) = (self.config.rate_burst, self.config.rate_per_sec);
+                // A full bucket is the default; only a drained one needs keeping.
+                if !bucket.is_full_at(burst, rate, now_ms) {
+                    let _ = self.storage.save_bucket(&session.addr, &bucket);
+                }
+            }
+        }
+    }
+}

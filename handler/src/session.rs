@@ -1,0 +1,61 @@
+//! Per-connection state: small and serde-serializable, so a Durable Object can keep it
+//! in the socket's attachment (16 KiB at most) and rebuild the room after hibernation.
+
+use crate::ratelimit::Bucket;
+use serde::{Deserialize, Serialize};
+
+/// A connection id, chosen by the backend and unique within the room for the life of
+/// the connection (the local runner counts; the Durable Object draws random ids, which
+/// stay unique across hibernation without stored counters).
+pub type ConnId = u64;
+
+/// The longest client address kept (IPv6 text is at most 45 bytes).
+pub const MAX_ADDR_LEN: usize = 64;
+
+/// What a backend knows about the peer when the socket opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The client address that keys the rate limit (the TCP peer IP on the local runner,
+    /// `CF-Connecting-IP` on Cloudflare).
+    pub addr: String,
+}
+
+/// One connection's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: ConnId,
+    /// Rate-limit key, see [`Peer::addr`].
+    pub addr: String,
+    /// `None` until the hello arrives: the session is not in the room yet.
+    pub name: Option<String>,
+    /// Frames rejected in a row by the rate limit.
+    pub strikes: u32,
+    /// The latest state of this address's bucket. Every session of the address holds
+    /// the same copy, so any one of them is enough to rebuild it.
+    pub bucket: Option<Bucket>,
+}
+
+impl Session {
+    pub fn new(id: ConnId, peer: Peer) -> Self {
+        let mut addr = peer.addr;
+        if addr.len() > MAX_ADDR_LEN {
+            let mut cut = MAX_ADDR_LEN;
+            while !addr.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            addr.truncate(cut);
+        }
+        Session {
+            id,
+            addr,
+            name: None,
+            strikes: 0,
+            bucket: None,
+        }
+    }
+
+    /// True once the session has sent its hello and is in the room.
+    pub fn is_joined(&self) -> bool {
+        self.name.is_some()
+    }
+}
