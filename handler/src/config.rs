@@ -215,8 +215,10 @@ mod tests {
         let mut c = Config::default();
         c.set("allow_origins", "not a url").unwrap();
         assert!(c.validate().is_err());
-        let mut c = Config::default();
-        c.rate_per_sec = f64::NAN;
+        let c = Config {
+            rate_per_sec: f64::NAN,
+            ..Config::default()
+        };
         assert!(c.validate().is_err());
     }
 

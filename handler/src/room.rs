@@ -5,7 +5,7 @@ use crate::protocol::{self, errors, ErrorText, Frame, Hello};
 use crate::ratelimit::Bucket;
 use crate::session::{ConnId, Peer, Session};
 use crate::storage::{Storage, StorageResult, StoredMessage};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// WebSocket close codes the chat uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,8 +59,16 @@ pub struct Room<S> {
     last_seq: u64,
     last_timestamp: u64,
     sessions: BTreeMap<ConnId, Session>,
-    /// Buckets of addresses with at least one open session.
-    buckets: HashMap<String, Bucket>,
+    /// Client addresses with at least one open session. Indexed so that charging a
+    /// token touches only that address's sessions, never the whole room.
+    addresses: HashMap<String, Address>,
+}
+
+/// The open connections of one client address and their shared rate-limit bucket.
+#[derive(Default)]
+struct Address {
+    conns: BTreeSet<ConnId>,
+    bucket: Option<Bucket>,
 }
 
 impl<S: Storage> Room<S> {
@@ -88,16 +96,19 @@ impl<S: Storage> Room<S> {
             last_seq,
             last_timestamp,
             sessions: BTreeMap::new(),
-            buckets: HashMap::new(),
+            addresses: HashMap::new(),
         };
         for s in sessions {
+            let address = room.addresses.entry(s.addr.clone()).or_default();
+            address.conns.insert(s.id);
             if let Some(b) = &s.bucket {
-                let newer = room
-                    .buckets
-                    .get(&s.addr)
-                    .is_none_or(|old| old.updated_ms < b.updated_ms);
-                if newer {
-                    room.buckets.insert(s.addr.clone(), b.clone());
+                // All sessions of an address hold the same copy; prefer the newest anyway.
+                if address
+                    .bucket
+                    .as_ref()
+                    .is_none_or(|old| old.updated_ms < b.updated_ms)
+                {
+                    address.bucket = Some(b.clone());
                 }
             }
             room.sessions.insert(s.id, s);
@@ -171,14 +182,18 @@ impl<S: Storage> Room<S> {
             }];
         }
         let mut session = Session::new(conn, peer);
-        if !self.buckets.contains_key(&session.addr) {
-            // A drained bucket kept when the address's last connection left: reconnecting
-            // must not refill it. A storage failure here only forgives the client.
-            if let Ok(Some(kept)) = self.storage.take_bucket(&session.addr) {
-                self.buckets.insert(session.addr.clone(), kept);
-            }
-        }
-        session.bucket = self.buckets.get(&session.addr).cloned();
+        let storage = &mut self.storage;
+        let address = self
+            .addresses
+            .entry(session.addr.clone())
+            .or_insert_with(|| Address {
+                conns: BTreeSet::new(),
+                // A drained bucket kept when the address's last connection left: reconnecting
+                // must not refill it. A storage failure here only forgives the client.
+                bucket: storage.take_bucket(&session.addr).ok().flatten(),
+            });
+        address.conns.insert(conn);
+        session.bucket = address.bucket.clone();
         self.sessions.insert(conn, session);
         vec![Action::Save { conn }]
     }
@@ -337,17 +352,21 @@ impl<S: Storage> Room<S> {
             return false;
         };
         let (burst, rate) = (self.config.rate_burst, self.config.rate_per_sec);
-        let bucket = self
-            .buckets
-            .entry(addr.clone())
-            .or_insert_with(|| Bucket::full(burst, now_ms));
+        let Some(address) = self.addresses.get_mut(&addr) else {
+            return false;
+        };
+        let bucket = address
+            .bucket
+            .get_or_insert_with(|| Bucket::full(burst, now_ms));
         let allowed = bucket.try_take(burst, rate, now_ms);
         let snapshot = bucket.clone();
         // Every session of the address carries the same copy (see Session::bucket).
-        for s in self.sessions.values_mut().filter(|s| s.addr == addr) {
-            s.bucket = Some(snapshot.clone());
-            if s.id != conn {
-                out.push(Action::Save { conn: s.id });
+        for id in &address.conns {
+            if let Some(s) = self.sessions.get_mut(id) {
+                s.bucket = Some(snapshot.clone());
+                if *id != conn {
+                    out.push(Action::Save { conn: *id });
+                }
             }
         }
         let strikes = match self.sessions.get_mut(&conn) {
@@ -439,9 +458,13 @@ impl<S: Storage> Room<S> {
                 frame: protocol::quit_frame(name),
             });
         }
-        let last_of_addr = !self.sessions.values().any(|s| s.addr == session.addr);
-        if last_of_addr {
-            if let Some(bucket) = self.buckets.remove(&session.addr) {
+        let Some(address) = self.addresses.get_mut(&session.addr) else {
+            return;
+        };
+        address.conns.remove(&conn);
+        if address.conns.is_empty() {
+            let bucket = self.addresses.remove(&session.addr).and_then(|a| a.bucket);
+            if let Some(bucket) = bucket {
                 let (burst, rate) = (self.config.rate_burst, self.config.rate_per_sec);
                 // A full bucket is the default; only a drained one needs keeping.
                 if !bucket.is_full_at(burst, rate, now_ms) {

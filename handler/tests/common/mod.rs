@@ -1,0 +1,91 @@
+//! Helpers shared by the handler's integration tests: a room over memory storage and
+//! readable views of the actions it returns.
+
+#![allow(dead_code)]
+
+use chat_handler::{Action, Config, ConnId, MemoryStorage, Peer, Room};
+use serde_json::Value;
+
+pub const EPOCH: &str = "epoch-1";
+
+pub fn room(config: Config) -> Room<MemoryStorage> {
+    Room::open(config, MemoryStorage::new(), EPOCH).expect("memory storage cannot fail")
+}
+
+pub fn peer(addr: &str) -> Peer {
+    Peer {
+        addr: addr.to_owned(),
+    }
+}
+
+/// What one connection would receive from `actions`, given the room's members now.
+pub fn frames_for(room: &Room<MemoryStorage>, actions: &[Action], conn: ConnId) -> Vec<Value> {
+    let members: Vec<ConnId> = room.members().collect();
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { to, frame } if *to == conn => Some(frame),
+            Action::Broadcast { frame } if members.contains(&conn) => Some(frame),
+            _ => None,
+        })
+        .map(|f| serde_json::from_str(f).expect("server frames are JSON"))
+        .collect()
+}
+
+pub fn close_of(actions: &[Action], conn: ConnId) -> Option<(u16, &'static str)> {
+    actions.iter().find_map(|a| match a {
+        Action::Close {
+            conn: c,
+            code,
+            reason,
+        } if *c == conn => Some((*code, *reason)),
+        _ => None,
+    })
+}
+
+pub fn broadcasts(actions: &[Action]) -> Vec<Value> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Broadcast { frame } => Some(serde_json::from_str(frame).expect("JSON")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Connects `conn` from `addr` and sends `hello`; returns the actions of the hello.
+pub fn join(
+    room: &mut Room<MemoryStorage>,
+    conn: ConnId,
+    addr: &str,
+    hello: &str,
+    now: u64,
+) -> Vec<Action> {
+    let opened = room.connect(conn, peer(addr), now);
+    assert!(
+        close_of(&opened, conn).is_none(),
+        "connect refused: {opened:?}"
+    );
+    room.on_text(conn, hello, now)
+}
+
+pub fn say(room: &mut Room<MemoryStorage>, conn: ConnId, text: &str, now: u64) -> Vec<Action> {
+    room.on_text(
+        conn,
+        &serde_json::json!({ "message": text }).to_string(),
+        now,
+    )
+}
+
+pub fn error_text(v: &Value) -> Option<&str> {
+    v.get("error").and_then(Value::as_str)
+}
+
+/// A config with no practical rate limit, for tests about other rules.
+pub fn unlimited() -> Config {
+    Config {
+        rate_burst: 1_000_000,
+        rate_per_sec: 1_000_000.0,
+        ..Config::default()
+    }
+}

@@ -1,0 +1,255 @@
+//! Property tests over random sequences of opens, frames, closes and clock steps.
+//! Each step is also applied to a room rebuilt from serialized sessions plus a copy of
+//! storage (what a Durable Object does after hibernation), and the two must agree.
+
+mod common;
+
+use chat_handler::{Action, Config, ConnId, MemoryStorage, Peer, Room, Session};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Connect {
+        conn: ConnId,
+        addr: u8,
+    },
+    Hello {
+        conn: ConnId,
+        name: usize,
+        resume: Option<(bool, u64)>,
+    },
+    Chat {
+        conn: ConnId,
+        text: usize,
+    },
+    Text {
+        conn: ConnId,
+        raw: String,
+    },
+    Binary {
+        conn: ConnId,
+        len: usize,
+    },
+    Close {
+        conn: ConnId,
+    },
+    Advance {
+        ms: u64,
+    },
+}
+
+const NAMES: &[&str] = &[
+    "alice",
+    "bob",
+    "  carol ",
+    "",
+    "x\u{202e}y",
+    "a\tb",
+    "ddddddddddddddddddddddddddddddddd",
+];
+const TEXTS: &[&str] = &["hi", "  spaced  ", "", "   ", "<img src=x>", "ü😀"];
+
+fn op() -> impl Strategy<Value = Op> {
+    let conn = 0u64..6;
+    prop_oneof![
+        (conn.clone(), 0u8..3).prop_map(|(conn, addr)| Op::Connect { conn, addr }),
+        (
+            conn.clone(),
+            0..NAMES.len(),
+            proptest::option::of((any::<bool>(), 0u64..40))
+        )
+            .prop_map(|(conn, name, resume)| Op::Hello { conn, name, resume }),
+        (conn.clone(), 0..TEXTS.len()).prop_map(|(conn, text)| Op::Chat { conn, text }),
+        (conn.clone(), ".{0,40}").prop_map(|(conn, raw)| Op::Text { conn, raw }),
+        (conn.clone(), 0usize..300).prop_map(|(conn, len)| Op::Binary { conn, len }),
+        conn.prop_map(|conn| Op::Close { conn }),
+        (0u64..3000).prop_map(|ms| Op::Advance { ms }),
+    ]
+}
+
+fn config() -> Config {
+    Config {
+        room_capacity: 4,
+        rate_burst: 3,
+        rate_per_sec: 1.0,
+        rate_strikes: 4,
+        retention: 20,
+        backlog: 5,
+        resume_max: 10,
+        max_frame_bytes: 200,
+        ..Config::default()
+    }
+}
+
+const EPOCH: &str = "epoch-1";
+
+fn apply(room: &mut Room<MemoryStorage>, op: &Op, now: u64) -> Vec<Action> {
+    match op {
+        Op::Connect { conn, addr } => {
+            if room.session(*conn).is_some() {
+                return Vec::new(); // a backend never reuses a live id
+            }
+            room.connect(
+                *conn,
+                Peer {
+                    addr: format!("10.0.0.{addr}"),
+                },
+                now,
+            )
+        }
+        Op::Hello { conn, name, resume } => {
+            let mut hello = json!({ "name": NAMES[*name] });
+            if let Some((good_epoch, seq)) = resume {
+                hello["resume"] =
+                    json!({"epoch": if *good_epoch { EPOCH } else { "stale" }, "seq": seq});
+            }
+            room.on_text(*conn, &hello.to_string(), now)
+        }
+        Op::Chat { conn, text } => {
+            room.on_text(*conn, &json!({ "message": TEXTS[*text] }).to_string(), now)
+        }
+        Op::Text { conn, raw } => room.on_text(*conn, raw, now),
+        Op::Binary { conn, len } => room.on_binary(*conn, *len, now),
+        Op::Close { conn } => room.disconnect(*conn, now),
+        Op::Advance { .. } => Vec::new(),
+    }
+}
+
+fn rebuilt(room: &Room<MemoryStorage>) -> Room<MemoryStorage> {
+    let sessions: Vec<Session> = room
+        .sessions()
+        .map(|s| serde_json::from_str(&serde_json::to_string(s).unwrap()).unwrap())
+        .collect();
+    Room::restore(
+        room.config().clone(),
+        room.storage().clone(),
+        "never-used",
+        sessions,
+    )
+    .unwrap()
+}
+
+fn parse(frame: &str) -> Value {
+    serde_json::from_str(frame).expect("every server frame is JSON")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn room_invariants_hold(ops in proptest::collection::vec(op(), 1..120)) {
+        let cfg = config();
+        let mut room = Room::open(cfg.clone(), MemoryStorage::new(), EPOCH).unwrap();
+        let mut now = 1_000u64;
+        let (mut last_seq, mut last_ts) = (0u64, 0u64);
+        // Every message ever broadcast, by seq: the model of history.
+        let mut history: BTreeMap<u64, Value> = BTreeMap::new();
+
+        for op in &ops {
+            if let Op::Advance { ms } = op {
+                // The clock may also step backwards a little.
+                now = (now + ms).saturating_sub(500);
+            }
+            let was_member = |room: &Room<MemoryStorage>, c: ConnId| room.members().any(|m| m == c);
+            let joining = match op {
+                Op::Hello { conn, .. } if room.session(*conn).is_some() && !was_member(&room, *conn) => Some(*conn),
+                _ => None,
+            };
+
+            let mut shadow = rebuilt(&room);
+            let actions = apply(&mut room, op, now);
+            let shadow_actions = apply(&mut shadow, op, now);
+            prop_assert_eq!(&actions, &shadow_actions, "a rebuilt room must behave the same");
+
+            let members: Vec<ConnId> = room.members().collect();
+            for a in &actions {
+                match a {
+                    Action::Send { to, frame } => {
+                        let v = parse(frame);
+                        if !members.contains(to) {
+                            prop_assert!(v.get("error").is_some(), "non-member got {}", frame);
+                        }
+                    }
+                    Action::Broadcast { frame } => {
+                        let v = parse(frame);
+                        if let Some(seq) = v.get("seq").and_then(Value::as_u64) {
+                            let ts = v["timestamp"].as_u64().unwrap();
+                            prop_assert_eq!(seq, last_seq + 1, "seq has no gaps");
+                            prop_assert!(ts > last_ts, "timestamp strictly increases");
+                            last_seq = seq;
+                            last_ts = ts;
+                            history.insert(seq, v);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+
+            // The roster equals the named open sessions.
+            let mut roster: Vec<String> = room.sessions().filter_map(|s| s.name.clone()).collect();
+            roster.sort();
+            let mut from_members: Vec<String> = members
+                .iter()
+                .filter_map(|c| room.session(*c).and_then(|s| s.name.clone()))
+                .collect();
+            from_members.sort();
+            prop_assert_eq!(roster, from_members);
+
+            // Resume delivers exactly the missing messages, or recovered: false.
+            if let (Some(conn), Op::Hello { resume, .. }) = (joining, op) {
+                if !members.contains(&conn) {
+                    continue; // refused hello
+                }
+                let mine: Vec<Value> = actions
+                    .iter()
+                    .filter_map(|a| match a { Action::Send { to, frame } if *to == conn => Some(parse(frame)), _ => None })
+                    .collect();
+                let ready = mine.iter().find(|v| v.get("ready").is_some()).expect("ready");
+                let backlog: Vec<&Value> = mine.iter().filter(|v| v.get("message").is_some()).collect();
+                let recovered = ready["recovered"].as_bool().unwrap();
+                prop_assert_eq!(ready["seq"].as_u64().unwrap(), last_seq);
+                let retained_from = last_seq.saturating_sub(cfg.retention as u64) + 1;
+                let expect_recovered = match resume {
+                    Some((true, seq)) => *seq <= last_seq
+                        && last_seq - seq <= cfg.resume_max as u64
+                        && (*seq + 1 >= retained_from || *seq == last_seq),
+                    _ => false,
+                };
+                prop_assert_eq!(recovered, expect_recovered);
+                let expected: Vec<&Value> = match (recovered, resume) {
+                    (true, Some((_, seq))) => history.range(seq + 1..).map(|(_, v)| v).collect(),
+                    _ => {
+                        let from = last_seq.saturating_sub(cfg.backlog as u64) + 1;
+                        history.range(from..).map(|(_, v)| v).collect()
+                    }
+                };
+                prop_assert_eq!(backlog, expected);
+            }
+        }
+    }
+
+    #[test]
+    fn decoding_arbitrary_text_never_panics(s in ".*") {
+        let cfg = Config::default();
+        let _ = chat_handler::protocol::parse_hello(&s, &cfg);
+        let _ = chat_handler::protocol::parse_chat(&s);
+        let _ = chat_handler::edge::validate_room(&s);
+        let _ = chat_handler::edge::normalize_origin(&s);
+        let _ = chat_handler::edge::origin_allowed(Some(&s), Some(&s), "http", &[]);
+    }
+
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let text = String::from_utf8_lossy(&bytes);
+        let mut room = Room::open(Config::default(), MemoryStorage::new(), EPOCH).unwrap();
+        room.connect(1, Peer { addr: "a".into() }, 0);
+        room.on_text(1, r#"{"name":"a"}"#, 0);
+        for a in room.on_text(1, &text, 1) {
+            if let Action::Send { frame, .. } | Action::Broadcast { frame } = a {
+                parse(&frame);
+            }
+        }
+    }
+}

@@ -1,0 +1,627 @@
+//! One test per rule of the room: joins, chat, history, resume, limits, close codes.
+
+mod common;
+
+use chat_handler::protocol::errors;
+use chat_handler::room::reasons;
+use chat_handler::{Action, CloseCode, Config, MemoryStorage, Room, Session};
+use common::*;
+use serde_json::{json, Value};
+
+#[test]
+fn join_sequence_is_roster_backlog_joined_ready() {
+    let mut r = room(unlimited());
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1000);
+    say(&mut r, 1, "one", 1001);
+    join(&mut r, 2, "b", r#"{"name":"bob"}"#, 1002);
+    let acts = join(&mut r, 3, "c", r#"{"name":" carol "}"#, 1003);
+    let got = frames_for(&r, &acts, 3);
+    assert_eq!(got[0], json!({"joined": "alice"}));
+    assert_eq!(got[1], json!({"joined": "bob"}));
+    assert_eq!(
+        got[2],
+        json!({"name": "alice", "message": "one", "timestamp": 1001, "seq": 1})
+    );
+    assert_eq!(got[3], json!({"joined": "carol"}));
+    assert_eq!(
+        got[4],
+        json!({"ready": true, "epoch": EPOCH, "seq": 1, "recovered": false})
+    );
+    assert_eq!(got.len(), 5);
+    // Everyone else sees only the joined broadcast.
+    assert_eq!(frames_for(&r, &acts, 1), vec![json!({"joined": "carol"})]);
+}
+
+#[test]
+fn empty_room_ready_seq_is_zero() {
+    let mut r = room(Config::default());
+    let acts = join(&mut r, 1, "a", "{}", 5);
+    let got = frames_for(&r, &acts, 1);
+    assert_eq!(
+        got,
+        vec![
+            json!({"joined": "anonymous"}),
+            json!({"ready": true, "epoch": EPOCH, "seq": 0, "recovered": false})
+        ]
+    );
+}
+
+#[test]
+fn hello_variants_join_as_anonymous() {
+    for hello in [
+        "{}",
+        r#"{"message":"hi"}"#,
+        r#"{"name":""}"#,
+        r#"{"name":"   "}"#,
+        r#"{"name":null}"#,
+    ] {
+        let mut r = room(Config::default());
+        let acts = join(&mut r, 1, "a", hello, 5);
+        assert_eq!(
+            frames_for(&r, &acts, 1)[0],
+            json!({"joined": "anonymous"}),
+            "{hello}"
+        );
+        assert_eq!(r.last_seq(), 0, "a hello's message is not sent");
+    }
+}
+
+#[test]
+fn bad_hellos_get_an_error_then_1008() {
+    let long = format!(r#"{{"name":"{}"}}"#, "x".repeat(33));
+    let cases = [
+        (long.as_str(), errors::NAME_TOO_LONG),
+        (r#"{"name":"a\u0000b"}"#, errors::NAME_CONTROL),
+        (r#"{"name":"a\u202eb"}"#, errors::NAME_BIDI),
+        (r#"{"name":7}"#, errors::NAME_NOT_STRING),
+        ("not json", errors::HELLO_NOT_OBJECT),
+        ("[1,2]", errors::HELLO_NOT_OBJECT),
+    ];
+    for (hello, err) in cases {
+        let mut r = room(Config::default());
+        join(&mut r, 9, "z", r#"{"name":"watcher"}"#, 1);
+        r.connect(1, peer("a"), 1);
+        let acts = r.on_text(1, hello, 2);
+        assert_eq!(
+            acts[0],
+            Action::Send {
+                to: 1,
+                frame: chat_handler::protocol::error_frame(err)
+            },
+            "{hello}"
+        );
+        assert_eq!(
+            close_of(&acts, 1),
+            Some((CloseCode::POLICY, reasons::BAD_HELLO))
+        );
+        assert!(
+            broadcasts(&acts).is_empty(),
+            "no quit for a session that never joined"
+        );
+        assert!(r.session(1).is_none());
+    }
+}
+
+#[test]
+fn binary_first_frame_is_refused_with_1008() {
+    let mut r = room(Config::default());
+    r.connect(1, peer("a"), 1);
+    let acts = r.on_binary(1, 10, 1);
+    assert_eq!(
+        close_of(&acts, 1),
+        Some((CloseCode::POLICY, reasons::BAD_HELLO))
+    );
+}
+
+#[test]
+fn name_of_exactly_32_chars_is_accepted() {
+    let mut r = room(Config::default());
+    let name = "ü".repeat(32);
+    let acts = join(&mut r, 1, "a", &json!({ "name": name }).to_string(), 1);
+    assert_eq!(frames_for(&r, &acts, 1)[0], json!({ "joined": name }));
+}
+
+#[test]
+fn chat_reaches_everyone_with_seq_and_timestamp() {
+    let mut r = room(unlimited());
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 10);
+    join(&mut r, 2, "b", r#"{"name":"bob"}"#, 10);
+    let acts = say(&mut r, 1, "  hello  ", 500);
+    let expected = json!({"name": "alice", "message": "hello", "timestamp": 500, "seq": 1});
+    assert_eq!(frames_for(&r, &acts, 1), vec![expected.clone()]);
+    assert_eq!(frames_for(&r, &acts, 2), vec![expected]);
+    // The clock going backwards or standing still still gives increasing timestamps.
+    let acts = say(&mut r, 2, "again", 400);
+    assert_eq!(broadcasts(&acts)[0]["timestamp"], 501);
+    assert_eq!(broadcasts(&acts)[0]["seq"], 2);
+}
+
+#[test]
+fn broadcast_is_one_action_with_one_frame() {
+    let mut r = room(unlimited());
+    for c in 0..50 {
+        join(&mut r, c, &format!("10.0.0.{c}"), r#"{"name":"n"}"#, 1);
+    }
+    let acts = say(&mut r, 3, "x", 2);
+    let n = acts
+        .iter()
+        .filter(|a| matches!(a, Action::Broadcast { .. }))
+        .count();
+    let sends = acts
+        .iter()
+        .filter(|a| matches!(a, Action::Send { .. }))
+        .count();
+    assert_eq!((n, sends), (1, 0), "{acts:?}");
+}
+
+#[test]
+fn message_errors_keep_the_socket_open() {
+    let mut r = room(unlimited());
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
+    let cases: Vec<(String, &str)> = vec![
+        ("nope".into(), errors::NOT_JSON),
+        ("[1]".into(), errors::WRONG_SHAPE),
+        ("5".into(), errors::WRONG_SHAPE),
+        (r#"{"name":"bob"}"#.into(), errors::WRONG_SHAPE),
+        (r#"{"message":null}"#.into(), errors::WRONG_SHAPE),
+        (r#"{"message":5}"#.into(), errors::MESSAGE_NOT_STRING),
+        (r#"{"message":" \n "}"#.into(), errors::MESSAGE_EMPTY),
+        (
+            json!({"message": "x".repeat(1001)}).to_string(),
+            errors::MESSAGE_TOO_LONG,
+        ),
+    ];
+    for (frame, err) in cases {
+        let acts = r.on_text(1, &frame, 2);
+        assert_eq!(
+            frames_for(&r, &acts, 1),
+            vec![json!({ "error": err })],
+            "{frame}"
+        );
+        assert!(close_of(&acts, 1).is_none());
+    }
+    let acts = r.on_binary(1, 3, 2);
+    assert_eq!(
+        frames_for(&r, &acts, 1),
+        vec![json!({ "error": errors::BINARY })]
+    );
+    assert_eq!(r.last_seq(), 0);
+    let max = "😀".repeat(1000);
+    let acts = say(&mut r, 1, &max, 3);
+    assert_eq!(broadcasts(&acts)[0]["message"], max);
+}
+
+#[test]
+fn oversized_frames_close_with_1009() {
+    let cfg = Config {
+        max_frame_bytes: 100,
+        ..unlimited()
+    };
+    let mut r = room(cfg);
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
+    join(&mut r, 2, "b", r#"{"name":"bob"}"#, 1);
+    let ok = format!(r#"{{"message":"{}"}}"#, "x".repeat(100 - 14));
+    assert_eq!(ok.len(), 100);
+    assert!(close_of(&r.on_text(1, &ok, 2), 1).is_none());
+    let acts = r.on_text(1, &format!("{ok} "), 2);
+    assert_eq!(
+        close_of(&acts, 1),
+        Some((CloseCode::TOO_BIG, reasons::TOO_BIG))
+    );
+    assert_eq!(frames_for(&r, &acts, 2), vec![json!({"quit": "alice"})]);
+    let acts = r.on_binary(2, 101, 2);
+    assert_eq!(
+        close_of(&acts, 2),
+        Some((CloseCode::TOO_BIG, reasons::TOO_BIG))
+    );
+    // Also for a session that has not joined yet, and when the backend detects it.
+    r.connect(3, peer("c"), 3);
+    assert_eq!(
+        close_of(&r.on_too_big(3, 3), 3),
+        Some((CloseCode::TOO_BIG, reasons::TOO_BIG))
+    );
+}
+
+#[test]
+fn no_lurking_before_the_hello() {
+    let mut r = room(unlimited());
+    r.connect(1, peer("lurker"), 1);
+    let mut all = join(&mut r, 2, "a", r#"{"name":"alice"}"#, 1);
+    all.extend(say(&mut r, 2, "secret", 2));
+    all.extend(r.disconnect(2, 3));
+    assert!(frames_for(&r, &all, 1).is_empty());
+    assert_eq!(r.members().count(), 0);
+    assert_eq!(r.connection_count(), 1);
+}
+
+#[test]
+fn quit_is_broadcast_once_when_a_member_leaves() {
+    let mut r = room(unlimited());
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
+    join(&mut r, 2, "b", r#"{"name":"bob"}"#, 1);
+    let acts = r.disconnect(1, 2);
+    assert_eq!(frames_for(&r, &acts, 2), vec![json!({"quit": "alice"})]);
+    assert!(r.disconnect(1, 3).is_empty(), "a second close is a no-op");
+    r.connect(3, peer("c"), 4);
+    assert!(
+        broadcasts(&r.disconnect(3, 5)).is_empty(),
+        "no quit for an unnamed session"
+    );
+}
+
+#[test]
+fn room_capacity_counts_every_connection() {
+    let mut r = room(Config {
+        room_capacity: 2,
+        ..Config::default()
+    });
+    assert!(close_of(&r.connect(1, peer("a"), 1), 1).is_none());
+    assert!(close_of(&r.connect(2, peer("b"), 1), 2).is_none());
+    let acts = r.connect(3, peer("c"), 1);
+    assert_eq!(
+        close_of(&acts, 3),
+        Some((CloseCode::TRY_AGAIN_LATER, reasons::ROOM_FULL))
+    );
+    assert!(r.session(3).is_none());
+    r.disconnect(1, 2);
+    assert!(close_of(&r.connect(3, peer("c"), 2), 3).is_none());
+}
+
+#[test]
+fn duplicate_connection_id_is_refused_without_harming_the_room() {
+    let mut r = room(Config::default());
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
+    let acts = r.connect(1, peer("b"), 2);
+    assert_eq!(close_of(&acts, 1).map(|c| c.0), Some(CloseCode::INTERNAL));
+    assert_eq!(r.session(1).and_then(|s| s.name.as_deref()), Some("alice"));
+}
+
+#[test]
+fn history_replays_the_last_100() {
+    let mut r = room(unlimited());
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
+    for i in 0..150 {
+        say(&mut r, 1, &format!("m{i}"), 10 + i);
+    }
+    let acts = join(&mut r, 2, "b", r#"{"name":"bob"}"#, 1000);
+    let got = frames_for(&r, &acts, 2);
+    let msgs: Vec<&Value> = got
+        .iter()
+        .filter(|v| v.get("seq").is_some() && v.get("ready").is_none())
+        .collect();
+    assert_eq!(msgs.len(), 100);
+    assert_eq!(msgs[0]["seq"], 51);
+    assert_eq!(msgs[99]["seq"], 150);
+    assert_eq!(msgs[99]["message"], "m149");
+}
+
+fn ready_of(frames: &[Value]) -> &Value {
+    frames
+        .iter()
+        .find(|v| v.get("ready").is_some())
+        .expect("ready frame")
+}
+
+fn backlog_seqs(frames: &[Value]) -> Vec<u64> {
+    frames
+        .iter()
+        .filter(|v| v.get("message").is_some())
+        .filter_map(|v| v["seq"].as_u64())
+        .collect()
+}
+
+fn resume_hello(epoch: &str, seq: u64) -> String {
+    json!({"name": "bob", "resume": {"epoch": epoch, "seq": seq}}).to_string()
+}
+
+#[test]
+fn resume_gives_exactly_the_missing_messages() {
+    let mut r = room(unlimited());
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
+    for i in 0..300 {
+        say(&mut r, 1, &format!("m{i}"), 10 + i);
+    }
+    let acts = join(&mut r, 2, "b", &resume_hello(EPOCH, 120), 1000);
+    let got = frames_for(&r, &acts, 2);
+    assert_eq!(backlog_seqs(&got), (121..=300).collect::<Vec<_>>());
+    assert_eq!(ready_of(&got)["recovered"], true);
+    assert_eq!(ready_of(&got)["seq"], 300);
+    // Exactly resume_max (1000) missing is still exact.
+    for i in 300..1300 {
+        say(&mut r, 1, &format!("m{i}"), 10 + i);
+    }
+    let acts = join(&mut r, 4, "d", &resume_hello(EPOCH, 300), 2000);
+    let got = frames_for(&r, &acts, 4);
+    assert_eq!(backlog_seqs(&got).len(), 1000);
+    assert_eq!(ready_of(&got)["recovered"], true);
+    let acts = join(&mut r, 5, "d", &resume_hello(EPOCH, 299), 2000);
+    assert_eq!(ready_of(&frames_for(&r, &acts, 5))["recovered"], false);
+    // Nothing missing: an empty backlog, still recovered.
+    let acts = join(&mut r, 3, "c", &resume_hello(EPOCH, 1300), 2000);
+    let got = frames_for(&r, &acts, 3);
+    assert!(backlog_seqs(&got).is_empty());
+    assert_eq!(ready_of(&got)["recovered"], true);
+}
+
+#[test]
+fn resume_that_cannot_be_exact_falls_back_to_the_last_100() {
+    let cfg = Config {
+        retention: 500,
+        resume_max: 200,
+        ..unlimited()
+    };
+    let mut r = room(cfg);
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
+    for i in 0..700 {
+        say(&mut r, 1, &format!("m{i}"), 10 + i);
+    }
+    let cases = [
+        resume_hello("other-epoch", 650),
+        resume_hello(EPOCH, 701), // ahead of the room
+        resume_hello(EPOCH, 499), // 201 missing: over resume_max
+        r#"{"name":"bob","resume":{"epoch":"epoch-1","seq":-5}}"#.to_owned(),
+        r#"{"name":"bob","resume":{"seq":650}}"#.to_owned(),
+        r#"{"name":"bob","resume":"yes"}"#.to_owned(),
+    ];
+    for (i, hello) in cases.iter().enumerate() {
+        let conn = 10 + i as u64;
+        let acts = join(&mut r, conn, "b", hello, 1000);
+        let got = frames_for(&r, &acts, conn);
+        assert_eq!(ready_of(&got)["recovered"], false, "{hello}");
+        assert_eq!(
+            backlog_seqs(&got),
+            (601..=700).collect::<Vec<_>>(),
+            "{hello}"
+        );
+        assert!(got.iter().all(|v| v.get("error").is_none()));
+    }
+    // Within resume_max but pruned by retention.
+    let cfg = Config {
+        retention: 150,
+        resume_max: 150,
+        backlog: 100,
+        ..unlimited()
+    };
+    let mut r = room(cfg);
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
+    for i in 0..300 {
+        say(&mut r, 1, &format!("m{i}"), 10 + i);
+    }
+    assert_eq!(r.storage().len(), 150);
+    let acts = join(&mut r, 2, "b", &resume_hello(EPOCH, 149), 1000);
+    assert_eq!(ready_of(&frames_for(&r, &acts, 2))["recovered"], false);
+    let acts = join(&mut r, 3, "b", &resume_hello(EPOCH, 150), 1000);
+    assert_eq!(ready_of(&frames_for(&r, &acts, 3))["recovered"], true);
+}
+
+#[test]
+fn retention_prunes_the_oldest() {
+    let mut r = room(Config {
+        retention: 10,
+        backlog: 5,
+        resume_max: 10,
+        ..unlimited()
+    });
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
+    for i in 0..25 {
+        say(&mut r, 1, &format!("m{i}"), 10 + i);
+    }
+    assert_eq!(r.storage().len(), 10);
+    assert_eq!(r.last_seq(), 25);
+}
+
+#[test]
+fn a_message_that_is_not_stored_is_not_broadcast() {
+    let mut r = room(unlimited());
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
+    join(&mut r, 2, "b", r#"{"name":"bob"}"#, 1);
+    r.storage_mut().fail_appends = true;
+    let acts = say(&mut r, 1, "lost?", 2);
+    assert!(broadcasts(&acts).is_empty());
+    assert_eq!(
+        frames_for(&r, &acts, 1),
+        vec![json!({"error": errors::NOT_STORED})]
+    );
+    r.storage_mut().fail_appends = false;
+    let acts = say(&mut r, 1, "stored", 3);
+    assert_eq!(
+        broadcasts(&acts)[0]["seq"],
+        1,
+        "the failed message used up no seq"
+    );
+}
+
+#[test]
+fn rate_limit_burst_then_refill() {
+    let mut r = room(Config::default());
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 0);
+    for i in 0..10 {
+        assert_eq!(broadcasts(&say(&mut r, 1, "x", 0)).len(), 1, "message {i}");
+    }
+    let acts = say(&mut r, 1, "x", 0);
+    assert_eq!(
+        frames_for(&r, &acts, 1),
+        vec![json!({"error": "Rate limited; slow down."})]
+    );
+    assert!(close_of(&acts, 1).is_none());
+    assert_eq!(
+        broadcasts(&say(&mut r, 1, "x", 1000)).len(),
+        1,
+        "one token per second"
+    );
+    assert_eq!(broadcasts(&say(&mut r, 1, "x", 1500)).len(), 0);
+}
+
+#[test]
+fn garbage_costs_tokens_too_but_the_hello_does_not() {
+    let mut r = room(Config {
+        rate_burst: 3,
+        ..Config::default()
+    });
+    r.connect(1, peer("a"), 0);
+    r.on_text(1, r#"{"name":"alice"}"#, 0);
+    r.on_text(1, "garbage", 0);
+    r.on_binary(1, 4, 0);
+    assert_eq!(broadcasts(&say(&mut r, 1, "ok", 0)).len(), 1);
+    let acts = say(&mut r, 1, "over", 0);
+    assert_eq!(
+        frames_for(&r, &acts, 1),
+        vec![json!({"error": errors::RATE_LIMITED})]
+    );
+}
+
+#[test]
+fn sockets_from_one_address_share_a_bucket() {
+    let mut r = room(Config {
+        rate_burst: 4,
+        ..Config::default()
+    });
+    join(&mut r, 1, "1.2.3.4", r#"{"name":"a"}"#, 0);
+    join(&mut r, 2, "1.2.3.4", r#"{"name":"b"}"#, 0);
+    join(&mut r, 3, "5.6.7.8", r#"{"name":"c"}"#, 0);
+    for _ in 0..2 {
+        assert_eq!(broadcasts(&say(&mut r, 1, "x", 0)).len(), 1);
+        assert_eq!(broadcasts(&say(&mut r, 2, "x", 0)).len(), 1);
+    }
+    assert!(broadcasts(&say(&mut r, 2, "x", 0)).is_empty());
+    assert!(broadcasts(&say(&mut r, 1, "x", 0)).is_empty());
+    assert_eq!(
+        broadcasts(&say(&mut r, 3, "x", 0)).len(),
+        1,
+        "another address is not affected"
+    );
+}
+
+#[test]
+fn reconnecting_does_not_refill_the_bucket() {
+    let mut r = room(Config {
+        rate_burst: 2,
+        ..Config::default()
+    });
+    join(&mut r, 1, "1.2.3.4", r#"{"name":"a"}"#, 0);
+    say(&mut r, 1, "x", 0);
+    say(&mut r, 1, "x", 0);
+    r.disconnect(1, 0);
+    join(&mut r, 2, "1.2.3.4", r#"{"name":"a"}"#, 100);
+    assert!(broadcasts(&say(&mut r, 2, "x", 100)).is_empty());
+    assert_eq!(broadcasts(&say(&mut r, 2, "x", 1100)).len(), 1);
+}
+
+#[test]
+fn sustained_flooding_closes_with_1008() {
+    let mut r = room(Config {
+        rate_burst: 1,
+        rate_strikes: 5,
+        ..Config::default()
+    });
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 0);
+    join(&mut r, 2, "b", r#"{"name":"bob"}"#, 0);
+    say(&mut r, 1, "x", 0);
+    for _ in 0..4 {
+        assert!(close_of(&say(&mut r, 1, "x", 0), 1).is_none());
+    }
+    let acts = say(&mut r, 1, "x", 0);
+    assert_eq!(
+        close_of(&acts, 1),
+        Some((CloseCode::POLICY, reasons::FLOODING))
+    );
+    assert_eq!(frames_for(&r, &acts, 2), vec![json!({"quit": "alice"})]);
+}
+
+#[test]
+fn an_accepted_frame_resets_the_strikes() {
+    let mut r = room(Config {
+        rate_burst: 1,
+        rate_strikes: 3,
+        ..Config::default()
+    });
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 0);
+    say(&mut r, 1, "x", 0);
+    say(&mut r, 1, "x", 0);
+    say(&mut r, 1, "x", 0);
+    assert_eq!(broadcasts(&say(&mut r, 1, "x", 1000)).len(), 1);
+    say(&mut r, 1, "x", 1000);
+    assert!(close_of(&say(&mut r, 1, "x", 1000), 1).is_none());
+}
+
+#[test]
+fn kick_closes_and_announces_the_quit() {
+    let mut r = room(Config::default());
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 0);
+    join(&mut r, 2, "b", r#"{"name":"bob"}"#, 0);
+    let acts = r.kick(1, CloseCode::TRY_AGAIN_LATER, reasons::SLOW_CONSUMER, 1);
+    assert_eq!(close_of(&acts, 1), Some((1013, reasons::SLOW_CONSUMER)));
+    assert_eq!(frames_for(&r, &acts, 2), vec![json!({"quit": "alice"})]);
+}
+
+#[test]
+fn sessions_are_small_and_serializable() {
+    let mut r = room(Config::default());
+    join(
+        &mut r,
+        1,
+        &"f".repeat(200),
+        &json!({"name": "😀".repeat(32)}).to_string(),
+        0,
+    );
+    say(&mut r, 1, "x", 0);
+    let s = r.session(1).expect("joined");
+    let text = serde_json::to_string(s).expect("serializable");
+    assert!(text.len() < 1024, "{} bytes", text.len());
+    let back: Session = serde_json::from_str(&text).expect("round trip");
+    assert_eq!(&back, s);
+}
+
+#[test]
+fn a_restored_room_continues_where_it_left_off() {
+    let mut r = room(unlimited());
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 0);
+    join(&mut r, 2, "b", r#"{"name":"bob"}"#, 0);
+    say(&mut r, 1, "before", 50);
+    let sessions: Vec<Session> = r.sessions().cloned().collect();
+    let mut back = Room::restore(
+        unlimited(),
+        r.storage().clone(),
+        "other-candidate",
+        sessions,
+    )
+    .expect("restore");
+    assert_eq!(
+        back.epoch(),
+        EPOCH,
+        "the stored epoch wins over the candidate"
+    );
+    let acts = say(&mut back, 2, "after", 10);
+    assert_eq!(
+        broadcasts(&acts)[0],
+        json!({"name": "bob", "message": "after", "timestamp": 51, "seq": 2})
+    );
+    let acts = join(&mut back, 3, "c", r#"{"name":"carol"}"#, 60);
+    let got = frames_for(&back, &acts, 3);
+    assert_eq!(
+        &got[..2],
+        &[json!({"joined": "alice"}), json!({"joined": "bob"})]
+    );
+}
+
+#[test]
+fn save_actions_follow_session_changes() {
+    let mut r = room(Config::default());
+    let acts = r.connect(1, peer("a"), 0);
+    assert!(acts.contains(&Action::Save { conn: 1 }));
+    let acts = r.on_text(1, r#"{"name":"alice"}"#, 0);
+    assert!(acts.contains(&Action::Save { conn: 1 }));
+    let acts = say(&mut r, 1, "x", 0);
+    assert!(
+        acts.contains(&Action::Save { conn: 1 }),
+        "the bucket changed"
+    );
+}
+
+#[test]
+fn frames_for_unknown_connections_are_ignored() {
+    let mut r: Room<MemoryStorage> = room(Config::default());
+    assert!(r.on_text(42, "{}", 0).is_empty());
+    assert!(r.on_binary(42, 1, 0).is_empty());
+    assert!(r.disconnect(42, 0).is_empty());
+}
