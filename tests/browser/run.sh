@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Headless-browser end-to-end test of the client in static/.
+#
+#   tests/browser/run.sh                      # starts the local runner (in memory) on a free port
+#   EDGE_CHAT_URL=http://127.0.0.1:8787 tests/browser/run.sh   # uses a running backend
+#
+# Installs what it needs: Debian's chromium (if /usr/bin/chromium is missing) and
+# playwright-core from tests/browser/package-lock.json. No browser is ever downloaded.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+HERE=tests/browser
+HEALTH_TIMEOUT_S=${HEALTH_TIMEOUT_S:-60}
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "run.sh: installing Debian chromium" >&2
+  as_root apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+fi
+
+# npm ci records the installed tree in node_modules/.package-lock.json.
+if [ ! -f "$HERE/node_modules/.package-lock.json" ] ||
+   [ "$HERE/package-lock.json" -nt "$HERE/node_modules/.package-lock.json" ]; then
+  npm ci --prefix "$HERE" --no-audit --no-fund
+fi
+
+runner_pid=""
+runner_log=""
+cleanup() {
+  if [ -n "$runner_pid" ]; then
+    kill "$runner_pid" 2>/dev/null || true
+    wait "$runner_pid" 2>/dev/null || true
+  fi
+  if [ -n "$runner_log" ]; then rm -f "$runner_log"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -z "${EDGE_CHAT_URL:-}" ]; then
+  port=$(node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
+  runner_log=$(mktemp)
+  # Build first, so that compile time does not count against the health-check poll.
+  cargo build -q -p local-runner
+  cargo run -q -p local-runner -- --port "$port" --in-memory >"$runner_log" 2>&1 &
+  runner_pid=$!
+  export EDGE_CHAT_URL="http://127.0.0.1:$port"
+
+  healthy=""
+  deadline=$((SECONDS + HEALTH_TIMEOUT_S))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    if node -e "fetch(process.argv[1],{signal:AbortSignal.timeout(2000)}).then(r=>process.exit(r.status===200?0:1),()=>process.exit(1))" \
+        "$EDGE_CHAT_URL/healthz"; then
+      healthy=1
+      break
+    fi
+    if ! kill -0 "$runner_pid" 2>/dev/null; then
+      echo "run.sh: the local runner exited early:" >&2
+      cat "$runner_log" >&2
+      exit 1
+    fi
+    sleep 0.25
+  done
+  if [ -z "$healthy" ]; then
+    echo "run.sh: no 200 from $EDGE_CHAT_URL/healthz within ${HEALTH_TIMEOUT_S}s; runner output:" >&2
+    cat "$runner_log" >&2
+    exit 1
+  fi
+fi
+
+echo "run.sh: testing against $EDGE_CHAT_URL" >&2
+status=0
+node --test "$HERE/" || status=$?
+if [ "$status" -ne 0 ] && [ -n "$runner_log" ]; then
+  echo "run.sh: local runner output:" >&2
+  cat "$runner_log" >&2
+fi
+exit "$status"
