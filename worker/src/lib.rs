@@ -1,1 +1,124 @@
+//! edge-chat on Cloudflare: the Worker routes HTTP requests and hands each room's
+//! WebSockets to that room's Durable Object ([`room_object::ChatRoom`]). All chat rules
+//! live in `chat-handler`; this crate is I/O glue only.
+//!
+//! Routes (static files from `static/` are served by Workers Assets before the Worker
+//! runs, see wrangler.toml):
+//! - `GET /api/room/{room}/websocket` → the room's Durable Object
+//! - `POST /api/room` → a new private room id
+//! - `GET /healthz` → `ok`
 
+mod config;
+mod random;
+mod room_object;
+mod sql_storage;
+
+pub use room_object::ChatRoom;
+
+use chat_handler::edge::{self, RoomId, UpgradeRequest};
+use chat_handler::Config;
+use worker::{event, Context, Env, Method, ObjectNamespace, Request, Response, Result, Stub};
+
+/// The Durable Object namespace binding (wrangler.toml `[durable_objects]`).
+const ROOMS_BINDING: &str = "ROOMS";
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let config = match config::load(&env) {
+        Ok(c) => c,
+        Err(e) => {
+            worker::console_error!("edge-chat: {e}");
+            return text(500, &e);
+        }
+    };
+    let path = req.path();
+    if path == edge::HEALTH_PATH {
+        return match req.method() {
+            Method::Get | Method::Head => text(200, "ok"),
+            _ => text(405, "Method not allowed: use GET."),
+        };
+    }
+    if path == edge::CREATE_ROOM_PATH {
+        return match req.method() {
+            Method::Post => create_room(&env),
+            _ => reject(&edge::CREATE_ROOM_METHOD),
+        };
+    }
+    if let Some(room) = path
+        .strip_prefix(edge::ROOM_PATH_PREFIX)
+        .and_then(|rest| rest.strip_suffix(edge::WEBSOCKET_SUFFIX))
+    {
+        return websocket(req, &env, room, &config).await;
+    }
+    text(404, "Not found.")
+}
+
+/// Checks the upgrade exactly as the local runner does (405, 404, 403, 426, in that
+/// order, same texts), then forwards the request to the room's object.
+async fn websocket(req: Request, env: &Env, room: &str, config: &Config) -> Result<Response> {
+    let url = req.url()?;
+    let headers = req.headers();
+    let header = |name: &str| headers.get(name).ok().flatten();
+    let (origin, host, upgrade) = (header("Origin"), header("Host"), header("Upgrade"));
+    // The Host header is always present in Workers; the URL's authority is the same value
+    // and only a fallback.
+    let url_host = url.host_str().map(|h| match url.port() {
+        Some(p) => format!("{h}:{p}"),
+        None => h.to_owned(),
+    });
+    let method = req.method();
+    let request = UpgradeRequest {
+        method: method.as_ref(),
+        room,
+        origin: origin.as_deref(),
+        host: host.as_deref().or(url_host.as_deref()),
+        scheme: url.scheme(),
+        upgrade: upgrade.as_deref(),
+    };
+    let room = match edge::check_upgrade(&request, &config.allow_origins) {
+        Ok(room) => room,
+        Err(rejection) => return reject(&rejection),
+    };
+    room_stub(env, &room)?.fetch_with_request(req).await
+}
+
+/// The room's Durable Object: by name for public rooms, by id for private ones.
+fn room_stub(env: &Env, room: &RoomId) -> Result<Stub> {
+    let rooms: ObjectNamespace = env.durable_object(ROOMS_BINDING)?;
+    let id = match room {
+        RoomId::Named(name) => rooms.id_from_name(name)?,
+        // A 64-hex string that this namespace did not mint (the runtime checks ids) is
+        // still a valid room name by the protocol, as on the local runner: it names a
+        // room like any other name, so it gets one rather than an error.
+        RoomId::Private(hex) => match rooms.id_from_string(hex) {
+            Ok(id) => id,
+            Err(_) => rooms.id_from_name(hex)?,
+        },
+    };
+    id.get_stub()
+}
+
+/// A new private room: the id of a fresh unique Durable Object, which is 64 lower-case
+/// hex digits. Should the runtime ever format ids differently, 32 random bytes make an
+/// equally unguessable id, which `room_stub` then maps by name.
+fn create_room(env: &Env) -> Result<Response> {
+    let minted = env
+        .durable_object(ROOMS_BINDING)
+        .and_then(|ns| ns.unique_id().map(|id| id.to_string()));
+    let id = match minted {
+        Ok(id) if edge::is_private_room_id(&id) => id,
+        _ => edge::private_room_id(random::bytes::<32>()),
+    };
+    text(200, &id)
+}
+
+fn reject(rejection: &edge::Rejection) -> Result<Response> {
+    text(rejection.status, rejection.reason)
+}
+
+fn text(status: u16, body: &str) -> Result<Response> {
+    let mut resp = Response::ok(body)?.with_status(status);
+    resp.headers_mut()
+        .set("Content-Type", "text/plain; charset=utf-8")?;
+    Ok(resp)
+}

@@ -1,0 +1,64 @@
+//! The chat's limits from wrangler vars.
+//!
+//! Every setting of [`chat_handler::Config`] can be overridden by a var named as its key
+//! in upper case (`room_capacity` → `ROOM_CAPACITY`), set in `[vars]` or with
+//! `wrangler dev --var ROOM_CAPACITY:4`. Unset vars keep the handler's defaults, so no
+//! number is restated here.
+
+use chat_handler::Config;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::Env;
+
+/// Reads the configuration from the environment and validates it. The error is a
+/// sentence naming the offending var, meant for the operator (served as a 500).
+pub fn load(env: &Env) -> Result<Config, String> {
+    let mut config = Config::default();
+    for key in Config::KEYS {
+        let var = key.to_ascii_uppercase();
+        let Some(value) = var_text(env, &var)? else {
+            continue;
+        };
+        config
+            .set(key, &value)
+            .map_err(|e| format!("Invalid configuration: {var}: {e}"))?;
+    }
+    config
+        .validate()
+        .map_err(|e| format!("Invalid configuration: {e}"))?;
+    Ok(config)
+}
+
+/// A var as text. `--var` and `wrangler secret` give strings; `[vars]` in wrangler.toml
+/// may also give TOML numbers or an array of strings (handy for `ALLOW_ORIGINS`), which
+/// are turned into the text form [`Config::set`] parses.
+fn var_text(env: &Env, name: &str) -> Result<Option<String>, String> {
+    let value = js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(name))
+        .map_err(|_| format!("Invalid configuration: could not read {name}"))?;
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    if let Some(s) = value.as_string() {
+        return Ok(Some(s));
+    }
+    if let Some(n) = value.as_f64() {
+        // f64's Display prints integral values without a fraction ("4", not "4.0").
+        return Ok(Some(n.to_string()));
+    }
+    if let Some(items) = value.dyn_ref::<js_sys::Array>() {
+        let mut parts = Vec::new();
+        for item in items.iter() {
+            match item.as_string() {
+                Some(s) => parts.push(s),
+                None => {
+                    return Err(format!(
+                        "Invalid configuration: {name}: expected a list of strings"
+                    ))
+                }
+            }
+        }
+        return Ok(Some(parts.join(",")));
+    }
+    Err(format!(
+        "Invalid configuration: {name}: expected a string or a number"
+    ))
+}

@@ -1,0 +1,319 @@
+//! `ChatRoom`: one Durable Object per room, on the WebSocket Hibernation API.
+//!
+//! The object is a thin shell around [`chat_handler::Room`]: it turns runtime events into
+//! handler calls and carries out the returned [`Action`]s. Because the runtime evicts an
+//! idle object while keeping its sockets open, nothing lives only in memory: each
+//! socket's [`Session`] is its attachment and history is in SQLite, and the room is
+//! rebuilt from both ([`Room::restore`]) the first time an event needs it.
+//!
+//! Invariant: a socket's attachment holds its session exactly while the room counts the
+//! session as live. Whenever the room forgets a connection (a close it ordered, or the
+//! peer's close/error) the attachment is cleared, so a rebuild never resurrects a
+//! session, and a late or repeated close event finds nothing to announce twice.
+
+use crate::{config, random, sql_storage::DoSqlStorage};
+use chat_handler::room::reasons;
+use chat_handler::{Action, CloseCode, Config, ConnId, Frame, Peer, Room, Session};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use wasm_bindgen::prelude::*;
+use worker::web_sys;
+use worker::{
+    console_error, console_log, durable_object, Date, Env, Request, Response, Result, State,
+    WebSocket, WebSocketIncomingMessage, WebSocketPair,
+};
+
+/// Printed by the constructor. The runtime constructs the object again after evicting it,
+/// so under `wrangler dev` this line in stdout is how a test sees that an eviction
+/// (hibernation) really happened.
+pub const CONSTRUCTED_LOG: &str = "edge-chat: room constructed";
+
+#[wasm_bindgen]
+extern "C" {
+    /// A WebSocket seen through `send(any)`. A broadcast converts its frame to a JS string
+    /// once and hands that same string to every socket, instead of copying the UTF-8
+    /// out of wasm memory once per recipient as `send_with_str` would.
+    type AnySend;
+
+    #[wasm_bindgen(method, catch, js_name = send)]
+    fn send(this: &AnySend, data: &JsValue) -> std::result::Result<(), JsValue>;
+}
+
+/// The in-memory half of the room, rebuilt after every eviction.
+struct Live {
+    room: Room<DoSqlStorage>,
+    /// The open sockets by connection id (from `state.get_websockets()` on rebuild).
+    sockets: HashMap<ConnId, WebSocket>,
+}
+
+#[durable_object(websocket)]
+pub struct ChatRoom {
+    state: State,
+    /// Loaded once per construction. The Worker refuses requests with a bad configuration
+    /// before they get here, so an error is only a safety net.
+    config: std::result::Result<Config, String>,
+    /// `None` until an event needs the room. Borrowed only inside synchronous code: no
+    /// handler awaits while holding it.
+    live: RefCell<Option<Live>>,
+}
+
+impl worker::DurableObject for ChatRoom {
+    fn new(state: State, env: Env) -> Self {
+        console_log!("{CONSTRUCTED_LOG} id={}", state.id());
+        ChatRoom {
+            state,
+            config: config::load(&env),
+            live: RefCell::new(None),
+        }
+    }
+
+    /// The upgrade request, already checked by the Worker (method, room, Origin, Upgrade).
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        if let Err(e) = &self.config {
+            return Response::error(e.clone(), 500);
+        }
+        let addr = req
+            .headers()
+            .get("CF-Connecting-IP")
+            .ok()
+            .flatten()
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let pair = WebSocketPair::new()?;
+        let server = pair.server;
+        self.state.accept_web_socket(&server);
+        let now = now_ms();
+        let mut guard = self.live.borrow_mut();
+        match self.live(&mut guard, None) {
+            Some(live) => {
+                let conn = live.fresh_conn_id();
+                live.sockets.insert(conn, server);
+                let actions = live.room.connect(conn, Peer { addr }, now);
+                live.apply(actions);
+            }
+            None => {
+                // Storage unreadable: the protocol answers with close 1011 on the socket,
+                // which a browser client can show, rather than a failed upgrade.
+                let _ = server.close(Some(CloseCode::INTERNAL), Some(reasons::INTERNAL));
+            }
+        }
+        drop(guard);
+        Response::from_websocket(pair.client)
+    }
+
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> Result<()> {
+        let Some(session) = attachment(&ws) else {
+            // Already forgotten by the room (e.g. a frame racing our close).
+            return Ok(());
+        };
+        let now = now_ms();
+        let mut guard = self.live.borrow_mut();
+        let Some(live) = self.live(&mut guard, Some((&ws, &session))) else {
+            return Ok(());
+        };
+        let actions = match message {
+            WebSocketIncomingMessage::String(text) => live.room.on_text(session.id, &text, now),
+            WebSocketIncomingMessage::Binary(bytes) => {
+                live.room.on_binary(session.id, bytes.len(), now)
+            }
+        };
+        live.apply(actions);
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        reason: String,
+        _was_clean: bool,
+    ) -> Result<()> {
+        self.gone(&ws);
+        // Complete the closing handshake. 1005 ("no code") and 1006 ("abnormal") only
+        // describe what happened and may not be sent, nor may other reserved codes.
+        let code = match u16::try_from(code) {
+            Ok(c @ (1000..=1003 | 1007..=1014 | 3000..=4999)) => c,
+            _ => CloseCode::NORMAL,
+        };
+        // A close reason is at most 123 bytes on the wire; the peer's fits by definition.
+        let _ = ws.close(Some(code), Some(reason));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, error: worker::Error) -> Result<()> {
+        console_error!("edge-chat: socket error: {error}");
+        self.gone(&ws);
+        Ok(())
+    }
+}
+
+impl ChatRoom {
+    /// The live room, rebuilt from the sockets' attachments and SQLite if the object was
+    /// just constructed. `event` is the socket (and its session) the current event is
+    /// about: after an eviction a closing socket may already be missing from
+    /// `get_websockets()`, yet its quit must still be announced, so its session joins
+    /// the rebuild. Returns `None` (after logging) if storage cannot be read.
+    fn live<'a>(
+        &self,
+        slot: &'a mut Option<Live>,
+        event: Option<(&WebSocket, &Session)>,
+    ) -> Option<&'a mut Live> {
+        let config = self.config.as_ref().ok()?;
+        if slot.is_none() {
+            let mut sockets = HashMap::new();
+            let mut sessions = Vec::new();
+            for ws in self.state.get_websockets() {
+                if let Some(s) = attachment(&ws) {
+                    sockets.insert(s.id, ws);
+                    sessions.push(s);
+                }
+            }
+            let count = sessions.len();
+            match self.open(config.clone(), &random::epoch(), sessions) {
+                Ok(room) => {
+                    console_log!(
+                        "edge-chat: room restored sessions={count} seq={}",
+                        room.last_seq()
+                    );
+                    *slot = Some(Live { room, sockets });
+                }
+                Err(e) => {
+                    console_error!("edge-chat: cannot open room: {e}");
+                    return None;
+                }
+            }
+        }
+        let live = slot.as_mut()?;
+        if let Some((ws, s)) = event {
+            if live.room.session(s.id).is_none() {
+                // The socket's attachment says the room counts it, but the rebuild did not
+                // see it (absent from get_websockets(), e.g. closing while the object was
+                // evicted). Rebuild once more with its session added, so its frame is
+                // handled and its quit announced. Storage already holds the epoch, so
+                // passing the current one changes nothing.
+                let mut sessions: Vec<Session> = live.room.sessions().cloned().collect();
+                sessions.push(s.clone());
+                let epoch = live.room.epoch().to_owned();
+                match self.open(config.clone(), &epoch, sessions) {
+                    Ok(room) => {
+                        live.room = room;
+                        live.sockets.insert(s.id, ws.clone());
+                    }
+                    Err(e) => console_error!("edge-chat: cannot reopen room: {e}"),
+                }
+            }
+        }
+        Some(live)
+    }
+
+    fn open(
+        &self,
+        config: Config,
+        epoch_candidate: &str,
+        sessions: Vec<Session>,
+    ) -> std::result::Result<Room<DoSqlStorage>, chat_handler::StorageError> {
+        let storage = DoSqlStorage::open(self.state.storage().sql())?;
+        Room::restore(config, storage, epoch_candidate, sessions)
+    }
+
+    /// The peer closed the socket or it failed: the room forgets the session once.
+    fn gone(&self, ws: &WebSocket) {
+        let Some(session) = attachment(ws) else {
+            return;
+        };
+        clear_attachment(ws);
+        let now = now_ms();
+        let mut guard = self.live.borrow_mut();
+        let Some(live) = self.live(&mut guard, Some((ws, &session))) else {
+            return;
+        };
+        live.sockets.remove(&session.id);
+        let actions = live.room.disconnect(session.id, now);
+        live.apply(actions);
+    }
+}
+
+impl Live {
+    /// A random connection id not in use. Random rather than counted, so ids stay unique
+    /// across evictions without a stored counter; 64 bits make a clash with a live
+    /// session vanishingly rare, and the loop rules it out.
+    fn fresh_conn_id(&self) -> ConnId {
+        loop {
+            let id = random::u64();
+            if !self.sockets.contains_key(&id) && self.room.session(id).is_none() {
+                return id;
+            }
+        }
+    }
+
+    /// Carries out the handler's actions in order. Send failures are ignored: they mean
+    /// the socket is closing, and its close event will reach the room.
+    fn apply(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Send { to, frame } => {
+                    if let Some(ws) = self.sockets.get(&to) {
+                        let _ = ws.send_with_str(&*frame);
+                    }
+                }
+                Action::Broadcast { frame } => self.broadcast(&frame),
+                Action::Close { conn, code, reason } => {
+                    if let Some(ws) = self.sockets.remove(&conn) {
+                        clear_attachment(&ws);
+                        let _ = ws.close(Some(code), Some(reason));
+                    }
+                }
+                Action::Save { conn } => {
+                    if let (Some(ws), Some(session)) =
+                        (self.sockets.get(&conn), self.room.session(conn))
+                    {
+                        save_attachment(ws, session);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One frame, encoded once, to every member.
+    fn broadcast(&self, frame: &Frame) {
+        let text = JsValue::from_str(frame);
+        for conn in self.room.members() {
+            if let Some(ws) = self.sockets.get(&conn) {
+                let socket: &web_sys::WebSocket = ws.as_ref();
+                let _ = socket.unchecked_ref::<AnySend>().send(&text);
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+/// The session stored on a socket, if the room still counts it. Attachments are JSON
+/// text: serde_json round-trips every u64 exactly, where a JS number would not hold a
+/// random 64-bit conn id.
+fn attachment(ws: &WebSocket) -> Option<Session> {
+    let text: String = ws.deserialize_attachment().ok().flatten()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn save_attachment(ws: &WebSocket, session: &Session) {
+    match serde_json::to_string(session) {
+        Ok(text) => {
+            if let Err(e) = ws.serialize_attachment(text) {
+                console_error!("edge-chat: cannot save session: {e}");
+            }
+        }
+        Err(e) => console_error!("edge-chat: cannot encode session: {e}"),
+    }
+}
+
+/// Marks the socket as forgotten by the room (see the module comment).
+fn clear_attachment(ws: &WebSocket) {
+    let _ = ws.serialize_attachment(());
+}

@@ -1,0 +1,140 @@
+//! [`chat_handler::Storage`] over the Durable Object's SQLite (`state.storage().sql()`),
+//! running exactly the handler's schema and statements so both backends share one
+//! definition of the data.
+
+use chat_handler::ratelimit::Bucket;
+use chat_handler::storage::{sql, SCHEMA};
+use chat_handler::{Storage, StorageError, StoredMessage};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use worker::{SqlStorage, SqlStorageValue};
+
+/// The room key bound as `?1` in every statement. One Durable Object is one room and owns
+/// its own database, so the key carries no information: a constant keeps rows valid
+/// whichever way the object was addressed (`id_from_name` or `id_from_string`; an
+/// object does not even learn its name in the latter case), and costs nothing.
+const ROOM_KEY: &str = "";
+
+/// The largest integer a JS number holds exactly. SQLite values cross into JS as
+/// numbers, so seqs and timestamps (u64 in the handler) must stay at or below it. They
+/// do by a wide margin (timestamps are ~2^41 ms; seq grows by one per message), but a
+/// value beyond it is refused as a storage error instead of being silently rounded.
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+pub struct DoSqlStorage {
+    sql: SqlStorage,
+}
+
+#[derive(Deserialize)]
+struct EpochRow {
+    epoch: String,
+}
+
+impl DoSqlStorage {
+    /// Wraps the object's database, creating the tables if needed. `CREATE ... IF NOT
+    /// EXISTS` makes this cheap on every construction of the object.
+    pub fn open(sql: SqlStorage) -> Result<Self, StorageError> {
+        for statement in SCHEMA {
+            sql.exec(statement, None).map_err(err)?;
+        }
+        Ok(DoSqlStorage { sql })
+    }
+
+    fn run(&self, query: &str, params: Vec<SqlStorageValue>) -> Result<(), StorageError> {
+        // `exec` runs the statement eagerly; the cursor only matters for reads.
+        self.sql.exec(query, params).map(drop).map_err(err)
+    }
+
+    fn rows<T: DeserializeOwned>(
+        &self,
+        query: &str,
+        params: Vec<SqlStorageValue>,
+    ) -> Result<Vec<T>, StorageError> {
+        self.sql
+            .exec(query, params)
+            .and_then(|cursor| cursor.to_array())
+            .map_err(err)
+    }
+}
+
+fn err(e: worker::Error) -> StorageError {
+    StorageError(e.to_string())
+}
+
+/// A u64 as an exact SQLite integer (see [`MAX_SAFE_INTEGER`]).
+fn int(v: u64) -> Result<SqlStorageValue, StorageError> {
+    if v > MAX_SAFE_INTEGER {
+        return Err(StorageError(format!(
+            "{v} exceeds the integer range JS numbers hold exactly"
+        )));
+    }
+    Ok(SqlStorageValue::Integer(v as i64))
+}
+
+fn key() -> SqlStorageValue {
+    SqlStorageValue::from(ROOM_KEY)
+}
+
+impl Storage for DoSqlStorage {
+    fn load_or_init_epoch(&mut self, candidate: &str) -> Result<String, StorageError> {
+        self.run(sql::INIT_EPOCH, vec![key(), candidate.into()])?;
+        let rows: Vec<EpochRow> = self.rows(sql::SELECT_EPOCH, vec![key()])?;
+        rows.into_iter()
+            .next()
+            .map(|r| r.epoch)
+            .ok_or_else(|| StorageError("epoch missing after insert".into()))
+    }
+
+    fn latest(&mut self) -> Result<Option<StoredMessage>, StorageError> {
+        let rows: Vec<StoredMessage> = self.rows(sql::SELECT_LATEST, vec![key()])?;
+        Ok(rows.into_iter().next())
+    }
+
+    fn append(&mut self, msg: &StoredMessage) -> Result<(), StorageError> {
+        let params = vec![
+            key(),
+            int(msg.seq)?,
+            int(msg.timestamp)?,
+            msg.name.as_str().into(),
+            msg.message.as_str().into(),
+        ];
+        self.run(sql::INSERT_MESSAGE, params)
+    }
+
+    fn last_n(&mut self, n: usize) -> Result<Vec<StoredMessage>, StorageError> {
+        let mut rows: Vec<StoredMessage> =
+            self.rows(sql::SELECT_LAST_N, vec![key(), int(n as u64)?])?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    fn after(&mut self, seq: u64, limit: usize) -> Result<Vec<StoredMessage>, StorageError> {
+        self.rows(
+            sql::SELECT_AFTER,
+            vec![key(), int(seq)?, int(limit as u64)?],
+        )
+    }
+
+    fn prune_through(&mut self, seq: u64) -> Result<(), StorageError> {
+        self.run(sql::PRUNE_THROUGH, vec![key(), int(seq)?])
+    }
+
+    fn save_bucket(&mut self, addr: &str, bucket: &Bucket) -> Result<(), StorageError> {
+        let params = vec![
+            key(),
+            addr.into(),
+            SqlStorageValue::Float(bucket.tokens),
+            int(bucket.updated_ms)?,
+        ];
+        self.run(sql::UPSERT_BUCKET, params)
+    }
+
+    fn take_bucket(&mut self, addr: &str) -> Result<Option<Bucket>, StorageError> {
+        let rows: Vec<Bucket> = self.rows(sql::SELECT_BUCKET, vec![key(), addr.into()])?;
+        let Some(bucket) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        self.run(sql::DELETE_BUCKET, vec![key(), addr.into()])?;
+        Ok(Some(bucket))
+    }
+}
