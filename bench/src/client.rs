@@ -1,0 +1,191 @@
+//! The sockets of a benchmark run: receivers that timestamp what they get, and a sender
+//! that paces messages. Latency is measured on one machine, against one clock.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{connect_async_with_config, MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// What the receivers saw inside the measured window.
+#[derive(Default)]
+pub struct Stats {
+    pub delivered: u64,
+    /// Delivery latency of each measured message, in microseconds.
+    pub latencies_us: Vec<u32>,
+    /// Receivers that were closed or failed during the run.
+    pub dropped_receivers: usize,
+}
+
+pub fn websocket_url(base: &str, room: &str) -> Result<String, String> {
+    let rest = base
+        .strip_prefix("http://")
+        .map(|r| ("ws", r))
+        .or_else(|| base.strip_prefix("https://").map(|r| ("wss", r)))
+        .ok_or_else(|| format!("--url must start with http:// or https://, got {base:?}"))?;
+    Ok(format!(
+        "{}://{}/api/room/{room}/websocket",
+        rest.0,
+        rest.1.trim_end_matches('/')
+    ))
+}
+
+async fn join(url: &str, name: &str) -> Result<Socket, String> {
+    // TCP_NODELAY on: a load generator with Nagle on measures Nagle's delays.
+    let (mut ws, _) = connect_async_with_config(url, None, true)
+        .await
+        .map_err(|e| format!("connect {url}: {e}"))?;
+    let hello = serde_json::json!({ "name": name }).to_string();
+    ws.send(Message::text(hello))
+        .await
+        .map_err(|e| format!("hello: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, ws.next())
+            .await
+            .map_err(|_| "no ready frame within 30 s".to_owned())?;
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                if v.get("ready").is_some() {
+                    return Ok(ws);
+                }
+                if let Some(e) = v.get("error") {
+                    return Err(format!("server refused {name}: {e}"));
+                }
+            }
+            Some(Ok(Message::Close(c))) => return Err(format!("closed while joining: {c:?}")),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(format!("while joining: {e}")),
+            None => return Err("closed while joining".into()),
+        }
+    }
+}
+
+pub struct Receiver {
+    task: JoinHandle<Stats>,
+    stop: oneshot::Sender<()>,
+}
+
+/// Connects and joins `n` receivers; each counts and timestamps chat frames until
+/// stopped. The message text starts with the send time in µs since `start`.
+pub async fn connect_receivers(
+    url: &str,
+    n: usize,
+    start: Instant,
+) -> Result<Vec<Receiver>, String> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut ws = join(url, &format!("r{i}")).await?;
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut stats = Stats::default();
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    msg = ws.next() => match msg {
+                        Some(Ok(Message::Text(t))) => record(&t, start, &mut stats),
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => { stats.dropped_receivers = 1; break }
+                    }
+                }
+            }
+            stats
+        });
+        out.push(Receiver { task, stop });
+    }
+    Ok(out)
+}
+
+fn record(text: &str, start: Instant, stats: &mut Stats) {
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return;
+    };
+    let Some(sent_us) = v
+        .get("message")
+        .and_then(Value::as_str)
+        .and_then(|m| m.split('|').next())
+        .and_then(|t| t.parse::<u64>().ok())
+    else {
+        return;
+    };
+    let now_us = start.elapsed().as_micros() as u64;
+    // Only messages sent inside the measured window carry a window mark ("m").
+    if v["message"].as_str().is_some_and(|m| m.contains("|m")) {
+        stats.delivered += 1;
+        stats
+            .latencies_us
+            .push(now_us.saturating_sub(sent_us).min(u32::MAX as u64) as u32);
+    }
+}
+
+/// Sends `rate` messages per second from `start` until `to`, marking those sent inside
+/// `[from, to)`. Returns how many marked messages were sent.
+pub async fn send_at_rate(
+    url: &str,
+    rate: u32,
+    size: usize,
+    start: Instant,
+    from: Duration,
+    to: Duration,
+) -> Result<u64, String> {
+    let ws = join(url, "sender").await?;
+    // Drain the sender's own copies alongside, so its socket never backs up.
+    let (mut sink, mut stream) = ws.split();
+    let drain = async { while let Some(Ok(_)) = stream.next().await {} };
+    let send = async {
+        let mut sent_marked = 0u64;
+        let mut sent_total = 0u64;
+        let tick = Duration::from_millis(1);
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        loop {
+            interval.tick().await;
+            let elapsed = start.elapsed();
+            if elapsed >= to {
+                break;
+            }
+            // Catch up to where the schedule says we should be.
+            let due = (elapsed.as_secs_f64() * f64::from(rate)) as u64;
+            while sent_total < due {
+                let now = start.elapsed();
+                let marked = now >= from && now < to;
+                let head = format!("{}|{}", now.as_micros(), if marked { "m" } else { "w" });
+                let pad = size.saturating_sub(head.len());
+                let text = format!("{head}{}", "x".repeat(pad));
+                let frame = serde_json::json!({ "message": text }).to_string();
+                sink.feed(Message::text(frame))
+                    .await
+                    .map_err(|e| format!("send: {e}"))?;
+                sent_total += 1;
+                sent_marked += u64::from(marked);
+            }
+            sink.flush().await.map_err(|e| format!("send: {e}"))?;
+        }
+        Ok::<u64, String>(sent_marked)
+    };
+    tokio::select! {
+        r = send => r,
+        _ = drain => Err("the sender was disconnected".into()),
+    }
+}
+
+/// Waits `grace` for late frames, stops every receiver and sums what they saw.
+pub async fn collect(receivers: Vec<Receiver>, grace: Duration) -> Stats {
+    tokio::time::sleep(grace).await;
+    let mut total = Stats::default();
+    for r in receivers {
+        let _ = r.stop.send(());
+        if let Ok(s) = r.task.await {
+            total.delivered += s.delivered;
+            total.latencies_us.extend(s.latencies_us);
+            total.dropped_receivers += s.dropped_receivers;
+        }
+    }
+    total
+}
