@@ -1,0 +1,291 @@
+//! One WebSocket: a reader (this task) that forwards frames to the room actor and
+//! keeps the connection alive, and a writer task that drains the connection's bounded
+//! queue into the socket in batches.
+
+use crate::clock::next_conn_id;
+use crate::link::{CloseRequest, ConnLink, Out};
+use crate::registry::{Join, Rooms};
+use crate::room_actor::Event;
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use chat_handler::room::reasons;
+use chat_handler::{CloseCode, ConnId, Peer};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::{interval_at, sleep, sleep_until, timeout, Instant, MissedTickBehavior};
+use tracing::debug;
+
+/// Most frames written between two flushes.
+const BATCH: usize = 64;
+/// After our close frame, how long we keep reading for the client's close reply (and
+/// how long a writer may take to get its close out) before dropping the socket.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// After refusing an oversized message, how long the socket stays open so the client
+/// reads the 1009 close frame: closing a socket with unread input (the rest of that
+/// message) makes the kernel answer with a reset, which can overtake the close frame.
+const TOO_BIG_LINGER: Duration = Duration::from_millis(500);
+/// Pings in a row without a pong before the connection counts as gone.
+const MAX_MISSED_PONGS: u32 = 2;
+/// Close code for a peer that stopped answering pings. 1001 rather than 1008: the
+/// client broke no rule (it is most likely gone, or its network is), and clients
+/// reconnect after 1001 while 1008 means "you did something wrong".
+const PONG_TIMEOUT_CODE: u16 = CloseCode::GOING_AWAY;
+
+/// Per-connection settings.
+#[derive(Clone)]
+pub struct ConnSettings {
+    /// `Config::send_queue_bound()`: the join burst plus `send_queue_frames`.
+    pub queue_bound: usize,
+    pub ping_interval: Duration,
+}
+
+/// Serves one upgraded socket until it closes. `_alive` is held for the life of the
+/// connection so shutdown can wait for every socket to finish.
+pub async fn serve(
+    socket: WebSocket,
+    rooms: Arc<Rooms>,
+    room: String,
+    peer: Peer,
+    settings: ConnSettings,
+    _alive: mpsc::Sender<()>,
+) {
+    let conn = next_conn_id();
+    let (sink, stream) = socket.split();
+    let (queue_tx, queue_rx) = mpsc::channel(settings.queue_bound.max(1));
+    let (urgent_tx, urgent_rx) = oneshot::channel();
+    let writer = tokio::spawn(write_loop(sink, queue_rx, urgent_rx));
+    let link = ConnLink::new(queue_tx.clone(), urgent_tx);
+    let events = match rooms.join(&room, Join { conn, peer, link }) {
+        Ok(events) => events,
+        Err(join) => {
+            // Shutting down: this socket slipped in as the server stopped.
+            join.link.close(CloseCode::GOING_AWAY, reasons::GOING_AWAY);
+            drop(queue_tx);
+            finish_writer(writer).await;
+            return;
+        }
+    };
+    let reader = Reader {
+        conn,
+        events,
+        queue: queue_tx,
+        ping_interval: settings.ping_interval,
+    };
+    reader.run(stream, writer).await;
+}
+
+struct Reader {
+    conn: ConnId,
+    events: mpsc::Sender<Event>,
+    /// For pings only; frames come from the room actor.
+    queue: mpsc::Sender<Out>,
+    ping_interval: Duration,
+}
+
+/// Why the read loop ended.
+#[derive(PartialEq)]
+enum End {
+    /// The client closed, or the socket failed.
+    Closed,
+    /// The client sent a message over `max_frame_bytes`.
+    TooBig,
+    /// We closed it (our close frame is out, or the writer gave up).
+    ByUs,
+}
+
+impl Reader {
+    async fn run(self, mut stream: SplitStream<WebSocket>, mut writer: JoinHandle<()>) {
+        let conn = self.conn;
+        let start = Instant::now() + self.ping_interval;
+        let mut ping = interval_at(start, self.ping_interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut missed = 0u32;
+        let mut writer_done = false;
+        // Set once we are closing: stop reading then at the latest.
+        let mut deadline: Option<Instant> = None;
+        let end = loop {
+            tokio::select! {
+                msg = stream.next() => match msg {
+                    Some(Ok(Message::Text(text))) => {
+                        if self.events.send(Event::Text { conn, text }).await.is_err() {
+                            break End::Closed;
+                        }
+                    }
+                    Some(Ok(Message::Binary(data))) => {
+                        let event = Event::Binary { conn, len: data.len() };
+                        if self.events.send(event).await.is_err() {
+                            break End::Closed;
+                        }
+                    }
+                    Some(Ok(Message::Pong(_))) => missed = 0,
+                    // The library answers pings and replies to the client's close.
+                    Some(Ok(Message::Ping(_) | Message::Close(_))) => {}
+                    Some(Err(e)) => {
+                        if is_too_big(e) {
+                            let _ = self.events.send(Event::TooBig { conn }).await;
+                            break End::TooBig;
+                        }
+                        break End::Closed;
+                    }
+                    None => break if writer_done { End::ByUs } else { End::Closed },
+                },
+                _ = &mut writer, if !writer_done => {
+                    writer_done = true;
+                    deadline.get_or_insert_with(|| Instant::now() + CLOSE_GRACE);
+                }
+                _ = ping.tick(), if deadline.is_none() => {
+                    if missed >= MAX_MISSED_PONGS {
+                        debug!(conn, "pong timeout");
+                        let kick = Event::Kick {
+                            conn,
+                            code: PONG_TIMEOUT_CODE,
+                            reason: reasons::PONG_TIMEOUT,
+                        };
+                        let _ = self.events.send(kick).await;
+                        // The room's close goes through the queue; if even that
+                        // cannot get out, give up on the socket after the grace.
+                        deadline = Some(Instant::now() + CLOSE_GRACE);
+                    } else {
+                        missed += 1;
+                        // A full queue means the room is about to close this
+                        // connection as a slow consumer anyway.
+                        let _ = self.queue.try_send(Out::Ping);
+                    }
+                }
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    break End::ByUs;
+                }
+            }
+        };
+        // The room forgets the connection (if it has not already) and drops its link;
+        // with ours gone too, the writer drains what is queued and stops.
+        let _ = self.events.send(Event::Disconnect { conn }).await;
+        drop(self.queue);
+        if !writer_done {
+            finish_writer(writer).await;
+        }
+        if end == End::TooBig {
+            sleep(TOO_BIG_LINGER).await;
+        }
+        debug!(conn, "socket closed");
+    }
+}
+
+/// Waits for the writer to get out what it has, within the grace period.
+async fn finish_writer(mut writer: JoinHandle<()>) {
+    if timeout(CLOSE_GRACE, &mut writer).await.is_err() {
+        writer.abort();
+    }
+}
+
+/// True if the WebSocket library refused a message for its size.
+fn is_too_big(e: axum::Error) -> bool {
+    use tungstenite::error::{CapacityError, Error};
+    let inner = e.into_inner();
+    match inner.downcast_ref::<Error>() {
+        Some(Error::Capacity(CapacityError::MessageTooLong { .. })) => true,
+        Some(other) => {
+            debug!(error = %other, "websocket read failed");
+            false
+        }
+        None => {
+            debug!(error = %inner, "websocket read failed");
+            false
+        }
+    }
+}
+
+fn close_message((code, reason): CloseRequest) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }))
+}
+
+/// Waits for an urgent close. Once the link is gone (the sender dropped) it never
+/// resolves, and the queue alone drives the writer.
+async fn urgent_close(urgent: &mut Option<oneshot::Receiver<CloseRequest>>) -> CloseRequest {
+    if let Some(rx) = urgent {
+        if let Ok(req) = rx.await {
+            return req;
+        }
+        *urgent = None;
+    }
+    std::future::pending().await
+}
+
+/// Writes queued frames in batches: wait for one, take whatever else is queued (up to
+/// [`BATCH`]), then flush once. A close ends the writer, whether it came through the
+/// queue (after the frames before it) or the urgent line (the queue is stuck).
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Out>,
+    urgent: oneshot::Receiver<CloseRequest>,
+) {
+    let mut urgent = Some(urgent);
+    loop {
+        let first = tokio::select! {
+            biased;
+            req = urgent_close(&mut urgent) => Err(req),
+            out = queue.recv() => Ok(out),
+        };
+        let first = match first {
+            Err(req) => return close_now(&mut sink, req).await,
+            Ok(Some(out)) => out,
+            Ok(None) => return,
+        };
+        let step = tokio::select! {
+            biased;
+            req = urgent_close(&mut urgent) => Err(req),
+            wrote = write_batch(&mut sink, &mut queue, first) => Ok(wrote),
+        };
+        match step {
+            // The client stopped reading mid-batch: abandon the batch.
+            Err(req) => return close_now(&mut sink, req).await,
+            Ok(Ok(Sent::Frames)) => {}
+            Ok(Ok(Sent::Close) | Err(_)) => return,
+        }
+    }
+}
+
+/// What a batch ended with.
+enum Sent {
+    Frames,
+    Close,
+}
+
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    queue: &mut mpsc::Receiver<Out>,
+    first: Out,
+) -> Result<Sent, axum::Error> {
+    let mut next = Some(first);
+    let mut written = 0;
+    let mut sent = Sent::Frames;
+    while let Some(out) = next.take() {
+        let msg = match out {
+            Out::Text(text) => Message::Text(text),
+            Out::Ping => Message::Ping(Bytes::new()),
+            Out::Close(code, reason) => {
+                sent = Sent::Close;
+                close_message((code, reason))
+            }
+        };
+        sink.feed(msg).await?;
+        written += 1;
+        if written < BATCH && matches!(sent, Sent::Frames) {
+            next = queue.try_recv().ok();
+        }
+    }
+    sink.flush().await?;
+    Ok(sent)
+}
+
+/// Best effort: the close frame, within the grace period.
+async fn close_now(sink: &mut SplitSink<WebSocket, Message>, req: CloseRequest) {
+    let _ = timeout(CLOSE_GRACE, sink.send(close_message(req))).await;
+}

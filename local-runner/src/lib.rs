@@ -1,0 +1,147 @@
+//! edge-chat on one machine: axum for HTTP and WebSockets, one tokio task per room
+//! around the shared `chat-handler` logic, SQLite for history.
+//!
+//! `main` is the whole program; `src/main.rs` and the conformance suite's own binary
+//! both call it.
+
+pub mod cli;
+pub mod clock;
+pub mod connection;
+pub mod http;
+pub mod link;
+pub mod registry;
+pub mod room_actor;
+pub mod shutdown;
+pub mod sqlite_storage;
+pub mod store;
+
+use crate::cli::Cli;
+use crate::connection::ConnSettings;
+use crate::http::AppState;
+use crate::registry::{RoomContext, Rooms};
+use crate::store::StoreFactory;
+use chat_handler::Config;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+/// How long an empty room's actor stays before it retires (its history stays stored).
+const ROOM_IDLE_EXIT: Duration = Duration::from_secs(30);
+
+/// Parses the command line and environment, runs the server until Ctrl-C or SIGTERM.
+/// Exit status: 0 after a clean shutdown, 2 for a bad flag or configuration, 1 when
+/// the server cannot start.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse_from_env();
+    init_tracing();
+    let config = match cli.config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli, config));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stdout; `RUST_LOG` overrides the default `info` filter.
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only on a terminal, so piped logs (tests, files) stay plain text.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
+        .try_init();
+}
+
+async fn run(cli: Cli, config: Config) -> Result<(), String> {
+    let store = if cli.in_memory {
+        info!("history in memory only (--in-memory)");
+        StoreFactory::memory()
+    } else {
+        let path = sqlite_storage::init_database(&cli.data_dir)?;
+        info!(database = %path.display(), "history in SQLite");
+        StoreFactory::Sqlite(path)
+    };
+    if !cli.static_dir.is_dir() {
+        warn!(dir = %cli.static_dir.display(), "static directory not found; / will answer 404");
+    }
+    let listener = tokio::net::TcpListener::bind((cli.bind, cli.port))
+        .await
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", cli.bind, cli.port))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let rooms = Rooms::new(RoomContext {
+        config: config.clone(),
+        store,
+        hibernate_after: (cli.hibernate_after_secs > 0)
+            .then(|| Duration::from_secs(cli.hibernate_after_secs)),
+        idle_exit: ROOM_IDLE_EXIT,
+        shutdown: shutdown_rx.clone(),
+    });
+    let (alive, alive_rx) = mpsc::channel::<()>(1);
+    let state = AppState {
+        rooms: rooms.clone(),
+        settings: ConnSettings {
+            queue_bound: config.send_queue_bound(),
+            ping_interval: Duration::from_secs(cli.ping_interval_secs),
+        },
+        config: Arc::new(config),
+        static_dir: cli.static_dir.clone(),
+        alive,
+    };
+    let app = http::router(state);
+
+    tokio::spawn({
+        let rooms = rooms.clone();
+        async move {
+            shutdown::signal().await;
+            info!(rooms = rooms.active_rooms(), "shutting down");
+            rooms.begin_shutdown();
+            let _ = shutdown_tx.send(true);
+        }
+    });
+
+    info!("edge-chat listening on http://{addr}");
+    let mut stop = shutdown_rx;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|down| *down).await;
+    })
+    .await
+    .map_err(|e| format!("server error: {e}"))?;
+    // The router (and its `alive` sender) is gone; sockets hold the rest.
+    shutdown::drain(alive_rx).await;
+    info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! What a room actor holds for each connection: the sending end of the connection's
+//! bounded writer queue, plus a one-shot "close now" line that bypasses the queue when
+//! the queue is what is stuck.
+
+use axum::body::Bytes;
+use axum::extract::ws::Utf8Bytes;
+use chat_handler::Frame;
+use tokio::sync::{mpsc, oneshot};
+
+/// An item for a connection's writer task.
+#[derive(Debug)]
+pub enum Out {
+    Text(Utf8Bytes),
+    Ping,
+    Close(u16, &'static str),
+}
+
+/// A close request: code and reason.
+pub type CloseRequest = (u16, &'static str);
+
+/// The room actor's handle on one connection.
+#[derive(Debug)]
+pub struct ConnLink {
+    queue: mpsc::Sender<Out>,
+    urgent: oneshot::Sender<CloseRequest>,
+}
+
+/// The outcome of queueing a frame.
+pub enum Queued {
+    Ok,
+    /// The queue is at its bound: the connection is a slow consumer.
+    Full,
+    /// The writer is gone; the connection is ending and will report its disconnect.
+    Gone,
+}
+
+impl ConnLink {
+    pub fn new(queue: mpsc::Sender<Out>, urgent: oneshot::Sender<CloseRequest>) -> Self {
+        ConnLink { queue, urgent }
+    }
+
+    /// Queues a frame without waiting: the room never waits for a connection.
+    pub fn send(&self, frame: Utf8Bytes) -> Queued {
+        match self.queue.try_send(Out::Text(frame)) {
+            Ok(()) => Queued::Ok,
+            Err(mpsc::error::TrySendError::Full(_)) => Queued::Full,
+            Err(mpsc::error::TrySendError::Closed(_)) => Queued::Gone,
+        }
+    }
+
+    /// Closes the connection after the frames already queued (so an error frame
+    /// queued just before still reaches the client). If the queue is full, the close
+    /// jumps it: the client is not reading, so nothing queued would arrive anyway.
+    pub fn close(self, code: u16, reason: &'static str) {
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            self.queue.try_send(Out::Close(code, reason))
+        {
+            let _ = self.urgent.send((code, reason));
+        }
+    }
+}
+
+/// Lets a shared frame back a `Bytes` without copying it.
+struct SharedFrame(Frame);
+
+impl AsRef<[u8]> for SharedFrame {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// Wraps an encoded frame for axum without copying it: every recipient of a broadcast
+/// gets a clone of the same bytes. (The UTF-8 check runs once per frame, not per
+/// recipient; it cannot fail for a `str`, and the fallback copies rather than panics.)
+pub fn frame_bytes(frame: &Frame) -> Utf8Bytes {
+    Utf8Bytes::try_from(Bytes::from_owner(SharedFrame(frame.clone())))
+        .unwrap_or_else(|_| Utf8Bytes::from(&**frame))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn frame_bytes_share_the_frame() {
+        let frame: Frame = Arc::from(r#"{"joined":"alice"}"#);
+        let bytes = frame_bytes(&frame);
+        assert_eq!(bytes.as_str(), &*frame);
+        // The Arc is held by the Bytes, not copied out of.
+        assert_eq!(Arc::strong_count(&frame), 2);
+        assert_eq!(bytes.as_str().as_ptr(), frame.as_ptr());
+    }
+
+    #[test]
+    fn close_jumps_a_full_queue() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let (utx, mut urx) = oneshot::channel();
+        let link = ConnLink::new(tx, utx);
+        assert!(matches!(link.send("a".into()), Queued::Ok));
+        assert!(matches!(link.send("b".into()), Queued::Full));
+        link.close(1013, "Slow consumer");
+        assert_eq!(urx.try_recv().unwrap(), (1013, "Slow consumer"));
+        assert!(matches!(rx.try_recv().unwrap(), Out::Text(_)));
+    }
+}

@@ -1,0 +1,357 @@
+//! One task per room. It owns the handler's `Room` (and through it the room's storage
+//! connection), takes joins and socket events from its inboxes, and carries out the
+//! actions the handler returns. It never waits on a connection: frames go into each
+//! connection's bounded queue with `try_send`, and a full queue gets the connection
+//! kicked as a slow consumer.
+
+use crate::clock::now_ms;
+use crate::link::{frame_bytes, ConnLink, Queued};
+use crate::registry::{Join, RoomHandle, Rooms};
+use crate::store::Store;
+use axum::extract::ws::Utf8Bytes;
+use chat_handler::room::reasons;
+use chat_handler::{Action, CloseCode, ConnId, Room, Session};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, info, warn};
+
+/// Socket events waiting for the actor. Readers wait when it is full, which slows
+/// down whoever floods the room instead of growing memory.
+const EVENT_INBOX: usize = 1024;
+
+/// What a connection reports to its room.
+#[derive(Debug)]
+pub enum Event {
+    Text {
+        conn: ConnId,
+        text: Utf8Bytes,
+    },
+    Binary {
+        conn: ConnId,
+        len: usize,
+    },
+    /// The WebSocket library refused a message over `max_frame_bytes`.
+    TooBig {
+        conn: ConnId,
+    },
+    /// The connection decided to go (missed pongs).
+    Kick {
+        conn: ConnId,
+        code: u16,
+        reason: &'static str,
+    },
+    Disconnect {
+        conn: ConnId,
+    },
+}
+
+/// The room's state: live, or dropped with its sessions serialized (hibernated, or
+/// not opened yet when there are none).
+enum State {
+    Live(Box<Room<Store>>),
+    Dropped { sessions: Vec<String> },
+}
+
+struct RoomActor {
+    rooms: Arc<Rooms>,
+    name: String,
+    id: u64,
+    state: State,
+    links: HashMap<ConnId, ConnLink>,
+    last_event: Instant,
+    shutting_down: bool,
+}
+
+/// Starts the actor for `name`; the caller registers the returned handle.
+pub fn spawn(rooms: Arc<Rooms>, name: String, id: u64) -> RoomHandle {
+    let (joins_tx, joins) = mpsc::unbounded_channel();
+    let (events_tx, events) = mpsc::channel(EVENT_INBOX);
+    let actor = RoomActor {
+        rooms,
+        name,
+        id,
+        state: State::Dropped {
+            sessions: Vec::new(),
+        },
+        links: HashMap::new(),
+        last_event: Instant::now(),
+        shutting_down: false,
+    };
+    tokio::spawn(actor.run(joins, events));
+    RoomHandle {
+        id,
+        joins: joins_tx,
+        events: events_tx,
+    }
+}
+
+/// A fresh random epoch candidate (16 random bytes as hex).
+fn epoch_candidate() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness is close to impossible; a clock-based id still differs
+        // from every earlier epoch, which is all an epoch must do.
+        bytes = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default())
+        .to_be_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl RoomActor {
+    async fn run(
+        mut self,
+        mut joins: mpsc::UnboundedReceiver<Join>,
+        mut events: mpsc::Receiver<Event>,
+    ) {
+        debug!(room = %self.name, "room actor started");
+        let mut shutdown = self.rooms.ctx.shutdown.clone();
+        loop {
+            let deadline = self.deadline();
+            tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|down| *down), if !self.shutting_down => {
+                    self.shut_down();
+                }
+                join = joins.recv() => match join {
+                    Some(join) => self.join(join),
+                    None => break,
+                },
+                Some(event) = events.recv() => self.event(event),
+                _ = async { sleep_until(deadline.unwrap_or_else(Instant::now)).await },
+                    if deadline.is_some() => {
+                    if self.links.is_empty() {
+                        if self.try_retire(&mut joins) {
+                            break;
+                        }
+                    } else {
+                        self.hibernate();
+                    }
+                }
+            }
+            if self.shutting_down && self.links.is_empty() && self.try_retire(&mut joins) {
+                break;
+            }
+        }
+        debug!(room = %self.name, "room actor stopped");
+    }
+
+    /// When the actor next has something to do on its own: retire when empty, or
+    /// hibernate when live, quiet and hibernation is on.
+    fn deadline(&self) -> Option<Instant> {
+        if self.links.is_empty() {
+            return Some(self.last_event + self.rooms.ctx.idle_exit);
+        }
+        match (&self.state, self.rooms.ctx.hibernate_after) {
+            (State::Live(_), Some(after)) => Some(self.last_event + after),
+            _ => None,
+        }
+    }
+
+    /// Leaves the registry if no join is waiting. A join found waiting is handled and
+    /// the actor stays.
+    fn try_retire(&mut self, joins: &mut mpsc::UnboundedReceiver<Join>) -> bool {
+        let mut waiting = None;
+        let retired = self.rooms.clone().retire_if(&self.name, self.id, || {
+            match joins.try_recv() {
+                Ok(join) => {
+                    waiting = Some(join);
+                    false
+                }
+                Err(_) => {
+                    // Closed under the registry lock: any later join sees the closed
+                    // inbox and starts a fresh actor.
+                    joins.close();
+                    true
+                }
+            }
+        });
+        if let Some(join) = waiting {
+            self.join(join);
+        }
+        retired
+    }
+
+    /// The live room, rebuilding it from storage and the kept sessions if needed.
+    /// `None` if storage cannot be opened; then every connection is closed with 1011
+    /// (a room that cannot read its history cannot serve anyone).
+    fn room(&mut self) -> Option<&mut Room<Store>> {
+        if let State::Dropped { sessions } = &mut self.state {
+            let kept = std::mem::take(sessions);
+            let count = kept.len();
+            let restored: Vec<Session> = kept
+                .iter()
+                .filter_map(|s| match serde_json::from_str(s) {
+                    Ok(session) => Some(session),
+                    Err(e) => {
+                        warn!(room = %self.name, error = %e, "dropping unreadable session");
+                        None
+                    }
+                })
+                .collect();
+            let ctx = &self.rooms.ctx;
+            let opened = ctx.store.open(&self.name).and_then(|storage| {
+                Room::restore(ctx.config.clone(), storage, &epoch_candidate(), restored)
+            });
+            match opened {
+                Ok(room) => {
+                    if count > 0 {
+                        info!(room = %self.name, sessions = count, "room restored");
+                    }
+                    self.state = State::Live(Box::new(room));
+                }
+                Err(e) => {
+                    warn!(room = %self.name, error = %e, "cannot open room storage");
+                    for (_, link) in self.links.drain() {
+                        link.close(CloseCode::INTERNAL, reasons::INTERNAL);
+                    }
+                    return None;
+                }
+            }
+        }
+        match &mut self.state {
+            State::Live(room) => Some(room),
+            State::Dropped { .. } => None,
+        }
+    }
+
+    /// Emulates a Durable Object being evicted while its sockets stay open: keep the
+    /// sessions exactly as a DO keeps socket attachments (JSON), drop the room and its
+    /// storage connection.
+    fn hibernate(&mut self) {
+        let State::Live(room) = &self.state else {
+            return;
+        };
+        let sessions: Vec<String> = room
+            .sessions()
+            .filter_map(|s| serde_json::to_string(s).ok())
+            .collect();
+        let count = sessions.len();
+        self.state = State::Dropped { sessions };
+        info!(room = %self.name, sessions = count, "room hibernated");
+    }
+
+    fn join(&mut self, join: Join) {
+        self.last_event = Instant::now();
+        if self.shutting_down {
+            join.link.close(CloseCode::GOING_AWAY, reasons::GOING_AWAY);
+            return;
+        }
+        let now = now_ms();
+        let Some(room) = self.room() else {
+            join.link.close(CloseCode::INTERNAL, reasons::INTERNAL);
+            return;
+        };
+        let actions = room.connect(join.conn, join.peer, now);
+        debug!(room = %self.name, conn = join.conn, "connected");
+        self.links.insert(join.conn, join.link);
+        self.apply(actions, now);
+    }
+
+    fn event(&mut self, event: Event) {
+        self.last_event = Instant::now();
+        let now = now_ms();
+        if let Event::Disconnect { conn } = event {
+            if self.links.remove(&conn).is_some() {
+                debug!(room = %self.name, conn, "disconnected");
+            }
+        }
+        let Some(room) = self.room() else {
+            return;
+        };
+        let actions = match event {
+            Event::Text { conn, text } => room.on_text(conn, &text, now),
+            Event::Binary { conn, len } => room.on_binary(conn, len, now),
+            Event::TooBig { conn } => room.on_too_big(conn, now),
+            Event::Kick { conn, code, reason } => room.kick(conn, code, reason, now),
+            Event::Disconnect { conn } => room.disconnect(conn, now),
+        };
+        self.apply(actions, now);
+    }
+
+    /// Carries out the handler's actions in order. Kicking a slow consumer produces
+    /// more actions (its close, its quit), which run after the current ones.
+    fn apply(&mut self, actions: Vec<Action>, now: u64) {
+        let mut todo = VecDeque::from(actions);
+        let mut slow = Vec::new();
+        while let Some(action) = todo.pop_front() {
+            match action {
+                Action::Send { to, frame } => {
+                    if let Some(link) = self.links.get(&to) {
+                        if let Queued::Full = link.send(frame_bytes(&frame)) {
+                            slow.push(to);
+                        }
+                    }
+                }
+                Action::Broadcast { frame } => {
+                    let State::Live(room) = &self.state else {
+                        continue;
+                    };
+                    // One encoding and one buffer for every recipient.
+                    let bytes = frame_bytes(&frame);
+                    for id in room.members() {
+                        if let Some(link) = self.links.get(&id) {
+                            if let Queued::Full = link.send(bytes.clone()) {
+                                slow.push(id);
+                            }
+                        }
+                    }
+                }
+                Action::Close { conn, code, reason } => {
+                    if let Some(link) = self.links.remove(&conn) {
+                        debug!(room = %self.name, conn, code, reason, "closing");
+                        link.close(code, reason);
+                    }
+                }
+                // Only the Durable Object persists sessions as they change; here they
+                // are serialized when the room hibernates.
+                Action::Save { .. } => {}
+            }
+            if !slow.is_empty() {
+                if let State::Live(room) = &mut self.state {
+                    for conn in slow.drain(..) {
+                        info!(room = %self.name, conn, "closing slow consumer");
+                        todo.extend(room.kick(
+                            conn,
+                            CloseCode::TRY_AGAIN_LATER,
+                            reasons::SLOW_CONSUMER,
+                            now,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes every socket with 1001, then lets the room forget them (which keeps
+    /// drained rate-limit buckets). Closing first spares each member the quit frames
+    /// of everyone else.
+    fn shut_down(&mut self) {
+        self.shutting_down = true;
+        let count = self.links.len();
+        for (_, link) in self.links.drain() {
+            link.close(CloseCode::GOING_AWAY, reasons::GOING_AWAY);
+        }
+        let now = now_ms();
+        let has_sessions = match &self.state {
+            State::Live(room) => !room.is_empty(),
+            State::Dropped { sessions } => !sessions.is_empty(),
+        };
+        if has_sessions {
+            if let Some(room) = self.room() {
+                let ids: Vec<ConnId> = room.sessions().map(|s| s.id).collect();
+                for id in ids {
+                    // Links are gone, so the resulting actions have no one to reach.
+                    let _ = room.kick(id, CloseCode::GOING_AWAY, reasons::GOING_AWAY, now);
+                }
+            }
+        }
+        if count > 0 {
+            info!(room = %self.name, connections = count, "room closed for shutdown");
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! Room history in one SQLite file, through the handler's own schema and SQL text, so
+//! the local runner stores exactly what the Durable Object stores.
+
+use chat_handler::ratelimit::Bucket;
+use chat_handler::storage::{sql, StorageResult, SCHEMA};
+use chat_handler::{Storage, StorageError, StoredMessage};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The database file inside `--data-dir`.
+pub const DATABASE_FILE: &str = "edge-chat.sqlite3";
+
+/// How long a connection waits for another room's write before giving up. Writes are
+/// single-row inserts, so contention clears in microseconds; seconds means trouble.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn storage_error(e: rusqlite::Error) -> StorageError {
+    StorageError(e.to_string())
+}
+
+/// SQLite integers are signed; seqs and limits never get near `i64::MAX`, but a bad
+/// value must become an error rather than wrap.
+fn to_i64(v: impl TryInto<i64>) -> StorageResult<i64> {
+    v.try_into()
+        .map_err(|_| StorageError("integer out of range for SQLite".to_owned()))
+}
+
+/// Opens a connection to the database file with the pragmas every connection needs.
+pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL lets room actors read while another writes; NORMAL syncs at checkpoints
+    // only, which in WAL mode can lose the last commits on power loss but never
+    // corrupts the file: the right trade for a chat log.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
+/// Creates the data directory and the schema. Returns the database path.
+pub fn init_database(data_dir: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+    let path = data_dir.join(DATABASE_FILE);
+    let conn =
+        open_connection(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    for statement in SCHEMA {
+        conn.execute_batch(statement)
+            .map_err(|e| format!("cannot create schema in {}: {e}", path.display()))?;
+    }
+    Ok(path)
+}
+
+/// One room's view of the shared database: every statement is keyed by `room`.
+pub struct SqliteStorage {
+    conn: Connection,
+    room: String,
+}
+
+impl SqliteStorage {
+    /// Opens a connection for `room`. The schema must already exist (see
+    /// [`init_database`]).
+    pub fn open(path: &Path, room: &str) -> StorageResult<Self> {
+        Ok(SqliteStorage {
+            conn: open_connection(path).map_err(storage_error)?,
+            room: room.to_owned(),
+        })
+    }
+
+    fn messages(&self, sql: &str, extra: &[i64]) -> StorageResult<Vec<StoredMessage>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(storage_error)?;
+        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&self.room];
+        args.extend(extra.iter().map(|v| v as &dyn rusqlite::ToSql));
+        let rows = stmt
+            .query_map(args.as_slice(), message_from_row)
+            .map_err(storage_error)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(storage_error)
+    }
+}
+
+/// Column names follow [`StoredMessage`]'s fields (see `chat_handler::storage::sql`).
+fn message_from_row(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
+    Ok(StoredMessage {
+        seq: row.get("seq")?,
+        timestamp: row.get("timestamp")?,
+        name: row.get("name")?,
+        message: row.get("message")?,
+    })
+}
+
+impl Storage for SqliteStorage {
+    fn load_or_init_epoch(&mut self, candidate: &str) -> StorageResult<String> {
+        self.conn
+            .prepare_cached(sql::INIT_EPOCH)
+            .and_then(|mut s| s.execute(params![self.room, candidate]))
+            .map_err(storage_error)?;
+        self.conn
+            .prepare_cached(sql::SELECT_EPOCH)
+            .and_then(|mut s| s.query_row(params![self.room], |r| r.get(0)))
+            .map_err(storage_error)
+    }
+
+    fn latest(&mut self) -> StorageResult<Option<StoredMessage>> {
+        Ok(self.messages(sql::SELECT_LATEST, &[])?.pop())
+    }
+
+    fn append(&mut self, msg: &StoredMessage) -> StorageResult<()> {
+        let (seq, timestamp) = (to_i64(msg.seq)?, to_i64(msg.timestamp)?);
+        self.conn
+            .prepare_cached(sql::INSERT_MESSAGE)
+            .and_then(|mut s| s.execute(params![self.room, seq, timestamp, msg.name, msg.message]))
+            .map(drop)
+            .map_err(storage_error)
+    }
+
+    fn last_n(&mut self, n: usize) -> StorageResult<Vec<StoredMessage>> {
+        let mut v = self.messages(sql::SELECT_LAST_N, &[to_i64(n)?])?;
+        // The statement returns newest first.
+        v.reverse();
+        Ok(v)
+    }
+
+    fn after(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.messages(sql::SELECT_AFTER, &[to_i64(seq)?, to_i64(limit)?])
+    }
+
+    fn prune_through(&mut self, seq: u64) -> StorageResult<()> {
+        let seq = to_i64(seq)?;
+        self.conn
+            .prepare_cached(sql::PRUNE_THROUGH)
+            .and_then(|mut s| s.execute(params![self.room, seq]))
+            .map(drop)
+            .map_err(storage_error)
+    }
+
+    fn save_bucket(&mut self, addr: &str, bucket: &Bucket) -> StorageResult<()> {
+        let updated = to_i64(bucket.updated_ms)?;
+        self.conn
+            .prepare_cached(sql::UPSERT_BUCKET)
+            .and_then(|mut s| s.execute(params![self.room, addr, bucket.tokens, updated]))
+            .map(drop)
+            .map_err(storage_error)
+    }
+
+    fn take_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
+        // Read and delete in one transaction, so a bucket is taken at most once.
+        let tx = self.conn.transaction().map_err(storage_error)?;
+        let bucket = tx
+            .prepare_cached(sql::SELECT_BUCKET)
+            .and_then(|mut s| {
+                s.query_row(params![self.room, addr], |r| {
+                    Ok(Bucket {
+                        tokens: r.get("tokens")?,
+                        updated_ms: r.get("updated_ms")?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(storage_error)?;
+        if bucket.is_some() {
+            tx.prepare_cached(sql::DELETE_BUCKET)
+                .and_then(|mut s| s.execute(params![self.room, addr]))
+                .map_err(storage_error)?;
+        }
+        tx.commit().map_err(storage_error)?;
+        Ok(bucket)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_handler::{Action, Config, Peer, Room};
+
+    fn msg(seq: u64, text: &str) -> StoredMessage {
+        StoredMessage {
+            seq,
+            timestamp: 1_000 + seq,
+            name: "alice".to_owned(),
+            message: text.to_owned(),
+        }
+    }
+
+    fn fresh() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = init_database(&dir.path().join("data")).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn messages_round_trip_and_query_in_order() {
+        let (_dir, path) = fresh();
+        let mut s = SqliteStorage::open(&path, "lobby").unwrap();
+        assert_eq!(s.latest().unwrap(), None);
+        assert!(s.last_n(10).unwrap().is_empty());
+        for seq in 1..=5 {
+            s.append(&msg(seq, &format!("m{seq} \u{1F600} \n\"quoted\"")))
+                .unwrap();
+        }
+        assert_eq!(s.latest().unwrap().unwrap().seq, 5);
+        let last: Vec<u64> = s.last_n(3).unwrap().iter().map(|m| m.seq).collect();
+        assert_eq!(last, [3, 4, 5]);
+        assert_eq!(s.last_n(100).unwrap().len(), 5);
+        let after: Vec<u64> = s.after(2, 2).unwrap().iter().map(|m| m.seq).collect();
+        assert_eq!(after, [3, 4]);
+        assert!(s.after(5, 10).unwrap().is_empty());
+        assert_eq!(
+            s.after(0, 1).unwrap()[0],
+            msg(1, "m1 \u{1F600} \n\"quoted\"")
+        );
+        // A seq stored twice is refused, not overwritten.
+        assert!(s.append(&msg(5, "again")).is_err());
+    }
+
+    #[test]
+    fn prune_keeps_newer_messages() {
+        let (_dir, path) = fresh();
+        let mut s = SqliteStorage::open(&path, "lobby").unwrap();
+        for seq in 1..=10 {
+            s.append(&msg(seq, "x")).unwrap();
+        }
+        s.prune_through(7).unwrap();
+        let left: Vec<u64> = s.last_n(100).unwrap().iter().map(|m| m.seq).collect();
+        assert_eq!(left, [8, 9, 10]);
+        assert_eq!(s.after(0, 100).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn rooms_are_kept_apart() {
+        let (_dir, path) = fresh();
+        let mut a = SqliteStorage::open(&path, "a").unwrap();
+        let mut b = SqliteStorage::open(&path, "b").unwrap();
+        a.append(&msg(1, "in a")).unwrap();
+        assert_eq!(b.latest().unwrap(), None);
+        b.append(&msg(1, "in b")).unwrap();
+        b.prune_through(1).unwrap();
+        assert_eq!(a.latest().unwrap().unwrap().message, "in a");
+        let ea = a.load_or_init_epoch("epoch-a").unwrap();
+        let eb = b.load_or_init_epoch("epoch-b").unwrap();
+        assert_eq!((ea.as_str(), eb.as_str()), ("epoch-a", "epoch-b"));
+    }
+
+    #[test]
+    fn epoch_is_created_once() {
+        let (_dir, path) = fresh();
+        let mut s = SqliteStorage::open(&path, "lobby").unwrap();
+        assert_eq!(s.load_or_init_epoch("first").unwrap(), "first");
+        assert_eq!(s.load_or_init_epoch("second").unwrap(), "first");
+        let mut again = SqliteStorage::open(&path, "lobby").unwrap();
+        assert_eq!(again.load_or_init_epoch("third").unwrap(), "first");
+    }
+
+    #[test]
+    fn buckets_are_taken_once() {
+        let (_dir, path) = fresh();
+        let mut s = SqliteStorage::open(&path, "lobby").unwrap();
+        assert_eq!(s.take_bucket("127.0.0.1").unwrap(), None);
+        let b = Bucket {
+            tokens: 2.5,
+            updated_ms: 1_764_000_000_000,
+        };
+        s.save_bucket("127.0.0.1", &b).unwrap();
+        let newer = Bucket {
+            tokens: 0.25,
+            ..b.clone()
+        };
+        s.save_bucket("127.0.0.1", &newer).unwrap();
+        let mut other_room = SqliteStorage::open(&path, "other").unwrap();
+        assert_eq!(other_room.take_bucket("127.0.0.1").unwrap(), None);
+        assert_eq!(s.take_bucket("127.0.0.1").unwrap(), Some(newer));
+        assert_eq!(s.take_bucket("127.0.0.1").unwrap(), None);
+    }
+
+    #[test]
+    fn schema_init_is_idempotent() {
+        let (dir, path) = fresh();
+        SqliteStorage::open(&path, "r")
+            .unwrap()
+            .append(&msg(1, "kept"))
+            .unwrap();
+        let again = init_database(&dir.path().join("data")).unwrap();
+        assert_eq!(again, path);
+        let mut s = SqliteStorage::open(&path, "r").unwrap();
+        assert_eq!(s.latest().unwrap().unwrap().message, "kept");
+    }
+
+    fn frames(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { frame, .. } | Action::Broadcast { frame } => Some(frame.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_room_survives_a_reopen() {
+        let (_dir, path) = fresh();
+        let peer = || Peer {
+            addr: "127.0.0.1".to_owned(),
+        };
+        let epoch = {
+            let storage = SqliteStorage::open(&path, "lobby").unwrap();
+            let mut room = Room::open(Config::default(), storage, "epoch-1").unwrap();
+            room.connect(1, peer(), 10);
+            room.on_text(1, r#"{"name":"alice"}"#, 10);
+            for i in 0..3 {
+                let out = room.on_text(1, &format!(r#"{{"message":"hi {i}"}}"#), 20 + i);
+                assert!(frames(&out).iter().any(|f| f.contains(&format!("hi {i}"))));
+            }
+            assert_eq!(room.last_seq(), 3);
+            room.epoch().to_owned()
+        };
+        let storage = SqliteStorage::open(&path, "lobby").unwrap();
+        let mut room = Room::open(Config::default(), storage, "epoch-2").unwrap();
+        assert_eq!(room.epoch(), epoch);
+        assert_eq!(room.last_seq(), 3);
+        room.connect(2, peer(), 100);
+        let hello = format!(r#"{{"name":"bob","resume":{{"epoch":"{epoch}","seq":1}}}}"#);
+        let out = frames(&room.on_text(2, &hello, 100));
+        assert!(
+            out[0].contains("hi 1") && out[1].contains("hi 2"),
+            "{out:?}"
+        );
+        assert!(
+            out.last().unwrap().contains(r#""recovered":true"#),
+            "{out:?}"
+        );
+        let out = frames(&room.on_text(2, r#"{"message":"after"}"#, 5));
+        // Timestamps keep increasing across the reopen even if the clock went back.
+        assert!(out[0].contains(r#""seq":4"#), "{out:?}");
+        assert!(room.storage_mut().latest().unwrap().unwrap().timestamp > 22);
+    }
+}
