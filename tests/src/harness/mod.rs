@@ -1,0 +1,297 @@
+//! Running scenarios against backends: shared instances per configuration group,
+//! started lazily and stopped as soon as their last trial has run.
+
+pub mod backend;
+pub mod local;
+pub mod process;
+pub mod wrangler;
+
+pub use backend::{BackendKind, Instance, InstanceSpec};
+
+use crate::scenarios::Scenario;
+use crate::{Error, Result};
+use process::Logs;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// The most time one scenario may take, waits included.
+pub const SCENARIO_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Which instance a scenario runs on. Scenarios of a group share one instance per
+/// backend (they use their own rooms, so they can run at the same time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Group {
+    /// The scenario starts (and stops) its own instances: restarts, hibernation.
+    Own,
+    /// Default configuration.
+    Default,
+    /// Rate limit out of the way, small send queue and capacity, retention equal to
+    /// resume_max so the boundary of a resume is also the boundary of pruning.
+    Fast,
+    /// A tiny rate limit (no refill to speak of) and a small room.
+    Strict,
+}
+
+/// Limits of the `Fast` group, used by its scenarios to compute expectations.
+pub mod fast {
+    pub const ROOM_CAPACITY: usize = 8;
+    pub const SEND_QUEUE_FRAMES: usize = 16;
+    pub const RETENTION: u64 = 150;
+    pub const RESUME_MAX: u64 = 150;
+    pub const ALLOWED_ORIGIN: &str = "http://allowed.example:8080";
+}
+
+/// Limits of the `Strict` group.
+pub mod strict {
+    pub const RATE_BURST: usize = 2;
+    pub const RATE_STRIKES: usize = 3;
+    pub const ROOM_CAPACITY: usize = 3;
+}
+
+impl Group {
+    pub fn spec(self) -> InstanceSpec {
+        match self {
+            Group::Own | Group::Default => InstanceSpec::default(),
+            Group::Fast => InstanceSpec::with(&[
+                ("rate_burst", "1000000"),
+                ("rate_per_sec", "1000000"),
+                ("room_capacity", &fast::ROOM_CAPACITY.to_string()),
+                ("send_queue_frames", &fast::SEND_QUEUE_FRAMES.to_string()),
+                ("retention", &fast::RETENTION.to_string()),
+                ("resume_max", &fast::RESUME_MAX.to_string()),
+                ("allow_origins", fast::ALLOWED_ORIGIN),
+            ]),
+            Group::Strict => InstanceSpec::with(&[
+                ("rate_burst", &strict::RATE_BURST.to_string()),
+                // One token per 1000 s: nothing refills during a test.
+                ("rate_per_sec", "0.001"),
+                ("rate_strikes", &strict::RATE_STRIKES.to_string()),
+                ("room_capacity", &strict::ROOM_CAPACITY.to_string()),
+            ]),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Group::Own => "own",
+            Group::Default => "default",
+            Group::Fast => "fast",
+            Group::Strict => "strict",
+        }
+    }
+}
+
+type Key = (BackendKind, Group);
+
+/// Labelled logs of the instances a scenario used, shown when it fails.
+type UsedLogs = Arc<Mutex<Vec<(String, Arc<Logs>)>>>;
+
+struct Slot {
+    instance: Arc<OnceCell<Result<Arc<Instance>, String>>>,
+    /// Trials of this key that have not finished yet.
+    remaining: usize,
+}
+
+/// Everything the trials share.
+pub struct Suite {
+    rt: tokio::runtime::Runtime,
+    local_bin: PathBuf,
+    slots: Mutex<HashMap<Key, Slot>>,
+    rooms: AtomicU64,
+}
+
+impl Suite {
+    /// `local_bin` is the local runner binary (CARGO_BIN_EXE_edge-chat-local-runner).
+    pub fn new(local_bin: PathBuf) -> Result<Arc<Suite>> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        Ok(Arc::new(Suite {
+            rt,
+            local_bin,
+            slots: Mutex::new(HashMap::new()),
+            rooms: AtomicU64::new(0),
+        }))
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Announces that one more trial will use the shared instance of `key`.
+    pub fn expect_trial(&self, kind: BackendKind, group: Group) {
+        self.slots()
+            .entry((kind, group))
+            .or_insert_with(|| Slot {
+                instance: Arc::new(OnceCell::new()),
+                remaining: 0,
+            })
+            .remaining += 1;
+    }
+
+    /// Runs one scenario on one backend (called on a libtest-mimic worker thread).
+    pub fn run_trial(self: &Arc<Self>, kind: BackendKind, scenario: &Scenario) -> Result<()> {
+        let _done = TrialDone {
+            suite: self.clone(),
+            key: (kind, scenario.group),
+        };
+        let ctx = Ctx {
+            suite: self.clone(),
+            kind,
+            group: scenario.group,
+            instance: None,
+            logs: Arc::new(Mutex::new(Vec::new())),
+        };
+        let logs = ctx.logs.clone();
+        let run = scenario.run;
+        let outcome = self.rt.block_on(async move {
+            let ctx = ctx.with_shared_instance().await?;
+            match tokio::time::timeout(SCENARIO_TIMEOUT, run(ctx)).await {
+                Ok(r) => r,
+                Err(_) => Err(Error(format!("scenario took over {SCENARIO_TIMEOUT:?}"))),
+            }
+        });
+        outcome.map_err(|e| {
+            // The backend's last lines usually say why.
+            let mut msg = e.0;
+            for (label, logs) in logs.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                msg.push_str(&format!(
+                    "\n--- last lines of {label} ---\n{}",
+                    logs.tail(20).join("\n")
+                ));
+            }
+            Error(msg)
+        })
+    }
+
+    /// Stops every instance still running (end of the run).
+    pub fn shutdown(&self) {
+        let slots: Vec<Slot> = self.slots().drain().map(|(_, s)| s).collect();
+        for slot in slots {
+            if let Some(Ok(instance)) = slot.instance.get() {
+                instance.shutdown();
+            }
+        }
+    }
+
+    async fn shared_instance(&self, key: Key) -> Result<Arc<Instance>> {
+        let cell = match self.slots().get(&key) {
+            Some(slot) => slot.instance.clone(),
+            None => return Err(Error(format!("no slot for {key:?}"))),
+        };
+        let (kind, group) = key;
+        let started = cell
+            .get_or_init(|| async {
+                Instance::start(kind, group.name(), group.spec(), self.local_bin.clone())
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| e.0)
+            })
+            .await;
+        // A start-up failure is remembered, so the group's other trials fail fast.
+        started.clone().map_err(Error)
+    }
+
+    fn trial_done(&self, key: Key) {
+        let finished = {
+            let mut slots = self.slots();
+            match slots.get_mut(&key) {
+                Some(slot) => {
+                    slot.remaining = slot.remaining.saturating_sub(1);
+                    if slot.remaining == 0 {
+                        slots.remove(&key)
+                    } else {
+                        None
+                    }
+                }
+                None => None,
+            }
+        };
+        if let Some(slot) = finished {
+            if let Some(Ok(instance)) = slot.instance.get() {
+                instance.shutdown();
+            }
+        }
+    }
+}
+
+/// Marks a trial finished even if it panicked, so its instance is still stopped.
+struct TrialDone {
+    suite: Arc<Suite>,
+    key: Key,
+}
+
+impl Drop for TrialDone {
+    fn drop(&mut self) {
+        self.suite.trial_done(self.key);
+    }
+}
+
+/// What a scenario gets: its backend, the shared instance of its group (if any),
+/// unique room names, and a way to start instances of its own.
+#[derive(Clone)]
+pub struct Ctx {
+    suite: Arc<Suite>,
+    kind: BackendKind,
+    group: Group,
+    instance: Option<Arc<Instance>>,
+    /// Logs of every instance this scenario used, shown when it fails.
+    logs: UsedLogs,
+}
+
+impl Ctx {
+    async fn with_shared_instance(mut self) -> Result<Ctx> {
+        if self.group != Group::Own {
+            let instance = self.suite.shared_instance((self.kind, self.group)).await?;
+            self.track(
+                &format!("{} {}", self.kind.name(), self.group.name()),
+                &instance,
+            );
+            self.instance = Some(instance);
+        }
+        Ok(self)
+    }
+
+    fn track(&self, label: &str, instance: &Instance) {
+        self.logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((label.to_owned(), instance.logs().clone()));
+    }
+
+    pub fn backend(&self) -> BackendKind {
+        self.kind
+    }
+
+    /// The shared instance of the scenario's group.
+    pub fn instance(&self) -> &Arc<Instance> {
+        self.instance
+            .as_ref()
+            .expect("scenarios of Group::Own start their own instances")
+    }
+
+    /// Base URL of the shared instance.
+    pub fn base(&self) -> String {
+        self.instance().base_url()
+    }
+
+    /// A room name no other scenario uses in this run (at most 32 characters).
+    pub fn room(&self, tag: &str) -> String {
+        let n = self.suite.rooms.fetch_add(1, Ordering::Relaxed);
+        let tag: String = tag.chars().take(24).collect();
+        format!("{tag}-{n}")
+    }
+
+    /// Starts an instance just for this scenario; it stops when dropped.
+    pub async fn start_own(&self, label: &str, spec: InstanceSpec) -> Result<Instance> {
+        let instance =
+            Instance::start(self.kind, label, spec, self.suite.local_bin.clone()).await?;
+        self.track(&format!("{} {label}", self.kind.name()), &instance);
+        Ok(instance)
+    }
+}

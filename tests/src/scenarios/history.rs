@@ -1,0 +1,151 @@
+//! History on join, and resume (Fast group: rate limit out of the way, retention and
+//! resume_max both 150).
+
+use super::{join, send_many};
+use crate::client::{Client, Join, Msg};
+use crate::harness::{fast, Ctx};
+use crate::{ensure, ensure_eq, Result};
+use serde_json::{json, Value};
+
+/// After more than 100 messages a joiner gets exactly the last 100, in order.
+pub async fn last_100(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let room = ctx.room("history");
+    let (mut a, _) = join(&base, &room, "alice").await?;
+    let sent = send_many(&mut a, 123, "history").await?;
+    let (b, jb) = join(&base, &room, "bob").await?;
+    ensure_eq!(jb.backlog.len(), 100, "backlog length");
+    ensure_eq!(
+        jb.backlog,
+        sent[23..].to_vec(),
+        "backlog is the last 100, in order"
+    );
+    ensure_eq!(jb.ready.seq, 123, "ready.seq");
+    ensure!(!jb.ready.recovered, "no resume, not recovered");
+    b.close().await?;
+    a.close().await
+}
+
+async fn resume_join(base: &str, room: &str, name: &str, resume: Value) -> Result<Join> {
+    let mut c = Client::connect(base, room, name).await?;
+    let j = c
+        .hello_with(&json!({ "name": name, "resume": resume }), name)
+        .await?;
+    c.close().await?;
+    Ok(j)
+}
+
+fn ensure_recovered(j: &Join, expected: &[Msg], epoch: &str, what: &str) -> Result<()> {
+    ensure!(j.ready.recovered, "{what}: expected recovered: true");
+    ensure_eq!(j.backlog, expected.to_vec(), "{what}: backlog");
+    ensure_eq!(j.ready.epoch, epoch, "{what}: epoch");
+    Ok(())
+}
+
+fn ensure_not_recovered(j: &Join, last: &[Msg], epoch: &str, what: &str) -> Result<()> {
+    ensure!(!j.ready.recovered, "{what}: expected recovered: false");
+    ensure_eq!(j.backlog, last.to_vec(), "{what}: backlog (the last 100)");
+    ensure_eq!(j.ready.epoch, epoch, "{what}: epoch");
+    Ok(())
+}
+
+/// Exact resume replays exactly the gap; every other resume falls back to the last
+/// 100 with recovered: false, and a malformed one is no error.
+pub async fn resume(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let room = ctx.room("resume");
+    let (mut a, ja) = join(&base, &room, "alice").await?;
+    let epoch = ja.ready.epoch.clone();
+    let sent = send_many(&mut a, 10, "resume").await?;
+
+    let j = resume_join(&base, &room, "gap", json!({"epoch": epoch, "seq": 4})).await?;
+    ensure_recovered(&j, &sent[4..], &epoch, "resume from seq 4")?;
+    ensure_eq!(j.ready.seq, 10, "ready.seq");
+    ensure_eq!(j.roster, vec!["alice".to_string()], "roster on resume");
+    let j = resume_join(
+        &base,
+        &room,
+        "up-to-date",
+        json!({"epoch": epoch, "seq": 10}),
+    )
+    .await?;
+    ensure_recovered(&j, &[], &epoch, "resume from the latest seq")?;
+    let j = resume_join(&base, &room, "from-zero", json!({"epoch": epoch, "seq": 0})).await?;
+    ensure_recovered(&j, &sent, &epoch, "resume from seq 0")?;
+
+    let refused = [
+        ("stale epoch", json!({"epoch": "an-old-epoch", "seq": 4})),
+        ("seq beyond the latest", json!({"epoch": epoch, "seq": 11})),
+        (
+            "far beyond the latest",
+            json!({"epoch": epoch, "seq": u64::MAX}),
+        ),
+        // Malformed: ignored as if absent.
+        ("resume not an object", json!("4")),
+        ("resume null", Value::Null),
+        ("empty resume", json!({})),
+        ("missing seq", json!({"epoch": epoch})),
+        ("missing epoch", json!({"seq": 4})),
+        ("negative seq", json!({"epoch": epoch, "seq": -1})),
+        ("fractional seq", json!({"epoch": epoch, "seq": 4.5})),
+        ("seq as text", json!({"epoch": epoch, "seq": "4"})),
+        ("numeric epoch", json!({"epoch": 7, "seq": 4})),
+    ];
+    for (what, resume) in refused {
+        let j = resume_join(&base, &room, "resumer", resume).await?;
+        ensure_not_recovered(&j, &sent, &epoch, what)?;
+        ensure_eq!(j.ready.seq, 10, "{what}: ready.seq");
+    }
+    a.close().await
+}
+
+/// The limit of a resume: exactly resume_max missing messages still recover (which
+/// also proves retention pruned nothing it should have kept), one more does not.
+pub async fn resume_boundary(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let room = ctx.room("resume-max");
+    let (mut a, ja) = join(&base, &room, "alice").await?;
+    let epoch = ja.ready.epoch.clone();
+    let total = 200usize;
+    let sent = send_many(&mut a, total, "boundary").await?;
+    let max = fast::RESUME_MAX as usize;
+    ensure_eq!(
+        max as u64,
+        fast::RETENTION,
+        "this scenario needs retention == resume_max"
+    );
+    let last_100 = &sent[total - 100..];
+
+    let from = (total - max) as u64; // 150 missing: recovered
+    let j = resume_join(
+        &base,
+        &room,
+        "at-limit",
+        json!({"epoch": epoch, "seq": from}),
+    )
+    .await?;
+    ensure_recovered(
+        &j,
+        &sent[total - max..],
+        &epoch,
+        "resume of exactly resume_max",
+    )?;
+    let j = resume_join(
+        &base,
+        &room,
+        "over-limit",
+        json!({"epoch": epoch, "seq": from - 1}),
+    )
+    .await?;
+    ensure_not_recovered(
+        &j,
+        last_100,
+        &epoch,
+        "resume of resume_max + 1 (and pruned)",
+    )?;
+    let j = resume_join(&base, &room, "pruned", json!({"epoch": epoch, "seq": 10})).await?;
+    ensure_not_recovered(&j, last_100, &epoch, "resume from a pruned seq")?;
+    let j = resume_join(&base, &room, "plain", json!({})).await?;
+    ensure_not_recovered(&j, last_100, &epoch, "no resume")?;
+    a.close().await
+}

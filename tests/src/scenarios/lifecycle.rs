@@ -1,0 +1,134 @@
+//! Scenarios with instances of their own: a restart on the same data dir, and
+//! hibernation (the room evicted from memory while its sockets stay open).
+
+use super::{ensure_next, join, send_many};
+use crate::client::{Client, Event, Frame};
+use crate::harness::{Ctx, InstanceSpec};
+use crate::{bail, ensure, ensure_eq, Result};
+use serde_json::json;
+
+/// The rate limit is not under test here.
+fn no_rate_limit() -> InstanceSpec {
+    InstanceSpec::with(&[("rate_burst", "1000000"), ("rate_per_sec", "1000000")])
+}
+
+/// History, seq and epoch survive a restart of the backend on the same data dir, so a
+/// resume across the restart recovers.
+pub async fn restart(ctx: Ctx) -> Result<()> {
+    let instance = ctx.start_own("restart", no_rate_limit()).await?;
+    let base = instance.base_url();
+    let room = ctx.room("restart");
+    let (mut a, ja) = join(&base, &room, "alice").await?;
+    let epoch = ja.ready.epoch.clone();
+    let before = send_many(&mut a, 3, "before restart").await?;
+
+    instance.restart().await?;
+    // The old connection ends (close frame or not) when its server goes away.
+    let mut ended = false;
+    for _ in 0..100 {
+        match a.next_event().await? {
+            Event::Close(_) | Event::Ended(_) => {
+                ended = true;
+                break;
+            }
+            Event::Frame(_) | Event::Binary(_) => continue,
+        }
+    }
+    ensure!(ended, "the connection outlived its server");
+
+    let base = instance.base_url();
+    let mut b = Client::connect(&base, &room, "bob").await?;
+    let jb = b
+        .hello_with(
+            &json!({"name": "bob", "resume": {"epoch": epoch, "seq": 1}}),
+            "bob",
+        )
+        .await?;
+    ensure_eq!(jb.ready.epoch, epoch, "epoch after the restart");
+    ensure_eq!(jb.ready.seq, 3, "latest seq after the restart");
+    ensure!(
+        jb.ready.recovered,
+        "a resume across the restart must recover"
+    );
+    ensure_eq!(jb.backlog, before[1..].to_vec(), "resumed messages");
+    ensure!(
+        jb.roster.is_empty(),
+        "nobody else is in the room: {:?}",
+        jb.roster
+    );
+
+    b.say("after restart").await?;
+    let m4 = b.recv_message().await?;
+    ensure_next(&before[2], &m4)?;
+    let (c, jc) = join(&base, &room, "carol").await?;
+    let mut all = before.clone();
+    all.push(m4);
+    ensure_eq!(jc.backlog, all, "full history after the restart");
+    c.close().await?;
+    b.close().await
+}
+
+/// An idle room with open sockets is evicted and rebuilt: seqs continue, the roster
+/// is intact, and messages still reach the sockets that were there before.
+pub async fn hibernation(ctx: Ctx) -> Result<()> {
+    let backend = ctx.backend();
+    let spec = InstanceSpec {
+        hibernate: true,
+        ..no_rate_limit()
+    };
+    let instance = ctx.start_own("hibernation", spec).await?;
+    let base = instance.base_url();
+    let room = ctx.room("hibernate");
+    let (mut a, _) = join(&base, &room, "alice").await?;
+    let (mut b, _) = join(&base, &room, "bob").await?;
+    a.expect_frame(Frame::Joined("bob".into())).await?;
+    a.say("before").await?;
+    let m1 = a.recv_message().await?;
+    ensure_eq!(b.recv_message().await?, m1, "bob gets the first message");
+
+    let mark = instance.logs().mark();
+    backend.await_eviction(&instance, mark).await?;
+    let mark = instance.logs().mark();
+
+    a.say("after").await?;
+    let m2 = a.recv_message().await?;
+    ensure_eq!(m2.message, "after", "first message after the eviction");
+    ensure_next(&m1, &m2)?;
+    ensure_eq!(
+        b.recv_message().await?,
+        m2,
+        "bob, connected before the eviction, gets it"
+    );
+    backend.confirm_restored(&instance, mark).await?;
+
+    let (mut c, jc) = join(&base, &room, "carol").await?;
+    ensure_eq!(
+        jc.roster_sorted(),
+        vec!["alice".to_string(), "bob".to_string()],
+        "roster after the eviction"
+    );
+    ensure_eq!(
+        jc.backlog,
+        vec![m1, m2.clone()],
+        "history after the eviction"
+    );
+    ensure_eq!(jc.ready.seq, 2, "ready.seq after the eviction");
+    for m in [&mut a, &mut b] {
+        m.expect_frame(Frame::Joined("carol".into())).await?;
+    }
+    b.say("to everyone").await?;
+    let m3 = b.recv_message().await?;
+    ensure_next(&m2, &m3)?;
+    for m in [&mut a, &mut c] {
+        let got = m.recv_message().await?;
+        if got != m3 {
+            bail!("{}: got {got:?}, expected {m3:?}", m.label);
+        }
+    }
+    // Leaving still works for the sockets that lived through the eviction.
+    a.close().await?;
+    b.expect_frame(Frame::Quit("alice".into())).await?;
+    c.expect_frame(Frame::Quit("alice".into())).await?;
+    c.close().await?;
+    b.close().await
+}

@@ -1,0 +1,137 @@
+//! The rate limit and the room capacity.
+
+use super::{join, SILENCE};
+use crate::client::{Client, Frame};
+use crate::harness::{strict, Ctx};
+use crate::{ensure_eq, Result};
+use chat_handler::protocol::errors;
+use chat_handler::room::{reasons, CloseCode};
+use serde_json::json;
+
+/// Default limits (burst 10): the 11th message sent back to back is refused.
+pub async fn eleventh_message(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let room = ctx.room("rate-11");
+    let (mut a, _) = join(&base, &room, "alice").await?;
+    for i in 1..=11 {
+        a.feed_text(json!({ "message": format!("burst {i}") }).to_string())
+            .await?;
+    }
+    a.flush().await?;
+    for i in 1..=10u64 {
+        let m = a.recv_message().await?;
+        ensure_eq!(m.seq, i, "seq of burst message {i}");
+        ensure_eq!(m.message, format!("burst {i}"), "text of burst message {i}");
+    }
+    a.expect_frame(Frame::Error(errors::RATE_LIMITED.into()))
+        .await?;
+    // Refused, not closed: one strike is far from the default 30.
+    a.expect_silence(SILENCE).await?;
+    a.close().await
+}
+
+/// Strict group (burst 2, no refill, 3 strikes): sustained flooding closes with 1008.
+pub async fn flooding(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let room = ctx.room("flood");
+    let (mut observer, _) = join(&base, &room, "observer").await?;
+    let (mut a, _) = join(&base, &room, "flooder").await?;
+    observer
+        .expect_frame(Frame::Joined("flooder".into()))
+        .await?;
+    let frames = strict::RATE_BURST + strict::RATE_STRIKES;
+    for i in 0..frames {
+        a.feed_text(json!({ "message": format!("flood {i}") }).to_string())
+            .await?;
+    }
+    a.flush().await?;
+    for i in 0..strict::RATE_BURST {
+        let m = a.recv_message().await?;
+        ensure_eq!(m.message, format!("flood {i}"), "allowed message {i}");
+        ensure_eq!(
+            observer.recv_message().await?,
+            m,
+            "observer gets message {i}"
+        );
+    }
+    for _ in 0..strict::RATE_STRIKES {
+        a.expect_error(errors::RATE_LIMITED).await?;
+    }
+    a.expect_close(CloseCode::POLICY, Some(reasons::FLOODING))
+        .await?;
+    observer.expect_frame(Frame::Quit("flooder".into())).await?;
+    observer.expect_silence(SILENCE).await?;
+    observer.close().await
+}
+
+/// Strict group: one bucket per address and room, shared by its sockets, charged for
+/// garbage too, and kept when the address reconnects.
+pub async fn shared_and_kept(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+
+    // Two sockets from one address share the bucket.
+    let room = ctx.room("rate-shared");
+    let (mut a, _) = join(&base, &room, "alice").await?;
+    let (mut b, _) = join(&base, &room, "bob").await?;
+    a.expect_frame(Frame::Joined("bob".into())).await?;
+    for i in 0..strict::RATE_BURST {
+        a.say(&format!("a{i}")).await?;
+        let m = a.recv_message().await?;
+        ensure_eq!(b.recv_message().await?, m, "bob gets alice's message {i}");
+    }
+    b.say("my turn?").await?;
+    b.expect_error(errors::RATE_LIMITED).await?;
+    a.expect_silence(SILENCE).await?;
+    a.close().await?;
+    b.close().await?;
+
+    // Garbage costs a token like a message, and the drained bucket survives a
+    // reconnect of the address.
+    let room = ctx.room("rate-kept");
+    let (mut c, _) = join(&base, &room, "carol").await?;
+    for _ in 0..strict::RATE_BURST {
+        c.send_text("garbage").await?;
+        c.expect_error(errors::NOT_JSON).await?;
+    }
+    c.say("a real message").await?;
+    c.expect_error(errors::RATE_LIMITED).await?;
+    c.close().await?;
+    let mut c2 = Client::connect(&base, &room, "carol again").await?;
+    let j = c2.hello("carol").await?;
+    ensure_eq!(j.ready.seq, 0, "nothing was stored");
+    c2.say("after reconnecting").await?;
+    c2.expect_error(errors::RATE_LIMITED).await?;
+    c2.close().await
+}
+
+/// Strict group (capacity 3): connections, named or not, count; the next one is
+/// closed with 1013 "Room is full"; a freed place can be taken again.
+pub async fn room_full(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let room = ctx.room("full");
+    let (mut a, _) = join(&base, &room, "alice").await?;
+    let (b, _) = join(&base, &room, "bob").await?;
+    a.expect_frame(Frame::Joined("bob".into())).await?;
+    let unnamed = Client::connect(&base, &room, "unnamed").await?;
+    ensure_eq!(strict::ROOM_CAPACITY, 3, "this scenario fills a room of 3");
+
+    let mut over = Client::connect(&base, &room, "one too many").await?;
+    over.expect_close(CloseCode::TRY_AGAIN_LATER, Some(reasons::ROOM_FULL))
+        .await?;
+    // The refused connection never joined: nobody hears of it.
+    a.expect_silence(SILENCE).await?;
+
+    b.close().await?;
+    a.expect_frame(Frame::Quit("bob".into())).await?;
+    let (c, jc) = join(&base, &room, "carol").await?;
+    ensure_eq!(jc.roster, vec!["alice".to_string()], "carol's roster");
+    a.expect_frame(Frame::Joined("carol".into())).await?;
+
+    // Full again: the unnamed socket still holds a place.
+    let mut over = Client::connect(&base, &room, "one too many again").await?;
+    over.expect_close(CloseCode::TRY_AGAIN_LATER, Some(reasons::ROOM_FULL))
+        .await?;
+    unnamed.close().await?;
+    c.close().await?;
+    a.close().await
+}
