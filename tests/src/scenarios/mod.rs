@@ -73,6 +73,9 @@ pub fn all() -> Vec<Scenario> {
         s("http_routes_and_status_codes", Default, |c| {
             Box::pin(routes::status_codes(c))
         }),
+        s("http_methods_405", Default, |c| {
+            Box::pin(routes::methods(c))
+        }),
         s("private_rooms", Default, |c| {
             Box::pin(routes::private_rooms(c))
         }),
