@@ -23,9 +23,10 @@ use worker::{
     WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
-/// Printed by the constructor. The runtime constructs the object again after evicting it,
-/// so under `wrangler dev` this line in stdout is how a test sees that an eviction
-/// (hibernation) really happened.
+/// Printed by the constructor, followed by ` id=<64 hex> name=<room name or ->`. The
+/// runtime constructs the object again after evicting it (the sockets stay open), so
+/// under `wrangler dev` a second such line for the same room in stdout is how a test sees
+/// that an eviction really happened. Neither workerd nor wrangler logs evictions itself.
 pub const CONSTRUCTED_LOG: &str = "edge-chat: room constructed";
 
 #[wasm_bindgen]
@@ -59,7 +60,11 @@ pub struct ChatRoom {
 
 impl worker::DurableObject for ChatRoom {
     fn new(state: State, env: Env) -> Self {
-        console_log!("{CONSTRUCTED_LOG} id={}", state.id());
+        // The name is known for rooms addressed by name (validated: [A-Za-z0-9._-]),
+        // so a test can match the line to its room; private rooms log only the id.
+        let id = state.id();
+        let name = id.name().unwrap_or_else(|| "-".to_owned());
+        console_log!("{CONSTRUCTED_LOG} id={id} name={name}");
         ChatRoom {
             state,
             config: config::load(&env),
@@ -81,19 +86,30 @@ impl worker::DurableObject for ChatRoom {
             .unwrap_or_else(|| "unknown".to_owned());
         let pair = WebSocketPair::new()?;
         let server = pair.server;
-        self.state.accept_web_socket(&server);
         let now = now_ms();
         let mut guard = self.live.borrow_mut();
         match self.live(&mut guard, None) {
             Some(live) => {
                 let conn = live.fresh_conn_id();
-                live.sockets.insert(conn, server);
                 let actions = live.room.connect(conn, Peer { addr }, now);
+                let refused = actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Close { conn: c, .. } if *c == conn));
+                if refused {
+                    // Room full. A close on a hibernatable socket before this response
+                    // is returned never reaches the client (seen in workerd), while a
+                    // plainly accepted one delivers it; the socket needs no hibernation.
+                    server.accept()?;
+                } else {
+                    self.state.accept_web_socket(&server);
+                }
+                live.sockets.insert(conn, server);
                 live.apply(actions);
             }
             None => {
                 // Storage unreadable: the protocol answers with close 1011 on the socket,
                 // which a browser client can show, rather than a failed upgrade.
+                server.accept()?;
                 let _ = server.close(Some(CloseCode::INTERNAL), Some(reasons::INTERNAL));
             }
         }
@@ -264,7 +280,9 @@ impl Live {
                 Action::Close { conn, code, reason } => {
                     if let Some(ws) = self.sockets.remove(&conn) {
                         clear_attachment(&ws);
-                        let _ = ws.close(Some(code), Some(reason));
+                        if let Err(e) = ws.close(Some(code), Some(reason)) {
+                            console_error!("edge-chat: close {code} failed: {e}");
+                        }
                     }
                 }
                 Action::Save { conn } => {
