@@ -111,6 +111,7 @@ impl Suite {
             .worker_threads(2)
             .enable_all()
             .build()?;
+        rt.spawn(kill_backends_on_signal());
         Ok(Arc::new(Suite {
             rt,
             local_bin,
@@ -218,6 +219,31 @@ impl Suite {
             }
         }
     }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP the suite exits without running any Drop, so the
+/// backend process groups (not in our group, so not signalled with us) are killed here.
+async fn kill_backends_on_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let kinds = [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+    ];
+    let mut streams = Vec::new();
+    for kind in kinds {
+        if let Ok(s) = signal(kind) {
+            streams.push(s);
+        }
+    }
+    if streams.is_empty() {
+        return;
+    }
+    let waits = streams.iter_mut().map(|s| Box::pin(s.recv()));
+    futures_util::future::select_all(waits).await;
+    process::kill_all_groups();
+    eprintln!("conformance: interrupted; backend processes stopped");
+    std::process::exit(130);
 }
 
 /// Marks a trial finished even if it panicked, so its instance is still stopped.

@@ -6,6 +6,7 @@
 //! (which also runs when a scenario panics and unwinds).
 
 use crate::{bail, Result};
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -86,6 +87,25 @@ impl Logs {
     }
 }
 
+/// Process groups still running, so a signal to the suite (Ctrl-C, a timeout's SIGTERM),
+/// which skips every Drop, can still kill them: see [`kill_all_groups`].
+static LIVE_GROUPS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+fn live_groups() -> std::sync::MutexGuard<'static, Option<HashSet<i32>>> {
+    LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Kills every process group this suite started and has not stopped yet.
+pub fn kill_all_groups() {
+    let groups: Vec<i32> = live_groups()
+        .as_mut()
+        .map(|g| g.drain().collect())
+        .unwrap_or_default();
+    for pgid in groups {
+        signal_group(pgid, libc::SIGKILL);
+    }
+}
+
 /// A running process group. Dropping it kills the group.
 pub struct Proc {
     child: Child,
@@ -105,6 +125,7 @@ impl Proc {
             Err(e) => bail!("could not start {label} ({cmd:?}): {e}"),
         };
         let pgid = child.id() as i32;
+        live_groups().get_or_insert_with(HashSet::new).insert(pgid);
         if let Some(out) = child.stdout.take() {
             pump(out, logs.clone());
         }
@@ -159,6 +180,9 @@ impl Drop for Proc {
         signal_group(self.pgid, libc::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(groups) = live_groups().as_mut() {
+            groups.remove(&self.pgid);
+        }
     }
 }
 
