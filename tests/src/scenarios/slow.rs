@@ -163,7 +163,10 @@ pub async fn join_burst(ctx: Ctx) -> Result<()> {
         members.push(m);
     }
     let backlog = fast::RESUME_MAX as usize;
-    let sent = send_many(&mut talker, backlog, "burst").await?;
+    // ~900 chars each: the ~135 KB burst cannot all sit in the kernel's buffers of a
+    // socket with a 4 KiB receive buffer, so most of it waits in the backend's queue.
+    let prefix = format!("burst {}", "x".repeat(880));
+    let sent = send_many(&mut talker, backlog, &prefix).await?;
 
     let options = Options {
         recv_buffer: Some(SLOW_RCVBUF),
