@@ -287,5 +287,9 @@ async fn write_batch(
 
 /// Best effort: the close frame, within the grace period.
 async fn close_now(sink: &mut SplitSink<WebSocket, Message>, req: CloseRequest) {
-    let _ = timeout(CLOSE_GRACE, sink.send(close_message(req))).await;
+    match timeout(CLOSE_GRACE, sink.send(close_message(req))).await {
+        Ok(Ok(())) => debug!(code = req.0, "close frame sent past the queue"),
+        Ok(Err(e)) => debug!(error = %e, "close frame not sent"),
+        Err(_) => debug!("close frame not sent in time"),
+    }
 }
