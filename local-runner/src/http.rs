@@ -62,12 +62,19 @@ fn plain(status: u16, body: impl Into<String>) -> Response {
         .into_response()
 }
 
+/// A refusal from the handler's edge rules, with the header HTTP asks for alongside
+/// a 405 (`Allow`) or a 426 (`Upgrade`).
 fn rejection(r: &Rejection, allow: &'static str) -> Response {
     let mut response = plain(r.status, r.reason);
-    if r.status == 405 {
+    let extra = match r.status {
+        405 => Some((header::ALLOW, allow)),
+        426 => Some((header::UPGRADE, "websocket")),
+        _ => None,
+    };
+    if let Some((name, value)) = extra {
         response
             .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(allow));
+            .insert(name, HeaderValue::from_static(value));
     }
     response
 }
@@ -151,7 +158,9 @@ async fn websocket(
     let max = state.config.max_frame_bytes;
     let max_write = WRITE_BUFFER + max_outgoing_frame(&state.config) * 2;
     let peer = Peer {
-        addr: addr.ip().to_string(),
+        // Canonical, so an IPv4 client of a dual-stack listener keys the rate limit
+        // the same as on an IPv4 listener.
+        addr: addr.ip().to_canonical().to_string(),
     };
     let AppState {
         rooms,

@@ -355,3 +355,188 @@ impl RoomActor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::{CloseRequest, Out};
+    use crate::registry::RoomContext;
+    use crate::store::StoreFactory;
+    use chat_handler::{Config, Peer};
+    use std::time::Duration;
+    use tokio::sync::{oneshot, watch};
+    use tokio::time::timeout;
+
+    struct Client {
+        conn: ConnId,
+        frames: mpsc::Receiver<Out>,
+        urgent: oneshot::Receiver<CloseRequest>,
+        events: mpsc::Sender<Event>,
+    }
+
+    fn rooms(config: Config, hibernate: Option<Duration>) -> (Arc<Rooms>, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(false);
+        let rooms = Rooms::new(RoomContext {
+            config,
+            store: StoreFactory::memory(),
+            hibernate_after: hibernate,
+            idle_exit: Duration::ZERO,
+            shutdown: rx,
+        });
+        (rooms, tx)
+    }
+
+    async fn join(rooms: &Arc<Rooms>, room: &str, conn: ConnId, bound: usize) -> Client {
+        let (tx, frames) = mpsc::channel(bound);
+        let (utx, urgent) = oneshot::channel();
+        let join = Join {
+            conn,
+            peer: Peer {
+                addr: format!("10.0.0.{conn}"),
+            },
+            link: ConnLink::new(tx, utx),
+        };
+        let events = rooms.join(room, join).map_err(|_| "refused").unwrap();
+        Client {
+            conn,
+            frames,
+            urgent,
+            events,
+        }
+    }
+
+    impl Client {
+        async fn text(&self, text: &str) {
+            let event = Event::Text {
+                conn: self.conn,
+                text: text.into(),
+            };
+            self.events.send(event).await.unwrap();
+        }
+
+        /// The next frame's text, or the close it got.
+        async fn next(&mut self) -> Result<String, (u16, &'static str)> {
+            match timeout(Duration::from_secs(5), self.frames.recv()).await {
+                Ok(Some(Out::Text(t))) => Ok(t.to_string()),
+                Ok(Some(Out::Close(code, reason))) => Err((code, reason)),
+                other => panic!("no frame: {other:?}"),
+            }
+        }
+
+        async fn until(&mut self, needle: &str) -> String {
+            loop {
+                let f = self.next().await.unwrap();
+                if f.contains(needle) {
+                    return f;
+                }
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn joins_racing_a_retiring_actor_are_never_lost() {
+        // idle_exit is zero, so the actor retires whenever the room empties: every
+        // join below races a retirement.
+        let (rooms, _shutdown) = rooms(Config::default(), None);
+        for conn in 1..=300 {
+            let mut c = join(&rooms, "race", conn, 64).await;
+            c.text(r#"{"name":"a"}"#).await;
+            c.until("ready").await;
+            c.events.send(Event::Disconnect { conn }).await.unwrap();
+            if conn % 3 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn slow_consumer_is_closed_and_the_room_goes_on() {
+        let config = Config {
+            room_capacity: 3,
+            backlog: 0,
+            resume_max: 0,
+            send_queue_frames: 2,
+            rate_burst: 1000,
+            ..Config::default()
+        };
+        let bound = config.send_queue_bound();
+        let (rooms, _shutdown) = rooms(config, None);
+        let mut talker = join(&rooms, "r", 1, bound).await;
+        let mut sloth = join(&rooms, "r", 2, bound).await;
+        talker.text(r#"{"name":"talker"}"#).await;
+        talker.until("ready").await;
+        sloth.text(r#"{"name":"sloth"}"#).await;
+        talker.until("sloth").await;
+        let mut seen = Vec::new();
+        for i in 0..20 {
+            talker.text(&format!(r#"{{"message":"m{i}"}}"#)).await;
+            loop {
+                let f = talker.next().await.unwrap();
+                seen.push(f.clone());
+                if f.contains(&format!("m{i}")) {
+                    break;
+                }
+            }
+        }
+        // The sloth never read: its queue filled, so its close came the urgent way.
+        assert_eq!(
+            sloth.urgent.try_recv().unwrap(),
+            (1013, reasons::SLOW_CONSUMER)
+        );
+        assert!(seen.iter().any(|f| f == r#"{"quit":"sloth"}"#), "{seen:?}");
+        // Its queue holds at most the bound, however much the room said.
+        let mut queued = 0;
+        while sloth.frames.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert!(queued <= bound, "{queued} > {bound}");
+    }
+
+    #[tokio::test]
+    async fn an_error_frame_arrives_before_its_close() {
+        let (rooms, _shutdown) = rooms(Config::default(), None);
+        let mut c = join(&rooms, "r", 1, 64).await;
+        c.text("[]").await;
+        assert!(c.next().await.unwrap().contains("error"));
+        assert_eq!(c.next().await, Err((1008, reasons::BAD_HELLO)));
+    }
+
+    #[tokio::test]
+    async fn a_hibernated_room_carries_on() {
+        let (rooms, _shutdown) = rooms(Config::default(), Some(Duration::from_millis(20)));
+        let mut a = join(&rooms, "h", 1, 64).await;
+        let mut b = join(&rooms, "h", 2, 64).await;
+        a.text(r#"{"name":"alice"}"#).await;
+        a.until("ready").await;
+        b.text(r#"{"name":"bob"}"#).await;
+        b.until("ready").await;
+        a.until("bob").await;
+        a.text(r#"{"message":"one"}"#).await;
+        assert!(b.until("one").await.contains(r#""seq":1"#));
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        a.text(r#"{"message":"two"}"#).await;
+        assert!(b.until("two").await.contains(r#""seq":2"#));
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        b.events.send(Event::Disconnect { conn: 2 }).await.unwrap();
+        assert_eq!(a.until("quit").await, r#"{"quit":"bob"}"#);
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_everyone_with_1001_and_refuses_joins() {
+        let (rooms, shutdown) = rooms(Config::default(), None);
+        let mut a = join(&rooms, "s", 1, 64).await;
+        a.text(r#"{"name":"alice"}"#).await;
+        a.until("ready").await;
+        rooms.begin_shutdown();
+        shutdown.send(true).unwrap();
+        assert_eq!(a.next().await, Err((1001, reasons::GOING_AWAY)));
+        let (tx, _rx) = mpsc::channel(1);
+        let (utx, _urx) = oneshot::channel();
+        let late = Join {
+            conn: 9,
+            peer: Peer { addr: "x".into() },
+            link: ConnLink::new(tx, utx),
+        };
+        assert!(rooms.join("s", late).is_err());
+    }
+}
