@@ -268,6 +268,11 @@ impl Live {
 
     /// Carries out the handler's actions in order. Send failures are ignored: they mean
     /// the socket is closing, and its close event will reach the room.
+    ///
+    /// There is no slow-consumer close (1013) here, unlike the local runner: workerd
+    /// queues outgoing frames for a peer that stops reading without bound, `send` never
+    /// fails or blocks for it, and hibernatable sockets expose no `bufferedAmount`, so
+    /// the object cannot see a backlog to cap (`send_queue_frames` goes unused).
     fn apply(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
