@@ -17,6 +17,16 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
+    /// Whether the backend can see a client's outgoing queue and close it with 1013 as a
+    /// slow consumer. A Durable Object cannot: workerd buffers outgoing frames itself and
+    /// exposes no buffered amount or backpressure (docs/PROTOCOL.md, "Slow consumers").
+    pub fn closes_slow_consumers(self) -> bool {
+        match self {
+            BackendKind::Local => true,
+            BackendKind::Wrangler => false,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Local => "local",
@@ -75,17 +85,28 @@ impl BackendKind {
     }
 
     /// After the first event following [`Self::await_eviction`], checks that the room
-    /// really was rebuilt from storage and attachments (log at or after `mark`).
-    pub async fn confirm_restored(self, instance: &Instance, mark: usize) -> Result<()> {
+    /// really was rebuilt from storage plus the `sessions` still-open connections (the
+    /// backend's `room restored … sessions=N` log line at or after `mark`).
+    pub async fn confirm_restored(
+        self,
+        instance: &Instance,
+        mark: usize,
+        sessions: usize,
+    ) -> Result<()> {
         let needle = match self {
             BackendKind::Local => local::RESTORED_LOG,
-            BackendKind::Wrangler => wrangler::CONSTRUCTED_LOG,
+            BackendKind::Wrangler => wrangler::RESTORED_LOG,
         };
-        instance
-            .logs()
-            .wait_for(mark, needle, Duration::from_secs(10))
-            .await
-            .map(|_| ())
+        let logs = instance.logs();
+        let after = logs.wait_for(mark, needle, Duration::from_secs(10)).await?;
+        let expected = format!("sessions={sessions}");
+        if logs.count_since(after - 1, &expected) == 0 {
+            crate::bail!(
+                "the room was restored, but not with {expected}:\n{}",
+                logs.tail(5).join("\n")
+            );
+        }
+        Ok(())
     }
 }
 

@@ -99,7 +99,7 @@ pub async fn hibernation(ctx: Ctx) -> Result<()> {
         m2,
         "bob, connected before the eviction, gets it"
     );
-    backend.confirm_restored(&instance, mark).await?;
+    backend.confirm_restored(&instance, mark, 2).await?;
 
     let (mut c, jc) = join(&base, &room, "carol").await?;
     ensure_eq!(
