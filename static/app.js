@@ -92,6 +92,10 @@
   let joining = false;      // hello sent, `ready` not yet received
   let pending = [];         // messages of the join burst, held until `ready`
   let lastError = '';       // last {"error"} of this socket, used as close reason
+  // Texts sent on this socket and not yet answered. The server answers each of our
+  // frames in order, with our own message or an error, so the oldest is the one an
+  // error refers to: it goes back into the input instead of being lost.
+  let unanswered = [];
   let epoch = null;         // room epoch of our last successful join
   let lastSeq = 0;          // highest seq displayed; messages at or below it are duplicates
   let attempt = 0;          // reconnect attempts since the last successful join
@@ -263,6 +267,7 @@
     joining = true;
     pending = [];
     lastError = '';
+    unanswered = [];
     setState(attempt ? 'reconnecting' : 'connecting');
 
     sock.onopen = () => {
@@ -290,6 +295,10 @@
 
   function handleFrame(f) {
     if (typeof f.message === 'string' && Number.isSafeInteger(f.seq)) {
+      if (!joining && unanswered.length && f.name === (myName || 'anonymous')
+          && f.message === unanswered[0]) {
+        unanswered.shift();
+      }
       if (joining) pending.push(f); else addMessages([f]);
     } else if (typeof f.joined === 'string') {
       rosterAdd(f.joined);
@@ -300,6 +309,11 @@
     } else if ('error' in f) {
       lastError = String(f.error);
       showNotice(lastError);
+      const refused = unanswered.shift();
+      if (refused !== undefined && !ui.messageInput.value.trim()) {
+        ui.messageInput.value = refused;
+        autosize();
+      }
     }
   }
 
@@ -487,6 +501,7 @@
       return;
     }
     ws.send(JSON.stringify({ message: text }));
+    unanswered.push(text);
     ui.messageInput.value = '';
     autosize();
   });
