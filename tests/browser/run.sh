@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Headless-browser end-to-end test of the client in static/.
 #
-#   tests/browser/run.sh                      # starts the local runner (in memory) on a free port
+#   tests/browser/run.sh            # starts the local runner (in memory) on a free port
+#   tests/browser/run.sh wrangler   # starts `wrangler dev` on a free port (Worker built first,
+#                                   # toolchain from scripts/cloudflare-toolchain.sh)
 #   EDGE_CHAT_URL=http://127.0.0.1:8787 tests/browser/run.sh   # uses a running backend
 #
 # Installs what it needs: Debian's chromium (if /usr/bin/chromium is missing) and
@@ -11,6 +13,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=tests/browser
 HEALTH_TIMEOUT_S=${HEALTH_TIMEOUT_S:-60}
+BACKEND=${1:-local}
+case "$BACKEND" in
+  local|wrangler) ;;
+  *) echo "usage: $0 [local|wrangler]" >&2; exit 2 ;;
+esac
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -30,22 +37,37 @@ fi
 
 runner_pid=""
 runner_log=""
+persist_dir=""
 cleanup() {
   if [ -n "$runner_pid" ]; then
-    kill "$runner_pid" 2>/dev/null || true
+    # The backend runs in its own process group (setsid): wrangler starts workerd.
+    kill -- "-$runner_pid" 2>/dev/null || true
     wait "$runner_pid" 2>/dev/null || true
   fi
   if [ -n "$runner_log" ]; then rm -f "$runner_log"; fi
+  if [ -n "$persist_dir" ]; then rm -rf "$persist_dir"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [ -z "${EDGE_CHAT_URL:-}" ]; then
-  port=$(node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
+  free_port() {
+    node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"
+  }
+  port=$(free_port)
   runner_log=$(mktemp)
-  # Build first, so that compile time does not count against the health-check poll.
-  cargo build -q -p local-runner
-  cargo run -q -p local-runner -- --port "$port" --in-memory >"$runner_log" 2>&1 &
+  if [ "$BACKEND" = local ]; then
+    # Build first, so that compile time does not count against the health-check poll.
+    cargo build -q -p local-runner
+    target_dir=$(cargo metadata --format-version 1 --no-deps | node -e "let d='';process.stdin.on('data',c=>d+=c).on('end',()=>console.log(JSON.parse(d).target_directory))")
+    setsid "$target_dir/debug/local-runner" --port "$port" --in-memory >"$runner_log" 2>&1 &
+  else
+    [ -f build/index.js ] || bash scripts/build-worker.sh
+    persist_dir=$(mktemp -d)
+    EDGE_CHAT_SKIP_BUILD=1 CLOUDFLARE_CF_FETCH_ENABLED=false WRANGLER_SEND_METRICS=false CI=true \
+      setsid node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$port" \
+      --inspector-port "$(free_port)" --persist-to "$persist_dir" >"$runner_log" 2>&1 &
+  fi
   runner_pid=$!
   export EDGE_CHAT_URL="http://127.0.0.1:$port"
 
@@ -58,7 +80,7 @@ if [ -z "${EDGE_CHAT_URL:-}" ]; then
       break
     fi
     if ! kill -0 "$runner_pid" 2>/dev/null; then
-      echo "run.sh: the local runner exited early:" >&2
+      echo "run.sh: the $BACKEND backend exited early:" >&2
       cat "$runner_log" >&2
       exit 1
     fi
@@ -73,9 +95,9 @@ fi
 
 echo "run.sh: testing against $EDGE_CHAT_URL" >&2
 status=0
-node --test "$HERE/" || status=$?
+node --test "$HERE"/*.test.mjs || status=$?
 if [ "$status" -ne 0 ] && [ -n "$runner_log" ]; then
-  echo "run.sh: local runner output:" >&2
+  echo "run.sh: $BACKEND backend output:" >&2
   cat "$runner_log" >&2
 fi
 exit "$status"
