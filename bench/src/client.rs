@@ -124,17 +124,21 @@ fn record(text: &str, start: Instant, stats: &mut Stats) {
     }
 }
 
-/// Sends `rate` messages per second from `start` until `to`, marking those sent inside
-/// `[from, to)`. Returns how many marked messages were sent.
+/// Sends `rate` messages per second for `to` after the sender has joined, marking those
+/// sent inside `[from, to)` of that schedule. Each text starts with the send time in µs
+/// since `clock`, the receivers' clock. Returns how many marked messages were sent.
 pub async fn send_at_rate(
     url: &str,
     rate: u32,
     size: usize,
-    start: Instant,
+    clock: Instant,
     from: Duration,
     to: Duration,
 ) -> Result<u64, String> {
     let ws = join(url, "sender").await?;
+    // The schedule starts now, not when the receivers began connecting; otherwise the
+    // first tick would send a burst to catch up, and measure its queueing.
+    let start = Instant::now();
     // Drain the sender's own copies alongside, so its socket never backs up.
     let (mut sink, mut stream) = ws.split();
     let drain = async { while let Some(Ok(_)) = stream.next().await {} };
@@ -155,7 +159,8 @@ pub async fn send_at_rate(
             while sent_total < due {
                 let now = start.elapsed();
                 let marked = now >= from && now < to;
-                let head = format!("{}|{}", now.as_micros(), if marked { "m" } else { "w" });
+                let stamp = clock.elapsed().as_micros();
+                let head = format!("{stamp}|{}", if marked { "m" } else { "w" });
                 let pad = size.saturating_sub(head.len());
                 let text = format!("{head}{}", "x".repeat(pad));
                 let frame = serde_json::json!({ "message": text }).to_string();

@@ -6,6 +6,7 @@
 //! `--rate-burst`/`--rate-per-sec`, or `--var RATE_BURST:…` on wrangler dev).
 
 mod client;
+mod procfs;
 mod report;
 
 use clap::Parser;
@@ -36,6 +37,14 @@ pub struct Args {
     /// Seconds measured at each rate.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// The server's process ids (repeatable): adds its CPU time per delivery, read
+    /// from /proc over each sending phase.
+    #[arg(long = "server-pid")]
+    pub server_pids: Vec<u32>,
+    /// Instead of chat traffic: connect this many joined, idle clients and report the
+    /// server's resident memory per connection (needs --server-pid).
+    #[arg(long)]
+    pub idle_connections: Option<usize>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -64,6 +73,9 @@ async fn run(args: Args) -> Result<(), String> {
         "# {} receivers + 1 sender, {} B messages, room {:?} at {}",
         args.receivers, args.size, args.room, args.url
     );
+    if let Some(n) = args.idle_connections {
+        return idle_memory(&args, n).await;
+    }
     println!("{}", report::Report::header());
     for (i, &rate) in args.rates.iter().enumerate() {
         // A fresh room per rate, so one step's backlog does not spill into the next.
@@ -84,7 +96,12 @@ async fn one_rate(args: &Args, url: &str, rate: u32) -> Result<report::Report, S
     let receivers = client::connect_receivers(url, args.receivers, start).await?;
     let measure_from = Duration::from_secs(args.warmup);
     let measure_to = measure_from + Duration::from_secs(args.duration);
+    let cpu_before = cpu(&args.server_pids)?;
     let sent = client::send_at_rate(url, rate, args.size, start, measure_from, measure_to).await?;
+    let cpu_used = match (cpu_before, cpu(&args.server_pids)?) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+        _ => None,
+    };
     // Let in-flight frames arrive; a bounded grace period, then stop counting.
     let stats = client::collect(receivers, Duration::from_secs(3)).await;
     Ok(report::Report::new(
@@ -93,5 +110,33 @@ async fn one_rate(args: &Args, url: &str, rate: u32) -> Result<report::Report, S
         args.duration,
         sent,
         stats,
+        cpu_used,
+        args.warmup,
     ))
+}
+
+fn cpu(pids: &[u32]) -> Result<Option<Duration>, String> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    procfs::total_cpu(pids).map(Some)
+}
+
+/// Resident memory per idle, joined connection.
+async fn idle_memory(args: &Args, n: usize) -> Result<(), String> {
+    if args.server_pids.is_empty() {
+        return Err("--idle-connections needs --server-pid".into());
+    }
+    let url = client::websocket_url(&args.url, &args.room)?;
+    let before = procfs::total_rss_kib(&args.server_pids)?;
+    let clients = client::connect_receivers(&url, n, Instant::now()).await?;
+    // Let the server settle (buffers allocated on first read/write are in by now).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = procfs::total_rss_kib(&args.server_pids)?;
+    println!(
+        "{n} idle joined connections: server RSS {before} KiB -> {after} KiB, {:.1} KiB per connection",
+        after.saturating_sub(before) as f64 / n as f64
+    );
+    drop(clients);
+    Ok(())
 }

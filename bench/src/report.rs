@@ -8,10 +8,21 @@ pub struct Report {
     seconds: u64,
     sent: u64,
     stats: Stats,
+    /// Server CPU over the whole sending phase (warm-up included).
+    cpu: Option<std::time::Duration>,
+    warmup: u64,
 }
 
 impl Report {
-    pub fn new(rate: u32, sessions: usize, seconds: u64, sent: u64, mut stats: Stats) -> Self {
+    pub fn new(
+        rate: u32,
+        sessions: usize,
+        seconds: u64,
+        sent: u64,
+        mut stats: Stats,
+        cpu: Option<std::time::Duration>,
+        warmup: u64,
+    ) -> Self {
         stats.latencies_us.sort_unstable();
         Report {
             rate,
@@ -19,11 +30,13 @@ impl Report {
             seconds,
             sent,
             stats,
+            cpu,
+            warmup,
         }
     }
 
     pub fn header() -> &'static str {
-        "msgs/s  target_deliv/s  deliveries/s  loss%    p50_ms   p99_ms   max_ms  dropped_clients"
+        "msgs/s  target_deliv/s  deliveries/s  loss%    p50_ms   p99_ms   max_ms  dropped  cpu_us/deliv"
     }
 
     fn percentile(&self, p: f64) -> f64 {
@@ -48,7 +61,7 @@ impl Report {
             100.0 * (1.0 - self.stats.delivered as f64 / expected as f64)
         };
         format!(
-            "{:>6}  {:>14}  {:>12.0}  {:>5.2}  {:>8.2} {:>8.2} {:>8.2}  {}",
+            "{:>6}  {:>14}  {:>12.0}  {:>5.2}  {:>8.2} {:>8.2} {:>8.2}  {:>7}  {:>12}",
             self.rate,
             u64::from(self.rate) * self.sessions as u64,
             per_sec,
@@ -57,6 +70,17 @@ impl Report {
             self.percentile(0.99),
             self.percentile(1.0),
             self.stats.dropped_receivers,
+            self.cpu_per_delivery_us()
+                .map_or_else(|| "-".to_owned(), |us| format!("{us:.2}")),
         )
+    }
+
+    /// Server CPU per delivery over the whole sending phase: the sender keeps an exact
+    /// schedule, so the phase carries rate x (warm-up + measured seconds) messages, each
+    /// delivered to every session.
+    fn cpu_per_delivery_us(&self) -> Option<f64> {
+        let cpu = self.cpu?;
+        let deliveries = u64::from(self.rate) * (self.warmup + self.seconds) * self.sessions as u64;
+        (deliveries > 0).then(|| cpu.as_secs_f64() * 1e6 / deliveries as f64)
     }
 }
