@@ -32,6 +32,10 @@ pub struct Config {
     /// Frames a connection may have queued beyond its join burst before it is closed
     /// with 1013 as a slow consumer (backends with a send queue).
     pub send_queue_frames: usize,
+    /// Milliseconds a connection may stay without sending its hello. Unnamed sockets
+    /// count toward `room_capacity`, so without a deadline silent sockets could fill a
+    /// room. Past it: `{"error"}` and close 1008.
+    pub hello_timeout_ms: u64,
     /// Origins (e.g. `https://chat.example.com`) allowed besides same-origin and no-Origin.
     pub allow_origins: Vec<String>,
 }
@@ -50,6 +54,7 @@ impl Default for Config {
             rate_strikes: 30,
             room_capacity: 1000,
             send_queue_frames: 1024,
+            hello_timeout_ms: 10_000,
             allow_origins: Vec::new(),
         }
     }
@@ -82,6 +87,7 @@ impl Config {
         "rate_strikes",
         "room_capacity",
         "send_queue_frames",
+        "hello_timeout_ms",
         "allow_origins",
     ];
 
@@ -104,6 +110,7 @@ impl Config {
             "rate_strikes" => self.rate_strikes = num(key, value)?,
             "room_capacity" => self.room_capacity = num(key, value)?,
             "send_queue_frames" => self.send_queue_frames = num(key, value)?,
+            "hello_timeout_ms" => self.hello_timeout_ms = num(key, value)?,
             "allow_origins" => {
                 self.allow_origins = value
                     .split(',')
@@ -120,20 +127,52 @@ impl Config {
     /// Checks that the limits make sense together. Backends call this at start-up and
     /// refuse to run with a bad configuration.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive = [
-            ("max_name_chars", self.max_name_chars),
-            ("max_message_chars", self.max_message_chars),
-            ("max_frame_bytes", self.max_frame_bytes),
-            ("retention", self.retention),
-            ("rate_burst", self.rate_burst as usize),
-            ("rate_strikes", self.rate_strikes as usize),
-            ("room_capacity", self.room_capacity),
-            ("send_queue_frames", self.send_queue_frames),
+        // (key, value, least, most). The upper bounds keep derived sizes (queue bounds,
+        // buffer sizes) far from overflow and reject typos such as an extra zero digit
+        // that would let one client exhaust memory.
+        let ranges: [(&str, u64, u64, u64); 10] = [
+            ("max_name_chars", self.max_name_chars as u64, 1, 256),
+            (
+                "max_message_chars",
+                self.max_message_chars as u64,
+                1,
+                100_000,
+            ),
+            ("max_frame_bytes", self.max_frame_bytes as u64, 1, 16 << 20),
+            ("backlog", self.backlog as u64, 0, 100_000),
+            ("resume_max", self.resume_max as u64, 0, 100_000),
+            ("retention", self.retention as u64, 1, 100_000_000),
+            (
+                "rate_burst",
+                u64::from(self.rate_burst),
+                1,
+                u64::from(u32::MAX),
+            ),
+            (
+                "rate_strikes",
+                u64::from(self.rate_strikes),
+                1,
+                u64::from(u32::MAX),
+            ),
+            ("room_capacity", self.room_capacity as u64, 1, 100_000),
+            (
+                "send_queue_frames",
+                self.send_queue_frames as u64,
+                1,
+                1_000_000,
+            ),
         ];
-        for (key, v) in positive {
-            if v == 0 {
-                return Err(ConfigError(format!("{key} must be at least 1")));
+        for (key, v, least, most) in ranges {
+            if v < least || v > most {
+                return Err(ConfigError(format!(
+                    "{key} must be from {least} to {most}, got {v}"
+                )));
             }
+        }
+        if self.hello_timeout_ms == 0 {
+            return Err(ConfigError(
+                "hello_timeout_ms must be at least 1".to_owned(),
+            ));
         }
         if !(self.rate_per_sec.is_finite() && self.rate_per_sec > 0.0) {
             return Err(ConfigError(
@@ -166,6 +205,18 @@ impl Config {
     pub fn send_queue_bound(&self) -> usize {
         self.join_burst_frames() + self.send_queue_frames
     }
+
+    /// The limits a client checks before sending, as the JSON body of
+    /// [`crate::edge::LIMITS_PATH`]: `{"max_name_chars", "max_message_chars",
+    /// "max_frame_bytes"}`.
+    pub fn client_limits_json(&self) -> String {
+        serde_json::json!({
+            "max_name_chars": self.max_name_chars,
+            "max_message_chars": self.max_message_chars,
+            "max_frame_bytes": self.max_frame_bytes,
+        })
+        .to_string()
+    }
 }
 
 #[cfg(test)]
@@ -185,7 +236,18 @@ mod tests {
         assert_eq!(c.rate_per_sec, 1.0);
         assert_eq!(c.rate_strikes, 30);
         assert_eq!(c.room_capacity, 1000);
+        assert_eq!(c.hello_timeout_ms, 10_000);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn client_limits_are_json() {
+        let v: serde_json::Value =
+            serde_json::from_str(&Config::default().client_limits_json()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"max_name_chars": 32, "max_message_chars": 1000, "max_frame_bytes": 65536})
+        );
     }
 
     #[test]
@@ -212,6 +274,12 @@ mod tests {
         assert!(c.set("nope", "1").is_err());
         c.set("room_capacity", "0").unwrap();
         assert!(c.validate().unwrap_err().0.contains("room_capacity"));
+        c.set("room_capacity", "100001").unwrap();
+        assert!(c.validate().unwrap_err().0.contains("room_capacity"));
+        c.set("room_capacity", "100000").unwrap();
+        c.validate().unwrap();
+        c.set("hello_timeout_ms", "0").unwrap();
+        assert!(c.validate().is_err());
         let mut c = Config::default();
         c.set("allow_origins", "not a url").unwrap();
         assert!(c.validate().is_err());

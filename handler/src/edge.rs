@@ -76,16 +76,35 @@ pub fn validate_room(name: &str) -> Result<RoomId, Rejection> {
     Ok(RoomId::Named(name.to_owned()))
 }
 
-/// An HTTP refusal: the status and a short plain-text reason for the body.
+/// An HTTP refusal: the status, a short plain-text reason for the body, and the header
+/// HTTP requires with that status (`Allow` with 405, `Upgrade` with 426).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     pub status: u16,
     pub reason: &'static str,
+    pub header: Option<(&'static str, &'static str)>,
 }
 
 impl Rejection {
     const fn new(status: u16, reason: &'static str) -> Self {
-        Rejection { status, reason }
+        Rejection {
+            status,
+            reason,
+            header: None,
+        }
+    }
+
+    const fn with_header(
+        status: u16,
+        reason: &'static str,
+        name: &'static str,
+        value: &'static str,
+    ) -> Self {
+        Rejection {
+            status,
+            reason,
+            header: Some((name, value)),
+        }
     }
 }
 
@@ -192,9 +211,11 @@ pub struct UpgradeRequest<'a> {
 /// method (405), room name (404), Origin (403), `Upgrade: websocket` (426).
 pub fn check_upgrade(req: &UpgradeRequest<'_>, allowlist: &[String]) -> Result<RoomId, Rejection> {
     if req.method != "GET" {
-        return Err(Rejection::new(
+        return Err(Rejection::with_header(
             405,
             "Method not allowed: use GET with Upgrade: websocket.",
+            "Allow",
+            "GET",
         ));
     }
     let room = validate_room(req.room)?;
@@ -206,16 +227,45 @@ pub fn check_upgrade(req: &UpgradeRequest<'_>, allowlist: &[String]) -> Result<R
             .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
     });
     if !is_ws {
-        return Err(Rejection::new(426, "Expected Upgrade: websocket."));
+        return Err(Rejection::with_header(
+            426,
+            "Expected Upgrade: websocket.",
+            "Upgrade",
+            "websocket",
+        ));
     }
     Ok(room)
 }
 
 /// The refusal for a method other than POST on [`CREATE_ROOM_PATH`].
-pub const CREATE_ROOM_METHOD: Rejection = Rejection::new(
+pub const CREATE_ROOM_METHOD: Rejection = Rejection::with_header(
     405,
     "Method not allowed: use POST to create a private room.",
+    "Allow",
+    "POST",
 );
+
+/// The refusal for a method other than GET (or HEAD) on [`HEALTH_PATH`] and
+/// [`LIMITS_PATH`].
+pub const GET_ONLY: Rejection =
+    Rejection::with_header(405, "Method not allowed: use GET.", "Allow", "GET, HEAD");
+
+/// Any path that is neither a route nor a static file.
+pub const NOT_FOUND: Rejection = Rejection::new(404, "Not found.");
+
+/// `GET` here answers the limits a client should check before sending, as JSON
+/// ([`crate::Config::client_limits_json`]), so the page never restates a number.
+pub const LIMITS_PATH: &str = "/api/limits";
+
+/// Formats 16 random bytes (supplied by the backend) as a room epoch candidate:
+/// 32 lower-case hex digits.
+pub fn epoch_candidate(random: [u8; 16]) -> String {
+    let mut wide = [0u8; 32];
+    wide[..16].copy_from_slice(&random);
+    let mut hex = private_room_id(wide);
+    hex.truncate(32);
+    hex
+}
 
 #[cfg(test)]
 mod tests {
@@ -239,6 +289,12 @@ mod tests {
         assert!(validate_room(&private.to_uppercase()).is_err());
         assert!(validate_room(&private[..63]).is_err());
         assert!(validate_room(&format!("{private}0")).is_err());
+    }
+
+    #[test]
+    fn epochs_are_32_hex() {
+        let e = epoch_candidate([0x0f; 16]);
+        assert_eq!(e, "0f".repeat(16));
     }
 
     #[test]
@@ -366,7 +422,8 @@ mod tests {
             origin: Some("http://127.0.0.1:8787"),
             ..r
         };
-        assert_eq!(check_upgrade(&r, &[]).unwrap_err().status, 426);
+        let e = check_upgrade(&r, &[]).unwrap_err();
+        assert_eq!((e.status, e.header), (426, Some(("Upgrade", "websocket"))));
         let r = UpgradeRequest {
             upgrade: Some("WebSocket"),
             ..r

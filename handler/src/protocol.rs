@@ -34,6 +34,8 @@ pub mod errors {
     pub const RATE_LIMITED: ErrorText = "Rate limited; slow down.";
     pub const NOT_STORED: ErrorText = "Message could not be stored; it was not sent. Try again.";
     pub const INTERNAL: ErrorText = "Internal error; please reconnect later.";
+    pub const HELLO_TIMEOUT: ErrorText =
+        "No hello received in time: send {\"name\": \"alice\"} first.";
 }
 
 /// A resume request from the hello.

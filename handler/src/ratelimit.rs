@@ -37,6 +37,13 @@ impl Bucket {
         }
     }
 
+    /// Milliseconds an empty bucket takes to refill completely.
+    pub fn full_refill_ms(burst: u32, per_sec: f64) -> u64 {
+        (f64::from(burst) / per_sec * 1000.0)
+            .ceil()
+            .min(u64::MAX as f64) as u64
+    }
+
     /// True once the bucket has refilled completely, so forgetting it changes nothing.
     pub fn is_full_at(&self, burst: u32, per_sec: f64, now_ms: u64) -> bool {
         let mut b = self.clone();

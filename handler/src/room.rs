@@ -30,6 +30,7 @@ pub mod reasons {
     pub const INTERNAL: &str = "Internal error";
     pub const GOING_AWAY: &str = "Server going away";
     pub const PONG_TIMEOUT: &str = "Ping timeout";
+    pub const HELLO_TIMEOUT: &str = "Hello timeout";
 }
 
 /// What the backend must do, in order.
@@ -165,7 +166,6 @@ impl<S: Storage> Room<S> {
     /// A connection opened. `conn` must be new to this room. If the room is full the
     /// actions close it with 1013 and the room does not keep it.
     pub fn connect(&mut self, conn: ConnId, peer: Peer, now_ms: u64) -> Vec<Action> {
-        let _ = now_ms;
         if self.sessions.contains_key(&conn) {
             // A backend bug, not a client's doing: refuse the newcomer, keep the room.
             return vec![Action::Close {
@@ -181,7 +181,7 @@ impl<S: Storage> Room<S> {
                 reason: reasons::ROOM_FULL,
             }];
         }
-        let mut session = Session::new(conn, peer);
+        let mut session = Session::new(conn, peer, now_ms);
         let storage = &mut self.storage;
         let address = self
             .addresses
@@ -208,7 +208,7 @@ impl<S: Storage> Room<S> {
             self.close(conn, CloseCode::TOO_BIG, reasons::TOO_BIG, now_ms, &mut out);
         } else if !session.is_joined() {
             match protocol::parse_hello(text, &self.config) {
-                Ok(hello) => self.join(conn, hello, &mut out),
+                Ok(hello) => self.join(conn, hello, now_ms, &mut out),
                 Err(e) => self.refuse_hello(conn, e, now_ms, &mut out),
             }
         } else if self.take_token(conn, now_ms, &mut out) {
@@ -272,6 +272,45 @@ impl<S: Storage> Room<S> {
         out
     }
 
+    /// Time passed: closes connections that have not sent their hello within
+    /// `hello_timeout_ms` (error, then 1008). Backends call it at
+    /// [`Room::next_deadline`] (a timer, or a Durable Object alarm); calling it at any
+    /// other time is harmless.
+    pub fn on_tick(&mut self, now_ms: u64) -> Vec<Action> {
+        let timeout = self.config.hello_timeout_ms;
+        let late: Vec<ConnId> = self
+            .sessions
+            .values()
+            .filter(|s| !s.is_joined() && now_ms >= s.opened_ms.saturating_add(timeout))
+            .map(|s| s.id)
+            .collect();
+        let mut out = Vec::new();
+        for conn in late {
+            out.push(Action::Send {
+                to: conn,
+                frame: protocol::error_frame(errors::HELLO_TIMEOUT),
+            });
+            self.close(
+                conn,
+                CloseCode::POLICY,
+                reasons::HELLO_TIMEOUT,
+                now_ms,
+                &mut out,
+            );
+        }
+        out
+    }
+
+    /// When [`Room::on_tick`] next has something to do: the earliest hello deadline of
+    /// the connections still without a hello. `None` when every connection has joined.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.sessions
+            .values()
+            .filter(|s| !s.is_joined())
+            .map(|s| s.opened_ms.saturating_add(self.config.hello_timeout_ms))
+            .min()
+    }
+
     fn refuse_hello(&mut self, conn: ConnId, error: ErrorText, now_ms: u64, out: &mut Vec<Action>) {
         out.push(Action::Send {
             to: conn,
@@ -280,7 +319,7 @@ impl<S: Storage> Room<S> {
         self.close(conn, CloseCode::POLICY, reasons::BAD_HELLO, now_ms, out);
     }
 
-    fn join(&mut self, conn: ConnId, hello: Hello, out: &mut Vec<Action>) {
+    fn join(&mut self, conn: ConnId, hello: Hello, now_ms: u64, out: &mut Vec<Action>) {
         let (backlog, recovered) = match self.backlog_for(hello.resume.as_ref()) {
             Ok(b) => b,
             Err(_) => {
@@ -288,13 +327,8 @@ impl<S: Storage> Room<S> {
                     to: conn,
                     frame: protocol::error_frame(errors::INTERNAL),
                 });
-                // Not joined yet, so there is no quit to announce.
-                self.sessions.remove(&conn);
-                out.push(Action::Close {
-                    conn,
-                    code: CloseCode::INTERNAL,
-                    reason: reasons::INTERNAL,
-                });
+                // Not joined yet, so closing announces no quit.
+                self.close(conn, CloseCode::INTERNAL, reasons::INTERNAL, now_ms, out);
                 return;
             }
         };
@@ -466,8 +500,13 @@ impl<S: Storage> Room<S> {
             let bucket = self.addresses.remove(&session.addr).and_then(|a| a.bucket);
             if let Some(bucket) = bucket {
                 let (burst, rate) = (self.config.rate_burst, self.config.rate_per_sec);
-                // A full bucket is the default; only a drained one needs keeping.
+                // A full bucket is the default; only a drained one needs keeping. Kept
+                // ones that have refilled since go, so the table stays small. Failures
+                // here only forgive a client, so they are not worth an error.
                 if !bucket.is_full_at(burst, rate, now_ms) {
+                    let refilled_before =
+                        now_ms.saturating_sub(Bucket::full_refill_ms(burst, rate));
+                    let _ = self.storage.prune_buckets(refilled_before);
                     let _ = self.storage.save_bucket(&session.addr, &bucket);
                 }
             }

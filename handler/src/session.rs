@@ -33,10 +33,14 @@ pub struct Session {
     /// The latest state of this address's bucket. Every session of the address holds
     /// the same copy, so any one of them is enough to rebuild it.
     pub bucket: Option<Bucket>,
+    /// When the connection opened (ms since the Unix epoch): the hello deadline counts
+    /// from here.
+    #[serde(default)]
+    pub opened_ms: u64,
 }
 
 impl Session {
-    pub fn new(id: ConnId, peer: Peer) -> Self {
+    pub fn new(id: ConnId, peer: Peer, opened_ms: u64) -> Self {
         let mut addr = peer.addr;
         if addr.len() > MAX_ADDR_LEN {
             let mut cut = MAX_ADDR_LEN;
@@ -51,6 +55,7 @@ impl Session {
             name: None,
             strikes: 0,
             bucket: None,
+            opened_ms,
         }
     }
 

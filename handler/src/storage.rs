@@ -52,6 +52,9 @@ pub trait Storage {
     fn save_bucket(&mut self, addr: &str, bucket: &Bucket) -> StorageResult<()>;
     /// Takes (reads and forgets) a kept bucket.
     fn take_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>>;
+    /// Forgets kept buckets last updated before `before_ms`: they have refilled by now,
+    /// and a full bucket is what an unknown address gets anyway.
+    fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()>;
 }
 
 /// The schema, one statement per entry (the Durable Object runs them one at a time).
@@ -106,6 +109,8 @@ pub mod sql {
         "SELECT tokens, updated_ms FROM chat_buckets WHERE room = ?1 AND addr = ?2";
     /// `?2` addr.
     pub const DELETE_BUCKET: &str = "DELETE FROM chat_buckets WHERE room = ?1 AND addr = ?2";
+    /// `?2` = updated before this time (ms).
+    pub const PRUNE_BUCKETS: &str = "DELETE FROM chat_buckets WHERE room = ?1 AND updated_ms < ?2";
 }
 
 /// In-memory storage for tests and for the local runner's `--in-memory` mode.
@@ -184,5 +189,17 @@ impl Storage for MemoryStorage {
 
     fn take_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
         Ok(self.buckets.remove(addr))
+    }
+
+    fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()> {
+        self.buckets.retain(|_, b| b.updated_ms >= before_ms);
+        Ok(())
+    }
+}
+
+impl MemoryStorage {
+    /// Number of kept rate-limit buckets.
+    pub fn kept_buckets(&self) -> usize {
+        self.buckets.len()
     }
 }
