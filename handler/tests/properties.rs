@@ -38,6 +38,7 @@ enum Op {
     Advance {
         ms: u64,
     },
+    Tick,
 }
 
 const NAMES: &[&str] = &[
@@ -66,6 +67,7 @@ fn op() -> impl Strategy<Value = Op> {
         (conn.clone(), 0usize..300).prop_map(|(conn, len)| Op::Binary { conn, len }),
         conn.prop_map(|conn| Op::Close { conn }),
         (0u64..3000).prop_map(|ms| Op::Advance { ms }),
+        Just(Op::Tick),
     ]
 }
 
@@ -79,6 +81,7 @@ fn config() -> Config {
         backlog: 5,
         resume_max: 10,
         max_frame_bytes: 200,
+        hello_timeout_ms: 2000,
         ..Config::default()
     }
 }
@@ -114,6 +117,7 @@ fn apply(room: &mut Room<MemoryStorage>, op: &Op, now: u64) -> Vec<Action> {
         Op::Binary { conn, len } => room.on_binary(*conn, *len, now),
         Op::Close { conn } => room.disconnect(*conn, now),
         Op::Advance { .. } => Vec::new(),
+        Op::Tick => room.on_tick(now),
     }
 }
 
@@ -131,6 +135,17 @@ fn rebuilt(room: &Room<MemoryStorage>) -> Room<MemoryStorage> {
     .unwrap()
 }
 
+/// Applies a `joined`/`quit` frame to a roster view (a multiset of names).
+fn apply_roster_frame(view: &mut Vec<String>, v: &Value) {
+    if let Some(name) = v.get("joined").and_then(Value::as_str) {
+        view.push(name.to_owned());
+    } else if let Some(name) = v.get("quit").and_then(Value::as_str) {
+        if let Some(i) = view.iter().position(|n| n == name) {
+            view.remove(i);
+        }
+    }
+}
+
 fn parse(frame: &str) -> Value {
     serde_json::from_str(frame).expect("every server frame is JSON")
 }
@@ -146,6 +161,9 @@ proptest! {
         let (mut last_seq, mut last_ts) = (0u64, 0u64);
         // Every message ever broadcast, by seq: the model of history.
         let mut history: BTreeMap<u64, Value> = BTreeMap::new();
+        // What each connection believes the roster is, from the joined/quit frames it
+        // was sent: the model the roster invariant is checked against.
+        let mut views: BTreeMap<ConnId, Vec<String>> = BTreeMap::new();
 
         for op in &ops {
             if let Op::Advance { ms } = op {
@@ -164,6 +182,7 @@ proptest! {
             prop_assert_eq!(&actions, &shadow_actions, "a rebuilt room must behave the same");
 
             let members: Vec<ConnId> = room.members().collect();
+            views.retain(|c, _| room.session(*c).is_some());
             for a in &actions {
                 match a {
                     Action::Send { to, frame } => {
@@ -171,9 +190,15 @@ proptest! {
                         if !members.contains(to) {
                             prop_assert!(v.get("error").is_some(), "non-member got {}", frame);
                         }
+                        if members.contains(to) {
+                            apply_roster_frame(views.entry(*to).or_default(), &v);
+                        }
                     }
                     Action::Broadcast { frame } => {
                         let v = parse(frame);
+                        for m in &members {
+                            apply_roster_frame(views.entry(*m).or_default(), &v);
+                        }
                         if let Some(seq) = v.get("seq").and_then(Value::as_u64) {
                             let ts = v["timestamp"].as_u64().unwrap();
                             prop_assert_eq!(seq, last_seq + 1, "seq has no gaps");
@@ -187,15 +212,15 @@ proptest! {
                 }
             }
 
-            // The roster equals the named open sessions.
+            // Every member's roster, as told by the frames it got, equals the named open
+            // sessions, itself included.
             let mut roster: Vec<String> = room.sessions().filter_map(|s| s.name.clone()).collect();
             roster.sort();
-            let mut from_members: Vec<String> = members
-                .iter()
-                .filter_map(|c| room.session(*c).and_then(|s| s.name.clone()))
-                .collect();
-            from_members.sort();
-            prop_assert_eq!(roster, from_members);
+            for m in &members {
+                let mut view = views.get(m).cloned().unwrap_or_default();
+                view.sort();
+                prop_assert_eq!(&view, &roster, "roster seen by {}", m);
+            }
 
             // Resume delivers exactly the missing messages, or recovered: false.
             if let (Some(conn), Op::Hello { resume, .. }) = (joining, op) {

@@ -625,3 +625,147 @@ fn frames_for_unknown_connections_are_ignored() {
     assert!(r.on_binary(42, 1, 0).is_empty());
     assert!(r.disconnect(42, 0).is_empty());
 }
+
+#[test]
+fn silent_connections_are_closed_at_the_hello_deadline() {
+    let mut r = room(Config {
+        hello_timeout_ms: 5000,
+        ..Config::default()
+    });
+    r.connect(1, peer("a"), 1000);
+    r.connect(2, peer("b"), 3000);
+    join(&mut r, 3, "c", r#"{"name":"carol"}"#, 1000);
+    assert_eq!(r.next_deadline(), Some(6000));
+    assert!(r.on_tick(5999).is_empty());
+    let acts = r.on_tick(6000);
+    assert_eq!(
+        acts[0],
+        Action::Send {
+            to: 1,
+            frame: chat_handler::protocol::error_frame(errors::HELLO_TIMEOUT)
+        }
+    );
+    assert_eq!(
+        close_of(&acts, 1),
+        Some((CloseCode::POLICY, reasons::HELLO_TIMEOUT))
+    );
+    assert!(close_of(&acts, 2).is_none());
+    assert!(
+        broadcasts(&acts).is_empty(),
+        "no quit for a session that never joined"
+    );
+    assert_eq!(r.next_deadline(), Some(8000));
+    // A hello in time clears the deadline; a joined session is never timed out.
+    r.on_text(2, r#"{"name":"bob"}"#, 7000);
+    assert_eq!(r.next_deadline(), None);
+    assert!(r.on_tick(1_000_000).is_empty());
+    assert_eq!(r.members().count(), 2);
+}
+
+#[test]
+fn the_hello_deadline_survives_a_rebuild() {
+    let mut r = room(Config {
+        hello_timeout_ms: 5000,
+        ..Config::default()
+    });
+    r.connect(1, peer("a"), 1000);
+    let sessions: Vec<Session> = r.sessions().cloned().collect();
+    let back =
+        Room::restore(r.config().clone(), r.storage().clone(), "x", sessions).expect("restore");
+    assert_eq!(back.next_deadline(), Some(6000));
+}
+
+#[test]
+fn a_join_that_cannot_read_history_closes_with_1011_and_forgets_the_address() {
+    struct Broken(MemoryStorage);
+    impl chat_handler::Storage for Broken {
+        fn load_or_init_epoch(&mut self, c: &str) -> chat_handler::storage::StorageResult<String> {
+            self.0.load_or_init_epoch(c)
+        }
+        fn latest(
+            &mut self,
+        ) -> chat_handler::storage::StorageResult<Option<chat_handler::StoredMessage>> {
+            self.0.latest()
+        }
+        fn append(
+            &mut self,
+            m: &chat_handler::StoredMessage,
+        ) -> chat_handler::storage::StorageResult<()> {
+            self.0.append(m)
+        }
+        fn last_n(
+            &mut self,
+            _: usize,
+        ) -> chat_handler::storage::StorageResult<Vec<chat_handler::StoredMessage>> {
+            Err(chat_handler::StorageError("disk gone".into()))
+        }
+        fn after(
+            &mut self,
+            _: u64,
+            _: usize,
+        ) -> chat_handler::storage::StorageResult<Vec<chat_handler::StoredMessage>> {
+            Err(chat_handler::StorageError("disk gone".into()))
+        }
+        fn prune_through(&mut self, s: u64) -> chat_handler::storage::StorageResult<()> {
+            self.0.prune_through(s)
+        }
+        fn save_bucket(
+            &mut self,
+            a: &str,
+            b: &chat_handler::ratelimit::Bucket,
+        ) -> chat_handler::storage::StorageResult<()> {
+            self.0.save_bucket(a, b)
+        }
+        fn take_bucket(
+            &mut self,
+            a: &str,
+        ) -> chat_handler::storage::StorageResult<Option<chat_handler::ratelimit::Bucket>> {
+            self.0.take_bucket(a)
+        }
+        fn prune_buckets(&mut self, before: u64) -> chat_handler::storage::StorageResult<()> {
+            self.0.prune_buckets(before)
+        }
+    }
+    let mut r = Room::open(Config::default(), Broken(MemoryStorage::new()), EPOCH).expect("open");
+    r.connect(1, peer("a"), 0);
+    let acts = r.on_text(1, r#"{"name":"alice"}"#, 0);
+    assert_eq!(
+        acts[0],
+        Action::Send {
+            to: 1,
+            frame: chat_handler::protocol::error_frame(errors::INTERNAL)
+        }
+    );
+    assert_eq!(
+        close_of(&acts, 1),
+        Some((CloseCode::INTERNAL, reasons::INTERNAL))
+    );
+    assert!(r.is_empty());
+    // The address is forgotten too: a new connection from it starts clean.
+    assert!(close_of(&r.connect(2, peer("a"), 0), 2).is_none());
+    assert_eq!(r.connection_count(), 1);
+}
+
+#[test]
+fn kept_buckets_are_pruned_once_they_would_have_refilled() {
+    let cfg = Config {
+        rate_burst: 2,
+        rate_per_sec: 1.0,
+        ..Config::default()
+    };
+    let mut r = room(cfg);
+    for (i, addr) in ["a", "b"].iter().enumerate() {
+        let conn = i as u64;
+        join(&mut r, conn, addr, r#"{"name":"x"}"#, 0);
+        say(&mut r, conn, "x", 0);
+        say(&mut r, conn, "x", 0);
+        r.disconnect(conn, 0);
+    }
+    assert_eq!(r.storage().kept_buckets(), 2);
+    // Two seconds refill a burst of 2: when "c" leaves drained at t=2001, the others go.
+    join(&mut r, 9, "c", r#"{"name":"x"}"#, 2001);
+    say(&mut r, 9, "x", 2001);
+    say(&mut r, 9, "x", 2001);
+    r.disconnect(9, 2001);
+    assert_eq!(r.storage().kept_buckets(), 1);
+}
