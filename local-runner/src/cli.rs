@@ -80,6 +80,10 @@ pub struct Cli {
     /// Frames queued per connection beyond its join burst before it is closed with 1013.
     #[arg(long, env = "EDGE_CHAT_SEND_QUEUE_FRAMES")]
     pub send_queue_frames: Option<usize>,
+    /// Milliseconds a connection may stay without sending its hello; then it gets an
+    /// error and close 1008.
+    #[arg(long, env = "EDGE_CHAT_HELLO_TIMEOUT_MS")]
+    pub hello_timeout_ms: Option<u64>,
 }
 
 impl Cli {
@@ -117,7 +121,8 @@ impl Cli {
             rate_per_sec,
             rate_strikes,
             room_capacity,
-            send_queue_frames
+            send_queue_frames,
+            hello_timeout_ms
         );
         c.allow_origins = self.allow_origin.clone();
         c.validate()?;
@@ -166,11 +171,14 @@ mod tests {
             "https://a.example",
             "--allow-origin",
             "http://b.example:8080",
+            "--hello-timeout-ms",
+            "2500",
         ]);
         let c = cli.config().unwrap();
         assert_eq!(c.rate_burst, 3);
         assert_eq!(c.rate_per_sec, 0.5);
         assert_eq!(c.allow_origins.len(), 2);
+        assert_eq!(c.hello_timeout_ms, 2500);
         let d = Config::default();
         assert_eq!(c.backlog, d.backlog);
         assert_eq!(c.room_capacity, d.room_capacity);
@@ -183,12 +191,17 @@ mod tests {
         assert!(cli.config().unwrap_err().0.contains("room_capacity"));
         let cli = Cli::parse_args(["local-runner", "--allow-origin", "nope"]);
         assert!(cli.config().is_err());
+        let cli = Cli::parse_args(["local-runner", "--hello-timeout-ms", "0"]);
+        assert!(cli.config().unwrap_err().0.contains("hello_timeout_ms"));
     }
 
     #[test]
     fn help_shows_handler_defaults() {
         let help = command_with_defaults().render_help().to_string();
-        let want = format!("[default: {}]", Config::default().send_queue_frames);
-        assert!(help.contains(&want), "{help}");
+        let d = Config::default();
+        for shown in [d.send_queue_frames as u64, d.hello_timeout_ms] {
+            let want = format!("[default: {shown}]");
+            assert!(help.contains(&want), "{want} missing from {help}");
+        }
     }
 }

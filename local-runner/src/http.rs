@@ -1,13 +1,15 @@
 //! HTTP routes: the WebSocket endpoint (checked by the handler's edge rules before any
-//! upgrade), private-room creation, health, and the static browser client.
+//! upgrade), private-room creation, health, the client limits, and the static browser
+//! client. Every refusal is one of the handler's `Rejection`s, as on the Worker.
 
 use crate::connection::{self, ConnSettings};
 use crate::registry::Rooms;
+use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::any;
 use axum::Router;
 use chat_handler::edge::{self, Rejection, UpgradeRequest};
 use chat_handler::{Config, Peer};
@@ -42,7 +44,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/room/{room}/websocket", any(websocket))
         .route(edge::CREATE_ROOM_PATH, any(create_room))
-        .route(edge::HEALTH_PATH, get(|| async { "ok" }))
+        .route(edge::HEALTH_PATH, any(health))
+        .route(edge::LIMITS_PATH, any(limits))
         .fallback(fallback)
         .with_state((state, static_files))
 }
@@ -62,27 +65,59 @@ fn plain(status: u16, body: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// A refusal from the handler's edge rules, with the header HTTP asks for alongside
-/// a 405 (`Allow`) or a 426 (`Upgrade`).
-fn rejection(r: &Rejection, allow: &'static str) -> Response {
+/// A refusal from the handler's edge rules, with the header it carries (`Allow` on a
+/// 405, `Upgrade` on a 426).
+fn rejection(r: &Rejection) -> Response {
     let mut response = plain(r.status, r.reason);
-    let extra = match r.status {
-        405 => Some((header::ALLOW, allow)),
-        426 => Some((header::UPGRADE, "websocket")),
-        _ => None,
-    };
-    if let Some((name, value)) = extra {
-        response
-            .headers_mut()
-            .insert(name, HeaderValue::from_static(value));
+    if let Some((name, value)) = r.header {
+        // `from_bytes` lower-cases the handler's spelling ("Allow"); both are constants,
+        // so a failure would be a handler bug, and the refusal still goes out without it.
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(name), Ok(value)) => {
+                response.headers_mut().insert(name, value);
+            }
+            _ => tracing::error!(name, value, "invalid header on a rejection"),
+        }
     }
     response
+}
+
+/// GET and HEAD are the methods of the read-only routes (axum drops the body of a
+/// HEAD answer).
+fn is_read(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+/// `GET /healthz`: `ok`.
+async fn health(method: Method) -> Response {
+    if !is_read(&method) {
+        return rejection(&edge::GET_ONLY);
+    }
+    plain(200, "ok")
+}
+
+/// `GET /api/limits`: the limits a client checks before sending, as JSON.
+async fn limits(State((state, _)): State<Shared>, method: Method) -> Response {
+    if !is_read(&method) {
+        return rejection(&edge::GET_ONLY);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        state.config.client_limits_json(),
+    )
+        .into_response()
 }
 
 /// `POST /api/room`: a fresh private room id.
 async fn create_room(method: Method) -> Response {
     if method != Method::POST {
-        return rejection(&edge::CREATE_ROOM_METHOD, "POST");
+        return rejection(&edge::CREATE_ROOM_METHOD);
     }
     let mut random = [0u8; 32];
     if let Err(e) = getrandom::fill(&mut random) {
@@ -93,7 +128,8 @@ async fn create_room(method: Method) -> Response {
 }
 
 /// Paths the router cannot match as `{room}` (an empty or slash-containing room
-/// segment) still get the WebSocket endpoint's answer; everything else is a file.
+/// segment) still get the WebSocket endpoint's answer; everything else is a file, or
+/// 404 "Not found." as on the Worker.
 async fn fallback(
     State((state, static_files)): State<Shared>,
     peer: ConnectInfo<SocketAddr>,
@@ -103,10 +139,34 @@ async fn fallback(
     if path.starts_with(edge::ROOM_PATH_PREFIX) && path.ends_with(edge::WEBSOCKET_SUFFIX) {
         return websocket(State((state, static_files)), peer, req).await;
     }
-    match static_files.oneshot(req).await {
+    if is_read(req.method()) {
+        return static_file(static_files, req).await;
+    }
+    // Files are read-only: another method gets 405 on a file that exists, and the
+    // same 404 as any other missing path otherwise (ServeDir alone would answer 405
+    // without looking). A HEAD request asks whether the file exists.
+    let mut probe = Request::new(Body::empty());
+    *probe.method_mut() = Method::HEAD;
+    *probe.uri_mut() = req.uri().clone();
+    let found = static_file(static_files, probe).await;
+    if found.status() == StatusCode::NOT_FOUND {
+        found
+    } else {
+        rejection(&edge::GET_ONLY)
+    }
+}
+
+/// A file from the static directory; a missing one gets the Worker's 404 text instead
+/// of ServeDir's empty body.
+async fn static_file(static_files: ServeDir, req: Request) -> Response {
+    let response = match static_files.oneshot(req).await {
         Ok(response) => response.into_response(),
         Err(never) => match never {},
+    };
+    if response.status() == StatusCode::NOT_FOUND {
+        return rejection(&edge::NOT_FOUND);
     }
+    response
 }
 
 /// Header text for the edge checks. Bytes that are not UTF-8 are replaced rather than
@@ -146,7 +206,7 @@ async fn websocket(
     };
     let room = match edge::check_upgrade(&request, &state.config.allow_origins) {
         Ok(room) => room,
-        Err(r) => return rejection(&r, "GET"),
+        Err(r) => return rejection(&r),
     };
     drop((origin, host, upgrade_header));
     // Anything still wrong (no Sec-WebSocket-Key, `Connection` without `upgrade`...)
@@ -184,4 +244,150 @@ async fn websocket(
 /// this much beyond its target without refusing a frame.
 fn max_outgoing_frame(config: &Config) -> usize {
     6 * (config.max_message_chars + config.max_name_chars) + 256
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::RoomContext;
+    use crate::store::StoreFactory;
+    use std::time::Duration;
+    use tokio::sync::watch;
+
+    struct Answer {
+        status: u16,
+        headers: HeaderMap,
+        body: String,
+    }
+
+    fn test_app(static_dir: &std::path::Path) -> Router {
+        let (_tx, shutdown) = watch::channel(false);
+        let config = Config::default();
+        let rooms = Rooms::new(RoomContext {
+            config: config.clone(),
+            store: StoreFactory::memory(),
+            hibernate_after: None,
+            idle_exit: Duration::ZERO,
+            shutdown,
+        });
+        let (alive, _) = mpsc::channel(1);
+        router(AppState {
+            rooms,
+            settings: ConnSettings {
+                queue_bound: config.send_queue_bound(),
+                ping_interval: Duration::from_secs(30),
+            },
+            config: Arc::new(config),
+            static_dir: static_dir.to_owned(),
+            alive,
+        })
+    }
+
+    async fn call(app: &Router, method: &str, path: &str) -> Answer {
+        let mut req = Request::new(Body::empty());
+        *req.method_mut() = Method::from_bytes(method.as_bytes()).unwrap();
+        *req.uri_mut() = path.parse().unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 4000))));
+        let response = app.clone().oneshot(req).await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        Answer {
+            status,
+            headers,
+            body: String::from_utf8(bytes.to_vec()).unwrap(),
+        }
+    }
+
+    impl Answer {
+        fn header(&self, name: &str) -> &str {
+            self.headers
+                .get(name)
+                .map_or("", |v| v.to_str().unwrap_or(""))
+        }
+
+        /// A plain-text refusal exactly as the handler words it.
+        fn assert_is(&self, r: &Rejection) {
+            assert_eq!((self.status, self.body.as_str()), (r.status, r.reason));
+            assert!(self.header("content-type").starts_with("text/plain"));
+            if let Some((name, value)) = r.header {
+                assert_eq!(self.header(name), value);
+            }
+        }
+    }
+
+    fn static_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "<html></html>").unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn health_and_limits_are_get_only() {
+        let dir = static_dir();
+        let app = test_app(dir.path());
+        let a = call(&app, "GET", edge::HEALTH_PATH).await;
+        assert_eq!((a.status, a.body.as_str()), (200, "ok"));
+        let a = call(&app, "HEAD", edge::HEALTH_PATH).await;
+        assert_eq!((a.status, a.body.as_str()), (200, ""));
+        let a = call(&app, "GET", edge::LIMITS_PATH).await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.header("content-type"), "application/json");
+        assert_eq!(a.body, Config::default().client_limits_json());
+        let a = call(&app, "HEAD", edge::LIMITS_PATH).await;
+        assert_eq!((a.status, a.body.as_str()), (200, ""));
+        for path in [edge::HEALTH_PATH, edge::LIMITS_PATH] {
+            for method in ["POST", "PUT", "DELETE"] {
+                call(&app, method, path).await.assert_is(&edge::GET_ONLY);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_carry_the_handlers_header() {
+        let dir = static_dir();
+        let app = test_app(dir.path());
+        let a = call(&app, "GET", edge::CREATE_ROOM_PATH).await;
+        a.assert_is(&edge::CREATE_ROOM_METHOD);
+        assert_eq!(a.header("allow"), "POST");
+        let ws = "/api/room/lobby/websocket";
+        let a = call(&app, "POST", ws).await;
+        assert_eq!((a.status, a.header("allow")), (405, "GET"));
+        let a = call(&app, "GET", ws).await;
+        assert_eq!((a.status, a.header("upgrade")), (426, "websocket"));
+        // The fallback's WebSocket answer (an empty room segment) is the same.
+        let a = call(&app, "PUT", "/api/room//websocket").await;
+        assert_eq!((a.status, a.header("allow")), (405, "GET"));
+    }
+
+    #[tokio::test]
+    async fn missing_files_are_not_found_whatever_the_method() {
+        let dir = static_dir();
+        let app = test_app(dir.path());
+        let a = call(&app, "GET", "/").await;
+        assert_eq!((a.status, a.body.as_str()), (200, "<html></html>"));
+        let a = call(&app, "GET", "/index.html").await;
+        assert_eq!(a.status, 200);
+        for method in ["GET", "HEAD", "POST", "DELETE"] {
+            let a = call(&app, method, "/no-such-file.txt").await;
+            if method == "HEAD" {
+                assert_eq!((a.status, a.body.as_str()), (404, ""));
+            } else {
+                a.assert_is(&edge::NOT_FOUND);
+            }
+        }
+        call(&app, "GET", "/api/nope")
+            .await
+            .assert_is(&edge::NOT_FOUND);
+        // A file that exists is read-only.
+        call(&app, "POST", "/index.html")
+            .await
+            .assert_is(&edge::GET_ONLY);
+        // No static directory at all: everything but the routes is 404.
+        let app = test_app(&dir.path().join("missing"));
+        call(&app, "GET", "/").await.assert_is(&edge::NOT_FOUND);
+    }
 }

@@ -9,10 +9,12 @@ use crate::link::{frame_bytes, ConnLink, Queued};
 use crate::registry::{Join, RoomHandle, Rooms};
 use crate::store::Store;
 use axum::extract::ws::Utf8Bytes;
+use chat_handler::edge;
 use chat_handler::room::reasons;
 use chat_handler::{Action, CloseCode, ConnId, Room, Session};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
@@ -62,6 +64,9 @@ struct RoomActor {
     state: State,
     links: HashMap<ConnId, ConnLink>,
     last_event: Instant,
+    /// When the room's next hello deadline passes (`Room::next_deadline`): the one
+    /// timer for every connection still without a hello.
+    hello_due: Option<Instant>,
     shutting_down: bool,
 }
 
@@ -78,6 +83,7 @@ pub fn spawn(rooms: Arc<Rooms>, name: String, id: u64) -> RoomHandle {
         },
         links: HashMap::new(),
         last_event: Instant::now(),
+        hello_due: None,
         shutting_down: false,
     };
     tokio::spawn(actor.run(joins, events));
@@ -88,8 +94,8 @@ pub fn spawn(rooms: Arc<Rooms>, name: String, id: u64) -> RoomHandle {
     }
 }
 
-/// A fresh random epoch candidate (16 random bytes as hex).
-fn epoch_candidate() -> String {
+/// A fresh random epoch candidate (see `edge::epoch_candidate`).
+fn random_epoch() -> String {
     let mut bytes = [0u8; 16];
     if getrandom::fill(&mut bytes).is_err() {
         // No OS randomness is close to impossible; a clock-based id still differs
@@ -100,7 +106,13 @@ fn epoch_candidate() -> String {
             .unwrap_or_default())
         .to_be_bytes();
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    edge::epoch_candidate(bytes)
+}
+
+/// The monotonic instant of a wall-clock time (ms since the Unix epoch); a time
+/// already past is now. Recomputed at every event, so clock steps are caught up on.
+fn instant_at(wall_ms: u64) -> Instant {
+    Instant::now() + Duration::from_millis(wall_ms.saturating_sub(now_ms()))
 }
 
 // Storage calls run synchronously on the actor's task: in WAL mode with
@@ -117,11 +129,17 @@ impl RoomActor {
         let mut shutdown = self.rooms.ctx.shutdown.clone();
         loop {
             let deadline = self.deadline();
+            let hello_due = self.hello_due;
             tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|down| *down), if !self.shutting_down => {
                     self.shut_down();
                 }
+                // Ahead of the inboxes: with `biased`, a room that always has an event
+                // waiting would otherwise never get to its deadline. Once handled, the
+                // timer moves to a later deadline, so it cannot starve them in turn.
+                _ = async { sleep_until(hello_due.unwrap_or_else(Instant::now)).await },
+                    if hello_due.is_some() => self.tick(),
                 join = joins.recv() => match join {
                     Some(join) => self.join(join),
                     None => break,
@@ -138,6 +156,7 @@ impl RoomActor {
                     }
                 }
             }
+            self.arm_hello_timer();
             if self.shutting_down && self.links.is_empty() && self.try_retire(&mut joins) {
                 break;
             }
@@ -155,6 +174,34 @@ impl RoomActor {
             (State::Live(_), Some(after)) => Some(self.last_event + after),
             _ => None,
         }
+    }
+
+    /// Sets the hello timer from the room, after anything that may have changed it.
+    ///
+    /// A hibernated room keeps the timer it had, and when it fires, `tick` restores
+    /// the room as any event would: the Durable Object's alarm wakes it the same way.
+    /// That is simpler than keeping such a room awake (no special case in `deadline`,
+    /// nothing to re-check when a hello arrives) and still correct, since nothing
+    /// changes a dropped room's deadlines: any event restores it first.
+    fn arm_hello_timer(&mut self) {
+        self.hello_due = match &self.state {
+            State::Live(room) => room.next_deadline().map(instant_at),
+            State::Dropped { .. } if !self.links.is_empty() => self.hello_due,
+            // No connections (or storage failed and closed them): nothing to time.
+            State::Dropped { .. } => None,
+        };
+    }
+
+    /// A hello deadline passed: the handler closes the connections still unnamed.
+    /// Waking a hibernated room does not count as activity, so a room with nothing
+    /// else to do goes back to sleep on its usual schedule.
+    fn tick(&mut self) {
+        let now = now_ms();
+        let Some(room) = self.room() else {
+            return;
+        };
+        let actions = room.on_tick(now);
+        self.apply(actions, now);
     }
 
     /// Leaves the registry if no join is waiting. A join found waiting is handled and
@@ -200,7 +247,7 @@ impl RoomActor {
                 .collect();
             let ctx = &self.rooms.ctx;
             let opened = ctx.store.open(&self.name).and_then(|storage| {
-                Room::restore(ctx.config.clone(), storage, &epoch_candidate(), restored)
+                Room::restore(ctx.config.clone(), storage, &random_epoch(), restored)
             });
             match opened {
                 Ok(room) => {
@@ -524,6 +571,83 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(80)).await;
         b.events.send(Event::Disconnect { conn: 2 }).await.unwrap();
         assert_eq!(a.until("quit").await, r#"{"quit":"bob"}"#);
+    }
+
+    /// The client's frames until its close, within `within`.
+    async fn until_closed(c: &mut Client, within: Duration) -> (Vec<String>, (u16, &'static str)) {
+        let mut frames = Vec::new();
+        let closed = timeout(within, async {
+            loop {
+                match c.next().await {
+                    Ok(f) => frames.push(f),
+                    Err(close) => return close,
+                }
+            }
+        })
+        .await
+        .expect("not closed in time");
+        (frames, closed)
+    }
+
+    fn hello_timeout(ms: u64) -> Config {
+        Config {
+            hello_timeout_ms: ms,
+            ..Config::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_connection_is_closed_at_its_hello_deadline() {
+        let (rooms, _shutdown) = rooms(hello_timeout(150), None);
+        let started = Instant::now();
+        let mut named = join(&rooms, "t", 1, 64).await;
+        named.text(r#"{"name":"alice"}"#).await;
+        named.until("ready").await;
+        let mut silent = join(&rooms, "t", 2, 64).await;
+        let (frames, close) = until_closed(&mut silent, Duration::from_secs(5)).await;
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert!(frames[0].contains("error"), "{frames:?}");
+        assert_eq!(close, (1008, reasons::HELLO_TIMEOUT));
+        // The named one stays, and heard nothing of the silent one (no quit).
+        named.text(r#"{"message":"still here"}"#).await;
+        assert!(named.next().await.unwrap().contains("still here"));
+    }
+
+    #[tokio::test]
+    async fn each_silent_connection_gets_its_own_deadline() {
+        let (rooms, _shutdown) = rooms(hello_timeout(300), None);
+        let mut first = join(&rooms, "d", 1, 64).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let mut second = join(&rooms, "d", 2, 64).await;
+        let first_at = {
+            until_closed(&mut first, Duration::from_secs(5)).await;
+            Instant::now()
+        };
+        // The second connection is not closed along with the first, and its own
+        // hello in time keeps it.
+        assert!(second.frames.try_recv().is_err());
+        second.text(r#"{"name":"bob"}"#).await;
+        second.until("ready").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(second.frames.try_recv().is_err(), "closed after its hello");
+        assert!(first_at.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn a_hello_deadline_wakes_a_hibernated_room() {
+        // The room hibernates 20 ms after the join, long before the deadline.
+        let (rooms, _shutdown) = rooms(hello_timeout(250), Some(Duration::from_millis(20)));
+        let mut named = join(&rooms, "w", 1, 64).await;
+        named.text(r#"{"name":"alice"}"#).await;
+        named.until("ready").await;
+        let mut silent = join(&rooms, "w", 2, 64).await;
+        let (frames, close) = until_closed(&mut silent, Duration::from_secs(5)).await;
+        assert!(frames[0].contains("error"), "{frames:?}");
+        assert_eq!(close, (1008, reasons::HELLO_TIMEOUT));
+        // The woken room still knows its member.
+        named.text(r#"{"message":"after"}"#).await;
+        assert!(named.until("after").await.contains(r#""seq":1"#));
     }
 
     #[tokio::test]

@@ -167,6 +167,17 @@ impl Storage for SqliteStorage {
         tx.commit().map_err(storage_error)?;
         Ok(bucket)
     }
+
+    fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()> {
+        // Clamping is exact here: no stored time exceeds i64::MAX (save_bucket refuses
+        // one), so "before" any larger value still means every bucket.
+        let before = i64::try_from(before_ms).unwrap_or(i64::MAX);
+        self.conn
+            .prepare_cached(sql::PRUNE_BUCKETS)
+            .and_then(|mut s| s.execute(params![self.room, before]))
+            .map(drop)
+            .map_err(storage_error)
+    }
 }
 
 #[cfg(test)]
@@ -271,6 +282,31 @@ mod tests {
         assert_eq!(other_room.take_bucket("127.0.0.1").unwrap(), None);
         assert_eq!(s.take_bucket("127.0.0.1").unwrap(), Some(newer));
         assert_eq!(s.take_bucket("127.0.0.1").unwrap(), None);
+    }
+
+    #[test]
+    fn pruning_forgets_only_older_buckets_of_this_room() {
+        let (_dir, path) = fresh();
+        let mut s = SqliteStorage::open(&path, "lobby").unwrap();
+        let mut other_room = SqliteStorage::open(&path, "other").unwrap();
+        let at = |updated_ms| Bucket {
+            tokens: 1.0,
+            updated_ms,
+        };
+        s.save_bucket("old", &at(1_000)).unwrap();
+        s.save_bucket("edge", &at(2_000)).unwrap();
+        s.save_bucket("new", &at(3_000)).unwrap();
+        other_room.save_bucket("old", &at(1_000)).unwrap();
+        s.prune_buckets(2_000).unwrap();
+        assert_eq!(s.take_bucket("old").unwrap(), None);
+        // "Before" is strict: a bucket updated at the cut-off stays.
+        assert_eq!(s.take_bucket("edge").unwrap(), Some(at(2_000)));
+        assert_eq!(s.take_bucket("new").unwrap(), Some(at(3_000)));
+        assert_eq!(other_room.take_bucket("old").unwrap(), Some(at(1_000)));
+        // A cut-off beyond SQLite's integers still means "everything before it".
+        s.save_bucket("new", &at(3_000)).unwrap();
+        s.prune_buckets(u64::MAX).unwrap();
+        assert_eq!(s.take_bucket("new").unwrap(), None);
     }
 
     #[test]
