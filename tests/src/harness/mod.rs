@@ -10,6 +10,7 @@ pub use backend::{BackendKind, Instance, InstanceSpec};
 
 use crate::scenarios::Scenario;
 use crate::{Error, Result};
+use chat_handler::Config;
 use process::Logs;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,6 +35,10 @@ pub enum Group {
     Fast,
     /// A tiny rate limit (no refill to speak of) and a small room.
     Strict,
+    /// A short hello deadline and lowered client limits (name, message, frame size),
+    /// which `/api/limits` must advertise. Its own group because the deadline would
+    /// close the unnamed sockets that other groups' scenarios keep open on purpose.
+    Tight,
 }
 
 /// Limits of the `Fast` group, used by its scenarios to compute expectations.
@@ -50,6 +55,16 @@ pub mod strict {
     pub const RATE_BURST: usize = 2;
     pub const RATE_STRIKES: usize = 3;
     pub const ROOM_CAPACITY: usize = 3;
+}
+
+/// Limits of the `Tight` group.
+pub mod tight {
+    /// Short enough to wait for, long enough that a client sending its hello right
+    /// after the handshake is never late, even on a busy machine.
+    pub const HELLO_TIMEOUT_MS: u64 = 1000;
+    pub const MAX_NAME_CHARS: usize = 12;
+    pub const MAX_MESSAGE_CHARS: usize = 200;
+    pub const MAX_FRAME_BYTES: usize = 4096;
 }
 
 impl Group {
@@ -72,7 +87,28 @@ impl Group {
                 ("rate_strikes", &strict::RATE_STRIKES.to_string()),
                 ("room_capacity", &strict::ROOM_CAPACITY.to_string()),
             ]),
+            Group::Tight => InstanceSpec::with(&[
+                ("hello_timeout_ms", &tight::HELLO_TIMEOUT_MS.to_string()),
+                ("max_name_chars", &tight::MAX_NAME_CHARS.to_string()),
+                ("max_message_chars", &tight::MAX_MESSAGE_CHARS.to_string()),
+                ("max_frame_bytes", &tight::MAX_FRAME_BYTES.to_string()),
+            ]),
         }
+    }
+
+    /// The handler configuration the group's instances run with: the defaults with
+    /// the group's overrides applied, exactly as a backend applies them.
+    pub fn config(self) -> Result<Config> {
+        let mut config = Config::default();
+        for (key, value) in &self.spec().overrides {
+            config
+                .set(key, value)
+                .map_err(|e| Error(format!("group {}: {key}={value}: {}", self.name(), e.0)))?;
+        }
+        config
+            .validate()
+            .map_err(|e| Error(format!("group {}: {}", self.name(), e.0)))?;
+        Ok(config)
     }
 
     fn name(self) -> &'static str {
@@ -81,6 +117,7 @@ impl Group {
             Group::Default => "default",
             Group::Fast => "fast",
             Group::Strict => "strict",
+            Group::Tight => "tight",
         }
     }
 }
@@ -292,6 +329,11 @@ impl Ctx {
 
     pub fn backend(&self) -> BackendKind {
         self.kind
+    }
+
+    /// The handler configuration of the scenario's group.
+    pub fn config(&self) -> Result<Config> {
+        self.group.config()
     }
 
     /// The shared instance of the scenario's group.

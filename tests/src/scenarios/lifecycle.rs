@@ -1,7 +1,7 @@
 //! Scenarios with instances of their own: a restart on the same data dir, and
 //! hibernation (the room evicted from memory while its sockets stay open).
 
-use super::{ensure_next, join, send_many};
+use super::{ensure_next, join, send_many, SILENCE};
 use crate::client::{Client, Event, Frame};
 use crate::harness::{Ctx, InstanceSpec};
 use crate::{bail, ensure, ensure_eq, Result};
@@ -125,10 +125,14 @@ pub async fn hibernation(ctx: Ctx) -> Result<()> {
             bail!("{}: got {got:?}, expected {m3:?}", m.label);
         }
     }
-    // Leaving still works for the sockets that lived through the eviction.
+    // Leaving still works for the sockets that lived through the eviction, and is
+    // announced once: a restored session must not be closed (and quit) twice.
     a.close().await?;
     b.expect_frame(Frame::Quit("alice".into())).await?;
     c.expect_frame(Frame::Quit("alice".into())).await?;
+    tokio::try_join!(b.expect_silence(SILENCE), c.expect_silence(SILENCE))?;
     c.close().await?;
+    b.expect_frame(Frame::Quit("carol".into())).await?;
+    b.expect_silence(SILENCE).await?;
     b.close().await
 }

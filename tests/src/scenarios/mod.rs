@@ -1,5 +1,6 @@
 //! The scenarios. Each runs on every selected backend; each uses rooms of its own.
 
+mod api_limits;
 mod chat;
 mod errors;
 mod hello;
@@ -79,6 +80,15 @@ pub fn all() -> Vec<Scenario> {
         s("private_rooms", Default, |c| {
             Box::pin(routes::private_rooms(c))
         }),
+        s("unknown_path_404", Default, |c| {
+            Box::pin(routes::unknown_paths(c))
+        }),
+        s("no_deflate_negotiated", Default, |c| {
+            Box::pin(routes::no_deflate(c))
+        }),
+        s("api_limits_default", Default, |c| {
+            Box::pin(api_limits::reflects_config(c))
+        }),
         s("message_errors_keep_socket_open", Fast, |c| {
             Box::pin(errors::message_errors(c))
         }),
@@ -97,6 +107,12 @@ pub fn all() -> Vec<Scenario> {
         }),
         s("allowlisted_origin", Fast, |c| {
             Box::pin(origin::allowlist(c))
+        }),
+        s("hello_timeout_closes_1008", Tight, |c| {
+            Box::pin(hello::timeout(c))
+        }),
+        s("api_limits_overridden", Tight, |c| {
+            Box::pin(api_limits::reflects_config(c))
         }),
         s("flooding_closes_1008", Strict, |c| {
             Box::pin(limits::flooding(c))

@@ -1,17 +1,97 @@
-//! HTTP routes and status codes, including the order of the upgrade checks.
+//! HTTP routes and status codes, including the order of the upgrade checks and the
+//! headers that go with a refusal.
 
 use super::join;
 use crate::client::{Client, Frame};
 use crate::harness::Ctx;
-use crate::http::{self, UPGRADE_HEADERS};
-use crate::{ensure, ensure_eq, Result};
+use crate::http::{self, Response, UPGRADE_HEADERS};
+use crate::{bail, ensure, ensure_eq, Result};
+use chat_handler::edge::{self, Rejection, UpgradeRequest};
 
-fn ws_path(room: &str) -> String {
+pub(super) fn ws_path(room: &str) -> String {
     format!("/api/room/{room}/websocket")
 }
 
 async fn status(base: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Result<u16> {
     Ok(http::request(base, method, path, headers).await?.status)
+}
+
+pub(super) fn content_type(resp: &Response) -> String {
+    resp.headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The comma-separated tokens of every `name` header, trimmed and sorted, so that
+/// `Allow: HEAD, GET` equals `Allow: GET, HEAD`.
+fn header_tokens(resp: &Response, name: &str) -> Vec<String> {
+    let values: Vec<String> = resp
+        .headers
+        .get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    let mut tokens: Vec<String> = values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect();
+    tokens.sort();
+    tokens
+}
+
+/// The handler's refusal of a request to the WebSocket path (what every backend must
+/// answer with), e.g. the 405 of a POST or the 426 of a GET without `Upgrade`.
+fn upgrade_refusal(method: &str, upgrade: Option<&str>) -> Result<Rejection> {
+    let request = UpgradeRequest {
+        method,
+        room: "room",
+        origin: None,
+        host: Some("127.0.0.1:8787"),
+        scheme: "http",
+        upgrade,
+    };
+    match edge::check_upgrade(&request, &[]) {
+        Ok(_) => bail!("the handler accepts {method} with Upgrade {upgrade:?}"),
+        Err(r) => Ok(r),
+    }
+}
+
+/// Expects the refusal `r` exactly: its status, its reason as a plain-text body, and
+/// `header` (name, comma-separated value), the one HTTP requires with the status:
+/// `Allow` with 405, `Upgrade` with 426.
+async fn expect_refusal(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    r: &Rejection,
+    header: Option<(&str, &str)>,
+) -> Result<()> {
+    let what = format!("{method} {path}");
+    let resp = http::request(base, method, path, headers).await?;
+    ensure_eq!(resp.status, r.status, "{what}: status");
+    ensure_eq!(resp.body.as_str(), r.reason, "{what}: body");
+    let ct = content_type(&resp);
+    ensure!(
+        ct.starts_with("text/plain"),
+        "{what}: content-type {ct:?}, expected text/plain"
+    );
+    if let Some((name, value)) = header {
+        let mut got = header_tokens(&resp, name);
+        let mut expected: Vec<String> = value.split(',').map(|t| t.trim().to_owned()).collect();
+        expected.sort();
+        // Methods are case-sensitive; protocol names are not.
+        if name.eq_ignore_ascii_case("upgrade") {
+            got.iter_mut().for_each(|t| t.make_ascii_lowercase());
+            expected.iter_mut().for_each(|t| t.make_ascii_lowercase());
+        }
+        ensure_eq!(got, expected, "{what}: {name} header of the {}", r.status);
+    }
+    Ok(())
 }
 
 pub async fn status_codes(ctx: Ctx) -> Result<()> {
@@ -35,22 +115,18 @@ pub async fn status_codes(ctx: Ctx) -> Result<()> {
         ensure_eq!(got, 404, "invalid room {bad:?} with a foreign Origin");
     }
     let path = ws_path(&room);
+    // 426 carries `Upgrade: websocket`, saying what to upgrade to.
+    let upgrade = Some(("Upgrade", "websocket"));
+    let refusal = upgrade_refusal("GET", None)?;
     ensure_eq!(
-        status(&base, "GET", &path, &[]).await?,
+        refusal.status,
         426,
-        "GET without Upgrade"
+        "the handler's answer to GET without Upgrade"
     );
-    ensure_eq!(
-        status(
-            &base,
-            "GET",
-            &path,
-            &[("upgrade", "h2c"), ("connection", "Upgrade")]
-        )
-        .await?,
-        426,
-        "GET with another Upgrade"
-    );
+    expect_refusal(&base, "GET", &path, &[], &refusal, upgrade).await?;
+    let other = [("upgrade", "h2c"), ("connection", "Upgrade")];
+    let refusal = upgrade_refusal("GET", Some("h2c"))?;
+    expect_refusal(&base, "GET", &path, &other, &refusal, upgrade).await?;
     // The Origin is checked before the Upgrade header.
     ensure_eq!(
         status(&base, "GET", &path, &[("origin", "http://evil.example")]).await?,
@@ -69,27 +145,81 @@ pub async fn status_codes(ctx: Ctx) -> Result<()> {
         "GET / is not the HTML page: {:?}",
         index.body.chars().take(200).collect::<String>()
     );
-    ensure_eq!(
-        status(&base, "GET", "/no-such-file-here.txt", &[]).await?,
-        404,
-        "a path with no file"
-    );
     Ok(())
+}
+
+/// A path that is neither a route nor a static file: 404 with the plain-text
+/// "Not found.", under /api/ as anywhere else.
+pub async fn unknown_paths(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let room = ctx.room("unknown");
+    for path in [
+        "/no-such-file-here.txt".to_string(),
+        "/nested/dir/missing.js".to_string(),
+        "/api".to_string(),
+        "/api/nope".to_string(),
+        "/api/rooms".to_string(),
+        format!("/api/room/{room}"),
+        format!("/api/room/{room}/messages"),
+        format!("{}/extra", ws_path(&room)),
+        format!("{}/extra", edge::HEALTH_PATH),
+        format!("{}/extra", edge::LIMITS_PATH),
+    ] {
+        for method in ["GET", "POST"] {
+            expect_refusal(&base, method, &path, &[], &edge::NOT_FOUND, None).await?;
+        }
+    }
+    Ok(())
+}
+
+/// An upgrade that offers permessage-deflate gets a 101 without any
+/// `Sec-WebSocket-Extensions`: no backend compresses, so the cap on incoming messages
+/// (`max_frame_bytes`) holds on the wire, not only after inflating.
+pub async fn no_deflate(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let room = ctx.room("deflate");
+    for offer in [
+        "permessage-deflate",
+        "permessage-deflate; client_max_window_bits",
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        "x-webkit-deflate-frame",
+    ] {
+        let headers = [UPGRADE_HEADERS, &[("sec-websocket-extensions", offer)]].concat();
+        let resp = http::request(&base, "GET", &ws_path(&room), &headers).await?;
+        ensure_eq!(resp.status, 101, "upgrade offering {offer:?}: status");
+        let negotiated: Vec<String> = resp
+            .headers
+            .get_all("sec-websocket-extensions")
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        ensure!(
+            negotiated.is_empty(),
+            "upgrade offering {offer:?}: the 101 negotiated Sec-WebSocket-Extensions {negotiated:?}"
+        );
+    }
+    // And a socket from such an upgrade chats like any other (the client library
+    // rejects a 101 with extensions it did not offer, and it offers none).
+    let (mut a, _) = join(&base, &room, "alice").await?;
+    a.say("uncompressed").await?;
+    ensure_eq!(a.recv_message().await?.message, "uncompressed", "a message");
+    a.close().await
 }
 
 /// Any method but GET on the websocket path is 405, checked before anything else.
 /// The requests carry no `Connection: Upgrade`: under `wrangler dev` such a request is
 /// handled as a WebSocket handshake before the method can be answered (the dev server
 /// answers 500), which would test wrangler rather than the backend.
+///
+/// Every 405 carries `Allow`: GET on the websocket path, POST on /api/room, and
+/// "GET, HEAD" on /healthz and /api/limits, where HEAD must then work too.
 pub async fn methods(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let path = ws_path(&ctx.room("methods"));
     for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
-        ensure_eq!(
-            status(&base, method, &path, &[]).await?,
-            405,
-            "{method} on the websocket path"
-        );
+        let refusal = upgrade_refusal(method, None)?;
+        ensure_eq!(refusal.status, 405, "the handler's answer to {method}");
+        expect_refusal(&base, method, &path, &[], &refusal, Some(("Allow", "GET"))).await?;
     }
     // The method is checked before the room name and the Origin. (Not with `..`: URL
     // parsers resolve it away before a backend sees it, which is why it is invalid.)
@@ -107,10 +237,29 @@ pub async fn methods(ctx: Ctx) -> Result<()> {
     );
     // Creating a room is POST only.
     for method in ["GET", "PUT", "DELETE"] {
-        ensure_eq!(
-            status(&base, method, "/api/room", &[]).await?,
-            405,
-            "{method} /api/room"
+        let r = &edge::CREATE_ROOM_METHOD;
+        expect_refusal(
+            &base,
+            method,
+            edge::CREATE_ROOM_PATH,
+            &[],
+            r,
+            Some(("Allow", "POST")),
+        )
+        .await?;
+    }
+    // Health and limits are read-only.
+    for path in [edge::HEALTH_PATH, edge::LIMITS_PATH] {
+        for method in ["POST", "PUT", "DELETE"] {
+            let allow = Some(("Allow", "GET, HEAD"));
+            expect_refusal(&base, method, path, &[], &edge::GET_ONLY, allow).await?;
+        }
+        let head = http::request(&base, "HEAD", path, &[]).await?;
+        ensure_eq!(head.status, 200, "HEAD {path} (its 405s allow HEAD)");
+        ensure!(
+            head.body.is_empty(),
+            "HEAD {path} has a body: {:?}",
+            head.body
         );
     }
     Ok(())
@@ -124,12 +273,7 @@ pub async fn private_rooms(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let first = http::request(&base, "POST", "/api/room", &[]).await?;
     ensure_eq!(first.status, 200, "POST /api/room status");
-    let content_type = first
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = content_type(&first);
     ensure!(
         content_type.starts_with("text/plain"),
         "POST /api/room content-type {content_type:?}, expected text/plain"
