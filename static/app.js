@@ -3,13 +3,18 @@
 'use strict';
 
 (() => {
-  const NAME_MAX = 32;            // Unicode scalar values, after trimming
-  const MESSAGE_MAX = 1000;       // Unicode scalar values, after trimming
   const BACKOFF_BASE_MS = 500;
   const BACKOFF_MAX_MS = 10000;
   const JOIN_TIMEOUT_MS = 15000;  // hello sent but no `ready` by then: drop and retry
   const NOTICE_MS = 5000;
   const NAME_KEY = 'edge-chat.name';
+  const LIMITS_TIMEOUT_MS = 5000; // GET /api/limits; after that, no client-side length checks
+  const COUNTER_FROM = 0.8;       // show a length counter from this fraction of a limit
+
+  // Room names are a fixed grammar of the protocol (docs/PROTOCOL.md, not configurable and
+  // not in /api/limits): 1–32 of [A-Za-z0-9._-] but not "." or "..", or a private room id
+  // of 64 lower-case hex digits. Checked here because a refused upgrade gives the page no
+  // reason, only a failed socket.
 
   const ROOM_RE = /^[A-Za-z0-9._-]{1,32}$/;
   const PRIVATE_ROOM_RE = /^[0-9a-f]{64}$/;
@@ -38,6 +43,8 @@
     setup: $('setup'),
     joinForm: $('join-form'),
     nameInput: $('name-input'),
+    nameHint: $('name-hint'),
+    nameCount: $('name-count'),
     roomInput: $('room-input'),
     formError: $('form-error'),
     createBtn: $('create-btn'),
@@ -51,13 +58,40 @@
     messages: $('messages'),
     composeForm: $('compose-form'),
     messageInput: $('message-input'),
+    messageCount: $('message-count'),
     sendBtn: $('send-btn'),
     notice: $('notice'),
   };
 
+  // ---- limits -------------------------------------------------------------------------
+
+  // The server's own limits, from GET /api/limits. null = not known (the request failed or
+  // is still on its way): no client-side check then; the server still refuses what is too
+  // long with an {"error"} that the page shows.
+  const limits = { name: null, message: null, frameBytes: null };
+
+  async function loadLimits() {
+    try {
+      const res = await fetch('/api/limits', {
+        cache: 'no-store',
+        signal: typeof AbortSignal.timeout === 'function' ? AbortSignal.timeout(LIMITS_TIMEOUT_MS) : undefined,
+      });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      const j = await res.json();
+      const positive = (v) => (Number.isSafeInteger(v) && v > 0 ? v : null);
+      limits.name = positive(j && j.max_name_chars);
+      limits.message = positive(j && j.max_message_chars);
+      limits.frameBytes = positive(j && j.max_frame_bytes);
+    } catch (err) {
+      console.warn(`edge-chat: no limits from /api/limits (${err.message}); the server checks lengths`);
+    }
+    applyLimits();
+  }
+
   // ---- validation -------------------------------------------------------------------
 
   const charCount = (s) => Array.from(s).length; // code points, like Rust `char`s
+  const utf8Bytes = (s) => new TextEncoder().encode(s).length;
 
   function isValidRoom(r) {
     return (ROOM_RE.test(r) && r !== '.' && r !== '..') || PRIVATE_ROOM_RE.test(r);
@@ -66,7 +100,9 @@
   function nameProblem(raw) {
     const n = raw.trim();
     if (!n) return 'Please enter a name.';
-    if (charCount(n) > NAME_MAX) return `Names can be at most ${NAME_MAX} characters.`;
+    if (limits.name !== null && charCount(n) > limits.name) {
+      return `Names can be at most ${limits.name} characters.`;
+    }
     if (BAD_NAME_CHARS_RE.test(n)) return 'Names cannot contain control or text-direction characters.';
     return null;
   }
@@ -126,6 +162,7 @@
     ui.roomInfo.hidden = true;
     ui.setup.hidden = false;
     ui.nameInput.value = myName;
+    updateNameCounter();
     ui.formError.textContent = error || '';
     ui.formError.hidden = !error;
     document.title = 'edge-chat';
@@ -310,10 +347,7 @@
       lastError = String(f.error);
       showNotice(lastError);
       const refused = unanswered.shift();
-      if (refused !== undefined && !ui.messageInput.value.trim()) {
-        ui.messageInput.value = refused;
-        autosize();
-      }
+      if (refused !== undefined && !ui.messageInput.value.trim()) setMessageInput(refused);
     }
   }
 
@@ -344,6 +378,13 @@
     joining = false;
     pending = [];
     const reason = ev.reason || lastError || CLOSE_TEXT[ev.code] || `Closed (${ev.code})`;
+
+    if (ev.code === 1009 && unanswered.length && !ui.messageInput.value.trim()) {
+      // A frame over the server's size cap (only possible while its limits are unknown)
+      // closes the socket without an answer: give the text back rather than lose it. The
+      // longest unanswered text is the one that was too big.
+      setMessageInput(unanswered.reduce((a, b) => (utf8Bytes(b) > utf8Bytes(a) ? b : a)));
+    }
 
     if (ev.code === 1008) {
       // Policy close: retrying would be refused again.
@@ -488,22 +529,57 @@
     t.style.height = `${Math.min(t.scrollHeight, 160)}px`;
   }
 
+  // Shows "n / max" under a field once its trimmed length nears the server's limit, and
+  // says by how much it is over. Hidden while the limit is unknown.
+  function updateCounter(input, counter, max) {
+    const n = charCount(input.value.trim());
+    const over = max !== null && n > max;
+    counter.hidden = max === null || n < max * COUNTER_FROM;
+    counter.dataset.over = String(over);
+    if (over) input.setAttribute('aria-invalid', 'true'); else input.removeAttribute('aria-invalid');
+    if (counter.hidden) return;
+    counter.textContent = over
+      ? `${n} / ${max} characters: ${n - max} too many`
+      : `${n} / ${max} characters`;
+  }
+  const updateNameCounter = () => updateCounter(ui.nameInput, ui.nameCount, limits.name);
+  const updateMessageCounter = () => updateCounter(ui.messageInput, ui.messageCount, limits.message);
+
+  function applyLimits() {
+    ui.nameHint.textContent = limits.name !== null
+      ? `Up to ${limits.name} characters. Shown to everyone in the room.`
+      : 'Shown to everyone in the room.';
+    updateNameCounter();
+    updateMessageCounter();
+  }
+
+  function setMessageInput(text) {
+    ui.messageInput.value = text;
+    autosize();
+    updateMessageCounter();
+  }
+
   ui.composeForm.addEventListener('submit', (e) => {
     e.preventDefault();
     const text = ui.messageInput.value.trim();
     if (!text) return;
-    if (charCount(text) > MESSAGE_MAX) {
-      showNotice(`Messages can be at most ${MESSAGE_MAX} characters.`);
+    if (limits.message !== null && charCount(text) > limits.message) {
+      const extra = charCount(text) - limits.message;
+      showNotice(`Messages can be at most ${limits.message} characters; this one has ${extra} too many.`);
+      return;
+    }
+    const frame = JSON.stringify({ message: text });
+    if (limits.frameBytes !== null && utf8Bytes(frame) > limits.frameBytes) {
+      showNotice('This message is too large to send; please shorten it.');
       return;
     }
     if (!ws || connState !== 'live') {
       showNotice('Not connected yet; your message is kept. Send it once live.');
       return;
     }
-    ws.send(JSON.stringify({ message: text }));
+    ws.send(frame);
     unanswered.push(text);
-    ui.messageInput.value = '';
-    autosize();
+    setMessageInput('');
   });
 
   ui.messageInput.addEventListener('keydown', (e) => {
@@ -512,7 +588,8 @@
       ui.composeForm.requestSubmit();
     }
   });
-  ui.messageInput.addEventListener('input', autosize);
+  ui.messageInput.addEventListener('input', () => { autosize(); updateMessageCounter(); });
+  ui.nameInput.addEventListener('input', updateNameCounter);
 
   window.addEventListener('hashchange', route);
   window.addEventListener('online', () => {
@@ -521,5 +598,7 @@
 
   ui.nameInput.value = myName;
   setState('idle');
+  applyLimits(); // no limits known yet: no counters, no number in the hint
+  loadLimits();  // joining does not wait for it: the server checks lengths anyway
   route();
 })();

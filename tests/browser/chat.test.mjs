@@ -3,44 +3,99 @@
 // (tests/browser/run.sh starts the local runner and sets it).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
 
 const BASE = (process.env.EDGE_CHAT_URL || '').replace(/\/+$/, '');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const STEP_MS = 10_000; // any single wait
 const TEST_MS = 60_000; // any single test
+// Reconnecting after the network comes back: the page retries with capped exponential
+// backoff, but goes at once on the browser's `online` event, so this is generous.
+const RECONNECT_MS = 20_000;
 const LAUNCH_ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
 const skip = BASE ? false : 'EDGE_CHAT_URL is not set (tests/browser/run.sh sets it)';
 
+// The server's limits, as the page gets them (null if not served: the tests that use them
+// fail). The tests build over-limit input from these numbers rather than restating the
+// protocol's defaults.
+async function fetchLimits() {
+  try {
+    const res = await fetch(`${BASE}/api/limits`, { signal: AbortSignal.timeout(STEP_MS) });
+    if (!res.ok) return null;
+    const j = await res.json();
+    const ok = ['max_name_chars', 'max_message_chars', 'max_frame_bytes'].every((k) => Number.isSafeInteger(j[k]) && j[k] > 0);
+    return ok ? j : null;
+  } catch {
+    return null;
+  }
+}
+const LIMITS = BASE ? await fetchLimits() : null;
+function needLimits() {
+  assert.ok(LIMITS, `GET ${BASE}/api/limits did not answer 200 with the three limits`);
+  return LIMITS;
+}
+// The reconnect test cuts the page's TCP connections with a proxy of its own.
+const skipProxy = skip || (new URL(BASE).protocol === 'http:' ? false : 'the connection-cutting proxy speaks plain http only');
+
 const ROOM = `e2e-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 const XSS = '<img src=x onerror=alert(1)>';
 
 let browser;
-const users = {}; // name -> { context, page, dialogs, errors }
+const users = {}; // name -> user, for the two users of the shared ROOM
+const everyone = []; // every user opened, for the uncaught-error check
 
-async function openUser(name) {
+// A browser context with one page. `frames` collects every JSON frame the page receives
+// on any of its WebSockets (observed from outside: the page has no test hooks).
+async function newUser(label, { base = BASE } = {}) {
   const context = await browser.newContext({ viewport: { width: 1000, height: 700 } });
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_MS);
   page.setDefaultNavigationTimeout(STEP_MS);
-  const user = { context, page, dialogs: [], errors: [] };
+  const user = { label, base, context, page, dialogs: [], errors: [], frames: [] };
   page.on('dialog', (d) => { user.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
   page.on('pageerror', (e) => user.errors.push(e.message));
-  await page.goto(`${BASE}/#${ROOM}`);
+  page.on('websocket', (ws) => ws.on('framereceived', ({ payload }) => {
+    try { user.frames.push(JSON.parse(String(payload))); } catch { /* not JSON: not ours */ }
+  }));
+  everyone.push(user);
+  return user;
+}
+
+// Opens the room from the URL hash and joins it under `name` through the setup form.
+async function join(user, name, room) {
+  const { page } = user;
+  await page.goto(`${user.base}/#${room}`);
   await page.locator('#setup').waitFor({ state: 'visible' });
-  assert.equal(await page.inputValue('#room-input'), ROOM, 'the room comes from the URL hash');
+  assert.equal(await page.inputValue('#room-input'), room, 'the room comes from the URL hash');
   await page.fill('#name-input', name);
   await page.click('#join-btn');
   await waitLive(page);
+}
+
+async function openUser(name) {
+  const user = await newUser(name);
+  await join(user, name, ROOM);
   users[name] = user;
   return user;
 }
 
-function waitLive(page) {
-  return page.locator('#status[data-state="live"]').waitFor({ timeout: STEP_MS });
+function waitLive(page, timeout = STEP_MS) {
+  return page.locator('#status[data-state="live"]').waitFor({ timeout });
+}
+
+// Polls a condition evaluated in the test process, up to `timeout`.
+async function waitUntil(what, fn, timeout = STEP_MS) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    if (await fn()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await sleep(50);
+  }
 }
 
 // Texts of the messages currently shown, in order.
@@ -66,6 +121,69 @@ function rosterNames(page) {
 async function send(page, text) {
   await page.fill('#message-input', text);
   await page.press('#message-input', 'Enter');
+}
+
+// A TCP proxy in front of the backend whose connections the test can cut, like a network
+// that drops: the page sees its socket fail (1006), not a close frame. Chromium's offline
+// emulation (context.setOffline, CDP Network.emulateNetworkConditions) only blocks new
+// connections and leaves an open WebSocket running, so it cannot do this alone.
+async function startCutter(base) {
+  const target = new URL(base);
+  const port = Number(target.port || 80);
+  const open = new Set();
+  let down = false;
+  const server = net.createServer((client) => {
+    if (down) { client.destroy(); return; }
+    const upstream = net.connect(port, target.hostname);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      open.delete(client);
+      open.delete(upstream);
+    };
+    for (const s of [client, upstream]) {
+      open.add(s);
+      s.on('error', drop);
+      s.on('close', drop);
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    cut() {
+      down = true;
+      for (const s of open) s.destroy();
+      open.clear();
+    },
+    restore() { down = false; },
+    close() {
+      this.cut();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+// The data-state values the status element goes through from now on, without repeats
+// (recorded in the page by a MutationObserver the test adds; the app is unchanged).
+async function recordStates(page) {
+  await page.evaluate(() => {
+    const status = document.getElementById('status');
+    const seen = [status.dataset.state];
+    window.__recordedStates = seen;
+    new MutationObserver(() => {
+      if (seen[seen.length - 1] !== status.dataset.state) seen.push(status.dataset.state);
+    }).observe(status, { attributes: true, attributeFilter: ['data-state'] });
+  });
+  return () => page.evaluate(() => window.__recordedStates.slice());
+}
+
+function messageSeqs(page) {
+  return page.$$eval('#messages li.msg', (els) => els.map((e) => Number(e.dataset.seq)));
 }
 
 before(async () => {
@@ -153,8 +271,178 @@ test('an invalid room in the hash is refused client-side', { skip, timeout: TEST
   assert.equal(await page.locator('#chat').isVisible(), false);
 });
 
+test('a page that loses its connection resumes: each missed message once, in order', { skip: skipProxy, timeout: TEST_MS }, async () => {
+  const room = `${ROOM}-rc`;
+  const cutter = await startCutter(BASE);
+  try {
+    const sam = await newUser('sam');
+    await join(sam, 'sam', room);
+    const rhea = await newUser('rhea', { base: cutter.url });
+    await join(rhea, 'rhea', room);
+    const stamp = Date.now();
+    const first = `before the cut ${stamp}`;
+    await send(sam.page, first);
+    await waitForMessage(rhea.page, first);
+    const states = await recordStates(rhea.page);
+
+    // The network goes: offline in the browser (navigator.onLine, new connections fail)
+    // and the open socket cut under it.
+    await rhea.context.setOffline(true);
+    cutter.cut();
+    await rhea.page.locator('#status[data-state="reconnecting"]').waitFor({ timeout: STEP_MS });
+
+    const missed = [1, 2, 3].map((i) => `missed ${i} ${stamp}`);
+    for (const text of missed) {
+      await send(sam.page, text);
+      await waitForMessage(sam.page, text); // stored: it has a seq
+    }
+    const whileDown = (await messageTexts(rhea.page)).map((m) => m.text);
+    assert.ok(!missed.some((t) => whileDown.includes(t)), 'nothing arrived while the socket was down');
+    assert.equal(await rhea.page.getAttribute('#status', 'data-state'), 'reconnecting');
+
+    const readiesBefore = rhea.frames.filter((f) => f.ready === true).length;
+    cutter.restore();
+    await rhea.context.setOffline(false);
+    await waitLive(rhea.page, RECONNECT_MS);
+    await waitForMessage(rhea.page, missed[missed.length - 1]);
+
+    const ready = rhea.frames.filter((f) => f.ready === true);
+    assert.equal(ready.length, readiesBefore + 1, 'one new join');
+    assert.equal(ready[ready.length - 1].recovered, true, 'the join resumed from the last seq seen');
+    const shown = await messageTexts(rhea.page);
+    assert.deepEqual(shown, await messageTexts(sam.page), 'the same messages in the same order as the sender');
+    assert.deepEqual(shown.map((m) => m.text), [first, ...missed], 'each missed message once, in order');
+    const seqs = await messageSeqs(rhea.page);
+    assert.deepEqual(seqs, seqs.map((_, i) => seqs[0] + i), 'consecutive seqs, no gap, no repeat');
+    assert.equal(await rhea.page.locator('#messages li.divider').count(), 0, 'no "messages may be missing" divider');
+    assert.deepEqual(await states(), ['live', 'reconnecting', 'live']);
+
+    // And the reconnected page is a full member again.
+    await rhea.page.waitForFunction(() => document.querySelectorAll('#roster li').length === 2, null, { timeout: STEP_MS });
+    const back = `back again ${stamp}`;
+    await send(rhea.page, back);
+    await waitForMessage(sam.page, back);
+    await waitForMessage(rhea.page, back);
+  } finally {
+    await cutter.close();
+  }
+});
+
+test('a message the server refuses goes back into the input (rate limit)', { skip, timeout: TEST_MS }, async () => {
+  const room = `${ROOM}-rl`; // a fresh room: its rate-limit bucket is full and no one else's
+  const rita = await newUser('rita');
+  await join(rita, 'rita', room);
+  const { page } = rita;
+  // More than the default burst (10), submitted through the form within one task, so no
+  // token comes back in between.
+  const texts = Array.from({ length: 12 }, (_, i) => `burst ${i + 1} ${Date.now()}`);
+  await page.evaluate((list) => {
+    const input = document.getElementById('message-input');
+    const form = document.getElementById('compose-form');
+    for (const t of list) {
+      input.value = t;
+      form.requestSubmit();
+    }
+  }, texts);
+
+  // The server answers every frame, in order: with the message or with an error.
+  const echoes = () => rita.frames.filter((f) => f.name === 'rita' && texts.includes(f.message));
+  const errors = () => rita.frames.filter((f) => 'error' in f);
+  await waitUntil('an answer to every frame', () => echoes().length + errors().length >= texts.length);
+  const accepted = echoes().map((f) => f.message);
+  assert.ok(errors().length >= 1, 'the burst was rate limited');
+  assert.deepEqual(accepted, texts.slice(0, accepted.length), 'the first ones went through, in order');
+  const refused = texts.slice(accepted.length);
+  assert.equal(await page.inputValue('#message-input'), refused[0], 'the first refused text is back in the input');
+  await page.locator('#notice').waitFor({ state: 'visible', timeout: STEP_MS });
+  assert.equal(await page.textContent('#notice'), errors().at(-1).error, "the server's reason is shown");
+  assert.deepEqual((await messageTexts(page)).map((m) => m.text), accepted, 'only the accepted ones are shown');
+
+  // Not lost: once the bucket refills it can be sent as it is (bounded retries).
+  for (let tries = 0; ; tries++) {
+    const before = errors().length;
+    await page.press('#message-input', 'Enter');
+    await waitUntil('an answer', () => errors().length > before || echoes().length > accepted.length);
+    if (echoes().length > accepted.length) break;
+    assert.ok(tries < 5, 'still rate limited after several seconds');
+    assert.equal(await page.inputValue('#message-input'), refused[0]);
+    await sleep(1000);
+  }
+  await waitForMessage(page, refused[0]);
+  assert.equal(await page.inputValue('#message-input'), '');
+});
+
+test('lengths are checked against /api/limits, in code points', { skip, timeout: TEST_MS }, async () => {
+  const { max_name_chars: maxName, max_message_chars: maxMessage } = needLimits();
+  const u = await newUser('emoji');
+  const { page } = u;
+  await page.goto(`${BASE}/#${ROOM}-lim`);
+  await page.locator('#setup').waitFor({ state: 'visible' });
+  await page.waitForFunction((n) => document.getElementById('name-hint').textContent.includes(String(n)), maxName, { timeout: STEP_MS });
+
+  // A name of the longest length, in characters of two UTF-16 units each, is kept whole.
+  const longestName = '🙂'.repeat(maxName);
+  await page.fill('#name-input', longestName);
+  assert.equal(await page.inputValue('#name-input'), longestName, 'not cut by a maxlength');
+  assert.equal(await page.textContent('#name-count'), `${maxName} / ${maxName} characters`);
+  assert.equal(await page.getAttribute('#name-count', 'data-over'), 'false');
+  // One more is refused with the reason, before any connection.
+  await page.fill('#name-input', `${longestName}🙂`);
+  assert.equal(await page.getAttribute('#name-count', 'data-over'), 'true');
+  assert.match(await page.textContent('#name-count'), /1 too many/);
+  await page.click('#join-btn');
+  await page.locator('#form-error').waitFor({ state: 'visible' });
+  assert.ok((await page.textContent('#form-error')).includes(String(maxName)));
+  assert.equal(await page.locator('#chat').isVisible(), false);
+  // The longest one joins.
+  await page.fill('#name-input', longestName);
+  await page.click('#join-btn');
+  await waitLive(page);
+  assert.ok((await rosterNames(page)).includes(longestName));
+
+  // A message of the longest length, likewise.
+  const longest = '😀'.repeat(maxMessage);
+  await page.fill('#message-input', `${longest}😀`);
+  assert.equal(await page.getAttribute('#message-count', 'data-over'), 'true');
+  assert.match(await page.textContent('#message-count'), /1 too many/);
+  const framesBefore = u.frames.length;
+  await page.press('#message-input', 'Enter');
+  await page.locator('#notice').waitFor({ state: 'visible' });
+  assert.ok((await page.textContent('#notice')).includes(String(maxMessage)));
+  assert.equal(await page.inputValue('#message-input'), `${longest}😀`, 'kept for editing');
+  await page.fill('#message-input', longest);
+  assert.equal(await page.inputValue('#message-input'), longest, 'not cut by a maxlength');
+  assert.equal(await page.textContent('#message-count'), `${maxMessage} / ${maxMessage} characters`);
+  assert.equal(await page.getAttribute('#message-count', 'data-over'), 'false');
+  await page.press('#message-input', 'Enter');
+  await waitForMessage(page, longest);
+  assert.equal(await page.inputValue('#message-input'), '');
+  assert.equal(await page.locator('#message-count').isVisible(), false, 'the counter goes with the text');
+  const answers = u.frames.slice(framesBefore).filter((f) => 'error' in f || typeof f.message === 'string');
+  assert.deepEqual(answers.map((f) => f.message), [longest], 'the over-long one was never sent');
+});
+
+test('without /api/limits the server refuses an over-long message and the page keeps it', { skip, timeout: TEST_MS }, async () => {
+  const limits = needLimits();
+  const u = await newUser('fay');
+  await u.context.route('**/api/limits', (r) => r.abort());
+  await join(u, 'fay', `${ROOM}-fb`);
+  const { page } = u;
+  assert.doesNotMatch(await page.textContent('#name-hint'), /\d/, 'no limit stated');
+  const tooLong = 'x'.repeat(limits.max_message_chars + 1);
+  assert.ok(JSON.stringify({ message: tooLong }).length < limits.max_frame_bytes, 'test input under the frame cap');
+  await page.fill('#message-input', tooLong);
+  assert.equal(await page.locator('#message-count').isVisible(), false, 'no counter without limits');
+  await page.press('#message-input', 'Enter');
+  await waitUntil('the refusal', () => u.frames.some((f) => 'error' in f));
+  await page.waitForFunction((t) => document.getElementById('message-input').value === t, tooLong, { timeout: STEP_MS });
+  assert.equal(await page.textContent('#notice'), u.frames.find((f) => 'error' in f).error);
+  assert.equal(await page.locator('#messages li.msg').count(), 0);
+  assert.equal(await page.getAttribute('#status', 'data-state'), 'live', 'the socket stays open');
+});
+
 test('no page raised an uncaught error', { skip }, () => {
-  for (const [name, user] of Object.entries(users)) {
-    assert.deepEqual(user.errors, [], `page errors on ${name}'s page`);
+  for (const user of everyone) {
+    assert.deepEqual(user.errors, [], `page errors on ${user.label}'s page`);
   }
 });
