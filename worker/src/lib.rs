@@ -6,7 +6,9 @@
 //! runs, see wrangler.toml):
 //! - `GET /api/room/{room}/websocket` → the room's Durable Object
 //! - `POST /api/room` → a new private room id
+//! - `GET /api/limits` → the limits a client checks before sending (JSON)
 //! - `GET /healthz` → `ok`
+//! - anything else → 404 `Not found.`
 
 mod config;
 mod random;
@@ -35,7 +37,13 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     if path == edge::HEALTH_PATH {
         return match req.method() {
             Method::Get | Method::Head => text(200, "ok"),
-            _ => text(405, "Method not allowed: use GET."),
+            _ => reject(&edge::GET_ONLY),
+        };
+    }
+    if path == edge::LIMITS_PATH {
+        return match req.method() {
+            Method::Get | Method::Head => json(200, &config.client_limits_json()),
+            _ => reject(&edge::GET_ONLY),
         };
     }
     if path == edge::CREATE_ROOM_PATH {
@@ -50,7 +58,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     {
         return websocket(req, &env, room, &config).await;
     }
-    text(404, "Not found.")
+    reject(&edge::NOT_FOUND)
 }
 
 /// Checks the upgrade exactly as the local runner does (405, 404, 403, 426, in that
@@ -122,13 +130,29 @@ fn scheme_and_authority(url: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// A refusal: its status, its reason as the body, and the header HTTP requires with
+/// that status (`Allow` with 405, `Upgrade` with 426). workerd writes the connection-level
+/// headers (`Upgrade`, `Connection`, ...) of a response itself and drops the Worker's, so
+/// a 426 reaches the client without `Upgrade` (seen under `wrangler dev`); it is set
+/// anyway, for any runtime that keeps it.
 fn reject(rejection: &edge::Rejection) -> Result<Response> {
-    text(rejection.status, rejection.reason)
+    let mut resp = text(rejection.status, rejection.reason)?;
+    if let Some((name, value)) = rejection.header {
+        resp.headers_mut().set(name, value)?;
+    }
+    Ok(resp)
 }
 
 fn text(status: u16, body: &str) -> Result<Response> {
+    with_type(status, body, "text/plain; charset=utf-8")
+}
+
+fn json(status: u16, body: &str) -> Result<Response> {
+    with_type(status, body, "application/json")
+}
+
+fn with_type(status: u16, body: &str, content_type: &str) -> Result<Response> {
     let mut resp = Response::ok(body)?.with_status(status);
-    resp.headers_mut()
-        .set("Content-Type", "text/plain; charset=utf-8")?;
+    resp.headers_mut().set("Content-Type", content_type)?;
     Ok(resp)
 }

@@ -31,8 +31,3 @@ pub fn bytes<const N: usize>() -> [u8; N] {
 pub fn u64() -> u64 {
     u64::from_le_bytes(bytes::<8>())
 }
-
-/// A fresh random epoch: 32 lower-case hex digits (128 bits).
-pub fn epoch() -> String {
-    bytes::<16>().iter().map(|b| format!("{b:02x}")).collect()
-}

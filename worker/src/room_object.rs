@@ -10,8 +10,19 @@
 //! session as live. Whenever the room forgets a connection (a close it ordered, or the
 //! peer's close/error) the attachment is cleared, so a rebuild never resurrects a
 //! session, and a late or repeated close event finds nothing to announce twice.
+//!
+//! Hello deadline: a connection that sends no hello within `hello_timeout_ms` is closed
+//! by [`Room::on_tick`], which the Durable Object alarm runs. After every event the
+//! object makes sure an alarm is set at or before [`Room::next_deadline`], or none when
+//! every connection has sent its hello. The alarm is stored with the object, so it also
+//! wakes an evicted one, which then rebuilds the room like any other event does.
+//!
+//! Storage failure: if the room cannot be opened, every socket of the object is closed
+//! with 1011 (as the local runner does), rather than left waiting in a room that can
+//! serve no one.
 
 use crate::{config, random, sql_storage::DoSqlStorage};
+use chat_handler::edge;
 use chat_handler::room::reasons;
 use chat_handler::{Action, CloseCode, Config, ConnId, Frame, Peer, Room, Session};
 use std::cell::RefCell;
@@ -19,8 +30,8 @@ use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
 use worker::web_sys;
 use worker::{
-    console_error, console_log, durable_object, Date, Env, Request, Response, Result, State,
-    WebSocket, WebSocketIncomingMessage, WebSocketPair,
+    console_error, console_log, durable_object, Date, Env, Request, Response, Result,
+    ScheduledTime, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
 /// Printed by the constructor, followed by ` id=<64 hex> name=<room name or ->`. The
@@ -45,8 +56,31 @@ struct Live {
     room: Room<DoSqlStorage>,
     /// The open sockets by connection id (from `state.get_websockets()` on rebuild).
     sockets: HashMap<ConnId, WebSocket>,
+    /// The object's alarm as far as this instance knows (see [`Live::alarm_change`]).
+    alarm: Alarm,
 }
 
+/// The object's alarm as this instance last left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alarm {
+    /// Just rebuilt: an alarm may be pending from before the eviction.
+    Unknown,
+    /// None pending.
+    Unset,
+    /// Pending at this time (ms since the Unix epoch).
+    At(u64),
+}
+
+/// What an event requires of the object's alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AlarmChange {
+    Set(u64),
+    Delete,
+}
+
+// Exports fetch and the WebSocket handlers; `alarm` is exported below by hand. (The bare
+// `#[durable_object]` would export it too, but also `connect`, unused here, for ~5 KB of
+// wasm.)
 #[durable_object(websocket)]
 pub struct ChatRoom {
     state: State,
@@ -85,10 +119,71 @@ impl worker::DurableObject for ChatRoom {
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| "unknown".to_owned());
         let pair = WebSocketPair::new()?;
-        let server = pair.server;
+        let alarm = self.connected(pair.server, addr)?;
+        self.update_alarm(alarm).await;
+        Response::from_websocket(pair.client)
+    }
+
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> Result<()> {
+        let alarm = self.received(&ws, message);
+        self.update_alarm(alarm).await;
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        reason: String,
+        _was_clean: bool,
+    ) -> Result<()> {
+        let alarm = self.gone(&ws);
+        // Complete the closing handshake. 1005 ("no code") and 1006 ("abnormal") only
+        // describe what happened and may not be sent, nor may other reserved codes.
+        let code = match u16::try_from(code) {
+            Ok(c @ (1000..=1003 | 1007..=1014 | 3000..=4999)) => c,
+            _ => CloseCode::NORMAL,
+        };
+        // A close reason is at most 123 bytes on the wire; the peer's fits by definition.
+        let _ = ws.close(Some(code), Some(reason));
+        self.update_alarm(alarm).await;
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, error: worker::Error) -> Result<()> {
+        console_error!("edge-chat: socket error: {error}");
+        let alarm = self.gone(&ws);
+        self.update_alarm(alarm).await;
+        Ok(())
+    }
+}
+
+#[wasm_bindgen(wasm_bindgen_futures = ::worker::wasm_bindgen_futures)]
+impl ChatRoom {
+    /// The alarm handler: the hello deadline (see the module comment). Also runs for an
+    /// evicted object, which the runtime constructs again first. Always succeeds: a
+    /// room that cannot be opened has closed its sockets, so a retry has nothing to do.
+    #[wasm_bindgen(js_name = alarm)]
+    pub async fn alarm_event(&self) -> std::result::Result<JsValue, JsValue> {
+        let alarm = self.ticked();
+        self.update_alarm(alarm).await;
+        Ok(JsValue::UNDEFINED)
+    }
+}
+
+/// The events, handled synchronously (the room is borrowed only here, never across an
+/// `.await`). Each returns the change to make to the alarm afterwards, if any
+/// ([`Live::alarm_change`]), which the caller applies with [`ChatRoom::update_alarm`].
+impl ChatRoom {
+    /// A new socket (the server end of the upgrade) from `addr`.
+    fn connected(&self, server: WebSocket, addr: String) -> Result<Option<AlarmChange>> {
         let now = now_ms();
         let mut guard = self.live.borrow_mut();
-        match self.live(&mut guard, None) {
+        let alarm = match self.live(&mut guard, None) {
             Some(live) => {
                 let conn = live.fresh_conn_id();
                 let actions = live.room.connect(conn, Peer { addr }, now);
@@ -105,31 +200,34 @@ impl worker::DurableObject for ChatRoom {
                 }
                 live.sockets.insert(conn, server);
                 live.apply(actions);
+                live.alarm_change()
             }
             None => {
                 // Storage unreadable: the protocol answers with close 1011 on the socket,
                 // which a browser client can show, rather than a failed upgrade.
                 server.accept()?;
                 let _ = server.close(Some(CloseCode::INTERNAL), Some(reasons::INTERNAL));
+                None
             }
-        }
-        drop(guard);
-        Response::from_websocket(pair.client)
+        };
+        Ok(alarm)
     }
 
-    async fn websocket_message(
-        &self,
-        ws: WebSocket,
-        message: WebSocketIncomingMessage,
-    ) -> Result<()> {
-        let Some(session) = attachment(&ws) else {
+    /// A frame from a socket.
+    fn received(&self, ws: &WebSocket, message: WebSocketIncomingMessage) -> Option<AlarmChange> {
+        let Some(session) = attachment(ws) else {
             // Already forgotten by the room (e.g. a frame racing our close).
-            return Ok(());
+            return None;
         };
         let now = now_ms();
         let mut guard = self.live.borrow_mut();
-        let Some(live) = self.live(&mut guard, Some((&ws, &session))) else {
-            return Ok(());
+        let Some(live) = self.live(&mut guard, Some((ws, &session))) else {
+            // `live` closed the room's sockets with 1011; this one too, should the
+            // runtime not have listed it.
+            if attachment(ws).is_some() {
+                close_internal(ws);
+            }
+            return None;
         };
         let actions = match message {
             WebSocketIncomingMessage::String(text) => live.room.on_text(session.id, &text, now),
@@ -138,32 +236,33 @@ impl worker::DurableObject for ChatRoom {
             }
         };
         live.apply(actions);
-        Ok(())
+        live.alarm_change()
     }
 
-    async fn websocket_close(
-        &self,
-        ws: WebSocket,
-        code: usize,
-        reason: String,
-        _was_clean: bool,
-    ) -> Result<()> {
-        self.gone(&ws);
-        // Complete the closing handshake. 1005 ("no code") and 1006 ("abnormal") only
-        // describe what happened and may not be sent, nor may other reserved codes.
-        let code = match u16::try_from(code) {
-            Ok(c @ (1000..=1003 | 1007..=1014 | 3000..=4999)) => c,
-            _ => CloseCode::NORMAL,
-        };
-        // A close reason is at most 123 bytes on the wire; the peer's fits by definition.
-        let _ = ws.close(Some(code), Some(reason));
-        Ok(())
+    /// The peer closed the socket or it failed: the room forgets the session once.
+    fn gone(&self, ws: &WebSocket) -> Option<AlarmChange> {
+        let session = attachment(ws)?;
+        clear_attachment(ws);
+        let now = now_ms();
+        let mut guard = self.live.borrow_mut();
+        // On failure `live` has closed the other sockets with 1011; this one is closing.
+        let live = self.live(&mut guard, Some((ws, &session)))?;
+        live.sockets.remove(&session.id);
+        let actions = live.room.disconnect(session.id, now);
+        live.apply(actions);
+        live.alarm_change()
     }
 
-    async fn websocket_error(&self, ws: WebSocket, error: worker::Error) -> Result<()> {
-        console_error!("edge-chat: socket error: {error}");
-        self.gone(&ws);
-        Ok(())
+    /// The alarm fired: close the connections past their hello deadline.
+    fn ticked(&self) -> Option<AlarmChange> {
+        let now = now_ms();
+        let mut guard = self.live.borrow_mut();
+        let live = self.live(&mut guard, None)?;
+        // The alarm that fired is no longer pending.
+        live.alarm = Alarm::Unset;
+        let actions = live.room.on_tick(now);
+        live.apply(actions);
+        live.alarm_change()
     }
 }
 
@@ -172,13 +271,17 @@ impl ChatRoom {
     /// just constructed. `event` is the socket (and its session) the current event is
     /// about: after an eviction a closing socket may already be missing from
     /// `get_websockets()`, yet its quit must still be announced, so its session joins
-    /// the rebuild. Returns `None` (after logging) if storage cannot be read.
+    /// the rebuild. Returns `None` if storage cannot be read (or the configuration is
+    /// invalid), after logging and closing every socket of the room with 1011.
     fn live<'a>(
         &self,
         slot: &'a mut Option<Live>,
         event: Option<(&WebSocket, &Session)>,
     ) -> Option<&'a mut Live> {
-        let config = self.config.as_ref().ok()?;
+        let Ok(config) = self.config.as_ref() else {
+            self.close_all_internal();
+            return None;
+        };
         if slot.is_none() {
             let mut sockets = HashMap::new();
             let mut sessions = Vec::new();
@@ -189,22 +292,27 @@ impl ChatRoom {
                 }
             }
             let count = sessions.len();
-            match self.open(config.clone(), &random::epoch(), sessions) {
+            let epoch = edge::epoch_candidate(random::bytes::<16>());
+            match self.open(config.clone(), &epoch, sessions) {
                 Ok(room) => {
                     console_log!(
                         "edge-chat: room restored sessions={count} seq={}",
                         room.last_seq()
                     );
-                    *slot = Some(Live { room, sockets });
+                    *slot = Some(Live {
+                        room,
+                        sockets,
+                        alarm: Alarm::Unknown,
+                    });
                 }
                 Err(e) => {
                     console_error!("edge-chat: cannot open room: {e}");
+                    self.close_all_internal();
                     return None;
                 }
             }
         }
-        let live = slot.as_mut()?;
-        if let Some((ws, s)) = event {
+        if let (Some((ws, s)), Some(live)) = (event, slot.as_mut()) {
             if live.room.session(s.id).is_none() {
                 // The socket's attachment says the room counts it, but the rebuild did not
                 // see it (absent from get_websockets(), e.g. closing while the object was
@@ -219,11 +327,49 @@ impl ChatRoom {
                         live.room = room;
                         live.sockets.insert(s.id, ws.clone());
                     }
-                    Err(e) => console_error!("edge-chat: cannot reopen room: {e}"),
+                    Err(e) => {
+                        console_error!("edge-chat: cannot reopen room: {e}");
+                        // The sockets are all closed, so the next event starts afresh.
+                        *slot = None;
+                        self.close_all_internal();
+                        return None;
+                    }
                 }
             }
         }
-        Some(live)
+        slot.as_mut()
+    }
+
+    /// Closes every socket the room counts (those with a session attachment) with 1011,
+    /// clearing the attachments: the room cannot be opened, so it serves no one.
+    fn close_all_internal(&self) {
+        for ws in self.state.get_websockets() {
+            if attachment(&ws).is_some() {
+                close_internal(&ws);
+            }
+        }
+    }
+
+    /// Sets or deletes the object's alarm, if an event requires it. On failure the
+    /// room no longer knows its alarm, so the next event tries again.
+    async fn update_alarm(&self, change: Option<AlarmChange>) {
+        let Some(change) = change else {
+            return;
+        };
+        let storage = self.state.storage();
+        let done = match change {
+            AlarmChange::Set(at) => {
+                let date = js_sys::Date::new(&JsValue::from_f64(at as f64));
+                storage.set_alarm(ScheduledTime::new(date)).await
+            }
+            AlarmChange::Delete => storage.delete_alarm().await,
+        };
+        if let Err(e) = done {
+            console_error!("edge-chat: cannot update alarm ({change:?}): {e}");
+            if let Some(live) = self.live.borrow_mut().as_mut() {
+                live.alarm = Alarm::Unknown;
+            }
+        }
     }
 
     fn open(
@@ -235,25 +381,28 @@ impl ChatRoom {
         let storage = DoSqlStorage::open(self.state.storage().sql())?;
         Room::restore(config, storage, epoch_candidate, sessions)
     }
-
-    /// The peer closed the socket or it failed: the room forgets the session once.
-    fn gone(&self, ws: &WebSocket) {
-        let Some(session) = attachment(ws) else {
-            return;
-        };
-        clear_attachment(ws);
-        let now = now_ms();
-        let mut guard = self.live.borrow_mut();
-        let Some(live) = self.live(&mut guard, Some((ws, &session))) else {
-            return;
-        };
-        live.sockets.remove(&session.id);
-        let actions = live.room.disconnect(session.id, now);
-        live.apply(actions);
-    }
 }
 
 impl Live {
+    /// What the alarm needs after an event, and records it as done. With a hello
+    /// deadline ([`Room::next_deadline`]): an alarm at it, unless one is already set at
+    /// or before it (so most events change nothing). Without one: no alarm, as a stray
+    /// one would wake the room for nothing and keep it from hibernating meanwhile.
+    fn alarm_change(&mut self) -> Option<AlarmChange> {
+        let (next, change) = match self.room.next_deadline() {
+            Some(deadline) => match self.alarm {
+                Alarm::At(at) if at <= deadline => return None,
+                _ => (Alarm::At(deadline), AlarmChange::Set(deadline)),
+            },
+            None => match self.alarm {
+                Alarm::Unset => return None,
+                _ => (Alarm::Unset, AlarmChange::Delete),
+            },
+        };
+        self.alarm = next;
+        Some(change)
+    }
+
     /// A random connection id not in use. Random rather than counted, so ids stay unique
     /// across evictions without a stored counter; 64 bits make a clash with a live
     /// session vanishingly rare, and the loop rules it out.
@@ -339,4 +488,10 @@ fn save_attachment(ws: &WebSocket, session: &Session) {
 /// Marks the socket as forgotten by the room (see the module comment).
 fn clear_attachment(ws: &WebSocket) {
     let _ = ws.serialize_attachment(());
+}
+
+/// Forgets the socket and closes it with 1011: the room cannot be opened.
+fn close_internal(ws: &WebSocket) {
+    clear_attachment(ws);
+    let _ = ws.close(Some(CloseCode::INTERNAL), Some(reasons::INTERNAL));
 }

@@ -137,4 +137,8 @@ impl Storage for DoSqlStorage {
         self.run(sql::DELETE_BUCKET, vec![key(), addr.into()])?;
         Ok(Some(bucket))
     }
+
+    fn prune_buckets(&mut self, before_ms: u64) -> Result<(), StorageError> {
+        self.run(sql::PRUNE_BUCKETS, vec![key(), int(before_ms)?])
+    }
 }
