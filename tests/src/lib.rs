@@ -9,5 +9,6 @@ pub mod error;
 pub mod harness;
 pub mod http;
 pub mod scenarios;
+pub mod wire;
 
 pub use error::{Error, Result};

@@ -44,6 +44,29 @@ pub fn available() -> Result<(), String> {
     Ok(())
 }
 
+/// Checks that wrangler.toml turns WebSocket compression off for the Worker
+/// (`compatibility_flags` with `no_web_socket_compression`): under `wrangler dev` the
+/// proxies in front negotiate permessage-deflate anyway, so this flag, which decides
+/// what a deployed Worker answers, is not visible on the wire of the suite.
+pub fn declines_deflate() -> Result<(), String> {
+    let path = repo_root().join("wrangler.toml");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let declared = text.lines().any(|line| {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        line.starts_with("compatibility_flags") && line.contains("\"no_web_socket_compression\"")
+    });
+    if declared {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} has no compatibility_flags = [\"no_web_socket_compression\"]: a deployed \
+             Worker would negotiate permessage-deflate",
+            path.display()
+        ))
+    }
+}
+
 pub fn idle_for_eviction() -> Duration {
     std::env::var("EDGE_CHAT_WRANGLER_IDLE_SECS")
         .ok()
