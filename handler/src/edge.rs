@@ -48,9 +48,13 @@ pub fn is_private_room_id(s: &str) -> bool {
 
 /// Formats 32 random bytes (supplied by the backend) as a private room id.
 pub fn private_room_id(random: [u8; 32]) -> String {
+    lower_hex(&random)
+}
+
+fn lower_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(PRIVATE_ID_LEN);
-    for b in random {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
         out.push(HEX[(b >> 4) as usize] as char);
         out.push(HEX[(b & 15) as usize] as char);
     }
@@ -260,11 +264,7 @@ pub const LIMITS_PATH: &str = "/api/limits";
 /// Formats 16 random bytes (supplied by the backend) as a room epoch candidate:
 /// 32 lower-case hex digits.
 pub fn epoch_candidate(random: [u8; 16]) -> String {
-    let mut wide = [0u8; 32];
-    wide[..16].copy_from_slice(&random);
-    let mut hex = private_room_id(wide);
-    hex.truncate(32);
-    hex
+    lower_hex(&random)
 }
 
 #[cfg(test)]
