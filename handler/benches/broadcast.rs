@@ -19,7 +19,8 @@ fn room_with(members: u64) -> Room<MemoryStorage> {
                 addr: format!("10.0.{}.{}", c / 256, c % 256),
             },
             0,
-        );
+        )
+        .expect("the room has space");
         room.on_text(c, r#"{"name":"member"}"#, 0);
     }
     room

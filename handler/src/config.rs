@@ -206,6 +206,13 @@ impl Config {
         self.join_burst_frames() + self.send_queue_frames
     }
 
+    /// An upper bound on one server frame in bytes: a chat message with its name, every
+    /// character escaped as `\uXXXX` at worst (6 bytes), plus the JSON around it. A
+    /// backend's write buffer must take a frame this large.
+    pub fn max_server_frame_bytes(&self) -> usize {
+        6 * (self.max_message_chars + self.max_name_chars) + 256
+    }
+
     /// The limits a client checks before sending, as the JSON body of
     /// [`crate::edge::LIMITS_PATH`]: `{"max_name_chars", "max_message_chars",
     /// "max_frame_bytes"}`.

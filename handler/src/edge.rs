@@ -197,12 +197,55 @@ pub fn origin_allowed(
         .is_some_and(|(_, hp)| hp == format!("{host}:{port}"))
 }
 
-/// What a backend knows about an HTTP request to `/api/room/{room}/websocket`.
+/// What a request asks for, decided from its method and path alone. Both backends
+/// match on this and restate no path or method rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /api/room/{room}/websocket` with a valid room: the WebSocket endpoint. The
+    /// request's headers still go through [`check_upgrade`] before upgrading.
+    Websocket(RoomId),
+    /// `POST /api/room`: a new private room id.
+    CreateRoom,
+    /// `GET`/`HEAD /healthz`: `ok`.
+    Health,
+    /// `GET`/`HEAD /api/limits`: [`crate::Config::client_limits_json`].
+    Limits,
+    /// `GET`/`HEAD` of any other path: a static file, or [`NOT_FOUND`] if there is none.
+    File,
+    /// Another method on any other path: files are read-only, so [`GET_ONLY`] if a
+    /// file exists there, else [`NOT_FOUND`] (as for any missing path).
+    FileWrongMethod,
+}
+
+/// Routes a request. `path` is the raw (not percent-decoded) path: `%61` is not the room
+/// `a`. The refusals come in the documented order: on the WebSocket path the method
+/// (405) is checked before the room name (404); [`check_upgrade`] then checks Origin
+/// (403) and `Upgrade` (426).
+pub fn route(method: &str, path: &str) -> Result<Route, Rejection> {
+    let read = method == "GET" || method == "HEAD";
+    if let Some(room) = path
+        .strip_prefix(ROOM_PATH_PREFIX)
+        .and_then(|rest| rest.strip_suffix(WEBSOCKET_SUFFIX))
+    {
+        if method != "GET" {
+            return Err(WEBSOCKET_METHOD);
+        }
+        return validate_room(room).map(Route::Websocket);
+    }
+    match path {
+        CREATE_ROOM_PATH if method == "POST" => Ok(Route::CreateRoom),
+        CREATE_ROOM_PATH => Err(CREATE_ROOM_METHOD),
+        HEALTH_PATH if read => Ok(Route::Health),
+        LIMITS_PATH if read => Ok(Route::Limits),
+        HEALTH_PATH | LIMITS_PATH => Err(GET_ONLY),
+        _ if read => Ok(Route::File),
+        _ => Ok(Route::FileWrongMethod),
+    }
+}
+
+/// What a backend knows about a WebSocket request's headers.
 #[derive(Debug, Clone, Copy)]
 pub struct UpgradeRequest<'a> {
-    pub method: &'a str,
-    /// The `{room}` path segment.
-    pub room: &'a str,
     pub origin: Option<&'a str>,
     pub host: Option<&'a str>,
     /// `http` or `https`: the scheme the request arrived on.
@@ -211,18 +254,9 @@ pub struct UpgradeRequest<'a> {
     pub upgrade: Option<&'a str>,
 }
 
-/// Checks a WebSocket request in the documented order; the first failure answers:
-/// method (405), room name (404), Origin (403), `Upgrade: websocket` (426).
-pub fn check_upgrade(req: &UpgradeRequest<'_>, allowlist: &[String]) -> Result<RoomId, Rejection> {
-    if req.method != "GET" {
-        return Err(Rejection::with_header(
-            405,
-            "Method not allowed: use GET with Upgrade: websocket.",
-            "Allow",
-            "GET",
-        ));
-    }
-    let room = validate_room(req.room)?;
+/// Checks the headers of a request routed to [`Route::Websocket`], in the documented
+/// order; the first failure answers: Origin (403), `Upgrade: websocket` (426).
+pub fn check_upgrade(req: &UpgradeRequest<'_>, allowlist: &[String]) -> Result<(), Rejection> {
     if !origin_allowed(req.origin, req.host, req.scheme, allowlist) {
         return Err(Rejection::new(403, "Origin not allowed."));
     }
@@ -238,8 +272,16 @@ pub fn check_upgrade(req: &UpgradeRequest<'_>, allowlist: &[String]) -> Result<R
             "websocket",
         ));
     }
-    Ok(room)
+    Ok(())
 }
+
+/// The refusal for a method other than GET on the WebSocket path.
+pub const WEBSOCKET_METHOD: Rejection = Rejection::with_header(
+    405,
+    "Method not allowed: use GET with Upgrade: websocket.",
+    "Allow",
+    "GET",
+);
 
 /// The refusal for a method other than POST on [`CREATE_ROOM_PATH`].
 pub const CREATE_ROOM_METHOD: Rejection = Rejection::with_header(
@@ -390,42 +432,64 @@ mod tests {
     }
 
     #[test]
+    fn routes_by_method_and_path() {
+        let lobby = Ok(Route::Websocket(RoomId::Named("lobby".into())));
+        assert_eq!(route("GET", "/api/room/lobby/websocket"), lobby);
+        for method in ["POST", "HEAD", "PUT", "get"] {
+            let e = route(method, "/api/room/lobby/websocket").unwrap_err();
+            assert_eq!(
+                (e.status, e.header),
+                (405, Some(("Allow", "GET"))),
+                "{method}"
+            );
+        }
+        // The method is checked before the room name.
+        assert_eq!(
+            route("POST", "/api/room/../websocket").unwrap_err().status,
+            405
+        );
+        for bad in [
+            "/api/room//websocket",
+            "/api/room/a/b/websocket",
+            "/api/room/%61/websocket",
+        ] {
+            assert_eq!(route("GET", bad).unwrap_err().status, 404, "{bad}");
+        }
+        assert_eq!(route("POST", "/api/room"), Ok(Route::CreateRoom));
+        assert_eq!(route("GET", "/api/room"), Err(CREATE_ROOM_METHOD));
+        for (path, ok) in [("/healthz", Route::Health), ("/api/limits", Route::Limits)] {
+            assert_eq!(route("GET", path), Ok(ok.clone()));
+            assert_eq!(route("HEAD", path), Ok(ok));
+            assert_eq!(route("DELETE", path), Err(GET_ONLY));
+        }
+        assert_eq!(route("GET", "/"), Ok(Route::File));
+        assert_eq!(route("HEAD", "/healthz/extra"), Ok(Route::File));
+        assert_eq!(route("POST", "/index.html"), Ok(Route::FileWrongMethod));
+    }
+
+    #[test]
     fn upgrade_checks_run_in_order() {
         let ok = UpgradeRequest {
-            method: "GET",
-            room: "lobby",
             origin: None,
             host: Some("127.0.0.1:8787"),
             scheme: "http",
             upgrade: Some("websocket"),
         };
-        assert_eq!(
-            check_upgrade(&ok, &[]).unwrap(),
-            RoomId::Named("lobby".into())
-        );
+        assert_eq!(check_upgrade(&ok, &[]), Ok(()));
         let all_bad = UpgradeRequest {
-            method: "POST",
-            room: "..",
             origin: Some("http://evil"),
             upgrade: None,
             ..ok
         };
-        assert_eq!(check_upgrade(&all_bad, &[]).unwrap_err().status, 405);
-        let r = UpgradeRequest {
-            method: "GET",
-            ..all_bad
-        };
-        assert_eq!(check_upgrade(&r, &[]).unwrap_err().status, 404);
-        let r = UpgradeRequest { room: "lobby", ..r };
-        assert_eq!(check_upgrade(&r, &[]).unwrap_err().status, 403);
+        assert_eq!(check_upgrade(&all_bad, &[]).unwrap_err().status, 403);
         let r = UpgradeRequest {
             origin: Some("http://127.0.0.1:8787"),
-            ..r
+            ..all_bad
         };
         let e = check_upgrade(&r, &[]).unwrap_err();
         assert_eq!((e.status, e.header), (426, Some(("Upgrade", "websocket"))));
         let r = UpgradeRequest {
-            upgrade: Some("WebSocket"),
+            upgrade: Some("keep-alive, WebSocket"),
             ..r
         };
         assert!(check_upgrade(&r, &[]).is_ok());

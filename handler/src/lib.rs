@@ -1,23 +1,35 @@
 //! edge-chat's chat logic, sans-IO.
 //!
-//! A [`Room`] takes events (a connection opened, a frame received, a connection closed),
-//! each with the current time, and returns [`Action`]s for the backend to carry out. It
-//! owns a [`Storage`] implementation for history. There is no clock, no randomness and
-//! no socket here, so the same rules run in the Cloudflare Durable Object (wasm32) and
-//! in the native local runner, and every rule is testable without I/O.
+//! A [`Room`] takes events (a connection opened, a frame received, a connection closed,
+//! time passed), each with the current time, and returns [`Action`]s for the backend to
+//! carry out. It owns a [`Storage`] implementation for history. There is no clock, no
+//! randomness and no socket here, so the same rules run in the Cloudflare Durable Object
+//! (wasm32) and in the native local runner, and every rule is testable without I/O.
 //!
-//! See `docs/PROTOCOL.md` for the wire protocol this crate implements.
+//! The protocol's vocabulary is typed and declared once: what clients send is a
+//! [`ClientFrame`], what the server sends a [`ServerFrame`], every close a [`Close`],
+//! every error sentence an [`ErrorKind`], every HTTP route an [`edge::Route`] and every
+//! limit a [`Config`] key. See `docs/PROTOCOL.md` for the wire protocol.
 
-pub mod config;
+mod client_frame;
+mod close;
+mod config;
 pub mod edge;
-pub mod protocol;
-pub mod ratelimit;
-pub mod room;
-pub mod session;
-pub mod storage;
+mod error_kind;
+mod ratelimit;
+mod room;
+mod server_frame;
+mod session;
+mod storage;
 
+pub use client_frame::{ClientFrame, Hello, Resume, ANONYMOUS};
+pub use close::Close;
 pub use config::{Config, ConfigError};
-pub use protocol::Frame;
-pub use room::{Action, CloseCode, Room};
+pub use error_kind::ErrorKind;
+pub use ratelimit::Bucket;
+pub use room::{Action, Room};
+pub use server_frame::{Frame, ServerFrame, True};
 pub use session::{ConnId, Peer, Session};
-pub use storage::{MemoryStorage, Storage, StorageError, StoredMessage};
+pub use storage::{
+    sql, MemoryStorage, Storage, StorageError, StorageResult, StoredMessage, SCHEMA,
+};

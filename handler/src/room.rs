@@ -1,37 +1,14 @@
 //! The room state machine: events in, actions out.
 
+use crate::client_frame::{self, ClientFrame, Hello, Resume};
+use crate::close::Close;
 use crate::config::Config;
-use crate::protocol::{self, errors, ErrorText, Frame, Hello};
+use crate::error_kind::ErrorKind;
 use crate::ratelimit::Bucket;
+use crate::server_frame::{Frame, ServerFrame, True};
 use crate::session::{ConnId, Peer, Session};
 use crate::storage::{Storage, StorageResult, StoredMessage};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-/// WebSocket close codes the chat uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CloseCode;
-
-impl CloseCode {
-    pub const NORMAL: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
-    pub const POLICY: u16 = 1008;
-    pub const TOO_BIG: u16 = 1009;
-    pub const INTERNAL: u16 = 1011;
-    pub const TRY_AGAIN_LATER: u16 = 1013;
-}
-
-/// Close reasons, kept in one place so both backends send the same text.
-pub mod reasons {
-    pub const ROOM_FULL: &str = "Room is full";
-    pub const SLOW_CONSUMER: &str = "Slow consumer";
-    pub const TOO_BIG: &str = "Message too big";
-    pub const BAD_HELLO: &str = "Invalid hello";
-    pub const FLOODING: &str = "Rate limit exceeded repeatedly";
-    pub const INTERNAL: &str = "Internal error";
-    pub const GOING_AWAY: &str = "Server going away";
-    pub const PONG_TIMEOUT: &str = "Ping timeout";
-    pub const HELLO_TIMEOUT: &str = "Hello timeout";
-}
 
 /// What the backend must do, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,11 +19,7 @@ pub enum Action {
     /// event. The frame is encoded once; backends send the same bytes to each member.
     Broadcast { frame: Frame },
     /// Close a connection. The room has already forgotten it (and announced its quit).
-    Close {
-        conn: ConnId,
-        code: u16,
-        reason: &'static str,
-    },
+    Close { conn: ConnId, close: Close },
     /// The session's state changed: backends that persist sessions (the Durable
     /// Object's socket attachments) save [`Room::session`] again.
     Save { conn: ConnId },
@@ -163,23 +136,15 @@ impl<S: Storage> Room<S> {
         self.sessions.is_empty()
     }
 
-    /// A connection opened. `conn` must be new to this room. If the room is full the
-    /// actions close it with 1013 and the room does not keep it.
-    pub fn connect(&mut self, conn: ConnId, peer: Peer, now_ms: u64) -> Vec<Action> {
+    /// A connection opened. `conn` must be new to this room. `Err` refuses it: the
+    /// backend closes the socket with that [`Close`], and the room does not keep it.
+    pub fn connect(&mut self, conn: ConnId, peer: Peer, now_ms: u64) -> Result<Vec<Action>, Close> {
         if self.sessions.contains_key(&conn) {
             // A backend bug, not a client's doing: refuse the newcomer, keep the room.
-            return vec![Action::Close {
-                conn,
-                code: CloseCode::INTERNAL,
-                reason: reasons::INTERNAL,
-            }];
+            return Err(Close::Internal);
         }
         if self.sessions.len() >= self.config.room_capacity {
-            return vec![Action::Close {
-                conn,
-                code: CloseCode::TRY_AGAIN_LATER,
-                reason: reasons::ROOM_FULL,
-            }];
+            return Err(Close::RoomFull);
         }
         let mut session = Session::new(conn, peer, now_ms);
         let storage = &mut self.storage;
@@ -195,7 +160,7 @@ impl<S: Storage> Room<S> {
         address.conns.insert(conn);
         session.bucket = address.bucket.clone();
         self.sessions.insert(conn, session);
-        vec![Action::Save { conn }]
+        Ok(vec![Action::Save { conn }])
     }
 
     /// A text frame arrived.
@@ -204,21 +169,20 @@ impl<S: Storage> Room<S> {
         let Some(session) = self.sessions.get(&conn) else {
             return out;
         };
+        let joined = session.is_joined();
         if text.len() > self.config.max_frame_bytes {
-            self.close(conn, CloseCode::TOO_BIG, reasons::TOO_BIG, now_ms, &mut out);
-        } else if !session.is_joined() {
-            match protocol::parse_hello(text, &self.config) {
-                Ok(hello) => self.join(conn, hello, now_ms, &mut out),
-                Err(e) => self.refuse_hello(conn, e, now_ms, &mut out),
-            }
-        } else if self.take_token(conn, now_ms, &mut out) {
-            match protocol::parse_chat(text) {
-                Ok(message) => self.chat(conn, &message, now_ms, &mut out),
-                Err(e) => out.push(Action::Send {
-                    to: conn,
-                    frame: protocol::error_frame(e),
-                }),
-            }
+            self.close(conn, Close::TooBig, now_ms, &mut out);
+            return out;
+        }
+        // Every frame after the hello costs a token, garbage included, before decoding.
+        if joined && !self.take_token(conn, now_ms, &mut out) {
+            return out;
+        }
+        match ClientFrame::decode(text, joined, &self.config) {
+            Ok(ClientFrame::Hello(hello)) => self.join(conn, hello, now_ms, &mut out),
+            Ok(ClientFrame::Chat { message }) => self.chat(conn, &message, now_ms, &mut out),
+            Err(e) if !joined => self.refuse_hello(conn, e, now_ms, &mut out),
+            Err(e) => send_error(&mut out, conn, e),
         }
         out
     }
@@ -230,14 +194,11 @@ impl<S: Storage> Room<S> {
             return out;
         };
         if len > self.config.max_frame_bytes {
-            self.close(conn, CloseCode::TOO_BIG, reasons::TOO_BIG, now_ms, &mut out);
+            self.close(conn, Close::TooBig, now_ms, &mut out);
         } else if !session.is_joined() {
-            self.refuse_hello(conn, errors::BINARY, now_ms, &mut out);
+            self.refuse_hello(conn, ErrorKind::Binary, now_ms, &mut out);
         } else if self.take_token(conn, now_ms, &mut out) {
-            out.push(Action::Send {
-                to: conn,
-                frame: protocol::error_frame(errors::BINARY),
-            });
+            send_error(&mut out, conn, ErrorKind::Binary);
         }
         out
     }
@@ -246,21 +207,15 @@ impl<S: Storage> Room<S> {
     /// handing it over (e.g. the WebSocket library's own cap): close with 1009.
     pub fn on_too_big(&mut self, conn: ConnId, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
-        self.close(conn, CloseCode::TOO_BIG, reasons::TOO_BIG, now_ms, &mut out);
+        self.close(conn, Close::TooBig, now_ms, &mut out);
         out
     }
 
     /// The backend closes a connection for its own reasons (slow consumer, missed
     /// pongs, shutdown): the room forgets it and the actions include the close.
-    pub fn kick(
-        &mut self,
-        conn: ConnId,
-        code: u16,
-        reason: &'static str,
-        now_ms: u64,
-    ) -> Vec<Action> {
+    pub fn kick(&mut self, conn: ConnId, close: Close, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
-        self.close(conn, code, reason, now_ms, &mut out);
+        self.close(conn, close, now_ms, &mut out);
         out
     }
 
@@ -286,17 +241,8 @@ impl<S: Storage> Room<S> {
             .collect();
         let mut out = Vec::new();
         for conn in late {
-            out.push(Action::Send {
-                to: conn,
-                frame: protocol::error_frame(errors::HELLO_TIMEOUT),
-            });
-            self.close(
-                conn,
-                CloseCode::POLICY,
-                reasons::HELLO_TIMEOUT,
-                now_ms,
-                &mut out,
-            );
+            send_error(&mut out, conn, ErrorKind::HelloTimeout);
+            self.close(conn, Close::HelloTimeout, now_ms, &mut out);
         }
         out
     }
@@ -311,24 +257,18 @@ impl<S: Storage> Room<S> {
             .min()
     }
 
-    fn refuse_hello(&mut self, conn: ConnId, error: ErrorText, now_ms: u64, out: &mut Vec<Action>) {
-        out.push(Action::Send {
-            to: conn,
-            frame: protocol::error_frame(error),
-        });
-        self.close(conn, CloseCode::POLICY, reasons::BAD_HELLO, now_ms, out);
+    fn refuse_hello(&mut self, conn: ConnId, error: ErrorKind, now_ms: u64, out: &mut Vec<Action>) {
+        send_error(out, conn, error);
+        self.close(conn, Close::BadHello, now_ms, out);
     }
 
     fn join(&mut self, conn: ConnId, hello: Hello, now_ms: u64, out: &mut Vec<Action>) {
         let (backlog, recovered) = match self.backlog_for(hello.resume.as_ref()) {
             Ok(b) => b,
             Err(_) => {
-                out.push(Action::Send {
-                    to: conn,
-                    frame: protocol::error_frame(errors::INTERNAL),
-                });
+                send_error(out, conn, ErrorKind::Internal);
                 // Not joined yet, so closing announces no quit.
-                self.close(conn, CloseCode::INTERNAL, reasons::INTERNAL, now_ms, out);
+                self.close(conn, Close::Internal, now_ms, out);
                 return;
             }
         };
@@ -336,24 +276,33 @@ impl<S: Storage> Room<S> {
             if let Some(name) = &other.name {
                 out.push(Action::Send {
                     to: conn,
-                    frame: protocol::joined_frame(name),
+                    frame: ServerFrame::Joined { joined: name }.encode(),
                 });
             }
         }
         for m in &backlog {
             out.push(Action::Send {
                 to: conn,
-                frame: protocol::message_frame(&m.name, &m.message, m.timestamp, m.seq),
+                frame: chat_frame(m),
             });
         }
-        let frame = protocol::joined_frame(&hello.name);
+        let frame = ServerFrame::Joined {
+            joined: &hello.name,
+        }
+        .encode();
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.name = Some(hello.name);
         }
         out.push(Action::Broadcast { frame });
         out.push(Action::Send {
             to: conn,
-            frame: protocol::ready_frame(&self.epoch, self.last_seq, recovered),
+            frame: ServerFrame::Ready {
+                ready: True,
+                epoch: &self.epoch,
+                seq: self.last_seq,
+                recovered,
+            }
+            .encode(),
         });
         out.push(Action::Save { conn });
     }
@@ -362,7 +311,7 @@ impl<S: Storage> Room<S> {
     /// the last `backlog`. Resume is never partial.
     fn backlog_for(
         &mut self,
-        resume: Option<&protocol::Resume>,
+        resume: Option<&Resume>,
     ) -> StorageResult<(Vec<StoredMessage>, bool)> {
         if let Some(r) = resume {
             let missing = self.last_seq.checked_sub(r.seq);
@@ -418,26 +367,17 @@ impl<S: Storage> Room<S> {
         if allowed {
             return true;
         }
-        out.push(Action::Send {
-            to: conn,
-            frame: protocol::error_frame(errors::RATE_LIMITED),
-        });
+        send_error(out, conn, ErrorKind::RateLimited);
         if strikes >= self.config.rate_strikes {
-            self.close(conn, CloseCode::POLICY, reasons::FLOODING, now_ms, out);
+            self.close(conn, Close::Flooding, now_ms, out);
         }
         false
     }
 
     fn chat(&mut self, conn: ConnId, raw: &str, now_ms: u64, out: &mut Vec<Action>) {
-        let text = match protocol::validate_message(raw, &self.config) {
+        let text = match client_frame::validate_message(raw, &self.config) {
             Ok(t) => t,
-            Err(e) => {
-                out.push(Action::Send {
-                    to: conn,
-                    frame: protocol::error_frame(e),
-                });
-                return;
-            }
+            Err(e) => return send_error(out, conn, e),
         };
         let Some(name) = self.sessions.get(&conn).and_then(|s| s.name.clone()) else {
             return;
@@ -451,11 +391,7 @@ impl<S: Storage> Room<S> {
         // Stored before broadcast: a message that is not stored is not sent, and its
         // seq is not used up.
         if self.storage.append(&msg).is_err() {
-            out.push(Action::Send {
-                to: conn,
-                frame: protocol::error_frame(errors::NOT_STORED),
-            });
-            return;
+            return send_error(out, conn, ErrorKind::NotStored);
         }
         self.last_seq = msg.seq;
         self.last_timestamp = msg.timestamp;
@@ -464,21 +400,14 @@ impl<S: Storage> Room<S> {
             let _ = self.storage.prune_through(cut);
         }
         out.push(Action::Broadcast {
-            frame: protocol::message_frame(&msg.name, &msg.message, msg.timestamp, msg.seq),
+            frame: chat_frame(&msg),
         });
     }
 
     /// Forgets the connection, then tells the backend to close it.
-    fn close(
-        &mut self,
-        conn: ConnId,
-        code: u16,
-        reason: &'static str,
-        now_ms: u64,
-        out: &mut Vec<Action>,
-    ) {
+    fn close(&mut self, conn: ConnId, close: Close, now_ms: u64, out: &mut Vec<Action>) {
         if self.sessions.contains_key(&conn) {
-            out.push(Action::Close { conn, code, reason });
+            out.push(Action::Close { conn, close });
             self.forget(conn, now_ms, out);
         }
     }
@@ -489,7 +418,7 @@ impl<S: Storage> Room<S> {
         };
         if let Some(name) = &session.name {
             out.push(Action::Broadcast {
-                frame: protocol::quit_frame(name),
+                frame: ServerFrame::Quit { quit: name }.encode(),
             });
         }
         let Some(address) = self.addresses.get_mut(&session.addr) else {
@@ -512,4 +441,23 @@ impl<S: Storage> Room<S> {
             }
         }
     }
+}
+
+/// `{"error": …}` to one connection.
+fn send_error(out: &mut Vec<Action>, conn: ConnId, kind: ErrorKind) {
+    out.push(Action::Send {
+        to: conn,
+        frame: ServerFrame::error(kind).encode(),
+    });
+}
+
+/// A stored message as its chat frame.
+fn chat_frame(m: &StoredMessage) -> Frame {
+    ServerFrame::Chat {
+        name: &m.name,
+        message: &m.message,
+        timestamp: m.timestamp,
+        seq: m.seq,
+    }
+    .encode()
 }

@@ -120,7 +120,9 @@ pub struct MemoryStorage {
     epoch: Option<String>,
     messages: BTreeMap<u64, StoredMessage>,
     buckets: HashMap<String, Bucket>,
-    /// When set, `append` fails: lets tests prove nothing unstored is broadcast.
+    /// When set, `append` fails: lets tests prove nothing unstored is broadcast. A test
+    /// hook, so only with the `testing` feature.
+    #[cfg(feature = "testing")]
     pub fail_appends: bool,
 }
 
@@ -152,6 +154,7 @@ impl Storage for MemoryStorage {
     }
 
     fn append(&mut self, msg: &StoredMessage) -> StorageResult<()> {
+        #[cfg(feature = "testing")]
         if self.fail_appends {
             return Err(StorageError("append refused (test)".into()));
         }

@@ -94,13 +94,12 @@ fn apply(room: &mut Room<MemoryStorage>, op: &Op, now: u64) -> Vec<Action> {
             if room.session(*conn).is_some() {
                 return Vec::new(); // a backend never reuses a live id
             }
-            room.connect(
-                *conn,
-                Peer {
-                    addr: format!("10.0.0.{addr}"),
-                },
-                now,
-            )
+            let peer = Peer {
+                addr: format!("10.0.0.{addr}"),
+            };
+            // A refusal reads like the close the backend then sends.
+            room.connect(*conn, peer, now)
+                .unwrap_or_else(|close| vec![Action::Close { conn: *conn, close }])
         }
         Op::Hello { conn, name, resume } => {
             let mut hello = json!({ "name": NAMES[*name] });
@@ -258,9 +257,10 @@ proptest! {
     #[test]
     fn decoding_arbitrary_text_never_panics(s in ".*") {
         let cfg = Config::default();
-        let _ = chat_handler::protocol::parse_hello(&s, &cfg);
-        let _ = chat_handler::protocol::parse_chat(&s);
+        let _ = chat_handler::ClientFrame::decode(&s, false, &cfg);
+        let _ = chat_handler::ClientFrame::decode(&s, true, &cfg);
         let _ = chat_handler::edge::validate_room(&s);
+        let _ = chat_handler::edge::route("GET", &s);
         let _ = chat_handler::edge::normalize_origin(&s);
         let _ = chat_handler::edge::origin_allowed(Some(&s), Some(&s), "http", &[]);
     }
@@ -269,7 +269,7 @@ proptest! {
     fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         let text = String::from_utf8_lossy(&bytes);
         let mut room = Room::open(Config::default(), MemoryStorage::new(), EPOCH).unwrap();
-        room.connect(1, Peer { addr: "a".into() }, 0);
+        room.connect(1, Peer { addr: "a".into() }, 0).unwrap();
         room.on_text(1, r#"{"name":"a"}"#, 0);
         for a in room.on_text(1, &text, 1) {
             if let Action::Send { frame, .. } | Action::Broadcast { frame } = a {

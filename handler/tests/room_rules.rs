@@ -2,9 +2,7 @@
 
 mod common;
 
-use chat_handler::protocol::errors;
-use chat_handler::room::reasons;
-use chat_handler::{Action, CloseCode, Config, MemoryStorage, Room, Session};
+use chat_handler::{Action, Close, Config, ErrorKind, MemoryStorage, Room, ServerFrame, Session};
 use common::*;
 use serde_json::{json, Value};
 
@@ -70,30 +68,27 @@ fn hello_variants_join_as_anonymous() {
 fn bad_hellos_get_an_error_then_1008() {
     let long = format!(r#"{{"name":"{}"}}"#, "x".repeat(33));
     let cases = [
-        (long.as_str(), errors::NAME_TOO_LONG),
-        (r#"{"name":"a\u0000b"}"#, errors::NAME_CONTROL),
-        (r#"{"name":"a\u202eb"}"#, errors::NAME_BIDI),
-        (r#"{"name":7}"#, errors::NAME_NOT_STRING),
-        ("not json", errors::HELLO_NOT_OBJECT),
-        ("[1,2]", errors::HELLO_NOT_OBJECT),
+        (long.as_str(), ErrorKind::NameTooLong.sentence()),
+        (r#"{"name":"a\u0000b"}"#, ErrorKind::NameControl.sentence()),
+        (r#"{"name":"a\u202eb"}"#, ErrorKind::NameBidi.sentence()),
+        (r#"{"name":7}"#, ErrorKind::NameNotString.sentence()),
+        ("not json", ErrorKind::HelloNotObject.sentence()),
+        ("[1,2]", ErrorKind::HelloNotObject.sentence()),
     ];
     for (hello, err) in cases {
         let mut r = room(Config::default());
         join(&mut r, 9, "z", r#"{"name":"watcher"}"#, 1);
-        r.connect(1, peer("a"), 1);
+        r.connect(1, peer("a"), 1).unwrap();
         let acts = r.on_text(1, hello, 2);
         assert_eq!(
             acts[0],
             Action::Send {
                 to: 1,
-                frame: chat_handler::protocol::error_frame(err)
+                frame: error_frame(err)
             },
             "{hello}"
         );
-        assert_eq!(
-            close_of(&acts, 1),
-            Some((CloseCode::POLICY, reasons::BAD_HELLO))
-        );
+        assert_eq!(close_of(&acts, 1), Some(Close::BadHello));
         assert!(
             broadcasts(&acts).is_empty(),
             "no quit for a session that never joined"
@@ -105,12 +100,9 @@ fn bad_hellos_get_an_error_then_1008() {
 #[test]
 fn binary_first_frame_is_refused_with_1008() {
     let mut r = room(Config::default());
-    r.connect(1, peer("a"), 1);
+    r.connect(1, peer("a"), 1).unwrap();
     let acts = r.on_binary(1, 10, 1);
-    assert_eq!(
-        close_of(&acts, 1),
-        Some((CloseCode::POLICY, reasons::BAD_HELLO))
-    );
+    assert_eq!(close_of(&acts, 1), Some(Close::BadHello));
 }
 
 #[test]
@@ -159,16 +151,25 @@ fn message_errors_keep_the_socket_open() {
     let mut r = room(unlimited());
     join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
     let cases: Vec<(String, &str)> = vec![
-        ("nope".into(), errors::NOT_JSON),
-        ("[1]".into(), errors::WRONG_SHAPE),
-        ("5".into(), errors::WRONG_SHAPE),
-        (r#"{"name":"bob"}"#.into(), errors::WRONG_SHAPE),
-        (r#"{"message":null}"#.into(), errors::WRONG_SHAPE),
-        (r#"{"message":5}"#.into(), errors::MESSAGE_NOT_STRING),
-        (r#"{"message":" \n "}"#.into(), errors::MESSAGE_EMPTY),
+        ("nope".into(), ErrorKind::NotJson.sentence()),
+        ("[1]".into(), ErrorKind::WrongShape.sentence()),
+        ("5".into(), ErrorKind::WrongShape.sentence()),
+        (r#"{"name":"bob"}"#.into(), ErrorKind::WrongShape.sentence()),
+        (
+            r#"{"message":null}"#.into(),
+            ErrorKind::WrongShape.sentence(),
+        ),
+        (
+            r#"{"message":5}"#.into(),
+            ErrorKind::MessageNotString.sentence(),
+        ),
+        (
+            r#"{"message":" \n "}"#.into(),
+            ErrorKind::MessageEmpty.sentence(),
+        ),
         (
             json!({"message": "x".repeat(1001)}).to_string(),
-            errors::MESSAGE_TOO_LONG,
+            ErrorKind::MessageTooLong.sentence(),
         ),
     ];
     for (frame, err) in cases {
@@ -183,7 +184,7 @@ fn message_errors_keep_the_socket_open() {
     let acts = r.on_binary(1, 3, 2);
     assert_eq!(
         frames_for(&r, &acts, 1),
-        vec![json!({ "error": errors::BINARY })]
+        vec![json!({ "error": ErrorKind::Binary.sentence() })]
     );
     assert_eq!(r.last_seq(), 0);
     let max = "😀".repeat(1000);
@@ -204,28 +205,19 @@ fn oversized_frames_close_with_1009() {
     assert_eq!(ok.len(), 100);
     assert!(close_of(&r.on_text(1, &ok, 2), 1).is_none());
     let acts = r.on_text(1, &format!("{ok} "), 2);
-    assert_eq!(
-        close_of(&acts, 1),
-        Some((CloseCode::TOO_BIG, reasons::TOO_BIG))
-    );
+    assert_eq!(close_of(&acts, 1), Some(Close::TooBig));
     assert_eq!(frames_for(&r, &acts, 2), vec![json!({"quit": "alice"})]);
     let acts = r.on_binary(2, 101, 2);
-    assert_eq!(
-        close_of(&acts, 2),
-        Some((CloseCode::TOO_BIG, reasons::TOO_BIG))
-    );
+    assert_eq!(close_of(&acts, 2), Some(Close::TooBig));
     // Also for a session that has not joined yet, and when the backend detects it.
-    r.connect(3, peer("c"), 3);
-    assert_eq!(
-        close_of(&r.on_too_big(3, 3), 3),
-        Some((CloseCode::TOO_BIG, reasons::TOO_BIG))
-    );
+    r.connect(3, peer("c"), 3).unwrap();
+    assert_eq!(close_of(&r.on_too_big(3, 3), 3), Some(Close::TooBig));
 }
 
 #[test]
 fn no_lurking_before_the_hello() {
     let mut r = room(unlimited());
-    r.connect(1, peer("lurker"), 1);
+    r.connect(1, peer("lurker"), 1).unwrap();
     let mut all = join(&mut r, 2, "a", r#"{"name":"alice"}"#, 1);
     all.extend(say(&mut r, 2, "secret", 2));
     all.extend(r.disconnect(2, 3));
@@ -242,7 +234,7 @@ fn quit_is_broadcast_once_when_a_member_leaves() {
     let acts = r.disconnect(1, 2);
     assert_eq!(frames_for(&r, &acts, 2), vec![json!({"quit": "alice"})]);
     assert!(r.disconnect(1, 3).is_empty(), "a second close is a no-op");
-    r.connect(3, peer("c"), 4);
+    r.connect(3, peer("c"), 4).unwrap();
     assert!(
         broadcasts(&r.disconnect(3, 5)).is_empty(),
         "no quit for an unnamed session"
@@ -255,24 +247,19 @@ fn room_capacity_counts_every_connection() {
         room_capacity: 2,
         ..Config::default()
     });
-    assert!(close_of(&r.connect(1, peer("a"), 1), 1).is_none());
-    assert!(close_of(&r.connect(2, peer("b"), 1), 2).is_none());
-    let acts = r.connect(3, peer("c"), 1);
-    assert_eq!(
-        close_of(&acts, 3),
-        Some((CloseCode::TRY_AGAIN_LATER, reasons::ROOM_FULL))
-    );
+    assert!(r.connect(1, peer("a"), 1).is_ok());
+    assert!(r.connect(2, peer("b"), 1).is_ok());
+    assert_eq!(r.connect(3, peer("c"), 1), Err(Close::RoomFull));
     assert!(r.session(3).is_none());
     r.disconnect(1, 2);
-    assert!(close_of(&r.connect(3, peer("c"), 2), 3).is_none());
+    assert!(r.connect(3, peer("c"), 2).is_ok());
 }
 
 #[test]
 fn duplicate_connection_id_is_refused_without_harming_the_room() {
     let mut r = room(Config::default());
     join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
-    let acts = r.connect(1, peer("b"), 2);
-    assert_eq!(close_of(&acts, 1).map(|c| c.0), Some(CloseCode::INTERNAL));
+    assert_eq!(r.connect(1, peer("b"), 2), Err(Close::Internal));
     assert_eq!(r.session(1).and_then(|s| s.name.as_deref()), Some("alice"));
 }
 
@@ -420,7 +407,7 @@ fn a_message_that_is_not_stored_is_not_broadcast() {
     assert!(broadcasts(&acts).is_empty());
     assert_eq!(
         frames_for(&r, &acts, 1),
-        vec![json!({"error": errors::NOT_STORED})]
+        vec![json!({"error": ErrorKind::NotStored.sentence()})]
     );
     r.storage_mut().fail_appends = false;
     let acts = say(&mut r, 1, "stored", 3);
@@ -458,7 +445,7 @@ fn garbage_costs_tokens_too_but_the_hello_does_not() {
         rate_burst: 3,
         ..Config::default()
     });
-    r.connect(1, peer("a"), 0);
+    r.connect(1, peer("a"), 0).unwrap();
     r.on_text(1, r#"{"name":"alice"}"#, 0);
     r.on_text(1, "garbage", 0);
     r.on_binary(1, 4, 0);
@@ -466,7 +453,7 @@ fn garbage_costs_tokens_too_but_the_hello_does_not() {
     let acts = say(&mut r, 1, "over", 0);
     assert_eq!(
         frames_for(&r, &acts, 1),
-        vec![json!({"error": errors::RATE_LIMITED})]
+        vec![json!({"error": ErrorKind::RateLimited.sentence()})]
     );
 }
 
@@ -521,10 +508,7 @@ fn sustained_flooding_closes_with_1008() {
         assert!(close_of(&say(&mut r, 1, "x", 0), 1).is_none());
     }
     let acts = say(&mut r, 1, "x", 0);
-    assert_eq!(
-        close_of(&acts, 1),
-        Some((CloseCode::POLICY, reasons::FLOODING))
-    );
+    assert_eq!(close_of(&acts, 1), Some(Close::Flooding));
     assert_eq!(frames_for(&r, &acts, 2), vec![json!({"quit": "alice"})]);
 }
 
@@ -549,8 +533,8 @@ fn kick_closes_and_announces_the_quit() {
     let mut r = room(Config::default());
     join(&mut r, 1, "a", r#"{"name":"alice"}"#, 0);
     join(&mut r, 2, "b", r#"{"name":"bob"}"#, 0);
-    let acts = r.kick(1, CloseCode::TRY_AGAIN_LATER, reasons::SLOW_CONSUMER, 1);
-    assert_eq!(close_of(&acts, 1), Some((1013, reasons::SLOW_CONSUMER)));
+    let acts = r.kick(1, Close::SlowConsumer, 1);
+    assert_eq!(close_of(&acts, 1), Some(Close::SlowConsumer));
     assert_eq!(frames_for(&r, &acts, 2), vec![json!({"quit": "alice"})]);
 }
 
@@ -607,7 +591,7 @@ fn a_restored_room_continues_where_it_left_off() {
 #[test]
 fn save_actions_follow_session_changes() {
     let mut r = room(Config::default());
-    let acts = r.connect(1, peer("a"), 0);
+    let acts = r.connect(1, peer("a"), 0).unwrap();
     assert!(acts.contains(&Action::Save { conn: 1 }));
     let acts = r.on_text(1, r#"{"name":"alice"}"#, 0);
     assert!(acts.contains(&Action::Save { conn: 1 }));
@@ -632,8 +616,8 @@ fn silent_connections_are_closed_at_the_hello_deadline() {
         hello_timeout_ms: 5000,
         ..Config::default()
     });
-    r.connect(1, peer("a"), 1000);
-    r.connect(2, peer("b"), 3000);
+    r.connect(1, peer("a"), 1000).unwrap();
+    r.connect(2, peer("b"), 3000).unwrap();
     join(&mut r, 3, "c", r#"{"name":"carol"}"#, 1000);
     assert_eq!(r.next_deadline(), Some(6000));
     assert!(r.on_tick(5999).is_empty());
@@ -642,13 +626,10 @@ fn silent_connections_are_closed_at_the_hello_deadline() {
         acts[0],
         Action::Send {
             to: 1,
-            frame: chat_handler::protocol::error_frame(errors::HELLO_TIMEOUT)
+            frame: error_frame(ErrorKind::HelloTimeout.sentence())
         }
     );
-    assert_eq!(
-        close_of(&acts, 1),
-        Some((CloseCode::POLICY, reasons::HELLO_TIMEOUT))
-    );
+    assert_eq!(close_of(&acts, 1), Some(Close::HelloTimeout));
     assert!(close_of(&acts, 2).is_none());
     assert!(
         broadcasts(&acts).is_empty(),
@@ -668,7 +649,7 @@ fn the_hello_deadline_survives_a_rebuild() {
         hello_timeout_ms: 5000,
         ..Config::default()
     });
-    r.connect(1, peer("a"), 1000);
+    r.connect(1, peer("a"), 1000).unwrap();
     let sessions: Vec<Session> = r.sessions().cloned().collect();
     let back =
         Room::restore(r.config().clone(), r.storage().clone(), "x", sessions).expect("restore");
@@ -679,70 +660,62 @@ fn the_hello_deadline_survives_a_rebuild() {
 fn a_join_that_cannot_read_history_closes_with_1011_and_forgets_the_address() {
     struct Broken(MemoryStorage);
     impl chat_handler::Storage for Broken {
-        fn load_or_init_epoch(&mut self, c: &str) -> chat_handler::storage::StorageResult<String> {
+        fn load_or_init_epoch(&mut self, c: &str) -> chat_handler::StorageResult<String> {
             self.0.load_or_init_epoch(c)
         }
-        fn latest(
-            &mut self,
-        ) -> chat_handler::storage::StorageResult<Option<chat_handler::StoredMessage>> {
+        fn latest(&mut self) -> chat_handler::StorageResult<Option<chat_handler::StoredMessage>> {
             self.0.latest()
         }
-        fn append(
-            &mut self,
-            m: &chat_handler::StoredMessage,
-        ) -> chat_handler::storage::StorageResult<()> {
+        fn append(&mut self, m: &chat_handler::StoredMessage) -> chat_handler::StorageResult<()> {
             self.0.append(m)
         }
         fn last_n(
             &mut self,
             _: usize,
-        ) -> chat_handler::storage::StorageResult<Vec<chat_handler::StoredMessage>> {
+        ) -> chat_handler::StorageResult<Vec<chat_handler::StoredMessage>> {
             Err(chat_handler::StorageError("disk gone".into()))
         }
         fn after(
             &mut self,
             _: u64,
             _: usize,
-        ) -> chat_handler::storage::StorageResult<Vec<chat_handler::StoredMessage>> {
+        ) -> chat_handler::StorageResult<Vec<chat_handler::StoredMessage>> {
             Err(chat_handler::StorageError("disk gone".into()))
         }
-        fn prune_through(&mut self, s: u64) -> chat_handler::storage::StorageResult<()> {
+        fn prune_through(&mut self, s: u64) -> chat_handler::StorageResult<()> {
             self.0.prune_through(s)
         }
         fn save_bucket(
             &mut self,
             a: &str,
-            b: &chat_handler::ratelimit::Bucket,
-        ) -> chat_handler::storage::StorageResult<()> {
+            b: &chat_handler::Bucket,
+        ) -> chat_handler::StorageResult<()> {
             self.0.save_bucket(a, b)
         }
         fn take_bucket(
             &mut self,
             a: &str,
-        ) -> chat_handler::storage::StorageResult<Option<chat_handler::ratelimit::Bucket>> {
+        ) -> chat_handler::StorageResult<Option<chat_handler::Bucket>> {
             self.0.take_bucket(a)
         }
-        fn prune_buckets(&mut self, before: u64) -> chat_handler::storage::StorageResult<()> {
+        fn prune_buckets(&mut self, before: u64) -> chat_handler::StorageResult<()> {
             self.0.prune_buckets(before)
         }
     }
     let mut r = Room::open(Config::default(), Broken(MemoryStorage::new()), EPOCH).expect("open");
-    r.connect(1, peer("a"), 0);
+    r.connect(1, peer("a"), 0).unwrap();
     let acts = r.on_text(1, r#"{"name":"alice"}"#, 0);
     assert_eq!(
         acts[0],
         Action::Send {
             to: 1,
-            frame: chat_handler::protocol::error_frame(errors::INTERNAL)
+            frame: error_frame(ErrorKind::Internal.sentence())
         }
     );
-    assert_eq!(
-        close_of(&acts, 1),
-        Some((CloseCode::INTERNAL, reasons::INTERNAL))
-    );
+    assert_eq!(close_of(&acts, 1), Some(Close::Internal));
     assert!(r.is_empty());
     // The address is forgotten too: a new connection from it starts clean.
-    assert!(close_of(&r.connect(2, peer("a"), 0), 2).is_none());
+    assert!(r.connect(2, peer("a"), 0).is_ok());
     assert_eq!(r.connection_count(), 1);
 }
 
@@ -768,4 +741,8 @@ fn kept_buckets_are_pruned_once_they_would_have_refilled() {
     say(&mut r, 9, "x", 2001);
     r.disconnect(9, 2001);
     assert_eq!(r.storage().kept_buckets(), 1);
+}
+
+fn error_frame(sentence: &str) -> chat_handler::Frame {
+    ServerFrame::Error { error: sentence }.encode()
 }

@@ -3,13 +3,12 @@
 //! queue into the socket in batches.
 
 use crate::clock::next_conn_id;
-use crate::link::{CloseRequest, ConnLink, Out};
+use crate::link::{ConnLink, Out};
 use crate::registry::{Join, Rooms};
 use crate::room_actor::Event;
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use chat_handler::room::reasons;
-use chat_handler::{CloseCode, ConnId, Peer};
+use chat_handler::{Close, ConnId, Peer};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
@@ -30,10 +29,6 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const TOO_BIG_LINGER: Duration = Duration::from_millis(500);
 /// Pings in a row without a pong before the connection counts as gone.
 const MAX_MISSED_PONGS: u32 = 2;
-/// Close code for a peer that stopped answering pings. 1001 rather than 1008: the
-/// client broke no rule (it is most likely gone, or its network is), and clients
-/// reconnect after 1001 while 1008 means "you did something wrong".
-const PONG_TIMEOUT_CODE: u16 = CloseCode::GOING_AWAY;
 
 /// Per-connection settings.
 #[derive(Clone)]
@@ -63,7 +58,7 @@ pub async fn serve(
         Ok(events) => events,
         Err(join) => {
             // Shutting down: this socket slipped in as the server stopped.
-            join.link.close(CloseCode::GOING_AWAY, reasons::GOING_AWAY);
+            join.link.close(Close::GoingAway);
             drop(queue_tx);
             finish_writer(writer).await;
             return;
@@ -140,11 +135,9 @@ impl Reader {
                 _ = ping.tick(), if deadline.is_none() => {
                     if missed >= MAX_MISSED_PONGS {
                         debug!(conn, "pong timeout");
-                        let kick = Event::Kick {
-                            conn,
-                            code: PONG_TIMEOUT_CODE,
-                            reason: reasons::PONG_TIMEOUT,
-                        };
+                        // Not a policy close: the client broke no rule (it is most
+                        // likely gone, or its network is), so it should reconnect.
+                        let kick = Event::Kick { conn, close: Close::PingTimeout };
                         let _ = self.events.send(kick).await;
                         // The room's close goes through the queue; if even that
                         // cannot get out, give up on the socket after the grace.
@@ -199,16 +192,16 @@ fn is_too_big(e: axum::Error) -> bool {
     }
 }
 
-fn close_message((code, reason): CloseRequest) -> Message {
+fn close_message(close: Close) -> Message {
     Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
+        code: close.code(),
+        reason: Utf8Bytes::from_static(close.reason()),
     }))
 }
 
 /// Waits for an urgent close. Once the link is gone (the sender dropped) it never
 /// resolves, and the queue alone drives the writer.
-async fn urgent_close(urgent: &mut Option<oneshot::Receiver<CloseRequest>>) -> CloseRequest {
+async fn urgent_close(urgent: &mut Option<oneshot::Receiver<Close>>) -> Close {
     if let Some(rx) = urgent {
         if let Ok(req) = rx.await {
             return req;
@@ -224,7 +217,7 @@ async fn urgent_close(urgent: &mut Option<oneshot::Receiver<CloseRequest>>) -> C
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut queue: mpsc::Receiver<Out>,
-    urgent: oneshot::Receiver<CloseRequest>,
+    urgent: oneshot::Receiver<Close>,
 ) {
     let mut urgent = Some(urgent);
     loop {
@@ -270,9 +263,9 @@ async fn write_batch(
         let msg = match out {
             Out::Text(text) => Message::Text(text),
             Out::Ping => Message::Ping(Bytes::new()),
-            Out::Close(code, reason) => {
+            Out::Close(close) => {
                 sent = Sent::Close;
-                close_message((code, reason))
+                close_message(close)
             }
         };
         sink.feed(msg).await?;
@@ -286,9 +279,9 @@ async fn write_batch(
 }
 
 /// Best effort: the close frame, within the grace period.
-async fn close_now(sink: &mut SplitSink<WebSocket, Message>, req: CloseRequest) {
-    match timeout(CLOSE_GRACE, sink.send(close_message(req))).await {
-        Ok(Ok(())) => debug!(code = req.0, "close frame sent past the queue"),
+async fn close_now(sink: &mut SplitSink<WebSocket, Message>, close: Close) {
+    match timeout(CLOSE_GRACE, sink.send(close_message(close))).await {
+        Ok(Ok(())) => debug!(?close, "close frame sent past the queue"),
         Ok(Err(e)) => debug!(error = %e, "close frame not sent"),
         Err(_) => debug!("close frame not sent in time"),
     }

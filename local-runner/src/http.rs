@@ -1,6 +1,8 @@
-//! HTTP routes: the WebSocket endpoint (checked by the handler's edge rules before any
-//! upgrade), private-room creation, health, the client limits, and the static browser
-//! client. Every refusal is one of the handler's `Rejection`s, as on the Worker.
+//! HTTP: every request goes through the handler's `edge::route` and is answered by the
+//! `Route` it gets (the WebSocket endpoint, checked by `edge::check_upgrade` before any
+//! upgrade; private-room creation; health; the client limits; the static browser client).
+//! Every refusal is one of the handler's `Rejection`s, as on the Worker, so no path or
+//! method rule is restated here.
 
 use crate::connection::{self, ConnSettings};
 use crate::registry::Rooms;
@@ -9,9 +11,8 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use axum::Router;
-use chat_handler::edge::{self, Rejection, UpgradeRequest};
+use chat_handler::edge::{self, Rejection, RoomId, Route, UpgradeRequest};
 use chat_handler::{Config, Peer};
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -42,15 +43,29 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let static_files = ServeDir::new(&state.static_dir);
     Router::new()
-        .route("/api/room/{room}/websocket", any(websocket))
-        .route(edge::CREATE_ROOM_PATH, any(create_room))
-        .route(edge::HEALTH_PATH, any(health))
-        .route(edge::LIMITS_PATH, any(limits))
-        .fallback(fallback)
+        .fallback(dispatch)
         .with_state((state, static_files))
 }
 
 type Shared = (AppState, ServeDir);
+
+/// Answers a request by its route.
+async fn dispatch(
+    State((state, static_files)): State<Shared>,
+    peer: ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    // The raw path, not percent-decoded: `%61` is not the room `a`.
+    match edge::route(req.method().as_str(), req.uri().path()) {
+        Err(r) => rejection(&r),
+        Ok(Route::Websocket(room)) => websocket(state, peer, room, req).await,
+        Ok(Route::CreateRoom) => create_room(),
+        Ok(Route::Health) => plain(200, "ok"),
+        Ok(Route::Limits) => limits(&state),
+        Ok(Route::File) => static_file(static_files, req).await,
+        Ok(Route::FileWrongMethod) => wrong_method_on_file(static_files, req).await,
+    }
+}
 
 fn plain(status: u16, body: impl Into<String>) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -85,25 +100,9 @@ fn rejection(r: &Rejection) -> Response {
     response
 }
 
-/// GET and HEAD are the methods of the read-only routes (axum drops the body of a
-/// HEAD answer).
-fn is_read(method: &Method) -> bool {
-    method == Method::GET || method == Method::HEAD
-}
-
-/// `GET /healthz`: `ok`.
-async fn health(method: Method) -> Response {
-    if !is_read(&method) {
-        return rejection(&edge::GET_ONLY);
-    }
-    plain(200, "ok")
-}
-
-/// `GET /api/limits`: the limits a client checks before sending, as JSON.
-async fn limits(State((state, _)): State<Shared>, method: Method) -> Response {
-    if !is_read(&method) {
-        return rejection(&edge::GET_ONLY);
-    }
+/// The limits a client checks before sending, as JSON (axum drops the body of a HEAD
+/// answer).
+fn limits(state: &AppState) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -114,11 +113,8 @@ async fn limits(State((state, _)): State<Shared>, method: Method) -> Response {
         .into_response()
 }
 
-/// `POST /api/room`: a fresh private room id.
-async fn create_room(method: Method) -> Response {
-    if method != Method::POST {
-        return rejection(&edge::CREATE_ROOM_METHOD);
-    }
+/// A fresh private room id.
+fn create_room() -> Response {
     let mut random = [0u8; 32];
     if let Err(e) = getrandom::fill(&mut random) {
         tracing::error!(error = %e, "no randomness for a private room id");
@@ -127,24 +123,10 @@ async fn create_room(method: Method) -> Response {
     plain(200, edge::private_room_id(random))
 }
 
-/// Paths the router cannot match as `{room}` (an empty or slash-containing room
-/// segment) still get the WebSocket endpoint's answer; everything else is a file, or
-/// 404 "Not found." as on the Worker.
-async fn fallback(
-    State((state, static_files)): State<Shared>,
-    peer: ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response {
-    let path = req.uri().path();
-    if path.starts_with(edge::ROOM_PATH_PREFIX) && path.ends_with(edge::WEBSOCKET_SUFFIX) {
-        return websocket(State((state, static_files)), peer, req).await;
-    }
-    if is_read(req.method()) {
-        return static_file(static_files, req).await;
-    }
-    // Files are read-only: another method gets 405 on a file that exists, and the
-    // same 404 as any other missing path otherwise (ServeDir alone would answer 405
-    // without looking). A HEAD request asks whether the file exists.
+/// Files are read-only: another method gets 405 on a file that exists, and the same 404
+/// as any other missing path otherwise (ServeDir alone would answer 405 without
+/// looking). A HEAD request asks whether the file exists.
+async fn wrong_method_on_file(static_files: ServeDir, req: Request) -> Response {
     let mut probe = Request::new(Body::empty());
     *probe.method_mut() = Method::HEAD;
     *probe.uri_mut() = req.uri().clone();
@@ -177,37 +159,27 @@ fn header_text<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<C
         .map(|v| String::from_utf8_lossy(v.as_bytes()))
 }
 
-/// `/api/room/{room}/websocket`, any method: the handler's checks run first, in their
-/// documented order (405, 404, 403, 426), and only then does axum upgrade.
+/// The WebSocket endpoint: the handler's header checks run first, in their documented
+/// order (403, 426), and only then does axum upgrade.
 async fn websocket(
-    State((state, _)): State<Shared>,
+    state: AppState,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    room: RoomId,
     req: Request,
 ) -> Response {
     let (mut parts, _body) = req.into_parts();
-    // The raw segment, not percent-decoded: `%61` is not the room `a`.
-    let room = parts
-        .uri
-        .path()
-        .strip_prefix(edge::ROOM_PATH_PREFIX)
-        .and_then(|p| p.strip_suffix(edge::WEBSOCKET_SUFFIX))
-        .unwrap_or("")
-        .to_owned();
     let origin = header_text(&parts.headers, header::ORIGIN);
     let host = header_text(&parts.headers, header::HOST);
     let upgrade_header = header_text(&parts.headers, header::UPGRADE);
     let request = UpgradeRequest {
-        method: parts.method.as_str(),
-        room: &room,
         origin: origin.as_deref(),
         host: host.as_deref(),
         scheme: "http",
         upgrade: upgrade_header.as_deref(),
     };
-    let room = match edge::check_upgrade(&request, &state.config.allow_origins) {
-        Ok(room) => room,
-        Err(r) => return rejection(&r),
-    };
+    if let Err(r) = edge::check_upgrade(&request, &state.config.allow_origins) {
+        return rejection(&r);
+    }
     drop((origin, host, upgrade_header));
     // Anything still wrong (no Sec-WebSocket-Key, `Connection` without `upgrade`...)
     // gets axum's own answer.
@@ -216,7 +188,9 @@ async fn websocket(
         Err(rejection) => return rejection.into_response(),
     };
     let max = state.config.max_frame_bytes;
-    let max_write = WRITE_BUFFER + max_outgoing_frame(&state.config) * 2;
+    // The write buffer may hold up to two of the largest server frames beyond its
+    // target without refusing one.
+    let max_write = WRITE_BUFFER + state.config.max_server_frame_bytes() * 2;
     let peer = Peer {
         // Canonical, so an IPv4 client of a dual-stack listener keys the rate limit
         // the same as on an IPv4 listener.
@@ -237,13 +211,6 @@ async fn websocket(
         .on_upgrade(move |socket| {
             connection::serve(socket, rooms, room.to_string(), peer, settings, alive)
         })
-}
-
-/// An upper bound on one server frame: a chat message with its name, every character
-/// escaped as `\uXXXX` at worst, plus the JSON around it. The write buffer may hold
-/// this much beyond its target without refusing a frame.
-fn max_outgoing_frame(config: &Config) -> usize {
-    6 * (config.max_message_chars + config.max_name_chars) + 256
 }
 
 #[cfg(test)]

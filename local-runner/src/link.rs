@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::ws::Utf8Bytes;
-use chat_handler::Frame;
+use chat_handler::{Close, Frame};
 use tokio::sync::{mpsc, oneshot};
 
 /// An item for a connection's writer task.
@@ -12,17 +12,14 @@ use tokio::sync::{mpsc, oneshot};
 pub enum Out {
     Text(Utf8Bytes),
     Ping,
-    Close(u16, &'static str),
+    Close(Close),
 }
-
-/// A close request: code and reason.
-pub type CloseRequest = (u16, &'static str);
 
 /// The room actor's handle on one connection.
 #[derive(Debug)]
 pub struct ConnLink {
     queue: mpsc::Sender<Out>,
-    urgent: oneshot::Sender<CloseRequest>,
+    urgent: oneshot::Sender<Close>,
 }
 
 /// The outcome of queueing a frame.
@@ -35,7 +32,7 @@ pub enum Queued {
 }
 
 impl ConnLink {
-    pub fn new(queue: mpsc::Sender<Out>, urgent: oneshot::Sender<CloseRequest>) -> Self {
+    pub fn new(queue: mpsc::Sender<Out>, urgent: oneshot::Sender<Close>) -> Self {
         ConnLink { queue, urgent }
     }
 
@@ -51,11 +48,9 @@ impl ConnLink {
     /// Closes the connection after the frames already queued (so an error frame
     /// queued just before still reaches the client). If the queue is full, the close
     /// jumps it: the client is not reading, so nothing queued would arrive anyway.
-    pub fn close(self, code: u16, reason: &'static str) {
-        if let Err(mpsc::error::TrySendError::Full(_)) =
-            self.queue.try_send(Out::Close(code, reason))
-        {
-            let _ = self.urgent.send((code, reason));
+    pub fn close(self, close: Close) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(Out::Close(close)) {
+            let _ = self.urgent.send(close);
         }
     }
 }
@@ -99,8 +94,8 @@ mod tests {
         let link = ConnLink::new(tx, utx);
         assert!(matches!(link.send("a".into()), Queued::Ok));
         assert!(matches!(link.send("b".into()), Queued::Full));
-        link.close(1013, "Slow consumer");
-        assert_eq!(urx.try_recv().unwrap(), (1013, "Slow consumer"));
+        link.close(Close::SlowConsumer);
+        assert_eq!(urx.try_recv().unwrap(), Close::SlowConsumer);
         assert!(matches!(rx.try_recv().unwrap(), Out::Text(_)));
     }
 }

@@ -10,8 +10,7 @@ use crate::registry::{Join, RoomHandle, Rooms};
 use crate::store::Store;
 use axum::extract::ws::Utf8Bytes;
 use chat_handler::edge;
-use chat_handler::room::reasons;
-use chat_handler::{Action, CloseCode, ConnId, Room, Session};
+use chat_handler::{Action, Close, ConnId, Room, Session};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,8 +41,7 @@ pub enum Event {
     /// The connection decided to go (missed pongs).
     Kick {
         conn: ConnId,
-        code: u16,
-        reason: &'static str,
+        close: Close,
     },
     Disconnect {
         conn: ConnId,
@@ -229,8 +227,8 @@ impl RoomActor {
     }
 
     /// The live room, rebuilding it from storage and the kept sessions if needed.
-    /// `None` if storage cannot be opened; then every connection is closed with 1011
-    /// (a room that cannot read its history cannot serve anyone).
+    /// `None` if storage cannot be opened; then every connection is closed with
+    /// [`Close::Internal`] (a room that cannot read its history cannot serve anyone).
     fn room(&mut self) -> Option<&mut Room<Store>> {
         if let State::Dropped { sessions } = &mut self.state {
             let kept = std::mem::take(sessions);
@@ -259,7 +257,7 @@ impl RoomActor {
                 Err(e) => {
                     warn!(room = %self.name, error = %e, "cannot open room storage");
                     for (_, link) in self.links.drain() {
-                        link.close(CloseCode::INTERNAL, reasons::INTERNAL);
+                        link.close(Close::Internal);
                     }
                     return None;
                 }
@@ -290,18 +288,25 @@ impl RoomActor {
     fn join(&mut self, join: Join) {
         self.last_event = Instant::now();
         if self.shutting_down {
-            join.link.close(CloseCode::GOING_AWAY, reasons::GOING_AWAY);
+            join.link.close(Close::GoingAway);
             return;
         }
         let now = now_ms();
         let Some(room) = self.room() else {
-            join.link.close(CloseCode::INTERNAL, reasons::INTERNAL);
+            join.link.close(Close::Internal);
             return;
         };
-        let actions = room.connect(join.conn, join.peer, now);
-        debug!(room = %self.name, conn = join.conn, "connected");
-        self.links.insert(join.conn, join.link);
-        self.apply(actions, now);
+        match room.connect(join.conn, join.peer, now) {
+            Ok(actions) => {
+                debug!(room = %self.name, conn = join.conn, "connected");
+                self.links.insert(join.conn, join.link);
+                self.apply(actions, now);
+            }
+            Err(close) => {
+                debug!(room = %self.name, conn = join.conn, ?close, "connection refused");
+                join.link.close(close);
+            }
+        }
     }
 
     fn event(&mut self, event: Event) {
@@ -319,7 +324,7 @@ impl RoomActor {
             Event::Text { conn, text } => room.on_text(conn, &text, now),
             Event::Binary { conn, len } => room.on_binary(conn, len, now),
             Event::TooBig { conn } => room.on_too_big(conn, now),
-            Event::Kick { conn, code, reason } => room.kick(conn, code, reason, now),
+            Event::Kick { conn, close } => room.kick(conn, close, now),
             Event::Disconnect { conn } => room.disconnect(conn, now),
         };
         self.apply(actions, now);
@@ -353,10 +358,10 @@ impl RoomActor {
                         }
                     }
                 }
-                Action::Close { conn, code, reason } => {
+                Action::Close { conn, close } => {
                     if let Some(link) = self.links.remove(&conn) {
-                        debug!(room = %self.name, conn, code, reason, "closing");
-                        link.close(code, reason);
+                        debug!(room = %self.name, conn, ?close, "closing");
+                        link.close(close);
                     }
                 }
                 // Only the Durable Object persists sessions as they change; here they
@@ -367,26 +372,21 @@ impl RoomActor {
                 if let State::Live(room) = &mut self.state {
                     for conn in slow.drain(..) {
                         info!(room = %self.name, conn, "closing slow consumer");
-                        todo.extend(room.kick(
-                            conn,
-                            CloseCode::TRY_AGAIN_LATER,
-                            reasons::SLOW_CONSUMER,
-                            now,
-                        ));
+                        todo.extend(room.kick(conn, Close::SlowConsumer, now));
                     }
                 }
             }
         }
     }
 
-    /// Closes every socket with 1001, then lets the room forget them (which keeps
+    /// Closes every socket with [`Close::GoingAway`], then lets the room forget them (which keeps
     /// drained rate-limit buckets). Closing first spares each member the quit frames
     /// of everyone else.
     fn shut_down(&mut self) {
         self.shutting_down = true;
         let count = self.links.len();
         for (_, link) in self.links.drain() {
-            link.close(CloseCode::GOING_AWAY, reasons::GOING_AWAY);
+            link.close(Close::GoingAway);
         }
         let now = now_ms();
         let has_sessions = match &self.state {
@@ -398,7 +398,7 @@ impl RoomActor {
                 let ids: Vec<ConnId> = room.sessions().map(|s| s.id).collect();
                 for id in ids {
                     // Links are gone, so the resulting actions have no one to reach.
-                    let _ = room.kick(id, CloseCode::GOING_AWAY, reasons::GOING_AWAY, now);
+                    let _ = room.kick(id, Close::GoingAway, now);
                 }
             }
         }
@@ -411,7 +411,7 @@ impl RoomActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::{CloseRequest, Out};
+    use crate::link::Out;
     use crate::registry::RoomContext;
     use crate::store::StoreFactory;
     use chat_handler::{Config, Peer};
@@ -422,7 +422,7 @@ mod tests {
     struct Client {
         conn: ConnId,
         frames: mpsc::Receiver<Out>,
-        urgent: oneshot::Receiver<CloseRequest>,
+        urgent: oneshot::Receiver<Close>,
         events: mpsc::Sender<Event>,
     }
 
@@ -467,10 +467,10 @@ mod tests {
         }
 
         /// The next frame's text, or the close it got.
-        async fn next(&mut self) -> Result<String, (u16, &'static str)> {
+        async fn next(&mut self) -> Result<String, Close> {
             match timeout(Duration::from_secs(5), self.frames.recv()).await {
                 Ok(Some(Out::Text(t))) => Ok(t.to_string()),
-                Ok(Some(Out::Close(code, reason))) => Err((code, reason)),
+                Ok(Some(Out::Close(close))) => Err(close),
                 other => panic!("no frame: {other:?}"),
             }
         }
@@ -531,10 +531,7 @@ mod tests {
             }
         }
         // The sloth never read: its queue filled, so its close came the urgent way.
-        assert_eq!(
-            sloth.urgent.try_recv().unwrap(),
-            (1013, reasons::SLOW_CONSUMER)
-        );
+        assert_eq!(sloth.urgent.try_recv().unwrap(), Close::SlowConsumer);
         assert!(seen.iter().any(|f| f == r#"{"quit":"sloth"}"#), "{seen:?}");
         // Its queue holds at most the bound, however much the room said.
         let mut queued = 0;
@@ -550,7 +547,7 @@ mod tests {
         let mut c = join(&rooms, "r", 1, 64).await;
         c.text("[]").await;
         assert!(c.next().await.unwrap().contains("error"));
-        assert_eq!(c.next().await, Err((1008, reasons::BAD_HELLO)));
+        assert_eq!(c.next().await, Err(Close::BadHello));
     }
 
     #[tokio::test]
@@ -574,7 +571,7 @@ mod tests {
     }
 
     /// The client's frames until its close, within `within`.
-    async fn until_closed(c: &mut Client, within: Duration) -> (Vec<String>, (u16, &'static str)) {
+    async fn until_closed(c: &mut Client, within: Duration) -> (Vec<String>, Close) {
         let mut frames = Vec::new();
         let closed = timeout(within, async {
             loop {
@@ -608,7 +605,7 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(150));
         assert_eq!(frames.len(), 1, "{frames:?}");
         assert!(frames[0].contains("error"), "{frames:?}");
-        assert_eq!(close, (1008, reasons::HELLO_TIMEOUT));
+        assert_eq!(close, Close::HelloTimeout);
         // The named one stays, and heard nothing of the silent one (no quit).
         named.text(r#"{"message":"still here"}"#).await;
         assert!(named.next().await.unwrap().contains("still here"));
@@ -644,7 +641,7 @@ mod tests {
         let mut silent = join(&rooms, "w", 2, 64).await;
         let (frames, close) = until_closed(&mut silent, Duration::from_secs(5)).await;
         assert!(frames[0].contains("error"), "{frames:?}");
-        assert_eq!(close, (1008, reasons::HELLO_TIMEOUT));
+        assert_eq!(close, Close::HelloTimeout);
         // The woken room still knows its member.
         named.text(r#"{"message":"after"}"#).await;
         assert!(named.until("after").await.contains(r#""seq":1"#));
@@ -658,7 +655,7 @@ mod tests {
         a.until("ready").await;
         rooms.begin_shutdown();
         shutdown.send(true).unwrap();
-        assert_eq!(a.next().await, Err((1001, reasons::GOING_AWAY)));
+        assert_eq!(a.next().await, Err(Close::GoingAway));
         let (tx, _rx) = mpsc::channel(1);
         let (utx, _urx) = oneshot::channel();
         let late = Join {

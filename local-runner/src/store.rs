@@ -3,8 +3,8 @@
 //! outlives idle actors and hibernation for the life of the process.
 
 use crate::sqlite_storage::SqliteStorage;
-use chat_handler::ratelimit::Bucket;
-use chat_handler::storage::StorageResult;
+use chat_handler::Bucket;
+use chat_handler::StorageResult;
 use chat_handler::{MemoryStorage, Storage, StoredMessage};
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -17,9 +17,9 @@ mod sql_storage;
 
 pub use room_object::ChatRoom;
 
-use chat_handler::edge::{self, RoomId, UpgradeRequest};
+use chat_handler::edge::{self, RoomId, Route, UpgradeRequest};
 use chat_handler::Config;
-use worker::{event, Context, Env, Method, ObjectNamespace, Request, Response, Result, Stub};
+use worker::{event, Context, Env, ObjectNamespace, Request, Response, Result, Stub};
 
 /// The Durable Object namespace binding (wrangler.toml `[durable_objects]`).
 const ROOMS_BINDING: &str = "ROOMS";
@@ -33,37 +33,22 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             return text(500, &e);
         }
     };
-    let path = req.path();
-    if path == edge::HEALTH_PATH {
-        return match req.method() {
-            Method::Get | Method::Head => text(200, "ok"),
-            _ => reject(&edge::GET_ONLY),
-        };
+    let route = edge::route(req.method().as_ref(), &req.path());
+    match route {
+        Err(rejection) => reject(&rejection),
+        Ok(Route::Websocket(room)) => websocket(req, &env, &room, &config).await,
+        Ok(Route::CreateRoom) => create_room(&env),
+        Ok(Route::Health) => text(200, "ok"),
+        Ok(Route::Limits) => json(200, &config.client_limits_json()),
+        // Workers Assets answers requests for files before the Worker runs; whatever
+        // reaches the Worker is no file.
+        Ok(Route::File | Route::FileWrongMethod) => reject(&edge::NOT_FOUND),
     }
-    if path == edge::LIMITS_PATH {
-        return match req.method() {
-            Method::Get | Method::Head => json(200, &config.client_limits_json()),
-            _ => reject(&edge::GET_ONLY),
-        };
-    }
-    if path == edge::CREATE_ROOM_PATH {
-        return match req.method() {
-            Method::Post => create_room(&env),
-            _ => reject(&edge::CREATE_ROOM_METHOD),
-        };
-    }
-    if let Some(room) = path
-        .strip_prefix(edge::ROOM_PATH_PREFIX)
-        .and_then(|rest| rest.strip_suffix(edge::WEBSOCKET_SUFFIX))
-    {
-        return websocket(req, &env, room, &config).await;
-    }
-    reject(&edge::NOT_FOUND)
 }
 
-/// Checks the upgrade exactly as the local runner does (405, 404, 403, 426, in that
+/// Checks the upgrade's headers exactly as the local runner does (403, 426, in that
 /// order, same texts), then forwards the request to the room's object.
-async fn websocket(req: Request, env: &Env, room: &str, config: &Config) -> Result<Response> {
+async fn websocket(req: Request, env: &Env, room: &RoomId, config: &Config) -> Result<Response> {
     // The runtime hands over an already-normalized WHATWG URL, so splitting its text is
     // exact; not calling `Request::url()` keeps the `url` crate's parser and its IDNA
     // tables out of the wasm (about 150 KB).
@@ -72,21 +57,17 @@ async fn websocket(req: Request, env: &Env, room: &str, config: &Config) -> Resu
     let headers = req.headers();
     let header = |name: &str| headers.get(name).ok().flatten();
     let (origin, host, upgrade) = (header("Origin"), header("Host"), header("Upgrade"));
-    let method = req.method();
     let request = UpgradeRequest {
-        method: method.as_ref(),
-        room,
         origin: origin.as_deref(),
         // Workers always see a Host header; the URL's authority is the same value.
         host: host.as_deref().or(authority),
         scheme,
         upgrade: upgrade.as_deref(),
     };
-    let room = match edge::check_upgrade(&request, &config.allow_origins) {
-        Ok(room) => room,
-        Err(rejection) => return reject(&rejection),
-    };
-    room_stub(env, &room)?.fetch_with_request(req).await
+    if let Err(rejection) = edge::check_upgrade(&request, &config.allow_origins) {
+        return reject(&rejection);
+    }
+    room_stub(env, room)?.fetch_with_request(req).await
 }
 
 /// The room's Durable Object: by name for public rooms, by id for private ones.

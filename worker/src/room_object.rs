@@ -18,13 +18,12 @@
 //! wakes an evicted one, which then rebuilds the room like any other event does.
 //!
 //! Storage failure: if the room cannot be opened, every socket of the object is closed
-//! with 1011 (as the local runner does), rather than left waiting in a room that can
+//! with [`Close::Internal`] (as the local runner does), rather than left waiting in a room that can
 //! serve no one.
 
 use crate::{config, random, sql_storage::DoSqlStorage};
 use chat_handler::edge;
-use chat_handler::room::reasons;
-use chat_handler::{Action, CloseCode, Config, ConnId, Frame, Peer, Room, Session};
+use chat_handler::{Action, Close, Config, ConnId, Frame, Peer, Room, Session};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
@@ -142,14 +141,9 @@ impl worker::DurableObject for ChatRoom {
         _was_clean: bool,
     ) -> Result<()> {
         let alarm = self.gone(&ws);
-        // Complete the closing handshake. 1005 ("no code") and 1006 ("abnormal") only
-        // describe what happened and may not be sent, nor may other reserved codes.
-        let code = match u16::try_from(code) {
-            Ok(c @ (1000..=1003 | 1007..=1014 | 3000..=4999)) => c,
-            _ => CloseCode::NORMAL,
-        };
+        // Complete the closing handshake with the peer's code, where it may be sent back.
         // A close reason is at most 123 bytes on the wire; the peer's fits by definition.
-        let _ = ws.close(Some(code), Some(reason));
+        let _ = ws.close(Some(Close::echo_code(code)), Some(reason));
         self.update_alarm(alarm).await;
         Ok(())
     }
@@ -186,27 +180,29 @@ impl ChatRoom {
         let alarm = match self.live(&mut guard, None) {
             Some(live) => {
                 let conn = live.fresh_conn_id();
-                let actions = live.room.connect(conn, Peer { addr }, now);
-                let refused = actions
-                    .iter()
-                    .any(|a| matches!(a, Action::Close { conn: c, .. } if *c == conn));
-                if refused {
-                    // Room full. A close on a hibernatable socket before this response
-                    // is returned never reaches the client (seen in workerd), while a
-                    // plainly accepted one delivers it; the socket needs no hibernation.
-                    server.accept()?;
-                } else {
-                    self.state.accept_web_socket(&server);
+                match live.room.connect(conn, Peer { addr }, now) {
+                    Ok(actions) => {
+                        self.state.accept_web_socket(&server);
+                        live.sockets.insert(conn, server);
+                        live.apply(actions);
+                        live.alarm_change()
+                    }
+                    Err(close) => {
+                        // A close on a hibernatable socket before this response is
+                        // returned never reaches the client (seen in workerd), while a
+                        // plainly accepted one delivers it; the socket needs no
+                        // hibernation, and the room does not keep it.
+                        server.accept()?;
+                        close_socket(&server, close);
+                        None
+                    }
                 }
-                live.sockets.insert(conn, server);
-                live.apply(actions);
-                live.alarm_change()
             }
             None => {
-                // Storage unreadable: the protocol answers with close 1011 on the socket,
+                // Storage unreadable: the protocol answers with a close on the socket,
                 // which a browser client can show, rather than a failed upgrade.
                 server.accept()?;
-                let _ = server.close(Some(CloseCode::INTERNAL), Some(reasons::INTERNAL));
+                close_socket(&server, Close::Internal);
                 None
             }
         };
@@ -222,7 +218,7 @@ impl ChatRoom {
         let now = now_ms();
         let mut guard = self.live.borrow_mut();
         let Some(live) = self.live(&mut guard, Some((ws, &session))) else {
-            // `live` closed the room's sockets with 1011; this one too, should the
+            // `live` closed the room's sockets (internal error); this one too, should the
             // runtime not have listed it.
             if attachment(ws).is_some() {
                 close_internal(ws);
@@ -245,7 +241,7 @@ impl ChatRoom {
         clear_attachment(ws);
         let now = now_ms();
         let mut guard = self.live.borrow_mut();
-        // On failure `live` has closed the other sockets with 1011; this one is closing.
+        // On failure `live` has closed the other sockets; this one is closing.
         let live = self.live(&mut guard, Some((ws, &session)))?;
         live.sockets.remove(&session.id);
         let actions = live.room.disconnect(session.id, now);
@@ -272,7 +268,8 @@ impl ChatRoom {
     /// about: after an eviction a closing socket may already be missing from
     /// `get_websockets()`, yet its quit must still be announced, so its session joins
     /// the rebuild. Returns `None` if storage cannot be read (or the configuration is
-    /// invalid), after logging and closing every socket of the room with 1011.
+    /// invalid), after logging and closing every socket of the room with
+    /// [`Close::Internal`].
     fn live<'a>(
         &self,
         slot: &'a mut Option<Live>,
@@ -340,7 +337,8 @@ impl ChatRoom {
         slot.as_mut()
     }
 
-    /// Closes every socket the room counts (those with a session attachment) with 1011,
+    /// Closes every socket the room counts (those with a session attachment) with
+    /// [`Close::Internal`],
     /// clearing the attachments: the room cannot be opened, so it serves no one.
     fn close_all_internal(&self) {
         for ws in self.state.get_websockets() {
@@ -418,7 +416,7 @@ impl Live {
     /// Carries out the handler's actions in order. Send failures are ignored: they mean
     /// the socket is closing, and its close event will reach the room.
     ///
-    /// There is no slow-consumer close (1013) here, unlike the local runner: workerd
+    /// There is no [`Close::SlowConsumer`] here, unlike the local runner: workerd
     /// queues outgoing frames for a peer that stops reading without bound, `send` never
     /// fails or blocks for it, and hibernatable sockets expose no `bufferedAmount`, so
     /// the object cannot see a backlog to cap (`send_queue_frames` goes unused).
@@ -431,12 +429,10 @@ impl Live {
                     }
                 }
                 Action::Broadcast { frame } => self.broadcast(&frame),
-                Action::Close { conn, code, reason } => {
+                Action::Close { conn, close } => {
                     if let Some(ws) = self.sockets.remove(&conn) {
                         clear_attachment(&ws);
-                        if let Err(e) = ws.close(Some(code), Some(reason)) {
-                            console_error!("edge-chat: close {code} failed: {e}");
-                        }
+                        close_socket(&ws, close);
                     }
                 }
                 Action::Save { conn } => {
@@ -490,8 +486,16 @@ fn clear_attachment(ws: &WebSocket) {
     let _ = ws.serialize_attachment(());
 }
 
-/// Forgets the socket and closes it with 1011: the room cannot be opened.
+/// Forgets the socket and closes it: the room cannot be opened.
 fn close_internal(ws: &WebSocket) {
     clear_attachment(ws);
-    let _ = ws.close(Some(CloseCode::INTERNAL), Some(reasons::INTERNAL));
+    close_socket(ws, Close::Internal);
+}
+
+/// Closes the socket with the close's code and reason; a failure means it is closing
+/// already.
+fn close_socket(ws: &WebSocket, close: Close) {
+    if let Err(e) = ws.close(Some(close.code()), Some(close.reason())) {
+        console_error!("edge-chat: close {close:?} failed: {e}");
+    }
 }

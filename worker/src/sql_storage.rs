@@ -2,8 +2,8 @@
 //! running exactly the handler's schema and statements so both backends share one
 //! definition of the data.
 
-use chat_handler::ratelimit::Bucket;
-use chat_handler::storage::{sql, SCHEMA};
+use chat_handler::Bucket;
+use chat_handler::{sql, SCHEMA};
 use chat_handler::{Storage, StorageError, StoredMessage};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;

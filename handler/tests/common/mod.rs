@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use chat_handler::{Action, Config, ConnId, MemoryStorage, Peer, Room};
+use chat_handler::{Action, Close, Config, ConnId, MemoryStorage, Peer, Room};
 use serde_json::Value;
 
 pub const EPOCH: &str = "epoch-1";
@@ -32,13 +32,9 @@ pub fn frames_for(room: &Room<MemoryStorage>, actions: &[Action], conn: ConnId) 
         .collect()
 }
 
-pub fn close_of(actions: &[Action], conn: ConnId) -> Option<(u16, &'static str)> {
+pub fn close_of(actions: &[Action], conn: ConnId) -> Option<Close> {
     actions.iter().find_map(|a| match a {
-        Action::Close {
-            conn: c,
-            code,
-            reason,
-        } if *c == conn => Some((*code, *reason)),
+        Action::Close { conn: c, close } if *c == conn => Some(*close),
         _ => None,
     })
 }
@@ -61,11 +57,9 @@ pub fn join(
     hello: &str,
     now: u64,
 ) -> Vec<Action> {
-    let opened = room.connect(conn, peer(addr), now);
-    assert!(
-        close_of(&opened, conn).is_none(),
-        "connect refused: {opened:?}"
-    );
+    if let Err(close) = room.connect(conn, peer(addr), now) {
+        panic!("connect refused: {close:?}");
+    }
     room.on_text(conn, hello, now)
 }
 

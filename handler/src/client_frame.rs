@@ -1,0 +1,237 @@
+//! Decoding what a client sends. Decoding never panics and never echoes parser
+//! internals: every failure is an [`ErrorKind`], a short sentence for the person using
+//! the client.
+
+use crate::config::Config;
+use crate::error_kind::ErrorKind;
+use serde_json::{Map, Value};
+
+/// The name given to a session whose hello carries no name, or an empty one.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// A decoded client frame. The first frame of a connection is always a hello; every
+/// later one is one of the other variants. Adding a frame kind means adding a variant
+/// here and its arm in [`ClientFrame::decode`]; the room's `match` then asks for the rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFrame {
+    /// The first frame: `{"name": …, "resume": {"epoch": …, "seq": …}}`, every field optional.
+    Hello(Hello),
+    /// `{"message": …}`, untrimmed and unchecked: the room validates it.
+    Chat { message: String },
+}
+
+/// A resume request from the hello.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    pub epoch: String,
+    pub seq: u64,
+}
+
+/// A decoded first frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// Validated and trimmed; [`ANONYMOUS`] when none was given.
+    pub name: String,
+    /// `None` when absent or malformed (a malformed resume is ignored, not an error).
+    pub resume: Option<Resume>,
+}
+
+impl ClientFrame {
+    /// Decodes a text frame. `joined` says whether the connection has sent its hello:
+    /// before it, any JSON object is a hello (Cloudflare's demo sends `{"name"}` first and
+    /// nothing else is accepted then); after it, only the later frame kinds are.
+    pub fn decode(text: &str, joined: bool, config: &Config) -> Result<ClientFrame, ErrorKind> {
+        if joined {
+            decode_chat(text)
+        } else {
+            decode_hello(text, config).map(ClientFrame::Hello)
+        }
+    }
+}
+
+/// Direction overrides and isolates, refused in names where they can spoof another user.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Validates and trims a display name.
+pub fn validate_name(raw: &str, config: &Config) -> Result<String, ErrorKind> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Ok(ANONYMOUS.to_owned());
+    }
+    if name.chars().count() > config.max_name_chars {
+        return Err(ErrorKind::NameTooLong);
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ErrorKind::NameControl);
+    }
+    if name.chars().any(is_bidi_control) {
+        return Err(ErrorKind::NameBidi);
+    }
+    Ok(name.to_owned())
+}
+
+/// Validates and trims a chat message. Control characters (newlines, tabs) and
+/// direction controls are allowed in messages.
+pub fn validate_message<'a>(raw: &'a str, config: &Config) -> Result<&'a str, ErrorKind> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(ErrorKind::MessageEmpty);
+    }
+    // Count at most one past the limit, so a huge message costs no more than a long one.
+    if text.chars().take(config.max_message_chars + 1).count() > config.max_message_chars {
+        return Err(ErrorKind::MessageTooLong);
+    }
+    Ok(text)
+}
+
+fn parse_object(text: &str) -> Option<Map<String, Value>> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
+    }
+}
+
+/// Any JSON object is a hello; `name` missing, `null` or empty joins as [`ANONYMOUS`].
+/// Fields other than `name` and `resume` are ignored.
+fn decode_hello(text: &str, config: &Config) -> Result<Hello, ErrorKind> {
+    let map = parse_object(text).ok_or(ErrorKind::HelloNotObject)?;
+    let name = match map.get("name") {
+        None | Some(Value::Null) => ANONYMOUS.to_owned(),
+        Some(Value::String(s)) => validate_name(s, config)?,
+        Some(_) => return Err(ErrorKind::NameNotString),
+    };
+    let resume = map.get("resume").and_then(|r| {
+        let epoch = r.get("epoch")?.as_str()?.to_owned();
+        let seq = r.get("seq")?.as_u64()?;
+        Some(Resume { epoch, seq })
+    });
+    Ok(Hello { name, resume })
+}
+
+fn decode_chat(text: &str) -> Result<ClientFrame, ErrorKind> {
+    let value: Value = serde_json::from_str(text).map_err(|_| ErrorKind::NotJson)?;
+    let Value::Object(mut map) = value else {
+        return Err(ErrorKind::WrongShape);
+    };
+    match map.remove("message") {
+        Some(Value::String(message)) => Ok(ClientFrame::Chat { message }),
+        None | Some(Value::Null) => Err(ErrorKind::WrongShape),
+        Some(_) => Err(ErrorKind::MessageNotString),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config::default()
+    }
+
+    fn hello(text: &str) -> Result<Hello, ErrorKind> {
+        match ClientFrame::decode(text, false, &cfg())? {
+            ClientFrame::Hello(h) => Ok(h),
+            other => panic!("not a hello: {other:?}"),
+        }
+    }
+
+    fn chat(text: &str) -> Result<String, ErrorKind> {
+        match ClientFrame::decode(text, true, &cfg())? {
+            ClientFrame::Chat { message } => Ok(message),
+            other => panic!("not a chat: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_at_their_edges() {
+        let c = cfg();
+        assert_eq!(validate_name("  bob  ", &c).unwrap(), "bob");
+        assert_eq!(validate_name("   ", &c).unwrap(), ANONYMOUS);
+        assert_eq!(validate_name(&"é".repeat(32), &c).unwrap(), "é".repeat(32));
+        assert_eq!(
+            validate_name(&"é".repeat(33), &c),
+            Err(ErrorKind::NameTooLong)
+        );
+        assert_eq!(validate_name("a\u{7}b", &c), Err(ErrorKind::NameControl));
+        assert_eq!(validate_name("a\nb", &c), Err(ErrorKind::NameControl));
+        assert_eq!(
+            validate_name("adm\u{202E}nim", &c),
+            Err(ErrorKind::NameBidi)
+        );
+        assert_eq!(validate_name("x\u{2066}", &c), Err(ErrorKind::NameBidi));
+    }
+
+    #[test]
+    fn messages_at_their_edges() {
+        let c = cfg();
+        assert_eq!(validate_message(" hi\n", &c).unwrap(), "hi");
+        assert_eq!(validate_message(" \t ", &c), Err(ErrorKind::MessageEmpty));
+        let max = "😀".repeat(1000);
+        assert_eq!(validate_message(&max, &c).unwrap(), max);
+        assert_eq!(
+            validate_message(&format!("{max}x"), &c),
+            Err(ErrorKind::MessageTooLong)
+        );
+        assert!(validate_message("line1\nline2 \u{202E}", &c).is_ok());
+    }
+
+    #[test]
+    fn hello_shapes() {
+        let h = hello(r#"{"name":"alice","extra":1}"#).unwrap();
+        assert_eq!(
+            h,
+            Hello {
+                name: "alice".into(),
+                resume: None
+            }
+        );
+        assert_eq!(hello("{}").unwrap().name, ANONYMOUS);
+        assert_eq!(hello(r#"{"message":"hi"}"#).unwrap().name, ANONYMOUS);
+        assert_eq!(hello(r#"{"name":null}"#).unwrap().name, ANONYMOUS);
+        assert_eq!(hello(r#"{"name":5}"#), Err(ErrorKind::NameNotString));
+        for bad in ["", "nope", "[]", "\"alice\"", "null", "1"] {
+            assert_eq!(hello(bad), Err(ErrorKind::HelloNotObject), "{bad:?}");
+        }
+        let h = hello(r#"{"name":"a","resume":{"epoch":"e","seq":3}}"#).unwrap();
+        assert_eq!(
+            h.resume,
+            Some(Resume {
+                epoch: "e".into(),
+                seq: 3
+            })
+        );
+        for bad in [
+            r#"{"epoch":"e","seq":-1}"#,
+            r#"{"epoch":1,"seq":1}"#,
+            r#"{"seq":1}"#,
+            r#""x""#,
+            r#"{"epoch":"e","seq":1.5}"#,
+        ] {
+            let h = hello(&format!(r#"{{"name":"a","resume":{bad}}}"#)).unwrap();
+            assert_eq!(h.resume, None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn chat_shapes() {
+        assert_eq!(chat(r#"{"message":" hi ","x":[1]}"#).unwrap(), " hi ");
+        assert_eq!(chat("{not json"), Err(ErrorKind::NotJson));
+        assert_eq!(chat("[1]"), Err(ErrorKind::WrongShape));
+        assert_eq!(chat(r#"{"name":"x"}"#), Err(ErrorKind::WrongShape));
+        assert_eq!(chat(r#"{"message":null}"#), Err(ErrorKind::WrongShape));
+        assert_eq!(chat(r#"{"message":1}"#), Err(ErrorKind::MessageNotString));
+        // After the hello, a hello-looking frame is just a frame without a message.
+        assert_eq!(chat(r#"{"name":"alice"}"#), Err(ErrorKind::WrongShape));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = "[".repeat(100_000);
+        assert_eq!(chat(&deep), Err(ErrorKind::NotJson));
+        assert_eq!(hello(&deep), Err(ErrorKind::HelloNotObject));
+        let deep_obj = format!("{{\"message\":{}}}", "[".repeat(100_000));
+        assert_eq!(chat(&deep_obj), Err(ErrorKind::NotJson));
+    }
+}
