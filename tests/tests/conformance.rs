@@ -1,9 +1,12 @@
 //! The conformance suite's entry point: every scenario on every backend named in
-//! EDGE_CHAT_BACKENDS (default `local`), as trials named `<backend>::<scenario>`.
+//! EDGE_CHAT_BACKENDS (default `local`) that it applies to (its `backends`), as trials
+//! named `<backend>::<scenario>`. A scenario that does not apply to a backend has no
+//! trial there, so `--list` shows exactly what runs where.
 //!
 //!     cargo test -p conformance
 //!     EDGE_CHAT_BACKENDS=local,wrangler cargo test -p conformance
-//!     cargo test -p conformance -- local::history      # a filter, as usual
+//!     cargo test -p conformance -- local::resume       # a filter, as usual
+//!     EDGE_CHAT_BACKENDS=local,wrangler cargo test -p conformance -- --list   # what runs where
 //!
 //! EDGE_CHAT_CONFORMANCE_LOG=1 echoes the backends' output.
 
@@ -41,7 +44,7 @@ fn main() -> ExitCode {
     // Scenarios in the outer loop: the long ones (own instances) start first on every
     // backend, and each shared instance is used in one stretch.
     for scenario in scenarios::all() {
-        for &kind in &backends {
+        for &kind in backends.iter().filter(|&&k| scenario.runs_on(k)) {
             let name = format!("{}::{}", kind.name(), scenario.name);
             let trial_suite = suite.clone();
             let trial = Trial::test(name, move || {

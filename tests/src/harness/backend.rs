@@ -17,40 +17,8 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    /// Whether the backend can see a client's outgoing queue and close it with 1013 as a
-    /// slow consumer. A Durable Object cannot: workerd buffers outgoing frames itself and
-    /// exposes no buffered amount or backpressure (docs/PROTOCOL.md, "Slow consumers").
-    pub fn closes_slow_consumers(self) -> bool {
-        match self {
-            BackendKind::Local => true,
-            BackendKind::Wrangler => false,
-        }
-    }
-
-    /// Whether a 426 can carry `Upgrade: websocket`. workerd cannot send it: its HTTP
-    /// layer writes the connection-level headers (`Connection`, `Upgrade`) itself and
-    /// drops a Worker's own, while other headers such as `Allow` go through. Checked
-    /// with workerd 2026-04-26 serving a bare JS Worker, no wrangler in front.
-    pub fn sends_upgrade_on_426(self) -> bool {
-        match self {
-            BackendKind::Local => true,
-            BackendKind::Wrangler => false,
-        }
-    }
-
-    /// Whether something in front of the backend answers a permessage-deflate offer
-    /// itself, whatever the backend does. Under `wrangler dev`, Miniflare's entry worker
-    /// and wrangler's proxy worker (workerd, with compression on by their own
-    /// compatibility dates) negotiate it with the client before the request reaches the
-    /// Worker, so the Worker's own refusal (`no_web_socket_compression`, see
-    /// [`super::wrangler::declines_deflate`]) cannot show on the wire. What the suite can
-    /// still check there is that `max_frame_bytes` holds for the inflated message.
-    pub fn deflate_negotiated_in_front(self) -> bool {
-        match self {
-            BackendKind::Local => false,
-            BackendKind::Wrangler => true,
-        }
-    }
+    /// Every backend the suite knows.
+    pub const ALL: [BackendKind; 2] = [BackendKind::Local, BackendKind::Wrangler];
 
     pub fn name(self) -> &'static str {
         match self {

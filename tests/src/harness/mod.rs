@@ -97,7 +97,9 @@ impl Group {
     }
 
     /// The handler configuration the group's instances run with: the defaults with
-    /// the group's overrides applied, exactly as a backend applies them.
+    /// the group's overrides applied, exactly as a backend applies them. (Only to check
+    /// the overrides; scenarios take their expectations from docs/PROTOCOL.md and the
+    /// group's constants, never from the handler.)
     pub fn config(self) -> Result<Config> {
         let mut config = Config::default();
         for (key, value) in &self.spec().overrides {
@@ -331,11 +333,6 @@ impl Ctx {
         self.kind
     }
 
-    /// The handler configuration of the scenario's group.
-    pub fn config(&self) -> Result<Config> {
-        self.group.config()
-    }
-
     /// The shared instance of the scenario's group.
     pub fn instance(&self) -> &Arc<Instance> {
         self.instance
@@ -361,5 +358,26 @@ impl Ctx {
             Instance::start(self.kind, label, spec, self.suite.local_bin.clone()).await?;
         self.track(&format!("{} {label}", self.kind.name()), &instance);
         Ok(instance)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Group;
+
+    /// A misspelt or invalid override would only show as a backend failing to start.
+    #[test]
+    fn every_group_configures_a_valid_config() {
+        for group in [
+            Group::Own,
+            Group::Default,
+            Group::Fast,
+            Group::Strict,
+            Group::Tight,
+        ] {
+            if let Err(e) = group.config() {
+                panic!("{e}");
+            }
+        }
     }
 }

@@ -5,20 +5,41 @@ use super::join;
 use super::routes::content_type;
 use crate::client::Client;
 use crate::error::Context;
-use crate::harness::Ctx;
+use crate::harness::{tight, Ctx};
 use crate::http;
 use crate::{ensure, ensure_eq, Result};
-use chat_handler::edge;
-use chat_handler::protocol::errors;
-use chat_handler::room::{reasons, CloseCode};
 use serde_json::{json, Value};
 
-/// Runs in the Default group (the handler's defaults) and in the Tight group (every
-/// advertised limit overridden), against the configuration of the scenario's group.
-pub async fn reflects_config(ctx: Ctx) -> Result<()> {
-    let config = ctx.config()?;
+/// The three limits `/api/limits` advertises.
+struct Limits {
+    max_name_chars: usize,
+    max_message_chars: usize,
+    max_frame_bytes: usize,
+}
+
+/// Default group: the defaults docs/PROTOCOL.md states (32 chars, 1000 chars, 64 KiB).
+pub async fn advertised_limits_are_the_defaults_and_enforced(ctx: Ctx) -> Result<()> {
+    let defaults = Limits {
+        max_name_chars: 32,
+        max_message_chars: 1000,
+        max_frame_bytes: 65536,
+    };
+    advertised_and_enforced(ctx, defaults).await
+}
+
+/// Tight group: every advertised limit overridden, to the group's values.
+pub async fn advertised_limits_follow_overrides_and_are_enforced(ctx: Ctx) -> Result<()> {
+    let overridden = Limits {
+        max_name_chars: tight::MAX_NAME_CHARS,
+        max_message_chars: tight::MAX_MESSAGE_CHARS,
+        max_frame_bytes: tight::MAX_FRAME_BYTES,
+    };
+    advertised_and_enforced(ctx, overridden).await
+}
+
+async fn advertised_and_enforced(ctx: Ctx, limits: Limits) -> Result<()> {
     let base = ctx.base();
-    let path = edge::LIMITS_PATH;
+    let path = "/api/limits";
 
     let resp = http::request(&base, "GET", path, &[]).await?;
     ensure_eq!(resp.status, 200, "GET {path} status");
@@ -30,33 +51,32 @@ pub async fn reflects_config(ctx: Ctx) -> Result<()> {
     let got: Value = serde_json::from_str(&resp.body)
         .context(format!("GET {path}: body {:?} is not JSON", resp.body))?;
     let expected = json!({
-        "max_name_chars": config.max_name_chars,
-        "max_message_chars": config.max_message_chars,
-        "max_frame_bytes": config.max_frame_bytes,
+        "max_name_chars": limits.max_name_chars,
+        "max_message_chars": limits.max_message_chars,
+        "max_frame_bytes": limits.max_frame_bytes,
     });
     ensure_eq!(got, expected, "GET {path} body");
 
     // What is advertised is what is enforced, on both sides of each limit.
     let room = ctx.room("limits");
-    let longest_name = "n".repeat(config.max_name_chars);
+    let longest_name = "n".repeat(limits.max_name_chars);
     let (mut a, _) = join(&base, &room, &longest_name).await?;
     let mut long = Client::connect(&base, &room, "name one too long").await?;
-    long.send_json(&json!({ "name": "n".repeat(config.max_name_chars + 1) }))
+    long.send_json(&json!({ "name": "n".repeat(limits.max_name_chars + 1) }))
         .await?;
-    long.expect_error(errors::NAME_TOO_LONG).await?;
-    long.expect_close(CloseCode::POLICY, Some(reasons::BAD_HELLO))
-        .await?;
+    long.expect_error("Name is too long.").await?;
+    long.expect_close(1008, Some("Invalid hello")).await?;
 
-    let longest = "m".repeat(config.max_message_chars);
+    let longest = "m".repeat(limits.max_message_chars);
     a.say(&longest).await?;
     let m = a.recv_message().await?;
     ensure!(
         m.message == longest,
         "a message of max_message_chars ({}) comes back unchanged",
-        config.max_message_chars
+        limits.max_message_chars
     );
-    a.say(&"m".repeat(config.max_message_chars + 1)).await?;
-    a.expect_error(errors::MESSAGE_TOO_LONG).await?;
+    a.say(&"m".repeat(limits.max_message_chars + 1)).await?;
+    a.expect_error("Message is too long.").await?;
 
     // A frame of exactly max_frame_bytes is read (its message may be too long); one
     // byte more closes the socket with 1009.
@@ -67,14 +87,14 @@ pub async fn reflects_config(ctx: Ctx) -> Result<()> {
             "f".repeat(bytes.saturating_sub(envelope))
         )
     };
-    let fits = frame(config.max_frame_bytes);
-    ensure_eq!(fits.len(), config.max_frame_bytes, "test frame size");
-    let chars = config
+    let fits = frame(limits.max_frame_bytes);
+    ensure_eq!(fits.len(), limits.max_frame_bytes, "test frame size");
+    let chars = limits
         .max_frame_bytes
         .saturating_sub(r#"{"message":""}"#.len());
     a.send_text(fits).await?;
-    if chars > config.max_message_chars {
-        a.expect_error(errors::MESSAGE_TOO_LONG).await?;
+    if chars > limits.max_message_chars {
+        a.expect_error("Message is too long.").await?;
     } else {
         ensure_eq!(
             a.recv_message().await?.message.len(),
@@ -82,7 +102,6 @@ pub async fn reflects_config(ctx: Ctx) -> Result<()> {
             "message of a full frame"
         );
     }
-    a.send_text(frame(config.max_frame_bytes + 1)).await?;
-    a.expect_close(CloseCode::TOO_BIG, Some(reasons::TOO_BIG))
-        .await
+    a.send_text(frame(limits.max_frame_bytes + 1)).await?;
+    a.expect_close(1009, Some("Message too big")).await
 }

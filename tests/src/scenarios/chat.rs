@@ -7,7 +7,7 @@ use crate::client::{Client, Frame};
 use crate::harness::Ctx;
 use crate::{ensure, ensure_eq, Result};
 
-pub async fn reaches_everyone(ctx: Ctx) -> Result<()> {
+pub async fn chat_reaches_everyone(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("chat");
     let (mut a, ja) = join(&base, &room, "alice").await?;
@@ -58,7 +58,7 @@ pub async fn reaches_everyone(ctx: Ctx) -> Result<()> {
     b.close().await
 }
 
-pub async fn rooms_isolated(ctx: Ctx) -> Result<()> {
+pub async fn rooms_are_isolated(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let (r1, r2) = (ctx.room("iso-a"), ctx.room("iso-b"));
     let (mut a, ja) = join(&base, &r1, "alice").await?;
@@ -89,7 +89,7 @@ pub async fn rooms_isolated(ctx: Ctx) -> Result<()> {
     b.close().await
 }
 
-pub async fn roster_join_quit(ctx: Ctx) -> Result<()> {
+pub async fn joins_and_quits_are_announced(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("roster");
     let (mut a, _) = join(&base, &room, "alice").await?;
@@ -146,7 +146,7 @@ pub async fn roster_join_quit(ctx: Ctx) -> Result<()> {
     d.close().await
 }
 
-pub async fn no_lurking(ctx: Ctx) -> Result<()> {
+pub async fn nothing_reaches_a_socket_before_its_hello(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("lurk");
     let mut lurker = Client::connect(&base, &room, "lurker").await?;

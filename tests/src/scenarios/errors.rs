@@ -5,14 +5,12 @@ use super::{ensure_next, join, SILENCE};
 use crate::client::{Client, Frame, Msg};
 use crate::harness::Ctx;
 use crate::{ensure_eq, Result};
-use chat_handler::protocol::errors;
-use chat_handler::room::{reasons, CloseCode};
 use serde_json::json;
 
 /// Every kind of refused chat frame, each answered with its error while nothing is
 /// broadcast and no seq is used; the socket keeps working afterwards. (Fast group:
 /// each refused frame costs a rate-limit token.)
-pub async fn message_errors(ctx: Ctx) -> Result<()> {
+pub async fn bad_message_gets_error_and_socket_stays_open(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("msg-errors");
     let (mut a, _) = join(&base, &room, "alice").await?;
@@ -27,65 +25,47 @@ pub async fn message_errors(ctx: Ctx) -> Result<()> {
     );
 
     let text = |v: serde_json::Value| v.to_string();
+    // The error sentences of docs/PROTOCOL.md ("Client → server").
+    let empty = "Message is empty.";
+    let too_long = "Message is too long.";
+    let not_json = r#"Invalid JSON: send a text frame like {"message": "hello"}."#;
+    let wrong_shape = r#"Expected a JSON object like {"message": "hello"}."#;
+    let not_string = r#""message" must be a string."#;
     let cases: Vec<(&str, String, &str)> = vec![
-        (
-            "empty message",
-            text(json!({"message": ""})),
-            errors::MESSAGE_EMPTY,
-        ),
+        ("empty message", text(json!({"message": ""})), empty),
         (
             "white space only",
             text(json!({"message": " \n\t  "})),
-            errors::MESSAGE_EMPTY,
+            empty,
         ),
         (
             "1001 chars",
             text(json!({"message": "x".repeat(1001)})),
-            errors::MESSAGE_TOO_LONG,
+            too_long,
         ),
         (
             "1001 two-byte chars",
             text(json!({"message": "é".repeat(1001)})),
-            errors::MESSAGE_TOO_LONG,
+            too_long,
         ),
-        ("not JSON", "hello there".into(), errors::NOT_JSON),
-        (
-            "truncated JSON",
-            r#"{"message": "hi""#.into(),
-            errors::NOT_JSON,
-        ),
-        ("JSON array", r#"["hi"]"#.into(), errors::WRONG_SHAPE),
-        ("JSON string", r#""hi""#.into(), errors::WRONG_SHAPE),
-        ("JSON number", "42".into(), errors::WRONG_SHAPE),
-        (
-            "missing message",
-            text(json!({"text": "hi"})),
-            errors::WRONG_SHAPE,
-        ),
-        (
-            "null message",
-            text(json!({"message": null})),
-            errors::WRONG_SHAPE,
-        ),
-        (
-            "only a name",
-            text(json!({"name": "mallory"})),
-            errors::WRONG_SHAPE,
-        ),
-        (
-            "numeric message",
-            text(json!({"message": 5})),
-            errors::MESSAGE_NOT_STRING,
-        ),
+        ("not JSON", "hello there".into(), not_json),
+        ("truncated JSON", r#"{"message": "hi""#.into(), not_json),
+        ("JSON array", r#"["hi"]"#.into(), wrong_shape),
+        ("JSON string", r#""hi""#.into(), wrong_shape),
+        ("JSON number", "42".into(), wrong_shape),
+        ("missing message", text(json!({"text": "hi"})), wrong_shape),
+        ("null message", text(json!({"message": null})), wrong_shape),
+        ("only a name", text(json!({"name": "mallory"})), wrong_shape),
+        ("numeric message", text(json!({"message": 5})), not_string),
         (
             "array message",
             text(json!({"message": ["hi"]})),
-            errors::MESSAGE_NOT_STRING,
+            not_string,
         ),
         (
             "object message",
             text(json!({"message": {"text": "hi"}})),
-            errors::MESSAGE_NOT_STRING,
+            not_string,
         ),
     ];
     for (what, frame, error) in cases {
@@ -96,7 +76,7 @@ pub async fn message_errors(ctx: Ctx) -> Result<()> {
     a.send_binary(b"{\"message\":\"hi\"}".to_vec()).await?;
     ensure_eq!(
         a.recv_error().await?,
-        errors::BINARY,
+        "Binary frames are not supported: send JSON text frames.",
         "error for a binary frame"
     );
     b.expect_silence(SILENCE).await?;
@@ -116,7 +96,7 @@ pub async fn message_errors(ctx: Ctx) -> Result<()> {
 }
 
 /// Accepted messages at the limits, and what is broadcast for them.
-pub async fn message_content(ctx: Ctx) -> Result<()> {
+pub async fn messages_at_the_limits_are_broadcast(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("msg-content");
     let (mut a, _) = join(&base, &room, "alice").await?;
@@ -170,7 +150,7 @@ pub async fn message_content(ctx: Ctx) -> Result<()> {
 
 /// A message over max_frame_bytes (64 KiB) closes the socket with 1009, before or
 /// after the hello.
-pub async fn oversized(ctx: Ctx) -> Result<()> {
+pub async fn oversized_message_closes_1009(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("too-big");
     let (mut observer, _) = join(&base, &room, "observer").await?;
@@ -178,24 +158,20 @@ pub async fn oversized(ctx: Ctx) -> Result<()> {
     observer.expect_frame(Frame::Joined("alice".into())).await?;
     let big = json!({ "message": "x".repeat(70 * 1024) }).to_string();
     a.send_text(big.clone()).await?;
-    a.expect_close(CloseCode::TOO_BIG, Some(reasons::TOO_BIG))
-        .await?;
+    a.expect_close(1009, Some("Message too big")).await?;
     observer.expect_frame(Frame::Quit("alice".into())).await?;
 
     let mut early = Client::connect(&base, &room, "oversized hello").await?;
     early
         .send_text(json!({ "name": "x".repeat(70 * 1024) }).to_string())
         .await?;
-    early
-        .expect_close(CloseCode::TOO_BIG, Some(reasons::TOO_BIG))
-        .await?;
+    early.expect_close(1009, Some("Message too big")).await?;
 
     let mut bin = Client::connect(&base, &room, "oversized binary").await?;
     bin.hello("bin").await?;
     observer.expect_frame(Frame::Joined("bin".into())).await?;
     bin.send_binary(vec![b'x'; 70 * 1024]).await?;
-    bin.expect_close(CloseCode::TOO_BIG, Some(reasons::TOO_BIG))
-        .await?;
+    bin.expect_close(1009, Some("Message too big")).await?;
     observer.expect_frame(Frame::Quit("bin".into())).await?;
 
     // The room is fine: a message just under the cap but over 1000 chars is refused
@@ -206,7 +182,7 @@ pub async fn oversized(ctx: Ctx) -> Result<()> {
         .await?;
     ensure_eq!(
         c.recv_error().await?,
-        errors::MESSAGE_TOO_LONG,
+        "Message is too long.",
         "60 KiB message"
     );
     c.say("ok").await?;

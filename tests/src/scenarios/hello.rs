@@ -4,8 +4,6 @@ use super::{join, SILENCE};
 use crate::client::{Client, Event, Frame};
 use crate::harness::{tight, Ctx};
 use crate::{bail, ensure, ensure_eq, Result};
-use chat_handler::protocol::errors;
-use chat_handler::room::{reasons, CloseCode};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -15,103 +13,50 @@ enum First {
 }
 
 /// Every refused hello gets its error, then close 1008, and the room hears nothing.
-pub async fn refusals(ctx: Ctx) -> Result<()> {
+pub async fn bad_hello_gets_error_and_close_1008(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("hello-bad");
     let (mut observer, _) = join(&base, &room, "observer").await?;
     let name = |n: serde_json::Value| First::Text(json!({ "name": n }).to_string());
+    // The error sentences of docs/PROTOCOL.md ("Client → server").
+    let too_long = "Name is too long.";
+    let control = "Name may not contain control characters.";
+    let bidi = "Name may not contain text-direction override characters.";
+    let not_string = "Name must be a string.";
+    let not_object = r#"The first frame must be a JSON object like {"name": "alice"}."#;
+    let binary = "Binary frames are not supported: send JSON text frames.";
     let cases = [
-        (
-            "33-char name",
-            name(json!("a".repeat(33))),
-            errors::NAME_TOO_LONG,
-        ),
-        (
-            "33 two-byte chars",
-            name(json!("é".repeat(33))),
-            errors::NAME_TOO_LONG,
-        ),
+        ("33-char name", name(json!("a".repeat(33))), too_long),
+        ("33 two-byte chars", name(json!("é".repeat(33))), too_long),
         (
             "33 chars after trimming",
             name(json!(format!(" {} ", "b".repeat(33)))),
-            errors::NAME_TOO_LONG,
+            too_long,
         ),
-        (
-            "newline in name",
-            name(json!("bad\nname")),
-            errors::NAME_CONTROL,
-        ),
-        (
-            "tab in name",
-            name(json!("bad\tname")),
-            errors::NAME_CONTROL,
-        ),
-        ("NUL in name", name(json!("nul\u{0}")), errors::NAME_CONTROL),
-        (
-            "DEL in name",
-            name(json!("del\u{7f}")),
-            errors::NAME_CONTROL,
-        ),
-        (
-            "right-to-left override",
-            name(json!("\u{202E}evil")),
-            errors::NAME_BIDI,
-        ),
-        (
-            "left-to-right embedding",
-            name(json!("a\u{202A}b")),
-            errors::NAME_BIDI,
-        ),
-        (
-            "first strong isolate",
-            name(json!("x\u{2068}y")),
-            errors::NAME_BIDI,
-        ),
-        (
-            "pop directional isolate",
-            name(json!("x\u{2069}")),
-            errors::NAME_BIDI,
-        ),
-        ("numeric name", name(json!(5)), errors::NAME_NOT_STRING),
-        (
-            "array name",
-            name(json!(["alice"])),
-            errors::NAME_NOT_STRING,
-        ),
-        (
-            "object name",
-            name(json!({"first": "a"})),
-            errors::NAME_NOT_STRING,
-        ),
-        (
-            "not JSON",
-            First::Text("hello".into()),
-            errors::HELLO_NOT_OBJECT,
-        ),
+        ("newline in name", name(json!("bad\nname")), control),
+        ("tab in name", name(json!("bad\tname")), control),
+        ("NUL in name", name(json!("nul\u{0}")), control),
+        ("DEL in name", name(json!("del\u{7f}")), control),
+        ("right-to-left override", name(json!("\u{202E}evil")), bidi),
+        ("left-to-right embedding", name(json!("a\u{202A}b")), bidi),
+        ("first strong isolate", name(json!("x\u{2068}y")), bidi),
+        ("pop directional isolate", name(json!("x\u{2069}")), bidi),
+        ("numeric name", name(json!(5)), not_string),
+        ("array name", name(json!(["alice"])), not_string),
+        ("object name", name(json!({"first": "a"})), not_string),
+        ("not JSON", First::Text("hello".into()), not_object),
         (
             "JSON array",
             First::Text(r#"[{"name":"alice"}]"#.into()),
-            errors::HELLO_NOT_OBJECT,
+            not_object,
         ),
-        (
-            "JSON string",
-            First::Text(r#""alice""#.into()),
-            errors::HELLO_NOT_OBJECT,
-        ),
-        (
-            "JSON null",
-            First::Text("null".into()),
-            errors::HELLO_NOT_OBJECT,
-        ),
-        (
-            "empty text",
-            First::Text(String::new()),
-            errors::HELLO_NOT_OBJECT,
-        ),
+        ("JSON string", First::Text(r#""alice""#.into()), not_object),
+        ("JSON null", First::Text("null".into()), not_object),
+        ("empty text", First::Text(String::new()), not_object),
         (
             "binary frame",
             First::Binary(br#"{"name":"alice"}"#.to_vec()),
-            errors::BINARY,
+            binary,
         ),
     ];
     for (what, first, error) in cases {
@@ -121,8 +66,7 @@ pub async fn refusals(ctx: Ctx) -> Result<()> {
             First::Binary(b) => c.send_binary(b).await?,
         }
         c.expect_error(error).await?;
-        c.expect_close(CloseCode::POLICY, Some(reasons::BAD_HELLO))
-            .await?;
+        c.expect_close(1008, Some("Invalid hello")).await?;
     }
     // A refused hello never joined, so there is no joined and no quit to announce.
     observer.expect_silence(SILENCE).await?;
@@ -138,7 +82,7 @@ pub async fn refusals(ctx: Ctx) -> Result<()> {
 }
 
 /// Hellos that join: edge lengths, trimming, anonymous, extra fields.
-pub async fn accepts(ctx: Ctx) -> Result<()> {
+pub async fn valid_hellos_join_trimmed_or_anonymous(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("hello-ok");
     let (mut observer, _) = join(&base, &room, "observer").await?;
@@ -187,7 +131,7 @@ pub async fn accepts(ctx: Ctx) -> Result<()> {
 /// deadline after the first, so one timer or alarm for both is not enough). A session
 /// that sent its hello at once stays, well past its own deadline, and hears nothing of
 /// the sockets that never joined.
-pub async fn timeout(ctx: Ctx) -> Result<()> {
+pub async fn hello_timeout_closes_1008(ctx: Ctx) -> Result<()> {
     let deadline = Duration::from_millis(tight::HELLO_TIMEOUT_MS);
     let base = ctx.base();
     let room = ctx.room("hello-late");
@@ -205,19 +149,20 @@ pub async fn timeout(ctx: Ctx) -> Result<()> {
     let opened = Instant::now();
     silent.push((opened, Client::connect(&base, &room, "silent 2").await?));
 
+    let no_hello = r#"No hello received in time: send {"name": "alice"} first."#;
     for (opened, c) in &mut silent {
         // Bounded by the client's 10 s receive timeout, ten deadlines.
         match c.next_event().await? {
             Event::Frame(Frame::Error(e)) => ensure_eq!(
                 e.as_str(),
-                errors::HELLO_TIMEOUT,
+                no_hello,
                 "{}: error text before the hello-timeout close",
                 c.label
             ),
             other => bail!(
                 "{}: expected {{\"error\": {:?}}} after the hello deadline, got {other:?}",
                 c.label,
-                errors::HELLO_TIMEOUT
+                no_hello
             ),
         }
         // Only a generous lower bound: not at once, i.e. the deadline is counted in ms.
@@ -228,8 +173,7 @@ pub async fn timeout(ctx: Ctx) -> Result<()> {
             c.label,
             tight::HELLO_TIMEOUT_MS
         );
-        c.expect_close(CloseCode::POLICY, Some(reasons::HELLO_TIMEOUT))
-            .await?;
+        c.expect_close(1008, Some("Hello timeout")).await?;
     }
 
     // The prompt session is now 1.5 deadlines old and still in the room. The closed

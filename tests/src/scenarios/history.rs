@@ -8,7 +8,7 @@ use crate::{ensure, ensure_eq, Result};
 use serde_json::{json, Value};
 
 /// After more than 100 messages a joiner gets exactly the last 100, in order.
-pub async fn last_100(ctx: Ctx) -> Result<()> {
+pub async fn joiner_gets_the_last_100_messages(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("history");
     let (mut a, _) = join(&base, &room, "alice").await?;
@@ -51,7 +51,7 @@ fn ensure_not_recovered(j: &Join, last: &[Msg], epoch: &str, what: &str) -> Resu
 
 /// Exact resume replays exactly the gap; every other resume falls back to the last
 /// 100 with recovered: false, and a malformed one is no error.
-pub async fn resume(ctx: Ctx) -> Result<()> {
+pub async fn resume_replays_the_exact_gap_or_the_last_100(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("resume");
     let (mut a, ja) = join(&base, &room, "alice").await?;
@@ -101,7 +101,7 @@ pub async fn resume(ctx: Ctx) -> Result<()> {
 
 /// The limit of a resume: exactly resume_max missing messages still recover (which
 /// also proves retention pruned nothing it should have kept), one more does not.
-pub async fn resume_boundary(ctx: Ctx) -> Result<()> {
+pub async fn resume_recovers_up_to_resume_max_and_no_further(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("resume-max");
     let (mut a, ja) = join(&base, &room, "alice").await?;

@@ -14,7 +14,7 @@ fn no_rate_limit() -> InstanceSpec {
 
 /// History, seq and epoch survive a restart of the backend on the same data dir, so a
 /// resume across the restart recovers.
-pub async fn restart(ctx: Ctx) -> Result<()> {
+pub async fn restart_keeps_history(ctx: Ctx) -> Result<()> {
     let instance = ctx.start_own("restart", no_rate_limit()).await?;
     let base = instance.base_url();
     let room = ctx.room("restart");
@@ -70,7 +70,7 @@ pub async fn restart(ctx: Ctx) -> Result<()> {
 
 /// An idle room with open sockets is evicted and rebuilt: seqs continue, the roster
 /// is intact, and messages still reach the sockets that were there before.
-pub async fn hibernation(ctx: Ctx) -> Result<()> {
+pub async fn hibernation_keeps_the_room(ctx: Ctx) -> Result<()> {
     let backend = ctx.backend();
     let spec = InstanceSpec {
         hibernate: true,

@@ -4,12 +4,10 @@ use super::{join, SILENCE};
 use crate::client::{Client, Frame};
 use crate::harness::{strict, Ctx};
 use crate::{ensure_eq, Result};
-use chat_handler::protocol::errors;
-use chat_handler::room::{reasons, CloseCode};
 use serde_json::json;
 
 /// Default limits (burst 10): the 11th message sent back to back is refused.
-pub async fn eleventh_message(ctx: Ctx) -> Result<()> {
+pub async fn eleventh_message_in_a_burst_is_rate_limited(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("rate-11");
     let (mut a, _) = join(&base, &room, "alice").await?;
@@ -23,7 +21,7 @@ pub async fn eleventh_message(ctx: Ctx) -> Result<()> {
         ensure_eq!(m.seq, i, "seq of burst message {i}");
         ensure_eq!(m.message, format!("burst {i}"), "text of burst message {i}");
     }
-    a.expect_frame(Frame::Error(errors::RATE_LIMITED.into()))
+    a.expect_frame(Frame::Error("Rate limited; slow down.".into()))
         .await?;
     // Refused, not closed: one strike is far from the default 30.
     a.expect_silence(SILENCE).await?;
@@ -31,7 +29,7 @@ pub async fn eleventh_message(ctx: Ctx) -> Result<()> {
 }
 
 /// Strict group (burst 2, no refill, 3 strikes): sustained flooding closes with 1008.
-pub async fn flooding(ctx: Ctx) -> Result<()> {
+pub async fn flooding_closes_1008(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("flood");
     let (mut observer, _) = join(&base, &room, "observer").await?;
@@ -55,9 +53,9 @@ pub async fn flooding(ctx: Ctx) -> Result<()> {
         );
     }
     for _ in 0..strict::RATE_STRIKES {
-        a.expect_error(errors::RATE_LIMITED).await?;
+        a.expect_error("Rate limited; slow down.").await?;
     }
-    a.expect_close(CloseCode::POLICY, Some(reasons::FLOODING))
+    a.expect_close(1008, Some("Rate limit exceeded repeatedly"))
         .await?;
     observer.expect_frame(Frame::Quit("flooder".into())).await?;
     observer.expect_silence(SILENCE).await?;
@@ -66,7 +64,7 @@ pub async fn flooding(ctx: Ctx) -> Result<()> {
 
 /// Strict group: one bucket per address and room, shared by its sockets, charged for
 /// garbage too, and kept when the address reconnects.
-pub async fn shared_and_kept(ctx: Ctx) -> Result<()> {
+pub async fn rate_limit_is_shared_per_address_and_kept(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
 
     // Two sockets from one address share the bucket.
@@ -80,7 +78,7 @@ pub async fn shared_and_kept(ctx: Ctx) -> Result<()> {
         ensure_eq!(b.recv_message().await?, m, "bob gets alice's message {i}");
     }
     b.say("my turn?").await?;
-    b.expect_error(errors::RATE_LIMITED).await?;
+    b.expect_error("Rate limited; slow down.").await?;
     a.expect_silence(SILENCE).await?;
     a.close().await?;
     b.close().await?;
@@ -91,22 +89,23 @@ pub async fn shared_and_kept(ctx: Ctx) -> Result<()> {
     let (mut c, _) = join(&base, &room, "carol").await?;
     for _ in 0..strict::RATE_BURST {
         c.send_text("garbage").await?;
-        c.expect_error(errors::NOT_JSON).await?;
+        c.expect_error(r#"Invalid JSON: send a text frame like {"message": "hello"}."#)
+            .await?;
     }
     c.say("a real message").await?;
-    c.expect_error(errors::RATE_LIMITED).await?;
+    c.expect_error("Rate limited; slow down.").await?;
     c.close().await?;
     let mut c2 = Client::connect(&base, &room, "carol again").await?;
     let j = c2.hello("carol").await?;
     ensure_eq!(j.ready.seq, 0, "nothing was stored");
     c2.say("after reconnecting").await?;
-    c2.expect_error(errors::RATE_LIMITED).await?;
+    c2.expect_error("Rate limited; slow down.").await?;
     c2.close().await
 }
 
 /// Strict group (capacity 3): connections, named or not, count; the next one is
 /// closed with 1013 "Room is full"; a freed place can be taken again.
-pub async fn room_full(ctx: Ctx) -> Result<()> {
+pub async fn room_full_closes_1013(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("full");
     let (mut a, _) = join(&base, &room, "alice").await?;
@@ -116,8 +115,7 @@ pub async fn room_full(ctx: Ctx) -> Result<()> {
     ensure_eq!(strict::ROOM_CAPACITY, 3, "this scenario fills a room of 3");
 
     let mut over = Client::connect(&base, &room, "one too many").await?;
-    over.expect_close(CloseCode::TRY_AGAIN_LATER, Some(reasons::ROOM_FULL))
-        .await?;
+    over.expect_close(1013, Some("Room is full")).await?;
     // The refused connection never joined: nobody hears of it.
     a.expect_silence(SILENCE).await?;
 
@@ -129,8 +127,7 @@ pub async fn room_full(ctx: Ctx) -> Result<()> {
 
     // Full again: the unnamed socket still holds a place.
     let mut over = Client::connect(&base, &room, "one too many again").await?;
-    over.expect_close(CloseCode::TRY_AGAIN_LATER, Some(reasons::ROOM_FULL))
-        .await?;
+    over.expect_close(1013, Some("Room is full")).await?;
     unnamed.close().await?;
     c.close().await?;
     a.close().await

@@ -1,4 +1,5 @@
-//! The scenarios. Each runs on every selected backend; each uses rooms of its own.
+//! The scenarios. Each runs on every selected backend it applies to (its `backends`);
+//! each uses rooms of its own. A scenario's name is its function's name.
 
 mod api_limits;
 mod chat;
@@ -12,7 +13,7 @@ mod routes;
 mod slow;
 
 use crate::client::{Client, Join, Msg};
-use crate::harness::{Ctx, Group};
+use crate::harness::{BackendKind, Ctx, Group};
 use crate::{bail, ensure, Result};
 use std::future::Future;
 use std::pin::Pin;
@@ -23,106 +24,111 @@ pub type ScenarioFn = fn(Ctx) -> ScenarioFuture;
 
 #[derive(Clone, Copy)]
 pub struct Scenario {
+    /// The scenario function's name, which says what it checks.
     pub name: &'static str,
     pub group: Group,
+    /// The backends it runs on. A scenario asserts the same thing on each of them; a
+    /// behaviour that differs by platform is a scenario per behaviour, each listed only
+    /// for the backends that have it (docs/PROTOCOL.md, "Where the backends differ").
+    pub backends: &'static [BackendKind],
     pub run: ScenarioFn,
 }
 
-const fn s(name: &'static str, group: Group, run: ScenarioFn) -> Scenario {
-    Scenario { name, group, run }
+impl Scenario {
+    pub fn runs_on(&self, kind: BackendKind) -> bool {
+        self.backends.contains(&kind)
+    }
+}
+
+/// `scenario!(Group, module::function)` registers `module::function` under the name
+/// `function`, on every backend; `scenario!(Group, module::function, only = &[...])`
+/// on the listed backends only.
+macro_rules! scenario {
+    ($group:ident, $module:ident :: $function:ident) => {
+        scenario!($group, $module::$function, only = &BackendKind::ALL)
+    };
+    ($group:ident, $module:ident :: $function:ident, only = $backends:expr) => {
+        Scenario {
+            name: stringify!($function),
+            group: Group::$group,
+            backends: $backends,
+            run: |c| Box::pin($module::$function(c)),
+        }
+    };
 }
 
 /// Every scenario, the long ones with instances of their own first so they overlap
 /// with the rest.
 pub fn all() -> Vec<Scenario> {
-    use Group::*;
+    use BackendKind::{Local, Wrangler};
     vec![
-        s("hibernation_keeps_the_room", Own, |c| {
-            Box::pin(lifecycle::hibernation(c))
-        }),
-        s("restart_keeps_history", Own, |c| {
-            Box::pin(lifecycle::restart(c))
-        }),
-        s("slow_consumer_closed_1013", Fast, |c| {
-            Box::pin(slow::slow_consumer(c))
-        }),
-        s("chat_reaches_everyone", Default, |c| {
-            Box::pin(chat::reaches_everyone(c))
-        }),
-        s("rooms_are_isolated", Default, |c| {
-            Box::pin(chat::rooms_isolated(c))
-        }),
-        s("roster_join_and_quit", Default, |c| {
-            Box::pin(chat::roster_join_quit(c))
-        }),
-        s("no_lurking_before_hello", Default, |c| {
-            Box::pin(chat::no_lurking(c))
-        }),
-        s("hello_refusals_close_1008", Default, |c| {
-            Box::pin(hello::refusals(c))
-        }),
-        s("hello_accepts_and_trims", Default, |c| {
-            Box::pin(hello::accepts(c))
-        }),
-        s("oversized_frame_closes_1009", Default, |c| {
-            Box::pin(errors::oversized(c))
-        }),
-        s("rate_limit_11th_message", Default, |c| {
-            Box::pin(limits::eleventh_message(c))
-        }),
-        s("origin_policy", Default, |c| Box::pin(origin::policy(c))),
-        s("http_routes_and_status_codes", Default, |c| {
-            Box::pin(routes::status_codes(c))
-        }),
-        s("http_methods_405", Default, |c| {
-            Box::pin(routes::methods(c))
-        }),
-        s("private_rooms", Default, |c| {
-            Box::pin(routes::private_rooms(c))
-        }),
-        s("unknown_path_404", Default, |c| {
-            Box::pin(routes::unknown_paths(c))
-        }),
-        s("no_deflate_negotiated", Default, |c| {
-            Box::pin(routes::no_deflate(c))
-        }),
-        s("api_limits_default", Default, |c| {
-            Box::pin(api_limits::reflects_config(c))
-        }),
-        s("message_errors_keep_socket_open", Fast, |c| {
-            Box::pin(errors::message_errors(c))
-        }),
-        s("message_limits_and_content", Fast, |c| {
-            Box::pin(errors::message_content(c))
-        }),
-        s("history_last_100", Fast, |c| Box::pin(history::last_100(c))),
-        s("resume_exact_and_refused", Fast, |c| {
-            Box::pin(history::resume(c))
-        }),
-        s("resume_boundary_resume_max_and_retention", Fast, |c| {
-            Box::pin(history::resume_boundary(c))
-        }),
-        s("join_burst_is_not_slow_consumer", Fast, |c| {
-            Box::pin(slow::join_burst(c))
-        }),
-        s("allowlisted_origin", Fast, |c| {
-            Box::pin(origin::allowlist(c))
-        }),
-        s("hello_timeout_closes_1008", Tight, |c| {
-            Box::pin(hello::timeout(c))
-        }),
-        s("api_limits_overridden", Tight, |c| {
-            Box::pin(api_limits::reflects_config(c))
-        }),
-        s("flooding_closes_1008", Strict, |c| {
-            Box::pin(limits::flooding(c))
-        }),
-        s("rate_limit_shared_and_kept", Strict, |c| {
-            Box::pin(limits::shared_and_kept(c))
-        }),
-        s("room_full_closes_1013", Strict, |c| {
-            Box::pin(limits::room_full(c))
-        }),
+        scenario!(Own, lifecycle::hibernation_keeps_the_room),
+        scenario!(Own, lifecycle::restart_keeps_history),
+        // Only the local runner sees a client's send queue; workerd buffers without
+        // bound and tells a Durable Object nothing.
+        scenario!(Fast, slow::slow_consumer_is_closed_1013, only = &[Local]),
+        scenario!(
+            Fast,
+            slow::slow_consumer_is_buffered_not_closed,
+            only = &[Wrangler]
+        ),
+        scenario!(Default, chat::chat_reaches_everyone),
+        scenario!(Default, chat::rooms_are_isolated),
+        scenario!(Default, chat::joins_and_quits_are_announced),
+        scenario!(Default, chat::nothing_reaches_a_socket_before_its_hello),
+        scenario!(Default, hello::bad_hello_gets_error_and_close_1008),
+        scenario!(Default, hello::valid_hellos_join_trimmed_or_anonymous),
+        scenario!(Default, errors::oversized_message_closes_1009),
+        scenario!(Default, limits::eleventh_message_in_a_burst_is_rate_limited),
+        scenario!(Default, origin::foreign_origin_is_refused_403),
+        scenario!(
+            Default,
+            routes::upgrade_refusals_come_in_the_documented_order
+        ),
+        // workerd drops a Worker's `Upgrade` header on anything but a 101.
+        scenario!(
+            Default,
+            routes::upgrade_required_426_says_upgrade_websocket,
+            only = &[Local]
+        ),
+        scenario!(Default, routes::health_and_page_answer_200),
+        scenario!(Default, routes::wrong_method_is_405_with_allow),
+        scenario!(Default, routes::private_room_ids_are_minted_and_joinable),
+        scenario!(Default, routes::unknown_path_is_404_not_found),
+        // Under `wrangler dev` the proxies in front of the Worker negotiate
+        // permessage-deflate themselves; the local runner never does.
+        scenario!(
+            Default,
+            routes::deflate_offer_gets_no_extension,
+            only = &[Local]
+        ),
+        scenario!(
+            Default,
+            routes::inflated_message_over_the_cap_closes_1009,
+            only = &[Wrangler]
+        ),
+        scenario!(
+            Default,
+            api_limits::advertised_limits_are_the_defaults_and_enforced
+        ),
+        scenario!(Fast, errors::bad_message_gets_error_and_socket_stays_open),
+        scenario!(Fast, errors::messages_at_the_limits_are_broadcast),
+        scenario!(Fast, history::joiner_gets_the_last_100_messages),
+        scenario!(Fast, history::resume_replays_the_exact_gap_or_the_last_100),
+        scenario!(
+            Fast,
+            history::resume_recovers_up_to_resume_max_and_no_further
+        ),
+        scenario!(Fast, slow::join_burst_does_not_count_as_slow_consumer),
+        scenario!(Fast, origin::allowlisted_origin_is_accepted),
+        scenario!(Tight, hello::hello_timeout_closes_1008),
+        scenario!(
+            Tight,
+            api_limits::advertised_limits_follow_overrides_and_are_enforced
+        ),
+        scenario!(Strict, limits::flooding_closes_1008),
+        scenario!(Strict, limits::rate_limit_is_shared_per_address_and_kept),
+        scenario!(Strict, limits::room_full_closes_1013),
     ]
 }
 
@@ -205,3 +211,18 @@ pub fn ensure_next(prev: &Msg, next: &Msg) -> Result<()> {
 
 /// The bounded wait used for "nothing arrives" checks.
 pub const SILENCE: Duration = Duration::from_millis(500);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_and_every_scenario_runs_somewhere() {
+        let mut names = HashSet::new();
+        for s in all() {
+            assert!(names.insert(s.name), "two scenarios are named {}", s.name);
+            assert!(!s.backends.is_empty(), "{} runs on no backend", s.name);
+        }
+    }
+}

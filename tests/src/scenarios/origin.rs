@@ -32,7 +32,9 @@ async fn refused(base: &str, room: &str, origin: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn policy(ctx: Ctx) -> Result<()> {
+/// Default group: no Origin and the same origin (compared case-insensitively) are
+/// accepted; any other Origin, `null` included, is refused with HTTP 403.
+pub async fn foreign_origin_is_refused_403(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("origin");
     let port = base.rsplit(':').next().unwrap_or_default().to_owned();
@@ -55,8 +57,9 @@ pub async fn policy(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
-/// The Fast group allows `fast::ALLOWED_ORIGIN` on top of same-origin and no-Origin.
-pub async fn allowlist(ctx: Ctx) -> Result<()> {
+/// Fast group: an allowlisted Origin (`fast::ALLOWED_ORIGIN`, any case) is accepted on
+/// top of same-origin and no Origin; the same host with another port or scheme is not.
+pub async fn allowlisted_origin_is_accepted(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("allowlist");
     accepted(&base, &room, Some(fast::ALLOWED_ORIGIN)).await?;

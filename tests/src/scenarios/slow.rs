@@ -1,11 +1,12 @@
-//! The bounded send queue: a client that stops reading is closed with 1013 while the
-//! others keep receiving everything; a joiner's own burst never counts against it.
+//! A client that stops reading. Where the backend sees its send queue (the local
+//! runner), it is closed with 1013 while the others keep receiving everything; where it
+//! cannot (a Durable Object: workerd buffers without telling it), the stalled client is
+//! buffered and loses nothing. Either way a joiner's own burst never counts against it.
 
 use super::{ensure_next, join, send_many};
 use crate::client::{Client, Event, Frame, Msg, Options};
 use crate::harness::{fast, Ctx};
 use crate::{bail, ensure, ensure_eq, Result};
-use chat_handler::room::{reasons, CloseCode};
 use serde_json::json;
 use std::time::Duration;
 
@@ -22,106 +23,33 @@ const SLOW_RCVBUF: u32 = 4096;
 /// it (~2.6 MB, far beyond any kernel socket buffer of the slow client).
 const BUFFERED_MESSAGES: usize = 3_000;
 
-/// Fast group (send_queue_frames 16). A sender and a reader keep up; a third client
-/// joins and then never reads. Messages of ~900 chars go out until the room announces
-/// the slow client's quit; the reader must have every message in order, and the slow
-/// client, read afterwards, must end with close 1013 "Slow consumer".
-///
-/// On a backend that cannot observe a client's queue (a Durable Object), the same run
-/// sends [`BUFFERED_MESSAGES`] past the stalled client instead, and requires what that
-/// platform guarantees: the others still get every message in order, and the slow
-/// client, read afterwards, gets every one of them too, with nothing lost.
-pub async fn slow_consumer(ctx: Ctx) -> Result<()> {
-    let closes = ctx.backend().closes_slow_consumers();
-    let base = ctx.base();
-    let room = ctx.room("slow");
-    let (mut sender, _) = join(&base, &room, "sender").await?;
-    let (mut reader, _) = join(&base, &room, "reader").await?;
-    sender.expect_frame(Frame::Joined("reader".into())).await?;
-    let options = Options {
-        recv_buffer: Some(SLOW_RCVBUF),
-        ..Options::default()
-    };
-    let mut slow = Client::connect_with(&base, &room, "slow", &options).await?;
-    slow.hello("slow").await?;
-    for c in [&mut sender, &mut reader] {
-        c.expect_frame(Frame::Joined("slow".into())).await?;
-    }
-
-    let filler = "x".repeat(880);
-    let text = |i: usize| format!("{i:08} {filler}");
-    let mut sent = 0usize;
-    // Per fast client: messages received, and whether it has seen the slow quit.
-    let mut fast_clients = [
-        (sender, Vec::<Msg>::new(), false),
-        (reader, Vec::new(), false),
-    ];
-    loop {
-        let (lagging, _) = fast_clients
-            .iter()
-            .map(|(_, got, _)| got.len())
-            .enumerate()
-            .min_by_key(|&(_, n)| n)
-            .unwrap_or((0, 0));
-        let slow_quit = fast_clients.iter().any(|(_, _, quit)| *quit);
-        if slow_quit || (!closes && sent >= BUFFERED_MESSAGES) {
-            ensure!(closes || !slow_quit, "the slow client left unexpectedly");
-            break;
-        }
-        ensure!(
-            sent < MAX_MESSAGES,
-            "slow client not closed after {MAX_MESSAGES} messages of ~900 chars \
-             (send_queue_frames {})",
-            fast::SEND_QUEUE_FRAMES
-        );
-        if sent < fast_clients[lagging].1.len() + WINDOW {
-            fast_clients[0].0.say(&text(sent)).await?;
-            sent += 1;
-            continue;
-        }
-        // The window is full: the lagging client has a message due (or the quit).
-        let (c, got, quit) = &mut fast_clients[lagging];
-        read_fast(c, got, quit, &text).await?;
-    }
+/// Fast group (send_queue_frames 16); local runner only. A sender and a reader keep up;
+/// a third client joins and then never reads. Messages of ~900 chars go out until the
+/// room announces the slow client's quit; the sender and the reader must have every
+/// message in order, and the slow client, read afterwards, a gap-free prefix of them
+/// ending with close 1013 "Slow consumer".
+pub async fn slow_consumer_is_closed_1013(ctx: Ctx) -> Result<()> {
+    let mut room = StalledRoom::open(&ctx).await?;
+    room.send_until(|_, slow_quit| slow_quit).await?;
     println!(
-        "{}: slow consumer {} after {sent} messages (~{} KiB)",
+        "{}: slow consumer closed after {} messages (~{} KiB)",
         ctx.backend().name(),
-        if closes { "closed" } else { "still buffered" },
-        sent * 900 / 1024
+        room.sent,
+        room.sent * 900 / 1024
     );
-    // The fast clients get every message that was sent, in order, and the quit.
-    for (c, got, quit) in &mut fast_clients {
-        for _ in 0..=MAX_MESSAGES {
-            if got.len() == sent && (*quit || !closes) {
-                break;
-            }
-            read_fast(c, got, quit, &text).await?;
-        }
-    }
-    let [(_, got_sender, _), (_, got_reader, _)] = &fast_clients;
-    ensure_eq!(got_sender.len(), sent, "messages the sender got back");
-    ensure_eq!(
-        got_reader,
-        got_sender,
-        "both fast clients got the same messages"
-    );
-
-    // The slow client: a gap-free prefix of the messages, then close 1013 (or, where
-    // the platform buffers, every message).
+    let sent = room.sent;
+    room.drain_fast(true).await?;
+    let slow = &mut room.slow;
     let mut prefix: Vec<Msg> = Vec::new();
     for _ in 0..=MAX_MESSAGES {
-        if !closes && prefix.len() == sent {
-            ensure_eq!(prefix, got_sender.clone(), "the slow client's messages");
-            return slow.close().await;
-        }
         match slow.next_event_within(Duration::from_secs(10)).await? {
             Some(Event::Frame(Frame::Message(m))) => {
-                check_in_order(&prefix, &m, &text)?;
+                check_in_order(&prefix, &m)?;
                 prefix.push(m);
             }
             Some(Event::Close(Some((code, reason)))) => {
-                ensure_eq!(code, CloseCode::TRY_AGAIN_LATER, "slow consumer close code");
-                ensure_eq!(reason, reasons::SLOW_CONSUMER, "slow consumer close reason");
+                ensure_eq!(code, 1013, "slow consumer close code");
+                ensure_eq!(reason, "Slow consumer", "slow consumer close reason");
                 ensure!(
                     prefix.len() < sent,
                     "the slow client got all {sent} messages, yet was closed"
@@ -137,25 +65,169 @@ pub async fn slow_consumer(ctx: Ctx) -> Result<()> {
     bail!("slow client: no close after {} frames", prefix.len())
 }
 
-/// Reads one frame of a fast client: the next message in order, or the slow quit.
-async fn read_fast(
-    c: &mut Client,
-    got: &mut Vec<Msg>,
-    quit: &mut bool,
-    text: &impl Fn(usize) -> String,
-) -> Result<()> {
-    match c.recv().await? {
-        Frame::Message(m) => {
-            check_in_order(got, &m, text)?;
-            got.push(m);
+/// Fast group; Durable Object only, which cannot observe a client's queue (workerd gives
+/// it no buffered amount and no backpressure). The same room as
+/// [`slow_consumer_is_closed_1013`], but [`BUFFERED_MESSAGES`] go past the stalled
+/// client, and what the platform guarantees is required: the slow client is not closed
+/// (the room announces no quit), the others get every message in order, and the slow
+/// client, read afterwards, gets every one of them too, with nothing lost.
+pub async fn slow_consumer_is_buffered_not_closed(ctx: Ctx) -> Result<()> {
+    let mut room = StalledRoom::open(&ctx).await?;
+    room.send_until(|sent, slow_quit| slow_quit || sent >= BUFFERED_MESSAGES)
+        .await?;
+    let sent = room.sent;
+    ensure!(
+        !room.slow_quit(),
+        "the slow client was closed (its quit announced) after {sent} messages"
+    );
+    println!(
+        "{}: slow consumer still buffered after {sent} messages (~{} KiB)",
+        ctx.backend().name(),
+        sent * 900 / 1024
+    );
+    let all = room.drain_fast(false).await?;
+    ensure!(
+        !room.slow_quit(),
+        "the slow client was closed (its quit announced) after {sent} messages"
+    );
+    let mut slow = room.slow;
+    let mut got: Vec<Msg> = Vec::new();
+    while got.len() < sent {
+        match slow.next_event_within(Duration::from_secs(10)).await? {
+            Some(Event::Frame(Frame::Message(m))) => {
+                check_in_order(&got, &m)?;
+                got.push(m);
+            }
+            other => bail!(
+                "slow client: expected all {sent} messages, got {other:?} after {}",
+                got.len()
+            ),
         }
-        Frame::Quit(n) if n == "slow" && !*quit => *quit = true,
-        other => bail!("{}: unexpected {other:?}", c.label),
     }
-    Ok(())
+    ensure_eq!(got, all, "the slow client's messages");
+    slow.close().await
 }
 
-fn check_in_order(got: &[Msg], m: &Msg, text: &impl Fn(usize) -> String) -> Result<()> {
+/// The text of message `i`: its number first, so order is visible, then ~900 chars.
+fn text(i: usize) -> String {
+    format!("{i:08} {}", "x".repeat(880))
+}
+
+/// A client that keeps up with the room: the messages it got, in order, and whether it
+/// has seen the slow client's quit.
+struct FastClient {
+    client: Client,
+    got: Vec<Msg>,
+    saw_quit: bool,
+}
+
+impl FastClient {
+    /// Reads one frame: the next message in order, or the slow client's quit (once).
+    async fn read(&mut self) -> Result<()> {
+        match self.client.recv().await? {
+            Frame::Message(m) => {
+                check_in_order(&self.got, &m)?;
+                self.got.push(m);
+            }
+            Frame::Quit(n) if n == "slow" && !self.saw_quit => self.saw_quit = true,
+            other => bail!("{}: unexpected {other:?}", self.client.label),
+        }
+        Ok(())
+    }
+}
+
+/// A room with a sender and a reader that keep up, and a third client, "slow", that
+/// joined with a tiny receive buffer and then stopped reading.
+struct StalledRoom {
+    /// The sender, then the reader.
+    fast: [FastClient; 2],
+    slow: Client,
+    /// Messages sent so far.
+    sent: usize,
+}
+
+impl StalledRoom {
+    async fn open(ctx: &Ctx) -> Result<StalledRoom> {
+        let base = ctx.base();
+        let room = ctx.room("slow");
+        let (mut sender, _) = join(&base, &room, "sender").await?;
+        let (mut reader, _) = join(&base, &room, "reader").await?;
+        sender.expect_frame(Frame::Joined("reader".into())).await?;
+        let options = Options {
+            recv_buffer: Some(SLOW_RCVBUF),
+            ..Options::default()
+        };
+        let mut slow = Client::connect_with(&base, &room, "slow", &options).await?;
+        slow.hello("slow").await?;
+        for c in [&mut sender, &mut reader] {
+            c.expect_frame(Frame::Joined("slow".into())).await?;
+        }
+        let fast = [sender, reader].map(|client| FastClient {
+            client,
+            got: Vec::new(),
+            saw_quit: false,
+        });
+        Ok(StalledRoom {
+            fast,
+            slow,
+            sent: 0,
+        })
+    }
+
+    fn slow_quit(&self) -> bool {
+        self.fast.iter().any(|f| f.saw_quit)
+    }
+
+    /// Sends messages from the sender, never more than [`WINDOW`] ahead of the fast
+    /// client that lags most, until `done(sent, slow_quit)`.
+    async fn send_until(&mut self, done: impl Fn(usize, bool) -> bool) -> Result<()> {
+        while !done(self.sent, self.slow_quit()) {
+            ensure!(
+                self.sent < MAX_MESSAGES,
+                "slow client not closed after {MAX_MESSAGES} messages of ~900 chars \
+                 (send_queue_frames {})",
+                fast::SEND_QUEUE_FRAMES
+            );
+            let lagging = if self.fast[0].got.len() <= self.fast[1].got.len() {
+                0
+            } else {
+                1
+            };
+            if self.sent < self.fast[lagging].got.len() + WINDOW {
+                self.fast[0].client.say(&text(self.sent)).await?;
+                self.sent += 1;
+            } else {
+                // The window is full: the lagging client has a message due (or the quit).
+                self.fast[lagging].read().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the fast clients up to every message sent (and the slow client's quit if
+    /// `quit`), checks that both got the same messages, and returns them.
+    async fn drain_fast(&mut self, quit: bool) -> Result<Vec<Msg>> {
+        let sent = self.sent;
+        for f in &mut self.fast {
+            for _ in 0..=MAX_MESSAGES {
+                if f.got.len() == sent && (f.saw_quit || !quit) {
+                    break;
+                }
+                f.read().await?;
+            }
+        }
+        let [sender, reader] = &self.fast;
+        ensure_eq!(sender.got.len(), sent, "messages the sender got back");
+        ensure_eq!(
+            reader.got,
+            sender.got,
+            "both fast clients got the same messages"
+        );
+        Ok(sender.got.clone())
+    }
+}
+
+fn check_in_order(got: &[Msg], m: &Msg) -> Result<()> {
     let i = got.len();
     if let Some(prev) = got.last() {
         ensure_next(prev, m)?;
@@ -167,7 +239,7 @@ fn check_in_order(got: &[Msg], m: &Msg, text: &impl Fn(usize) -> String) -> Resu
 /// Fast group (capacity 8, send_queue_frames 16, resume_max 150). A joiner into a room
 /// one short of full, resuming 150 messages, gets a burst of ~160 frames, ten times
 /// the queue bound, while it is not reading yet: it must not be closed for it.
-pub async fn join_burst(ctx: Ctx) -> Result<()> {
+pub async fn join_burst_does_not_count_as_slow_consumer(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("burst");
     let (mut talker, jt) = join(&base, &room, "talker").await?;
