@@ -1,62 +1,283 @@
 //! Every limit and default of the chat, in one place. Both backends read overrides
 //! from their own configuration (CLI flags, wrangler `[vars]`) into this struct and
-//! never restate a number.
+//! never restate a number or a key name.
+//!
+//! Each setting is declared once, in the `config_keys!` list below: its doc, name,
+//! type, default and bounds. The struct, its `Default`, [`Config::KEYS`],
+//! [`Config::DESCRIPTORS`], [`Config::set`], [`Config::get`] and the range checks of
+//! [`Config::validate`] are generated from that list. Adapters iterate
+//! [`Config::DESCRIPTORS`] and spell each key their own way with
+//! [`ConfigKey::env_var`] (`EDGE_CHAT_ROOM_CAPACITY`) or [`ConfigKey::worker_var`]
+//! (`ROOM_CAPACITY`).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Limits and defaults. Deserializing fills missing fields from [`Config::default`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    /// Longest display name, in Unicode scalar values, after trimming.
-    pub max_name_chars: usize,
-    /// Longest chat message, in Unicode scalar values, after trimming.
-    pub max_message_chars: usize,
-    /// Largest incoming message in bytes (after reassembly/decompression). Over it: close 1009.
-    pub max_frame_bytes: usize,
-    /// Messages replayed to a joiner that does not (or cannot) resume.
-    pub backlog: usize,
-    /// Most messages a resume may replay; a larger gap gives `recovered: false`.
-    pub resume_max: usize,
-    /// Messages kept per room; older ones are pruned.
-    pub retention: usize,
-    /// Token-bucket size per client address within a room.
-    pub rate_burst: u32,
-    /// Tokens refilled per second.
-    pub rate_per_sec: f64,
-    /// Frames rejected in a row by the rate limit before the socket is closed with 1008.
-    pub rate_strikes: u32,
-    /// Most connections (named or not) per room; the next gets 1013 "Room is full".
-    pub room_capacity: usize,
-    /// Frames a connection may have queued beyond its join burst before it is closed
-    /// with 1013 as a slow consumer (backends with a send queue).
-    pub send_queue_frames: usize,
-    /// Milliseconds a connection may stay without sending its hello. Unnamed sockets
-    /// count toward `room_capacity`, so without a deadline silent sockets could fill a
-    /// room. Past it: `{"error"}` and close 1008.
-    pub hello_timeout_ms: u64,
-    /// Origins (e.g. `https://chat.example.com`) allowed besides same-origin and no-Origin.
-    pub allow_origins: Vec<String>,
+/// Declares the settings. One entry per key:
+///
+/// ```text
+/// /// What it means (becomes the field's doc, the CLI help and the descriptor's doc).
+/// key_name: Type = default, least 1, most 256;
+/// ```
+///
+/// `least` and `most` are inclusive bounds checked by [`Config::validate`]; either may
+/// be left out where a key has no such bound (a rule that is not a plain range, such as
+/// "positive", is then written by hand in `validate`). The type must implement the
+/// private `Value` trait (text form and parsing).
+macro_rules! config_keys {
+    ($(
+        $(#[doc = $doc:literal])+
+        $key:ident: $ty:ty = $default:expr $(, least $least:expr)? $(, most $most:expr)?;
+    )+) => {
+        /// Limits and defaults. Deserializing fills missing fields from
+        /// [`Config::default`] and refuses unknown ones.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Config {
+            $(
+                $(#[doc = $doc])+
+                pub $key: $ty,
+            )+
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config {
+                    $($key: $default,)+
+                }
+            }
+        }
+
+        impl Config {
+            /// The names of the overridable settings, as used by [`Config::set`], in
+            /// declaration order.
+            pub const KEYS: &'static [&'static str] = &[$(stringify!($key)),+];
+
+            /// One descriptor per key, in the order of [`Config::KEYS`]: what adapters
+            /// iterate to offer every setting under their own spelling.
+            pub const DESCRIPTORS: &'static [ConfigKey] = &[$(
+                ConfigKey {
+                    name: stringify!($key),
+                    doc: concat!($($doc, "\n"),+),
+                    list: <$ty as Value>::LIST,
+                }
+            ),+];
+
+            /// Sets one setting from its text form (surrounding white space ignored).
+            /// Numbers are parsed, not range-checked: [`Config::validate`] does that.
+            /// `allow_origins` takes a comma-separated list.
+            pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+                let value = value.trim();
+                match key {
+                    $(stringify!($key) => self.$key = <$ty as Value>::parse(key, value)?,)+
+                    _ => return Err(ConfigError(format!("unknown setting {key:?}"))),
+                }
+                Ok(())
+            }
+
+            /// One setting in the text form [`Config::set`] parses back to the same
+            /// value (a list is comma-separated), or `None` for an unknown key.
+            pub fn get(&self, key: &str) -> Option<String> {
+                match key {
+                    $(stringify!($key) => Some(Value::text(&self.$key)),)+
+                    _ => None,
+                }
+            }
+
+            /// The declared bounds of every key.
+            fn check_bounds(&self) -> Result<(), ConfigError> {
+                $(
+                    check_bounds(
+                        stringify!($key),
+                        &self.$key,
+                        opt!($($least)?),
+                        opt!($($most)?),
+                    )?;
+                )+
+                Ok(())
+            }
+
+            /// The declared (least, most) of a key, as text.
+            fn bounds_text(key: &str) -> (Option<String>, Option<String>) {
+                match key {
+                    $(stringify!($key) => {
+                        let least: Option<$ty> = opt!($($least)?);
+                        let most: Option<$ty> = opt!($($most)?);
+                        (least.as_ref().map(Value::text), most.as_ref().map(Value::text))
+                    })+
+                    _ => (None, None),
+                }
+            }
+        }
+    };
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            max_name_chars: 32,
-            max_message_chars: 1000,
-            max_frame_bytes: 64 * 1024,
-            backlog: 100,
-            resume_max: 1000,
-            retention: 10_000,
-            rate_burst: 10,
-            rate_per_sec: 1.0,
-            rate_strikes: 30,
-            room_capacity: 1000,
-            send_queue_frames: 1024,
-            hello_timeout_ms: 10_000,
-            allow_origins: Vec::new(),
+/// `Some(e)` for a given bound, `None` for a missing one.
+macro_rules! opt {
+    () => {
+        None
+    };
+    ($e:expr) => {
+        Some($e)
+    };
+}
+
+// The upper bounds keep derived sizes (queue bounds, buffer sizes, deadlines) far from
+// overflow and reject typos such as an extra zero digit that would let one client
+// exhaust memory. `hello_timeout_ms` stops at 10 minutes so that a deadline added to a
+// clock (`Instant` in the local runner) cannot overflow; `rate_per_sec` at a million
+// tokens per second, beyond which the limit means nothing.
+config_keys! {
+    /// Longest display name, in Unicode scalar values, after trimming.
+    max_name_chars: usize = 32, least 1, most 256;
+    /// Longest chat message, in Unicode scalar values, after trimming.
+    max_message_chars: usize = 1000, least 1, most 100_000;
+    /// Largest incoming message in bytes (after reassembly/decompression). Over it:
+    /// close 1009.
+    max_frame_bytes: usize = 64 * 1024, least 1, most 16 << 20;
+    /// Messages replayed to a joiner that does not (or cannot) resume. At most
+    /// `retention`.
+    backlog: usize = 100, least 0, most 100_000;
+    /// Most messages a resume may replay; a larger gap gives `recovered: false`. At most
+    /// `retention`.
+    resume_max: usize = 1000, least 0, most 100_000;
+    /// Messages kept per room; older ones are pruned.
+    retention: usize = 10_000, least 1, most 100_000_000;
+    /// Token-bucket size per client address within a room.
+    rate_burst: u32 = 10, least 1, most u32::MAX;
+    /// Tokens refilled per second; must be positive (fractions allowed).
+    rate_per_sec: f64 = 1.0, most 1_000_000.0;
+    /// Frames rejected in a row by the rate limit before the socket is closed with 1008.
+    rate_strikes: u32 = 30, least 1, most u32::MAX;
+    /// Most connections (named or not) per room; the next gets 1013 "Room is full".
+    room_capacity: usize = 1000, least 1, most 100_000;
+    /// Frames a connection may have queued beyond its join burst before it is closed
+    /// with 1013 as a slow consumer (backends with a send queue).
+    send_queue_frames: usize = 1024, least 1, most 1_000_000;
+    /// Milliseconds a connection may stay without sending its hello; past it:
+    /// `{"error"}` and close 1008. Unnamed sockets count toward `room_capacity`, so
+    /// without a deadline silent sockets could fill a room.
+    hello_timeout_ms: u64 = 10_000, least 1, most 600_000;
+    /// Origins (e.g. `https://chat.example.com`) allowed besides same-origin and
+    /// no-Origin. In text form, a comma-separated list.
+    allow_origins: Vec<String> = Vec::new();
+}
+
+/// The text form of a setting's type: how [`Config::set`] parses it and how
+/// [`Config::get`] writes it.
+trait Value: Sized {
+    /// A comma-separated list rather than one value.
+    const LIST: bool = false;
+    fn parse(key: &str, text: &str) -> Result<Self, ConfigError>;
+    fn text(&self) -> String;
+}
+
+macro_rules! number_value {
+    ($($t:ty),+) => {$(
+        impl Value for $t {
+            fn parse(key: &str, text: &str) -> Result<Self, ConfigError> {
+                text.parse()
+                    .map_err(|_| ConfigError(format!("{key}: expected a number, got {text:?}")))
+            }
+            fn text(&self) -> String {
+                self.to_string()
+            }
         }
+    )+};
+}
+
+number_value!(u32, u64, usize, f64);
+
+impl Value for Vec<String> {
+    const LIST: bool = true;
+    fn parse(_key: &str, text: &str) -> Result<Self, ConfigError> {
+        Ok(text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+    fn text(&self) -> String {
+        self.join(",")
+    }
+}
+
+/// Refuses `v` outside the inclusive bounds that are given. NaN passes (it compares
+/// false); `validate` refuses it by hand where it matters.
+fn check_bounds<T: Value + PartialOrd>(
+    key: &str,
+    v: &T,
+    least: Option<T>,
+    most: Option<T>,
+) -> Result<(), ConfigError> {
+    let low = least.as_ref().is_some_and(|l| v < l);
+    let high = most.as_ref().is_some_and(|m| v > m);
+    if !(low || high) {
+        return Ok(());
+    }
+    let v = v.text();
+    Err(ConfigError(match (least, most) {
+        (Some(l), Some(m)) => format!("{key} must be from {} to {}, got {v}", l.text(), m.text()),
+        (Some(l), None) => format!("{key} must be at least {}, got {v}", l.text()),
+        (None, Some(m)) => format!("{key} must be at most {}, got {v}", m.text()),
+        (None, None) => unreachable!("no bound, nothing refused"),
+    }))
+}
+
+/// One setting of [`Config`], as listed in [`Config::DESCRIPTORS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigKey {
+    name: &'static str,
+    doc: &'static str,
+    list: bool,
+}
+
+impl ConfigKey {
+    /// The key, as [`Config::set`] takes it (`room_capacity`).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// What the setting means: its documentation as one line of text.
+    pub fn doc(&self) -> String {
+        self.doc
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The default, in the text form [`Config::set`] parses (empty for an empty list).
+    pub fn default_text(&self) -> String {
+        Config::default().get(self.name).unwrap_or_default()
+    }
+
+    /// The least value [`Config::validate`] accepts, if the key has a plain lower bound.
+    pub fn least(&self) -> Option<String> {
+        Config::bounds_text(self.name).0
+    }
+
+    /// The greatest value [`Config::validate`] accepts (every number has one).
+    pub fn most(&self) -> Option<String> {
+        Config::bounds_text(self.name).1
+    }
+
+    /// True for a list, written comma-separated (`allow_origins`).
+    pub fn is_list(&self) -> bool {
+        self.list
+    }
+
+    /// The environment variable of a native backend: `EDGE_CHAT_` and the key in upper
+    /// case (`EDGE_CHAT_ROOM_CAPACITY`).
+    pub fn env_var(&self) -> String {
+        format!("EDGE_CHAT_{}", self.worker_var())
+    }
+
+    /// The wrangler var of the Worker: the key in upper case (`ROOM_CAPACITY`).
+    pub fn worker_var(&self) -> String {
+        self.name.to_ascii_uppercase()
     }
 }
 
@@ -73,107 +294,11 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// The names of the overridable settings, as used by [`Config::set`]. Backends map
-    /// them to their own spelling (e.g. `RATE_BURST` in wrangler vars, `--rate-burst`).
-    pub const KEYS: &'static [&'static str] = &[
-        "max_name_chars",
-        "max_message_chars",
-        "max_frame_bytes",
-        "backlog",
-        "resume_max",
-        "retention",
-        "rate_burst",
-        "rate_per_sec",
-        "rate_strikes",
-        "room_capacity",
-        "send_queue_frames",
-        "hello_timeout_ms",
-        "allow_origins",
-    ];
-
-    /// Sets one setting from its text form. `allow_origins` takes a comma-separated list.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
-        let value = value.trim();
-        fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError> {
-            v.parse()
-                .map_err(|_| ConfigError(format!("{key}: expected a number, got {v:?}")))
-        }
-        match key {
-            "max_name_chars" => self.max_name_chars = num(key, value)?,
-            "max_message_chars" => self.max_message_chars = num(key, value)?,
-            "max_frame_bytes" => self.max_frame_bytes = num(key, value)?,
-            "backlog" => self.backlog = num(key, value)?,
-            "resume_max" => self.resume_max = num(key, value)?,
-            "retention" => self.retention = num(key, value)?,
-            "rate_burst" => self.rate_burst = num(key, value)?,
-            "rate_per_sec" => self.rate_per_sec = num(key, value)?,
-            "rate_strikes" => self.rate_strikes = num(key, value)?,
-            "room_capacity" => self.room_capacity = num(key, value)?,
-            "send_queue_frames" => self.send_queue_frames = num(key, value)?,
-            "hello_timeout_ms" => self.hello_timeout_ms = num(key, value)?,
-            "allow_origins" => {
-                self.allow_origins = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            }
-            _ => return Err(ConfigError(format!("unknown setting {key:?}"))),
-        }
-        Ok(())
-    }
-
-    /// Checks that the limits make sense together. Backends call this at start-up and
+    /// Checks that the limits make sense together: each key within its declared bounds,
+    /// then the rules that are not plain ranges. Backends call this at start-up and
     /// refuse to run with a bad configuration.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        // (key, value, least, most). The upper bounds keep derived sizes (queue bounds,
-        // buffer sizes) far from overflow and reject typos such as an extra zero digit
-        // that would let one client exhaust memory.
-        let ranges: [(&str, u64, u64, u64); 10] = [
-            ("max_name_chars", self.max_name_chars as u64, 1, 256),
-            (
-                "max_message_chars",
-                self.max_message_chars as u64,
-                1,
-                100_000,
-            ),
-            ("max_frame_bytes", self.max_frame_bytes as u64, 1, 16 << 20),
-            ("backlog", self.backlog as u64, 0, 100_000),
-            ("resume_max", self.resume_max as u64, 0, 100_000),
-            ("retention", self.retention as u64, 1, 100_000_000),
-            (
-                "rate_burst",
-                u64::from(self.rate_burst),
-                1,
-                u64::from(u32::MAX),
-            ),
-            (
-                "rate_strikes",
-                u64::from(self.rate_strikes),
-                1,
-                u64::from(u32::MAX),
-            ),
-            ("room_capacity", self.room_capacity as u64, 1, 100_000),
-            (
-                "send_queue_frames",
-                self.send_queue_frames as u64,
-                1,
-                1_000_000,
-            ),
-        ];
-        for (key, v, least, most) in ranges {
-            if v < least || v > most {
-                return Err(ConfigError(format!(
-                    "{key} must be from {least} to {most}, got {v}"
-                )));
-            }
-        }
-        if self.hello_timeout_ms == 0 {
-            return Err(ConfigError(
-                "hello_timeout_ms must be at least 1".to_owned(),
-            ));
-        }
+        self.check_bounds()?;
         if !(self.rate_per_sec.is_finite() && self.rate_per_sec > 0.0) {
             return Err(ConfigError(
                 "rate_per_sec must be a positive number".to_owned(),
@@ -286,7 +411,7 @@ mod tests {
         c.set("room_capacity", "100000").unwrap();
         c.validate().unwrap();
         c.set("hello_timeout_ms", "0").unwrap();
-        assert!(c.validate().is_err());
+        assert!(c.validate().unwrap_err().0.contains("hello_timeout_ms"));
         let mut c = Config::default();
         c.set("allow_origins", "not a url").unwrap();
         assert!(c.validate().is_err());
@@ -295,6 +420,127 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn descriptors_follow_the_keys() {
+        let names: Vec<&str> = Config::DESCRIPTORS.iter().map(ConfigKey::name).collect();
+        assert_eq!(names, Config::KEYS);
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "duplicate key");
+        // The serde names are the keys, so JSON config and `set` agree.
+        let json = serde_json::to_value(Config::default()).unwrap();
+        let fields: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        let mut fields_sorted = fields.clone();
+        fields_sorted.sort_unstable();
+        assert_eq!(fields_sorted, sorted);
+        for key in Config::DESCRIPTORS {
+            assert!(!key.doc().is_empty(), "{} has no doc", key.name());
+            assert!(!key.doc().contains('\n'));
+        }
+        let capacity = Config::DESCRIPTORS
+            .iter()
+            .find(|k| k.name() == "room_capacity")
+            .unwrap();
+        assert_eq!(capacity.env_var(), "EDGE_CHAT_ROOM_CAPACITY");
+        assert_eq!(capacity.worker_var(), "ROOM_CAPACITY");
+        assert_eq!(capacity.default_text(), "1000");
+        assert_eq!(capacity.least().as_deref(), Some("1"));
+        assert_eq!(capacity.most().as_deref(), Some("100000"));
+    }
+
+    /// Every key round-trips through `set`/`get`, has a default that parses back to
+    /// itself, and, if it is a number, bounds that `validate` enforces.
+    #[test]
+    fn every_key_round_trips_and_has_a_default_and_bounds() {
+        for key in Config::DESCRIPTORS {
+            let name = key.name();
+            let default = Config::default();
+            let text = key.default_text();
+            assert_eq!(default.get(name), Some(text.clone()));
+            let mut c = Config::default();
+            c.set(name, &text).unwrap();
+            assert_eq!(
+                c, default,
+                "{name}: default text {text:?} does not round-trip"
+            );
+
+            if key.is_list() {
+                assert_eq!((key.least(), key.most()), (None, None));
+                c.set(name, " https://a.example , http://b.example:8080,")
+                    .unwrap();
+                assert_eq!(
+                    c.get(name).unwrap(),
+                    "https://a.example,http://b.example:8080"
+                );
+                continue;
+            }
+            let most = key
+                .most()
+                .unwrap_or_else(|| panic!("{name}: a number needs an upper bound"));
+            c.set(name, &most).unwrap();
+            assert_eq!(c.get(name).unwrap(), most, "{name}");
+            c.check_bounds().unwrap();
+            let over = match most.parse::<u128>() {
+                Ok(n) => (n + 1).to_string(),
+                Err(_) => format!("{most}.5"),
+            };
+            // Over the bound: refused when parsed (past the type) or by validate.
+            if c.set(name, &over).is_ok() {
+                let e = c.validate().unwrap_err();
+                assert!(e.0.starts_with(name), "{name}: {e}");
+            }
+            let mut c = Config::default();
+            if let Some(least) = key.least() {
+                c.set(name, &least).unwrap();
+                assert_eq!(c.get(name).unwrap(), least, "{name}");
+                c.check_bounds().unwrap();
+                let n: u128 = least.parse().unwrap();
+                if n > 0 {
+                    c.set(name, &(n - 1).to_string()).unwrap();
+                    let e = c.validate().unwrap_err();
+                    assert!(e.0.starts_with(name), "{name}: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn deadline_and_refill_rate_have_upper_bounds() {
+        let mut c = Config::default();
+        c.set("hello_timeout_ms", "600000").unwrap();
+        c.validate().unwrap();
+        c.set("hello_timeout_ms", "18446744073709551615").unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().0,
+            "hello_timeout_ms must be from 1 to 600000, got 18446744073709551615"
+        );
+        let mut c = Config::default();
+        c.set("rate_per_sec", "1000000").unwrap();
+        c.validate().unwrap();
+        c.set("rate_per_sec", "0.001").unwrap();
+        c.validate().unwrap();
+        c.set("rate_per_sec", "2000000").unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().0,
+            "rate_per_sec must be at most 1000000, got 2000000"
+        );
+        for bad in ["0", "-1", "inf", "NaN"] {
+            c.set("rate_per_sec", bad).unwrap();
+            assert!(
+                c.validate().unwrap_err().0.contains("rate_per_sec"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

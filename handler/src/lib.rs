@@ -24,7 +24,7 @@ mod storage;
 
 pub use client_frame::{ClientFrame, Hello, Resume, ANONYMOUS};
 pub use close::Close;
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, ConfigKey};
 pub use error_kind::ErrorKind;
 pub use ratelimit::Bucket;
 pub use room::{Action, Room};

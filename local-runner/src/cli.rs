@@ -1,9 +1,25 @@
 //! Command-line flags (each with an `EDGE_CHAT_*` environment twin) and the handler
-//! `Config` built from them. Limits are `Option`s applied over `Config::default()`, so
-//! no default number is restated here; `--help` shows the handler's defaults.
+//! `Config` built from them.
+//!
+//! The runner's own flags (`--port`, `--data-dir`, …) are derived below. The chat
+//! settings are not written here at all: [`Limits`] makes one flag per entry of
+//! `Config::DESCRIPTORS`, so a key added to the handler is a flag at once, and no key
+//! name, default or help text is restated. For key `room_capacity`:
+//!
+//! - flag `--room-capacity`, the key with dashes;
+//! - environment twin `EDGE_CHAT_ROOM_CAPACITY` (`ConfigKey::env_var`);
+//! - help: the handler's doc of the key, its bounds and `[default: 1000]`;
+//! - the value is checked with `Config::set` when parsed (so a bad number is a usage
+//!   error with the handler's message) and applied with it by [`Cli::config`].
+//!
+//! A list key (`allow_origins`) is repeatable and its environment twin is
+//! comma-separated. It also answers to its singular, the spelling it had before
+//! (`--allow-origin`, and `EDGE_CHAT_ALLOW_ORIGIN` when `EDGE_CHAT_ALLOW_ORIGINS` is
+//! unset).
 
+use chat_handler::ConfigKey;
 use chat_handler::{Config, ConfigError};
-use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches, Parser};
 use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -30,14 +46,6 @@ pub struct Cli {
     /// Directory of the browser client, served at `/`.
     #[arg(long, env = "EDGE_CHAT_STATIC_DIR", default_value = "static/")]
     pub static_dir: PathBuf,
-    /// An Origin allowed besides same-origin and no Origin (repeatable; the environment
-    /// variable takes a comma-separated list).
-    #[arg(
-        long = "allow-origin",
-        env = "EDGE_CHAT_ALLOW_ORIGIN",
-        value_delimiter = ','
-    )]
-    pub allow_origin: Vec<String>,
     /// Seconds between server pings; a connection missing two pongs in a row is closed.
     #[arg(long, env = "EDGE_CHAT_PING_INTERVAL_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -47,43 +55,9 @@ pub struct Cli {
     #[arg(long, env = "EDGE_CHAT_HIBERNATE_AFTER_SECS", default_value_t = 0)]
     pub hibernate_after_secs: u64,
 
-    /// Longest display name, in characters.
-    #[arg(long, env = "EDGE_CHAT_MAX_NAME_CHARS")]
-    pub max_name_chars: Option<usize>,
-    /// Longest chat message, in characters.
-    #[arg(long, env = "EDGE_CHAT_MAX_MESSAGE_CHARS")]
-    pub max_message_chars: Option<usize>,
-    /// Largest incoming WebSocket message in bytes; larger closes with 1009.
-    #[arg(long, env = "EDGE_CHAT_MAX_FRAME_BYTES")]
-    pub max_frame_bytes: Option<usize>,
-    /// Messages replayed to a joiner that does not resume.
-    #[arg(long, env = "EDGE_CHAT_BACKLOG")]
-    pub backlog: Option<usize>,
-    /// Most messages a resume may replay.
-    #[arg(long, env = "EDGE_CHAT_RESUME_MAX")]
-    pub resume_max: Option<usize>,
-    /// Messages kept per room.
-    #[arg(long, env = "EDGE_CHAT_RETENTION")]
-    pub retention: Option<usize>,
-    /// Rate-limit burst per client address within a room.
-    #[arg(long, env = "EDGE_CHAT_RATE_BURST")]
-    pub rate_burst: Option<u32>,
-    /// Rate-limit refill, tokens per second.
-    #[arg(long, env = "EDGE_CHAT_RATE_PER_SEC")]
-    pub rate_per_sec: Option<f64>,
-    /// Rate-limited frames in a row before the socket is closed with 1008.
-    #[arg(long, env = "EDGE_CHAT_RATE_STRIKES")]
-    pub rate_strikes: Option<u32>,
-    /// Most connections per room.
-    #[arg(long, env = "EDGE_CHAT_ROOM_CAPACITY")]
-    pub room_capacity: Option<usize>,
-    /// Frames queued per connection beyond its join burst before it is closed with 1013.
-    #[arg(long, env = "EDGE_CHAT_SEND_QUEUE_FRAMES")]
-    pub send_queue_frames: Option<usize>,
-    /// Milliseconds a connection may stay without sending its hello; then it gets an
-    /// error and close 1008.
-    #[arg(long, env = "EDGE_CHAT_HELLO_TIMEOUT_MS")]
-    pub hello_timeout_ms: Option<u64>,
+    // Every setting of the handler's `Config`, one flag each (see [`Limits`]).
+    #[command(flatten, next_help_heading = "Chat settings (docs/PROTOCOL.md)")]
+    pub limits: Limits,
 }
 
 impl Cli {
@@ -98,65 +72,285 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let matches: ArgMatches = command_with_defaults().get_matches_from(args);
-        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+        Self::parse_from(args)
     }
 
-    /// The handler configuration: defaults, overridden by the given flags, validated.
+    /// Parses like [`Cli::parse_args`] but returns clap's error instead of exiting.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Self::try_parse_from(args)
+    }
+
+    /// The handler configuration: defaults, overridden through `Config::set` by the
+    /// given flags, validated.
     pub fn config(&self) -> Result<Config, ConfigError> {
         let mut c = Config::default();
-        macro_rules! apply {
-            ($($field:ident),*) => {
-                $(if let Some(v) = self.$field { c.$field = v; })*
-            };
+        for (key, value) in &self.limits.overrides {
+            c.set(key, value)?;
         }
-        apply!(
-            max_name_chars,
-            max_message_chars,
-            max_frame_bytes,
-            backlog,
-            resume_max,
-            retention,
-            rate_burst,
-            rate_per_sec,
-            rate_strikes,
-            room_capacity,
-            send_queue_frames,
-            hello_timeout_ms
-        );
-        c.allow_origins = self.allow_origin.clone();
         c.validate()?;
         Ok(c)
     }
 }
 
-/// The clap command with each limit's help ending in the handler's default, read from
-/// `Config::default()` so the text cannot drift from the code.
-fn command_with_defaults() -> clap::Command {
-    let mut cmd = Cli::command();
-    let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
-    for key in Config::KEYS {
-        let Some(value) = defaults.get(key) else {
-            continue;
-        };
-        if cmd.get_arguments().any(|a| a.get_id() == *key) {
-            let shown = value.to_string();
-            cmd = cmd.mut_arg(*key, |a| {
-                let help = a.get_help().map(ToString::to_string).unwrap_or_default();
-                a.help(format!("{help} [default: {shown}]"))
-            });
-        }
+/// The chat settings given on the command line or in the environment, as text for
+/// `Config::set`. Its clap arguments are built from `Config::DESCRIPTORS` (see the
+/// module docs), so it has no field per key.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    /// (key, value) for each setting given, in the order of `Config::KEYS`; a list's
+    /// items joined with commas.
+    overrides: Vec<(&'static str, String)>,
+}
+
+impl Limits {
+    /// The settings given, as (key, text) pairs.
+    pub fn overrides(&self) -> &[(&'static str, String)] {
+        &self.overrides
     }
-    cmd
+
+    /// Reads every key from parsed arguments; `env` looks up an environment variable
+    /// (only the singular fallback of a list key is read here; clap reads the rest).
+    fn read(matches: &ArgMatches, env: impl Fn(&str) -> Option<String>) -> Self {
+        let mut overrides = Vec::new();
+        for key in Config::DESCRIPTORS {
+            let given = matches
+                .get_many::<String>(key.name())
+                .map(|values| values.map(String::as_str).collect::<Vec<_>>().join(","));
+            let given = given.or_else(|| singular_env_var(key).and_then(|var| env(&var)));
+            if let Some(value) = given {
+                overrides.push((key.name(), value));
+            }
+        }
+        Limits { overrides }
+    }
+}
+
+/// The flag of a key: the key with dashes (`--room-capacity`).
+pub fn flag_name(key: &ConfigKey) -> String {
+    key.name().replace('_', "-")
+}
+
+/// The singular of a list key (`allow_origin` for `allow_origins`): its flag alias, one
+/// item per use, as the runner spelled it before flags were generated.
+fn singular(key: &ConfigKey) -> Option<&'static str> {
+    key.is_list()
+        .then(|| key.name().strip_suffix('s'))
+        .flatten()
+}
+
+/// The environment variable read for a list key when its own twin is unset.
+pub fn singular_env_var(key: &ConfigKey) -> Option<String> {
+    singular(key).map(|s| format!("EDGE_CHAT_{}", s.to_ascii_uppercase()))
+}
+
+/// The clap argument of one key. It has no clap default, so only given keys override
+/// the handler's defaults; the help shows the handler's default instead.
+fn limit_arg(key: &ConfigKey) -> Arg {
+    let name = key.name();
+    let mut help = key.doc();
+    if key.is_list() {
+        help.push_str(" Repeatable.");
+    }
+    match (key.least(), key.most()) {
+        (Some(least), Some(most)) => help.push_str(&format!(" [range: {least} to {most}]")),
+        (Some(least), None) => help.push_str(&format!(" [range: at least {least}]")),
+        (None, Some(most)) => help.push_str(&format!(" [range: up to {most}]")),
+        (None, None) => {}
+    }
+    match key.default_text() {
+        d if d.is_empty() => help.push_str(" [default: none]"),
+        d => help.push_str(&format!(" [default: {d}]")),
+    }
+    let arg = Arg::new(name)
+        .long(flag_name(key))
+        .env(key.env_var())
+        .value_name(singular(key).unwrap_or(name).to_ascii_uppercase())
+        .value_parser(move |text: &str| -> Result<String, String> {
+            Config::default()
+                .set(name, text)
+                .map(|()| text.to_owned())
+                .map_err(|e| e.0)
+        })
+        .help(help);
+    match singular(key) {
+        Some(one) => arg
+            .action(ArgAction::Append)
+            .value_delimiter(',')
+            .visible_alias(one.replace('_', "-")),
+        None => arg.action(ArgAction::Set),
+    }
+}
+
+impl Args for Limits {
+    fn augment_args(cmd: Command) -> Command {
+        cmd.args(Config::DESCRIPTORS.iter().map(limit_arg))
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for Limits {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(Self::read(matches, |var| std::env::var(var).ok()))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        for (key, value) in Self::from_arg_matches(matches)?.overrides {
+            match self.overrides.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value,
+                None => self.overrides.push((key, value)),
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
+    use std::collections::HashSet;
+
+    fn key(name: &str) -> &'static ConfigKey {
+        Config::DESCRIPTORS
+            .iter()
+            .find(|k| k.name() == name)
+            .unwrap()
+    }
 
     #[test]
     fn the_command_is_well_formed() {
-        command_with_defaults().debug_assert();
+        Cli::command().debug_assert();
+    }
+
+    /// No key can be left without a flag: each descriptor has its flag, named after
+    /// the key, with its `EDGE_CHAT_*` twin, and a value given to it reaches the
+    /// handler's `Config` through `Config::set`.
+    #[test]
+    fn every_key_has_a_flag_with_an_env_twin() {
+        let cmd = Cli::command();
+        let mut args = vec!["local-runner".to_owned()];
+        for key in Config::DESCRIPTORS {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_id() == key.name())
+                .unwrap_or_else(|| panic!("{}: no flag", key.name()));
+            assert_eq!(arg.get_long(), Some(flag_name(key).as_str()));
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(key.env_var().as_str())
+            );
+            assert!(key.env_var().starts_with("EDGE_CHAT_"));
+            let help = arg.get_help().unwrap().to_string();
+            let default = match key.default_text() {
+                d if d.is_empty() => "none".to_owned(),
+                d => d,
+            };
+            assert!(
+                help.ends_with(&format!("[default: {default}]")),
+                "{}: {help}",
+                key.name()
+            );
+            assert!(help.starts_with(&key.doc()), "{}: {help}", key.name());
+            // A value within the key's bounds (not its default).
+            let value = if key.is_list() {
+                "https://a.example".to_owned()
+            } else {
+                key.least().unwrap_or_else(|| "0.5".to_owned())
+            };
+            args.push(format!("--{}", flag_name(key)));
+            args.push(value);
+        }
+        let cli = Cli::try_parse_args(&args).unwrap();
+        let mut want = Config::default();
+        for pair in args[1..].chunks(2) {
+            let name = pair[0].trim_start_matches("--").replace('-', "_");
+            want.set(&name, &pair[1]).unwrap();
+        }
+        let given: Vec<&str> = cli.limits.overrides().iter().map(|(k, _)| *k).collect();
+        assert_eq!(given, Config::KEYS);
+        let mut got = Config::default();
+        for (k, v) in cli.limits.overrides() {
+            got.set(k, v).unwrap();
+        }
+        assert_eq!(got, want);
+        assert_ne!(got, Config::default());
+    }
+
+    /// Flags and environment variables are one per key, and none collides with the
+    /// runner's own (`--port`, `EDGE_CHAT_PORT`, …).
+    #[test]
+    fn flags_and_env_vars_are_distinct() {
+        let cmd = Cli::command();
+        let mut longs = HashSet::new();
+        let mut envs = HashSet::new();
+        for arg in cmd.get_arguments() {
+            for long in arg.get_long_and_visible_aliases().unwrap_or_default() {
+                assert!(longs.insert(long.to_owned()), "--{long} twice");
+            }
+            if let Some(env) = arg.get_env() {
+                assert!(envs.insert(env.to_owned()), "{env:?} twice");
+            }
+        }
+        for key in Config::DESCRIPTORS {
+            if let Some(var) = singular_env_var(key) {
+                assert!(envs.insert(var.clone().into()), "{var} twice");
+            }
+        }
+    }
+
+    /// The Worker reads each key from the var `ConfigKey::worker_var` names: the
+    /// mapping is total, injective and invertible (the key is the var in lower case).
+    #[test]
+    fn every_key_has_a_worker_var() {
+        let mut vars = HashSet::new();
+        for key in Config::DESCRIPTORS {
+            let var = key.worker_var();
+            assert!(
+                !var.is_empty()
+                    && var
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'),
+                "{var}"
+            );
+            assert_eq!(var.to_ascii_lowercase(), key.name());
+            assert_eq!(key.env_var(), format!("EDGE_CHAT_{var}"));
+            assert!(vars.insert(var), "{} shares its var", key.name());
+        }
+        assert_eq!(vars.len(), Config::KEYS.len());
+    }
+
+    /// wrangler.toml lists every var above `[vars]`, with the handler's default, and
+    /// no other.
+    #[test]
+    fn wrangler_toml_lists_every_worker_var() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../wrangler.toml");
+        let toml = std::fs::read_to_string(path).unwrap();
+        let mut listed = Vec::new();
+        for line in toml.lines() {
+            let Some(comment) = line.strip_prefix('#') else {
+                continue;
+            };
+            let Some((var, rest)) = comment.trim().split_once(" = \"") else {
+                continue;
+            };
+            if !var.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+                continue;
+            }
+            let value = rest.split_once('"').map(|(v, _)| v).unwrap_or(rest);
+            listed.push((var.to_owned(), value.to_owned()));
+        }
+        let want: Vec<(String, String)> = Config::DESCRIPTORS
+            .iter()
+            .map(|k| (k.worker_var(), k.default_text()))
+            .collect();
+        assert_eq!(listed, want, "the var list in {path}");
     }
 
     #[test]
@@ -177,12 +371,66 @@ mod tests {
         let c = cli.config().unwrap();
         assert_eq!(c.rate_burst, 3);
         assert_eq!(c.rate_per_sec, 0.5);
-        assert_eq!(c.allow_origins.len(), 2);
+        assert_eq!(
+            c.allow_origins,
+            ["https://a.example", "http://b.example:8080"]
+        );
         assert_eq!(c.hello_timeout_ms, 2500);
         let d = Config::default();
         assert_eq!(c.backlog, d.backlog);
         assert_eq!(c.room_capacity, d.room_capacity);
         assert_eq!(cli.port, 8787);
+    }
+
+    #[test]
+    fn allow_origins_keeps_its_singular_spellings() {
+        let cli = Cli::parse_args([
+            "local-runner",
+            "--allow-origins",
+            "https://a.example,https://b.example",
+            "--allow-origin",
+            "https://c.example",
+        ]);
+        let c = cli.config().unwrap();
+        assert_eq!(
+            c.allow_origins,
+            [
+                "https://a.example",
+                "https://b.example",
+                "https://c.example"
+            ]
+        );
+        let origins = key("allow_origins");
+        assert_eq!(
+            singular_env_var(origins).as_deref(),
+            Some("EDGE_CHAT_ALLOW_ORIGIN")
+        );
+        assert_eq!(singular_env_var(key("room_capacity")), None);
+        // The singular variable is read when neither the flag nor the plural is given…
+        let matches = Cli::command().get_matches_from(["local-runner"]);
+        let env = |var: &str| {
+            (var == "EDGE_CHAT_ALLOW_ORIGIN")
+                .then(|| "https://d.example, https://e.example".to_owned())
+        };
+        let limits = Limits::read(&matches, env);
+        assert_eq!(
+            limits.overrides(),
+            [(
+                "allow_origins",
+                "https://d.example, https://e.example".to_owned()
+            )]
+        );
+        // …and not over a flag.
+        let matches = Cli::command().get_matches_from([
+            "local-runner",
+            "--allow-origin",
+            "https://c.example",
+        ]);
+        let limits = Limits::read(&matches, env);
+        assert_eq!(
+            limits.overrides(),
+            [("allow_origins", "https://c.example".to_owned())]
+        );
     }
 
     #[test]
@@ -193,11 +441,23 @@ mod tests {
         assert!(cli.config().is_err());
         let cli = Cli::parse_args(["local-runner", "--hello-timeout-ms", "0"]);
         assert!(cli.config().unwrap_err().0.contains("hello_timeout_ms"));
+        let cli = Cli::parse_args(["local-runner", "--hello-timeout-ms", "600001"]);
+        assert!(cli.config().unwrap_err().0.contains("hello_timeout_ms"));
+    }
+
+    #[test]
+    fn unparsable_values_are_usage_errors_with_the_handlers_message() {
+        let e = Cli::try_parse_args(["local-runner", "--rate-burst", "ten"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+        assert_eq!(e.exit_code(), 2);
+        let mut c = Config::default();
+        let want = c.set("rate_burst", "ten").unwrap_err().0;
+        assert!(e.to_string().contains(&want), "{e}");
     }
 
     #[test]
     fn help_shows_handler_defaults() {
-        let help = command_with_defaults().render_help().to_string();
+        let help = Cli::command().render_help().to_string();
         let d = Config::default();
         for shown in [d.send_queue_frames as u64, d.hello_timeout_ms] {
             let want = format!("[default: {shown}]");

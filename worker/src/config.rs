@@ -1,9 +1,10 @@
 //! The chat's limits from wrangler vars.
 //!
-//! Every setting of [`chat_handler::Config`] can be overridden by a var named as its key
-//! in upper case (`room_capacity` → `ROOM_CAPACITY`), set in `[vars]` or with
+//! Every setting of [`chat_handler::Config`] can be overridden by the var its descriptor
+//! names ([`chat_handler::ConfigKey::worker_var`]: the key in upper case,
+//! `room_capacity` → `ROOM_CAPACITY`), set in `[vars]` or with
 //! `wrangler dev --var ROOM_CAPACITY:4`. Unset vars keep the handler's defaults, so no
-//! number is restated here.
+//! key name or number is restated here.
 
 use chat_handler::Config;
 use wasm_bindgen::{JsCast, JsValue};
@@ -13,13 +14,13 @@ use worker::Env;
 /// sentence naming the offending var, meant for the operator (served as a 500).
 pub fn load(env: &Env) -> Result<Config, String> {
     let mut config = Config::default();
-    for key in Config::KEYS {
-        let var = key.to_ascii_uppercase();
+    for key in Config::DESCRIPTORS {
+        let var = key.worker_var();
         let Some(value) = var_text(env, &var)? else {
             continue;
         };
         config
-            .set(key, &value)
+            .set(key.name(), &value)
             .map_err(|e| format!("Invalid configuration: {var}: {e}"))?;
     }
     config
