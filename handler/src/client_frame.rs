@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::error_kind::ErrorKind;
+use crate::session::Version;
 use serde_json::{Map, Value};
 
 /// The name given to a session whose hello carries no name, or an empty one.
@@ -34,6 +35,8 @@ pub struct Hello {
     pub name: String,
     /// `None` when absent or malformed (a malformed resume is ignored, not an error).
     pub resume: Option<Resume>,
+    /// `"v": 2` opts in to protocol v2; absent (or 1) is v1.
+    pub version: Version,
 }
 
 impl ClientFrame {
@@ -94,7 +97,8 @@ fn parse_object(text: &str) -> Option<Map<String, Value>> {
 }
 
 /// Any JSON object is a hello; `name` missing, `null` or empty joins as [`ANONYMOUS`].
-/// Fields other than `name` and `resume` are ignored.
+/// Unknown fields are ignored. `v` must be 1 or 2 when present: a client that asks
+/// for a version this server does not speak is told so rather than served another.
 fn decode_hello(text: &str, config: &Config) -> Result<Hello, ErrorKind> {
     let map = parse_object(text).ok_or(ErrorKind::HelloNotObject)?;
     let name = match map.get("name") {
@@ -107,7 +111,17 @@ fn decode_hello(text: &str, config: &Config) -> Result<Hello, ErrorKind> {
         let seq = r.get("seq")?.as_u64()?;
         Some(Resume { epoch, seq })
     });
-    Ok(Hello { name, resume })
+    let version = match map.get("v") {
+        None | Some(Value::Null) => Version::V1,
+        Some(v) if v.as_u64() == Some(1) => Version::V1,
+        Some(v) if v.as_u64() == Some(2) => Version::V2,
+        Some(_) => return Err(ErrorKind::UnsupportedVersion),
+    };
+    Ok(Hello {
+        name,
+        resume,
+        version,
+    })
 }
 
 fn decode_chat(text: &str) -> Result<ClientFrame, ErrorKind> {
@@ -184,7 +198,8 @@ mod tests {
             h,
             Hello {
                 name: "alice".into(),
-                resume: None
+                resume: None,
+                version: Version::V1,
             }
         );
         assert_eq!(hello("{}").unwrap().name, ANONYMOUS);
@@ -211,6 +226,26 @@ mod tests {
         ] {
             let h = hello(&format!(r#"{{"name":"a","resume":{bad}}}"#)).unwrap();
             assert_eq!(h.resume, None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn hello_versions() {
+        for (v, want) in [
+            ("1", Version::V1),
+            ("2", Version::V2),
+            ("null", Version::V1),
+        ] {
+            let h = hello(&format!(r#"{{"name":"a","v":{v}}}"#)).unwrap();
+            assert_eq!(h.version, want, "{v}");
+        }
+        assert_eq!(hello(r#"{"name":"a"}"#).unwrap().version, Version::V1);
+        for bad in ["0", "3", "2.5", "\"2\"", "true", "[2]", "-2"] {
+            assert_eq!(
+                hello(&format!(r#"{{"name":"a","v":{bad}}}"#)),
+                Err(ErrorKind::UnsupportedVersion),
+                "{bad}"
+            );
         }
     }
 

@@ -26,11 +26,13 @@ pub enum ErrorKind {
     /// Storage failed at join.
     Internal,
     HelloTimeout,
+    /// The hello's `v` is neither 1 nor 2.
+    UnsupportedVersion,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -46,6 +48,7 @@ impl ErrorKind {
         ErrorKind::NotStored,
         ErrorKind::Internal,
         ErrorKind::HelloTimeout,
+        ErrorKind::UnsupportedVersion,
     ];
 
     /// The sentence sent as `{"error": sentence}`.
@@ -69,6 +72,9 @@ impl ErrorKind {
             ErrorKind::Internal => "Internal error; please reconnect later.",
             ErrorKind::HelloTimeout => {
                 "No hello received in time: send {\"name\": \"alice\"} first."
+            }
+            ErrorKind::UnsupportedVersion => {
+                "Unsupported protocol version: send \"v\": 2, or no \"v\" for version 1."
             }
         }
     }

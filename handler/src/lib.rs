@@ -27,9 +27,9 @@ pub use close::Close;
 pub use config::{Config, ConfigError, ConfigKey};
 pub use error_kind::ErrorKind;
 pub use ratelimit::Bucket;
-pub use room::{Action, Room};
-pub use server_frame::{Frame, ServerFrame, True};
-pub use session::{ConnId, Peer, Session};
+pub use room::{Action, Audience, Room};
+pub use server_frame::{Frame, RosterEntry, ServerFrame, True};
+pub use session::{ConnId, Peer, Session, Version};
 pub use storage::{
     sql, MemoryStorage, Storage, StorageError, StorageResult, StoredMessage, SCHEMA,
 };

@@ -5,8 +5,8 @@ use crate::close::Close;
 use crate::config::Config;
 use crate::error_kind::ErrorKind;
 use crate::ratelimit::Bucket;
-use crate::server_frame::{Frame, ServerFrame, True};
-use crate::session::{ConnId, Peer, Session};
+use crate::server_frame::{Frame, RosterEntry, ServerFrame, True};
+use crate::session::{ConnId, Peer, Session, Version};
 use crate::storage::{Storage, StorageResult, StoredMessage};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -15,14 +15,25 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 pub enum Action {
     /// Send a frame to one connection.
     Send { to: ConnId, frame: Frame },
-    /// Send one frame to every member of the room ([`Room::members`]) as it is after the
-    /// event. The frame is encoded once; backends send the same bytes to each member.
-    Broadcast { frame: Frame },
+    /// Send one frame to every recipient in `audience` ([`Room::recipients`]) as the
+    /// room is after the event. The frame is encoded once; backends send the same bytes
+    /// to each recipient.
+    Broadcast { frame: Frame, audience: Audience },
     /// Close a connection. The room has already forgotten it (and announced its quit).
     Close { conn: ConnId, close: Close },
     /// The session's state changed: backends that persist sessions (the Durable
     /// Object's socket attachments) save [`Room::session`] again.
     Save { conn: ConnId },
+}
+
+/// Who receives a [`Action::Broadcast`]. The room decides membership; a backend only
+/// iterates [`Room::recipients`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Every member (a session that sent its hello), whatever its protocol version.
+    Members,
+    /// Members that opted in to protocol v2: frame kinds v1 does not have.
+    V2Members,
 }
 
 /// One chat room.
@@ -119,11 +130,20 @@ impl<S: Storage> Room<S> {
         self.sessions.values()
     }
 
-    /// Connections that have sent their hello: the recipients of a broadcast.
+    /// Connections that have sent their hello: the recipients of a broadcast to
+    /// [`Audience::Members`].
     pub fn members(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.recipients(Audience::Members)
+    }
+
+    /// The recipients of a broadcast to `audience`.
+    pub fn recipients(&self, audience: Audience) -> impl Iterator<Item = ConnId> + '_ {
         self.sessions
             .values()
-            .filter(|s| s.is_joined())
+            .filter(move |s| match audience {
+                Audience::Members => s.is_joined(),
+                Audience::V2Members => s.is_joined() && s.version == Version::V2,
+            })
             .map(|s| s.id)
     }
 
@@ -272,8 +292,16 @@ impl<S: Storage> Room<S> {
                 return;
             }
         };
-        for other in self.sessions.values() {
-            if let Some(name) = &other.name {
+        // The members already here: one `joined` each in v1, one `roster` frame in v2.
+        let present = self.sessions.values().filter_map(|s| s.name.as_deref());
+        if hello.version == Version::V2 {
+            let roster = present.map(|name| RosterEntry { name }).collect();
+            out.push(Action::Send {
+                to: conn,
+                frame: ServerFrame::Roster { roster }.encode(),
+            });
+        } else {
+            for name in present {
                 out.push(Action::Send {
                     to: conn,
                     frame: ServerFrame::Joined { joined: name }.encode(),
@@ -292,8 +320,12 @@ impl<S: Storage> Room<S> {
         .encode();
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.name = Some(hello.name);
+            s.version = hello.version;
         }
-        out.push(Action::Broadcast { frame });
+        out.push(Action::Broadcast {
+            frame,
+            audience: Audience::Members,
+        });
         out.push(Action::Send {
             to: conn,
             frame: ServerFrame::Ready {
@@ -301,6 +333,7 @@ impl<S: Storage> Room<S> {
                 epoch: &self.epoch,
                 seq: self.last_seq,
                 recovered,
+                v: (hello.version != Version::V1).then_some(hello.version.number()),
             }
             .encode(),
         });
@@ -401,6 +434,7 @@ impl<S: Storage> Room<S> {
         }
         out.push(Action::Broadcast {
             frame: chat_frame(&msg),
+            audience: Audience::Members,
         });
     }
 
@@ -419,6 +453,7 @@ impl<S: Storage> Room<S> {
         if let Some(name) = &session.name {
             out.push(Action::Broadcast {
                 frame: ServerFrame::Quit { quit: name }.encode(),
+                audience: Audience::Members,
             });
         }
         let Some(address) = self.addresses.get_mut(&session.addr) else {

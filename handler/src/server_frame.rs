@@ -29,13 +29,26 @@ pub enum ServerFrame<'a> {
         timestamp: u64,
         seq: u64,
     },
-    /// `{"ready": true, "epoch", "seq", "recovered"}`: the join is complete.
+    /// `{"ready": true, "epoch", "seq", "recovered"}`: the join is complete. A v2
+    /// session's also carries `"v": 2`.
     Ready {
         ready: True,
         epoch: &'a str,
         seq: u64,
         recovered: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        v: Option<u8>,
     },
+    /// v2: `{"roster": [{"name"}, …]}`, the members already in the room, sent once at join
+    /// instead of one `joined` each. Entries are objects so that later v2 features can
+    /// add fields without breaking clients.
+    Roster { roster: Vec<RosterEntry<'a>> },
+}
+
+/// One member in a [`ServerFrame::Roster`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RosterEntry<'a> {
+    pub name: &'a str,
 }
 
 /// Serializes as JSON `true`: the `ready` key of [`ServerFrame::Ready`] has no other value.
@@ -101,9 +114,30 @@ mod tests {
                 ready: True,
                 epoch: "ep",
                 seq: 0,
-                recovered: false
+                recovered: false,
+                v: None,
             }),
             r#"{"ready":true,"epoch":"ep","seq":0,"recovered":false}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::Ready {
+                ready: True,
+                epoch: "ep",
+                seq: 3,
+                recovered: true,
+                v: Some(2),
+            }),
+            r#"{"ready":true,"epoch":"ep","seq":3,"recovered":true,"v":2}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::Roster {
+                roster: vec![RosterEntry { name: "a" }, RosterEntry { name: "b\"" }]
+            }),
+            r#"{"roster":[{"name":"a"},{"name":"b\""}]}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::Roster { roster: vec![] }),
+            r#"{"roster":[]}"#
         );
     }
 

@@ -193,7 +193,7 @@ proptest! {
                             apply_roster_frame(views.entry(*to).or_default(), &v);
                         }
                     }
-                    Action::Broadcast { frame } => {
+                    Action::Broadcast { frame, .. } => {
                         let v = parse(frame);
                         for m in &members {
                             apply_roster_frame(views.entry(*m).or_default(), &v);
@@ -272,7 +272,7 @@ proptest! {
         room.connect(1, Peer { addr: "a".into() }, 0).unwrap();
         room.on_text(1, r#"{"name":"a"}"#, 0);
         for a in room.on_text(1, &text, 1) {
-            if let Action::Send { frame, .. } | Action::Broadcast { frame } = a {
+            if let Action::Send { frame, .. } | Action::Broadcast { frame, .. } = a {
                 parse(&frame);
             }
         }

@@ -746,3 +746,57 @@ fn kept_buckets_are_pruned_once_they_would_have_refilled() {
 fn error_frame(sentence: &str) -> chat_handler::Frame {
     ServerFrame::Error { error: sentence }.encode()
 }
+
+#[test]
+fn a_v2_joiner_gets_one_roster_frame_and_ready_says_v2() {
+    let mut r = room(Config::default());
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
+    join(&mut r, 2, "b", r#"{"name":"bob","v":2}"#, 2);
+    say(&mut r, 1, "hi", 3);
+    let acts = join(&mut r, 3, "c", r#"{"name":"carol","v":2}"#, 4);
+    let got = frames_for(&r, &acts, 3);
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(
+        got[0],
+        json!({"roster": [{"name": "alice"}, {"name": "bob"}]})
+    );
+    assert_eq!(got[1]["message"], "hi");
+    assert_eq!(got[2], json!({"joined": "carol"}));
+    assert_eq!(got[3]["ready"], true);
+    assert_eq!(got[3]["v"], 2);
+    // The v1 member sees the same v1 frame kinds as ever.
+    assert_eq!(frames_for(&r, &acts, 1), vec![json!({"joined": "carol"})]);
+}
+
+#[test]
+fn a_v1_session_never_sees_v2_frame_kinds() {
+    let mut r = room(Config::default());
+    join(&mut r, 1, "a", r#"{"name":"alice","v":2}"#, 1);
+    let acts = join(&mut r, 2, "b", r#"{"name":"bob","batch":true}"#, 2);
+    let got = frames_for(&r, &acts, 2);
+    assert_eq!(got[0], json!({"joined": "alice"}));
+    let ready = got.last().expect("ready");
+    assert_eq!(ready["ready"], true);
+    assert!(ready.get("v").is_none(), "{ready}");
+    for f in &got {
+        assert!(f.get("roster").is_none() && f.get("batch").is_none(), "{f}");
+    }
+    // V2-only broadcasts skip v1 members.
+    assert_eq!(
+        r.recipients(chat_handler::Audience::V2Members)
+            .collect::<Vec<_>>(),
+        vec![1]
+    );
+}
+
+#[test]
+fn an_unsupported_version_is_a_bad_hello() {
+    let mut r = room(Config::default());
+    r.connect(1, peer("a"), 1).unwrap();
+    let acts = r.on_text(1, r#"{"name":"a","v":3}"#, 1);
+    assert_eq!(
+        frames_for(&r, &acts, 1),
+        vec![json!({"error": ErrorKind::UnsupportedVersion.sentence()})]
+    );
+    assert_eq!(close_of(&acts, 1), Some(Close::BadHello));
+}

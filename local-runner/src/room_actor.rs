@@ -344,13 +344,13 @@ impl RoomActor {
                         }
                     }
                 }
-                Action::Broadcast { frame } => {
+                Action::Broadcast { frame, audience } => {
                     let State::Live(room) = &self.state else {
                         continue;
                     };
                     // One encoding and one buffer for every recipient.
                     let bytes = frame_bytes(&frame);
-                    for id in room.members() {
+                    for id in room.recipients(audience) {
                         if let Some(link) = self.links.get(&id) {
                             if let Queued::Full = link.send(bytes.clone()) {
                                 slow.push(id);

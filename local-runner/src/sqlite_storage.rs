@@ -326,7 +326,9 @@ mod tests {
         actions
             .iter()
             .filter_map(|a| match a {
-                Action::Send { frame, .. } | Action::Broadcast { frame } => Some(frame.to_string()),
+                Action::Send { frame, .. } | Action::Broadcast { frame, .. } => {
+                    Some(frame.to_string())
+                }
                 _ => None,
             })
             .collect()

@@ -23,7 +23,7 @@
 
 use crate::{config, random, sql_storage::DoSqlStorage};
 use chat_handler::edge;
-use chat_handler::{Action, Close, Config, ConnId, Frame, Peer, Room, Session};
+use chat_handler::{Action, Audience, Close, Config, ConnId, Frame, Peer, Room, Session};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
@@ -428,7 +428,7 @@ impl Live {
                         let _ = ws.send_with_str(&*frame);
                     }
                 }
-                Action::Broadcast { frame } => self.broadcast(&frame),
+                Action::Broadcast { frame, audience } => self.broadcast(&frame, audience),
                 Action::Close { conn, close } => {
                     if let Some(ws) = self.sockets.remove(&conn) {
                         clear_attachment(&ws);
@@ -446,10 +446,10 @@ impl Live {
         }
     }
 
-    /// One frame, encoded once, to every member.
-    fn broadcast(&self, frame: &Frame) {
+    /// One frame, encoded once, to every recipient.
+    fn broadcast(&self, frame: &Frame, audience: Audience) {
         let text = JsValue::from_str(frame);
-        for conn in self.room.members() {
+        for conn in self.room.recipients(audience) {
             if let Some(ws) = self.sockets.get(&conn) {
                 let socket: &web_sys::WebSocket = ws.as_ref();
                 let _ = socket.unchecked_ref::<AnySend>().send(&text);

@@ -20,12 +20,15 @@ pub fn peer(addr: &str) -> Peer {
 
 /// What one connection would receive from `actions`, given the room's members now.
 pub fn frames_for(room: &Room<MemoryStorage>, actions: &[Action], conn: ConnId) -> Vec<Value> {
-    let members: Vec<ConnId> = room.members().collect();
     actions
         .iter()
         .filter_map(|a| match a {
             Action::Send { to, frame } if *to == conn => Some(frame),
-            Action::Broadcast { frame } if members.contains(&conn) => Some(frame),
+            Action::Broadcast { frame, audience }
+                if room.recipients(*audience).any(|c| c == conn) =>
+            {
+                Some(frame)
+            }
             _ => None,
         })
         .map(|f| serde_json::from_str(f).expect("server frames are JSON"))
@@ -43,7 +46,7 @@ pub fn broadcasts(actions: &[Action]) -> Vec<Value> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Broadcast { frame } => Some(serde_json::from_str(frame).expect("JSON")),
+            Action::Broadcast { frame, .. } => Some(serde_json::from_str(frame).expect("JSON")),
             _ => None,
         })
         .collect()
