@@ -31,5 +31,5 @@ pub use room::{Action, Audience, Room};
 pub use server_frame::{Frame, RosterEntry, ServerFrame, True};
 pub use session::{ConnId, Peer, Session, Version};
 pub use storage::{
-    sql, MemoryStorage, Storage, StorageError, StorageResult, StoredMessage, SCHEMA,
+    sql, MemoryStorage, Storage, StorageError, StorageResult, StoredMessage, MIGRATIONS, SCHEMA,
 };

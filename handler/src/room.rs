@@ -420,6 +420,9 @@ impl<S: Storage> Room<S> {
             timestamp: now_ms.max(self.last_timestamp + 1),
             name,
             message: text.to_owned(),
+            user: None,
+            cid: None,
+            sender: None,
         };
         // Stored before broadcast: a message that is not stored is not sent, and its
         // seq is not used up.

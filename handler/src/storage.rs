@@ -9,13 +9,23 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// One stored chat message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredMessage {
     pub seq: u64,
     /// Milliseconds since the Unix epoch, strictly increasing within a room.
     pub timestamp: u64,
     pub name: String,
     pub message: String,
+    /// v2: the verified user id of the sender (identity), if any.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// v2: the client's id for a retry-safe send, if it gave one.
+    #[serde(default)]
+    pub cid: Option<String>,
+    /// Who sent it, as far as retry deduplication is concerned (the verified user id, or
+    /// the client address plus name); kept only with a `cid`. Never sent to clients.
+    #[serde(default)]
+    pub sender: Option<String>,
 }
 
 /// A storage failure. The text goes to logs only, never to clients.
@@ -57,7 +67,10 @@ pub trait Storage {
     fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()>;
 }
 
-/// The schema, one statement per entry (the Durable Object runs them one at a time).
+/// The schema as first released (version 0), one statement per entry (the Durable
+/// Object runs them one at a time). Run on every open: each statement is idempotent.
+/// Later changes are [`MIGRATIONS`], never edits here, so an existing database (a
+/// self-hosted `./data`, a deployed Durable Object) keeps its history.
 pub const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS chat_messages (
         room TEXT NOT NULL,
@@ -78,6 +91,25 @@ pub const SCHEMA: &[&str] = &[
         updated_ms INTEGER NOT NULL,
         PRIMARY KEY (room, addr)
     )",
+    "CREATE TABLE IF NOT EXISTS chat_meta (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    )",
+];
+
+/// Schema changes after [`SCHEMA`]: entry `i` takes the database from version `i` to
+/// `i + 1`. A backend reads the version ([`sql::SELECT_SCHEMA_VERSION`], 0 when absent),
+/// runs every later entry's statements in order, then stores the new version
+/// ([`sql::SET_SCHEMA_VERSION`]). Append only: released entries never change.
+pub const MIGRATIONS: &[&[&str]] = &[
+    // 1: v2 columns of a message (verified user, client id and dedupe key).
+    &[
+        "ALTER TABLE chat_messages ADD COLUMN user TEXT",
+        "ALTER TABLE chat_messages ADD COLUMN cid TEXT",
+        "ALTER TABLE chat_messages ADD COLUMN sender TEXT",
+        "CREATE INDEX IF NOT EXISTS chat_messages_by_cid
+            ON chat_messages (room, sender, cid) WHERE cid IS NOT NULL",
+    ],
 ];
 
 /// SQL statements, each with the room key as `?1`. Result columns are named as the
@@ -87,17 +119,26 @@ pub mod sql {
     pub const INIT_EPOCH: &str =
         "INSERT INTO chat_rooms (room, epoch) VALUES (?1, ?2) ON CONFLICT(room) DO NOTHING";
     pub const SELECT_EPOCH: &str = "SELECT epoch FROM chat_rooms WHERE room = ?1";
-    pub const SELECT_LATEST: &str = "SELECT seq, timestamp, name, message FROM chat_messages
-        WHERE room = ?1 ORDER BY seq DESC LIMIT 1";
-    /// `?2` seq, `?3` timestamp, `?4` name, `?5` message.
-    pub const INSERT_MESSAGE: &str =
-        "INSERT INTO chat_messages (room, seq, timestamp, name, message) VALUES (?1, ?2, ?3, ?4, ?5)";
+    pub const SELECT_LATEST: &str = "SELECT seq, timestamp, name, message, user, cid, sender
+        FROM chat_messages WHERE room = ?1 ORDER BY seq DESC LIMIT 1";
+    /// `?2` seq, `?3` timestamp, `?4` name, `?5` message, `?6` user, `?7` cid, `?8` sender
+    /// (the last three may be NULL).
+    pub const INSERT_MESSAGE: &str = "INSERT INTO chat_messages
+        (room, seq, timestamp, name, message, user, cid, sender)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
     /// `?2` = n. Newest first; the caller reverses.
-    pub const SELECT_LAST_N: &str = "SELECT seq, timestamp, name, message FROM chat_messages
-        WHERE room = ?1 ORDER BY seq DESC LIMIT ?2";
+    pub const SELECT_LAST_N: &str = "SELECT seq, timestamp, name, message, user, cid, sender
+        FROM chat_messages WHERE room = ?1 ORDER BY seq DESC LIMIT ?2";
     /// `?2` = after this seq, `?3` = limit.
-    pub const SELECT_AFTER: &str = "SELECT seq, timestamp, name, message FROM chat_messages
-        WHERE room = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3";
+    pub const SELECT_AFTER: &str = "SELECT seq, timestamp, name, message, user, cid, sender
+        FROM chat_messages WHERE room = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3";
+    /// The schema version (see `MIGRATIONS`); no row means 0. Not keyed by room.
+    pub const SELECT_SCHEMA_VERSION: &str =
+        "SELECT value FROM chat_meta WHERE key = 'schema_version'";
+    /// `?1` = the version now reached.
+    pub const SET_SCHEMA_VERSION: &str = "INSERT INTO chat_meta (key, value)
+        VALUES ('schema_version', ?1)
+        ON CONFLICT(key) DO UPDATE SET value = excluded.value";
     /// `?2` = through this seq.
     pub const PRUNE_THROUGH: &str = "DELETE FROM chat_messages WHERE room = ?1 AND seq <= ?2";
     /// `?2` addr, `?3` tokens, `?4` updated_ms.

@@ -2,7 +2,7 @@
 //! the local runner stores exactly what the Durable Object stores.
 
 use chat_handler::Bucket;
-use chat_handler::{sql, StorageResult, SCHEMA};
+use chat_handler::{sql, StorageResult, MIGRATIONS, SCHEMA};
 use chat_handler::{Storage, StorageError, StoredMessage};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::{Path, PathBuf};
@@ -45,11 +45,30 @@ pub fn init_database(data_dir: &Path) -> Result<PathBuf, String> {
     let path = data_dir.join(DATABASE_FILE);
     let conn =
         open_connection(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    for statement in SCHEMA {
-        conn.execute_batch(statement)
-            .map_err(|e| format!("cannot create schema in {}: {e}", path.display()))?;
-    }
+    migrate(&conn).map_err(|e| format!("cannot create schema in {}: {e}", path.display()))?;
     Ok(path)
+}
+
+/// Creates the first schema, then runs the migrations the database has not had yet, each
+/// step in one transaction with its new version, so a crash leaves a whole step or none.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    for statement in SCHEMA {
+        conn.execute_batch(statement)?;
+    }
+    let version: i64 = conn
+        .query_row(sql::SELECT_SCHEMA_VERSION, [], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let done = usize::try_from(version).unwrap_or(0);
+    for (step, statements) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.unchecked_transaction()?;
+        for statement in *statements {
+            tx.execute_batch(statement)?;
+        }
+        tx.execute(sql::SET_SCHEMA_VERSION, params![step as i64 + 1])?;
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 /// One room's view of the shared database: every statement is keyed by `room`.
@@ -87,6 +106,9 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
         timestamp: row.get("timestamp")?,
         name: row.get("name")?,
         message: row.get("message")?,
+        user: row.get("user")?,
+        cid: row.get("cid")?,
+        sender: row.get("sender")?,
     })
 }
 
@@ -110,7 +132,18 @@ impl Storage for SqliteStorage {
         let (seq, timestamp) = (to_i64(msg.seq)?, to_i64(msg.timestamp)?);
         self.conn
             .prepare_cached(sql::INSERT_MESSAGE)
-            .and_then(|mut s| s.execute(params![self.room, seq, timestamp, msg.name, msg.message]))
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.room,
+                    seq,
+                    timestamp,
+                    msg.name,
+                    msg.message,
+                    msg.user,
+                    msg.cid,
+                    msg.sender
+                ])
+            })
             .map(drop)
             .map_err(storage_error)
     }
@@ -185,12 +218,55 @@ mod tests {
     use super::*;
     use chat_handler::{Action, Config, Peer, Room};
 
+    #[test]
+    fn a_database_from_the_first_release_is_migrated_with_its_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DATABASE_FILE);
+        {
+            // The schema as the first release created it, with one message.
+            let conn = open_connection(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE chat_messages (room TEXT NOT NULL, seq INTEGER NOT NULL,
+                    timestamp INTEGER NOT NULL, name TEXT NOT NULL, message TEXT NOT NULL,
+                    PRIMARY KEY (room, seq)) WITHOUT ROWID;
+                 CREATE TABLE chat_rooms (room TEXT PRIMARY KEY, epoch TEXT NOT NULL);
+                 INSERT INTO chat_rooms VALUES ('lobby', 'old-epoch');
+                 INSERT INTO chat_messages VALUES ('lobby', 1, 1000, 'alice', 'kept');",
+            )
+            .unwrap();
+        }
+        // Twice: the second run finds every migration done.
+        init_database(dir.path()).unwrap();
+        init_database(dir.path()).unwrap();
+        let mut s = SqliteStorage::open(&path, "lobby").unwrap();
+        assert_eq!(s.load_or_init_epoch("new").unwrap(), "old-epoch");
+        let kept = s.latest().unwrap().unwrap();
+        assert_eq!(
+            (kept.seq, kept.message.as_str(), kept.user),
+            (1, "kept", None)
+        );
+        let v2 = StoredMessage {
+            user: Some("u1".into()),
+            cid: Some("c-1".into()),
+            sender: Some("u1".into()),
+            ..msg(2, "new")
+        };
+        s.append(&v2).unwrap();
+        assert_eq!(s.latest().unwrap(), Some(v2));
+        let conn = open_connection(&path).unwrap();
+        let version: i64 = conn
+            .query_row(sql::SELECT_SCHEMA_VERSION, [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version as usize, MIGRATIONS.len());
+    }
+
     fn msg(seq: u64, text: &str) -> StoredMessage {
         StoredMessage {
             seq,
             timestamp: 1_000 + seq,
             name: "alice".to_owned(),
             message: text.to_owned(),
+            ..Default::default()
         }
     }
 

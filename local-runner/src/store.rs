@@ -122,6 +122,7 @@ mod tests {
                 timestamp: 1,
                 name: "a".into(),
                 message: "m".into(),
+                ..Default::default()
             })
             .unwrap();
         }

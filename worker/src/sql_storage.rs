@@ -3,7 +3,7 @@
 //! definition of the data.
 
 use chat_handler::Bucket;
-use chat_handler::{sql, SCHEMA};
+use chat_handler::{sql, MIGRATIONS, SCHEMA};
 use chat_handler::{Storage, StorageError, StoredMessage};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -30,14 +30,30 @@ struct EpochRow {
     epoch: String,
 }
 
+#[derive(Deserialize)]
+struct VersionRow {
+    value: f64,
+}
+
 impl DoSqlStorage {
-    /// Wraps the object's database, creating the tables if needed. `CREATE ... IF NOT
-    /// EXISTS` makes this cheap on every construction of the object.
+    /// Wraps the object's database, creating the tables and running the migrations it
+    /// has not had yet. `CREATE ... IF NOT EXISTS` and one version read make this cheap
+    /// on every construction of the object. A Durable Object runs a synchronous block of
+    /// storage calls atomically (output gates), so a step and its version land together.
     pub fn open(sql: SqlStorage) -> Result<Self, StorageError> {
         for statement in SCHEMA {
             sql.exec(statement, None).map_err(err)?;
         }
-        Ok(DoSqlStorage { sql })
+        let storage = DoSqlStorage { sql };
+        let rows: Vec<VersionRow> = storage.rows(sql::SELECT_SCHEMA_VERSION, vec![])?;
+        let done = rows.first().map_or(0, |r| r.value as usize);
+        for (step, statements) in MIGRATIONS.iter().enumerate().skip(done) {
+            for statement in *statements {
+                storage.run(statement, vec![])?;
+            }
+            storage.run(sql::SET_SCHEMA_VERSION, vec![int(step as u64 + 1)?])?;
+        }
+        Ok(storage)
     }
 
     fn run(&self, query: &str, params: Vec<SqlStorageValue>) -> Result<(), StorageError> {
@@ -97,6 +113,9 @@ impl Storage for DoSqlStorage {
             int(msg.timestamp)?,
             msg.name.as_str().into(),
             msg.message.as_str().into(),
+            msg.user.as_deref().into(),
+            msg.cid.as_deref().into(),
+            msg.sender.as_deref().into(),
         ];
         self.run(sql::INSERT_MESSAGE, params)
     }
