@@ -8,7 +8,7 @@
 //!
 //! - flag `--room-capacity`, the key with dashes;
 //! - environment twin `EDGE_CHAT_ROOM_CAPACITY` (`ConfigKey::env_var`);
-//! - help: the handler's doc of the key, its bounds and `[default: 1000]`;
+//! - help: the handler's doc of the key, its bounds and `[default: …]`;
 //! - the value is checked with `Config::set` when parsed (so a bad number is a usage
 //!   error with the handler's message) and applied with it by [`Cli::config`].
 //!

@@ -231,7 +231,7 @@ mod tests {
                     PRIMARY KEY (room, seq)) WITHOUT ROWID;
                  CREATE TABLE chat_rooms (room TEXT PRIMARY KEY, epoch TEXT NOT NULL);
                  INSERT INTO chat_rooms VALUES ('lobby', 'old-epoch');
-                 INSERT INTO chat_messages VALUES ('lobby', 1, 1000, 'alice', 'kept');",
+                 INSERT INTO chat_messages VALUES ('lobby', 1, 1500, 'alice', 'kept');",
             )
             .unwrap();
         }
