@@ -8,7 +8,7 @@
 //!
 //! - flag `--room-capacity`, the key with dashes;
 //! - environment twin `EDGE_CHAT_ROOM_CAPACITY` (`ConfigKey::env_var`);
-//! - help: the handler's doc of the key, its bounds and `[default: …]`;
+//! - help: the handler's doc of the key, its bounds and its `[default: …]`;
 //! - the value is checked with `Config::set` when parsed (so a bad number is a usage
 //!   error with the handler's message) and applied with it by [`Cli::config`].
 //!
@@ -30,44 +30,44 @@ use std::path::PathBuf;
     version,
     about = "edge-chat on one machine: HTTP, static files, WebSockets and SQLite"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Address to listen on.
     #[arg(long, env = "EDGE_CHAT_BIND", default_value = "127.0.0.1")]
-    pub bind: IpAddr,
+    pub(crate) bind: IpAddr,
     /// Port to listen on; 0 picks a free one (the printed URL shows it).
     #[arg(long, env = "EDGE_CHAT_PORT", default_value_t = 8787)]
-    pub port: u16,
+    pub(crate) port: u16,
     /// Directory for the SQLite database (created if missing).
     #[arg(long, env = "EDGE_CHAT_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// Keep history in memory only; it is lost when the process exits.
     #[arg(long, env = "EDGE_CHAT_IN_MEMORY")]
-    pub in_memory: bool,
+    pub(crate) in_memory: bool,
     /// Directory of the browser client, served at `/`.
     #[arg(long, env = "EDGE_CHAT_STATIC_DIR", default_value = "static/")]
-    pub static_dir: PathBuf,
+    pub(crate) static_dir: PathBuf,
     /// Seconds between server pings; a connection missing two pongs in a row is closed.
     #[arg(long, env = "EDGE_CHAT_PING_INTERVAL_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..))]
-    pub ping_interval_secs: u64,
+    pub(crate) ping_interval_secs: u64,
     /// Emulate Durable Object hibernation: a room with connections but no events for
     /// this many seconds drops its state and rebuilds it on the next event. 0 = never.
     #[arg(long, env = "EDGE_CHAT_HIBERNATE_AFTER_SECS", default_value_t = 0)]
-    pub hibernate_after_secs: u64,
+    pub(crate) hibernate_after_secs: u64,
 
     // Every setting of the handler's `Config`, one flag each (see [`Limits`]).
     #[command(flatten, next_help_heading = "Chat settings (docs/PROTOCOL.md)")]
-    pub limits: Limits,
+    pub(crate) limits: Limits,
 }
 
 impl Cli {
     /// Parses flags and environment; on error or `--help` clap prints and exits
     /// (status 2 for usage errors).
-    pub fn parse_from_env() -> Self {
+    pub(crate) fn parse_from_env() -> Self {
         Self::parse_args(std::env::args_os())
     }
 
-    pub fn parse_args<I, T>(args: I) -> Self
+    pub(crate) fn parse_args<I, T>(args: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
@@ -76,7 +76,8 @@ impl Cli {
     }
 
     /// Parses like [`Cli::parse_args`] but returns clap's error instead of exiting.
-    pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    #[cfg(test)]
+    pub(crate) fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
@@ -86,9 +87,9 @@ impl Cli {
 
     /// The handler configuration: defaults, overridden through `Config::set` by the
     /// given flags, validated.
-    pub fn config(&self) -> Result<Config, ConfigError> {
+    pub(crate) fn config(&self) -> Result<Config, ConfigError> {
         let mut c = Config::default();
-        for (key, value) in &self.limits.overrides {
+        for (key, value) in self.limits.overrides() {
             c.set(key, value)?;
         }
         c.validate()?;
@@ -100,7 +101,7 @@ impl Cli {
 /// `Config::set`. Its clap arguments are built from `Config::DESCRIPTORS` (see the
 /// module docs), so it has no field per key.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// (key, value) for each setting given, in the order of `Config::KEYS`; a list's
     /// items joined with commas.
     overrides: Vec<(&'static str, String)>,
@@ -108,7 +109,7 @@ pub struct Limits {
 
 impl Limits {
     /// The settings given, as (key, text) pairs.
-    pub fn overrides(&self) -> &[(&'static str, String)] {
+    pub(crate) fn overrides(&self) -> &[(&'static str, String)] {
         &self.overrides
     }
 
@@ -130,7 +131,7 @@ impl Limits {
 }
 
 /// The flag of a key: the key with dashes (`--room-capacity`).
-pub fn flag_name(key: &ConfigKey) -> String {
+pub(crate) fn flag_name(key: &ConfigKey) -> String {
     key.name().replace('_', "-")
 }
 
@@ -143,7 +144,7 @@ fn singular(key: &ConfigKey) -> Option<&'static str> {
 }
 
 /// The environment variable read for a list key when its own twin is unset.
-pub fn singular_env_var(key: &ConfigKey) -> Option<String> {
+pub(crate) fn singular_env_var(key: &ConfigKey) -> Option<String> {
     singular(key).map(|s| format!("EDGE_CHAT_{}", s.to_ascii_uppercase()))
 }
 

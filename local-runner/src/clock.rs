@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch. A clock before 1970 reads as 0; the handler
 /// keeps timestamps increasing regardless.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -14,6 +14,6 @@ pub fn now_ms() -> u64 {
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
 /// A connection id unique for the life of the process.
-pub fn next_conn_id() -> u64 {
+pub(crate) fn next_conn_id() -> u64 {
     NEXT_CONN.fetch_add(1, Ordering::Relaxed)
 }

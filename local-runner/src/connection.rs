@@ -4,8 +4,8 @@
 
 use crate::clock::next_conn_id;
 use crate::link::{ConnLink, Out};
-use crate::registry::{Join, Rooms};
-use crate::room_actor::Event;
+use crate::registry::Rooms;
+use crate::room_inbox::{Event, Join};
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use chat_handler::{Close, ConnId, Peer};
@@ -24,23 +24,24 @@ const BATCH: usize = 64;
 /// how long a writer may take to get its close out) before dropping the socket.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// After refusing an oversized message, how long the socket stays open so the client
-/// reads the 1009 close frame: closing a socket with unread input (the rest of that
-/// message) makes the kernel answer with a reset, which can overtake the close frame.
+/// reads the `Close::TooBig` close frame: closing a socket with unread input (the rest
+/// of that message) makes the kernel answer with a reset, which can overtake the close
+/// frame.
 const TOO_BIG_LINGER: Duration = Duration::from_millis(500);
 /// Pings in a row without a pong before the connection counts as gone.
 const MAX_MISSED_PONGS: u32 = 2;
 
 /// Per-connection settings.
 #[derive(Clone)]
-pub struct ConnSettings {
+pub(crate) struct ConnSettings {
     /// `Config::send_queue_bound()`: the join burst plus `send_queue_frames`.
-    pub queue_bound: usize,
-    pub ping_interval: Duration,
+    pub(crate) queue_bound: usize,
+    pub(crate) ping_interval: Duration,
 }
 
 /// Serves one upgraded socket until it closes. `_alive` is held for the life of the
 /// connection so shutdown can wait for every socket to finish.
-pub async fn serve(
+pub(crate) async fn serve(
     socket: WebSocket,
     rooms: Arc<Rooms>,
     room: String,

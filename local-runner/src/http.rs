@@ -31,16 +31,16 @@ const WRITE_BUFFER: usize = 16 * 1024;
 
 /// Shared by every request.
 #[derive(Clone)]
-pub struct AppState {
-    pub rooms: Arc<Rooms>,
-    pub config: Arc<Config>,
-    pub settings: ConnSettings,
-    pub static_dir: PathBuf,
+pub(crate) struct AppState {
+    pub(crate) rooms: Arc<Rooms>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) settings: ConnSettings,
+    pub(crate) static_dir: PathBuf,
     /// Cloned into each socket task; shutdown waits until every clone is gone.
-    pub alive: mpsc::Sender<()>,
+    pub(crate) alive: mpsc::Sender<()>,
 }
 
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let static_files = ServeDir::new(&state.static_dir);
     Router::new()
         .fallback(dispatch)
@@ -216,7 +216,7 @@ async fn websocket(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::RoomContext;
+    use crate::room_actor::RoomContext;
     use crate::store::StoreFactory;
     use std::time::Duration;
     use tokio::sync::watch;

@@ -4,21 +4,25 @@
 //! `main` is the whole program; `src/main.rs` and the conformance suite's own binary
 //! both call it.
 
-pub mod cli;
-pub mod clock;
-pub mod connection;
-pub mod http;
-pub mod link;
-pub mod registry;
-pub mod room_actor;
-pub mod shutdown;
-pub mod sqlite_storage;
-pub mod store;
+// Private: nothing but `main` is for use outside this crate.
+mod cli;
+mod clock;
+mod connection;
+mod hibernation;
+mod http;
+mod link;
+mod registry;
+mod room_actor;
+mod room_inbox;
+mod shutdown;
+mod sqlite_storage;
+mod store;
 
 use crate::cli::Cli;
 use crate::connection::ConnSettings;
 use crate::http::AppState;
-use crate::registry::{RoomContext, Rooms};
+use crate::registry::Rooms;
+use crate::room_actor::RoomContext;
 use crate::store::StoreFactory;
 use chat_handler::Config;
 use std::io::IsTerminal;

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// An item for a connection's writer task.
 #[derive(Debug)]
-pub enum Out {
+pub(crate) enum Out {
     Text(Utf8Bytes),
     Ping,
     Close(Close),
@@ -17,13 +17,13 @@ pub enum Out {
 
 /// The room actor's handle on one connection.
 #[derive(Debug)]
-pub struct ConnLink {
+pub(crate) struct ConnLink {
     queue: mpsc::Sender<Out>,
     urgent: oneshot::Sender<Close>,
 }
 
 /// The outcome of queueing a frame.
-pub enum Queued {
+pub(crate) enum Queued {
     Ok,
     /// The queue is at its bound: the connection is a slow consumer.
     Full,
@@ -32,12 +32,12 @@ pub enum Queued {
 }
 
 impl ConnLink {
-    pub fn new(queue: mpsc::Sender<Out>, urgent: oneshot::Sender<Close>) -> Self {
+    pub(crate) fn new(queue: mpsc::Sender<Out>, urgent: oneshot::Sender<Close>) -> Self {
         ConnLink { queue, urgent }
     }
 
     /// Queues a frame without waiting: the room never waits for a connection.
-    pub fn send(&self, frame: Utf8Bytes) -> Queued {
+    pub(crate) fn send(&self, frame: Utf8Bytes) -> Queued {
         match self.queue.try_send(Out::Text(frame)) {
             Ok(()) => Queued::Ok,
             Err(mpsc::error::TrySendError::Full(_)) => Queued::Full,
@@ -48,7 +48,7 @@ impl ConnLink {
     /// Closes the connection after the frames already queued (so an error frame
     /// queued just before still reaches the client). If the queue is full, the close
     /// jumps it: the client is not reading, so nothing queued would arrive anyway.
-    pub fn close(self, close: Close) {
+    pub(crate) fn close(self, close: Close) {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(Out::Close(close)) {
             let _ = self.urgent.send(close);
         }
@@ -67,7 +67,7 @@ impl AsRef<[u8]> for SharedFrame {
 /// Wraps an encoded frame for axum without copying it: every recipient of a broadcast
 /// gets a clone of the same bytes. (The UTF-8 check runs once per frame, not per
 /// recipient; it cannot fail for a `str`, and the fallback copies rather than panics.)
-pub fn frame_bytes(frame: &Frame) -> Utf8Bytes {
+pub(crate) fn frame_bytes(frame: &Frame) -> Utf8Bytes {
     Utf8Bytes::try_from(Bytes::from_owner(SharedFrame(frame.clone())))
         .unwrap_or_else(|_| Utf8Bytes::from(&**frame))
 }

@@ -1,45 +1,15 @@
 //! The map from room name to its actor. Touched only when a connection opens (and when
 //! an idle actor retires), never per message: after joining, a connection talks to its
 //! room actor through the channel it got back.
+//!
+//! The registry starts actors (`room_actor::spawn`) and is what they retire from
+//! (`room_actor::Retire`), so it depends on the actor and never the other way round.
 
-use crate::link::ConnLink;
-use crate::room_actor::{self, Event};
-use crate::store::StoreFactory;
-use chat_handler::{Config, ConnId, Peer};
+use crate::room_actor::{self, Retire, RoomContext};
+use crate::room_inbox::{Event, Join, RoomHandle};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
-use tokio::sync::{mpsc, watch};
-
-/// A connection asking to enter a room.
-pub struct Join {
-    pub conn: ConnId,
-    pub peer: Peer,
-    pub link: ConnLink,
-}
-
-/// Everything a room actor needs besides its name.
-pub struct RoomContext {
-    pub config: Config,
-    pub store: StoreFactory,
-    /// `Some` emulates Durable Object hibernation after this much quiet.
-    pub hibernate_after: Option<Duration>,
-    /// How long an empty room's actor lingers before it retires.
-    pub idle_exit: Duration,
-    /// Becomes `true` when the server shuts down.
-    pub shutdown: watch::Receiver<bool>,
-}
-
-/// A running actor's inboxes. Joins get an unbounded channel of their own so that
-/// joining never waits while the registry lock is held; they are bounded in practice
-/// by the number of sockets.
-#[derive(Clone)]
-pub struct RoomHandle {
-    /// Tells actors apart, so a retiring actor removes its own entry only.
-    pub id: u64,
-    pub joins: mpsc::UnboundedSender<Join>,
-    pub events: mpsc::Sender<Event>,
-}
+use tokio::sync::mpsc;
 
 struct Inner {
     rooms: HashMap<String, RoomHandle>,
@@ -48,20 +18,21 @@ struct Inner {
 }
 
 /// All rooms of this process.
-pub struct Rooms {
+pub(crate) struct Rooms {
     inner: Mutex<Inner>,
-    pub ctx: RoomContext,
+    /// Shared with every actor.
+    ctx: Arc<RoomContext>,
 }
 
 impl Rooms {
-    pub fn new(ctx: RoomContext) -> Arc<Self> {
+    pub(crate) fn new(ctx: RoomContext) -> Arc<Self> {
         Arc::new(Rooms {
             inner: Mutex::new(Inner {
                 rooms: HashMap::new(),
                 next_id: 1,
                 shutting_down: false,
             }),
-            ctx,
+            ctx: Arc::new(ctx),
         })
     }
 
@@ -73,7 +44,11 @@ impl Rooms {
 
     /// Hands the connection to its room's actor, starting one if needed. Returns the
     /// room's event inbox, or the join back if the server is shutting down.
-    pub fn join(self: &Arc<Self>, room: &str, join: Join) -> Result<mpsc::Sender<Event>, Join> {
+    pub(crate) fn join(
+        self: &Arc<Self>,
+        room: &str,
+        join: Join,
+    ) -> Result<mpsc::Sender<Event>, Join> {
         let mut inner = self.lock();
         if inner.shutting_down {
             return Err(join);
@@ -89,7 +64,7 @@ impl Rooms {
         };
         let id = inner.next_id;
         inner.next_id += 1;
-        let handle = room_actor::spawn(self.clone(), room.to_owned(), id);
+        let handle = room_actor::spawn(self.ctx.clone(), self.clone(), room.to_owned(), id);
         let events = handle.events.clone();
         let sent = handle.joins.send(join);
         inner.rooms.insert(room.to_owned(), handle);
@@ -97,10 +72,21 @@ impl Rooms {
         sent.map(|()| events).map_err(|e| e.0)
     }
 
-    /// Removes actor `id`'s entry if it is still the registered one, after `check`
-    /// (run under the lock) agrees. Joins are sent under the same lock, so an actor
-    /// that finds its inbox empty here and closes it cannot lose a join.
-    pub fn retire_if(&self, room: &str, id: u64, check: impl FnOnce() -> bool) -> bool {
+    /// Refuses new joins from now on; actors see `ctx.shutdown` and close their sockets.
+    pub(crate) fn begin_shutdown(&self) {
+        self.lock().shutting_down = true;
+    }
+
+    /// Rooms with a running actor.
+    pub(crate) fn active_rooms(&self) -> usize {
+        self.lock().rooms.len()
+    }
+}
+
+impl Retire for Rooms {
+    /// `check` runs under the lock that [`Rooms::join`] sends joins under, so an actor
+    /// that finds its inbox empty there and closes it cannot lose a join.
+    fn retire_if(&self, room: &str, id: u64, check: &mut dyn FnMut() -> bool) -> bool {
         let mut inner = self.lock();
         if !check() {
             return false;
@@ -109,15 +95,5 @@ impl Rooms {
             inner.rooms.remove(room);
         }
         true
-    }
-
-    /// Refuses new joins from now on; actors see `ctx.shutdown` and close their sockets.
-    pub fn begin_shutdown(&self) {
-        self.lock().shutting_down = true;
-    }
-
-    /// Rooms with a running actor.
-    pub fn active_rooms(&self) -> usize {
-        self.lock().rooms.len()
     }
 }

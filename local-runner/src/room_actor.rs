@@ -3,63 +3,60 @@
 //! actions the handler returns. It never waits on a connection: frames go into each
 //! connection's bounded queue with `try_send`, and a full queue gets the connection
 //! kicked as a slow consumer.
+//!
+//! The actor knows nothing of the registry that starts it beyond [`Retire`], its one
+//! call back into it; the room itself, live or hibernated, is a [`HibernatingRoom`].
 
 use crate::clock::now_ms;
+use crate::hibernation::HibernatingRoom;
 use crate::link::{frame_bytes, ConnLink, Queued};
-use crate::registry::{Join, RoomHandle, Rooms};
-use crate::store::Store;
-use axum::extract::ws::Utf8Bytes;
-use chat_handler::edge;
-use chat_handler::{Action, Close, ConnId, Room, Session};
+use crate::room_inbox::{Event, Join, RoomHandle};
+use crate::store::{Store, StoreFactory};
+use chat_handler::{Action, Close, Config, ConnId, Room};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
+
+#[cfg(test)]
+mod tests;
 
 /// Socket events waiting for the actor. Readers wait when it is full, which slows
 /// down whoever floods the room instead of growing memory: at most this many frames
 /// (each up to `max_frame_bytes`) wait per room.
 const EVENT_INBOX: usize = 256;
 
-/// What a connection reports to its room.
-#[derive(Debug)]
-pub enum Event {
-    Text {
-        conn: ConnId,
-        text: Utf8Bytes,
-    },
-    Binary {
-        conn: ConnId,
-        len: usize,
-    },
-    /// The WebSocket library refused a message over `max_frame_bytes`.
-    TooBig {
-        conn: ConnId,
-    },
-    /// The connection decided to go (missed pongs).
-    Kick {
-        conn: ConnId,
-        close: Close,
-    },
-    Disconnect {
-        conn: ConnId,
-    },
+/// Everything a room actor needs besides its name.
+pub(crate) struct RoomContext {
+    pub(crate) config: Config,
+    pub(crate) store: StoreFactory,
+    /// `Some` emulates Durable Object hibernation after this much quiet.
+    pub(crate) hibernate_after: Option<Duration>,
+    /// How long an empty room's actor lingers before it retires.
+    pub(crate) idle_exit: Duration,
+    /// Becomes `true` when the server shuts down.
+    pub(crate) shutdown: watch::Receiver<bool>,
 }
 
-/// The room's state: live, or dropped with its sessions serialized (hibernated, or
-/// not opened yet when there are none).
-enum State {
-    Live(Box<Room<Store>>),
-    Dropped { sessions: Vec<String> },
+/// How an actor leaves the registry that started it. The registry depends on the actor
+/// (it spawns them); the actor sees only this, so the dependency runs one way.
+pub(crate) trait Retire: Send + Sync {
+    /// Removes actor `id`'s entry for `room` if it is still the registered one, after
+    /// `check` (run under the registry lock) agrees; returns whether `check` agreed.
+    /// Joins are sent under the same lock, so an actor that finds its inbox empty in
+    /// `check` and closes it cannot lose a join.
+    fn retire_if(&self, room: &str, id: u64, check: &mut dyn FnMut() -> bool) -> bool;
 }
 
 struct RoomActor {
-    rooms: Arc<Rooms>,
+    ctx: Arc<RoomContext>,
+    registry: Arc<dyn Retire>,
     name: String,
     id: u64,
-    state: State,
+    /// The handler's room, live or hibernated; opened by the first event that needs it.
+    state: HibernatingRoom,
     links: HashMap<ConnId, ConnLink>,
     last_event: Instant,
     /// When the room's next hello deadline passes (`Room::next_deadline`): the one
@@ -68,17 +65,23 @@ struct RoomActor {
     shutting_down: bool,
 }
 
-/// Starts the actor for `name`; the caller registers the returned handle.
-pub fn spawn(rooms: Arc<Rooms>, name: String, id: u64) -> RoomHandle {
+/// Starts the actor for `name`; the caller registers the returned handle, and the
+/// actor leaves `registry` through [`Retire::retire_if`] with this `id`.
+pub(crate) fn spawn(
+    ctx: Arc<RoomContext>,
+    registry: Arc<dyn Retire>,
+    name: String,
+    id: u64,
+) -> RoomHandle {
     let (joins_tx, joins) = mpsc::unbounded_channel();
     let (events_tx, events) = mpsc::channel(EVENT_INBOX);
+    let state = HibernatingRoom::new(name.clone(), ctx.config.clone(), ctx.store.clone());
     let actor = RoomActor {
-        rooms,
+        ctx,
+        registry,
         name,
         id,
-        state: State::Dropped {
-            sessions: Vec::new(),
-        },
+        state,
         links: HashMap::new(),
         last_event: Instant::now(),
         hello_due: None,
@@ -90,21 +93,6 @@ pub fn spawn(rooms: Arc<Rooms>, name: String, id: u64) -> RoomHandle {
         joins: joins_tx,
         events: events_tx,
     }
-}
-
-/// A fresh random epoch candidate (see `edge::epoch_candidate`).
-fn random_epoch() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No OS randomness is close to impossible; a clock-based id still differs
-        // from every earlier epoch, which is all an epoch must do.
-        bytes = (std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default())
-        .to_be_bytes();
-    }
-    edge::epoch_candidate(bytes)
 }
 
 /// The monotonic instant of a wall-clock time (ms since the Unix epoch); a time
@@ -124,7 +112,7 @@ impl RoomActor {
         mut events: mpsc::Receiver<Event>,
     ) {
         debug!(room = %self.name, "room actor started");
-        let mut shutdown = self.rooms.ctx.shutdown.clone();
+        let mut shutdown = self.ctx.shutdown.clone();
         loop {
             let deadline = self.deadline();
             let hello_due = self.hello_due;
@@ -150,7 +138,7 @@ impl RoomActor {
                             break;
                         }
                     } else {
-                        self.hibernate();
+                        self.state.hibernate();
                     }
                 }
             }
@@ -166,10 +154,10 @@ impl RoomActor {
     /// hibernate when live, quiet and hibernation is on.
     fn deadline(&self) -> Option<Instant> {
         if self.links.is_empty() {
-            return Some(self.last_event + self.rooms.ctx.idle_exit);
+            return Some(self.last_event + self.ctx.idle_exit);
         }
-        match (&self.state, self.rooms.ctx.hibernate_after) {
-            (State::Live(_), Some(after)) => Some(self.last_event + after),
+        match (self.state.live(), self.ctx.hibernate_after) {
+            (Some(_), Some(after)) => Some(self.last_event + after),
             _ => None,
         }
     }
@@ -182,11 +170,11 @@ impl RoomActor {
     /// nothing to re-check when a hello arrives) and still correct, since nothing
     /// changes a dropped room's deadlines: any event restores it first.
     fn arm_hello_timer(&mut self) {
-        self.hello_due = match &self.state {
-            State::Live(room) => room.next_deadline().map(instant_at),
-            State::Dropped { .. } if !self.links.is_empty() => self.hello_due,
+        self.hello_due = match self.state.live() {
+            Some(room) => room.next_deadline().map(instant_at),
+            None if !self.links.is_empty() => self.hello_due,
             // No connections (or storage failed and closed them): nothing to time.
-            State::Dropped { .. } => None,
+            None => None,
         };
     }
 
@@ -206,7 +194,7 @@ impl RoomActor {
     /// the actor stays.
     fn try_retire(&mut self, joins: &mut mpsc::UnboundedReceiver<Join>) -> bool {
         let mut waiting = None;
-        let retired = self.rooms.clone().retire_if(&self.name, self.id, || {
+        let retired = self.registry.retire_if(&self.name, self.id, &mut || {
             match joins.try_recv() {
                 Ok(join) => {
                     waiting = Some(join);
@@ -226,63 +214,10 @@ impl RoomActor {
         retired
     }
 
-    /// The live room, rebuilding it from storage and the kept sessions if needed.
-    /// `None` if storage cannot be opened; then every connection is closed with
-    /// [`Close::Internal`] (a room that cannot read its history cannot serve anyone).
+    /// The live room, rebuilt if it hibernated (see [`HibernatingRoom::room`]). `None`
+    /// if storage cannot be opened; every connection has been closed then.
     fn room(&mut self) -> Option<&mut Room<Store>> {
-        if let State::Dropped { sessions } = &mut self.state {
-            let kept = std::mem::take(sessions);
-            let count = kept.len();
-            let restored: Vec<Session> = kept
-                .iter()
-                .filter_map(|s| match serde_json::from_str(s) {
-                    Ok(session) => Some(session),
-                    Err(e) => {
-                        warn!(room = %self.name, error = %e, "dropping unreadable session");
-                        None
-                    }
-                })
-                .collect();
-            let ctx = &self.rooms.ctx;
-            let opened = ctx.store.open(&self.name).and_then(|storage| {
-                Room::restore(ctx.config.clone(), storage, &random_epoch(), restored)
-            });
-            match opened {
-                Ok(room) => {
-                    if count > 0 {
-                        info!(room = %self.name, sessions = count, "room restored");
-                    }
-                    self.state = State::Live(Box::new(room));
-                }
-                Err(e) => {
-                    warn!(room = %self.name, error = %e, "cannot open room storage");
-                    for (_, link) in self.links.drain() {
-                        link.close(Close::Internal);
-                    }
-                    return None;
-                }
-            }
-        }
-        match &mut self.state {
-            State::Live(room) => Some(room),
-            State::Dropped { .. } => None,
-        }
-    }
-
-    /// Emulates a Durable Object being evicted while its sockets stay open: keep the
-    /// sessions exactly as a DO keeps socket attachments (JSON), drop the room and its
-    /// storage connection.
-    fn hibernate(&mut self) {
-        let State::Live(room) = &self.state else {
-            return;
-        };
-        let sessions: Vec<String> = room
-            .sessions()
-            .filter_map(|s| serde_json::to_string(s).ok())
-            .collect();
-        let count = sessions.len();
-        self.state = State::Dropped { sessions };
-        info!(room = %self.name, sessions = count, "room hibernated");
+        self.state.room(&mut self.links)
     }
 
     fn join(&mut self, join: Join) {
@@ -345,7 +280,7 @@ impl RoomActor {
                     }
                 }
                 Action::Broadcast { frame, audience } => {
-                    let State::Live(room) = &self.state else {
+                    let Some(room) = self.state.live() else {
                         continue;
                     };
                     // One encoding and one buffer for every recipient.
@@ -369,7 +304,7 @@ impl RoomActor {
                 Action::Save { .. } => {}
             }
             if !slow.is_empty() {
-                if let State::Live(room) = &mut self.state {
+                if let Some(room) = self.state.live_mut() {
                     for conn in slow.drain(..) {
                         info!(room = %self.name, conn, "closing slow consumer");
                         todo.extend(room.kick(conn, Close::SlowConsumer, now));
@@ -389,11 +324,7 @@ impl RoomActor {
             link.close(Close::GoingAway);
         }
         let now = now_ms();
-        let has_sessions = match &self.state {
-            State::Live(room) => !room.is_empty(),
-            State::Dropped { sessions } => !sessions.is_empty(),
-        };
-        if has_sessions {
+        if self.state.has_sessions() {
             if let Some(room) = self.room() {
                 let ids: Vec<ConnId> = room.sessions().map(|s| s.id).collect();
                 for id in ids {
@@ -405,264 +336,5 @@ impl RoomActor {
         if count > 0 {
             info!(room = %self.name, connections = count, "room closed for shutdown");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::link::Out;
-    use crate::registry::RoomContext;
-    use crate::store::StoreFactory;
-    use chat_handler::{Config, Peer};
-    use std::time::Duration;
-    use tokio::sync::{oneshot, watch};
-    use tokio::time::timeout;
-
-    struct Client {
-        conn: ConnId,
-        frames: mpsc::Receiver<Out>,
-        urgent: oneshot::Receiver<Close>,
-        events: mpsc::Sender<Event>,
-    }
-
-    fn rooms(config: Config, hibernate: Option<Duration>) -> (Arc<Rooms>, watch::Sender<bool>) {
-        let (tx, rx) = watch::channel(false);
-        let rooms = Rooms::new(RoomContext {
-            config,
-            store: StoreFactory::memory(),
-            hibernate_after: hibernate,
-            idle_exit: Duration::ZERO,
-            shutdown: rx,
-        });
-        (rooms, tx)
-    }
-
-    async fn join(rooms: &Arc<Rooms>, room: &str, conn: ConnId, bound: usize) -> Client {
-        let (tx, frames) = mpsc::channel(bound);
-        let (utx, urgent) = oneshot::channel();
-        let join = Join {
-            conn,
-            peer: Peer {
-                addr: format!("10.0.0.{conn}"),
-            },
-            link: ConnLink::new(tx, utx),
-        };
-        let events = rooms.join(room, join).map_err(|_| "refused").unwrap();
-        Client {
-            conn,
-            frames,
-            urgent,
-            events,
-        }
-    }
-
-    impl Client {
-        async fn text(&self, text: &str) {
-            let event = Event::Text {
-                conn: self.conn,
-                text: text.into(),
-            };
-            self.events.send(event).await.unwrap();
-        }
-
-        /// The next frame's text, or the close it got.
-        async fn next(&mut self) -> Result<String, Close> {
-            match timeout(Duration::from_secs(5), self.frames.recv()).await {
-                Ok(Some(Out::Text(t))) => Ok(t.to_string()),
-                Ok(Some(Out::Close(close))) => Err(close),
-                other => panic!("no frame: {other:?}"),
-            }
-        }
-
-        async fn until(&mut self, needle: &str) -> String {
-            loop {
-                let f = self.next().await.unwrap();
-                if f.contains(needle) {
-                    return f;
-                }
-            }
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn joins_racing_a_retiring_actor_are_never_lost() {
-        // idle_exit is zero, so the actor retires whenever the room empties: every
-        // join below races a retirement.
-        let (rooms, _shutdown) = rooms(Config::default(), None);
-        for conn in 1..=300 {
-            let mut c = join(&rooms, "race", conn, 64).await;
-            c.text(r#"{"name":"a"}"#).await;
-            c.until("ready").await;
-            c.events.send(Event::Disconnect { conn }).await.unwrap();
-            if conn % 3 == 0 {
-                tokio::task::yield_now().await;
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn slow_consumer_is_closed_and_the_room_goes_on() {
-        let config = Config {
-            room_capacity: 3,
-            backlog: 0,
-            resume_max: 0,
-            send_queue_frames: 2,
-            rate_burst: 1000,
-            ..Config::default()
-        };
-        let bound = config.send_queue_bound();
-        let (rooms, _shutdown) = rooms(config, None);
-        let mut talker = join(&rooms, "r", 1, bound).await;
-        let mut sloth = join(&rooms, "r", 2, bound).await;
-        talker.text(r#"{"name":"talker"}"#).await;
-        talker.until("ready").await;
-        sloth.text(r#"{"name":"sloth"}"#).await;
-        talker.until("sloth").await;
-        let mut seen = Vec::new();
-        for i in 0..20 {
-            talker.text(&format!(r#"{{"message":"m{i}"}}"#)).await;
-            loop {
-                let f = talker.next().await.unwrap();
-                seen.push(f.clone());
-                if f.contains(&format!("m{i}")) {
-                    break;
-                }
-            }
-        }
-        // The sloth never read: its queue filled, so its close came the urgent way.
-        assert_eq!(sloth.urgent.try_recv().unwrap(), Close::SlowConsumer);
-        assert!(seen.iter().any(|f| f == r#"{"quit":"sloth"}"#), "{seen:?}");
-        // Its queue holds at most the bound, however much the room said.
-        let mut queued = 0;
-        while sloth.frames.try_recv().is_ok() {
-            queued += 1;
-        }
-        assert!(queued <= bound, "{queued} > {bound}");
-    }
-
-    #[tokio::test]
-    async fn an_error_frame_arrives_before_its_close() {
-        let (rooms, _shutdown) = rooms(Config::default(), None);
-        let mut c = join(&rooms, "r", 1, 64).await;
-        c.text("[]").await;
-        assert!(c.next().await.unwrap().contains("error"));
-        assert_eq!(c.next().await, Err(Close::BadHello));
-    }
-
-    #[tokio::test]
-    async fn a_hibernated_room_carries_on() {
-        let (rooms, _shutdown) = rooms(Config::default(), Some(Duration::from_millis(20)));
-        let mut a = join(&rooms, "h", 1, 64).await;
-        let mut b = join(&rooms, "h", 2, 64).await;
-        a.text(r#"{"name":"alice"}"#).await;
-        a.until("ready").await;
-        b.text(r#"{"name":"bob"}"#).await;
-        b.until("ready").await;
-        a.until("bob").await;
-        a.text(r#"{"message":"one"}"#).await;
-        assert!(b.until("one").await.contains(r#""seq":1"#));
-        tokio::time::sleep(Duration::from_millis(80)).await;
-        a.text(r#"{"message":"two"}"#).await;
-        assert!(b.until("two").await.contains(r#""seq":2"#));
-        tokio::time::sleep(Duration::from_millis(80)).await;
-        b.events.send(Event::Disconnect { conn: 2 }).await.unwrap();
-        assert_eq!(a.until("quit").await, r#"{"quit":"bob"}"#);
-    }
-
-    /// The client's frames until its close, within `within`.
-    async fn until_closed(c: &mut Client, within: Duration) -> (Vec<String>, Close) {
-        let mut frames = Vec::new();
-        let closed = timeout(within, async {
-            loop {
-                match c.next().await {
-                    Ok(f) => frames.push(f),
-                    Err(close) => return close,
-                }
-            }
-        })
-        .await
-        .expect("not closed in time");
-        (frames, closed)
-    }
-
-    fn hello_timeout(ms: u64) -> Config {
-        Config {
-            hello_timeout_ms: ms,
-            ..Config::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn a_silent_connection_is_closed_at_its_hello_deadline() {
-        let (rooms, _shutdown) = rooms(hello_timeout(150), None);
-        let started = Instant::now();
-        let mut named = join(&rooms, "t", 1, 64).await;
-        named.text(r#"{"name":"alice"}"#).await;
-        named.until("ready").await;
-        let mut silent = join(&rooms, "t", 2, 64).await;
-        let (frames, close) = until_closed(&mut silent, Duration::from_secs(5)).await;
-        assert!(started.elapsed() >= Duration::from_millis(150));
-        assert_eq!(frames.len(), 1, "{frames:?}");
-        assert!(frames[0].contains("error"), "{frames:?}");
-        assert_eq!(close, Close::HelloTimeout);
-        // The named one stays, and heard nothing of the silent one (no quit).
-        named.text(r#"{"message":"still here"}"#).await;
-        assert!(named.next().await.unwrap().contains("still here"));
-    }
-
-    #[tokio::test]
-    async fn each_silent_connection_gets_its_own_deadline() {
-        let (rooms, _shutdown) = rooms(hello_timeout(300), None);
-        let mut first = join(&rooms, "d", 1, 64).await;
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        let mut second = join(&rooms, "d", 2, 64).await;
-        let first_at = {
-            until_closed(&mut first, Duration::from_secs(5)).await;
-            Instant::now()
-        };
-        // The second connection is not closed along with the first, and its own
-        // hello in time keeps it.
-        assert!(second.frames.try_recv().is_err());
-        second.text(r#"{"name":"bob"}"#).await;
-        second.until("ready").await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(second.frames.try_recv().is_err(), "closed after its hello");
-        assert!(first_at.elapsed() >= Duration::from_millis(300));
-    }
-
-    #[tokio::test]
-    async fn a_hello_deadline_wakes_a_hibernated_room() {
-        // The room hibernates 20 ms after the join, long before the deadline.
-        let (rooms, _shutdown) = rooms(hello_timeout(250), Some(Duration::from_millis(20)));
-        let mut named = join(&rooms, "w", 1, 64).await;
-        named.text(r#"{"name":"alice"}"#).await;
-        named.until("ready").await;
-        let mut silent = join(&rooms, "w", 2, 64).await;
-        let (frames, close) = until_closed(&mut silent, Duration::from_secs(5)).await;
-        assert!(frames[0].contains("error"), "{frames:?}");
-        assert_eq!(close, Close::HelloTimeout);
-        // The woken room still knows its member.
-        named.text(r#"{"message":"after"}"#).await;
-        assert!(named.until("after").await.contains(r#""seq":1"#));
-    }
-
-    #[tokio::test]
-    async fn shutdown_closes_everyone_with_1001_and_refuses_joins() {
-        let (rooms, shutdown) = rooms(Config::default(), None);
-        let mut a = join(&rooms, "s", 1, 64).await;
-        a.text(r#"{"name":"alice"}"#).await;
-        a.until("ready").await;
-        rooms.begin_shutdown();
-        shutdown.send(true).unwrap();
-        assert_eq!(a.next().await, Err(Close::GoingAway));
-        let (tx, _rx) = mpsc::channel(1);
-        let (utx, _urx) = oneshot::channel();
-        let late = Join {
-            conn: 9,
-            peer: Peer { addr: "x".into() },
-            link: ConnLink::new(tx, utx),
-        };
-        assert!(rooms.join("s", late).is_err());
     }
 }

@@ -8,7 +8,7 @@ use tracing::{info, warn};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Resolves on Ctrl-C or (on Unix) SIGTERM.
-pub async fn signal() {
+pub(crate) async fn signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             warn!(error = %e, "cannot listen for Ctrl-C");
@@ -38,7 +38,7 @@ pub async fn signal() {
 
 /// Waits until every socket task has dropped its `alive` sender (the caller has
 /// dropped all others), or the drain timeout passes.
-pub async fn drain(mut alive: mpsc::Receiver<()>) {
+pub(crate) async fn drain(mut alive: mpsc::Receiver<()>) {
     match tokio::time::timeout(DRAIN_TIMEOUT, alive.recv()).await {
         Ok(_) => info!("all connections closed"),
         Err(_) => warn!("some connections did not close in time"),

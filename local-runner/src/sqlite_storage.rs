@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The database file inside `--data-dir`.
-pub const DATABASE_FILE: &str = "edge-chat.sqlite3";
+pub(crate) const DATABASE_FILE: &str = "edge-chat.sqlite3";
 
 /// How long a connection waits for another room's write before giving up. Writes are
 /// single-row inserts, so contention clears in microseconds; seconds means trouble.
@@ -27,7 +27,7 @@ fn to_i64(v: impl TryInto<i64>) -> StorageResult<i64> {
 }
 
 /// Opens a connection to the database file with the pragmas every connection needs.
-pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+pub(crate) fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // WAL lets room actors read while another writes; NORMAL syncs at checkpoints
@@ -39,7 +39,7 @@ pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// Creates the data directory and the schema. Returns the database path.
-pub fn init_database(data_dir: &Path) -> Result<PathBuf, String> {
+pub(crate) fn init_database(data_dir: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
     let path = data_dir.join(DATABASE_FILE);
@@ -72,7 +72,7 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// One room's view of the shared database: every statement is keyed by `room`.
-pub struct SqliteStorage {
+pub(crate) struct SqliteStorage {
     conn: Connection,
     room: String,
 }
@@ -80,7 +80,7 @@ pub struct SqliteStorage {
 impl SqliteStorage {
     /// Opens a connection for `room`. The schema must already exist (see
     /// [`init_database`]).
-    pub fn open(path: &Path, room: &str) -> StorageResult<Self> {
+    pub(crate) fn open(path: &Path, room: &str) -> StorageResult<Self> {
         Ok(SqliteStorage {
             conn: open_connection(path).map_err(storage_error)?,
             room: room.to_owned(),

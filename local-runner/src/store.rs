@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// One room's storage, whichever backend holds it.
-pub enum Store {
+pub(crate) enum Store {
     Sqlite(SqliteStorage),
     Memory {
         room: String,
@@ -22,17 +22,17 @@ pub enum Store {
 
 /// Hands out per-room storage.
 #[derive(Clone)]
-pub enum StoreFactory {
+pub(crate) enum StoreFactory {
     Sqlite(PathBuf),
     Memory(Arc<Mutex<HashMap<String, MemoryStorage>>>),
 }
 
 impl StoreFactory {
-    pub fn memory() -> Self {
+    pub(crate) fn memory() -> Self {
         StoreFactory::Memory(Arc::default())
     }
 
-    pub fn open(&self, room: &str) -> StorageResult<Store> {
+    pub(crate) fn open(&self, room: &str) -> StorageResult<Store> {
         match self {
             StoreFactory::Sqlite(path) => SqliteStorage::open(path, room).map(Store::Sqlite),
             StoreFactory::Memory(parking) => {
@@ -47,6 +47,22 @@ impl StoreFactory {
                     parking: parking.clone(),
                 })
             }
+        }
+    }
+}
+
+#[cfg(test)]
+impl StoreFactory {
+    /// Whether `room`'s memory storage is parked: it was opened, and no room holds it
+    /// any more (the room hibernated, or its actor retired). Tests use it to see a
+    /// hibernation happen.
+    pub(crate) fn is_parked(&self, room: &str) -> bool {
+        match self {
+            StoreFactory::Sqlite(_) => false,
+            StoreFactory::Memory(parking) => parking
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains_key(room),
         }
     }
 }

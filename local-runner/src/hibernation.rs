@@ -1,0 +1,212 @@
+//! Durable Object hibernation, emulated (`--hibernate-after-secs`).
+//!
+//! Cloudflare evicts an idle Durable Object while its sockets stay open, so the Worker
+//! keeps nothing only in memory: each socket's session is its attachment (JSON), history
+//! is in SQLite, and the room is rebuilt with `Room::restore` the first time an event
+//! needs it (`ChatRoom::live` in `worker/src/room_object.rs`). A room actor never has to
+//! do that, but when asked to it does the same to a quiet room, so the rebuild path (and
+//! every session's trip through JSON) runs here too, where it is easy to test and debug.
+//!
+//! [`HibernatingRoom`] owns the room in one of two states: live, or dropped with its
+//! sessions serialized. The actor asks it for the room on every event ([`room`]), which
+//! rebuilds it if needed, and drops it when quiet ([`hibernate`]). The sockets are not
+//! part of it: the actor keeps its links open across hibernation, as the runtime keeps
+//! a Durable Object's sockets.
+//!
+//! [`room`]: HibernatingRoom::room
+//! [`hibernate`]: HibernatingRoom::hibernate
+
+use crate::link::ConnLink;
+use crate::store::{Store, StoreFactory};
+use chat_handler::edge;
+use chat_handler::{Close, Config, ConnId, Room, Session};
+use std::collections::HashMap;
+use tracing::{info, warn};
+
+/// The room: live, or dropped with its sessions serialized (hibernated, or not opened
+/// yet when there are none).
+enum State {
+    Live(Box<Room<Store>>),
+    /// Each session as JSON, as a Durable Object keeps it in its socket's attachment.
+    Dropped {
+        sessions: Vec<String>,
+    },
+}
+
+/// One room's handler state, dropped while quiet and rebuilt on demand.
+pub(crate) struct HibernatingRoom {
+    /// For logs and for opening the room's storage.
+    name: String,
+    config: Config,
+    store: StoreFactory,
+    state: State,
+}
+
+impl HibernatingRoom {
+    /// A room not opened yet: its storage is opened by the first event that needs it.
+    pub(crate) fn new(name: String, config: Config, store: StoreFactory) -> Self {
+        HibernatingRoom {
+            name,
+            config,
+            store,
+            state: State::Dropped {
+                sessions: Vec::new(),
+            },
+        }
+    }
+
+    /// The room if it is live, without rebuilding it.
+    pub(crate) fn live(&self) -> Option<&Room<Store>> {
+        match &self.state {
+            State::Live(room) => Some(room),
+            State::Dropped { .. } => None,
+        }
+    }
+
+    /// The room if it is live, without rebuilding it.
+    pub(crate) fn live_mut(&mut self) -> Option<&mut Room<Store>> {
+        match &mut self.state {
+            State::Live(room) => Some(room),
+            State::Dropped { .. } => None,
+        }
+    }
+
+    /// Whether the room has sessions, live or kept.
+    pub(crate) fn has_sessions(&self) -> bool {
+        match &self.state {
+            State::Live(room) => !room.is_empty(),
+            State::Dropped { sessions } => !sessions.is_empty(),
+        }
+    }
+
+    /// The live room, rebuilding it from storage and the kept sessions if needed.
+    /// `None` if storage cannot be opened; then every link is closed with
+    /// [`Close::Internal`] (a room that cannot read its history cannot serve anyone),
+    /// as the Worker closes every socket of its object.
+    pub(crate) fn room(
+        &mut self,
+        links: &mut HashMap<ConnId, ConnLink>,
+    ) -> Option<&mut Room<Store>> {
+        if let State::Dropped { sessions } = &mut self.state {
+            let kept = std::mem::take(sessions);
+            let count = kept.len();
+            let restored: Vec<Session> = kept
+                .iter()
+                .filter_map(|s| match serde_json::from_str(s) {
+                    Ok(session) => Some(session),
+                    Err(e) => {
+                        warn!(room = %self.name, error = %e, "dropping unreadable session");
+                        None
+                    }
+                })
+                .collect();
+            let opened = self.store.open(&self.name).and_then(|storage| {
+                Room::restore(self.config.clone(), storage, &random_epoch(), restored)
+            });
+            match opened {
+                Ok(room) => {
+                    if count > 0 {
+                        info!(room = %self.name, sessions = count, "room restored");
+                    }
+                    self.state = State::Live(Box::new(room));
+                }
+                Err(e) => {
+                    warn!(room = %self.name, error = %e, "cannot open room storage");
+                    for (_, link) in links.drain() {
+                        link.close(Close::Internal);
+                    }
+                    return None;
+                }
+            }
+        }
+        self.live_mut()
+    }
+
+    /// Emulates a Durable Object being evicted while its sockets stay open: keep the
+    /// sessions exactly as a DO keeps socket attachments (JSON), drop the room and its
+    /// storage connection.
+    pub(crate) fn hibernate(&mut self) {
+        let State::Live(room) = &self.state else {
+            return;
+        };
+        let sessions: Vec<String> = room
+            .sessions()
+            .filter_map(|s| serde_json::to_string(s).ok())
+            .collect();
+        let count = sessions.len();
+        self.state = State::Dropped { sessions };
+        info!(room = %self.name, sessions = count, "room hibernated");
+    }
+}
+
+/// A fresh random epoch candidate (see `edge::epoch_candidate`).
+fn random_epoch() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness is close to impossible; a clock-based id still differs
+        // from every earlier epoch, which is all an epoch must do.
+        bytes = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default())
+        .to_be_bytes();
+    }
+    edge::epoch_candidate(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::Out;
+    use chat_handler::Peer;
+    use tokio::sync::{mpsc, oneshot};
+
+    fn link() -> (ConnLink, mpsc::Receiver<Out>) {
+        let (tx, rx) = mpsc::channel(8);
+        let (utx, _urx) = oneshot::channel();
+        (ConnLink::new(tx, utx), rx)
+    }
+
+    #[test]
+    fn a_hibernated_room_comes_back_with_its_sessions_and_history() {
+        let store = StoreFactory::memory();
+        let mut room = HibernatingRoom::new("r".into(), Config::default(), store.clone());
+        let mut links = HashMap::new();
+        assert!(room.live().is_none(), "opened before it was needed");
+        let live = room.room(&mut links).unwrap();
+        let peer = Peer { addr: "a".into() };
+        live.connect(1, peer, 1).unwrap();
+        live.on_text(1, r#"{"name":"alice"}"#, 2);
+        live.on_text(1, r#"{"message":"hi"}"#, 3);
+        let epoch = live.epoch().to_owned();
+
+        room.hibernate();
+        assert!(room.live().is_none());
+        assert!(room.has_sessions());
+        // The storage connection went with the room.
+        assert!(store.is_parked("r"));
+
+        let back = room.room(&mut links).unwrap();
+        assert!(!store.is_parked("r"));
+        assert_eq!(back.epoch(), epoch);
+        assert_eq!(back.last_seq(), 1);
+        let session = back.session(1).expect("session restored");
+        assert_eq!(session.name.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn unopenable_storage_closes_every_link_as_internal() {
+        let dir = tempfile::tempdir().unwrap();
+        // No such directory, so SQLite cannot create the file.
+        let store = StoreFactory::Sqlite(dir.path().join("missing").join("db.sqlite3"));
+        let mut room = HibernatingRoom::new("r".into(), Config::default(), store);
+        let (a, mut a_rx) = link();
+        let (b, mut b_rx) = link();
+        let mut links = HashMap::from([(1, a), (2, b)]);
+        assert!(room.room(&mut links).is_none());
+        assert!(links.is_empty());
+        for rx in [&mut a_rx, &mut b_rx] {
+            assert!(matches!(rx.try_recv(), Ok(Out::Close(Close::Internal))));
+        }
+    }
+}

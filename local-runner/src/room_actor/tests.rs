@@ -1,0 +1,303 @@
+//! The actor through the registry, as connections use it: joins and events in, frames
+//! and closes out of each client's link.
+
+use super::*;
+use crate::link::Out;
+use crate::registry::Rooms;
+use chat_handler::Peer;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::oneshot;
+use tokio::time::{sleep, timeout};
+
+struct Client {
+    conn: ConnId,
+    frames: mpsc::Receiver<Out>,
+    urgent: oneshot::Receiver<Close>,
+    events: mpsc::Sender<Event>,
+}
+
+fn rooms(config: Config, hibernate: Option<Duration>) -> (Arc<Rooms>, watch::Sender<bool>) {
+    rooms_on(StoreFactory::memory(), config, hibernate)
+}
+
+/// Rooms whose storage is `store`, which the caller may keep to look at.
+fn rooms_on(
+    store: StoreFactory,
+    config: Config,
+    hibernate: Option<Duration>,
+) -> (Arc<Rooms>, watch::Sender<bool>) {
+    let (tx, rx) = watch::channel(false);
+    let rooms = Rooms::new(RoomContext {
+        config,
+        store,
+        hibernate_after: hibernate,
+        idle_exit: Duration::ZERO,
+        shutdown: rx,
+    });
+    (rooms, tx)
+}
+
+async fn join(rooms: &Arc<Rooms>, room: &str, conn: ConnId, bound: usize) -> Client {
+    let (tx, frames) = mpsc::channel(bound);
+    let (utx, urgent) = oneshot::channel();
+    let join = Join {
+        conn,
+        peer: Peer {
+            addr: format!("10.0.0.{conn}"),
+        },
+        link: ConnLink::new(tx, utx),
+    };
+    let events = rooms.join(room, join).map_err(|_| "refused").unwrap();
+    Client {
+        conn,
+        frames,
+        urgent,
+        events,
+    }
+}
+
+impl Client {
+    async fn text(&self, text: &str) {
+        let event = Event::Text {
+            conn: self.conn,
+            text: text.into(),
+        };
+        self.events.send(event).await.unwrap();
+    }
+
+    /// The next frame's text, or the close it got.
+    async fn next(&mut self) -> Result<String, Close> {
+        match timeout(Duration::from_secs(5), self.frames.recv()).await {
+            Ok(Some(Out::Text(t))) => Ok(t.to_string()),
+            Ok(Some(Out::Close(close))) => Err(close),
+            other => panic!("no frame: {other:?}"),
+        }
+    }
+
+    async fn until(&mut self, needle: &str) -> String {
+        loop {
+            let f = self.next().await.unwrap();
+            if f.contains(needle) {
+                return f;
+            }
+        }
+    }
+
+    /// True if the room has sent this client nothing yet (no frame, no close).
+    fn heard_nothing(&mut self) -> bool {
+        matches!(self.frames.try_recv(), Err(TryRecvError::Empty))
+            && matches!(
+                self.urgent.try_recv(),
+                Err(oneshot::error::TryRecvError::Empty)
+            )
+    }
+}
+
+/// Waits (up to 5 s) until `room` has hibernated: its actor drops the room and with it
+/// the storage, which goes back to the memory store's parking map. The room was open
+/// and its connections stay, so parked storage can only mean a hibernation.
+async fn hibernated(store: &StoreFactory, room: &str) {
+    timeout(Duration::from_secs(5), async {
+        while !store.is_parked(room) {
+            sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the room did not hibernate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_racing_a_retiring_actor_are_never_lost() {
+    // idle_exit is zero, so the actor retires whenever the room empties: every
+    // join below races a retirement.
+    let (rooms, _shutdown) = rooms(Config::default(), None);
+    for conn in 1..=300 {
+        let mut c = join(&rooms, "race", conn, 64).await;
+        c.text(r#"{"name":"a"}"#).await;
+        c.until("ready").await;
+        c.events.send(Event::Disconnect { conn }).await.unwrap();
+        if conn % 3 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_consumer_is_closed_and_the_room_goes_on() {
+    let config = Config {
+        room_capacity: 3,
+        backlog: 0,
+        resume_max: 0,
+        send_queue_frames: 2,
+        rate_burst: 1000,
+        ..Config::default()
+    };
+    let bound = config.send_queue_bound();
+    let (rooms, _shutdown) = rooms(config, None);
+    let mut talker = join(&rooms, "r", 1, bound).await;
+    let mut sloth = join(&rooms, "r", 2, bound).await;
+    talker.text(r#"{"name":"talker"}"#).await;
+    talker.until("ready").await;
+    sloth.text(r#"{"name":"sloth"}"#).await;
+    talker.until("sloth").await;
+    let mut seen = Vec::new();
+    for i in 0..20 {
+        talker.text(&format!(r#"{{"message":"m{i}"}}"#)).await;
+        loop {
+            let f = talker.next().await.unwrap();
+            seen.push(f.clone());
+            if f.contains(&format!("m{i}")) {
+                break;
+            }
+        }
+    }
+    // The sloth never read: its queue filled, so its close came the urgent way.
+    assert_eq!(sloth.urgent.try_recv().unwrap(), Close::SlowConsumer);
+    assert!(seen.iter().any(|f| f == r#"{"quit":"sloth"}"#), "{seen:?}");
+    // Its queue holds at most the bound, however much the room said.
+    let mut queued = 0;
+    while sloth.frames.try_recv().is_ok() {
+        queued += 1;
+    }
+    assert!(queued <= bound, "{queued} > {bound}");
+}
+
+#[tokio::test]
+async fn an_error_frame_arrives_before_its_close() {
+    let (rooms, _shutdown) = rooms(Config::default(), None);
+    let mut c = join(&rooms, "r", 1, 64).await;
+    c.text("[]").await;
+    assert!(c.next().await.unwrap().contains("error"));
+    assert_eq!(c.next().await, Err(Close::BadHello));
+}
+
+#[tokio::test]
+async fn a_hibernated_room_carries_on() {
+    let store = StoreFactory::memory();
+    let hibernate = Some(Duration::from_millis(20));
+    let (rooms, _shutdown) = rooms_on(store.clone(), Config::default(), hibernate);
+    let mut a = join(&rooms, "h", 1, 64).await;
+    let mut b = join(&rooms, "h", 2, 64).await;
+    a.text(r#"{"name":"alice"}"#).await;
+    a.until("ready").await;
+    b.text(r#"{"name":"bob"}"#).await;
+    b.until("ready").await;
+    a.until("bob").await;
+    a.text(r#"{"message":"one"}"#).await;
+    assert!(b.until("one").await.contains(r#""seq":1"#));
+    hibernated(&store, "h").await;
+    // Rebuilt from storage and the kept sessions: the history goes on, and both
+    // members are still in the room.
+    a.text(r#"{"message":"two"}"#).await;
+    assert!(b.until("two").await.contains(r#""seq":2"#));
+    hibernated(&store, "h").await;
+    b.events.send(Event::Disconnect { conn: 2 }).await.unwrap();
+    assert_eq!(a.until("quit").await, r#"{"quit":"bob"}"#);
+}
+
+/// The client's frames until its close, within `within`.
+async fn until_closed(c: &mut Client, within: Duration) -> (Vec<String>, Close) {
+    let mut frames = Vec::new();
+    let closed = timeout(within, async {
+        loop {
+            match c.next().await {
+                Ok(f) => frames.push(f),
+                Err(close) => return close,
+            }
+        }
+    })
+    .await
+    .expect("not closed in time");
+    (frames, closed)
+}
+
+fn hello_timeout(ms: u64) -> Config {
+    Config {
+        hello_timeout_ms: ms,
+        ..Config::default()
+    }
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_at_its_hello_deadline() {
+    let (rooms, _shutdown) = rooms(hello_timeout(150), None);
+    let started = Instant::now();
+    let mut named = join(&rooms, "t", 1, 64).await;
+    named.text(r#"{"name":"alice"}"#).await;
+    named.until("ready").await;
+    let mut silent = join(&rooms, "t", 2, 64).await;
+    let (frames, close) = until_closed(&mut silent, Duration::from_secs(5)).await;
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert!(frames[0].contains("error"), "{frames:?}");
+    assert_eq!(close, Close::HelloTimeout);
+    // The named one stays, and heard nothing of the silent one (no quit).
+    named.text(r#"{"message":"still here"}"#).await;
+    assert!(named.next().await.unwrap().contains("still here"));
+}
+
+#[tokio::test]
+async fn each_silent_connection_gets_its_own_deadline() {
+    // Deadlines 400 ms after each join; the second joins 200 ms after the first.
+    let (rooms, _shutdown) = rooms(hello_timeout(400), None);
+    let mut first = join(&rooms, "d", 1, 64).await;
+    sleep(Duration::from_millis(200)).await;
+    let second_joined = Instant::now();
+    let mut second = join(&rooms, "d", 2, 64).await;
+    let (_, close) = until_closed(&mut first, Duration::from_secs(5)).await;
+    assert_eq!(close, Close::HelloTimeout);
+    // The first deadline closed the first connection only.
+    assert!(
+        second.heard_nothing(),
+        "the second was closed with the first"
+    );
+    let (frames, close) = until_closed(&mut second, Duration::from_secs(5)).await;
+    assert_eq!(close, Close::HelloTimeout);
+    assert!(frames[0].contains("error"), "{frames:?}");
+    // At its own deadline, 400 ms after it joined, not at the first's (200 ms after).
+    // The margin is for the handler's whole-millisecond clock.
+    let waited = second_joined.elapsed();
+    assert!(
+        waited >= Duration::from_millis(350),
+        "closed after {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_hello_deadline_wakes_a_hibernated_room() {
+    // The room hibernates 20 ms after the join, long before the deadline.
+    let store = StoreFactory::memory();
+    let hibernate = Some(Duration::from_millis(20));
+    let (rooms, _shutdown) = rooms_on(store.clone(), hello_timeout(250), hibernate);
+    let mut named = join(&rooms, "w", 1, 64).await;
+    named.text(r#"{"name":"alice"}"#).await;
+    named.until("ready").await;
+    let mut silent = join(&rooms, "w", 2, 64).await;
+    hibernated(&store, "w").await;
+    assert!(silent.heard_nothing(), "closed before its deadline");
+    let (frames, close) = until_closed(&mut silent, Duration::from_secs(5)).await;
+    assert!(frames[0].contains("error"), "{frames:?}");
+    assert_eq!(close, Close::HelloTimeout);
+    // The woken room still knows its member.
+    named.text(r#"{"message":"after"}"#).await;
+    assert!(named.until("after").await.contains(r#""seq":1"#));
+}
+
+#[tokio::test]
+async fn shutdown_closes_everyone_as_going_away_and_refuses_joins() {
+    let (rooms, shutdown) = rooms(Config::default(), None);
+    let mut a = join(&rooms, "s", 1, 64).await;
+    a.text(r#"{"name":"alice"}"#).await;
+    a.until("ready").await;
+    rooms.begin_shutdown();
+    shutdown.send(true).unwrap();
+    assert_eq!(a.next().await, Err(Close::GoingAway));
+    let (tx, _rx) = mpsc::channel(1);
+    let (utx, _urx) = oneshot::channel();
+    let late = Join {
+        conn: 9,
+        peer: Peer { addr: "x".into() },
+        link: ConnLink::new(tx, utx),
+    };
+    assert!(rooms.join("s", late).is_err());
+}

@@ -1,0 +1,52 @@
+//! What travels into a room actor: joins, socket events, and the handle that holds
+//! both inboxes. Shared by the registry (which sends joins), connections (which send
+//! events) and the actor (which receives both), so none of them needs another's module
+//! for these types.
+
+use crate::link::ConnLink;
+use axum::extract::ws::Utf8Bytes;
+use chat_handler::{Close, ConnId, Peer};
+use tokio::sync::mpsc;
+
+/// A connection asking to enter a room.
+pub(crate) struct Join {
+    pub(crate) conn: ConnId,
+    pub(crate) peer: Peer,
+    pub(crate) link: ConnLink,
+}
+
+/// What a connection reports to its room.
+#[derive(Debug)]
+pub(crate) enum Event {
+    Text {
+        conn: ConnId,
+        text: Utf8Bytes,
+    },
+    Binary {
+        conn: ConnId,
+        len: usize,
+    },
+    /// The WebSocket library refused a message over `max_frame_bytes`.
+    TooBig {
+        conn: ConnId,
+    },
+    /// The connection decided to go (missed pongs).
+    Kick {
+        conn: ConnId,
+        close: Close,
+    },
+    Disconnect {
+        conn: ConnId,
+    },
+}
+
+/// A running actor's inboxes. Joins get an unbounded channel of their own so that
+/// joining never waits while the registry lock is held; they are bounded in practice
+/// by the number of sockets.
+#[derive(Clone)]
+pub(crate) struct RoomHandle {
+    /// Tells actors apart, so a retiring actor removes its own entry only.
+    pub(crate) id: u64,
+    pub(crate) joins: mpsc::UnboundedSender<Join>,
+    pub(crate) events: mpsc::Sender<Event>,
+}
