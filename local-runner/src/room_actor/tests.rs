@@ -129,7 +129,7 @@ async fn slow_consumer_is_closed_and_the_room_goes_on() {
         backlog: 0,
         resume_max: 0,
         send_queue_frames: 2,
-        rate_burst: 1000,
+        rate_burst: 1_000,
         ..Config::default()
     };
     let bound = config.send_queue_bound();
