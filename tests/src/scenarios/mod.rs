@@ -197,7 +197,7 @@ pub async fn join(base: &str, room: &str, name: &str) -> Result<(Client, Join)> 
 }
 
 /// The second client address of this machine: the suite's sockets come from 127.0.0.1
-/// unless they bind to this one (the loopback net is all of 127.0.0.0/8).
+/// unless they bind to this one (on Linux the loopback net is all of 127.0.0.0/8).
 pub const OTHER_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
 /// Connects from source address `ip` and joins as `name`.
