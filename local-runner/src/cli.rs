@@ -54,6 +54,13 @@ pub(crate) struct Cli {
     /// this many seconds drops its state and rebuilds it on the next event. 0 = never.
     #[arg(long, env = "EDGE_CHAT_HIBERNATE_AFTER_SECS", default_value_t = 0)]
     pub(crate) hibernate_after_secs: u64,
+    /// Test only, hidden from `--help`: storage fails on purpose, so the conformance
+    /// suite can check what clients get when it does. Storing a message whose text
+    /// contains MARKER fails, and so does reading history (backlog or resume gap) in a
+    /// room whose name contains MARKER. Never set it outside tests.
+    #[arg(long, env = "EDGE_CHAT_TEST_STORAGE_FAULTS", value_name = "MARKER", hide = true,
+          value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub(crate) test_storage_faults: Option<String>,
 
     // Every setting of the handler's `Config`, one flag each (see [`Limits`]).
     #[command(flatten, next_help_heading = "Chat settings (docs/PROTOCOL.md)")]
@@ -454,6 +461,18 @@ mod tests {
         let mut c = Config::default();
         let want = c.set("rate_burst", "ten").unwrap_err().0;
         assert!(e.to_string().contains(&want), "{e}");
+    }
+
+    /// The storage-fault hook is for tests: it parses, but `--help` does not show it.
+    #[test]
+    fn the_test_storage_fault_hook_is_hidden() {
+        let cli = Cli::parse_args(["local-runner", "--test-storage-faults", "BOOM"]);
+        assert_eq!(cli.test_storage_faults.as_deref(), Some("BOOM"));
+        assert_eq!(Cli::parse_args(["local-runner"]).test_storage_faults, None);
+        assert!(Cli::try_parse_args(["local-runner", "--test-storage-faults", ""]).is_err());
+        let help = Cli::command().render_long_help().to_string();
+        assert!(!help.contains("test-storage-faults"), "{help}");
+        assert!(!help.contains("EDGE_CHAT_TEST_STORAGE_FAULTS"), "{help}");
     }
 
     #[test]

@@ -198,7 +198,7 @@ mod tests {
     fn unopenable_storage_closes_every_link_as_internal() {
         let dir = tempfile::tempdir().unwrap();
         // No such directory, so SQLite cannot create the file.
-        let store = StoreFactory::Sqlite(dir.path().join("missing").join("db.sqlite3"));
+        let store = StoreFactory::sqlite(dir.path().join("missing").join("db.sqlite3"));
         let mut room = HibernatingRoom::new("r".into(), Config::default(), store);
         let (a, mut a_rx) = link();
         let (b, mut b_rx) = link();

@@ -23,7 +23,7 @@ use crate::connection::ConnSettings;
 use crate::http::AppState;
 use crate::registry::Rooms;
 use crate::room_actor::RoomContext;
-use crate::store::StoreFactory;
+use crate::store::{StorageFaults, StoreFactory};
 use chat_handler::Config;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -89,7 +89,21 @@ async fn run(cli: Cli, config: Config) -> Result<(), String> {
     } else {
         let path = sqlite_storage::init_database(&cli.data_dir)?;
         info!(database = %path.display(), "history in SQLite");
-        StoreFactory::Sqlite(path)
+        StoreFactory::sqlite(path)
+    };
+    let store = match cli
+        .test_storage_faults
+        .as_deref()
+        .and_then(StorageFaults::new)
+    {
+        Some(faults) => {
+            warn!(
+                ?faults,
+                "TEST ONLY: storage fails on purpose (--test-storage-faults)"
+            );
+            store.with_faults(faults)
+        }
+        None => store,
     };
     if !cli.static_dir.is_dir() {
         warn!(dir = %cli.static_dir.display(), "static directory not found; / will answer 404");

@@ -33,6 +33,9 @@ pub struct Options {
     pub origin: Option<String>,
     /// A small SO_RCVBUF makes a client that stops reading back up quickly.
     pub recv_buffer: Option<u32>,
+    /// The source address to connect from (any of 127.0.0.0/8 reaches a server on
+    /// 127.0.0.1), so one machine can be several clients for the rate limit.
+    pub local_ip: Option<std::net::Ipv4Addr>,
 }
 
 /// A refused handshake: the HTTP status and body instead of a 101.
@@ -214,6 +217,9 @@ impl Client {
             let socket = TcpSocket::new_v4()?;
             if let Some(size) = options.recv_buffer {
                 socket.set_recv_buffer_size(size)?;
+            }
+            if let Some(ip) = options.local_ip {
+                socket.bind((ip, 0).into())?;
             }
             let stream = socket.connect(addr).await?;
             stream.set_nodelay(true)?;

@@ -104,12 +104,18 @@ impl BackendKind {
     }
 }
 
-/// What to start: Config overrides (handler keys, e.g. `("room_capacity", "4")`) and
-/// whether idle rooms should hibernate quickly.
+/// What to start: Config overrides (handler keys, e.g. `("room_capacity", "4")`),
+/// whether idle rooms should hibernate quickly, and settings of the local runner alone.
 #[derive(Debug, Clone, Default)]
 pub struct InstanceSpec {
     pub overrides: Vec<(String, String)>,
     pub hibernate: bool,
+    /// Local runner only: `--ping-interval-secs` (the Durable Object sends no pings).
+    pub ping_interval_secs: Option<u64>,
+    /// Local runner only: the test-only `--test-storage-faults MARKER` hook (storing a
+    /// message containing MARKER fails; so does reading history in a room whose name
+    /// contains it). The Worker has no such hook.
+    pub storage_fault_marker: Option<String>,
 }
 
 impl InstanceSpec {
@@ -119,7 +125,7 @@ impl InstanceSpec {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            hibernate: false,
+            ..InstanceSpec::default()
         }
     }
 }
@@ -133,7 +139,8 @@ struct Running {
 pub struct Instance {
     kind: BackendKind,
     label: String,
-    spec: InstanceSpec,
+    /// What the next launch runs with (see [`Instance::restart_with`]).
+    spec: Mutex<InstanceSpec>,
     local_bin: PathBuf,
     data_dir: tempfile::TempDir,
     logs: Arc<Logs>,
@@ -152,6 +159,9 @@ impl Instance {
             if let Err(e) = wrangler::available() {
                 bail!("wrangler backend unavailable: {e}");
             }
+            if spec.ping_interval_secs.is_some() || spec.storage_fault_marker.is_some() {
+                bail!("{label}: pings and storage faults are settings of the local runner only");
+            }
         }
         let data_dir = tempfile::Builder::new()
             .prefix("edge-chat-conformance-")
@@ -162,7 +172,7 @@ impl Instance {
         let instance = Instance {
             kind,
             label: label.to_owned(),
-            spec,
+            spec: Mutex::new(spec),
             local_bin,
             data_dir,
             logs: Logs::new(echo),
@@ -197,6 +207,37 @@ impl Instance {
         self.launch().await
     }
 
+    /// Like [`Self::restart`], with another configuration from now on (same data dir).
+    pub async fn restart_with(&self, spec: InstanceSpec) -> Result<()> {
+        self.stop().await;
+        self.logs.push(format!(
+            "--- conformance: restarting {} with {spec:?} ---",
+            self.label
+        ));
+        *self.spec.lock().unwrap_or_else(|e| e.into_inner()) = spec;
+        self.launch().await
+    }
+
+    /// Stops the process, empties its data dir (the local runner's SQLite file, the
+    /// Durable Objects' storage under `--persist-to`) and starts it again: the backend
+    /// has lost every room's storage.
+    pub async fn restart_on_empty_storage(&self) -> Result<()> {
+        self.stop().await;
+        self.logs.push(format!(
+            "--- conformance: restarting {} on an empty data dir ---",
+            self.label
+        ));
+        for entry in std::fs::read_dir(self.data_dir.path())? {
+            let path = entry?.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        self.launch().await
+    }
+
     /// Stops the process gracefully, waiting (bounded) for it to exit.
     pub async fn stop(&self) {
         let Some(mut running) = self.lock().take() else {
@@ -226,12 +267,13 @@ impl Instance {
 
     async fn launch(&self) -> Result<()> {
         let port = free_port()?;
+        let spec = self.spec.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let cmd = match self.kind {
             BackendKind::Local => {
-                local::command(&self.local_bin, port, self.data_dir.path(), &self.spec)
+                local::command(&self.local_bin, port, self.data_dir.path(), &spec)
             }
             BackendKind::Wrangler => {
-                wrangler::command(port, free_port()?, self.data_dir.path(), &self.spec)
+                wrangler::command(port, free_port()?, self.data_dir.path(), &spec)
             }
         };
         let label = format!("{} backend ({})", self.kind.name(), self.label);

@@ -46,5 +46,11 @@ pub fn command(bin: &Path, port: u16, data_dir: &Path, spec: &InstanceSpec) -> C
         cmd.arg("--hibernate-after-secs")
             .arg(HIBERNATE_AFTER_SECS.to_string());
     }
+    if let Some(secs) = spec.ping_interval_secs {
+        cmd.arg("--ping-interval-secs").arg(secs.to_string());
+    }
+    if let Some(marker) = &spec.storage_fault_marker {
+        cmd.arg("--test-storage-faults").arg(marker);
+    }
     cmd
 }

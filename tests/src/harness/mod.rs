@@ -36,8 +36,9 @@ pub enum Group {
     /// A tiny rate limit (no refill to speak of) and a small room.
     Strict,
     /// A short hello deadline and lowered client limits (name, message, frame size),
-    /// which `/api/limits` must advertise. Its own group because the deadline would
-    /// close the unnamed sockets that other groups' scenarios keep open on purpose.
+    /// which `/api/limits` must advertise, and a slow rate-limit refill that a test can
+    /// time. Its own group because the deadline would close the unnamed sockets that
+    /// other groups' scenarios keep open on purpose.
     Tight,
 }
 
@@ -65,6 +66,13 @@ pub mod tight {
     pub const MAX_NAME_CHARS: usize = 12;
     pub const MAX_MESSAGE_CHARS: usize = 200;
     pub const MAX_FRAME_BYTES: usize = 4096;
+    /// The latest a silent socket may be closed after its hello deadline. Generous: it
+    /// tells "closed by its deadline" from "never closed" or "closed by something much
+    /// later", not how punctual timers are on a loaded machine.
+    pub const HELLO_CLOSE_MARGIN_MS: u64 = 4000;
+    pub const RATE_BURST: usize = 10;
+    /// One token per 2 s: long against the delays of a loaded machine, short to wait.
+    pub const RATE_PER_SEC: f64 = 0.5;
 }
 
 impl Group {
@@ -92,6 +100,8 @@ impl Group {
                 ("max_name_chars", &tight::MAX_NAME_CHARS.to_string()),
                 ("max_message_chars", &tight::MAX_MESSAGE_CHARS.to_string()),
                 ("max_frame_bytes", &tight::MAX_FRAME_BYTES.to_string()),
+                ("rate_burst", &tight::RATE_BURST.to_string()),
+                ("rate_per_sec", &tight::RATE_PER_SEC.to_string()),
             ]),
         }
     }

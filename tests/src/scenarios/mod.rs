@@ -8,14 +8,17 @@ mod hello;
 mod history;
 mod lifecycle;
 mod limits;
+mod liveness;
 mod origin;
 mod routes;
 mod slow;
+mod storage;
 
-use crate::client::{Client, Join, Msg};
+use crate::client::{Client, Join, Msg, Options};
 use crate::harness::{BackendKind, Ctx, Group};
 use crate::{bail, ensure, Result};
 use std::future::Future;
+use std::net::Ipv4Addr;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -63,7 +66,31 @@ pub fn all() -> Vec<Scenario> {
     use BackendKind::{Local, Wrangler};
     vec![
         scenario!(Own, lifecycle::hibernation_keeps_the_room),
+        scenario!(Own, lifecycle::rate_limit_bucket_survives_hibernation),
         scenario!(Own, lifecycle::restart_keeps_history),
+        scenario!(Own, lifecycle::lost_storage_starts_a_new_epoch),
+        scenario!(
+            Own,
+            history::resume_is_refused_when_missed_messages_were_pruned
+        ),
+        // The Durable Object sends no pings: the runtime keeps its sockets alive.
+        scenario!(
+            Own,
+            liveness::unanswered_pings_close_1001_ping_timeout,
+            only = &[Local]
+        ),
+        // Storage fails on purpose only through the local runner's test-only hook; the
+        // Worker has none.
+        scenario!(
+            Own,
+            storage::unstored_message_gets_error_and_is_not_sent,
+            only = &[Local]
+        ),
+        scenario!(
+            Own,
+            storage::unreadable_history_at_join_closes_1011,
+            only = &[Local]
+        ),
         // Only the local runner sees a client's send queue; workerd buffers without
         // bound and tells a Durable Object nothing.
         scenario!(Fast, slow::slow_consumer_is_closed_1013, only = &[Local]),
@@ -95,6 +122,10 @@ pub fn all() -> Vec<Scenario> {
         scenario!(Default, routes::wrong_method_is_405_with_allow),
         scenario!(Default, routes::private_room_ids_are_minted_and_joinable),
         scenario!(Default, routes::unknown_path_is_404_not_found),
+        scenario!(
+            Default,
+            routes::valid_room_names_at_the_limits_join_and_chat
+        ),
         // Under `wrangler dev` the proxies in front of the Worker negotiate
         // permessage-deflate themselves; the local runner never does.
         scenario!(
@@ -122,12 +153,18 @@ pub fn all() -> Vec<Scenario> {
         scenario!(Fast, slow::join_burst_does_not_count_as_slow_consumer),
         scenario!(Fast, origin::allowlisted_origin_is_accepted),
         scenario!(Tight, hello::hello_timeout_closes_1008),
+        scenario!(Tight, errors::fragmented_message_over_the_cap_closes_1009),
+        scenario!(
+            Tight,
+            limits::drained_bucket_refills_one_message_per_interval
+        ),
         scenario!(
             Tight,
             api_limits::advertised_limits_follow_overrides_and_are_enforced
         ),
         scenario!(Strict, limits::flooding_closes_1008),
         scenario!(Strict, limits::rate_limit_is_shared_per_address_and_kept),
+        scenario!(Strict, limits::rate_limit_buckets_are_separate_per_address),
         scenario!(Strict, limits::room_full_closes_1013),
     ]
 }
@@ -155,6 +192,21 @@ pub fn ensure_plausible_timestamp(ts: u64) -> Result<()> {
 /// Connects and joins as `name`.
 pub async fn join(base: &str, room: &str, name: &str) -> Result<(Client, Join)> {
     let mut c = Client::connect(base, room, name).await?;
+    let j = c.hello(name).await?;
+    Ok((c, j))
+}
+
+/// The second client address of this machine: the suite's sockets come from 127.0.0.1
+/// unless they bind to this one (on Linux the loopback net is all of 127.0.0.0/8).
+pub const OTHER_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// Connects from source address `ip` and joins as `name`.
+pub async fn join_from(base: &str, room: &str, name: &str, ip: Ipv4Addr) -> Result<(Client, Join)> {
+    let options = Options {
+        local_ip: Some(ip),
+        ..Options::default()
+    };
+    let mut c = Client::connect_with(base, room, name, &options).await?;
     let j = c.hello(name).await?;
     Ok((c, j))
 }
