@@ -365,8 +365,11 @@ fn resumed(
     let acts = join(r, conn, "z", &h.to_string(), now);
     let frames = frames_for(r, &acts, conn);
     let recovered = last(&frames)["recovered"].as_bool().unwrap();
-    let skip = usize::from(v2); // the roster frame
-    let body = frames[skip..frames.len() - 2].to_vec();
+    // Leave out the roster (a `roster` frame, or v1's `joined`s), `joined` and `ready`.
+    let body = frames
+        .into_iter()
+        .filter(|f| f.get("message").is_some() || f.get("deleted").is_some())
+        .collect();
     (body, recovered)
 }
 

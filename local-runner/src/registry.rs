@@ -5,7 +5,7 @@
 use crate::link::ConnLink;
 use crate::room_actor::{self, Event};
 use crate::store::StoreFactory;
-use chat_handler::{Config, ConnId, Peer};
+use chat_handler::{AuthSecret, Config, ConnId, Peer};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -21,6 +21,8 @@ pub struct Join {
 /// Everything a room actor needs besides its name.
 pub struct RoomContext {
     pub config: Config,
+    /// Verifies join tokens when set (`--auth-secret-file`, `EDGE_CHAT_AUTH_SECRET`).
+    pub auth_secret: Option<AuthSecret>,
     pub store: StoreFactory,
     /// `Some` emulates Durable Object hibernation after this much quiet.
     pub hibernate_after: Option<Duration>,

@@ -10,7 +10,7 @@ use crate::registry::{Join, RoomHandle, Rooms};
 use crate::store::Store;
 use axum::extract::ws::Utf8Bytes;
 use chat_handler::edge;
-use chat_handler::{Action, Close, ConnId, Room, Session};
+use chat_handler::{Action, Auth, Close, ConnId, Room, Session};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -244,8 +244,15 @@ impl RoomActor {
                 })
                 .collect();
             let ctx = &self.rooms.ctx;
+            // The room's id for the `room` claim of join tokens is its name: private
+            // ids are names here too.
+            let auth = ctx.auth_secret.clone().map(|secret| Auth {
+                secret,
+                room: self.name.clone(),
+            });
             let opened = ctx.store.open(&self.name).and_then(|storage| {
                 Room::restore(ctx.config.clone(), storage, &random_epoch(), restored)
+                    .map(|room| room.with_auth(auth))
             });
             match opened {
                 Ok(room) => {
@@ -367,6 +374,9 @@ impl RoomActor {
                 // Only the Durable Object persists sessions as they change; here they
                 // are serialized when the room hibernates.
                 Action::Save { .. } => {}
+                // The moderator action, already in the room's audit table, as one JSON
+                // line under its own target (`RUST_LOG=edge_chat::audit=info` keeps it).
+                Action::Audit { line } => info!(target: "edge_chat::audit", "{line}"),
             }
             if !slow.is_empty() {
                 if let State::Live(room) = &mut self.state {
@@ -429,6 +439,7 @@ mod tests {
     fn rooms(config: Config, hibernate: Option<Duration>) -> (Arc<Rooms>, watch::Sender<bool>) {
         let (tx, rx) = watch::channel(false);
         let rooms = Rooms::new(RoomContext {
+            auth_secret: None,
             config,
             store: StoreFactory::memory(),
             hibernate_after: hibernate,
