@@ -104,12 +104,16 @@ impl BackendKind {
     }
 }
 
-/// What to start: Config overrides (handler keys, e.g. `("room_capacity", "4")`) and
-/// whether idle rooms should hibernate quickly.
+/// What to start: Config overrides (handler keys, e.g. `("room_capacity", "4")`),
+/// whether idle rooms should hibernate quickly, and the join-token secret (signed
+/// identity), which each backend takes its own documented way: the local runner from
+/// `--auth-secret-file`, `wrangler dev` as the secret `AUTH_SECRET` from a dev-vars
+/// file (`--env-file`, the per-instance stand-in for `.dev.vars`).
 #[derive(Debug, Clone, Default)]
 pub struct InstanceSpec {
     pub overrides: Vec<(String, String)>,
     pub hibernate: bool,
+    pub auth_secret: Option<String>,
 }
 
 impl InstanceSpec {
@@ -120,9 +124,22 @@ impl InstanceSpec {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             hibernate: false,
+            auth_secret: None,
         }
     }
+
+    /// The same, with signed identity on.
+    pub fn with_secret(mut self, secret: &str) -> Self {
+        self.auth_secret = Some(secret.to_owned());
+        self
+    }
 }
+
+/// The file in an instance's data dir that holds its secrets, in `.dev.vars` form
+/// (`KEY=value` lines; empty without a secret).
+pub const DEV_VARS_FILE: &str = "dev.vars";
+/// The file in an instance's data dir that holds the local runner's secret.
+pub const SECRET_FILE: &str = "auth-secret";
 
 struct Running {
     proc: Proc,
@@ -224,7 +241,20 @@ impl Instance {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Writes the secret where the backend's command line points.
+    fn write_secrets(&self) -> Result<()> {
+        let dir = self.data_dir.path();
+        let secret = self.spec.auth_secret.as_deref();
+        let dev_vars = secret.map_or(String::new(), |s| format!("AUTH_SECRET={s}\n"));
+        std::fs::write(dir.join(DEV_VARS_FILE), dev_vars)?;
+        if let Some(secret) = secret {
+            std::fs::write(dir.join(SECRET_FILE), format!("{secret}\n"))?;
+        }
+        Ok(())
+    }
+
     async fn launch(&self) -> Result<()> {
+        self.write_secrets()?;
         let port = free_port()?;
         let cmd = match self.kind {
             BackendKind::Local => {
