@@ -6,8 +6,8 @@ mod common;
 
 use chat_handler::identity::{mint, Claims};
 use chat_handler::{
-    Action, Auth, AuthSecret, Close, Config, ConnId, ErrorKind, MemoryStorage, Role, Room, Session,
-    Storage,
+    Action, AuditEntry, Auth, AuthSecret, Close, Config, ConnId, ErrorKind, MemoryStorage, Role,
+    Room, Session, Storage,
 };
 use common::*;
 use proptest::prelude::*;
@@ -685,16 +685,20 @@ fn every_moderator_action_is_audited_and_the_table_is_bounded() {
     // A refused action is not an action: no row.
     send(&mut r, 1, json!({"delete": 2}), T0 + 14);
     let kept = r.storage_mut().recent_audit(10).unwrap();
-    let summary: Vec<(String, Option<String>, Option<u64>, Option<u64>, u64)> = kept
-        .iter()
-        .map(|e| (e.action.clone(), e.user.clone(), e.seq, e.secs, e.at_ms))
-        .collect();
+    let entry = |at_ms, action: &str, user: Option<&str>, seq, secs| AuditEntry {
+        at_ms,
+        moderator: "mod".into(),
+        action: action.into(),
+        user: user.map(str::to_owned),
+        seq,
+        secs,
+    };
     assert_eq!(
-        summary,
+        kept,
         vec![
-            ("delete".into(), None, Some(2), None, T0 + 13),
-            ("kick".into(), Some("u3".into()), None, Some(6), T0 + 12),
-            ("mute".into(), Some("u2".into()), None, Some(5), T0 + 11),
+            entry(T0 + 13, "delete", None, Some(2), None),
+            entry(T0 + 12, "kick", Some("u3"), None, Some(6)),
+            entry(T0 + 11, "mute", Some("u2"), None, Some(5)),
         ]
     );
     assert!(kept.iter().all(|e| e.moderator == "mod"));

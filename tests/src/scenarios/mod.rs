@@ -67,6 +67,7 @@ pub fn all() -> Vec<Scenario> {
         scenario!(Own, lifecycle::hibernation_keeps_the_room),
         scenario!(Own, lifecycle::restart_keeps_history),
         scenario!(Own, moderation::kicks_mutes_and_deletions_survive_a_restart),
+        scenario!(Own, moderation::identity_and_mutes_survive_hibernation),
         // Only the local runner sees a client's send queue; workerd buffers without
         // bound and tells a Durable Object nothing.
         scenario!(Fast, slow::slow_consumer_is_closed_1013, only = &[Local]),

@@ -382,3 +382,63 @@ pub async fn kicks_mutes_and_deletions_survive_a_restart(ctx: Ctx) -> Result<()>
     loud.expect_error(MUTED).await?;
     loud.close().await
 }
+
+/// Verification and mutes hold when the room is evicted from memory with its sockets
+/// open (hibernation): a hello sent on a socket opened before the eviction wakes the
+/// room, and its token, bound to the room by name, still verifies (the Durable Object
+/// knows its room id when a socket wakes it); a mute given before the eviction still
+/// holds for the session that was there.
+pub async fn identity_and_mutes_survive_hibernation(ctx: Ctx) -> Result<()> {
+    let backend = ctx.backend();
+    let spec = InstanceSpec {
+        hibernate: true,
+        ..InstanceSpec::with(&[
+            ("rate_burst", "1000000"),
+            ("rate_per_sec", "1000000"),
+            // The socket that waits for the eviction without a hello must outlive it.
+            ("hello_timeout_ms", "120000"),
+        ])
+        .with_secret(SECRET)
+    };
+    let instance = ctx.start_own("moderation-hibernation", spec).await?;
+    let base = instance.base_url();
+    let room = ctx.room("mod-hibernate");
+    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(true)).await?;
+    let (mut loud, _) = enter(&base, &room, "u-loud", user_hello("u-loud", false)).await?;
+    m.expect_frame(Frame::Joined("u-loud".into())).await?;
+    m.send_json(&json!({"mute": {"user": "u-loud", "secs": 600}}))
+        .await?;
+    m.say("before").await?;
+    let before = m.recv_message().await?;
+    ensure_eq!(
+        loud.recv_message().await?,
+        before,
+        "loud hears the moderator"
+    );
+    let mut late = Client::connect(&base, &room, "late").await?;
+
+    let mark = instance.logs().mark();
+    backend.await_eviction(&instance, mark).await?;
+    let mark = instance.logs().mark();
+
+    let bound = token::token(SECRET, "u-late", json!({"room": room}));
+    let j = late
+        .hello_with(&json!({"v": 2, "token": bound}), "u-late")
+        .await?;
+    ensure_eq!(
+        j.ready.user.as_deref(),
+        Some("u-late"),
+        "verified after the eviction"
+    );
+    backend.confirm_restored(&instance, mark, 3).await?;
+    for c in [&mut m, &mut loud] {
+        c.expect_frame(Frame::Joined("u-late".into())).await?;
+    }
+    loud.say("still muted?").await?;
+    loud.expect_error(MUTED).await?;
+    late.expect_silence(SILENCE).await?;
+    for c in [late, loud, m] {
+        c.close().await?;
+    }
+    Ok(())
+}
