@@ -371,17 +371,21 @@ impl Config {
     /// character escaped as `\uXXXX` at worst (6 bytes), plus the JSON around it. A
     /// backend's write buffer must take a frame this large.
     pub fn max_server_frame_bytes(&self) -> usize {
-        6 * (self.max_message_chars + self.max_name_chars) + 256
+        // The sender's verified user id rides along on chat frames.
+        let chars = self.max_message_chars + self.max_name_chars + crate::identity::MAX_USER_CHARS;
+        6 * chars + 256
     }
 
     /// The limits a client checks before sending, as the JSON body of
     /// [`crate::edge::LIMITS_PATH`]: `{"max_name_chars", "max_message_chars",
-    /// "max_frame_bytes"}`.
+    /// "max_frame_bytes", "max_moderation_secs"}` (the last for a moderator's kick and
+    /// mute controls).
     pub fn client_limits_json(&self) -> String {
         serde_json::json!({
             "max_name_chars": self.max_name_chars,
             "max_message_chars": self.max_message_chars,
             "max_frame_bytes": self.max_frame_bytes,
+            "max_moderation_secs": self.max_moderation_secs,
         })
         .to_string()
     }
@@ -405,6 +409,11 @@ mod tests {
         assert_eq!(c.rate_strikes, 30);
         assert_eq!(c.room_capacity, 1000);
         assert_eq!(c.hello_timeout_ms, 10_000);
+        assert!(!c.auth_required);
+        assert_eq!(c.max_token_bytes, 4096);
+        assert_eq!(c.max_moderation_secs, 604_800);
+        assert_eq!(c.max_restricted_users, 1000);
+        assert_eq!(c.audit_retention, 1000);
         c.validate().unwrap();
     }
 
@@ -414,7 +423,7 @@ mod tests {
             serde_json::from_str(&Config::default().client_limits_json()).unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"max_name_chars": 32, "max_message_chars": 1000, "max_frame_bytes": 65536})
+            serde_json::json!({"max_name_chars": 32, "max_message_chars": 1000, "max_frame_bytes": 65536, "max_moderation_secs": 604800})
         );
     }
 
