@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::error_kind::ErrorKind;
+use crate::moderation::{self, Moderation};
 use crate::session::Version;
 use serde_json::{Map, Value};
 
@@ -19,6 +20,10 @@ pub enum ClientFrame {
     Hello(Hello),
     /// `{"message": …}`, untrimmed and unchecked: the room validates it.
     Chat { message: String },
+    /// `{"delete": …}`, `{"kick": …}` or `{"mute": …}`, or why its payload is refused.
+    /// The room checks that the sender is a moderator before it looks at either, so a
+    /// non-moderator is told that whatever it sent.
+    Moderate(Result<Moderation, ErrorKind>),
 }
 
 /// A resume request from the hello.
@@ -37,6 +42,10 @@ pub struct Hello {
     pub resume: Option<Resume>,
     /// `"v": 2` opts in to protocol v2; absent (or 1) is v1.
     pub version: Version,
+    /// The join token, unchecked (`None` when absent or `null`). A token that is not a
+    /// string is kept as an empty one, which verification refuses as malformed: it
+    /// must not pass for no token at all.
+    pub token: Option<String>,
 }
 
 impl ClientFrame {
@@ -45,7 +54,7 @@ impl ClientFrame {
     /// nothing else is accepted then); after it, only the later frame kinds are.
     pub fn decode(text: &str, joined: bool, config: &Config) -> Result<ClientFrame, ErrorKind> {
         if joined {
-            decode_chat(text)
+            decode_chat(text, config)
         } else {
             decode_hello(text, config).map(ClientFrame::Hello)
         }
@@ -53,7 +62,7 @@ impl ClientFrame {
 }
 
 /// Direction overrides and isolates, refused in names where they can spoof another user.
-fn is_bidi_control(c: char) -> bool {
+pub(crate) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
@@ -117,21 +126,31 @@ fn decode_hello(text: &str, config: &Config) -> Result<Hello, ErrorKind> {
         Some(v) if v.as_u64() == Some(2) => Version::V2,
         Some(_) => return Err(ErrorKind::UnsupportedVersion),
     };
+    let token = match map.get("token") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(t.clone()),
+        Some(_) => Some(String::new()),
+    };
     Ok(Hello {
         name,
         resume,
         version,
+        token,
     })
 }
 
-fn decode_chat(text: &str) -> Result<ClientFrame, ErrorKind> {
+fn decode_chat(text: &str, config: &Config) -> Result<ClientFrame, ErrorKind> {
     let value: Value = serde_json::from_str(text).map_err(|_| ErrorKind::NotJson)?;
     let Value::Object(mut map) = value else {
         return Err(ErrorKind::WrongShape);
     };
     match map.remove("message") {
         Some(Value::String(message)) => Ok(ClientFrame::Chat { message }),
-        None | Some(Value::Null) => Err(ErrorKind::WrongShape),
+        // Without a message, it may be a moderator's frame.
+        None | Some(Value::Null) => match moderation::decode(&map, config) {
+            Some(request) => Ok(ClientFrame::Moderate(request)),
+            None => Err(ErrorKind::WrongShape),
+        },
         Some(_) => Err(ErrorKind::MessageNotString),
     }
 }
@@ -200,6 +219,7 @@ mod tests {
                 name: "alice".into(),
                 resume: None,
                 version: Version::V1,
+                token: None,
             }
         );
         assert_eq!(hello("{}").unwrap().name, ANONYMOUS);
@@ -226,6 +246,20 @@ mod tests {
         ] {
             let h = hello(&format!(r#"{{"name":"a","resume":{bad}}}"#)).unwrap();
             assert_eq!(h.resume, None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn hello_tokens() {
+        assert_eq!(
+            hello(r#"{"token":"a.b.c"}"#).unwrap().token.as_deref(),
+            Some("a.b.c")
+        );
+        assert_eq!(hello(r#"{"token":null}"#).unwrap().token, None);
+        // Not a string: kept as a token that cannot verify, never as no token.
+        for bad in ["1", "{}", "[\"a.b.c\"]", "true"] {
+            let h = hello(&format!(r#"{{"token":{bad}}}"#)).unwrap();
+            assert_eq!(h.token.as_deref(), Some(""), "{bad}");
         }
     }
 

@@ -25,11 +25,16 @@ pub enum Close {
     /// 1001: the peer stopped answering pings (a backend that pings detects it). Not a
     /// policy close: the client broke no rule and should reconnect.
     PingTimeout,
+    /// 1008: the hello's join token is invalid, or missing where tokens are required
+    /// (an error frame says which).
+    BadToken,
+    /// 4001: a moderator kicked the session's user, or the user is still kicked.
+    Kicked,
 }
 
 impl Close {
     /// Every close, for tables and exhaustive tests.
-    pub const ALL: [Close; 9] = [
+    pub const ALL: [Close; 11] = [
         Close::RoomFull,
         Close::SlowConsumer,
         Close::TooBig,
@@ -39,16 +44,19 @@ impl Close {
         Close::Internal,
         Close::GoingAway,
         Close::PingTimeout,
+        Close::BadToken,
+        Close::Kicked,
     ];
 
     /// The WebSocket close code (RFC 6455 section 7.4.1).
     pub const fn code(self) -> u16 {
         match self {
             Close::GoingAway | Close::PingTimeout => 1001,
-            Close::BadHello | Close::HelloTimeout | Close::Flooding => 1008,
+            Close::BadHello | Close::HelloTimeout | Close::Flooding | Close::BadToken => 1008,
             Close::TooBig => 1009,
             Close::Internal => 1011,
             Close::RoomFull | Close::SlowConsumer => 1013,
+            Close::Kicked => 4001,
         }
     }
 
@@ -76,6 +84,8 @@ impl Close {
             Close::Internal => "Internal error",
             Close::GoingAway => "Server going away",
             Close::PingTimeout => "Ping timeout",
+            Close::BadToken => "Invalid token",
+            Close::Kicked => "Kicked",
         }
     }
 }
@@ -99,6 +109,8 @@ mod tests {
                 (1011, "Internal error"),
                 (1001, "Server going away"),
                 (1001, "Ping timeout"),
+                (1008, "Invalid token"),
+                (4001, "Kicked"),
             ]
         );
         // A close reason must fit a control frame: at most 123 bytes.

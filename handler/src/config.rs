@@ -60,6 +60,7 @@ macro_rules! config_keys {
                     name: stringify!($key),
                     doc: concat!($($doc, "\n"),+),
                     list: <$ty as Value>::LIST,
+                    switch: <$ty as Value>::SWITCH,
                 }
             ),+];
 
@@ -161,6 +162,17 @@ config_keys! {
     /// Origins (e.g. `https://chat.example.com`) allowed besides same-origin and
     /// no-Origin. In text form, a comma-separated list.
     allow_origins: Vec<String> = Vec::new();
+    /// Refuse a hello without a valid join token (needs the auth secret, which is not
+    /// a setting here: see `identity::AuthSecret`).
+    auth_required: bool = false;
+    /// Longest join token accepted, in bytes, checked before it is decoded.
+    max_token_bytes: usize = 4096, least 64, most 65_536;
+    /// Longest kick or mute a moderator may give, in seconds.
+    max_moderation_secs: u64 = 604_800, least 1, most 31_536_000;
+    /// Most users a room keeps kicked or muted at once; expired ones do not count.
+    max_restricted_users: usize = 1000, least 1, most 100_000;
+    /// Moderator actions kept in a room's audit table; older ones are pruned.
+    audit_retention: usize = 1000, least 1, most 1_000_000;
 }
 
 /// The text form of a setting's type: how [`Config::set`] parses it and how
@@ -168,6 +180,8 @@ config_keys! {
 trait Value: Sized {
     /// A comma-separated list rather than one value.
     const LIST: bool = false;
+    /// An on/off switch (`true` or `false`) rather than a number.
+    const SWITCH: bool = false;
     fn parse(key: &str, text: &str) -> Result<Self, ConfigError>;
     fn text(&self) -> String;
 }
@@ -187,6 +201,22 @@ macro_rules! number_value {
 }
 
 number_value!(u32, u64, usize, f64);
+
+impl Value for bool {
+    const SWITCH: bool = true;
+    fn parse(key: &str, text: &str) -> Result<Self, ConfigError> {
+        match text.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(ConfigError(format!(
+                "{key}: expected true or false, got {text:?}"
+            ))),
+        }
+    }
+    fn text(&self) -> String {
+        self.to_string()
+    }
+}
 
 impl Value for Vec<String> {
     const LIST: bool = true;
@@ -231,6 +261,7 @@ pub struct ConfigKey {
     name: &'static str,
     doc: &'static str,
     list: bool,
+    switch: bool,
 }
 
 impl ConfigKey {
@@ -267,6 +298,11 @@ impl ConfigKey {
     /// True for a list, written comma-separated (`allow_origins`).
     pub fn is_list(&self) -> bool {
         self.list
+    }
+
+    /// True for an on/off switch, written `true` or `false` (`auth_required`).
+    pub fn is_switch(&self) -> bool {
+        self.switch
     }
 
     /// The environment variable of a native backend: `EDGE_CHAT_` and the key in upper
@@ -335,17 +371,21 @@ impl Config {
     /// character escaped as `\uXXXX` at worst (6 bytes), plus the JSON around it. A
     /// backend's write buffer must take a frame this large.
     pub fn max_server_frame_bytes(&self) -> usize {
-        6 * (self.max_message_chars + self.max_name_chars) + 256
+        // The sender's verified user id rides along on chat frames.
+        let chars = self.max_message_chars + self.max_name_chars + crate::identity::MAX_USER_CHARS;
+        6 * chars + 256
     }
 
     /// The limits a client checks before sending, as the JSON body of
     /// [`crate::edge::LIMITS_PATH`]: `{"max_name_chars", "max_message_chars",
-    /// "max_frame_bytes"}`.
+    /// "max_frame_bytes", "max_moderation_secs"}` (the last for a moderator's kick and
+    /// mute controls).
     pub fn client_limits_json(&self) -> String {
         serde_json::json!({
             "max_name_chars": self.max_name_chars,
             "max_message_chars": self.max_message_chars,
             "max_frame_bytes": self.max_frame_bytes,
+            "max_moderation_secs": self.max_moderation_secs,
         })
         .to_string()
     }
@@ -369,6 +409,11 @@ mod tests {
         assert_eq!(c.rate_strikes, 30);
         assert_eq!(c.room_capacity, 1000);
         assert_eq!(c.hello_timeout_ms, 10_000);
+        assert!(!c.auth_required);
+        assert_eq!(c.max_token_bytes, 4096);
+        assert_eq!(c.max_moderation_secs, 604_800);
+        assert_eq!(c.max_restricted_users, 1000);
+        assert_eq!(c.audit_retention, 1000);
         c.validate().unwrap();
     }
 
@@ -378,7 +423,7 @@ mod tests {
             serde_json::from_str(&Config::default().client_limits_json()).unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"max_name_chars": 32, "max_message_chars": 1000, "max_frame_bytes": 65536})
+            serde_json::json!({"max_name_chars": 32, "max_message_chars": 1000, "max_frame_bytes": 65536, "max_moderation_secs": 604800})
         );
     }
 
@@ -389,6 +434,7 @@ mod tests {
             let v = match *key {
                 "rate_per_sec" => "2.5",
                 "allow_origins" => "https://a.example, http://b.example:8080",
+                "auth_required" => "TRUE",
                 _ => "7",
             };
             c.set(key, v).unwrap();
@@ -396,6 +442,12 @@ mod tests {
         assert_eq!(c.rate_per_sec, 2.5);
         assert_eq!(c.room_capacity, 7);
         assert_eq!(c.allow_origins.len(), 2);
+        assert!(c.auth_required);
+        assert!(c
+            .set("auth_required", "yes")
+            .unwrap_err()
+            .0
+            .contains("true or false"));
     }
 
     #[test]
@@ -474,6 +526,14 @@ mod tests {
                 "{name}: default text {text:?} does not round-trip"
             );
 
+            if key.is_switch() {
+                assert_eq!((key.least(), key.most()), (None, None));
+                for v in ["true", "false"] {
+                    c.set(name, v).unwrap();
+                    assert_eq!(c.get(name).unwrap(), v);
+                }
+                continue;
+            }
             if key.is_list() {
                 assert_eq!((key.least(), key.most()), (None, None));
                 c.set(name, " https://a.example , http://b.example:8080,")

@@ -28,11 +28,47 @@ pub enum ErrorKind {
     HelloTimeout,
     /// The hello's `v` is neither 1 nor 2.
     UnsupportedVersion,
+    /// A join token longer than `max_token_bytes`.
+    TokenTooLong,
+    /// A join token that is not a JWT (three base64url parts, JSON objects), or not a string.
+    TokenMalformed,
+    /// A join token signed with anything but HS256 (`none` included).
+    TokenAlgorithm,
+    TokenSignature,
+    TokenExpired,
+    /// `nbf` is still in the future.
+    TokenNotYetValid,
+    /// The `room` claim names another room.
+    TokenWrongRoom,
+    /// `sub` or `exp` missing or invalid, an unknown `role`, a claim of the wrong type.
+    TokenClaims,
+    /// `auth_required` and the hello has no token.
+    TokenRequired,
+    /// Sent before a kicked session's close (4001).
+    Kicked,
+    /// A kicked user's hello, before the kick's `secs` are over.
+    StillKicked,
+    /// A muted user's chat message.
+    Muted,
+    /// A moderation frame from a session whose token does not make it a moderator.
+    NotModerator,
+    /// `delete` is not a seq.
+    DeleteShape,
+    /// `kick` or `mute` is not `{"user": <user id>, "secs": <seconds>}`.
+    ModerationShape,
+    /// `secs` over `max_moderation_secs`.
+    SecsTooLarge,
+    /// `delete` of a seq that is not stored (never sent, pruned or already deleted).
+    NoSuchMessage,
+    /// A kick or mute of one more user than `max_restricted_users`.
+    TooManyRestricted,
+    /// Storage failed during a moderation: nothing was changed.
+    ModerationNotStored,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 35] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -49,6 +85,25 @@ impl ErrorKind {
         ErrorKind::Internal,
         ErrorKind::HelloTimeout,
         ErrorKind::UnsupportedVersion,
+        ErrorKind::TokenTooLong,
+        ErrorKind::TokenMalformed,
+        ErrorKind::TokenAlgorithm,
+        ErrorKind::TokenSignature,
+        ErrorKind::TokenExpired,
+        ErrorKind::TokenNotYetValid,
+        ErrorKind::TokenWrongRoom,
+        ErrorKind::TokenClaims,
+        ErrorKind::TokenRequired,
+        ErrorKind::Kicked,
+        ErrorKind::StillKicked,
+        ErrorKind::Muted,
+        ErrorKind::NotModerator,
+        ErrorKind::DeleteShape,
+        ErrorKind::ModerationShape,
+        ErrorKind::SecsTooLarge,
+        ErrorKind::NoSuchMessage,
+        ErrorKind::TooManyRestricted,
+        ErrorKind::ModerationNotStored,
     ];
 
     /// The sentence sent as `{"error": sentence}`.
@@ -75,6 +130,39 @@ impl ErrorKind {
             }
             ErrorKind::UnsupportedVersion => {
                 "Unsupported protocol version: send \"v\": 2, or no \"v\" for version 1."
+            }
+            ErrorKind::TokenTooLong => "Token is too long.",
+            ErrorKind::TokenMalformed => {
+                "Token is malformed: expected a JWT (three base64url parts, header.payload.signature)."
+            }
+            ErrorKind::TokenAlgorithm => "Token must be signed with HS256.",
+            ErrorKind::TokenSignature => "Token signature is invalid.",
+            ErrorKind::TokenExpired => "Token has expired.",
+            ErrorKind::TokenNotYetValid => "Token is not valid yet.",
+            ErrorKind::TokenWrongRoom => "Token is for another room.",
+            ErrorKind::TokenClaims => {
+                "Token claims are invalid: sub (1 to 64 characters) and exp are required, and role may only be \"moderator\"."
+            }
+            ErrorKind::TokenRequired => {
+                "This room requires a token: send {\"token\": \"<jwt>\"} in the hello."
+            }
+            ErrorKind::Kicked => "A moderator removed you from this room.",
+            ErrorKind::StillKicked => "A moderator removed you from this room; try again later.",
+            ErrorKind::Muted => "You are muted in this room.",
+            ErrorKind::NotModerator => "Only moderators may delete, kick or mute.",
+            ErrorKind::DeleteShape => {
+                "\"delete\" must be the seq of a message, like {\"delete\": 17}."
+            }
+            ErrorKind::ModerationShape => {
+                "Expected {\"kick\": {\"user\": \"<user id>\", \"secs\": 300}} or {\"mute\": {\"user\": \"<user id>\", \"secs\": 600}}."
+            }
+            ErrorKind::SecsTooLarge => "\"secs\" is longer than this server allows.",
+            ErrorKind::NoSuchMessage => "There is no message with that seq to delete.",
+            ErrorKind::TooManyRestricted => {
+                "Too many users are kicked or muted in this room already."
+            }
+            ErrorKind::ModerationNotStored => {
+                "The moderation could not be stored; nothing changed. Try again."
             }
         }
     }

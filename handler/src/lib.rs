@@ -16,6 +16,8 @@ mod close;
 mod config;
 pub mod edge;
 mod error_kind;
+pub mod identity;
+pub mod moderation;
 mod ratelimit;
 mod room;
 mod server_frame;
@@ -26,10 +28,12 @@ pub use client_frame::{ClientFrame, Hello, Resume, ANONYMOUS};
 pub use close::Close;
 pub use config::{Config, ConfigError, ConfigKey};
 pub use error_kind::ErrorKind;
+pub use identity::{Auth, AuthSecret, Role};
 pub use ratelimit::Bucket;
 pub use room::{Action, Audience, Room};
 pub use server_frame::{Frame, RosterEntry, ServerFrame, True};
-pub use session::{ConnId, Peer, Session, Version};
+pub use session::{ConnId, Peer, Session, Verified, Version};
 pub use storage::{
-    sql, MemoryStorage, Storage, StorageError, StorageResult, StoredMessage, MIGRATIONS, SCHEMA,
+    sql, AuditEntry, MemoryStorage, Restriction, Storage, StorageError, StorageResult,
+    StoredMessage, MIGRATIONS, SCHEMA,
 };

@@ -4,6 +4,8 @@ use crate::client_frame::{self, ClientFrame, Hello, Resume};
 use crate::close::Close;
 use crate::config::Config;
 use crate::error_kind::ErrorKind;
+use crate::identity::Auth;
+use crate::moderation::history_frame;
 use crate::ratelimit::Bucket;
 use crate::server_frame::{Frame, RosterEntry, ServerFrame, True};
 use crate::session::{ConnId, Peer, Session, Version};
@@ -24,6 +26,10 @@ pub enum Action {
     /// The session's state changed: backends that persist sessions (the Durable
     /// Object's socket attachments) save [`Room::session`] again.
     Save { conn: ConnId },
+    /// A moderator acted: write `line` (one JSON object, see
+    /// [`crate::moderation::audit_line`]) to the server's log. The room has stored it in
+    /// its audit table already.
+    Audit { line: String },
 }
 
 /// Who receives a [`Action::Broadcast`]. The room decides membership; a backend only
@@ -38,15 +44,18 @@ pub enum Audience {
 
 /// One chat room.
 pub struct Room<S> {
-    config: Config,
-    storage: S,
+    pub(crate) config: Config,
+    pub(crate) storage: S,
     epoch: String,
-    last_seq: u64,
+    pub(crate) last_seq: u64,
     last_timestamp: u64,
-    sessions: BTreeMap<ConnId, Session>,
+    pub(crate) sessions: BTreeMap<ConnId, Session>,
     /// Client addresses with at least one open session. Indexed so that charging a
     /// token touches only that address's sessions, never the whole room.
     addresses: HashMap<String, Address>,
+    /// Join tokens are verified when set (see [`Room::with_auth`]); identity is off
+    /// without it.
+    pub(crate) auth: Option<Auth>,
 }
 
 /// The open connections of one client address and their shared rate-limit bucket.
@@ -82,6 +91,7 @@ impl<S: Storage> Room<S> {
             last_timestamp,
             sessions: BTreeMap::new(),
             addresses: HashMap::new(),
+            auth: None,
         };
         for s in sessions {
             let address = room.addresses.entry(s.addr.clone()).or_default();
@@ -99,6 +109,14 @@ impl<S: Storage> Room<S> {
             room.sessions.insert(s.id, s);
         }
         Ok(room)
+    }
+
+    /// Turns identity on: hellos with a join token are verified with the secret, for
+    /// the room id in `auth` (a token's `room` claim must equal it). `None` keeps
+    /// identity off: tokens are ignored and every session is anonymous.
+    pub fn with_auth(mut self, auth: Option<Auth>) -> Self {
+        self.auth = auth;
+        self
     }
 
     pub fn config(&self) -> &Config {
@@ -201,6 +219,7 @@ impl<S: Storage> Room<S> {
         match ClientFrame::decode(text, joined, &self.config) {
             Ok(ClientFrame::Hello(hello)) => self.join(conn, hello, now_ms, &mut out),
             Ok(ClientFrame::Chat { message }) => self.chat(conn, &message, now_ms, &mut out),
+            Ok(ClientFrame::Moderate(request)) => self.moderate(conn, request, now_ms, &mut out),
             Err(e) if !joined => self.refuse_hello(conn, e, now_ms, &mut out),
             Err(e) => send_error(&mut out, conn, e),
         }
@@ -282,8 +301,21 @@ impl<S: Storage> Room<S> {
         self.close(conn, Close::BadHello, now_ms, out);
     }
 
-    fn join(&mut self, conn: ConnId, hello: Hello, now_ms: u64, out: &mut Vec<Action>) {
-        let (backlog, recovered) = match self.backlog_for(hello.resume.as_ref()) {
+    fn join(&mut self, conn: ConnId, mut hello: Hello, now_ms: u64, out: &mut Vec<Action>) {
+        let verified = match self.admit(&hello, now_ms) {
+            Ok(Some((name, verified))) => {
+                // The token's name wins over the hello's.
+                hello.name = name;
+                Some(verified)
+            }
+            Ok(None) => None,
+            Err((error, close)) => {
+                send_error(out, conn, error);
+                self.close(conn, close, now_ms, out);
+                return;
+            }
+        };
+        let (backlog, recovered) = match self.backlog_for(hello.resume.as_ref(), hello.version) {
             Ok(b) => b,
             Err(_) => {
                 send_error(out, conn, ErrorKind::Internal);
@@ -293,34 +325,45 @@ impl<S: Storage> Room<S> {
             }
         };
         // The members already here: one `joined` each in v1, one `roster` frame in v2.
-        let present = self.sessions.values().filter_map(|s| s.name.as_deref());
+        let present = self.sessions.values().filter(|s| s.is_joined());
         if hello.version == Version::V2 {
-            let roster = present.map(|name| RosterEntry { name }).collect();
+            let roster = present
+                .filter_map(|s| {
+                    let verified = s.verified.as_ref();
+                    Some(RosterEntry {
+                        name: s.name.as_deref()?,
+                        user: verified.map(|v| v.user.as_str()),
+                        role: verified.and_then(|v| v.role),
+                    })
+                })
+                .collect();
             out.push(Action::Send {
                 to: conn,
                 frame: ServerFrame::Roster { roster }.encode(),
             });
         } else {
-            for name in present {
+            for name in present.filter_map(|s| s.name.as_deref()) {
                 out.push(Action::Send {
                     to: conn,
                     frame: ServerFrame::Joined { joined: name }.encode(),
                 });
             }
         }
-        for m in &backlog {
-            out.push(Action::Send {
-                to: conn,
-                frame: chat_frame(m),
-            });
+        for frame in backlog {
+            out.push(Action::Send { to: conn, frame });
         }
         let frame = ServerFrame::Joined {
             joined: &hello.name,
         }
         .encode();
+        let (user, role) = match &verified {
+            Some(v) => (Some(v.user.clone()), v.role),
+            None => (None, None),
+        };
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.name = Some(hello.name);
             s.version = hello.version;
+            s.verified = verified;
         }
         out.push(Action::Broadcast {
             frame,
@@ -334,31 +377,63 @@ impl<S: Storage> Room<S> {
                 seq: self.last_seq,
                 recovered,
                 v: (hello.version != Version::V1).then_some(hello.version.number()),
+                user: user.as_deref(),
+                role,
             }
             .encode(),
         });
         out.push(Action::Save { conn });
     }
 
-    /// The backlog for a joiner: exactly the missing messages on a valid resume, else
-    /// the last `backlog`. Resume is never partial.
+    /// The backlog for a joiner, as the frames a session of `version` may see
+    /// ([`history_frame`]): exactly the missing messages on a valid resume, else the
+    /// last `backlog` that are not deleted. Resume is never partial.
+    ///
+    /// A v2 resume is exact about deletions too: it first gets `{"deleted": seq}` for
+    /// each message at or below its `seq` deleted since the room reached that `seq`
+    /// (which the client may hold), then the gap, a tombstone in it as `{"deleted"}`.
+    /// Those frames count toward `resume_max` with the gap.
     fn backlog_for(
         &mut self,
         resume: Option<&Resume>,
-    ) -> StorageResult<(Vec<StoredMessage>, bool)> {
+        version: Version,
+    ) -> StorageResult<(Vec<Frame>, bool)> {
         if let Some(r) = resume {
             let missing = self.last_seq.checked_sub(r.seq);
             if let (true, Some(missing)) = (r.epoch == self.epoch, missing) {
-                if missing <= self.config.resume_max as u64 {
+                let max = self.config.resume_max as u64;
+                if missing <= max {
                     let msgs = self.storage.after(r.seq, missing as usize)?;
                     // Seqs are gap-free, so a full count means nothing was pruned.
                     if msgs.len() as u64 == missing {
-                        return Ok((msgs, true));
+                        let mut frames = Vec::new();
+                        if version == Version::V2 {
+                            let room_left = (max - missing) as usize;
+                            let deleted = self.storage.deleted_since(r.seq, room_left + 1)?;
+                            if deleted.len() > room_left {
+                                // More to tell than a resume may replay: start afresh.
+                                return self.last_backlog(version);
+                            }
+                            frames.extend(
+                                deleted
+                                    .into_iter()
+                                    .map(|seq| ServerFrame::Deleted { deleted: seq }.encode()),
+                            );
+                        }
+                        frames.extend(msgs.iter().filter_map(|m| history_frame(m, version)));
+                        return Ok((frames, true));
                     }
                 }
             }
         }
-        Ok((self.storage.last_n(self.config.backlog)?, false))
+        self.last_backlog(version)
+    }
+
+    /// The last `backlog` messages that are not deleted, not recovered.
+    fn last_backlog(&mut self, version: Version) -> StorageResult<(Vec<Frame>, bool)> {
+        let msgs = self.storage.last_n(self.config.backlog)?;
+        let frames = msgs.iter().filter_map(|m| history_frame(m, version));
+        Ok((frames.collect(), false))
     }
 
     /// Charges one token to the session's address. On refusal, answers the frame and
@@ -412,17 +487,29 @@ impl<S: Storage> Room<S> {
             Ok(t) => t,
             Err(e) => return send_error(out, conn, e),
         };
-        let Some(name) = self.sessions.get(&conn).and_then(|s| s.name.clone()) else {
+        let Some(session) = self.sessions.get(&conn) else {
             return;
         };
+        let Some(name) = session.name.clone() else {
+            return;
+        };
+        let user = session.verified.as_ref().map(|v| v.user.clone());
+        if session
+            .verified
+            .as_ref()
+            .is_some_and(|v| v.muted_until > now_ms)
+        {
+            return send_error(out, conn, ErrorKind::Muted);
+        }
         let msg = StoredMessage {
             seq: self.last_seq + 1,
             timestamp: now_ms.max(self.last_timestamp + 1),
             name,
             message: text.to_owned(),
-            user: None,
+            user,
             cid: None,
             sender: None,
+            deleted: false,
         };
         // Stored before broadcast: a message that is not stored is not sent, and its
         // seq is not used up.
@@ -442,7 +529,7 @@ impl<S: Storage> Room<S> {
     }
 
     /// Forgets the connection, then tells the backend to close it.
-    fn close(&mut self, conn: ConnId, close: Close, now_ms: u64, out: &mut Vec<Action>) {
+    pub(crate) fn close(&mut self, conn: ConnId, close: Close, now_ms: u64, out: &mut Vec<Action>) {
         if self.sessions.contains_key(&conn) {
             out.push(Action::Close { conn, close });
             self.forget(conn, now_ms, out);
@@ -482,20 +569,22 @@ impl<S: Storage> Room<S> {
 }
 
 /// `{"error": …}` to one connection.
-fn send_error(out: &mut Vec<Action>, conn: ConnId, kind: ErrorKind) {
+pub(crate) fn send_error(out: &mut Vec<Action>, conn: ConnId, kind: ErrorKind) {
     out.push(Action::Send {
         to: conn,
         frame: ServerFrame::error(kind).encode(),
     });
 }
 
-/// A stored message as its chat frame.
-fn chat_frame(m: &StoredMessage) -> Frame {
+/// A stored message as its chat frame. (History goes through
+/// [`history_frame`], which never sends a tombstone's text.)
+pub(crate) fn chat_frame(m: &StoredMessage) -> Frame {
     ServerFrame::Chat {
         name: &m.name,
         message: &m.message,
         timestamp: m.timestamp,
         seq: m.seq,
+        user: m.user.as_deref(),
     }
     .encode()
 }

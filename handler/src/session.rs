@@ -1,6 +1,7 @@
 //! Per-connection state: small and serde-serializable, so a Durable Object can keep it
 //! in the socket's attachment (16 KiB at most) and rebuild the room after hibernation.
 
+use crate::identity::Role;
 use crate::ratelimit::Bucket;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,33 @@ pub struct Session {
     /// The protocol version the hello asked for (see [`Version`]).
     #[serde(default, skip_serializing_if = "Version::is_v1")]
     pub version: Version,
+    /// Who a valid join token says this is; `None` for an anonymous session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Verified>,
+}
+
+/// A verified session's identity, from its join token. At most a user id of 64
+/// characters, a role and a time: small enough for a socket attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verified {
+    /// The token's `sub`.
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Until when (ms since the Unix epoch) the user is muted: read from storage at
+    /// the hello and updated by later mutes, so a chat message needs no storage read.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub muted_until: u64,
+}
+
+impl Verified {
+    pub fn is_moderator(&self) -> bool {
+        self.role == Some(Role::Moderator)
+    }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// A session's protocol version, chosen in its hello (`"v": 2`). A v1 session never
@@ -83,6 +111,7 @@ impl Session {
             bucket: None,
             opened_ms,
             version: Version::V1,
+            verified: None,
         }
     }
 

@@ -4,8 +4,9 @@
 //! runner keeps all rooms in one database, a Durable Object keeps one room per database.
 
 use crate::ratelimit::Bucket;
+use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 
 /// One stored chat message.
@@ -26,6 +27,77 @@ pub struct StoredMessage {
     /// the client address plus name); kept only with a `cid`. Never sent to clients.
     #[serde(default)]
     pub sender: Option<String>,
+    /// A tombstone: a moderator deleted the message, and its `message` is blank in
+    /// storage. Whatever sends history sends no text for it (`{"deleted": seq}` to v2
+    /// sessions, nothing to v1 ones). Rows read from SQLite may give it as 0 or 1.
+    #[serde(default, deserialize_with = "flag")]
+    pub deleted: bool,
+}
+
+/// A boolean that SQLite stores as an integer: rows that cross into JavaScript (the
+/// Durable Object's cursor) give `0`/`1` as numbers, serde-made values give `false`/`true`.
+fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct Flag;
+    impl Visitor<'_> for Flag {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a boolean, or 0 or 1")
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
+            Ok(v != 0)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
+            Ok(v != 0)
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<bool, E> {
+            Ok(v != 0.0)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+    }
+    d.deserialize_any(Flag)
+}
+
+/// The kick and the mute in force for one user of a room: until when (ms since the Unix
+/// epoch) the user may not join, and may not send. 0, or any time past, is none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restriction {
+    pub kicked_until: u64,
+    pub muted_until: u64,
+}
+
+impl Restriction {
+    /// True when neither is in force at `now_ms`: the row can go.
+    pub fn is_over(&self, now_ms: u64) -> bool {
+        self.kicked_until <= now_ms && self.muted_until <= now_ms
+    }
+}
+
+/// One stored moderator action (the room's audit table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When, in ms since the Unix epoch.
+    pub at_ms: u64,
+    /// The moderator's user id.
+    pub moderator: String,
+    /// `delete`, `kick` or `mute`.
+    pub action: String,
+    /// The target user of a kick or mute.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The deleted message.
+    #[serde(default)]
+    pub seq: Option<u64>,
+    /// The kick's or mute's duration.
+    #[serde(default)]
+    pub secs: Option<u64>,
 }
 
 /// A storage failure. The text goes to logs only, never to clients.
@@ -51,9 +123,10 @@ pub trait Storage {
     fn latest(&mut self) -> StorageResult<Option<StoredMessage>>;
     /// Appends a message. Its seq is one more than the latest.
     fn append(&mut self, msg: &StoredMessage) -> StorageResult<()>;
-    /// Up to `n` newest messages, oldest first.
+    /// Up to `n` newest messages that are not deleted, oldest first.
     fn last_n(&mut self, n: usize) -> StorageResult<Vec<StoredMessage>>;
-    /// Up to `limit` messages with seq greater than `seq`, oldest first.
+    /// Up to `limit` messages with seq greater than `seq`, oldest first, tombstones
+    /// included (so a resume can count the gap).
     fn after(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>>;
     /// Deletes every message with seq at or below `seq`.
     fn prune_through(&mut self, seq: u64) -> StorageResult<()>;
@@ -65,6 +138,27 @@ pub trait Storage {
     /// Forgets kept buckets last updated before `before_ms`: they have refilled by now,
     /// and a full bucket is what an unknown address gets anyway.
     fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()>;
+    /// Tombstones message `seq`: blanks its text and marks it deleted, recording
+    /// `at_seq` (the room's latest seq now) for resumes. False when there is no such
+    /// message, or it is deleted already.
+    fn delete_message(&mut self, seq: u64, at_seq: u64) -> StorageResult<bool>;
+    /// The seqs, at or below `seq`, of messages deleted while the room's latest seq was
+    /// `seq` or more, ascending, at most `limit`: what a client that has every message
+    /// up to `seq` may not have heard of.
+    fn deleted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<u64>>;
+    /// The kick and mute stored for `user` (all zero when none).
+    fn restriction(&mut self, user: &str) -> StorageResult<Restriction>;
+    /// Stores the kick and mute of `user`, replacing the previous ones; all zero
+    /// removes the user's row.
+    fn set_restriction(&mut self, user: &str, r: &Restriction) -> StorageResult<()>;
+    /// Removes the rows of users whose kick and mute are both over at `now_ms`.
+    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<()>;
+    /// How many users have a row (a kick or a mute, possibly expired).
+    fn restricted_users(&mut self) -> StorageResult<u64>;
+    /// Appends a moderator action to the audit table, keeping the newest `keep`.
+    fn append_audit(&mut self, entry: &AuditEntry, keep: usize) -> StorageResult<()>;
+    /// Up to `n` newest audit entries, newest first.
+    fn recent_audit(&mut self, n: usize) -> StorageResult<Vec<AuditEntry>>;
 }
 
 /// The schema as first released (version 0), one statement per entry (the Durable
@@ -110,6 +204,33 @@ pub const MIGRATIONS: &[&[&str]] = &[
         "CREATE INDEX IF NOT EXISTS chat_messages_by_cid
             ON chat_messages (room, sender, cid) WHERE cid IS NOT NULL",
     ],
+    // 2: moderation. Tombstones (`deleted`, with the room's latest seq at the time in
+    // `deleted_at`, which resumes look up through the partial index), kicks and mutes
+    // per user, and the audit table of moderator actions.
+    &[
+        "ALTER TABLE chat_messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE chat_messages ADD COLUMN deleted_at INTEGER",
+        "CREATE INDEX IF NOT EXISTS chat_messages_deletions
+            ON chat_messages (room, deleted_at) WHERE deleted_at IS NOT NULL",
+        "CREATE TABLE IF NOT EXISTS chat_restrictions (
+            room TEXT NOT NULL,
+            user TEXT NOT NULL,
+            kicked_until INTEGER NOT NULL,
+            muted_until INTEGER NOT NULL,
+            PRIMARY KEY (room, user)
+        ) WITHOUT ROWID",
+        "CREATE TABLE IF NOT EXISTS chat_audit (
+            room TEXT NOT NULL,
+            id INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL,
+            moderator TEXT NOT NULL,
+            action TEXT NOT NULL,
+            user TEXT,
+            seq INTEGER,
+            secs INTEGER,
+            PRIMARY KEY (room, id)
+        ) WITHOUT ROWID",
+    ],
 ];
 
 /// SQL statements, each with the room key as `?1`. Result columns are named as the
@@ -119,19 +240,56 @@ pub mod sql {
     pub const INIT_EPOCH: &str =
         "INSERT INTO chat_rooms (room, epoch) VALUES (?1, ?2) ON CONFLICT(room) DO NOTHING";
     pub const SELECT_EPOCH: &str = "SELECT epoch FROM chat_rooms WHERE room = ?1";
-    pub const SELECT_LATEST: &str = "SELECT seq, timestamp, name, message, user, cid, sender
-        FROM chat_messages WHERE room = ?1 ORDER BY seq DESC LIMIT 1";
+    pub const SELECT_LATEST: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
+        deleted FROM chat_messages WHERE room = ?1 ORDER BY seq DESC LIMIT 1";
     /// `?2` seq, `?3` timestamp, `?4` name, `?5` message, `?6` user, `?7` cid, `?8` sender
     /// (the last three may be NULL).
     pub const INSERT_MESSAGE: &str = "INSERT INTO chat_messages
         (room, seq, timestamp, name, message, user, cid, sender)
         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
-    /// `?2` = n. Newest first; the caller reverses.
-    pub const SELECT_LAST_N: &str = "SELECT seq, timestamp, name, message, user, cid, sender
-        FROM chat_messages WHERE room = ?1 ORDER BY seq DESC LIMIT ?2";
-    /// `?2` = after this seq, `?3` = limit.
-    pub const SELECT_AFTER: &str = "SELECT seq, timestamp, name, message, user, cid, sender
-        FROM chat_messages WHERE room = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3";
+    /// `?2` = n. Newest first; the caller reverses. Tombstones are left out.
+    pub const SELECT_LAST_N: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
+        deleted FROM chat_messages WHERE room = ?1 AND deleted = 0
+        ORDER BY seq DESC LIMIT ?2";
+    /// `?2` = after this seq, `?3` = limit. Tombstones included.
+    pub const SELECT_AFTER: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
+        deleted FROM chat_messages WHERE room = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3";
+    /// `?2` seq, `?3` the room's latest seq now. Returns the seq when a live message was
+    /// tombstoned; the text is overwritten, so it is gone, not hidden.
+    pub const DELETE_MESSAGE: &str = "UPDATE chat_messages
+        SET message = '', deleted = 1, deleted_at = ?3
+        WHERE room = ?1 AND seq = ?2 AND deleted = 0 RETURNING seq";
+    /// `?2` seq, `?3` limit: tombstones at or below seq, deleted at seq or later.
+    pub const SELECT_DELETED_SINCE: &str = "SELECT seq FROM chat_messages
+        WHERE room = ?1 AND deleted_at >= ?2 AND seq <= ?2 ORDER BY seq ASC LIMIT ?3";
+    /// `?2` user.
+    pub const SELECT_RESTRICTION: &str = "SELECT kicked_until, muted_until
+        FROM chat_restrictions WHERE room = ?1 AND user = ?2";
+    /// `?2` user, `?3` kicked_until, `?4` muted_until.
+    pub const UPSERT_RESTRICTION: &str = "INSERT INTO chat_restrictions
+        (room, user, kicked_until, muted_until) VALUES (?1, ?2, ?3, ?4)
+        ON CONFLICT(room, user) DO UPDATE SET kicked_until = excluded.kicked_until,
+        muted_until = excluded.muted_until";
+    /// `?2` user.
+    pub const DELETE_RESTRICTION: &str =
+        "DELETE FROM chat_restrictions WHERE room = ?1 AND user = ?2";
+    /// `?2` now (ms): rows whose kick and mute are both over.
+    pub const PRUNE_RESTRICTIONS: &str = "DELETE FROM chat_restrictions
+        WHERE room = ?1 AND kicked_until <= ?2 AND muted_until <= ?2";
+    pub const COUNT_RESTRICTIONS: &str =
+        "SELECT COUNT(*) AS count FROM chat_restrictions WHERE room = ?1";
+    /// `?2` at_ms, `?3` moderator, `?4` action, `?5` user, `?6` seq, `?7` secs (the
+    /// last three may be NULL). The id is the room's next one.
+    pub const INSERT_AUDIT: &str = "INSERT INTO chat_audit
+        (room, id, at_ms, moderator, action, user, seq, secs)
+        SELECT ?1, COALESCE(MAX(id), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7
+        FROM chat_audit WHERE room = ?1";
+    /// `?2` = how many of the newest to keep.
+    pub const PRUNE_AUDIT: &str = "DELETE FROM chat_audit WHERE room = ?1
+        AND id <= (SELECT MAX(id) FROM chat_audit WHERE room = ?1) - ?2";
+    /// `?2` = n. Newest first.
+    pub const SELECT_AUDIT: &str = "SELECT at_ms, moderator, action, user, seq, secs
+        FROM chat_audit WHERE room = ?1 ORDER BY id DESC LIMIT ?2";
     /// The schema version (see `MIGRATIONS`); no row means 0. Not keyed by room.
     pub const SELECT_SCHEMA_VERSION: &str =
         "SELECT value FROM chat_meta WHERE key = 'schema_version'";
@@ -160,7 +318,11 @@ pub mod sql {
 pub struct MemoryStorage {
     epoch: Option<String>,
     messages: BTreeMap<u64, StoredMessage>,
+    /// The `deleted_at` of each tombstone (see [`Storage::delete_message`]).
+    deleted_at: BTreeMap<u64, u64>,
     buckets: HashMap<String, Bucket>,
+    restrictions: HashMap<String, Restriction>,
+    audit: VecDeque<AuditEntry>,
     /// When set, `append` fails: lets tests prove nothing unstored is broadcast. A test
     /// hook, so only with the `testing` feature.
     #[cfg(feature = "testing")]
@@ -207,7 +369,14 @@ impl Storage for MemoryStorage {
     }
 
     fn last_n(&mut self, n: usize) -> StorageResult<Vec<StoredMessage>> {
-        let mut v: Vec<_> = self.messages.values().rev().take(n).cloned().collect();
+        let mut v: Vec<_> = self
+            .messages
+            .values()
+            .rev()
+            .filter(|m| !m.deleted)
+            .take(n)
+            .cloned()
+            .collect();
         v.reverse();
         Ok(v)
     }
@@ -223,6 +392,7 @@ impl Storage for MemoryStorage {
 
     fn prune_through(&mut self, seq: u64) -> StorageResult<()> {
         self.messages = self.messages.split_off(&seq.saturating_add(1));
+        self.deleted_at = self.deleted_at.split_off(&seq.saturating_add(1));
         Ok(())
     }
 
@@ -238,6 +408,62 @@ impl Storage for MemoryStorage {
     fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()> {
         self.buckets.retain(|_, b| b.updated_ms >= before_ms);
         Ok(())
+    }
+
+    fn delete_message(&mut self, seq: u64, at_seq: u64) -> StorageResult<bool> {
+        match self.messages.get_mut(&seq) {
+            Some(m) if !m.deleted => {
+                m.deleted = true;
+                m.message.clear();
+                self.deleted_at.insert(seq, at_seq);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn deleted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<u64>> {
+        Ok(self
+            .deleted_at
+            .range(..=seq)
+            .filter(|(_, at)| **at >= seq)
+            .map(|(s, _)| *s)
+            .take(limit)
+            .collect())
+    }
+
+    fn restriction(&mut self, user: &str) -> StorageResult<Restriction> {
+        Ok(self.restrictions.get(user).copied().unwrap_or_default())
+    }
+
+    fn set_restriction(&mut self, user: &str, r: &Restriction) -> StorageResult<()> {
+        if *r == Restriction::default() {
+            self.restrictions.remove(user);
+        } else {
+            self.restrictions.insert(user.to_owned(), *r);
+        }
+        Ok(())
+    }
+
+    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<()> {
+        self.restrictions.retain(|_, r| !r.is_over(now_ms));
+        Ok(())
+    }
+
+    fn restricted_users(&mut self) -> StorageResult<u64> {
+        Ok(self.restrictions.len() as u64)
+    }
+
+    fn append_audit(&mut self, entry: &AuditEntry, keep: usize) -> StorageResult<()> {
+        self.audit.push_back(entry.clone());
+        while self.audit.len() > keep {
+            self.audit.pop_front();
+        }
+        Ok(())
+    }
+
+    fn recent_audit(&mut self, n: usize) -> StorageResult<Vec<AuditEntry>> {
+        Ok(self.audit.iter().rev().take(n).cloned().collect())
     }
 }
 

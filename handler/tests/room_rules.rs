@@ -2,7 +2,10 @@
 
 mod common;
 
-use chat_handler::{Action, Close, Config, ErrorKind, MemoryStorage, Room, ServerFrame, Session};
+use chat_handler::{
+    Action, AuditEntry, Close, Config, ErrorKind, MemoryStorage, Restriction, Room, ServerFrame,
+    Session,
+};
 use common::*;
 use serde_json::{json, Value};
 
@@ -700,6 +703,30 @@ fn a_join_that_cannot_read_history_closes_with_1011_and_forgets_the_address() {
         }
         fn prune_buckets(&mut self, before: u64) -> chat_handler::StorageResult<()> {
             self.0.prune_buckets(before)
+        }
+        fn delete_message(&mut self, seq: u64, at: u64) -> chat_handler::StorageResult<bool> {
+            self.0.delete_message(seq, at)
+        }
+        fn deleted_since(&mut self, seq: u64, n: usize) -> chat_handler::StorageResult<Vec<u64>> {
+            self.0.deleted_since(seq, n)
+        }
+        fn restriction(&mut self, u: &str) -> chat_handler::StorageResult<Restriction> {
+            self.0.restriction(u)
+        }
+        fn set_restriction(&mut self, u: &str, r: &Restriction) -> chat_handler::StorageResult<()> {
+            self.0.set_restriction(u, r)
+        }
+        fn prune_restrictions(&mut self, now: u64) -> chat_handler::StorageResult<()> {
+            self.0.prune_restrictions(now)
+        }
+        fn restricted_users(&mut self) -> chat_handler::StorageResult<u64> {
+            self.0.restricted_users()
+        }
+        fn append_audit(&mut self, e: &AuditEntry, keep: usize) -> chat_handler::StorageResult<()> {
+            self.0.append_audit(e, keep)
+        }
+        fn recent_audit(&mut self, n: usize) -> chat_handler::StorageResult<Vec<AuditEntry>> {
+            self.0.recent_audit(n)
         }
     }
     let mut r = Room::open(Config::default(), Broken(MemoryStorage::new()), EPOCH).expect("open");

@@ -19,7 +19,7 @@
 use crate::link::ConnLink;
 use crate::store::{Store, StoreFactory};
 use chat_handler::edge;
-use chat_handler::{Close, Config, ConnId, Room, Session};
+use chat_handler::{Auth, AuthSecret, Close, Config, ConnId, Room, Session};
 use std::collections::HashMap;
 use tracing::{info, warn};
 
@@ -39,6 +39,9 @@ pub(crate) struct HibernatingRoom {
     name: String,
     config: Config,
     store: StoreFactory,
+    /// Verifies join tokens when set; the room's id for the `room` claim is its name
+    /// (private ids are names here too).
+    auth: Option<Auth>,
     state: State,
 }
 
@@ -49,10 +52,20 @@ impl HibernatingRoom {
             name,
             config,
             store,
+            auth: None,
             state: State::Dropped {
                 sessions: Vec::new(),
             },
         }
+    }
+
+    /// Turns signed identity on with `secret` (`None` leaves it off).
+    pub(crate) fn with_auth_secret(mut self, secret: Option<AuthSecret>) -> Self {
+        self.auth = secret.map(|secret| Auth {
+            secret,
+            room: self.name.clone(),
+        });
+        self
     }
 
     /// The room if it is live, without rebuilding it.
@@ -102,6 +115,7 @@ impl HibernatingRoom {
                 .collect();
             let opened = self.store.open(&self.name).and_then(|storage| {
                 Room::restore(self.config.clone(), storage, &random_epoch(), restored)
+                    .map(|room| room.with_auth(self.auth.clone()))
             });
             match opened {
                 Ok(room) => {

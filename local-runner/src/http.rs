@@ -231,6 +231,7 @@ mod tests {
         let (_tx, shutdown) = watch::channel(false);
         let config = Config::default();
         let rooms = Rooms::new(RoomContext {
+            auth_secret: None,
             config: config.clone(),
             store: StoreFactory::memory(),
             hibernate_after: None,

@@ -18,13 +18,14 @@ mod shutdown;
 mod sqlite_storage;
 mod store;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, TokenArgs, Tool};
 use crate::connection::ConnSettings;
 use crate::http::AppState;
 use crate::registry::Rooms;
 use crate::room_actor::RoomContext;
 use crate::store::{StorageFaults, StoreFactory};
-use chat_handler::Config;
+use chat_handler::identity::{self, Claims};
+use chat_handler::{AuthSecret, Config, Role};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -42,9 +43,12 @@ const ROOM_IDLE_EXIT: Duration = Duration::from_secs(30);
 /// the server cannot start.
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from_env();
+    if let Some(Tool::Token(args)) = &cli.command {
+        return mint_token(&cli, args);
+    }
     init_tracing();
-    let config = match cli.config() {
-        Ok(config) => config,
+    let (config, auth_secret) = match cli.settings() {
+        Ok(settings) => settings,
         Err(e) => {
             eprintln!("error: invalid configuration: {e}");
             return ExitCode::from(2);
@@ -60,7 +64,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(cli, config));
+    let result = runtime.block_on(run(cli, config, auth_secret));
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,7 +86,55 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn run(cli: Cli, config: Config) -> Result<(), String> {
+/// `local-runner token`: prints a signed join token on stdout. Exit status 2 without a
+/// usable secret or with an invalid user id.
+fn mint_token(cli: &Cli, args: &TokenArgs) -> ExitCode {
+    let secret = match cli.auth_secret(|var| std::env::var(var).ok()) {
+        Ok(Some(secret)) => secret,
+        Ok(None) => {
+            eprintln!(
+                "error: no auth secret: give --auth-secret-file PATH or set {}",
+                cli::AUTH_SECRET_ENV
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match token_for(&secret, args, clock::now_ms()) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The token `local-runner token` prints at `now_ms`.
+pub fn token_for(secret: &AuthSecret, args: &TokenArgs, now_ms: u64) -> Result<String, String> {
+    if !identity::is_user_id(&args.sub) {
+        return Err(format!(
+            "--sub must be 1 to {} characters, none of them a control character",
+            identity::MAX_USER_CHARS
+        ));
+    }
+    let claims = Claims {
+        sub: args.sub.clone(),
+        name: args.name.clone(),
+        role: args.role.as_ref().map(|_| Role::Moderator),
+        room: args.room.clone(),
+        exp: now_ms / 1000 + args.ttl,
+        nbf: None,
+    };
+    Ok(identity::mint(secret, &claims))
+}
+
+async fn run(cli: Cli, config: Config, auth_secret: Option<AuthSecret>) -> Result<(), String> {
     let store = if cli.in_memory {
         info!("history in memory only (--in-memory)");
         StoreFactory::memory()
@@ -116,8 +168,15 @@ async fn run(cli: Cli, config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if auth_secret.is_some() {
+        info!(
+            required = config.auth_required,
+            "signed identity on: join tokens are verified"
+        );
+    }
     let rooms = Rooms::new(RoomContext {
         config: config.clone(),
+        auth_secret,
         store,
         hibernate_after: (cli.hibernate_after_secs > 0)
             .then(|| Duration::from_secs(cli.hibernate_after_secs)),

@@ -12,7 +12,7 @@ use crate::hibernation::HibernatingRoom;
 use crate::link::{frame_bytes, ConnLink, Queued};
 use crate::room_inbox::{Event, Join, RoomHandle};
 use crate::store::{Store, StoreFactory};
-use chat_handler::{Action, Close, Config, ConnId, Room};
+use chat_handler::{Action, AuthSecret, Close, Config, ConnId, Room};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +31,8 @@ const EVENT_INBOX: usize = 256;
 /// Everything a room actor needs besides its name.
 pub(crate) struct RoomContext {
     pub(crate) config: Config,
+    /// Verifies join tokens when set (`--auth-secret-file`, `EDGE_CHAT_AUTH_SECRET`).
+    pub(crate) auth_secret: Option<AuthSecret>,
     pub(crate) store: StoreFactory,
     /// `Some` emulates Durable Object hibernation after this much quiet.
     pub(crate) hibernate_after: Option<Duration>,
@@ -75,7 +77,8 @@ pub(crate) fn spawn(
 ) -> RoomHandle {
     let (joins_tx, joins) = mpsc::unbounded_channel();
     let (events_tx, events) = mpsc::channel(EVENT_INBOX);
-    let state = HibernatingRoom::new(name.clone(), ctx.config.clone(), ctx.store.clone());
+    let state = HibernatingRoom::new(name.clone(), ctx.config.clone(), ctx.store.clone())
+        .with_auth_secret(ctx.auth_secret.clone());
     let actor = RoomActor {
         ctx,
         registry,
@@ -302,6 +305,9 @@ impl RoomActor {
                 // Only the Durable Object persists sessions as they change; here they
                 // are serialized when the room hibernates.
                 Action::Save { .. } => {}
+                // The moderator action, already in the room's audit table, as one JSON
+                // line under its own target (`RUST_LOG=edge_chat::audit=info` keeps it).
+                Action::Audit { line } => info!(target: "edge_chat::audit", "{line}"),
             }
             if !slow.is_empty() {
                 if let Some(room) = self.state.live_mut() {

@@ -7,7 +7,7 @@
 //! storage fails in a real backend.
 
 use crate::sqlite_storage::SqliteStorage;
-use chat_handler::Bucket;
+use chat_handler::{AuditEntry, Bucket, Restriction};
 use chat_handler::{MemoryStorage, Storage, StoredMessage};
 use chat_handler::{StorageError, StorageResult};
 use std::collections::HashMap;
@@ -197,6 +197,30 @@ impl Storage for Store {
     }
     fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()> {
         self.inner().prune_buckets(before_ms)
+    }
+    fn delete_message(&mut self, seq: u64, at_seq: u64) -> StorageResult<bool> {
+        self.inner().delete_message(seq, at_seq)
+    }
+    fn deleted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<u64>> {
+        self.inner().deleted_since(seq, limit)
+    }
+    fn restriction(&mut self, user: &str) -> StorageResult<Restriction> {
+        self.inner().restriction(user)
+    }
+    fn set_restriction(&mut self, user: &str, r: &Restriction) -> StorageResult<()> {
+        self.inner().set_restriction(user, r)
+    }
+    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<()> {
+        self.inner().prune_restrictions(now_ms)
+    }
+    fn restricted_users(&mut self) -> StorageResult<u64> {
+        self.inner().restricted_users()
+    }
+    fn append_audit(&mut self, entry: &AuditEntry, keep: usize) -> StorageResult<()> {
+        self.inner().append_audit(entry, keep)
+    }
+    fn recent_audit(&mut self, n: usize) -> StorageResult<Vec<AuditEntry>> {
+        self.inner().recent_audit(n)
     }
 }
 

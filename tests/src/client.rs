@@ -52,6 +52,8 @@ pub struct Msg {
     pub message: String,
     pub timestamp: u64,
     pub seq: u64,
+    /// The sender's verified user id (signed identity), if any.
+    pub user: Option<String>,
 }
 
 /// The `ready` frame.
@@ -60,6 +62,19 @@ pub struct Ready {
     pub epoch: String,
     pub seq: u64,
     pub recovered: bool,
+    /// `Some(2)` for a v2 session.
+    pub v: Option<u64>,
+    /// The session's verified user id and role (signed identity).
+    pub user: Option<String>,
+    pub role: Option<String>,
+}
+
+/// One entry of a v2 `roster` frame.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Member {
+    pub name: String,
+    pub user: Option<String>,
+    pub role: Option<String>,
 }
 
 /// A server frame, decoded strictly: exactly the documented fields, nothing else.
@@ -70,6 +85,10 @@ pub enum Frame {
     Message(Msg),
     Ready(Ready),
     Error(String),
+    /// v2: the members already in the room, at join.
+    Roster(Vec<Member>),
+    /// v2: a moderator deleted this message.
+    Deleted(u64),
 }
 
 impl Frame {
@@ -96,7 +115,91 @@ impl Frame {
                 None => bail!("{key:?} must be a non-negative integer in {text}"),
             }
         };
+        // Optional fields that later features add to a frame kind: present, they must
+        // have their documented type; the rest of the frame is matched exactly.
+        let optional = |key: &str| -> Result<Option<String>> {
+            match map.get(key) {
+                None => Ok(None),
+                Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+                Some(other) => bail!("{key:?} must be a non-empty string, got {other} in {text}"),
+            }
+        };
+        let role = optional("role")?;
+        if let Some(role) = &role {
+            ensure!(role == "moderator", "unknown role {role:?} in {text}");
+        }
+        let has = |key: &str| map.contains_key(key);
+        let core: Vec<&str> = keys
+            .iter()
+            .copied()
+            .filter(|k| !matches!(*k, "user" | "role" | "v"))
+            .collect();
         Ok(match keys.as_slice() {
+            ["message", "name", "seq", "timestamp", "user"] => Frame::Message(Msg {
+                name: string("name")?,
+                message: string("message")?,
+                timestamp: uint("timestamp")?,
+                seq: uint("seq")?,
+                user: optional("user")?,
+            }),
+            _ if core == ["epoch", "ready", "recovered", "seq"] => {
+                ensure!(
+                    map.get("ready") == Some(&Value::Bool(true)),
+                    "ready must be true in {text}"
+                );
+                let epoch = string("epoch")?;
+                ensure!(!epoch.is_empty(), "empty epoch in {text}");
+                let Some(recovered) = map.get("recovered").and_then(Value::as_bool) else {
+                    bail!("recovered must be a boolean in {text}");
+                };
+                let v = if has("v") { Some(uint("v")?) } else { None };
+                ensure!(v.is_none() || v == Some(2), "ready.v must be 2 in {text}");
+                let user = optional("user")?;
+                ensure!(
+                    user.is_some() || role.is_none(),
+                    "a role without a user in {text}"
+                );
+                Frame::Ready(Ready {
+                    epoch,
+                    seq: uint("seq")?,
+                    recovered,
+                    v,
+                    user,
+                    role,
+                })
+            }
+            ["deleted"] => Frame::Deleted(uint("deleted")?),
+            ["roster"] => {
+                let Some(entries) = map.get("roster").and_then(Value::as_array) else {
+                    bail!("roster must be an array in {text}");
+                };
+                let mut members = Vec::new();
+                for e in entries {
+                    let Some(e) = e.as_object() else {
+                        bail!("a roster entry must be an object in {text}");
+                    };
+                    let field = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_owned);
+                    ensure!(
+                        e.keys()
+                            .all(|k| matches!(k.as_str(), "name" | "user" | "role")),
+                        "unexpected field in a roster entry of {text}"
+                    );
+                    let Some(name) = field("name") else {
+                        bail!("a roster entry needs a name in {text}");
+                    };
+                    let (user, role) = (field("user"), field("role"));
+                    ensure!(
+                        user.is_some() || role.is_none(),
+                        "a role without a user in {text}"
+                    );
+                    ensure!(
+                        role.as_deref().is_none_or(|r| r == "moderator"),
+                        "unknown role in {text}"
+                    );
+                    members.push(Member { name, user, role });
+                }
+                Frame::Roster(members)
+            }
             ["joined"] => Frame::Joined(string("joined")?),
             ["quit"] => Frame::Quit(string("quit")?),
             ["error"] => {
@@ -109,23 +212,8 @@ impl Frame {
                 message: string("message")?,
                 timestamp: uint("timestamp")?,
                 seq: uint("seq")?,
+                user: None,
             }),
-            ["epoch", "ready", "recovered", "seq"] => {
-                ensure!(
-                    map.get("ready") == Some(&Value::Bool(true)),
-                    "ready must be true in {text}"
-                );
-                let epoch = string("epoch")?;
-                ensure!(!epoch.is_empty(), "empty epoch in {text}");
-                let Some(recovered) = map.get("recovered").and_then(Value::as_bool) else {
-                    bail!("recovered must be a boolean in {text}");
-                };
-                Frame::Ready(Ready {
-                    epoch,
-                    seq: uint("seq")?,
-                    recovered,
-                })
-            }
             _ => bail!("server frame with unexpected fields: {text}"),
         })
     }
@@ -146,9 +234,16 @@ pub enum Event {
 /// What a joiner received between its hello and `ready`.
 #[derive(Debug, Clone)]
 pub struct Join {
-    /// `joined` frames for the other members, in the order sent.
+    /// The names of the other members: one `joined` frame each (v1), or the entries of
+    /// the `roster` frame (v2), in the order sent.
     pub roster: Vec<String>,
+    /// v2: the `roster` frame's entries (empty for v1).
+    pub members: Vec<Member>,
     pub backlog: Vec<Msg>,
+    /// v2: the `{"deleted": seq}` frames of a resumed gap, in the order sent.
+    pub deleted: Vec<u64>,
+    /// v2: every backlog frame in order, as `Ok(message)` or `Err(deleted seq)`.
+    pub history: Vec<std::result::Result<Msg, u64>>,
     pub ready: Ready,
 }
 
@@ -437,20 +532,44 @@ impl Client {
                 "{label}: the frame before ready must be {{\"joined\": {own:?}}}, got {other:?}"
             ),
         }
+        let v2 = ready.v == Some(2);
         let mut roster = Vec::new();
+        let mut members = Vec::new();
         let mut backlog: Vec<Msg> = Vec::new();
-        for f in frames {
+        let mut deleted = Vec::new();
+        let mut history = Vec::new();
+        let mut saw_roster = false;
+        for (i, f) in frames.into_iter().enumerate() {
             match f {
-                Frame::Joined(n) if backlog.is_empty() => roster.push(n),
-                Frame::Message(m) => backlog.push(m),
+                Frame::Joined(n) if !v2 && history.is_empty() => roster.push(n),
+                Frame::Roster(m) if v2 && i == 0 => {
+                    saw_roster = true;
+                    roster = m.iter().map(|e| e.name.clone()).collect();
+                    members = m;
+                }
+                Frame::Message(m) => {
+                    backlog.push(m.clone());
+                    history.push(Ok(m));
+                }
+                Frame::Deleted(seq) if v2 => {
+                    deleted.push(seq);
+                    history.push(Err(seq));
+                }
                 other => bail!(
                     "{label}: unexpected {other:?} in the join sequence (roster, then backlog)"
                 ),
             }
         }
+        ensure!(
+            !v2 || saw_roster,
+            "{label}: a v2 join must start with a roster frame"
+        );
         Ok(Join {
             roster,
+            members,
             backlog,
+            deleted,
+            history,
             ready,
         })
     }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod harness;
 pub mod http;
 pub mod scenarios;
+pub mod token;
 pub mod wire;
 
 pub use error::{Error, Result};

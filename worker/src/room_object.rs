@@ -23,7 +23,9 @@
 
 use crate::{config, random, sql_storage::DoSqlStorage};
 use chat_handler::edge;
-use chat_handler::{Action, Audience, Close, Config, ConnId, Frame, Peer, Room, Session};
+use chat_handler::{
+    Action, Audience, Auth, AuthSecret, Close, Config, ConnId, Frame, Peer, Room, Session,
+};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
@@ -83,9 +85,14 @@ enum AlarmChange {
 #[durable_object(websocket)]
 pub struct ChatRoom {
     state: State,
-    /// Loaded once per construction. The Worker refuses requests with a bad configuration
-    /// before they get here, so an error is only a safety net.
-    config: std::result::Result<Config, String>,
+    /// Loaded once per construction, with the join-token secret. The Worker refuses
+    /// requests with a bad configuration before they get here, so an error is only a
+    /// safety net.
+    config: std::result::Result<(Config, Option<AuthSecret>), String>,
+    /// The room's id, which a join token's `room` claim must equal: the name for a room
+    /// reached by name (`ctx.id.name`, which workerd gives the object even when an alarm
+    /// or a hibernated socket wakes it), else the 64-hex id of a private room.
+    room_id: String,
     /// `None` until an event needs the room. Borrowed only inside synchronous code: no
     /// handler awaits while holding it.
     live: RefCell<Option<Live>>,
@@ -96,11 +103,15 @@ impl worker::DurableObject for ChatRoom {
         // The name is known for rooms addressed by name (validated: [A-Za-z0-9._-]),
         // so a test can match the line to its room; private rooms log only the id.
         let id = state.id();
-        let name = id.name().unwrap_or_else(|| "-".to_owned());
-        console_log!("{CONSTRUCTED_LOG} id={id} name={name}");
+        let name = id.name();
+        console_log!(
+            "{CONSTRUCTED_LOG} id={id} name={}",
+            name.as_deref().unwrap_or("-")
+        );
         ChatRoom {
+            room_id: name.unwrap_or_else(|| id.to_string()),
             state,
-            config: config::load(&env),
+            config: config::load_with_secret(&env),
             live: RefCell::new(None),
         }
     }
@@ -275,7 +286,7 @@ impl ChatRoom {
         slot: &'a mut Option<Live>,
         event: Option<(&WebSocket, &Session)>,
     ) -> Option<&'a mut Live> {
-        let Ok(config) = self.config.as_ref() else {
+        let Ok((config, _)) = self.config.as_ref() else {
             self.close_all_internal();
             return None;
         };
@@ -377,7 +388,13 @@ impl ChatRoom {
         sessions: Vec<Session>,
     ) -> std::result::Result<Room<DoSqlStorage>, chat_handler::StorageError> {
         let storage = DoSqlStorage::open(self.state.storage().sql())?;
-        Room::restore(config, storage, epoch_candidate, sessions)
+        let auth = self.config.as_ref().ok().and_then(|(_, secret)| {
+            secret.clone().map(|secret| Auth {
+                secret,
+                room: self.room_id.clone(),
+            })
+        });
+        Room::restore(config, storage, epoch_candidate, sessions).map(|room| room.with_auth(auth))
     }
 }
 
@@ -442,6 +459,8 @@ impl Live {
                         save_attachment(ws, session);
                     }
                 }
+                // Already in the room's audit table; this is the log line.
+                Action::Audit { line } => console_log!("{line}"),
             }
         }
     }

@@ -28,6 +28,7 @@ fn rooms_on(
 ) -> (Arc<Rooms>, watch::Sender<bool>) {
     let (tx, rx) = watch::channel(false);
     let rooms = Rooms::new(RoomContext {
+        auth_secret: None,
         config,
         store,
         hibernate_after: hibernate,

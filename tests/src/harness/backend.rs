@@ -105,7 +105,11 @@ impl BackendKind {
 }
 
 /// What to start: Config overrides (handler keys, e.g. `("room_capacity", "4")`),
-/// whether idle rooms should hibernate quickly, and settings of the local runner alone.
+/// whether idle rooms should hibernate quickly, settings of the local runner alone, and
+/// the join-token secret (signed
+/// identity), which each backend takes its own documented way: the local runner from
+/// `--auth-secret-file`, `wrangler dev` as the secret `AUTH_SECRET` from a dev-vars
+/// file (`--env-file`, the per-instance stand-in for `.dev.vars`).
 #[derive(Debug, Clone, Default)]
 pub struct InstanceSpec {
     pub overrides: Vec<(String, String)>,
@@ -116,6 +120,7 @@ pub struct InstanceSpec {
     /// message containing MARKER fails; so does reading history in a room whose name
     /// contains it). The Worker has no such hook.
     pub storage_fault_marker: Option<String>,
+    pub auth_secret: Option<String>,
 }
 
 impl InstanceSpec {
@@ -128,7 +133,19 @@ impl InstanceSpec {
             ..InstanceSpec::default()
         }
     }
+
+    /// The same, with signed identity on.
+    pub fn with_secret(mut self, secret: &str) -> Self {
+        self.auth_secret = Some(secret.to_owned());
+        self
+    }
 }
+
+/// The file in an instance's data dir that holds its secrets, in `.dev.vars` form
+/// (`KEY=value` lines; empty without a secret).
+pub const DEV_VARS_FILE: &str = "dev.vars";
+/// The file in an instance's data dir that holds the local runner's secret.
+pub const SECRET_FILE: &str = "auth-secret";
 
 struct Running {
     proc: Proc,
@@ -265,7 +282,21 @@ impl Instance {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Writes the secret where the backend's command line points.
+    fn write_secrets(&self) -> Result<()> {
+        let dir = self.data_dir.path();
+        let spec = self.spec.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let secret = spec.auth_secret.as_deref();
+        let dev_vars = secret.map_or(String::new(), |s| format!("AUTH_SECRET={s}\n"));
+        std::fs::write(dir.join(DEV_VARS_FILE), dev_vars)?;
+        if let Some(secret) = secret {
+            std::fs::write(dir.join(SECRET_FILE), format!("{secret}\n"))?;
+        }
+        Ok(())
+    }
+
     async fn launch(&self) -> Result<()> {
+        self.write_secrets()?;
         let port = free_port()?;
         let spec = self.spec.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let cmd = match self.kind {

@@ -39,8 +39,13 @@ pub fn command(bin: &Path, port: u16, data_dir: &Path, spec: &InstanceSpec) -> C
                 cmd.arg("--allow-origin").arg(origin);
             }
         } else {
-            cmd.arg(format!("--{}", key.replace('_', "-"))).arg(value);
+            // Attached, as a switch (`--auth-required=true`) requires.
+            cmd.arg(format!("--{}={value}", key.replace('_', "-")));
         }
+    }
+    if spec.auth_secret.is_some() {
+        cmd.arg("--auth-secret-file")
+            .arg(data_dir.join(super::backend::SECRET_FILE));
     }
     if spec.hibernate {
         cmd.arg("--hibernate-after-secs")

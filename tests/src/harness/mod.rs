@@ -40,6 +40,11 @@ pub enum Group {
     /// time. Its own group because the deadline would close the unnamed sockets that
     /// other groups' scenarios keep open on purpose.
     Tight,
+    /// Signed identity on (the test secret), tokens optional; rate limit out of the way,
+    /// low moderation bounds.
+    Identity,
+    /// Signed identity on and required, with a tiny rate limit (no refill to speak of).
+    Signed,
 }
 
 /// Limits of the `Fast` group, used by its scenarios to compute expectations.
@@ -56,6 +61,18 @@ pub mod strict {
     pub const RATE_BURST: usize = 2;
     pub const RATE_STRIKES: usize = 3;
     pub const ROOM_CAPACITY: usize = 3;
+}
+
+/// Settings of the `Identity` and `Signed` groups.
+pub mod identity {
+    /// The secret both backends verify join tokens with (the suite signs its own).
+    pub const SECRET: &str = "conformance-secret-0123456789abcdefghijklmnop";
+    /// `max_moderation_secs` of the `Identity` group.
+    pub const MAX_MODERATION_SECS: u64 = 3600;
+    /// `max_restricted_users` of the `Identity` group.
+    pub const MAX_RESTRICTED_USERS: usize = 2;
+    /// `rate_burst` of the `Signed` group.
+    pub const SIGNED_RATE_BURST: usize = 3;
 }
 
 /// Limits of the `Tight` group.
@@ -103,6 +120,25 @@ impl Group {
                 ("rate_burst", &tight::RATE_BURST.to_string()),
                 ("rate_per_sec", &tight::RATE_PER_SEC.to_string()),
             ]),
+            Group::Identity => InstanceSpec::with(&[
+                ("rate_burst", "1000000"),
+                ("rate_per_sec", "1000000"),
+                (
+                    "max_moderation_secs",
+                    &identity::MAX_MODERATION_SECS.to_string(),
+                ),
+                (
+                    "max_restricted_users",
+                    &identity::MAX_RESTRICTED_USERS.to_string(),
+                ),
+            ])
+            .with_secret(identity::SECRET),
+            Group::Signed => InstanceSpec::with(&[
+                ("auth_required", "true"),
+                ("rate_burst", &identity::SIGNED_RATE_BURST.to_string()),
+                ("rate_per_sec", "0.001"),
+            ])
+            .with_secret(identity::SECRET),
         }
     }
 
@@ -130,6 +166,8 @@ impl Group {
             Group::Fast => "fast",
             Group::Strict => "strict",
             Group::Tight => "tight",
+            Group::Identity => "identity",
+            Group::Signed => "signed",
         }
     }
 }
@@ -384,6 +422,8 @@ mod tests {
             Group::Fast,
             Group::Strict,
             Group::Tight,
+            Group::Identity,
+            Group::Signed,
         ] {
             if let Err(e) = group.config() {
                 panic!("{e}");

@@ -88,7 +88,12 @@ pub fn command(port: u16, inspector_port: u16, data_dir: &Path, spec: &InstanceS
         .arg("--inspector-port")
         .arg(inspector_port.to_string())
         .arg("--persist-to")
-        .arg(data_dir);
+        .arg(data_dir)
+        // Secrets as `.dev.vars` gives them (the secret `AUTH_SECRET`, never a var),
+        // from a file of this instance's own: with `--env-file`, wrangler reads no
+        // `.dev.vars` of the repository, which would change what is under test.
+        .arg("--env-file")
+        .arg(data_dir.join(super::backend::DEV_VARS_FILE));
     for (key, value) in &spec.overrides {
         cmd.arg("--var")
             .arg(format!("{}:{}", key.to_ascii_uppercase(), value));

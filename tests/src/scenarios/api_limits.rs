@@ -10,7 +10,8 @@ use crate::http;
 use crate::{ensure, ensure_eq, Result};
 use serde_json::{json, Value};
 
-/// The three limits `/api/limits` advertises.
+/// The limits `/api/limits` advertises that a chat client checks (the fourth,
+/// `max_moderation_secs`, is checked as a literal).
 struct Limits {
     max_name_chars: usize,
     max_message_chars: usize,
@@ -54,6 +55,9 @@ async fn advertised_and_enforced(ctx: Ctx, limits: Limits) -> Result<()> {
         "max_name_chars": limits.max_name_chars,
         "max_message_chars": limits.max_message_chars,
         "max_frame_bytes": limits.max_frame_bytes,
+        // Neither group overrides it; the Identity group's moderation scenarios check
+        // that it is enforced.
+        "max_moderation_secs": 604800,
     });
     ensure_eq!(got, expected, "GET {path} body");
 

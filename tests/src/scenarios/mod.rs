@@ -6,9 +6,11 @@ mod chat;
 mod errors;
 mod hello;
 mod history;
+mod identity;
 mod lifecycle;
 mod limits;
 mod liveness;
+mod moderation;
 mod origin;
 mod routes;
 mod slow;
@@ -91,6 +93,8 @@ pub fn all() -> Vec<Scenario> {
             storage::unreadable_history_at_join_closes_1011,
             only = &[Local]
         ),
+        scenario!(Own, moderation::kicks_mutes_and_deletions_survive_a_restart),
+        scenario!(Own, moderation::identity_and_mutes_survive_hibernation),
         // Only the local runner sees a client's send queue; workerd buffers without
         // bound and tells a Durable Object nothing.
         scenario!(Fast, slow::slow_consumer_is_closed_1013, only = &[Local]),
@@ -166,6 +170,28 @@ pub fn all() -> Vec<Scenario> {
         scenario!(Strict, limits::rate_limit_is_shared_per_address_and_kept),
         scenario!(Strict, limits::rate_limit_buckets_are_separate_per_address),
         scenario!(Strict, limits::room_full_closes_1013),
+        scenario!(Identity, identity::a_valid_token_makes_a_verified_session),
+        scenario!(Identity, identity::bad_tokens_are_refused_with_1008),
+        scenario!(Identity, identity::a_token_for_a_room_is_valid_there_only),
+        scenario!(
+            Identity,
+            moderation::a_moderator_deletes_a_message_for_everyone
+        ),
+        scenario!(Identity, moderation::a_moderator_kicks_a_user),
+        scenario!(Identity, moderation::a_moderator_mutes_a_user),
+        scenario!(
+            Identity,
+            moderation::non_moderators_are_refused_and_stay_open
+        ),
+        scenario!(Identity, moderation::moderation_bounds_answer_with_errors),
+        scenario!(
+            Signed,
+            identity::a_room_requiring_tokens_refuses_a_hello_without_one
+        ),
+        scenario!(
+            Signed,
+            moderation::a_refused_moderator_frame_costs_a_rate_limit_token
+        ),
     ]
 }
 
