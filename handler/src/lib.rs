@@ -10,12 +10,16 @@
 //! [`ClientFrame`], what the server sends a [`ServerFrame`], every close a [`Close`],
 //! every error sentence an [`ErrorKind`], every HTTP route an [`edge::Route`] and every
 //! limit a [`Config`] key. See `docs/PROTOCOL.md` for the wire protocol.
+//!
+//! What a backend may want to count (rejections, join outcomes, stored messages) the
+//! room reports as typed [`Event`]s to the backend's [`Observer`].
 
 mod client_frame;
 mod close;
 mod config;
 pub mod edge;
 mod error_kind;
+mod observe;
 mod ratelimit;
 mod room;
 mod server_frame;
@@ -26,6 +30,7 @@ pub use client_frame::{ClientFrame, Hello, Resume, ANONYMOUS};
 pub use close::Close;
 pub use config::{Config, ConfigError, ConfigKey};
 pub use error_kind::ErrorKind;
+pub use observe::{Event, JoinOutcome, Observer, Unobserved};
 pub use ratelimit::Bucket;
 pub use room::{Action, Audience, Room};
 pub use server_frame::{Frame, RosterEntry, ServerFrame, True};

@@ -4,6 +4,7 @@ use crate::client_frame::{self, ClientFrame, Hello, Resume};
 use crate::close::Close;
 use crate::config::Config;
 use crate::error_kind::ErrorKind;
+use crate::observe::{Event, JoinOutcome, Observer, Unobserved};
 use crate::ratelimit::Bucket;
 use crate::server_frame::{Frame, RosterEntry, ServerFrame, True};
 use crate::session::{ConnId, Peer, Session, Version};
@@ -47,6 +48,11 @@ pub struct Room<S> {
     /// Client addresses with at least one open session. Indexed so that charging a
     /// token touches only that address's sessions, never the whole room.
     addresses: HashMap<String, Address>,
+    /// Sessions that have sent their hello, kept so that reporting a message's
+    /// recipients does not cost a walk over the room.
+    members: usize,
+    /// Told about each [`Event`] (see [`Room::set_observer`]).
+    observer: Box<dyn Observer>,
 }
 
 /// The open connections of one client address and their shared rate-limit bucket.
@@ -82,6 +88,8 @@ impl<S: Storage> Room<S> {
             last_timestamp,
             sessions: BTreeMap::new(),
             addresses: HashMap::new(),
+            members: 0,
+            observer: Box::new(Unobserved),
         };
         for s in sessions {
             let address = room.addresses.entry(s.addr.clone()).or_default();
@@ -96,9 +104,16 @@ impl<S: Storage> Room<S> {
                     address.bucket = Some(b.clone());
                 }
             }
+            room.members += usize::from(s.is_joined());
             room.sessions.insert(s.id, s);
         }
         Ok(room)
+    }
+
+    /// Reports the room's [`Event`]s to `observer` from now on (a backend sets it after
+    /// opening or restoring the room).
+    pub fn set_observer(&mut self, observer: Box<dyn Observer>) {
+        self.observer = observer;
     }
 
     pub fn config(&self) -> &Config {
@@ -202,7 +217,7 @@ impl<S: Storage> Room<S> {
             Ok(ClientFrame::Hello(hello)) => self.join(conn, hello, now_ms, &mut out),
             Ok(ClientFrame::Chat { message }) => self.chat(conn, &message, now_ms, &mut out),
             Err(e) if !joined => self.refuse_hello(conn, e, now_ms, &mut out),
-            Err(e) => send_error(&mut out, conn, e),
+            Err(e) => self.send_error(&mut out, conn, e),
         }
         out
     }
@@ -218,7 +233,7 @@ impl<S: Storage> Room<S> {
         } else if !session.is_joined() {
             self.refuse_hello(conn, ErrorKind::Binary, now_ms, &mut out);
         } else if self.take_token(conn, now_ms, &mut out) {
-            send_error(&mut out, conn, ErrorKind::Binary);
+            self.send_error(&mut out, conn, ErrorKind::Binary);
         }
         out
     }
@@ -261,7 +276,7 @@ impl<S: Storage> Room<S> {
             .collect();
         let mut out = Vec::new();
         for conn in late {
-            send_error(&mut out, conn, ErrorKind::HelloTimeout);
+            self.send_error(&mut out, conn, ErrorKind::HelloTimeout);
             self.close(conn, Close::HelloTimeout, now_ms, &mut out);
         }
         out
@@ -278,7 +293,7 @@ impl<S: Storage> Room<S> {
     }
 
     fn refuse_hello(&mut self, conn: ConnId, error: ErrorKind, now_ms: u64, out: &mut Vec<Action>) {
-        send_error(out, conn, error);
+        self.send_error(out, conn, error);
         self.close(conn, Close::BadHello, now_ms, out);
     }
 
@@ -286,7 +301,7 @@ impl<S: Storage> Room<S> {
         let (backlog, recovered) = match self.backlog_for(hello.resume.as_ref()) {
             Ok(b) => b,
             Err(_) => {
-                send_error(out, conn, ErrorKind::Internal);
+                self.send_error(out, conn, ErrorKind::Internal);
                 // Not joined yet, so closing announces no quit.
                 self.close(conn, Close::Internal, now_ms, out);
                 return;
@@ -321,7 +336,14 @@ impl<S: Storage> Room<S> {
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.name = Some(hello.name);
             s.version = hello.version;
+            self.members += 1;
         }
+        let outcome = match (&hello.resume, recovered) {
+            (None, _) => JoinOutcome::Fresh,
+            (Some(_), true) => JoinOutcome::Recovered,
+            (Some(_), false) => JoinOutcome::NotRecovered,
+        };
+        self.observer.observe(Event::Joined { conn, outcome });
         out.push(Action::Broadcast {
             frame,
             audience: Audience::Members,
@@ -400,7 +422,7 @@ impl<S: Storage> Room<S> {
         if allowed {
             return true;
         }
-        send_error(out, conn, ErrorKind::RateLimited);
+        self.send_error(out, conn, ErrorKind::RateLimited);
         if strikes >= self.config.rate_strikes {
             self.close(conn, Close::Flooding, now_ms, out);
         }
@@ -410,7 +432,7 @@ impl<S: Storage> Room<S> {
     fn chat(&mut self, conn: ConnId, raw: &str, now_ms: u64, out: &mut Vec<Action>) {
         let text = match client_frame::validate_message(raw, &self.config) {
             Ok(t) => t,
-            Err(e) => return send_error(out, conn, e),
+            Err(e) => return self.send_error(out, conn, e),
         };
         let Some(name) = self.sessions.get(&conn).and_then(|s| s.name.clone()) else {
             return;
@@ -427,7 +449,7 @@ impl<S: Storage> Room<S> {
         // Stored before broadcast: a message that is not stored is not sent, and its
         // seq is not used up.
         if self.storage.append(&msg).is_err() {
-            return send_error(out, conn, ErrorKind::NotStored);
+            return self.send_error(out, conn, ErrorKind::NotStored);
         }
         self.last_seq = msg.seq;
         self.last_timestamp = msg.timestamp;
@@ -435,6 +457,11 @@ impl<S: Storage> Room<S> {
             // A failed prune only keeps extra history; the next append prunes again.
             let _ = self.storage.prune_through(cut);
         }
+        self.observer.observe(Event::Stored {
+            conn,
+            seq: msg.seq,
+            recipients: self.members,
+        });
         out.push(Action::Broadcast {
             frame: chat_frame(&msg),
             audience: Audience::Members,
@@ -454,6 +481,7 @@ impl<S: Storage> Room<S> {
             return;
         };
         if let Some(name) = &session.name {
+            self.members = self.members.saturating_sub(1);
             out.push(Action::Broadcast {
                 frame: ServerFrame::Quit { quit: name }.encode(),
                 audience: Audience::Members,
@@ -479,14 +507,15 @@ impl<S: Storage> Room<S> {
             }
         }
     }
-}
 
-/// `{"error": …}` to one connection.
-fn send_error(out: &mut Vec<Action>, conn: ConnId, kind: ErrorKind) {
-    out.push(Action::Send {
-        to: conn,
-        frame: ServerFrame::error(kind).encode(),
-    });
+    /// `{"error": …}` to one connection, reported as [`Event::Rejected`].
+    fn send_error(&mut self, out: &mut Vec<Action>, conn: ConnId, kind: ErrorKind) {
+        self.observer.observe(Event::Rejected { conn, kind });
+        out.push(Action::Send {
+            to: conn,
+            frame: ServerFrame::error(kind).encode(),
+        });
+    }
 }
 
 /// A stored message as its chat frame.
