@@ -21,7 +21,7 @@ use chat_handler::ConfigKey;
 use chat_handler::{Config, ConfigError};
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches, Parser};
 use std::ffi::OsString;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Parser)]
@@ -54,6 +54,11 @@ pub(crate) struct Cli {
     /// this many seconds drops its state and rebuilds it on the next event. 0 = never.
     #[arg(long, env = "EDGE_CHAT_HIBERNATE_AFTER_SECS", default_value_t = 0)]
     pub(crate) hibernate_after_secs: u64,
+    /// Serve `GET /metrics` (Prometheus text format) on this address only, e.g.
+    /// 127.0.0.1:9090, and not on the public listener. Without it, /metrics is served on
+    /// the public listener.
+    #[arg(long, env = "EDGE_CHAT_METRICS_BIND", value_name = "ADDR:PORT")]
+    pub(crate) metrics_bind: Option<SocketAddr>,
 
     // Every setting of the handler's `Config`, one flag each (see [`Limits`]).
     #[command(flatten, next_help_heading = "Chat settings (docs/PROTOCOL.md)")]

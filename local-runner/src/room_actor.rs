@@ -8,10 +8,11 @@
 //! call back into it; the room itself, live or hibernated, is a [`HibernatingRoom`].
 
 use crate::clock::now_ms;
-use crate::hibernation::HibernatingRoom;
+use crate::hibernation::{HibernatingRoom, RoomStorage};
 use crate::link::{frame_bytes, ConnLink, Queued};
+use crate::metrics::Metrics;
 use crate::room_inbox::{Event, Join, RoomHandle};
-use crate::store::{Store, StoreFactory};
+use crate::store::StoreFactory;
 use chat_handler::{Action, Close, Config, ConnId, Room};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -32,6 +33,8 @@ const EVENT_INBOX: usize = 256;
 pub(crate) struct RoomContext {
     pub(crate) config: Config,
     pub(crate) store: StoreFactory,
+    /// The process's figures (`GET /metrics`).
+    pub(crate) metrics: Arc<Metrics>,
     /// `Some` emulates Durable Object hibernation after this much quiet.
     pub(crate) hibernate_after: Option<Duration>,
     /// How long an empty room's actor lingers before it retires.
@@ -75,7 +78,12 @@ pub(crate) fn spawn(
 ) -> RoomHandle {
     let (joins_tx, joins) = mpsc::unbounded_channel();
     let (events_tx, events) = mpsc::channel(EVENT_INBOX);
-    let state = HibernatingRoom::new(name.clone(), ctx.config.clone(), ctx.store.clone());
+    let state = HibernatingRoom::new(
+        name.clone(),
+        ctx.config.clone(),
+        ctx.store.clone(),
+        ctx.metrics.clone(),
+    );
     let actor = RoomActor {
         ctx,
         registry,
@@ -216,7 +224,7 @@ impl RoomActor {
 
     /// The live room, rebuilt if it hibernated (see [`HibernatingRoom::room`]). `None`
     /// if storage cannot be opened; every connection has been closed then.
-    fn room(&mut self) -> Option<&mut Room<Store>> {
+    fn room(&mut self) -> Option<&mut Room<RoomStorage>> {
         self.state.room(&mut self.links)
     }
 

@@ -30,6 +30,7 @@ fn rooms_on(
     let rooms = Rooms::new(RoomContext {
         config,
         store,
+        metrics: Arc::default(),
         hibernate_after: hibernate,
         idle_exit: Duration::ZERO,
         shutdown: rx,
@@ -45,7 +46,7 @@ async fn join(rooms: &Arc<Rooms>, room: &str, conn: ConnId, bound: usize) -> Cli
         peer: Peer {
             addr: format!("10.0.0.{conn}"),
         },
-        link: ConnLink::new(tx, utx),
+        link: ConnLink::new(tx, utx, Arc::default()),
     };
     let events = rooms.join(room, join).map_err(|_| "refused").unwrap();
     Client {
@@ -297,7 +298,7 @@ async fn shutdown_closes_everyone_as_going_away_and_refuses_joins() {
     let late = Join {
         conn: 9,
         peer: Peer { addr: "x".into() },
-        link: ConnLink::new(tx, utx),
+        link: ConnLink::new(tx, utx, Arc::default()),
     };
     assert!(rooms.join("s", late).is_err());
 }
