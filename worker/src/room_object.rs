@@ -21,6 +21,7 @@
 //! with [`Close::Internal`] (as the local runner does), rather than left waiting in a room that can
 //! serve no one.
 
+use crate::event_log::{self, LogEvents};
 use crate::{config, random, sql_storage::DoSqlStorage};
 use chat_handler::edge;
 use chat_handler::{Action, Audience, Close, Config, ConnId, Frame, Peer, Room, Session};
@@ -292,10 +293,7 @@ impl ChatRoom {
             let epoch = edge::epoch_candidate(random::bytes::<16>());
             match self.open(config.clone(), &epoch, sessions) {
                 Ok(room) => {
-                    console_log!(
-                        "edge-chat: room restored sessions={count} seq={}",
-                        room.last_seq()
-                    );
+                    event_log::restored(count, room.last_seq());
                     *slot = Some(Live {
                         room,
                         sockets,
@@ -377,7 +375,9 @@ impl ChatRoom {
         sessions: Vec<Session>,
     ) -> std::result::Result<Room<DoSqlStorage>, chat_handler::StorageError> {
         let storage = DoSqlStorage::open(self.state.storage().sql())?;
-        Room::restore(config, storage, epoch_candidate, sessions)
+        let mut room = Room::restore(config, storage, epoch_candidate, sessions)?;
+        room.set_observer(Box::new(LogEvents));
+        Ok(room)
     }
 }
 
@@ -493,8 +493,9 @@ fn close_internal(ws: &WebSocket) {
 }
 
 /// Closes the socket with the close's code and reason; a failure means it is closing
-/// already.
+/// already. Every close the object orders goes through here, so here it is logged.
 fn close_socket(ws: &WebSocket, close: Close) {
+    event_log::closed(close);
     if let Err(e) = ws.close(Some(close.code()), Some(close.reason())) {
         console_error!("edge-chat: close {close:?} failed: {e}");
     }
