@@ -72,6 +72,24 @@ impl Close {
         }
     }
 
+    /// A stable snake_case name, for metric labels and log fields (the wire carries
+    /// [`Close::reason`]).
+    pub const fn label(self) -> &'static str {
+        match self {
+            Close::RoomFull => "room_full",
+            Close::SlowConsumer => "slow_consumer",
+            Close::TooBig => "too_big",
+            Close::BadHello => "bad_hello",
+            Close::HelloTimeout => "hello_timeout",
+            Close::Flooding => "flooding",
+            Close::Internal => "internal",
+            Close::GoingAway => "going_away",
+            Close::PingTimeout => "ping_timeout",
+            Close::BadToken => "bad_token",
+            Close::Kicked => "kicked",
+        }
+    }
+
     /// The close reason: short, for people, fixed by `docs/PROTOCOL.md`.
     pub const fn reason(self) -> &'static str {
         match self {
@@ -115,6 +133,19 @@ mod tests {
         );
         // A close reason must fit a control frame: at most 123 bytes.
         assert!(Close::ALL.iter().all(|c| c.reason().len() <= 123));
+    }
+
+    #[test]
+    fn labels_are_distinct_snake_case() {
+        let labels: std::collections::HashSet<&str> =
+            Close::ALL.iter().map(|c| c.label()).collect();
+        assert_eq!(labels.len(), Close::ALL.len());
+        for l in labels {
+            assert!(
+                l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{l}"
+            );
+        }
     }
 
     #[test]

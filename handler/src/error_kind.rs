@@ -106,6 +106,48 @@ impl ErrorKind {
         ErrorKind::ModerationNotStored,
     ];
 
+    /// A stable snake_case name, for metric labels and log fields (never sent to
+    /// clients, so it may be renamed only with the dashboards that count it).
+    pub const fn label(self) -> &'static str {
+        match self {
+            ErrorKind::HelloNotObject => "hello_not_object",
+            ErrorKind::NameNotString => "name_not_string",
+            ErrorKind::NameTooLong => "name_too_long",
+            ErrorKind::NameControl => "name_control",
+            ErrorKind::NameBidi => "name_bidi",
+            ErrorKind::NotJson => "not_json",
+            ErrorKind::WrongShape => "wrong_shape",
+            ErrorKind::MessageNotString => "message_not_string",
+            ErrorKind::MessageEmpty => "message_empty",
+            ErrorKind::MessageTooLong => "message_too_long",
+            ErrorKind::Binary => "binary",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::NotStored => "not_stored",
+            ErrorKind::Internal => "internal",
+            ErrorKind::HelloTimeout => "hello_timeout",
+            ErrorKind::UnsupportedVersion => "unsupported_version",
+            ErrorKind::TokenTooLong => "token_too_long",
+            ErrorKind::TokenMalformed => "token_malformed",
+            ErrorKind::TokenAlgorithm => "token_algorithm",
+            ErrorKind::TokenSignature => "token_signature",
+            ErrorKind::TokenExpired => "token_expired",
+            ErrorKind::TokenNotYetValid => "token_not_yet_valid",
+            ErrorKind::TokenWrongRoom => "token_wrong_room",
+            ErrorKind::TokenClaims => "token_claims",
+            ErrorKind::TokenRequired => "token_required",
+            ErrorKind::Kicked => "kicked",
+            ErrorKind::StillKicked => "still_kicked",
+            ErrorKind::Muted => "muted",
+            ErrorKind::NotModerator => "not_moderator",
+            ErrorKind::DeleteShape => "delete_shape",
+            ErrorKind::ModerationShape => "moderation_shape",
+            ErrorKind::SecsTooLarge => "secs_too_large",
+            ErrorKind::NoSuchMessage => "no_such_message",
+            ErrorKind::TooManyRestricted => "too_many_restricted",
+            ErrorKind::ModerationNotStored => "moderation_not_stored",
+        }
+    }
+
     /// The sentence sent as `{"error": sentence}`.
     pub const fn sentence(self) -> &'static str {
         match self {
@@ -178,5 +220,17 @@ mod tests {
         let all: HashSet<&str> = ErrorKind::ALL.iter().map(|k| k.sentence()).collect();
         assert_eq!(all.len(), ErrorKind::ALL.len());
         assert!(all.iter().all(|s| s.ends_with('.')));
+    }
+
+    #[test]
+    fn labels_are_distinct_snake_case() {
+        let labels: HashSet<&str> = ErrorKind::ALL.iter().map(|k| k.label()).collect();
+        assert_eq!(labels.len(), ErrorKind::ALL.len());
+        for l in labels {
+            assert!(
+                l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{l}"
+            );
+        }
     }
 }

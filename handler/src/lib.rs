@@ -10,6 +10,9 @@
 //! [`ClientFrame`], what the server sends a [`ServerFrame`], every close a [`Close`],
 //! every error sentence an [`ErrorKind`], every HTTP route an [`edge::Route`] and every
 //! limit a [`Config`] key. See `docs/PROTOCOL.md` for the wire protocol.
+//!
+//! What a backend may want to count (rejections, join outcomes, stored messages) the
+//! room reports as typed [`Event`]s to the backend's [`Observer`].
 
 mod client_frame;
 mod close;
@@ -18,6 +21,7 @@ pub mod edge;
 mod error_kind;
 pub mod identity;
 pub mod moderation;
+mod observe;
 mod ratelimit;
 mod room;
 mod server_frame;
@@ -29,6 +33,7 @@ pub use close::Close;
 pub use config::{Config, ConfigError, ConfigKey};
 pub use error_kind::ErrorKind;
 pub use identity::{Auth, AuthSecret, Role};
+pub use observe::{Event, JoinOutcome, Observer, Unobserved};
 pub use ratelimit::Bucket;
 pub use room::{Action, Audience, Room};
 pub use server_frame::{Frame, RosterEntry, ServerFrame, True};

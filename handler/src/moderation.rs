@@ -16,7 +16,7 @@ use crate::close::Close;
 use crate::config::Config;
 use crate::error_kind::ErrorKind;
 use crate::identity::{self, is_user_id};
-use crate::room::{chat_frame, send_error, Action, Audience, Room};
+use crate::room::{chat_frame, Action, Audience, Room};
 use crate::server_frame::{Frame, ServerFrame};
 use crate::session::{ConnId, Verified, Version};
 use crate::storage::{AuditEntry, Restriction, Storage, StoredMessage};
@@ -175,11 +175,11 @@ impl<S: Storage> Room<S> {
             .filter(|v| v.is_moderator())
             .map(|v| v.user.clone());
         let Some(moderator) = moderator else {
-            return send_error(out, conn, ErrorKind::NotModerator);
+            return self.send_error(out, conn, ErrorKind::NotModerator);
         };
         let request = match request {
             Ok(r) => r,
-            Err(e) => return send_error(out, conn, e),
+            Err(e) => return self.send_error(out, conn, e),
         };
         let done = match &request {
             Moderation::Delete { seq } => self.delete_message(*seq, out),
@@ -188,7 +188,7 @@ impl<S: Storage> Room<S> {
         };
         match done {
             Ok(()) => self.audit(&moderator, &request, now_ms, out),
-            Err(e) => send_error(out, conn, e),
+            Err(e) => self.send_error(out, conn, e),
         }
     }
 
@@ -215,7 +215,7 @@ impl<S: Storage> Room<S> {
     ) -> Result<(), ErrorKind> {
         self.restrict(user, now_ms, |r| r.kicked_until = until(now_ms, secs))?;
         for conn in self.sessions_of(user) {
-            send_error(out, conn, ErrorKind::Kicked);
+            self.send_error(out, conn, ErrorKind::Kicked);
             self.close(conn, Close::Kicked, now_ms, out);
         }
         Ok(())

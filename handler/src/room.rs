@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::error_kind::ErrorKind;
 use crate::identity::Auth;
 use crate::moderation::history_frame;
+use crate::observe::{Event, JoinOutcome, Observer, Unobserved};
 use crate::ratelimit::Bucket;
 use crate::server_frame::{Frame, RosterEntry, ServerFrame, True};
 use crate::session::{ConnId, Peer, Session, Version};
@@ -56,6 +57,11 @@ pub struct Room<S> {
     /// Join tokens are verified when set (see [`Room::with_auth`]); identity is off
     /// without it.
     pub(crate) auth: Option<Auth>,
+    /// Sessions that have sent their hello, kept so that reporting a message's
+    /// recipients does not cost a walk over the room.
+    members: usize,
+    /// Told about each [`Event`] (see [`Room::set_observer`]).
+    observer: Box<dyn Observer>,
 }
 
 /// The open connections of one client address and their shared rate-limit bucket.
@@ -92,6 +98,8 @@ impl<S: Storage> Room<S> {
             sessions: BTreeMap::new(),
             addresses: HashMap::new(),
             auth: None,
+            members: 0,
+            observer: Box::new(Unobserved),
         };
         for s in sessions {
             let address = room.addresses.entry(s.addr.clone()).or_default();
@@ -106,6 +114,7 @@ impl<S: Storage> Room<S> {
                     address.bucket = Some(b.clone());
                 }
             }
+            room.members += usize::from(s.is_joined());
             room.sessions.insert(s.id, s);
         }
         Ok(room)
@@ -117,6 +126,12 @@ impl<S: Storage> Room<S> {
     pub fn with_auth(mut self, auth: Option<Auth>) -> Self {
         self.auth = auth;
         self
+    }
+
+    /// Reports the room's [`Event`]s to `observer` from now on (a backend sets it after
+    /// opening or restoring the room).
+    pub fn set_observer(&mut self, observer: Box<dyn Observer>) {
+        self.observer = observer;
     }
 
     pub fn config(&self) -> &Config {
@@ -221,7 +236,7 @@ impl<S: Storage> Room<S> {
             Ok(ClientFrame::Chat { message }) => self.chat(conn, &message, now_ms, &mut out),
             Ok(ClientFrame::Moderate(request)) => self.moderate(conn, request, now_ms, &mut out),
             Err(e) if !joined => self.refuse_hello(conn, e, now_ms, &mut out),
-            Err(e) => send_error(&mut out, conn, e),
+            Err(e) => self.send_error(&mut out, conn, e),
         }
         out
     }
@@ -237,7 +252,7 @@ impl<S: Storage> Room<S> {
         } else if !session.is_joined() {
             self.refuse_hello(conn, ErrorKind::Binary, now_ms, &mut out);
         } else if self.take_token(conn, now_ms, &mut out) {
-            send_error(&mut out, conn, ErrorKind::Binary);
+            self.send_error(&mut out, conn, ErrorKind::Binary);
         }
         out
     }
@@ -280,7 +295,7 @@ impl<S: Storage> Room<S> {
             .collect();
         let mut out = Vec::new();
         for conn in late {
-            send_error(&mut out, conn, ErrorKind::HelloTimeout);
+            self.send_error(&mut out, conn, ErrorKind::HelloTimeout);
             self.close(conn, Close::HelloTimeout, now_ms, &mut out);
         }
         out
@@ -297,7 +312,7 @@ impl<S: Storage> Room<S> {
     }
 
     fn refuse_hello(&mut self, conn: ConnId, error: ErrorKind, now_ms: u64, out: &mut Vec<Action>) {
-        send_error(out, conn, error);
+        self.send_error(out, conn, error);
         self.close(conn, Close::BadHello, now_ms, out);
     }
 
@@ -310,7 +325,7 @@ impl<S: Storage> Room<S> {
             }
             Ok(None) => None,
             Err((error, close)) => {
-                send_error(out, conn, error);
+                self.send_error(out, conn, error);
                 self.close(conn, close, now_ms, out);
                 return;
             }
@@ -318,7 +333,7 @@ impl<S: Storage> Room<S> {
         let (backlog, recovered) = match self.backlog_for(hello.resume.as_ref(), hello.version) {
             Ok(b) => b,
             Err(_) => {
-                send_error(out, conn, ErrorKind::Internal);
+                self.send_error(out, conn, ErrorKind::Internal);
                 // Not joined yet, so closing announces no quit.
                 self.close(conn, Close::Internal, now_ms, out);
                 return;
@@ -364,7 +379,14 @@ impl<S: Storage> Room<S> {
             s.name = Some(hello.name);
             s.version = hello.version;
             s.verified = verified;
+            self.members += 1;
         }
+        let outcome = match (&hello.resume, recovered) {
+            (None, _) => JoinOutcome::Fresh,
+            (Some(_), true) => JoinOutcome::Recovered,
+            (Some(_), false) => JoinOutcome::NotRecovered,
+        };
+        self.observer.observe(Event::Joined { conn, outcome });
         out.push(Action::Broadcast {
             frame,
             audience: Audience::Members,
@@ -475,7 +497,7 @@ impl<S: Storage> Room<S> {
         if allowed {
             return true;
         }
-        send_error(out, conn, ErrorKind::RateLimited);
+        self.send_error(out, conn, ErrorKind::RateLimited);
         if strikes >= self.config.rate_strikes {
             self.close(conn, Close::Flooding, now_ms, out);
         }
@@ -485,7 +507,7 @@ impl<S: Storage> Room<S> {
     fn chat(&mut self, conn: ConnId, raw: &str, now_ms: u64, out: &mut Vec<Action>) {
         let text = match client_frame::validate_message(raw, &self.config) {
             Ok(t) => t,
-            Err(e) => return send_error(out, conn, e),
+            Err(e) => return self.send_error(out, conn, e),
         };
         let Some(session) = self.sessions.get(&conn) else {
             return;
@@ -499,7 +521,7 @@ impl<S: Storage> Room<S> {
             .as_ref()
             .is_some_and(|v| v.muted_until > now_ms)
         {
-            return send_error(out, conn, ErrorKind::Muted);
+            return self.send_error(out, conn, ErrorKind::Muted);
         }
         let msg = StoredMessage {
             seq: self.last_seq + 1,
@@ -514,7 +536,7 @@ impl<S: Storage> Room<S> {
         // Stored before broadcast: a message that is not stored is not sent, and its
         // seq is not used up.
         if self.storage.append(&msg).is_err() {
-            return send_error(out, conn, ErrorKind::NotStored);
+            return self.send_error(out, conn, ErrorKind::NotStored);
         }
         self.last_seq = msg.seq;
         self.last_timestamp = msg.timestamp;
@@ -522,6 +544,11 @@ impl<S: Storage> Room<S> {
             // A failed prune only keeps extra history; the next append prunes again.
             let _ = self.storage.prune_through(cut);
         }
+        self.observer.observe(Event::Stored {
+            conn,
+            seq: msg.seq,
+            recipients: self.members,
+        });
         out.push(Action::Broadcast {
             frame: chat_frame(&msg),
             audience: Audience::Members,
@@ -541,6 +568,7 @@ impl<S: Storage> Room<S> {
             return;
         };
         if let Some(name) = &session.name {
+            self.members = self.members.saturating_sub(1);
             out.push(Action::Broadcast {
                 frame: ServerFrame::Quit { quit: name }.encode(),
                 audience: Audience::Members,
@@ -566,14 +594,15 @@ impl<S: Storage> Room<S> {
             }
         }
     }
-}
 
-/// `{"error": …}` to one connection.
-pub(crate) fn send_error(out: &mut Vec<Action>, conn: ConnId, kind: ErrorKind) {
-    out.push(Action::Send {
-        to: conn,
-        frame: ServerFrame::error(kind).encode(),
-    });
+    /// `{"error": …}` to one connection, reported as [`Event::Rejected`].
+    pub(crate) fn send_error(&mut self, out: &mut Vec<Action>, conn: ConnId, kind: ErrorKind) {
+        self.observer.observe(Event::Rejected { conn, kind });
+        out.push(Action::Send {
+            to: conn,
+            frame: ServerFrame::error(kind).encode(),
+        });
+    }
 }
 
 /// A stored message as its chat frame. (History goes through

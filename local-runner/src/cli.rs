@@ -27,7 +27,7 @@ use chat_handler::ConfigKey;
 use chat_handler::{Config, ConfigError};
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches, Parser, Subcommand};
 use std::ffi::OsString;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Parser)]
@@ -72,6 +72,11 @@ pub(crate) struct Cli {
     /// itself in EDGE_CHAT_AUTH_SECRET; this flag wins over it.
     #[arg(long, global = true, value_name = "PATH")]
     pub auth_secret_file: Option<PathBuf>,
+    /// Serve `GET /metrics` (Prometheus text format) on this address only, e.g.
+    /// 127.0.0.1:9090, and not on the public listener. Without it, /metrics is served on
+    /// the public listener.
+    #[arg(long, env = "EDGE_CHAT_METRICS_BIND", value_name = "ADDR:PORT")]
+    pub(crate) metrics_bind: Option<SocketAddr>,
 
     // Every setting of the handler's `Config`, one flag each (see [`Limits`]).
     #[command(flatten, next_help_heading = "Chat settings (docs/PROTOCOL.md)")]

@@ -2,9 +2,11 @@
 //! `Route` it gets (the WebSocket endpoint, checked by `edge::check_upgrade` before any
 //! upgrade; private-room creation; health; the client limits; the static browser client).
 //! Every refusal is one of the handler's `Rejection`s, as on the Worker, so no path or
-//! method rule is restated here.
+//! method rule is restated here. The one route of the runner's own is `GET /metrics`
+//! (the Worker has none): on the public listener, or alone on `--metrics-bind`.
 
 use crate::connection::{self, ConnSettings};
+use crate::metrics::{self, Metrics};
 use crate::registry::Rooms;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
@@ -29,6 +31,9 @@ const READ_BUFFER: usize = 4 * 1024;
 /// Bytes buffered before tungstenite writes to the socket (batches flush anyway).
 const WRITE_BUFFER: usize = 16 * 1024;
 
+/// Where the runner serves its figures (see `metrics.rs`).
+pub(crate) const METRICS_PATH: &str = "/metrics";
+
 /// Shared by every request.
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -38,6 +43,9 @@ pub(crate) struct AppState {
     pub(crate) static_dir: PathBuf,
     /// Cloned into each socket task; shutdown waits until every clone is gone.
     pub(crate) alive: mpsc::Sender<()>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Whether `/metrics` is served here (no `--metrics-bind`).
+    pub(crate) public_metrics: bool,
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -49,12 +57,44 @@ pub(crate) fn router(state: AppState) -> Router {
 
 type Shared = (AppState, ServeDir);
 
+/// The router of `--metrics-bind`: `/metrics` and nothing else.
+pub(crate) fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new().fallback(move |req: Request| {
+        let metrics = metrics.clone();
+        async move {
+            if req.uri().path() == METRICS_PATH {
+                metrics_page(&metrics, req.method())
+            } else {
+                rejection(&edge::NOT_FOUND)
+            }
+        }
+    })
+}
+
+/// The figures, to GET (or HEAD); any other method gets the 405 of `/healthz`.
+fn metrics_page(metrics: &Metrics, method: &Method) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return rejection(&edge::GET_ONLY);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(metrics::CONTENT_TYPE),
+        )],
+        metrics.render(),
+    )
+        .into_response()
+}
+
 /// Answers a request by its route.
 async fn dispatch(
     State((state, static_files)): State<Shared>,
     peer: ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
+    if state.public_metrics && req.uri().path() == METRICS_PATH {
+        return metrics_page(&state.metrics, req.method());
+    }
     // The raw path, not percent-decoded: `%61` is not the room `a`.
     match edge::route(req.method().as_str(), req.uri().path()) {
         Err(r) => rejection(&r),
@@ -200,6 +240,7 @@ async fn websocket(
         rooms,
         settings,
         alive,
+        metrics,
         ..
     } = state;
     upgrade
@@ -209,7 +250,15 @@ async fn websocket(
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
-            connection::serve(socket, rooms, room.to_string(), peer, settings, alive)
+            connection::serve(
+                socket,
+                rooms,
+                room.to_string(),
+                peer,
+                settings,
+                metrics,
+                alive,
+            )
         })
 }
 
@@ -234,6 +283,7 @@ mod tests {
             auth_secret: None,
             config: config.clone(),
             store: StoreFactory::memory(),
+            metrics: Arc::default(),
             hibernate_after: None,
             idle_exit: Duration::ZERO,
             shutdown,
@@ -248,6 +298,8 @@ mod tests {
             config: Arc::new(config),
             static_dir: static_dir.to_owned(),
             alive,
+            metrics: Arc::default(),
+            public_metrics: true,
         })
     }
 

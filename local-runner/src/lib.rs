@@ -11,6 +11,8 @@ mod connection;
 mod hibernation;
 mod http;
 mod link;
+mod metrics;
+mod open_files;
 mod registry;
 mod room_actor;
 mod room_inbox;
@@ -21,6 +23,7 @@ mod store;
 use crate::cli::{Cli, TokenArgs, Tool};
 use crate::connection::ConnSettings;
 use crate::http::AppState;
+use crate::metrics::Metrics;
 use crate::registry::Rooms;
 use crate::room_actor::RoomContext;
 use crate::store::{StorageFaults, StoreFactory};
@@ -47,6 +50,7 @@ pub fn main() -> ExitCode {
         return mint_token(&cli, args);
     }
     init_tracing();
+    open_files::raise_limit();
     let (config, auth_secret) = match cli.settings() {
         Ok(settings) => settings,
         Err(e) => {
@@ -167,6 +171,16 @@ async fn run(cli: Cli, config: Config, auth_secret: Option<AuthSecret>) -> Resul
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
 
+    let metrics_listener = match cli.metrics_bind {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("cannot listen on {at} for metrics: {e}"))?,
+        ),
+        None => None,
+    };
+
+    let metrics = Arc::new(Metrics::new());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     if auth_secret.is_some() {
         info!(
@@ -178,6 +192,7 @@ async fn run(cli: Cli, config: Config, auth_secret: Option<AuthSecret>) -> Resul
         config: config.clone(),
         auth_secret,
         store,
+        metrics: metrics.clone(),
         hibernate_after: (cli.hibernate_after_secs > 0)
             .then(|| Duration::from_secs(cli.hibernate_after_secs)),
         idle_exit: ROOM_IDLE_EXIT,
@@ -193,8 +208,17 @@ async fn run(cli: Cli, config: Config, auth_secret: Option<AuthSecret>) -> Resul
         config: Arc::new(config),
         static_dir: cli.static_dir.clone(),
         alive,
+        metrics: metrics.clone(),
+        public_metrics: metrics_listener.is_none(),
     };
     let app = http::router(state);
+    let metrics_server = match metrics_listener {
+        Some(listener) => Some(serve_metrics(listener, metrics, shutdown_rx.clone())?),
+        None => {
+            info!("metrics at http://{addr}/metrics");
+            None
+        }
+    };
 
     tokio::spawn({
         let rooms = rooms.clone();
@@ -219,6 +243,31 @@ async fn run(cli: Cli, config: Config, auth_secret: Option<AuthSecret>) -> Resul
     .map_err(|e| format!("server error: {e}"))?;
     // The router (and its `alive` sender) is gone; sockets hold the rest.
     shutdown::drain(alive_rx).await;
+    if let Some(server) = metrics_server {
+        let _ = server.await;
+    }
     info!("stopped");
     Ok(())
+}
+
+/// Serves `GET /metrics` alone on its own listener (`--metrics-bind`) until shutdown.
+fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let at = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the metrics address: {e}"))?;
+    info!("metrics at http://{at}/metrics (only there)");
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(listener, http::metrics_router(metrics))
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|down| *down).await;
+            })
+            .await;
+        if let Err(e) = served {
+            error!("metrics server error: {e}");
+        }
+    }))
 }

@@ -1,10 +1,13 @@
 //! What a room actor holds for each connection: the sending end of the connection's
 //! bounded writer queue, plus a one-shot "close now" line that bypasses the queue when
-//! the queue is what is stuck.
+//! the queue is what is stuck. Every close the server orders goes through
+//! [`ConnLink::close`], which is where closes are counted for `/metrics`.
 
+use crate::metrics::Metrics;
 use axum::body::Bytes;
 use axum::extract::ws::Utf8Bytes;
 use chat_handler::{Close, Frame};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// An item for a connection's writer task.
@@ -20,6 +23,7 @@ pub(crate) enum Out {
 pub(crate) struct ConnLink {
     queue: mpsc::Sender<Out>,
     urgent: oneshot::Sender<Close>,
+    metrics: Arc<Metrics>,
 }
 
 /// The outcome of queueing a frame.
@@ -32,8 +36,16 @@ pub(crate) enum Queued {
 }
 
 impl ConnLink {
-    pub(crate) fn new(queue: mpsc::Sender<Out>, urgent: oneshot::Sender<Close>) -> Self {
-        ConnLink { queue, urgent }
+    pub(crate) fn new(
+        queue: mpsc::Sender<Out>,
+        urgent: oneshot::Sender<Close>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        ConnLink {
+            queue,
+            urgent,
+            metrics,
+        }
     }
 
     /// Queues a frame without waiting: the room never waits for a connection.
@@ -49,6 +61,7 @@ impl ConnLink {
     /// queued just before still reaches the client). If the queue is full, the close
     /// jumps it: the client is not reading, so nothing queued would arrive anyway.
     pub(crate) fn close(self, close: Close) {
+        self.metrics.closed(close);
         if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(Out::Close(close)) {
             let _ = self.urgent.send(close);
         }
@@ -75,7 +88,6 @@ pub(crate) fn frame_bytes(frame: &Frame) -> Utf8Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn frame_bytes_share_the_frame() {
@@ -91,7 +103,7 @@ mod tests {
     fn close_jumps_a_full_queue() {
         let (tx, mut rx) = mpsc::channel(1);
         let (utx, mut urx) = oneshot::channel();
-        let link = ConnLink::new(tx, utx);
+        let link = ConnLink::new(tx, utx, Arc::default());
         assert!(matches!(link.send("a".into()), Queued::Ok));
         assert!(matches!(link.send("b".into()), Queued::Full));
         link.close(Close::SlowConsumer);

@@ -8,10 +8,11 @@
 //! call back into it; the room itself, live or hibernated, is a [`HibernatingRoom`].
 
 use crate::clock::now_ms;
-use crate::hibernation::HibernatingRoom;
+use crate::hibernation::{HibernatingRoom, RoomStorage};
 use crate::link::{frame_bytes, ConnLink, Queued};
+use crate::metrics::Metrics;
 use crate::room_inbox::{Event, Join, RoomHandle};
-use crate::store::{Store, StoreFactory};
+use crate::store::StoreFactory;
 use chat_handler::{Action, AuthSecret, Close, Config, ConnId, Room};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub(crate) struct RoomContext {
     /// Verifies join tokens when set (`--auth-secret-file`, `EDGE_CHAT_AUTH_SECRET`).
     pub(crate) auth_secret: Option<AuthSecret>,
     pub(crate) store: StoreFactory,
+    /// The process's figures (`GET /metrics`).
+    pub(crate) metrics: Arc<Metrics>,
     /// `Some` emulates Durable Object hibernation after this much quiet.
     pub(crate) hibernate_after: Option<Duration>,
     /// How long an empty room's actor lingers before it retires.
@@ -77,8 +80,13 @@ pub(crate) fn spawn(
 ) -> RoomHandle {
     let (joins_tx, joins) = mpsc::unbounded_channel();
     let (events_tx, events) = mpsc::channel(EVENT_INBOX);
-    let state = HibernatingRoom::new(name.clone(), ctx.config.clone(), ctx.store.clone())
-        .with_auth_secret(ctx.auth_secret.clone());
+    let state = HibernatingRoom::new(
+        name.clone(),
+        ctx.config.clone(),
+        ctx.store.clone(),
+        ctx.metrics.clone(),
+    )
+    .with_auth_secret(ctx.auth_secret.clone());
     let actor = RoomActor {
         ctx,
         registry,
@@ -219,7 +227,7 @@ impl RoomActor {
 
     /// The live room, rebuilt if it hibernated (see [`HibernatingRoom::room`]). `None`
     /// if storage cannot be opened; every connection has been closed then.
-    fn room(&mut self) -> Option<&mut Room<Store>> {
+    fn room(&mut self) -> Option<&mut Room<RoomStorage>> {
         self.state.room(&mut self.links)
     }
 

@@ -439,6 +439,22 @@ impl Client {
         }
     }
 
+    /// The next chat message, past any `joined` and `quit` frames (others coming and
+    /// going meanwhile).
+    pub async fn recv_message_past_presence(&mut self) -> Result<Msg> {
+        for _ in 0..MAX_JOIN_FRAMES {
+            match self.recv().await? {
+                Frame::Message(m) => return Ok(m),
+                Frame::Joined(_) | Frame::Quit(_) => continue,
+                other => bail!("{}: expected a chat message, got {other:?}", self.label),
+            }
+        }
+        bail!(
+            "{}: no chat message in {MAX_JOIN_FRAMES} frames",
+            self.label
+        )
+    }
+
     /// Expects `{"error": …}` and returns its text.
     pub async fn recv_error(&mut self) -> Result<String> {
         match self.recv().await? {

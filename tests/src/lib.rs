@@ -8,6 +8,7 @@ pub mod client;
 pub mod error;
 pub mod harness;
 pub mod http;
+pub mod observed;
 pub mod scenarios;
 pub mod token;
 pub mod wire;

@@ -11,6 +11,7 @@
 //! - anything else → 404 `Not found.`
 
 mod config;
+mod event_log;
 mod random;
 mod room_object;
 mod sql_storage;

@@ -21,6 +21,7 @@
 //! with [`Close::Internal`] (as the local runner does), rather than left waiting in a room that can
 //! serve no one.
 
+use crate::event_log::{self, LogEvents};
 use crate::{config, random, sql_storage::DoSqlStorage};
 use chat_handler::edge;
 use chat_handler::{
@@ -303,10 +304,7 @@ impl ChatRoom {
             let epoch = edge::epoch_candidate(random::bytes::<16>());
             match self.open(config.clone(), &epoch, sessions) {
                 Ok(room) => {
-                    console_log!(
-                        "edge-chat: room restored sessions={count} seq={}",
-                        room.last_seq()
-                    );
+                    event_log::restored(count, room.last_seq());
                     *slot = Some(Live {
                         room,
                         sockets,
@@ -394,7 +392,9 @@ impl ChatRoom {
                 room: self.room_id.clone(),
             })
         });
-        Room::restore(config, storage, epoch_candidate, sessions).map(|room| room.with_auth(auth))
+        let mut room = Room::restore(config, storage, epoch_candidate, sessions)?.with_auth(auth);
+        room.set_observer(Box::new(LogEvents));
+        Ok(room)
     }
 }
 
@@ -512,8 +512,9 @@ fn close_internal(ws: &WebSocket) {
 }
 
 /// Closes the socket with the close's code and reason; a failure means it is closing
-/// already.
+/// already. Every close the object orders goes through here, so here it is logged.
 fn close_socket(ws: &WebSocket, close: Close) {
+    event_log::closed(close);
     if let Err(e) = ws.close(Some(close.code()), Some(close.reason())) {
         console_error!("edge-chat: close {close:?} failed: {e}");
     }

@@ -93,7 +93,10 @@ impl BackendKind {
         let logs = instance.logs();
         let after = logs.wait_for(mark, needle, Duration::from_secs(10)).await?;
         // Exactly that number: `sessions=20` is not `sessions=2`.
-        let restored_with = |l: &str| l.contains(needle) && has_count(l, "sessions", sessions);
+        let restored_with = |l: &str| match self {
+            BackendKind::Local => l.contains(needle) && has_count(l, "sessions", sessions),
+            BackendKind::Wrangler => wrangler::restored_with(l, sessions),
+        };
         if logs.count_since_matching(after - 1, restored_with) == 0 {
             crate::bail!(
                 "the room was restored, but not with sessions={sessions}:\n{}",
@@ -105,8 +108,9 @@ impl BackendKind {
 }
 
 /// What to start: Config overrides (handler keys, e.g. `("room_capacity", "4")`),
-/// whether idle rooms should hibernate quickly, settings of the local runner alone, and
-/// the join-token secret (signed
+/// whether idle rooms should hibernate quickly, settings of the local runner alone (among
+/// them where it serves `/metrics` and the open-file limit it starts with), and the
+/// join-token secret (signed
 /// identity), which each backend takes its own documented way: the local runner from
 /// `--auth-secret-file`, `wrangler dev` as the secret `AUTH_SECRET` from a dev-vars
 /// file (`--env-file`, the per-instance stand-in for `.dev.vars`).
@@ -121,6 +125,11 @@ pub struct InstanceSpec {
     /// contains it). The Worker has no such hook.
     pub storage_fault_marker: Option<String>,
     pub auth_secret: Option<String>,
+    /// Local runner: serve `/metrics` on a port of its own (`--metrics-bind`) rather
+    /// than on the public listener.
+    pub metrics_bind: bool,
+    /// Local runner: start it with this soft `RLIMIT_NOFILE` (it raises its own).
+    pub open_files_soft: Option<u64>,
 }
 
 impl InstanceSpec {
@@ -150,6 +159,8 @@ pub const SECRET_FILE: &str = "auth-secret";
 struct Running {
     proc: Proc,
     base: String,
+    /// Where `GET /metrics` is served (the local runner's `--metrics-bind`, or `base`).
+    metrics_base: String,
 }
 
 /// One backend process (restartable on the same data dir) and its captured output.
@@ -271,6 +282,58 @@ impl Instance {
         drop(running);
     }
 
+    /// The base URL that serves `GET /metrics` (local runner).
+    pub fn metrics_base(&self) -> String {
+        self.lock()
+            .as_ref()
+            .map(|r| r.metrics_base.clone())
+            .unwrap_or_default()
+    }
+
+    /// Kills the process group with SIGKILL (`kill -9`): no shutdown code runs.
+    pub async fn kill(&self) {
+        let running = self.lock().take();
+        if let Some(running) = running {
+            self.logs
+                .push(format!("--- conformance: kill -9 {} ---", self.label));
+            // Proc's Drop is SIGKILL to the group, then reaping the child.
+            tokio::task::spawn_blocking(move || drop(running))
+                .await
+                .ok();
+        }
+    }
+
+    /// Sends SIGTERM and waits (up to `within`) for the process to exit; returns its
+    /// exit status. The process is killed if it is still there after `within`.
+    pub async fn terminate(&self, within: Duration) -> Result<std::process::ExitStatus> {
+        let Some(mut running) = self.lock().take() else {
+            bail!("{} is not running", self.label);
+        };
+        self.logs
+            .push(format!("--- conformance: SIGTERM {} ---", self.label));
+        running.proc.terminate();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = running.proc.status() {
+                return Ok(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("{} did not exit within {within:?} of SIGTERM", self.label);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts the process again on the same data dir (after [`Self::kill`] or
+    /// [`Self::terminate`]), on a new port.
+    pub async fn start_again(&self) -> Result<()> {
+        self.logs.push(format!(
+            "--- conformance: starting {} again ---",
+            self.label
+        ));
+        self.launch().await
+    }
+
     /// Stops the process from outside the runtime (end of the run).
     pub fn shutdown(&self) {
         if let Some(mut running) = self.lock().take() {
@@ -299,9 +362,24 @@ impl Instance {
         self.write_secrets()?;
         let port = free_port()?;
         let spec = self.spec.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut metrics_base = base.clone();
         let cmd = match self.kind {
             BackendKind::Local => {
-                local::command(&self.local_bin, port, self.data_dir.path(), &spec)
+                let metrics_port = if spec.metrics_bind {
+                    let p = free_port()?;
+                    metrics_base = format!("http://127.0.0.1:{p}");
+                    Some(p)
+                } else {
+                    None
+                };
+                local::command(
+                    &self.local_bin,
+                    port,
+                    metrics_port,
+                    self.data_dir.path(),
+                    &spec,
+                )
             }
             BackendKind::Wrangler => {
                 wrangler::command(port, free_port()?, self.data_dir.path(), &spec)
@@ -310,7 +388,6 @@ impl Instance {
         let label = format!("{} backend ({})", self.kind.name(), self.label);
         self.logs.push(format!("--- conformance: {cmd:?} ---"));
         let mut proc = Proc::spawn(cmd, &label, &self.logs)?;
-        let base = format!("http://127.0.0.1:{port}");
         let timeout = self.kind.startup_timeout();
         let deadline = tokio::time::Instant::now() + timeout;
         // Poll /healthz: bounded by the deadline, and failing at once if the process dies.
@@ -336,7 +413,11 @@ impl Instance {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        *self.lock() = Some(Running { proc, base });
+        *self.lock() = Some(Running {
+            proc,
+            base,
+            metrics_base,
+        });
         Ok(())
     }
 }

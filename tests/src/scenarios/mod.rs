@@ -4,6 +4,7 @@
 mod api_limits;
 mod chat;
 mod errors;
+mod faults;
 mod hello;
 mod history;
 mod identity;
@@ -11,6 +12,7 @@ mod lifecycle;
 mod limits;
 mod liveness;
 mod moderation;
+mod observability;
 mod origin;
 mod routes;
 mod slow;
@@ -67,6 +69,7 @@ macro_rules! scenario {
 pub fn all() -> Vec<Scenario> {
     use BackendKind::{Local, Wrangler};
     vec![
+        scenario!(Own, faults::seq_continues_across_evictions_under_traffic),
         scenario!(Own, lifecycle::hibernation_keeps_the_room),
         scenario!(Own, lifecycle::rate_limit_bucket_survives_hibernation),
         scenario!(Own, lifecycle::restart_keeps_history),
@@ -95,6 +98,33 @@ pub fn all() -> Vec<Scenario> {
         ),
         scenario!(Own, moderation::kicks_mutes_and_deletions_survive_a_restart),
         scenario!(Own, moderation::identity_and_mutes_survive_hibernation),
+        scenario!(
+            Own,
+            observability::closes_rejections_and_resumes_are_counted
+        ),
+        // The fault tests below stop, kill and flood the runner's own process, and read
+        // its /metrics; a Durable Object's process is workerd's.
+        scenario!(
+            Own,
+            faults::disconnect_storm_leaves_nothing_behind,
+            only = &[Local]
+        ),
+        scenario!(
+            Own,
+            faults::kill_9_loses_no_message_a_client_saw,
+            only = &[Local]
+        ),
+        scenario!(
+            Own,
+            faults::sigterm_closes_every_socket_1001_and_exits_0,
+            only = &[Local]
+        ),
+        // /metrics is the runner's; the Worker reports through log lines.
+        scenario!(
+            Own,
+            observability::metrics_follow_connections_rooms_and_messages,
+            only = &[Local]
+        ),
         // Only the local runner sees a client's send queue; workerd buffers without
         // bound and tells a Durable Object nothing.
         scenario!(Fast, slow::slow_consumer_is_closed_1013, only = &[Local]),
@@ -102,6 +132,11 @@ pub fn all() -> Vec<Scenario> {
             Fast,
             slow::slow_consumer_is_buffered_not_closed,
             only = &[Wrangler]
+        ),
+        scenario!(
+            Default,
+            observability::metrics_are_served_on_the_public_listener,
+            only = &[Local]
         ),
         scenario!(Default, chat::chat_reaches_everyone),
         scenario!(Default, chat::rooms_are_isolated),
