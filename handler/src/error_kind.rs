@@ -28,11 +28,23 @@ pub enum ErrorKind {
     HelloTimeout,
     /// The hello's `v` is neither 1 nor 2.
     UnsupportedVersion,
+    /// A chat frame's `cid` is not 1–64 characters of `[A-Za-z0-9_-]`.
+    CidInvalid,
+    /// A history request from a v1 session.
+    HistoryNeedsV2,
+    /// `history` is not an object.
+    HistoryShape,
+    /// A history request's `before` is not a seq.
+    HistoryBefore,
+    /// A history request's `limit` is not from 1 to `history_page_max`.
+    HistoryLimit,
+    /// Storage failed while reading a history page.
+    HistoryUnavailable,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 22] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -49,6 +61,12 @@ impl ErrorKind {
         ErrorKind::Internal,
         ErrorKind::HelloTimeout,
         ErrorKind::UnsupportedVersion,
+        ErrorKind::CidInvalid,
+        ErrorKind::HistoryNeedsV2,
+        ErrorKind::HistoryShape,
+        ErrorKind::HistoryBefore,
+        ErrorKind::HistoryLimit,
+        ErrorKind::HistoryUnavailable,
     ];
 
     /// The sentence sent as `{"error": sentence}`.
@@ -76,6 +94,20 @@ impl ErrorKind {
             ErrorKind::UnsupportedVersion => {
                 "Unsupported protocol version: send \"v\": 2, or no \"v\" for version 1."
             }
+            ErrorKind::CidInvalid => "\"cid\" must be 1 to 64 letters, digits, \"_\" or \"-\".",
+            ErrorKind::HistoryNeedsV2 => {
+                "History needs protocol v2: send \"v\": 2 in the hello."
+            }
+            ErrorKind::HistoryShape => {
+                "Expected a history request like {\"history\": {\"before\": 120, \"limit\": 50}}."
+            }
+            ErrorKind::HistoryBefore => {
+                "History \"before\" must be a seq: a whole number, 0 or more."
+            }
+            ErrorKind::HistoryLimit => {
+                "History \"limit\" must be a whole number from 1 to history_page_max (see GET /api/limits)."
+            }
+            ErrorKind::HistoryUnavailable => "History could not be read; try again.",
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::ratelimit::Bucket;
 use crate::server_frame::{Frame, RosterEntry, ServerFrame, True};
 use crate::session::{ConnId, Peer, Session, Version};
 use crate::storage::{Storage, StorageResult, StoredMessage};
+use crate::{history, retry};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What the backend must do, in order.
@@ -200,7 +201,12 @@ impl<S: Storage> Room<S> {
         }
         match ClientFrame::decode(text, joined, &self.config) {
             Ok(ClientFrame::Hello(hello)) => self.join(conn, hello, now_ms, &mut out),
-            Ok(ClientFrame::Chat { message }) => self.chat(conn, &message, now_ms, &mut out),
+            Ok(ClientFrame::Chat { message, cid }) => {
+                self.chat(conn, &message, cid, now_ms, &mut out)
+            }
+            Ok(ClientFrame::History { before, limit }) => {
+                self.history(conn, before, limit, &mut out)
+            }
             Err(e) if !joined => self.refuse_hello(conn, e, now_ms, &mut out),
             Err(e) => send_error(&mut out, conn, e),
         }
@@ -407,13 +413,47 @@ impl<S: Storage> Room<S> {
         false
     }
 
-    fn chat(&mut self, conn: ConnId, raw: &str, now_ms: u64, out: &mut Vec<Action>) {
+    fn chat(
+        &mut self,
+        conn: ConnId,
+        raw: &str,
+        cid: Option<String>,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) {
         let text = match client_frame::validate_message(raw, &self.config) {
             Ok(t) => t,
             Err(e) => return send_error(out, conn, e),
         };
-        let Some(name) = self.sessions.get(&conn).and_then(|s| s.name.clone()) else {
+        let Some(session) = self.sessions.get(&conn) else {
             return;
+        };
+        let Some(name) = session.name.clone() else {
+            return;
+        };
+        // Retry-safe send: the same sender and cid within the window is the message
+        // already stored, answered again to its sender only.
+        let sender = match &cid {
+            None => None,
+            Some(cid) => {
+                let found = retry::find_original(
+                    &mut self.storage,
+                    &self.config,
+                    session,
+                    cid,
+                    (self.last_seq, now_ms),
+                );
+                match found {
+                    Ok(Some(original)) => {
+                        return out.push(Action::Send {
+                            to: conn,
+                            frame: chat_frame(&original),
+                        })
+                    }
+                    Ok(None) => retry::sender_key(session),
+                    Err(e) => return send_error(out, conn, e),
+                }
+            }
         };
         let msg = StoredMessage {
             seq: self.last_seq + 1,
@@ -421,8 +461,8 @@ impl<S: Storage> Room<S> {
             name,
             message: text.to_owned(),
             user: None,
-            cid: None,
-            sender: None,
+            cid,
+            sender,
         };
         // Stored before broadcast: a message that is not stored is not sent, and its
         // seq is not used up.
@@ -439,6 +479,21 @@ impl<S: Storage> Room<S> {
             frame: chat_frame(&msg),
             audience: Audience::Members,
         });
+    }
+
+    /// A history request: a page for a v2 session, an error for a v1 one (which never
+    /// receives a v2 frame kind).
+    fn history(&mut self, conn: ConnId, before: Option<u64>, limit: usize, out: &mut Vec<Action>) {
+        let Some(session) = self.sessions.get(&conn) else {
+            return;
+        };
+        if session.version != Version::V2 {
+            return send_error(out, conn, ErrorKind::HistoryNeedsV2);
+        }
+        match history::page(&mut self.storage, before, limit, self.last_seq) {
+            Ok(frame) => out.push(Action::Send { to: conn, frame }),
+            Err(e) => send_error(out, conn, e),
+        }
     }
 
     /// Forgets the connection, then tells the backend to close it.
@@ -491,11 +546,5 @@ fn send_error(out: &mut Vec<Action>, conn: ConnId, kind: ErrorKind) {
 
 /// A stored message as its chat frame.
 fn chat_frame(m: &StoredMessage) -> Frame {
-    ServerFrame::Chat {
-        name: &m.name,
-        message: &m.message,
-        timestamp: m.timestamp,
-        seq: m.seq,
-    }
-    .encode()
+    history::chat(m).encode()
 }

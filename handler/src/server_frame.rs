@@ -22,12 +22,17 @@ pub enum ServerFrame<'a> {
     Joined { joined: &'a str },
     /// `{"quit": name}`
     Quit { quit: &'a str },
-    /// `{"name", "message", "timestamp", "seq"}`: a stored chat message.
+    /// `{"name", "message", "timestamp", "seq"}`: a stored chat message, then `"user"`
+    /// for a verified sender and `"cid"` if the sender gave one (v1 clients ignore both).
     Chat {
         name: &'a str,
         message: &'a str,
         timestamp: u64,
         seq: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cid: Option<&'a str>,
     },
     /// `{"ready": true, "epoch", "seq", "recovered"}`: the join is complete. A v2
     /// session's also carries `"v": 2`.
@@ -43,6 +48,15 @@ pub enum ServerFrame<'a> {
     /// instead of one `joined` each. Entries are objects so that later v2 features can
     /// add fields without breaking clients.
     Roster { roster: Vec<RosterEntry<'a>> },
+    /// v2: `{"history": [<chat frames ascending>], "before", "more"}`, a page of older
+    /// messages. `history` holds only [`ServerFrame::Chat`] frames; `before` is the
+    /// request's bound (the newest seq + 1 when it gave none); `more` says whether older
+    /// messages are retained.
+    History {
+        history: Vec<ServerFrame<'a>>,
+        before: u64,
+        more: bool,
+    },
 }
 
 /// One member in a [`ServerFrame::Roster`].
@@ -105,9 +119,39 @@ mod tests {
                 name: "a",
                 message: "<b>",
                 timestamp: 5,
-                seq: 1
+                seq: 1,
+                user: None,
+                cid: None,
             }),
             r#"{"name":"a","message":"<b>","timestamp":5,"seq":1}"#
+        );
+        let with_cid = ServerFrame::Chat {
+            name: "a",
+            message: "hi",
+            timestamp: 5,
+            seq: 2,
+            user: Some("u1"),
+            cid: Some("k-1"),
+        };
+        assert_eq!(
+            enc(with_cid.clone()),
+            r#"{"name":"a","message":"hi","timestamp":5,"seq":2,"user":"u1","cid":"k-1"}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::History {
+                history: vec![with_cid],
+                before: 3,
+                more: true
+            }),
+            r#"{"history":[{"name":"a","message":"hi","timestamp":5,"seq":2,"user":"u1","cid":"k-1"}],"before":3,"more":true}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::History {
+                history: vec![],
+                before: 0,
+                more: false
+            }),
+            r#"{"history":[],"before":0,"more":false}"#
         );
         assert_eq!(
             enc(ServerFrame::Ready {
