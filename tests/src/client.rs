@@ -49,6 +49,8 @@ pub struct Msg {
     pub message: String,
     pub timestamp: u64,
     pub seq: u64,
+    /// The sender's client id, if it gave one (retry-safe sends).
+    pub cid: Option<String>,
 }
 
 /// The `ready` frame.
@@ -57,6 +59,22 @@ pub struct Ready {
     pub epoch: String,
     pub seq: u64,
     pub recovered: bool,
+    /// `Some(2)` for a v2 session, absent for v1.
+    pub v: Option<u64>,
+}
+
+/// A v2 history page: `{"history": [...], "before", "more"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub history: Vec<Msg>,
+    pub before: u64,
+    pub more: bool,
+}
+
+impl Page {
+    pub fn seqs(&self) -> Vec<u64> {
+        self.history.iter().map(|m| m.seq).collect()
+    }
 }
 
 /// A server frame, decoded strictly: exactly the documented fields, nothing else.
@@ -67,6 +85,53 @@ pub enum Frame {
     Message(Msg),
     Ready(Ready),
     Error(String),
+    /// v2: the names of the roster frame, in the order sent.
+    Roster(Vec<String>),
+    /// v2: a history page.
+    History(Page),
+}
+
+/// The keys of a JSON object, sorted.
+fn sorted_keys(map: &serde_json::Map<String, Value>) -> Vec<&str> {
+    let mut k: Vec<&str> = map.keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+/// A chat frame, strictly: `name`, `message`, `timestamp`, `seq`, and `cid` if present
+/// (a string, as the client gave it). `what` says where it came from, for errors.
+fn parse_msg(value: &Value, what: &str) -> Result<Msg> {
+    let Value::Object(map) = value else {
+        bail!("a chat frame must be an object in {what}");
+    };
+    let keys = sorted_keys(map);
+    let cid = match keys.as_slice() {
+        ["message", "name", "seq", "timestamp"] => None,
+        ["cid", "message", "name", "seq", "timestamp"] => match map.get("cid") {
+            Some(Value::String(c)) => Some(c.clone()),
+            _ => bail!("\"cid\" must be a string in {what}"),
+        },
+        _ => bail!("chat frame with unexpected fields {keys:?} in {what}"),
+    };
+    let string = |key: &str| -> Result<String> {
+        match map.get(key) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            _ => bail!("{key:?} must be a string in {what}"),
+        }
+    };
+    let uint = |key: &str| -> Result<u64> {
+        match map.get(key).and_then(Value::as_u64) {
+            Some(n) => Ok(n),
+            None => bail!("{key:?} must be a non-negative integer in {what}"),
+        }
+    };
+    Ok(Msg {
+        name: string("name")?,
+        message: string("message")?,
+        timestamp: uint("timestamp")?,
+        seq: uint("seq")?,
+        cid,
+    })
 }
 
 impl Frame {
@@ -76,11 +141,7 @@ impl Frame {
         let Value::Object(map) = value else {
             bail!("server sent a JSON non-object: {text}");
         };
-        let keys: Vec<&str> = {
-            let mut k: Vec<&str> = map.keys().map(String::as_str).collect();
-            k.sort_unstable();
-            k
-        };
+        let keys = sorted_keys(&map);
         let string = |key: &str| -> Result<String> {
             match map.get(key) {
                 Some(Value::String(s)) => Ok(s.clone()),
@@ -101,13 +162,44 @@ impl Frame {
                 ensure!(!e.trim().is_empty(), "empty error text in {text}");
                 Frame::Error(e)
             }
-            ["message", "name", "seq", "timestamp"] => Frame::Message(Msg {
-                name: string("name")?,
-                message: string("message")?,
-                timestamp: uint("timestamp")?,
-                seq: uint("seq")?,
-            }),
-            ["epoch", "ready", "recovered", "seq"] => {
+            ["message", "name", "seq", "timestamp"]
+            | ["cid", "message", "name", "seq", "timestamp"] => {
+                Frame::Message(parse_msg(&Value::Object(map.clone()), text)?)
+            }
+            ["roster"] => {
+                let Some(entries) = map.get("roster").and_then(Value::as_array) else {
+                    bail!("roster must be an array in {text}");
+                };
+                let mut names = Vec::new();
+                for entry in entries {
+                    match entry.as_object().map(|e| (sorted_keys(e), e.get("name"))) {
+                        Some((keys, Some(Value::String(n)))) if keys == ["name"] => {
+                            names.push(n.clone())
+                        }
+                        _ => bail!("roster entries must be {{\"name\": …}} in {text}"),
+                    }
+                }
+                Frame::Roster(names)
+            }
+            ["before", "history", "more"] => {
+                let Some(items) = map.get("history").and_then(Value::as_array) else {
+                    bail!("history must be an array in {text}");
+                };
+                let history = items
+                    .iter()
+                    .map(|m| parse_msg(m, text))
+                    .collect::<Result<Vec<_>>>()?;
+                let Some(more) = map.get("more").and_then(Value::as_bool) else {
+                    bail!("more must be a boolean in {text}");
+                };
+                Frame::History(Page {
+                    history,
+                    before: uint("before")?,
+                    more,
+                })
+            }
+            ["epoch", "ready", "recovered", "seq"]
+            | ["epoch", "ready", "recovered", "seq", "v"] => {
                 ensure!(
                     map.get("ready") == Some(&Value::Bool(true)),
                     "ready must be true in {text}"
@@ -117,10 +209,18 @@ impl Frame {
                 let Some(recovered) = map.get("recovered").and_then(Value::as_bool) else {
                     bail!("recovered must be a boolean in {text}");
                 };
+                let v = match map.get("v") {
+                    None => None,
+                    Some(v) => match v.as_u64() {
+                        Some(2) => Some(2),
+                        _ => bail!("v must be 2 when present in {text}"),
+                    },
+                };
                 Frame::Ready(Ready {
                     epoch,
                     seq: uint("seq")?,
                     recovered,
+                    v,
                 })
             }
             _ => bail!("server frame with unexpected fields: {text}"),
@@ -143,8 +243,10 @@ pub enum Event {
 /// What a joiner received between its hello and `ready`.
 #[derive(Debug, Clone)]
 pub struct Join {
-    /// `joined` frames for the other members, in the order sent.
+    /// The other members: `joined` frames (v1) or the roster frame (v2), in the order sent.
     pub roster: Vec<String>,
+    /// True when the roster came as one v2 `roster` frame.
+    pub roster_frame: bool,
     pub backlog: Vec<Msg>,
     pub ready: Ready,
 }
@@ -257,6 +359,25 @@ impl Client {
     /// Sends `{"message": text}`.
     pub async fn say(&mut self, text: &str) -> Result<()> {
         self.send_json(&json!({ "message": text })).await
+    }
+
+    /// Sends `{"message": text, "cid": cid}` (a retry-safe send).
+    pub async fn say_with_cid(&mut self, text: &str, cid: &str) -> Result<()> {
+        self.send_json(&json!({ "message": text, "cid": cid }))
+            .await
+    }
+
+    /// Sends `{"history": request}` (v2).
+    pub async fn ask_history(&mut self, request: Value) -> Result<()> {
+        self.send_json(&json!({ "history": request })).await
+    }
+
+    /// Expects a history page.
+    pub async fn recv_page(&mut self) -> Result<Page> {
+        match self.recv().await? {
+            Frame::History(p) => Ok(p),
+            other => bail!("{}: expected a history page, got {other:?}", self.label),
+        }
     }
 
     /// Queues a message without flushing, for bursts; [`Self::flush`] sends them.
@@ -406,11 +527,28 @@ impl Client {
     /// announce for this session.
     pub async fn hello_with(&mut self, hello: &Value, own: &str) -> Result<Join> {
         self.send_json(hello).await?;
-        self.read_join(own).await
+        let join = self.read_join(own).await?;
+        // A v2 hello gets the v2 join (one roster frame, ready.v = 2), any other the v1 one.
+        let v2 = hello.get("v").and_then(Value::as_u64) == Some(2);
+        ensure!(
+            join.roster_frame == v2 && join.ready.v == v2.then_some(2),
+            "{}: hello {hello} got the join of the other version (roster frame: {}, ready.v: {:?})",
+            self.label,
+            join.roster_frame,
+            join.ready.v
+        );
+        Ok(join)
     }
 
-    /// Reads frames up to `ready` and checks their order: roster `joined`s, backlog
-    /// messages, this session's own `joined`, `ready`.
+    /// Sends a v2 hello, `{"name": name, "v": 2}`, and reads the join sequence.
+    pub async fn hello_v2(&mut self, name: &str) -> Result<Join> {
+        self.hello_with(&json!({ "name": name, "v": 2 }), name)
+            .await
+    }
+
+    /// Reads frames up to `ready` and checks their order: the roster (`joined`s in v1,
+    /// one `roster` frame first in v2), backlog messages, this session's own `joined`,
+    /// `ready`.
     pub async fn read_join(&mut self, own: &str) -> Result<Join> {
         let mut frames = Vec::new();
         let ready = loop {
@@ -432,9 +570,14 @@ impl Client {
             ),
         }
         let mut roster = Vec::new();
+        let mut roster_frame = false;
         let mut backlog: Vec<Msg> = Vec::new();
-        for f in frames {
+        for (i, f) in frames.into_iter().enumerate() {
             match f {
+                Frame::Roster(names) if i == 0 => {
+                    roster = names;
+                    roster_frame = true;
+                }
                 Frame::Joined(n) if backlog.is_empty() => roster.push(n),
                 Frame::Message(m) => backlog.push(m),
                 other => bail!(
@@ -444,6 +587,7 @@ impl Client {
         }
         Ok(Join {
             roster,
+            roster_frame,
             backlog,
             ready,
         })
