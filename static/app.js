@@ -262,6 +262,7 @@ import { EdgeChat } from './edge-chat.js';
     const before = oldestSeq;
     loadingOlder = true;
     updateOlder();
+    let loaded = false;
     try {
       const page = await c.history(before, Math.min(HISTORY_PAGE, limits.historyPage ?? HISTORY_PAGE));
       if (c !== chat || before !== oldestSeq) return; // left, or reset meanwhile
@@ -271,16 +272,27 @@ import { EdgeChat } from './edge-chat.js';
       const fromBottom = m.scrollHeight - m.scrollTop;
       olderRow.after(...older.map(renderMessage));
       if (older.length) oldestSeq = older[0].seq;
-      moreOlder = page.more;
+      // A page with nothing older to show gives no way further back: stop there.
+      moreOlder = page.more && older.length > 0;
       m.scrollTop = m.scrollHeight - fromBottom;
+      loaded = true;
     } catch (err) {
       if (c === chat) showNotice(err.message);
     } finally {
       if (c === chat) {
         loadingOlder = false;
         updateOlder();
+        // Only after a page came: a refusal (rate limit) must not become a loop.
+        if (loaded) fillView();
       }
     }
+  }
+
+  // A list too short to scroll cannot be scrolled to its top: load older messages until
+  // it fills the view, or there are none.
+  function fillView() {
+    const m = ui.messages;
+    if (olderRow.isConnected && m.scrollHeight <= m.clientHeight) setTimeout(loadOlder, 0);
   }
 
   ui.messages.addEventListener('scroll', () => {
@@ -414,6 +426,7 @@ import { EdgeChat } from './edge-chat.js';
       setState(d.state);
     }
     updateOlder();
+    if (d.state === 'live') fillView();
   }
 
   function markDeleted(seq) {

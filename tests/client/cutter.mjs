@@ -1,6 +1,10 @@
 // A TCP proxy in front of a backend whose connections a test can break the way a network
-// does: cut outright, cut in the middle of a frame, or stall one direction. Used by the
-// client-module tests (tests/client) and the browser test (tests/browser).
+// does: cut outright, cut in the middle of a frame, or stall. Used by the client-module
+// tests (tests/client) and the browser test (tests/browser).
+//
+// It drops clients' permessage-deflate offers (the Sec-WebSocket-Extensions header of
+// the upgrade request), so that the server's frames cross it as plain text a test can
+// read: wrangler dev's own proxies would accept the offer, the local runner never does.
 import net from 'node:net';
 
 /**
@@ -26,6 +30,7 @@ export async function startCutter(base) {
       muted: false, // server → client bytes dropped
       stalled: null, // client → server bytes held here instead of forwarded
       abandoned: false, // the client side is gone, the server side kept open
+      head: Buffer.alloc(0), // the upgrade request until its end, then null
     };
     const drop = () => {
       client.destroy();
@@ -40,7 +45,23 @@ export async function startCutter(base) {
     client.on('close', clientGone);
     upstream.on('error', drop);
     upstream.on('close', drop);
-    client.on('data', (chunk) => {
+    client.on('data', (data) => {
+      let chunk = data;
+      if (pair.head) {
+        const head = Buffer.concat([pair.head, chunk]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0 && head.length < 64 * 1024) {
+          pair.head = head;
+          return;
+        }
+        pair.head = null;
+        const cut = end < 0 ? 0 : end + 4;
+        const request = head.subarray(0, cut).toString('latin1')
+          .split('\r\n')
+          .filter((line) => !/^sec-websocket-extensions:/i.test(line))
+          .join('\r\n');
+        chunk = Buffer.concat([Buffer.from(request, 'latin1'), head.subarray(cut)]);
+      }
       if (pair.stalled) {
         pair.stalled.push(chunk);
       } else if (cutNextUpstreamChunk) {
