@@ -57,24 +57,37 @@ pub fn window(config: &Config, last_seq: u64, now_ms: u64) -> (u64, u64) {
     )
 }
 
-/// The message `session`'s sender already stored with `cid`, if it is within the window
+/// What a chat frame with (or without) a `cid` is, as far as retries go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retry {
+    /// A message to store, with its `sender` key (kept only when it has a cid).
+    New { sender: Option<String> },
+    /// A repeat: this is the message already stored.
+    Stored(StoredMessage),
+}
+
+/// Looks for the message `session`'s sender already stored with `cid` within the window
 /// of a room at `(last_seq, now_ms)`. A storage failure refuses the send
 /// ([`ErrorKind::NotStored`]): whether the original exists is unknown, and storing a
 /// possible duplicate would break the promise, while the client simply retries.
-pub fn find_original<S: Storage>(
+pub fn check<S: Storage>(
     storage: &mut S,
     config: &Config,
     session: &Session,
-    cid: &str,
+    cid: Option<&str>,
     (last_seq, now_ms): (u64, u64),
-) -> Result<Option<StoredMessage>, ErrorKind> {
-    let Some(sender) = sender_key(session) else {
-        return Ok(None);
+) -> Result<Retry, ErrorKind> {
+    let (Some(cid), Some(sender)) = (cid, sender_key(session)) else {
+        return Ok(Retry::New { sender: None });
     };
     let (after_seq, since_ms) = window(config, last_seq, now_ms);
-    storage
-        .find_cid(&sender, cid, after_seq, since_ms)
-        .map_err(|_| ErrorKind::NotStored)
+    match storage.find_cid(&sender, cid, after_seq, since_ms) {
+        Ok(Some(original)) => Ok(Retry::Stored(original)),
+        Ok(None) => Ok(Retry::New {
+            sender: Some(sender),
+        }),
+        Err(_) => Err(ErrorKind::NotStored),
+    }
 }
 
 #[cfg(test)]

@@ -4,11 +4,12 @@ use crate::client_frame::{self, ClientFrame, Hello, Resume};
 use crate::close::Close;
 use crate::config::Config;
 use crate::error_kind::ErrorKind;
+use crate::history;
 use crate::ratelimit::Bucket;
+use crate::retry::{self, Retry};
 use crate::server_frame::{Frame, RosterEntry, ServerFrame, True};
 use crate::session::{ConnId, Peer, Session, Version};
 use crate::storage::{Storage, StorageResult, StoredMessage};
-use crate::{history, retry};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What the backend must do, in order.
@@ -433,27 +434,22 @@ impl<S: Storage> Room<S> {
         };
         // Retry-safe send: the same sender and cid within the window is the message
         // already stored, answered again to its sender only.
-        let sender = match &cid {
-            None => None,
-            Some(cid) => {
-                let found = retry::find_original(
-                    &mut self.storage,
-                    &self.config,
-                    session,
-                    cid,
-                    (self.last_seq, now_ms),
-                );
-                match found {
-                    Ok(Some(original)) => {
-                        return out.push(Action::Send {
-                            to: conn,
-                            frame: chat_frame(&original),
-                        })
-                    }
-                    Ok(None) => retry::sender_key(session),
-                    Err(e) => return send_error(out, conn, e),
-                }
+        let checked = retry::check(
+            &mut self.storage,
+            &self.config,
+            session,
+            cid.as_deref(),
+            (self.last_seq, now_ms),
+        );
+        let sender = match checked {
+            Ok(Retry::New { sender }) => sender,
+            Ok(Retry::Stored(original)) => {
+                return out.push(Action::Send {
+                    to: conn,
+                    frame: chat_frame(&original),
+                })
             }
+            Err(e) => return send_error(out, conn, e),
         };
         let msg = StoredMessage {
             seq: self.last_seq + 1,
