@@ -1,11 +1,12 @@
-// edge-chat browser client. Plain JS, no build step. Protocol: docs/PROTOCOL.md.
-// Everything that comes from the network is rendered with textContent, never as HTML.
-'use strict';
+// edge-chat browser page: the UI only. The connection (resume, retry-safe sends, backoff,
+// history pages) is the client module edge-chat.js. Plain JS, no build step. Protocol:
+// docs/PROTOCOL.md. Everything that comes from the network is rendered with
+// textContent, never as HTML.
+import { EdgeChat } from './edge-chat.js';
 
-(() => {
-  const BACKOFF_BASE_MS = 500;
-  const BACKOFF_MAX_MS = 10000;
-  const JOIN_TIMEOUT_MS = 15000;  // hello sent but no `ready` by then: drop and retry
+{
+  const HISTORY_PAGE = 50;        // messages per "load older messages"
+  const OLDER_AT_PX = 40;         // scrolled this close to the top: load older messages
   const NOTICE_MS = 5000;
   const NAME_KEY = 'edge-chat.name';
   const LIMITS_TIMEOUT_MS = 5000; // GET /api/limits; after that, no client-side length checks
@@ -60,6 +61,7 @@
     messageInput: $('message-input'),
     messageCount: $('message-count'),
     sendBtn: $('send-btn'),
+    outbox: $('outbox'),
     notice: $('notice'),
   };
 
@@ -68,7 +70,7 @@
   // The server's own limits, from GET /api/limits. null = not known (the request failed or
   // is still on its way): no client-side check then; the server still refuses what is too
   // long with an {"error"} that the page shows.
-  const limits = { name: null, message: null, frameBytes: null };
+  const limits = { name: null, message: null, frameBytes: null, historyPage: null };
 
   async function loadLimits() {
     try {
@@ -82,6 +84,7 @@
       limits.name = positive(j && j.max_name_chars);
       limits.message = positive(j && j.max_message_chars);
       limits.frameBytes = positive(j && j.max_frame_bytes);
+      limits.historyPage = positive(j && j.history_page_max);
     } catch (err) {
       console.warn(`edge-chat: no limits from /api/limits (${err.message}); the server checks lengths`);
     }
@@ -123,20 +126,12 @@
 
   let myName = loadName().trim();
   let room = null;          // the room we are in (or trying to be in)
-  let ws = null;            // the current socket; events from older sockets are ignored
+  let chat = null;          // the EdgeChat of that room; events from older ones are ignored
   let connState = 'idle';
-  let joining = false;      // hello sent, `ready` not yet received
-  let pending = [];         // messages of the join burst, held until `ready`
-  let lastError = '';       // last {"error"} of this socket, used as close reason
-  // Texts sent on this socket and not yet answered. The server answers each of our
-  // frames in order, with our own message or an error, so the oldest is the one an
-  // error refers to: it goes back into the input instead of being lost.
-  let unanswered = [];
-  let epoch = null;         // room epoch of our last successful join
   let lastSeq = 0;          // highest seq displayed; messages at or below it are duplicates
-  let attempt = 0;          // reconnect attempts since the last successful join
-  let retryTimer = 0;
-  let joinTimer = 0;
+  let oldestSeq = null;     // lowest seq displayed
+  let moreOlder = null;     // older messages retained? null: not asked yet
+  let loadingOlder = false;
   let noticeTimer = 0;
   const roster = new Map(); // name -> number of sessions with that name
 
@@ -147,7 +142,8 @@
     ui.status.dataset.state = s;
     ui.chat.dataset.state = s;
     ui.status.textContent = detail ? `${STATE_TEXT[s]} — ${detail}` : STATE_TEXT[s];
-    ui.sendBtn.disabled = s !== 'live';
+    // Messages typed while (re)connecting wait in the outbox and go out once live.
+    ui.sendBtn.disabled = s === 'idle' || s === 'closed';
   }
 
   function showNotice(text) {
@@ -229,12 +225,79 @@
     for (const m of list) {
       if (m.seq <= lastSeq) continue; // already shown
       lastSeq = m.seq;
+      if (oldestSeq === null) oldestSeq = m.seq;
       ui.messages.append(renderMessage(m));
       added++;
     }
     if (added && (stick || list.some((m) => m.name === myName))) scrollToBottom();
+    updateOlder();
     return added;
   }
+
+  // ---- older messages (history pages) -------------------------------------------------
+
+  // The first row of the list while older messages may exist: a button, also pressed by
+  // scrolling to the top.
+  const olderRow = document.createElement('li');
+  olderRow.className = 'older';
+  const olderBtn = document.createElement('button');
+  olderBtn.type = 'button';
+  olderBtn.id = 'load-older';
+  olderBtn.className = 'link-btn';
+  olderBtn.textContent = 'Load older messages';
+  olderRow.append(olderBtn);
+  olderBtn.addEventListener('click', () => loadOlder());
+
+  function updateOlder() {
+    const maybe = oldestSeq !== null && oldestSeq > 1 && moreOlder !== false;
+    if (maybe && !olderRow.isConnected) ui.messages.prepend(olderRow);
+    if (!maybe && olderRow.isConnected) olderRow.remove();
+    olderBtn.disabled = loadingOlder || connState !== 'live';
+    olderBtn.textContent = loadingOlder ? 'Loading older messages…' : 'Load older messages';
+  }
+
+  async function loadOlder() {
+    const c = chat;
+    if (!c || loadingOlder || connState !== 'live' || !olderRow.isConnected) return;
+    const before = oldestSeq;
+    loadingOlder = true;
+    updateOlder();
+    let loaded = false;
+    try {
+      const page = await c.history(before, Math.min(HISTORY_PAGE, limits.historyPage ?? HISTORY_PAGE));
+      if (c !== chat || before !== oldestSeq) return; // left, or reset meanwhile
+      const older = page.messages.filter((m) => m.seq < before);
+      // Keep what is on screen where it is: grow the list above it.
+      const m = ui.messages;
+      const fromBottom = m.scrollHeight - m.scrollTop;
+      olderRow.after(...older.map(renderMessage));
+      if (older.length) oldestSeq = older[0].seq;
+      // A page with nothing older to show gives no way further back: stop there.
+      moreOlder = page.more && older.length > 0;
+      m.scrollTop = m.scrollHeight - fromBottom;
+      loaded = true;
+    } catch (err) {
+      if (c === chat) showNotice(err.message);
+    } finally {
+      if (c === chat) {
+        loadingOlder = false;
+        updateOlder();
+        // Only after a page came: a refusal (rate limit) must not become a loop.
+        if (loaded) fillView();
+      }
+    }
+  }
+
+  // A list too short to scroll cannot be scrolled to its top: load older messages until
+  // it fills the view, or there are none.
+  function fillView() {
+    const m = ui.messages;
+    if (olderRow.isConnected && m.scrollHeight <= m.clientHeight) setTimeout(loadOlder, 0);
+  }
+
+  ui.messages.addEventListener('scroll', () => {
+    if (ui.messages.scrollTop < OLDER_AT_PX) loadOlder();
+  }, { passive: true });
 
   function addDivider(text) {
     const li = document.createElement('li');
@@ -246,6 +309,32 @@
   function clearMessages() {
     ui.messages.replaceChildren();
     lastSeq = 0;
+    oldestSeq = null;
+    moreOlder = null;
+    loadingOlder = false;
+  }
+
+  // Messages sent and not stored yet, below the list: they wait for the connection, and
+  // are sent again after a reconnect, so they show until the server has them.
+  function addOutboxItem(text) {
+    const li = document.createElement('li');
+    li.className = 'msg mine pending';
+    const meta = document.createElement('div');
+    meta.className = 'meta';
+    meta.textContent = 'Sending…';
+    const p = document.createElement('p');
+    p.className = 'text';
+    p.textContent = text;
+    li.append(meta, p);
+    ui.outbox.append(li);
+    ui.outbox.hidden = false;
+    scrollToBottom();
+    return li;
+  }
+
+  function removeOutboxItem(li) {
+    li.remove();
+    ui.outbox.hidden = ui.outbox.childElementCount === 0;
   }
 
   function renderRoster() {
@@ -284,6 +373,11 @@
     roster.set(n, (roster.get(n) || 0) + 1);
     renderRoster();
   }
+  function rosterReplace(names) {
+    roster.clear();
+    for (const n of names) roster.set(n, (roster.get(n) || 0) + 1);
+    renderRoster();
+  }
   function rosterRemove(n) {
     const c = roster.get(n) || 0;
     if (c <= 1) roster.delete(n); else roster.set(n, c - 1);
@@ -292,139 +386,67 @@
 
   // ---- connection ---------------------------------------------------------------------
 
-  function socketUrl(r) {
-    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    return `${scheme}://${location.host}/api/room/${r}/websocket`;
-  }
-
   function connect() {
-    clearTimeout(retryTimer);
-    const sock = new WebSocket(socketUrl(room));
-    ws = sock;
-    joining = true;
-    pending = [];
-    lastError = '';
-    unanswered = [];
-    setState(attempt ? 'reconnecting' : 'connecting');
-
-    sock.onopen = () => {
-      if (ws !== sock) return;
-      roster.clear(); // the server sends the whole roster again on every join
-      renderRoster();
-      const hello = { name: myName };
-      if (epoch !== null) hello.resume = { epoch, seq: lastSeq };
-      sock.send(JSON.stringify(hello));
-    };
-    sock.onmessage = (ev) => {
-      if (ws !== sock || typeof ev.data !== 'string') return;
-      let frame;
-      try { frame = JSON.parse(ev.data); } catch { return; }
-      if (frame && typeof frame === 'object') handleFrame(frame);
-    };
-    sock.onclose = (ev) => {
-      if (ws === sock) onClosed(ev);
-    };
-    clearTimeout(joinTimer);
-    joinTimer = setTimeout(() => {
-      if (ws === sock && joining) sock.close(4000, 'Join timed out');
-    }, JOIN_TIMEOUT_MS);
+    const c = new EdgeChat({ base: location.origin, room, name: myName });
+    chat = c;
+    const on = (type, fn) => c.addEventListener(type, (e) => { if (chat === c) fn(e.detail); });
+    on('state', onState);
+    // v2: the roster arrives whole at each join; live joins and quits follow.
+    on('roster', (d) => rosterReplace(d.roster.map((e) => e.name)));
+    on('joined', (d) => rosterAdd(d.name));
+    on('quit', (d) => rosterRemove(d.name));
+    on('reset', () => {
+      // The room's storage was lost and seqs restarted: start the list afresh.
+      clearMessages();
+      addDivider('The room’s history was reset. Earlier messages may be missing.');
+    });
+    on('ready', (d) => {
+      if (d.gap) addDivider('Some messages may be missing here.');
+    });
+    on('message', (m) => addMessages([m]));
+    on('deleted', (d) => markDeleted(d.seq));
+    // A refused message also rejects its send (see the compose form).
+    on('error', (d) => showNotice(d.message));
   }
 
-  function handleFrame(f) {
-    if (typeof f.message === 'string' && Number.isSafeInteger(f.seq)) {
-      if (!joining && unanswered.length && f.name === (myName || 'anonymous')
-          && f.message === unanswered[0]) {
-        unanswered.shift();
-      }
-      if (joining) pending.push(f); else addMessages([f]);
-    } else if (typeof f.joined === 'string') {
-      rosterAdd(f.joined);
-    } else if (typeof f.quit === 'string') {
-      rosterRemove(f.quit);
-    } else if (f.ready === true) {
-      onReady(f);
-    } else if ('error' in f) {
-      lastError = String(f.error);
-      showNotice(lastError);
-      const refused = unanswered.shift();
-      if (refused !== undefined && !ui.messageInput.value.trim()) setMessageInput(refused);
-    }
-  }
-
-  function onReady(f) {
-    joining = false;
-    clearTimeout(joinTimer);
-    const newEpoch = typeof f.epoch === 'string' ? f.epoch : null;
-    if (!f.recovered && epoch !== null) {
-      if (newEpoch !== epoch) {
-        // The room's storage was lost and seqs restarted: start the list afresh.
-        clearMessages();
-        addDivider('The room’s history was reset. Earlier messages may be missing.');
-      } else if (pending.length && pending[0].seq > lastSeq + 1) {
-        addDivider('Some messages may be missing here.');
-      }
-    }
-    epoch = newEpoch;
-    addMessages(pending);
-    pending = [];
-    attempt = 0;
-    setState('live');
-  }
-
-  function onClosed(ev) {
-    clearTimeout(joinTimer);
-    const wasJoining = joining;
-    ws = null;
-    joining = false;
-    pending = [];
-    const reason = ev.reason || lastError || CLOSE_TEXT[ev.code] || `Closed (${ev.code})`;
-
-    if (ev.code === 1009 && unanswered.length && !ui.messageInput.value.trim()) {
-      // A frame over the server's size cap (only possible while its limits are unknown)
-      // closes the socket without an answer: give the text back rather than lose it. The
-      // longest unanswered text is the one that was too big.
-      setMessageInput(unanswered.reduce((a, b) => (utf8Bytes(b) > utf8Bytes(a) ? b : a)));
-    }
-
-    if (ev.code === 1008) {
-      // Policy close: retrying would be refused again.
-      if (wasJoining) {
+  function onState(d) {
+    const reason = d.reason || CLOSE_TEXT[d.code] || (d.code ? `Closed (${d.code})` : '');
+    if (d.state === 'reconnecting' && d.delay !== undefined) {
+      setState('reconnecting', `${reason}; retrying in ${Math.max(1, Math.round(d.delay / 1000))} s`);
+    } else if (d.state === 'closed') {
+      if (d.code === 1008 && d.joining) {
         // The hello was refused, i.e. the name: let the user fix it.
         setState('closed', reason);
-        showSetup(lastError || reason, true);
+        showSetup(d.error || reason, true);
       } else {
+        // Policy close or kicked: retrying would be refused again.
         setState('closed', `${reason}. Reload the page to rejoin.`);
       }
-      return;
+    } else if (d.state !== 'reconnecting' || connState !== 'reconnecting') {
+      setState(d.state);
     }
-    scheduleReconnect(reason);
+    updateOlder();
+    if (d.state === 'live') fillView();
   }
 
-  function scheduleReconnect(reason) {
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(attempt, 10));
-    const delay = Math.round(base / 2 + Math.random() * (base / 2)); // "equal jitter"
-    attempt++;
-    setState('reconnecting', `${reason}; retrying in ${Math.max(1, Math.round(delay / 1000))} s`);
-    clearTimeout(retryTimer);
-    retryTimer = setTimeout(connect, delay);
+  function markDeleted(seq) {
+    const li = ui.messages.querySelector(`li.msg[data-seq="${Number(seq)}"]`);
+    if (!li) return;
+    li.classList.add('deleted');
+    li.querySelector('.text').textContent = 'Message deleted';
   }
 
   function disconnect() {
-    clearTimeout(retryTimer);
-    clearTimeout(joinTimer);
-    const sock = ws;
-    ws = null;
-    joining = false;
-    pending = [];
-    if (sock) sock.close(1000);
+    const c = chat;
+    chat = null;
+    if (c) c.close();
+    for (const li of [...ui.outbox.children]) removeOutboxItem(li);
     setState('idle');
   }
 
   function enterRoom(r) {
     disconnect();
     room = r;
-    epoch = null;
-    attempt = 0;
     clearMessages();
     roster.clear();
     renderRoster();
@@ -450,7 +472,7 @@
       disconnect();
       room = null;
       showSetup(null, true);
-    } else if (r !== room || (!ws && connState !== 'reconnecting')) {
+    } else if (r !== room || !chat || chat.state === 'closed') {
       enterRoom(r);
     }
   }
@@ -568,18 +590,26 @@
       showNotice(`Messages can be at most ${limits.message} characters; this one has ${extra} too many.`);
       return;
     }
-    const frame = JSON.stringify({ message: text });
+    // The frame as the module sends it: with a cid of its length.
+    const frame = JSON.stringify({ message: text, cid: `c${'0'.repeat(32)}` });
     if (limits.frameBytes !== null && utf8Bytes(frame) > limits.frameBytes) {
       showNotice('This message is too large to send; please shorten it.');
       return;
     }
-    if (!ws || connState !== 'live') {
-      showNotice('Not connected yet; your message is kept. Send it once live.');
-      return;
-    }
-    ws.send(frame);
-    unanswered.push(text);
+    if (!chat) return;
+    // Sent now if live, else as soon as the connection is back; resent after a
+    // reconnect with the same id, so it is stored once. Until then it shows as pending.
+    const pending = addOutboxItem(text);
     setMessageInput('');
+    chat.send(text).then(
+      () => removeOutboxItem(pending), // the message itself arrives as a `message` event
+      () => {
+        // Refused (the reason is shown as a notice) or the chat closed: the text goes
+        // back into the input rather than being lost.
+        removeOutboxItem(pending);
+        if (!ui.messageInput.value.trim()) setMessageInput(text);
+      },
+    );
   });
 
   ui.messageInput.addEventListener('keydown', (e) => {
@@ -593,7 +623,7 @@
 
   window.addEventListener('hashchange', route);
   window.addEventListener('online', () => {
-    if (connState === 'reconnecting' && !ws && room) connect(); // skip the remaining backoff
+    if (chat) chat.reconnect(); // skip the remaining backoff
   });
 
   ui.nameInput.value = myName;
@@ -601,4 +631,4 @@
   applyLimits(); // no limits known yet: no counters, no number in the hint
   loadLimits();  // joining does not wait for it: the server checks lengths anyway
   route();
-})();
+}

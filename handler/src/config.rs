@@ -142,8 +142,18 @@ config_keys! {
     /// Most messages a resume may replay; a larger gap gives `recovered: false`. At most
     /// `retention`.
     resume_max: usize = 1000, least 0, most 100_000;
+    /// Most messages in one page of history (`{"history": {"limit": …}}` from a v2
+    /// session); a larger limit is refused. Also the page size when a request gives none.
+    history_page_max: usize = 100, least 1, most 1000;
     /// Messages kept per room; older ones are pruned.
     retention: usize = 10_000, least 1, most 100_000_000;
+    /// Retry-safe sends: a `cid` its sender already used is answered with the stored
+    /// original (not stored again) while that original is among the room's last this
+    /// many messages, or within `cid_window_ms`, whichever reaches further back.
+    cid_window_messages: u64 = 1000, least 1, most 100_000_000;
+    /// Retry-safe sends: milliseconds since the original was stored during which a
+    /// repeated `cid` is still recognised (see `cid_window_messages`).
+    cid_window_ms: u64 = 600_000, least 0, most 86_400_000;
     /// Token-bucket size per client address within a room.
     rate_burst: u32 = 10, least 1, most u32::MAX;
     /// Tokens refilled per second; must be positive (fractions allowed).
@@ -367,25 +377,34 @@ impl Config {
         self.join_burst_frames() + self.send_queue_frames
     }
 
-    /// An upper bound on one server frame in bytes: a chat message with its name, every
-    /// character escaped as `\uXXXX` at worst (6 bytes), plus the JSON around it. A
-    /// backend's write buffer must take a frame this large.
-    pub fn max_server_frame_bytes(&self) -> usize {
+    /// An upper bound on one chat frame in bytes: the message and the name, every
+    /// character escaped as `\uXXXX` at worst (6 bytes), plus the JSON around them
+    /// (keys, numbers and a `cid`, which needs no escaping).
+    pub fn max_chat_frame_bytes(&self) -> usize {
         // The sender's verified user id rides along on chat frames.
         let chars = self.max_message_chars + self.max_name_chars + crate::identity::MAX_USER_CHARS;
-        6 * chars + 256
+        6 * chars + 384
+    }
+
+    /// An upper bound on one server frame in bytes: the larger of a chat frame and a
+    /// full history page (`history_page_max` chat frames, their commas and the
+    /// envelope). A backend's write buffer must take a frame this large.
+    pub fn max_server_frame_bytes(&self) -> usize {
+        let chat = self.max_chat_frame_bytes();
+        chat.max(self.history_page_max * (chat + 1) + 64)
     }
 
     /// The limits a client checks before sending, as the JSON body of
     /// [`crate::edge::LIMITS_PATH`]: `{"max_name_chars", "max_message_chars",
-    /// "max_frame_bytes", "max_moderation_secs"}` (the last for a moderator's kick and
-    /// mute controls).
+    /// "max_frame_bytes", "max_moderation_secs", "history_page_max"}` (the moderation
+    /// bound for a moderator's kick and mute controls, the page size for history).
     pub fn client_limits_json(&self) -> String {
         serde_json::json!({
             "max_name_chars": self.max_name_chars,
             "max_message_chars": self.max_message_chars,
             "max_frame_bytes": self.max_frame_bytes,
             "max_moderation_secs": self.max_moderation_secs,
+            "history_page_max": self.history_page_max,
         })
         .to_string()
     }
@@ -414,6 +433,9 @@ mod tests {
         assert_eq!(c.max_moderation_secs, 604_800);
         assert_eq!(c.max_restricted_users, 1000);
         assert_eq!(c.audit_retention, 1000);
+        assert_eq!(c.history_page_max, 100);
+        assert_eq!(c.cid_window_messages, 1000);
+        assert_eq!(c.cid_window_ms, 600_000);
         c.validate().unwrap();
     }
 
@@ -423,7 +445,13 @@ mod tests {
             serde_json::from_str(&Config::default().client_limits_json()).unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"max_name_chars": 32, "max_message_chars": 1000, "max_frame_bytes": 65536, "max_moderation_secs": 604800})
+            serde_json::json!({
+                "max_name_chars": 32,
+                "max_message_chars": 1000,
+                "max_frame_bytes": 65536,
+                "max_moderation_secs": 604800,
+                "history_page_max": 100,
+            })
         );
     }
 

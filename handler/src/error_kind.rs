@@ -64,11 +64,23 @@ pub enum ErrorKind {
     TooManyRestricted,
     /// Storage failed during a moderation: nothing was changed.
     ModerationNotStored,
+    /// A chat frame's `cid` is not 1–64 characters of `[A-Za-z0-9_-]`.
+    CidInvalid,
+    /// A history request from a v1 session.
+    HistoryNeedsV2,
+    /// `history` is not an object.
+    HistoryShape,
+    /// A history request's `before` is not a seq.
+    HistoryBefore,
+    /// A history request's `limit` is not from 1 to `history_page_max`.
+    HistoryLimit,
+    /// Storage failed while reading a history page.
+    HistoryUnavailable,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 35] = [
+    pub const ALL: [ErrorKind; 41] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -104,6 +116,12 @@ impl ErrorKind {
         ErrorKind::NoSuchMessage,
         ErrorKind::TooManyRestricted,
         ErrorKind::ModerationNotStored,
+        ErrorKind::CidInvalid,
+        ErrorKind::HistoryNeedsV2,
+        ErrorKind::HistoryShape,
+        ErrorKind::HistoryBefore,
+        ErrorKind::HistoryLimit,
+        ErrorKind::HistoryUnavailable,
     ];
 
     /// A stable snake_case name, for metric labels and log fields (never sent to
@@ -145,6 +163,12 @@ impl ErrorKind {
             ErrorKind::NoSuchMessage => "no_such_message",
             ErrorKind::TooManyRestricted => "too_many_restricted",
             ErrorKind::ModerationNotStored => "moderation_not_stored",
+            ErrorKind::CidInvalid => "cid_invalid",
+            ErrorKind::HistoryNeedsV2 => "history_needs_v2",
+            ErrorKind::HistoryShape => "history_shape",
+            ErrorKind::HistoryBefore => "history_before",
+            ErrorKind::HistoryLimit => "history_limit",
+            ErrorKind::HistoryUnavailable => "history_unavailable",
         }
     }
 
@@ -206,6 +230,20 @@ impl ErrorKind {
             ErrorKind::ModerationNotStored => {
                 "The moderation could not be stored; nothing changed. Try again."
             }
+            ErrorKind::CidInvalid => "\"cid\" must be 1 to 64 letters, digits, \"_\" or \"-\".",
+            ErrorKind::HistoryNeedsV2 => {
+                "History needs protocol v2: send \"v\": 2 in the hello."
+            }
+            ErrorKind::HistoryShape => {
+                "Expected a history request like {\"history\": {\"before\": 120, \"limit\": 50}}."
+            }
+            ErrorKind::HistoryBefore => {
+                "History \"before\" must be a seq: a whole number, 0 or more."
+            }
+            ErrorKind::HistoryLimit => {
+                "History \"limit\" must be a whole number from 1 to history_page_max (see GET /api/limits)."
+            }
+            ErrorKind::HistoryUnavailable => "History could not be read; try again.",
         }
     }
 }
@@ -228,7 +266,8 @@ mod tests {
         assert_eq!(labels.len(), ErrorKind::ALL.len());
         for l in labels {
             assert!(
-                l.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
                 "{l}"
             );
         }

@@ -4,10 +4,12 @@ use crate::client_frame::{self, ClientFrame, Hello, Resume};
 use crate::close::Close;
 use crate::config::Config;
 use crate::error_kind::ErrorKind;
+use crate::history;
 use crate::identity::Auth;
 use crate::moderation::history_frame;
 use crate::observe::{Event, JoinOutcome, Observer, Unobserved};
 use crate::ratelimit::Bucket;
+use crate::retry::{self, Retry};
 use crate::server_frame::{Frame, RosterEntry, ServerFrame, True};
 use crate::session::{ConnId, Peer, Session, Version};
 use crate::storage::{Storage, StorageResult, StoredMessage};
@@ -233,7 +235,12 @@ impl<S: Storage> Room<S> {
         }
         match ClientFrame::decode(text, joined, &self.config) {
             Ok(ClientFrame::Hello(hello)) => self.join(conn, hello, now_ms, &mut out),
-            Ok(ClientFrame::Chat { message }) => self.chat(conn, &message, now_ms, &mut out),
+            Ok(ClientFrame::Chat { message, cid }) => {
+                self.chat(conn, &message, cid, now_ms, &mut out)
+            }
+            Ok(ClientFrame::History { before, limit }) => {
+                self.history(conn, before, limit, &mut out)
+            }
             Ok(ClientFrame::Moderate(request)) => self.moderate(conn, request, now_ms, &mut out),
             Err(e) if !joined => self.refuse_hello(conn, e, now_ms, &mut out),
             Err(e) => self.send_error(&mut out, conn, e),
@@ -504,7 +511,14 @@ impl<S: Storage> Room<S> {
         false
     }
 
-    fn chat(&mut self, conn: ConnId, raw: &str, now_ms: u64, out: &mut Vec<Action>) {
+    fn chat(
+        &mut self,
+        conn: ConnId,
+        raw: &str,
+        cid: Option<String>,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) {
         let text = match client_frame::validate_message(raw, &self.config) {
             Ok(t) => t,
             Err(e) => return self.send_error(out, conn, e),
@@ -523,14 +537,33 @@ impl<S: Storage> Room<S> {
         {
             return self.send_error(out, conn, ErrorKind::Muted);
         }
+        // Retry-safe send: the same sender and cid within the window is the message
+        // already stored, answered again to its sender only.
+        let checked = retry::check(
+            &mut self.storage,
+            &self.config,
+            session,
+            cid.as_deref(),
+            (self.last_seq, now_ms),
+        );
+        let sender = match checked {
+            Ok(Retry::New { sender }) => sender,
+            Ok(Retry::Stored(original)) => {
+                return out.push(Action::Send {
+                    to: conn,
+                    frame: chat_frame(&original),
+                })
+            }
+            Err(e) => return self.send_error(out, conn, e),
+        };
         let msg = StoredMessage {
             seq: self.last_seq + 1,
             timestamp: now_ms.max(self.last_timestamp + 1),
             name,
             message: text.to_owned(),
             user,
-            cid: None,
-            sender: None,
+            cid,
+            sender,
             deleted: false,
         };
         // Stored before broadcast: a message that is not stored is not sent, and its
@@ -553,6 +586,21 @@ impl<S: Storage> Room<S> {
             frame: chat_frame(&msg),
             audience: Audience::Members,
         });
+    }
+
+    /// A history request: a page for a v2 session, an error for a v1 one (which never
+    /// receives a v2 frame kind).
+    fn history(&mut self, conn: ConnId, before: Option<u64>, limit: usize, out: &mut Vec<Action>) {
+        let Some(session) = self.sessions.get(&conn) else {
+            return;
+        };
+        if session.version != Version::V2 {
+            return self.send_error(out, conn, ErrorKind::HistoryNeedsV2);
+        }
+        match history::page(&mut self.storage, before, limit, self.last_seq) {
+            Ok(frame) => out.push(Action::Send { to: conn, frame }),
+            Err(e) => self.send_error(out, conn, e),
+        }
     }
 
     /// Forgets the connection, then tells the backend to close it.
@@ -614,6 +662,7 @@ pub(crate) fn chat_frame(m: &StoredMessage) -> Frame {
         timestamp: m.timestamp,
         seq: m.seq,
         user: m.user.as_deref(),
+        cid: m.cid.as_deref(),
     }
     .encode()
 }

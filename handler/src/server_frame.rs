@@ -23,8 +23,8 @@ pub enum ServerFrame<'a> {
     Joined { joined: &'a str },
     /// `{"quit": name}`
     Quit { quit: &'a str },
-    /// `{"name", "message", "timestamp", "seq"}`: a stored chat message, with `"user"`
-    /// when a verified session sent it.
+    /// `{"name", "message", "timestamp", "seq"}`: a stored chat message, then `"user"`
+    /// for a verified sender and `"cid"` if the sender gave one (v1 clients ignore both).
     Chat {
         name: &'a str,
         message: &'a str,
@@ -32,6 +32,8 @@ pub enum ServerFrame<'a> {
         seq: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         user: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cid: Option<&'a str>,
     },
     /// `{"ready": true, "epoch", "seq", "recovered"}`: the join is complete. A v2
     /// session's also carries `"v": 2`; a verified session's its `"user"` and `"role"`.
@@ -54,6 +56,15 @@ pub enum ServerFrame<'a> {
     /// instead of one `joined` each. Entries are objects so that later v2 features can
     /// add fields without breaking clients.
     Roster { roster: Vec<RosterEntry<'a>> },
+    /// v2: `{"history": [<chat frames ascending>], "before", "more"}`, a page of older
+    /// messages. `history` holds only [`ServerFrame::Chat`] frames; `before` is the
+    /// request's bound (the newest seq + 1 when it gave none); `more` says whether older
+    /// messages are retained.
+    History {
+        history: Vec<ServerFrame<'a>>,
+        before: u64,
+        more: bool,
+    },
 }
 
 /// One member in a [`ServerFrame::Roster`]: its name, and for a verified session its
@@ -123,8 +134,37 @@ mod tests {
                 timestamp: 5,
                 seq: 1,
                 user: None,
+                cid: None,
             }),
             r#"{"name":"a","message":"<b>","timestamp":5,"seq":1}"#
+        );
+        let with_cid = ServerFrame::Chat {
+            name: "a",
+            message: "hi",
+            timestamp: 5,
+            seq: 2,
+            user: Some("u1"),
+            cid: Some("k-1"),
+        };
+        assert_eq!(
+            enc(with_cid.clone()),
+            r#"{"name":"a","message":"hi","timestamp":5,"seq":2,"user":"u1","cid":"k-1"}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::History {
+                history: vec![with_cid],
+                before: 3,
+                more: true
+            }),
+            r#"{"history":[{"name":"a","message":"hi","timestamp":5,"seq":2,"user":"u1","cid":"k-1"}],"before":3,"more":true}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::History {
+                history: vec![],
+                before: 0,
+                more: false
+            }),
+            r#"{"history":[],"before":0,"more":false}"#
         );
         assert_eq!(
             enc(ServerFrame::Chat {
@@ -133,6 +173,7 @@ mod tests {
                 timestamp: 5,
                 seq: 2,
                 user: Some("u42"),
+                cid: None,
             }),
             r#"{"name":"Ana","message":"hi","timestamp":5,"seq":2,"user":"u42"}"#
         );

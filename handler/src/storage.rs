@@ -128,6 +128,19 @@ pub trait Storage {
     /// Up to `limit` messages with seq greater than `seq`, oldest first, tombstones
     /// included (so a resume can count the gap).
     fn after(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>>;
+    /// Up to `limit` messages with seq below `seq`: the newest such ones, oldest first
+    /// (a page of history).
+    fn before(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>>;
+    /// The newest message that `sender` stored with `cid`, if it is within the retry
+    /// window: its seq above `after_seq`, or its timestamp at or after `since_ms`.
+    /// Served by the `(room, sender, cid)` index of migration 1.
+    fn find_cid(
+        &mut self,
+        sender: &str,
+        cid: &str,
+        after_seq: u64,
+        since_ms: u64,
+    ) -> StorageResult<Option<StoredMessage>>;
     /// Deletes every message with seq at or below `seq`.
     fn prune_through(&mut self, seq: u64) -> StorageResult<()>;
     /// Keeps the rate-limit bucket of a client address whose last connection left, so
@@ -254,6 +267,23 @@ pub mod sql {
     /// `?2` = after this seq, `?3` = limit. Tombstones included.
     pub const SELECT_AFTER: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
         deleted FROM chat_messages WHERE room = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3";
+    /// `?2` = before this seq, `?3` = limit. Newest first; the caller reverses.
+    /// Tombstones are left out, so a page holds `limit` messages whenever the room has
+    /// that many older live ones.
+    pub const SELECT_BEFORE: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
+        deleted FROM chat_messages WHERE room = ?1 AND seq < ?2 AND deleted = 0
+        ORDER BY seq DESC LIMIT ?3";
+    /// `?2` sender, `?3` cid, `?4` = seq above this, or `?5` = timestamp at or after this
+    /// (the retry window). The newest message with that sender and cid, if it is in the
+    /// window (older ones with the same pair never are). The inner query is answered
+    /// from the partial index `chat_messages_by_cid` alone (`cid = ?3` implies the
+    /// index's `cid IS NOT NULL`), the outer one by the primary key: written as one
+    /// query with `ORDER BY seq DESC`, SQLite would rather walk the room's messages.
+    pub const SELECT_BY_CID: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
+        deleted FROM chat_messages
+        WHERE room = ?1 AND (seq > ?4 OR timestamp >= ?5) AND seq = (
+            SELECT max(seq) FROM chat_messages WHERE room = ?1 AND sender = ?2 AND cid = ?3
+        )";
     /// `?2` seq, `?3` the room's latest seq now. Returns the seq when a live message was
     /// tombstoned; the text is overwritten, so it is gone, not hidden.
     pub const DELETE_MESSAGE: &str = "UPDATE chat_messages
@@ -388,6 +418,38 @@ impl Storage for MemoryStorage {
             .take(limit)
             .map(|(_, m)| m.clone())
             .collect())
+    }
+
+    fn before(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        let mut v: Vec<_> = self
+            .messages
+            .range(..seq)
+            .rev()
+            // As in SQL (`sql::SELECT_BEFORE`): tombstones are not part of a page.
+            .filter(|(_, m)| !m.deleted)
+            .take(limit)
+            .map(|(_, m)| m.clone())
+            .collect();
+        v.reverse();
+        Ok(v)
+    }
+
+    fn find_cid(
+        &mut self,
+        sender: &str,
+        cid: &str,
+        after_seq: u64,
+        since_ms: u64,
+    ) -> StorageResult<Option<StoredMessage>> {
+        // Newest first, and only through the window: timestamps grow with seqs, so once
+        // a message is outside both bounds every older one is too.
+        Ok(self
+            .messages
+            .values()
+            .rev()
+            .take_while(|m| m.seq > after_seq || m.timestamp >= since_ms)
+            .find(|m| m.sender.as_deref() == Some(sender) && m.cid.as_deref() == Some(cid))
+            .cloned())
     }
 
     fn prune_through(&mut self, seq: u64) -> StorageResult<()> {

@@ -1,10 +1,11 @@
 //! Property tests over random sequences of opens, frames, closes and clock steps.
 //! Each step is also applied to a room rebuilt from serialized sessions plus a copy of
 //! storage (what a Durable Object does after hibernation), and the two must agree.
+//! Frames include retry-safe sends (`cid`) and v2 history requests.
 
 mod common;
 
-use chat_handler::{Action, Config, ConnId, MemoryStorage, Peer, Room, Session};
+use chat_handler::{Action, Config, ConnId, MemoryStorage, Peer, Room, Session, Version};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -19,10 +20,17 @@ enum Op {
         conn: ConnId,
         name: usize,
         resume: Option<(bool, u64)>,
+        v2: bool,
     },
     Chat {
         conn: ConnId,
         text: usize,
+        cid: Option<usize>,
+    },
+    History {
+        conn: ConnId,
+        before: Option<u64>,
+        limit: usize,
     },
     Text {
         conn: ConnId,
@@ -51,6 +59,7 @@ const NAMES: &[&str] = &[
     "ddddddddddddddddddddddddddddddddd",
 ];
 const TEXTS: &[&str] = &["hi", "  spaced  ", "", "   ", "<img src=x>", "ü😀"];
+const CIDS: &[&str] = &["k-1", "k-2", "bad cid"];
 
 fn op() -> impl Strategy<Value = Op> {
     let conn = 0u64..6;
@@ -59,10 +68,28 @@ fn op() -> impl Strategy<Value = Op> {
         (
             conn.clone(),
             0..NAMES.len(),
-            proptest::option::of((any::<bool>(), 0u64..40))
+            proptest::option::of((any::<bool>(), 0u64..40)),
+            any::<bool>()
         )
-            .prop_map(|(conn, name, resume)| Op::Hello { conn, name, resume }),
-        (conn.clone(), 0..TEXTS.len()).prop_map(|(conn, text)| Op::Chat { conn, text }),
+            .prop_map(|(conn, name, resume, v2)| Op::Hello {
+                conn,
+                name,
+                resume,
+                v2
+            }),
+        (
+            conn.clone(),
+            0..TEXTS.len(),
+            proptest::option::of(0..CIDS.len())
+        )
+            .prop_map(|(conn, text, cid)| Op::Chat { conn, text, cid }),
+        (conn.clone(), proptest::option::of(0u64..45), 0usize..8).prop_map(
+            |(conn, before, limit)| Op::History {
+                conn,
+                before,
+                limit
+            }
+        ),
         (conn.clone(), ".{0,40}").prop_map(|(conn, raw)| Op::Text { conn, raw }),
         (conn.clone(), 0usize..300).prop_map(|(conn, len)| Op::Binary { conn, len }),
         conn.prop_map(|conn| Op::Close { conn }),
@@ -101,16 +128,39 @@ fn apply(room: &mut Room<MemoryStorage>, op: &Op, now: u64) -> Vec<Action> {
             room.connect(*conn, peer, now)
                 .unwrap_or_else(|close| vec![Action::Close { conn: *conn, close }])
         }
-        Op::Hello { conn, name, resume } => {
+        Op::Hello {
+            conn,
+            name,
+            resume,
+            v2,
+        } => {
             let mut hello = json!({ "name": NAMES[*name] });
+            if *v2 {
+                hello["v"] = json!(2);
+            }
             if let Some((good_epoch, seq)) = resume {
                 hello["resume"] =
                     json!({"epoch": if *good_epoch { EPOCH } else { "stale" }, "seq": seq});
             }
             room.on_text(*conn, &hello.to_string(), now)
         }
-        Op::Chat { conn, text } => {
-            room.on_text(*conn, &json!({ "message": TEXTS[*text] }).to_string(), now)
+        Op::Chat { conn, text, cid } => {
+            let mut frame = json!({ "message": TEXTS[*text] });
+            if let Some(cid) = cid {
+                frame["cid"] = json!(CIDS[*cid]);
+            }
+            room.on_text(*conn, &frame.to_string(), now)
+        }
+        Op::History {
+            conn,
+            before,
+            limit,
+        } => {
+            let mut request = json!({ "limit": limit });
+            if let Some(before) = before {
+                request["before"] = json!(before);
+            }
+            room.on_text(*conn, &json!({ "history": request }).to_string(), now)
         }
         Op::Text { conn, raw } => room.on_text(*conn, raw, now),
         Op::Binary { conn, len } => room.on_binary(*conn, *len, now),
@@ -134,9 +184,15 @@ fn rebuilt(room: &Room<MemoryStorage>) -> Room<MemoryStorage> {
     .unwrap()
 }
 
-/// Applies a `joined`/`quit` frame to a roster view (a multiset of names).
+/// Applies a `joined`/`quit` frame, or a v2 `roster` frame (the others, at join), to a
+/// roster view (a multiset of names).
 fn apply_roster_frame(view: &mut Vec<String>, v: &Value) {
-    if let Some(name) = v.get("joined").and_then(Value::as_str) {
+    if let Some(roster) = v.get("roster").and_then(Value::as_array) {
+        *view = roster
+            .iter()
+            .filter_map(|e| e["name"].as_str().map(str::to_owned))
+            .collect();
+    } else if let Some(name) = v.get("joined").and_then(Value::as_str) {
         view.push(name.to_owned());
     } else if let Some(name) = v.get("quit").and_then(Value::as_str) {
         if let Some(i) = view.iter().position(|n| n == name) {
@@ -163,6 +219,9 @@ proptest! {
         // What each connection believes the roster is, from the joined/quit frames it
         // was sent: the model the roster invariant is checked against.
         let mut views: BTreeMap<ConnId, Vec<String>> = BTreeMap::new();
+        // The seq each (address, name, cid) was last stored under: a repeat within
+        // retention (every run stays inside the time window) must not be stored again.
+        let mut stored_cids: BTreeMap<(String, String, String), u64> = BTreeMap::new();
 
         for op in &ops {
             if let Op::Advance { ms } = op {
@@ -174,6 +233,16 @@ proptest! {
                 Op::Hello { conn, .. } if room.session(*conn).is_some() && !was_member(&room, *conn) => Some(*conn),
                 _ => None,
             };
+
+            // The sender of a chat op, as the dedupe keys it (before the op changes it).
+            let sender = match op {
+                Op::Chat { conn, cid: Some(cid), .. } => room
+                    .session(*conn)
+                    .and_then(|s| Some((s.addr.clone(), s.name.clone()?, CIDS[*cid].to_owned()))),
+                _ => None,
+            };
+            let seq_before = last_seq;
+            let members_before: Vec<ConnId> = room.members().collect();
 
             let mut shadow = rebuilt(&room);
             let actions = apply(&mut room, op, now);
@@ -192,6 +261,27 @@ proptest! {
                         if members.contains(to) {
                             apply_roster_frame(views.entry(*to).or_default(), &v);
                         }
+                        let v1 = room.session(*to).is_some_and(|s| s.version == Version::V1);
+                        if v1 {
+                            prop_assert!(v.get("roster").is_none() && v.get("history").is_none(), "v1 got {}", frame);
+                        }
+                        // A chat frame to one member outside its join is the answer to a
+                        // repeated cid: the original, byte for byte.
+                        let chat_seq = v.get("message").and(v.get("seq")).and_then(Value::as_u64);
+                        if let (Some(seq), true) = (chat_seq, members_before.contains(to)) {
+                            prop_assert!(matches!(op, Op::Chat { cid: Some(_), .. }), "{}", frame);
+                            prop_assert_eq!(history.get(&seq), Some(&v), "a repeat gets the original");
+                        }
+                        if let (Some(page), Op::History { before, limit, .. }) = (v.get("history"), op) {
+                            let newest = last_seq + 1;
+                            let bound = before.unwrap_or(newest).min(newest);
+                            let retained_from = last_seq.saturating_sub(cfg.retention as u64) + 1;
+                            let older: Vec<&Value> = history.range(retained_from..bound).map(|(_, m)| m).collect();
+                            let expected: Vec<Value> = older[older.len().saturating_sub(*limit)..].iter().map(|m| (*m).clone()).collect();
+                            prop_assert_eq!(page, &Value::Array(expected), "the page");
+                            prop_assert_eq!(&v["before"], &json!(before.unwrap_or(newest)));
+                            prop_assert_eq!(&v["more"], &json!(older.len() > *limit));
+                        }
                     }
                     Action::Broadcast { frame, .. } => {
                         let v = parse(frame);
@@ -199,6 +289,13 @@ proptest! {
                             apply_roster_frame(views.entry(*m).or_default(), &v);
                         }
                         if let Some(seq) = v.get("seq").and_then(Value::as_u64) {
+                            if let Some(key) = &sender {
+                                if let Some(prev) = stored_cids.get(key) {
+                                    let retained_from = seq_before.saturating_sub(cfg.retention as u64);
+                                    prop_assert!(*prev <= retained_from, "cid {:?} stored again at {} (first at {})", key, seq, prev);
+                                }
+                                stored_cids.insert(key.clone(), seq);
+                            }
                             let ts = v["timestamp"].as_u64().unwrap();
                             prop_assert_eq!(seq, last_seq + 1, "seq has no gaps");
                             prop_assert!(ts > last_ts, "timestamp strictly increases");

@@ -685,6 +685,22 @@ fn a_join_that_cannot_read_history_closes_with_1011_and_forgets_the_address() {
         ) -> chat_handler::StorageResult<Vec<chat_handler::StoredMessage>> {
             Err(chat_handler::StorageError("disk gone".into()))
         }
+        fn before(
+            &mut self,
+            _: u64,
+            _: usize,
+        ) -> chat_handler::StorageResult<Vec<chat_handler::StoredMessage>> {
+            Err(chat_handler::StorageError("disk gone".into()))
+        }
+        fn find_cid(
+            &mut self,
+            _: &str,
+            _: &str,
+            _: u64,
+            _: u64,
+        ) -> chat_handler::StorageResult<Option<chat_handler::StoredMessage>> {
+            Err(chat_handler::StorageError("disk gone".into()))
+        }
         fn prune_through(&mut self, s: u64) -> chat_handler::StorageResult<()> {
             self.0.prune_through(s)
         }

@@ -171,6 +171,33 @@ impl Storage for SqliteStorage {
         self.messages(sql::SELECT_AFTER, &[to_i64(seq)?, to_i64(limit)?])
     }
 
+    fn before(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        let mut v = self.messages(sql::SELECT_BEFORE, &[to_i64(seq)?, to_i64(limit)?])?;
+        // The statement returns newest first.
+        v.reverse();
+        Ok(v)
+    }
+
+    fn find_cid(
+        &mut self,
+        sender: &str,
+        cid: &str,
+        after_seq: u64,
+        since_ms: u64,
+    ) -> StorageResult<Option<StoredMessage>> {
+        let (after_seq, since_ms) = (to_i64(after_seq)?, to_i64(since_ms)?);
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql::SELECT_BY_CID)
+            .map_err(storage_error)?;
+        stmt.query_row(
+            params![self.room, sender, cid, after_seq, since_ms],
+            message_from_row,
+        )
+        .optional()
+        .map_err(storage_error)
+    }
+
     fn prune_through(&mut self, seq: u64) -> StorageResult<()> {
         let seq = to_i64(seq)?;
         self.conn
@@ -424,6 +451,92 @@ mod tests {
         );
         // A seq stored twice is refused, not overwritten.
         assert!(s.append(&msg(5, "again")).is_err());
+    }
+
+    #[test]
+    fn pages_before_a_seq_are_the_newest_ones_oldest_first() {
+        let (_dir, path) = fresh();
+        let mut s = SqliteStorage::open(&path, "lobby").unwrap();
+        let mut other_room = SqliteStorage::open(&path, "other").unwrap();
+        for seq in 1..=6 {
+            s.append(&msg(seq, "x")).unwrap();
+            other_room.append(&msg(seq, "y")).unwrap();
+        }
+        let page = |s: &mut SqliteStorage, before, limit| -> Vec<u64> {
+            s.before(before, limit)
+                .unwrap()
+                .iter()
+                .map(|m| m.seq)
+                .collect()
+        };
+        assert_eq!(page(&mut s, 5, 2), [3, 4]);
+        assert_eq!(page(&mut s, 3, 10), [1, 2]);
+        assert_eq!(page(&mut s, 1, 10), Vec::<u64>::new());
+        assert_eq!(page(&mut s, 7, 3), [4, 5, 6]);
+        assert!(s.before(7, 1).unwrap().iter().all(|m| m.message == "x"));
+    }
+
+    fn with_cid(seq: u64, sender: &str, cid: &str) -> StoredMessage {
+        StoredMessage {
+            cid: Some(cid.to_owned()),
+            sender: Some(sender.to_owned()),
+            ..msg(seq, &format!("{sender} {cid}"))
+        }
+    }
+
+    #[test]
+    fn a_cid_is_found_for_its_sender_within_the_window() {
+        let (_dir, path) = fresh();
+        let mut s = SqliteStorage::open(&path, "lobby").unwrap();
+        s.append(&with_cid(1, "ana", "k1")).unwrap();
+        s.append(&with_cid(2, "bob", "k1")).unwrap();
+        s.append(&msg(3, "no cid")).unwrap();
+        s.append(&with_cid(4, "ana", "k2")).unwrap();
+        let found = |s: &mut SqliteStorage, sender, cid, after, since| {
+            s.find_cid(sender, cid, after, since)
+                .unwrap()
+                .map(|m| m.seq)
+        };
+        // Timestamps are 1000 + seq.
+        assert_eq!(found(&mut s, "ana", "k1", 0, u64::MAX >> 1), Some(1));
+        assert_eq!(found(&mut s, "bob", "k1", 0, u64::MAX >> 1), Some(2));
+        assert_eq!(found(&mut s, "carol", "k1", 0, 0), None);
+        assert_eq!(found(&mut s, "ana", "k3", 0, 0), None);
+        // Outside both bounds: seq 1 is not above 1 and 1001 is before 1002.
+        assert_eq!(found(&mut s, "ana", "k1", 1, 1002), None);
+        // Inside either one.
+        assert_eq!(found(&mut s, "ana", "k1", 0, 1002), Some(1));
+        assert_eq!(found(&mut s, "ana", "k1", 1, 1001), Some(1));
+        let mut other_room = SqliteStorage::open(&path, "other").unwrap();
+        assert_eq!(found(&mut other_room, "ana", "k1", 0, 0), None);
+    }
+
+    #[test]
+    fn the_cid_lookup_uses_the_cid_index() {
+        let (_dir, path) = fresh();
+        let conn = open_connection(&path).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", sql::SELECT_BY_CID))
+            .unwrap()
+            .query_map(params!["r", "s", "c", 0, 0], |r| {
+                r.get::<_, String>("detail")
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        // The index answers the (sender, cid) part, the primary key the row: no step
+        // walks the room's messages.
+        assert!(
+            plan.iter().any(|d| d.contains("chat_messages_by_cid")),
+            "{plan:?}"
+        );
+        assert!(plan.iter().all(|d| !d.starts_with("SCAN")), "{plan:?}");
+        assert!(
+            plan.iter()
+                .filter(|d| d.contains("PRIMARY KEY"))
+                .all(|d| d.contains("seq=?")),
+            "{plan:?}"
+        );
     }
 
     #[test]

@@ -186,6 +186,18 @@ impl Storage for Store {
         self.check_history()?;
         self.inner().after(seq, limit)
     }
+    fn before(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.inner().before(seq, limit)
+    }
+    fn find_cid(
+        &mut self,
+        sender: &str,
+        cid: &str,
+        after_seq: u64,
+        since_ms: u64,
+    ) -> StorageResult<Option<StoredMessage>> {
+        self.inner().find_cid(sender, cid, after_seq, since_ms)
+    }
     fn prune_through(&mut self, seq: u64) -> StorageResult<()> {
         self.inner().prune_through(seq)
     }

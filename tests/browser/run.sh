@@ -5,6 +5,11 @@
 #   tests/browser/run.sh wrangler   # starts `wrangler dev` on a free port (Worker built first,
 #                                   # toolchain from scripts/cloudflare-toolchain.sh)
 #   EDGE_CHAT_URL=http://127.0.0.1:8787 tests/browser/run.sh   # uses a running backend
+#   EDGE_CHAT_SCREENSHOT=docs/screenshot.png tests/browser/run.sh   # also writes the
+#                                   # README's screenshot of two tabs chatting
+#
+# The backend it starts keeps a backlog of 5 (EDGE_CHAT_BACKLOG tells the test), so that
+# "load older messages" has something to load under the default rate limit.
 #
 # Installs what it needs: Debian's chromium (if /usr/bin/chromium is missing) and
 # playwright-core from tests/browser/package-lock.json. No browser is ever downloaded.
@@ -51,6 +56,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [ -z "${EDGE_CHAT_URL:-}" ]; then
+  export EDGE_CHAT_BACKLOG=5
   free_port() {
     node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"
   }
@@ -60,13 +66,15 @@ if [ -z "${EDGE_CHAT_URL:-}" ]; then
     # Build first, so that compile time does not count against the health-check poll.
     cargo build -q -p local-runner
     target_dir=$(cargo metadata --format-version 1 --no-deps | node -e "let d='';process.stdin.on('data',c=>d+=c).on('end',()=>console.log(JSON.parse(d).target_directory))")
-    setsid "$target_dir/debug/local-runner" --port "$port" --in-memory >"$runner_log" 2>&1 &
+    setsid "$target_dir/debug/local-runner" --port "$port" --in-memory \
+      --backlog "$EDGE_CHAT_BACKLOG" >"$runner_log" 2>&1 &
   else
     [ -f build/index.js ] || bash scripts/build-worker.sh
     persist_dir=$(mktemp -d)
     EDGE_CHAT_SKIP_BUILD=1 CLOUDFLARE_CF_FETCH_ENABLED=false WRANGLER_SEND_METRICS=false CI=true \
       setsid node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$port" \
-      --inspector-port "$(free_port)" --persist-to "$persist_dir" >"$runner_log" 2>&1 &
+      --inspector-port "$(free_port)" --persist-to "$persist_dir" \
+      --var "BACKLOG:$EDGE_CHAT_BACKLOG" >"$runner_log" 2>&1 &
   fi
   runner_pid=$!
   export EDGE_CHAT_URL="http://127.0.0.1:$port"

@@ -54,6 +54,75 @@ pub struct Msg {
     pub seq: u64,
     /// The sender's verified user id (signed identity), if any.
     pub user: Option<String>,
+    /// The sender's client id, if it gave one (retry-safe sends).
+    pub cid: Option<String>,
+}
+
+/// A v2 history page: `{"history": [...], "before", "more"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub history: Vec<Msg>,
+    pub before: u64,
+    pub more: bool,
+}
+
+impl Page {
+    pub fn seqs(&self) -> Vec<u64> {
+        self.history.iter().map(|m| m.seq).collect()
+    }
+}
+
+/// The keys of a JSON object, sorted.
+fn sorted_keys(map: &serde_json::Map<String, Value>) -> Vec<&str> {
+    let mut k: Vec<&str> = map.keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+/// A chat frame, strictly: `name`, `message`, `timestamp`, `seq`, then `user` (a
+/// verified sender) and `cid` (retry-safe sends) when present, each a non-empty string.
+/// `what` says where it came from, for errors.
+fn parse_msg(value: &Value, what: &str) -> Result<Msg> {
+    let Value::Object(map) = value else {
+        bail!("a chat frame must be an object in {what}");
+    };
+    let keys = sorted_keys(map);
+    let core: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| !matches!(*k, "user" | "cid"))
+        .collect();
+    ensure!(
+        core == ["message", "name", "seq", "timestamp"],
+        "chat frame with unexpected fields {keys:?} in {what}"
+    );
+    let string = |key: &str| -> Result<String> {
+        match map.get(key) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            _ => bail!("{key:?} must be a string in {what}"),
+        }
+    };
+    let optional = |key: &str| -> Result<Option<String>> {
+        match map.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+            Some(other) => bail!("{key:?} must be a non-empty string, got {other} in {what}"),
+        }
+    };
+    let uint = |key: &str| -> Result<u64> {
+        match map.get(key).and_then(Value::as_u64) {
+            Some(n) => Ok(n),
+            None => bail!("{key:?} must be a non-negative integer in {what}"),
+        }
+    };
+    Ok(Msg {
+        name: string("name")?,
+        message: string("message")?,
+        timestamp: uint("timestamp")?,
+        seq: uint("seq")?,
+        user: optional("user")?,
+        cid: optional("cid")?,
+    })
 }
 
 /// The `ready` frame.
@@ -89,6 +158,8 @@ pub enum Frame {
     Roster(Vec<Member>),
     /// v2: a moderator deleted this message.
     Deleted(u64),
+    /// v2: a history page.
+    History(Page),
 }
 
 impl Frame {
@@ -98,11 +169,7 @@ impl Frame {
         let Value::Object(map) = value else {
             bail!("server sent a JSON non-object: {text}");
         };
-        let keys: Vec<&str> = {
-            let mut k: Vec<&str> = map.keys().map(String::as_str).collect();
-            k.sort_unstable();
-            k
-        };
+        let keys = sorted_keys(&map);
         let string = |key: &str| -> Result<String> {
             match map.get(key) {
                 Some(Value::String(s)) => Ok(s.clone()),
@@ -135,13 +202,26 @@ impl Frame {
             .filter(|k| !matches!(*k, "user" | "role" | "v"))
             .collect();
         Ok(match keys.as_slice() {
-            ["message", "name", "seq", "timestamp", "user"] => Frame::Message(Msg {
-                name: string("name")?,
-                message: string("message")?,
-                timestamp: uint("timestamp")?,
-                seq: uint("seq")?,
-                user: optional("user")?,
-            }),
+            _ if has("message") && has("seq") => {
+                Frame::Message(parse_msg(&Value::Object(map.clone()), text)?)
+            }
+            ["before", "history", "more"] => {
+                let Some(items) = map.get("history").and_then(Value::as_array) else {
+                    bail!("history must be an array in {text}");
+                };
+                let history = items
+                    .iter()
+                    .map(|m| parse_msg(m, text))
+                    .collect::<Result<Vec<_>>>()?;
+                let Some(more) = map.get("more").and_then(Value::as_bool) else {
+                    bail!("more must be a boolean in {text}");
+                };
+                Frame::History(Page {
+                    history,
+                    before: uint("before")?,
+                    more,
+                })
+            }
             _ if core == ["epoch", "ready", "recovered", "seq"] => {
                 ensure!(
                     map.get("ready") == Some(&Value::Bool(true)),
@@ -207,13 +287,6 @@ impl Frame {
                 ensure!(!e.trim().is_empty(), "empty error text in {text}");
                 Frame::Error(e)
             }
-            ["message", "name", "seq", "timestamp"] => Frame::Message(Msg {
-                name: string("name")?,
-                message: string("message")?,
-                timestamp: uint("timestamp")?,
-                seq: uint("seq")?,
-                user: None,
-            }),
             _ => bail!("server frame with unexpected fields: {text}"),
         })
     }
@@ -239,6 +312,8 @@ pub struct Join {
     pub roster: Vec<String>,
     /// v2: the `roster` frame's entries (empty for v1).
     pub members: Vec<Member>,
+    /// True when the roster came as one v2 `roster` frame.
+    pub roster_frame: bool,
     pub backlog: Vec<Msg>,
     /// v2: the `{"deleted": seq}` frames of a resumed gap, in the order sent.
     pub deleted: Vec<u64>,
@@ -358,6 +433,25 @@ impl Client {
     /// Sends `{"message": text}`.
     pub async fn say(&mut self, text: &str) -> Result<()> {
         self.send_json(&json!({ "message": text })).await
+    }
+
+    /// Sends `{"message": text, "cid": cid}` (a retry-safe send).
+    pub async fn say_with_cid(&mut self, text: &str, cid: &str) -> Result<()> {
+        self.send_json(&json!({ "message": text, "cid": cid }))
+            .await
+    }
+
+    /// Sends `{"history": request}` (v2).
+    pub async fn ask_history(&mut self, request: Value) -> Result<()> {
+        self.send_json(&json!({ "history": request })).await
+    }
+
+    /// Expects a history page.
+    pub async fn recv_page(&mut self) -> Result<Page> {
+        match self.recv().await? {
+            Frame::History(p) => Ok(p),
+            other => bail!("{}: expected a history page, got {other:?}", self.label),
+        }
     }
 
     /// Queues a message without flushing, for bursts; [`Self::flush`] sends them.
@@ -523,11 +617,28 @@ impl Client {
     /// announce for this session.
     pub async fn hello_with(&mut self, hello: &Value, own: &str) -> Result<Join> {
         self.send_json(hello).await?;
-        self.read_join(own).await
+        let join = self.read_join(own).await?;
+        // A v2 hello gets the v2 join (one roster frame, ready.v = 2), any other the v1 one.
+        let v2 = hello.get("v").and_then(Value::as_u64) == Some(2);
+        ensure!(
+            join.roster_frame == v2 && join.ready.v == v2.then_some(2),
+            "{}: hello {hello} got the join of the other version (roster frame: {}, ready.v: {:?})",
+            self.label,
+            join.roster_frame,
+            join.ready.v
+        );
+        Ok(join)
     }
 
-    /// Reads frames up to `ready` and checks their order: roster `joined`s, backlog
-    /// messages, this session's own `joined`, `ready`.
+    /// Sends a v2 hello, `{"name": name, "v": 2}`, and reads the join sequence.
+    pub async fn hello_v2(&mut self, name: &str) -> Result<Join> {
+        self.hello_with(&json!({ "name": name, "v": 2 }), name)
+            .await
+    }
+
+    /// Reads frames up to `ready` and checks their order: the roster (`joined`s in v1,
+    /// one `roster` frame first in v2), backlog messages, this session's own `joined`,
+    /// `ready`.
     pub async fn read_join(&mut self, own: &str) -> Result<Join> {
         let mut frames = Vec::new();
         let ready = loop {
@@ -583,6 +694,7 @@ impl Client {
         Ok(Join {
             roster,
             members,
+            roster_frame: saw_roster,
             backlog,
             deleted,
             history,

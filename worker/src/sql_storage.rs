@@ -149,6 +149,33 @@ impl Storage for DoSqlStorage {
         )
     }
 
+    fn before(&mut self, seq: u64, limit: usize) -> Result<Vec<StoredMessage>, StorageError> {
+        let mut rows: Vec<StoredMessage> = self.rows(
+            sql::SELECT_BEFORE,
+            vec![key(), int(seq)?, int(limit as u64)?],
+        )?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    fn find_cid(
+        &mut self,
+        sender: &str,
+        cid: &str,
+        after_seq: u64,
+        since_ms: u64,
+    ) -> Result<Option<StoredMessage>, StorageError> {
+        let params = vec![
+            key(),
+            sender.into(),
+            cid.into(),
+            int(after_seq)?,
+            int(since_ms)?,
+        ];
+        let rows: Vec<StoredMessage> = self.rows(sql::SELECT_BY_CID, params)?;
+        Ok(rows.into_iter().next())
+    }
+
     fn prune_through(&mut self, seq: u64) -> Result<(), StorageError> {
         self.run(sql::PRUNE_THROUGH, vec![key(), int(seq)?])
     }

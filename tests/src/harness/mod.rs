@@ -31,11 +31,13 @@ pub enum Group {
     /// Default configuration.
     Default,
     /// Rate limit out of the way, small send queue and capacity, retention equal to
-    /// resume_max so the boundary of a resume is also the boundary of pruning.
+    /// resume_max so the boundary of a resume is also the boundary of pruning, and a
+    /// retry window of a few messages.
     Fast,
     /// A tiny rate limit (no refill to speak of) and a small room.
     Strict,
-    /// A short hello deadline and lowered client limits (name, message, frame size),
+    /// A short hello deadline and lowered client limits (name, message, frame size,
+    /// history page),
     /// which `/api/limits` must advertise, and a slow rate-limit refill that a test can
     /// time. Its own group because the deadline would close the unnamed sockets that
     /// other groups' scenarios keep open on purpose.
@@ -54,6 +56,9 @@ pub mod fast {
     pub const RETENTION: u64 = 150;
     pub const RESUME_MAX: u64 = 150;
     pub const ALLOWED_ORIGIN: &str = "http://allowed.example:8080";
+    /// A repeated `cid` is recognised among the last 5 messages only: no time window.
+    pub const CID_WINDOW_MESSAGES: u64 = 5;
+    pub const CID_WINDOW_MS: u64 = 0;
 }
 
 /// Limits of the `Strict` group.
@@ -90,6 +95,7 @@ pub mod tight {
     pub const RATE_BURST: usize = 10;
     /// One token per 2 s: long against the delays of a loaded machine, short to wait.
     pub const RATE_PER_SEC: f64 = 0.5;
+    pub const HISTORY_PAGE_MAX: usize = 20;
 }
 
 impl Group {
@@ -104,6 +110,11 @@ impl Group {
                 ("retention", &fast::RETENTION.to_string()),
                 ("resume_max", &fast::RESUME_MAX.to_string()),
                 ("allow_origins", fast::ALLOWED_ORIGIN),
+                (
+                    "cid_window_messages",
+                    &fast::CID_WINDOW_MESSAGES.to_string(),
+                ),
+                ("cid_window_ms", &fast::CID_WINDOW_MS.to_string()),
             ]),
             Group::Strict => InstanceSpec::with(&[
                 ("rate_burst", &strict::RATE_BURST.to_string()),
@@ -119,6 +130,7 @@ impl Group {
                 ("max_frame_bytes", &tight::MAX_FRAME_BYTES.to_string()),
                 ("rate_burst", &tight::RATE_BURST.to_string()),
                 ("rate_per_sec", &tight::RATE_PER_SEC.to_string()),
+                ("history_page_max", &tight::HISTORY_PAGE_MAX.to_string()),
             ]),
             Group::Identity => InstanceSpec::with(&[
                 ("rate_burst", "1000000"),

@@ -14,6 +14,8 @@ mod liveness;
 mod moderation;
 mod observability;
 mod origin;
+mod paging;
+mod retry;
 mod routes;
 mod slow;
 mod storage;
@@ -125,6 +127,7 @@ pub fn all() -> Vec<Scenario> {
             observability::metrics_follow_connections_rooms_and_messages,
             only = &[Local]
         ),
+        scenario!(Own, retry::a_cid_survives_an_eviction_and_a_restart),
         // Only the local runner sees a client's send queue; workerd buffers without
         // bound and tells a Durable Object nothing.
         scenario!(Fast, slow::slow_consumer_is_closed_1013, only = &[Local]),
@@ -190,6 +193,22 @@ pub fn all() -> Vec<Scenario> {
             history::resume_recovers_up_to_resume_max_and_no_further
         ),
         scenario!(Fast, slow::join_burst_does_not_count_as_slow_consumer),
+        scenario!(
+            Fast,
+            retry::a_repeated_cid_is_stored_once_and_only_its_sender_hears_it_again
+        ),
+        scenario!(Default, retry::a_cid_of_the_wrong_shape_is_refused),
+        scenario!(Fast, retry::a_cid_is_forgotten_beyond_the_window),
+        scenario!(
+            Fast,
+            paging::history_pages_walk_back_to_the_oldest_retained_message
+        ),
+        scenario!(Fast, paging::history_limit_bounds_are_enforced),
+        scenario!(
+            Default,
+            paging::a_v1_session_asking_for_history_gets_an_error
+        ),
+        scenario!(Strict, paging::a_history_request_costs_one_token),
         scenario!(Fast, origin::allowlisted_origin_is_accepted),
         scenario!(Tight, hello::hello_timeout_closes_1008),
         scenario!(Tight, errors::fragmented_message_over_the_cap_closes_1009),
