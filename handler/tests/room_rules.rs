@@ -381,6 +381,49 @@ fn resume_that_cannot_be_exact_falls_back_to_the_last_100() {
     assert_eq!(ready_of(&frames_for(&r, &acts, 3))["recovered"], true);
 }
 
+/// Retention raised across a restart: the storage was pruned under a smaller retention,
+/// so a resume within the new `resume_max` can ask for messages that are gone. Only the
+/// "every missing message is still stored" check stands between it and a silent gap.
+#[test]
+fn a_resume_over_messages_pruned_before_a_restart_is_not_recovered() {
+    let small = Config {
+        retention: 10,
+        backlog: 5,
+        resume_max: 10,
+        ..unlimited()
+    };
+    let mut r = room(small);
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
+    for i in 0..30 {
+        say(&mut r, 1, &format!("m{i}"), 10 + i);
+    }
+    // Seqs 21..=30 are kept, 1..=20 are pruned.
+    assert_eq!(r.storage().len(), 10);
+    let raised = Config {
+        retention: 100,
+        backlog: 5,
+        resume_max: 50,
+        ..unlimited()
+    };
+    let sessions: Vec<Session> = r.sessions().cloned().collect();
+    let mut r = Room::restore(raised, r.storage().clone(), "x", sessions).expect("restore");
+    // 25 missing (6..=30): within resume_max 50, but 6..=20 were pruned.
+    let acts = join(&mut r, 2, "b", &resume_hello(EPOCH, 5), 1000);
+    let got = frames_for(&r, &acts, 2);
+    assert_eq!(ready_of(&got)["recovered"], false);
+    assert_eq!(backlog_seqs(&got), (26..=30).collect::<Vec<_>>());
+    // One message short of the pruned edge is still missing seq 20.
+    let acts = join(&mut r, 3, "c", &resume_hello(EPOCH, 19), 1000);
+    let got = frames_for(&r, &acts, 3);
+    assert_eq!(ready_of(&got)["recovered"], false);
+    assert_eq!(backlog_seqs(&got), (26..=30).collect::<Vec<_>>());
+    // From the last pruned seq on, every missing message is there: exact.
+    let acts = join(&mut r, 4, "d", &resume_hello(EPOCH, 20), 1000);
+    let got = frames_for(&r, &acts, 4);
+    assert_eq!(ready_of(&got)["recovered"], true);
+    assert_eq!(backlog_seqs(&got), (21..=30).collect::<Vec<_>>());
+}
+
 #[test]
 fn retention_prunes_the_oldest() {
     let mut r = room(Config {
@@ -520,12 +563,34 @@ fn an_accepted_frame_resets_the_strikes() {
         ..Config::default()
     });
     join(&mut r, 1, "a", r#"{"name":"alice"}"#, 0);
-    say(&mut r, 1, "x", 0);
-    say(&mut r, 1, "x", 0);
-    say(&mut r, 1, "x", 0);
+    let refused = |acts: &[Action]| {
+        acts.contains(&Action::Send {
+            to: 1,
+            frame: error_frame(ErrorKind::RateLimited.sentence()),
+        })
+    };
+    assert_eq!(broadcasts(&say(&mut r, 1, "x", 0)).len(), 1);
+    // Two refusals in a row: one short of the close.
+    for _ in 0..2 {
+        let acts = say(&mut r, 1, "x", 0);
+        assert!(refused(&acts) && close_of(&acts, 1).is_none(), "{acts:?}");
+    }
+    assert_eq!(r.session(1).map(|s| s.strikes), Some(2));
+    // An accepted frame starts the count again...
     assert_eq!(broadcasts(&say(&mut r, 1, "x", 1000)).len(), 1);
-    say(&mut r, 1, "x", 1000);
-    assert!(close_of(&say(&mut r, 1, "x", 1000), 1).is_none());
+    assert_eq!(r.session(1).map(|s| s.strikes), Some(0));
+    // ...so two more refusals still leave the socket open (without the reset, the
+    // first of them would be the third strike)...
+    for _ in 0..2 {
+        let acts = say(&mut r, 1, "x", 1000);
+        assert!(refused(&acts) && close_of(&acts, 1).is_none(), "{acts:?}");
+        assert!(r.session(1).is_some());
+    }
+    // ...and the third closes it.
+    let acts = say(&mut r, 1, "x", 1000);
+    assert!(refused(&acts));
+    assert_eq!(close_of(&acts, 1), Some(Close::Flooding));
+    assert!(r.session(1).is_none());
 }
 
 #[test]
