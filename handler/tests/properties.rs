@@ -33,7 +33,7 @@ fn config() -> Config {
     Config {
         room_capacity: 4,
         rate_burst: 3,
-        rate_per_sec: 1.0,
+        rate_per_sec: 2.0,
         rate_strikes: 3,
         retention: 20,
         backlog: 5,
@@ -942,6 +942,13 @@ impl Case {
             self.last_seq - self.pruned_through,
             "retained messages"
         );
+        // Drained buckets of addresses with no connection left are kept, no others.
+        let kept = self
+            .buckets
+            .keys()
+            .filter(|addr| !self.conns.values().any(|c| c.addr == **addr))
+            .count();
+        prop_assert_eq!(room.storage().kept_buckets(), kept, "kept buckets");
         let mut roster: Vec<String> = self.conns.values().filter_map(|c| c.name.clone()).collect();
         roster.sort();
         for (id, c) in &self.conns {

@@ -668,6 +668,72 @@ fn save_actions_follow_session_changes() {
 }
 
 #[test]
+fn a_charge_saves_every_session_of_the_address() {
+    let mut r = room(Config::default());
+    join(&mut r, 1, "1.2.3.4", r#"{"name":"a"}"#, 0);
+    join(&mut r, 2, "1.2.3.4", r#"{"name":"b"}"#, 0);
+    join(&mut r, 3, "5.6.7.8", r#"{"name":"c"}"#, 0);
+    let acts = say(&mut r, 1, "x", 0);
+    let saved: Vec<u64> = acts
+        .iter()
+        .filter_map(|a| match a {
+            Action::Save { conn } => Some(*conn),
+            _ => None,
+        })
+        .collect();
+    // The other session of the address once, the sender once; not the other address.
+    assert_eq!(saved, [2, 1]);
+    assert_eq!(r.session(2).unwrap().bucket, r.session(1).unwrap().bucket);
+}
+
+#[test]
+fn a_restored_address_takes_the_newest_copy_of_its_bucket() {
+    let cfg = Config {
+        rate_burst: 2,
+        rate_per_sec: 1.0,
+        ..Config::default()
+    };
+    let mut r = room(cfg.clone());
+    join(&mut r, 1, "1.2.3.4", r#"{"name":"a"}"#, 0);
+    join(&mut r, 2, "1.2.3.4", r#"{"name":"b"}"#, 0);
+    let stale = r.session(2).unwrap().clone();
+    say(&mut r, 1, "x", 500);
+    say(&mut r, 1, "x", 500);
+    // A backend that saved only the sender's attachment: session 2 holds the full
+    // bucket from before, session 1 the drained one.
+    let drained = r.session(1).unwrap().clone();
+    let stale = Session {
+        bucket: Some(chat_handler::Bucket::full(2, 0)),
+        ..stale
+    };
+    for sessions in [
+        vec![stale.clone(), drained.clone()],
+        vec![drained.clone(), stale.clone()],
+    ] {
+        let mut back = Room::restore(cfg.clone(), r.storage().clone(), "x", sessions).unwrap();
+        assert!(
+            broadcasts(&say(&mut back, 2, "x", 500)).is_empty(),
+            "the drained bucket is the newest"
+        );
+    }
+}
+
+#[test]
+fn connection_counts() {
+    let mut r = room(Config::default());
+    assert!(r.is_empty());
+    assert_eq!(r.connection_count(), 0);
+    r.connect(1, peer("a"), 0).unwrap();
+    join(&mut r, 2, "b", r#"{"name":"bob"}"#, 0);
+    assert!(!r.is_empty());
+    assert_eq!(r.connection_count(), 2);
+    assert_eq!(r.members().collect::<Vec<_>>(), [2]);
+    r.disconnect(2, 1);
+    r.disconnect(1, 1);
+    assert!(r.is_empty());
+}
+
+#[test]
 fn frames_for_unknown_connections_are_ignored() {
     let mut r: Room<MemoryStorage> = room(Config::default());
     assert!(r.on_text(42, "{}", 0).is_empty());
