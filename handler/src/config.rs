@@ -632,6 +632,97 @@ mod tests {
     }
 
     #[test]
+    fn docs_are_one_line_of_the_declared_text() {
+        let capacity = Config::DESCRIPTORS
+            .iter()
+            .find(|k| k.name() == "room_capacity")
+            .unwrap();
+        assert_eq!(
+            capacity.doc(),
+            "Most connections (named or not) per room; the next gets 1013 \"Room is full\"."
+        );
+        let frame = Config::DESCRIPTORS
+            .iter()
+            .find(|k| k.name() == "max_frame_bytes")
+            .unwrap();
+        assert_eq!(
+            frame.doc(),
+            "Largest incoming message in bytes (after reassembly/decompression). Over it: \
+             close 1009."
+        );
+    }
+
+    #[test]
+    fn errors_display_their_message() {
+        let e = ConfigError("room_capacity must be from 1 to 100000, got 0".to_owned());
+        assert_eq!(e.to_string(), e.0);
+    }
+
+    #[test]
+    fn backlog_and_resume_max_may_equal_retention_but_not_exceed_it() {
+        let at = Config {
+            retention: 50,
+            backlog: 50,
+            resume_max: 50,
+            ..Config::default()
+        };
+        at.validate().unwrap();
+        for over in [
+            Config {
+                backlog: 51,
+                ..at.clone()
+            },
+            Config {
+                resume_max: 51,
+                ..at.clone()
+            },
+        ] {
+            assert_eq!(
+                over.validate().unwrap_err().0,
+                "backlog and resume_max may not exceed retention"
+            );
+        }
+    }
+
+    #[test]
+    fn derived_sizes() {
+        let c = Config {
+            room_capacity: 10,
+            backlog: 7,
+            resume_max: 20,
+            send_queue_frames: 100,
+            max_message_chars: 40,
+            max_name_chars: 8,
+            ..Config::default()
+        };
+        // The roster, the larger of backlog and resume, joined and ready.
+        assert_eq!(c.join_burst_frames(), 10 + 20 + 2);
+        let c = Config { backlog: 30, ..c };
+        assert_eq!(c.join_burst_frames(), 10 + 30 + 2);
+        assert_eq!(c.send_queue_bound(), 42 + 100);
+        let user = crate::identity::MAX_USER_CHARS;
+        let chat = 6 * (40 + 8 + user) + 384;
+        assert_eq!(c.max_chat_frame_bytes(), chat);
+        // A full history page is the largest frame.
+        assert_eq!(
+            c.max_server_frame_bytes(),
+            c.history_page_max * (chat + 1) + 64
+        );
+        // The bound holds for a message, a name and a user id made only of escaped
+        // characters, with the longest cid.
+        let worst = serde_json::json!({
+            "name": "\u{1}".repeat(8),
+            "message": "\u{1}".repeat(40),
+            "timestamp": u64::MAX,
+            "seq": u64::MAX,
+            "user": "\u{1}".repeat(user),
+            "cid": "c".repeat(64),
+        })
+        .to_string();
+        assert!(worst.len() <= c.max_chat_frame_bytes(), "{}", worst.len());
+    }
+
+    #[test]
     fn deserializes_partial_json_with_defaults() {
         let c: Config = serde_json::from_str(r#"{"room_capacity": 3}"#).unwrap();
         assert_eq!(c.room_capacity, 3);

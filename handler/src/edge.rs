@@ -334,6 +334,19 @@ mod tests {
     }
 
     #[test]
+    fn room_ids_read_as_their_name() {
+        let named = validate_room("lobby").unwrap();
+        assert_eq!(
+            (named.as_str(), named.to_string()),
+            ("lobby", "lobby".into())
+        );
+        let hex = "ab".repeat(32);
+        let private = validate_room(&hex).unwrap();
+        assert_eq!(private.as_str(), hex);
+        assert_eq!(format!("room {private}"), format!("room {hex}"));
+    }
+
+    #[test]
     fn epochs_are_32_hex() {
         let e = epoch_candidate([0x0f; 16]);
         assert_eq!(e, "0f".repeat(16));
@@ -370,6 +383,13 @@ mod tests {
             "http://a/b",
             "http://a:x",
             "http://u@a",
+            "http://a:b:80",
+            "http://:80",
+            "http://a:",
+            "http://a:+80",
+            "http://a:99999",
+            "http://[::1",
+            "http://[::1]80",
         ] {
             assert_eq!(normalize_origin(bad), None, "{bad:?}");
         }

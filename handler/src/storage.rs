@@ -535,3 +535,67 @@ impl MemoryStorage {
         self.buckets.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(seq: u64) -> StoredMessage {
+        StoredMessage {
+            seq,
+            timestamp: 1000 + seq,
+            name: "a".into(),
+            message: format!("m{seq}"),
+            ..StoredMessage::default()
+        }
+    }
+
+    #[test]
+    fn errors_name_storage() {
+        let e = StorageError("disk full".into());
+        assert_eq!(e.to_string(), "storage error: disk full");
+    }
+
+    #[test]
+    fn memory_storage_keeps_messages_in_seq_order() {
+        let mut s = MemoryStorage::new();
+        assert!(s.is_empty());
+        assert_eq!(s.latest().unwrap(), None);
+        for seq in 1..=5 {
+            s.append(&msg(seq)).unwrap();
+        }
+        assert!(s.append(&msg(3)).is_err(), "a seq is stored once");
+        assert!(!s.is_empty());
+        assert_eq!(s.len(), 5);
+        assert_eq!(s.latest().unwrap(), Some(msg(5)));
+        let seqs = |v: Vec<StoredMessage>| v.iter().map(|m| m.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(s.last_n(2).unwrap()), [4, 5]);
+        assert_eq!(seqs(s.last_n(9).unwrap()), [1, 2, 3, 4, 5]);
+        assert_eq!(seqs(s.after(2, 2).unwrap()), [3, 4]);
+        assert_eq!(seqs(s.after(u64::MAX, 2).unwrap()), Vec::<u64>::new());
+        s.prune_through(3).unwrap();
+        assert_eq!(seqs(s.last_n(9).unwrap()), [4, 5]);
+        s.prune_through(9).unwrap();
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn memory_storage_epoch_and_buckets() {
+        let mut s = MemoryStorage::new();
+        assert_eq!(s.load_or_init_epoch("first").unwrap(), "first");
+        assert_eq!(s.load_or_init_epoch("second").unwrap(), "first");
+        let b = |updated_ms| Bucket {
+            tokens: 0.5,
+            updated_ms,
+        };
+        s.save_bucket("a", &b(100)).unwrap();
+        s.save_bucket("b", &b(200)).unwrap();
+        assert_eq!(s.kept_buckets(), 2);
+        // Updated before 200: only "a" goes.
+        s.prune_buckets(200).unwrap();
+        assert_eq!(s.take_bucket("a").unwrap(), None);
+        assert_eq!(s.take_bucket("b").unwrap(), Some(b(200)));
+        assert_eq!(s.take_bucket("b").unwrap(), None, "taking forgets it");
+        assert_eq!(s.kept_buckets(), 0);
+    }
+}

@@ -384,6 +384,49 @@ fn resume_that_cannot_be_exact_falls_back_to_the_last_100() {
     assert_eq!(ready_of(&frames_for(&r, &acts, 3))["recovered"], true);
 }
 
+/// Retention raised across a restart: the storage was pruned under a smaller retention,
+/// so a resume within the new `resume_max` can ask for messages that are gone. Only the
+/// "every missing message is still stored" check stands between it and a silent gap.
+#[test]
+fn a_resume_over_messages_pruned_before_a_restart_is_not_recovered() {
+    let small = Config {
+        retention: 10,
+        backlog: 5,
+        resume_max: 10,
+        ..unlimited()
+    };
+    let mut r = room(small);
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
+    for i in 0..30 {
+        say(&mut r, 1, &format!("m{i}"), 10 + i);
+    }
+    // Seqs 21..=30 are kept, 1..=20 are pruned.
+    assert_eq!(r.storage().len(), 10);
+    let raised = Config {
+        retention: 100,
+        backlog: 5,
+        resume_max: 50,
+        ..unlimited()
+    };
+    let sessions: Vec<Session> = r.sessions().cloned().collect();
+    let mut r = Room::restore(raised, r.storage().clone(), "x", sessions).expect("restore");
+    // 25 missing (6..=30): within resume_max 50, but 6..=20 were pruned.
+    let acts = join(&mut r, 2, "b", &resume_hello(EPOCH, 5), 1000);
+    let got = frames_for(&r, &acts, 2);
+    assert_eq!(ready_of(&got)["recovered"], false);
+    assert_eq!(backlog_seqs(&got), (26..=30).collect::<Vec<_>>());
+    // One message short of the pruned edge is still missing seq 20.
+    let acts = join(&mut r, 3, "c", &resume_hello(EPOCH, 19), 1000);
+    let got = frames_for(&r, &acts, 3);
+    assert_eq!(ready_of(&got)["recovered"], false);
+    assert_eq!(backlog_seqs(&got), (26..=30).collect::<Vec<_>>());
+    // From the last pruned seq on, every missing message is there: exact.
+    let acts = join(&mut r, 4, "d", &resume_hello(EPOCH, 20), 1000);
+    let got = frames_for(&r, &acts, 4);
+    assert_eq!(ready_of(&got)["recovered"], true);
+    assert_eq!(backlog_seqs(&got), (21..=30).collect::<Vec<_>>());
+}
+
 #[test]
 fn retention_prunes_the_oldest() {
     let mut r = room(Config {
@@ -523,12 +566,34 @@ fn an_accepted_frame_resets_the_strikes() {
         ..Config::default()
     });
     join(&mut r, 1, "a", r#"{"name":"alice"}"#, 0);
-    say(&mut r, 1, "x", 0);
-    say(&mut r, 1, "x", 0);
-    say(&mut r, 1, "x", 0);
+    let refused = |acts: &[Action]| {
+        acts.contains(&Action::Send {
+            to: 1,
+            frame: error_frame(ErrorKind::RateLimited.sentence()),
+        })
+    };
+    assert_eq!(broadcasts(&say(&mut r, 1, "x", 0)).len(), 1);
+    // Two refusals in a row: one short of the close.
+    for _ in 0..2 {
+        let acts = say(&mut r, 1, "x", 0);
+        assert!(refused(&acts) && close_of(&acts, 1).is_none(), "{acts:?}");
+    }
+    assert_eq!(r.session(1).map(|s| s.strikes), Some(2));
+    // An accepted frame starts the count again...
     assert_eq!(broadcasts(&say(&mut r, 1, "x", 1000)).len(), 1);
-    say(&mut r, 1, "x", 1000);
-    assert!(close_of(&say(&mut r, 1, "x", 1000), 1).is_none());
+    assert_eq!(r.session(1).map(|s| s.strikes), Some(0));
+    // ...so two more refusals still leave the socket open (without the reset, the
+    // first of them would be the third strike)...
+    for _ in 0..2 {
+        let acts = say(&mut r, 1, "x", 1000);
+        assert!(refused(&acts) && close_of(&acts, 1).is_none(), "{acts:?}");
+        assert!(r.session(1).is_some());
+    }
+    // ...and the third closes it.
+    let acts = say(&mut r, 1, "x", 1000);
+    assert!(refused(&acts));
+    assert_eq!(close_of(&acts, 1), Some(Close::Flooding));
+    assert!(r.session(1).is_none());
 }
 
 #[test]
@@ -603,6 +668,72 @@ fn save_actions_follow_session_changes() {
         acts.contains(&Action::Save { conn: 1 }),
         "the bucket changed"
     );
+}
+
+#[test]
+fn a_charge_saves_every_session_of_the_address() {
+    let mut r = room(Config::default());
+    join(&mut r, 1, "1.2.3.4", r#"{"name":"a"}"#, 0);
+    join(&mut r, 2, "1.2.3.4", r#"{"name":"b"}"#, 0);
+    join(&mut r, 3, "5.6.7.8", r#"{"name":"c"}"#, 0);
+    let acts = say(&mut r, 1, "x", 0);
+    let saved: Vec<u64> = acts
+        .iter()
+        .filter_map(|a| match a {
+            Action::Save { conn } => Some(*conn),
+            _ => None,
+        })
+        .collect();
+    // The other session of the address once, the sender once; not the other address.
+    assert_eq!(saved, [2, 1]);
+    assert_eq!(r.session(2).unwrap().bucket, r.session(1).unwrap().bucket);
+}
+
+#[test]
+fn a_restored_address_takes_the_newest_copy_of_its_bucket() {
+    let cfg = Config {
+        rate_burst: 2,
+        rate_per_sec: 1.0,
+        ..Config::default()
+    };
+    let mut r = room(cfg.clone());
+    join(&mut r, 1, "1.2.3.4", r#"{"name":"a"}"#, 0);
+    join(&mut r, 2, "1.2.3.4", r#"{"name":"b"}"#, 0);
+    let stale = r.session(2).unwrap().clone();
+    say(&mut r, 1, "x", 500);
+    say(&mut r, 1, "x", 500);
+    // A backend that saved only the sender's attachment: session 2 holds the full
+    // bucket from before, session 1 the drained one.
+    let drained = r.session(1).unwrap().clone();
+    let stale = Session {
+        bucket: Some(chat_handler::Bucket::full(2, 0)),
+        ..stale
+    };
+    for sessions in [
+        vec![stale.clone(), drained.clone()],
+        vec![drained.clone(), stale.clone()],
+    ] {
+        let mut back = Room::restore(cfg.clone(), r.storage().clone(), "x", sessions).unwrap();
+        assert!(
+            broadcasts(&say(&mut back, 2, "x", 500)).is_empty(),
+            "the drained bucket is the newest"
+        );
+    }
+}
+
+#[test]
+fn connection_counts() {
+    let mut r = room(Config::default());
+    assert!(r.is_empty());
+    assert_eq!(r.connection_count(), 0);
+    r.connect(1, peer("a"), 0).unwrap();
+    join(&mut r, 2, "b", r#"{"name":"bob"}"#, 0);
+    assert!(!r.is_empty());
+    assert_eq!(r.connection_count(), 2);
+    assert_eq!(r.members().collect::<Vec<_>>(), [2]);
+    r.disconnect(2, 1);
+    r.disconnect(1, 1);
+    assert!(r.is_empty());
 }
 
 #[test]
