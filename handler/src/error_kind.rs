@@ -28,11 +28,19 @@ pub enum ErrorKind {
     HelloTimeout,
     /// The hello's `v` is neither 1 nor 2.
     UnsupportedVersion,
+    /// The name is empty once invisible characters are removed.
+    NameInvisible,
+    /// Sent before close 1013 "Room is full".
+    RoomFull,
+    /// Sent before close 1013 "Too many connections from your address".
+    TooManySeats,
+    /// Sent before close 1013 "Joining too fast": the address's join bucket is empty.
+    JoiningTooFast,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 20] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -49,6 +57,10 @@ impl ErrorKind {
         ErrorKind::Internal,
         ErrorKind::HelloTimeout,
         ErrorKind::UnsupportedVersion,
+        ErrorKind::NameInvisible,
+        ErrorKind::RoomFull,
+        ErrorKind::TooManySeats,
+        ErrorKind::JoiningTooFast,
     ];
 
     /// The sentence sent as `{"error": sentence}`.
@@ -75,6 +87,14 @@ impl ErrorKind {
             }
             ErrorKind::UnsupportedVersion => {
                 "Unsupported protocol version: send \"v\": 2, or no \"v\" for version 1."
+            }
+            ErrorKind::NameInvisible => "Name must contain a visible character.",
+            ErrorKind::RoomFull => "Room is full; try again later.",
+            ErrorKind::TooManySeats => {
+                "Too many connections from your address in this room; close one and try again."
+            }
+            ErrorKind::JoiningTooFast => {
+                "Too many joins from your address; wait a little before reconnecting."
             }
         }
     }

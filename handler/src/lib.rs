@@ -11,11 +11,15 @@
 //! every error sentence an [`ErrorKind`], every HTTP route an [`edge::Route`] and every
 //! limit a [`Config`] key. See `docs/PROTOCOL.md` for the wire protocol.
 
+mod address;
+mod address_limits;
 mod client_frame;
 mod close;
 mod config;
 pub mod edge;
 mod error_kind;
+mod log_tag;
+mod names;
 mod ratelimit;
 mod room;
 mod server_frame;

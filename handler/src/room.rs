@@ -1,14 +1,14 @@
 //! The room state machine: events in, actions out.
 
+use crate::address_limits::{Addresses, Limit};
 use crate::client_frame::{self, ClientFrame, Hello, Resume};
 use crate::close::Close;
 use crate::config::Config;
 use crate::error_kind::ErrorKind;
-use crate::ratelimit::Bucket;
 use crate::server_frame::{Frame, RosterEntry, ServerFrame, True};
 use crate::session::{ConnId, Peer, Session, Version};
 use crate::storage::{Storage, StorageResult, StoredMessage};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
 /// What the backend must do, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,16 +44,8 @@ pub struct Room<S> {
     last_seq: u64,
     last_timestamp: u64,
     sessions: BTreeMap<ConnId, Session>,
-    /// Client addresses with at least one open session. Indexed so that charging a
-    /// token touches only that address's sessions, never the whole room.
-    addresses: HashMap<String, Address>,
-}
-
-/// The open connections of one client address and their shared rate-limit bucket.
-#[derive(Default)]
-struct Address {
-    conns: BTreeSet<ConnId>,
-    bucket: Option<Bucket>,
+    /// Client addresses with at least one open session: their seats and rate buckets.
+    addresses: Addresses,
 }
 
 impl<S: Storage> Room<S> {
@@ -81,21 +73,11 @@ impl<S: Storage> Room<S> {
             last_seq,
             last_timestamp,
             sessions: BTreeMap::new(),
-            addresses: HashMap::new(),
+            addresses: Addresses::default(),
         };
         for s in sessions {
-            let address = room.addresses.entry(s.addr.clone()).or_default();
-            address.conns.insert(s.id);
-            if let Some(b) = &s.bucket {
-                // All sessions of an address hold the same copy; prefer the newest anyway.
-                if address
-                    .bucket
-                    .as_ref()
-                    .is_none_or(|old| old.updated_ms < b.updated_ms)
-                {
-                    address.bucket = Some(b.clone());
-                }
-            }
+            // The buckets are read from storage when first needed.
+            room.addresses.add(&s.addr, s.id);
             room.sessions.insert(s.id, s);
         }
         Ok(room)
@@ -166,19 +148,11 @@ impl<S: Storage> Room<S> {
         if self.sessions.len() >= self.config.room_capacity {
             return Err(Close::RoomFull);
         }
-        let mut session = Session::new(conn, peer, now_ms);
-        let storage = &mut self.storage;
-        let address = self
-            .addresses
-            .entry(session.addr.clone())
-            .or_insert_with(|| Address {
-                conns: BTreeSet::new(),
-                // A drained bucket kept when the address's last connection left: reconnecting
-                // must not refill it. A storage failure here only forgives the client.
-                bucket: storage.take_bucket(&session.addr).ok().flatten(),
-            });
-        address.conns.insert(conn);
-        session.bucket = address.bucket.clone();
+        let session = Session::new(conn, peer, now_ms);
+        if self.addresses.seats(&session.addr) >= self.config.seats_per_address {
+            return Err(Close::TooManySeats);
+        }
+        self.addresses.add(&session.addr, conn);
         self.sessions.insert(conn, session);
         Ok(vec![Action::Save { conn }])
     }
@@ -283,6 +257,12 @@ impl<S: Storage> Room<S> {
     }
 
     fn join(&mut self, conn: ConnId, hello: Hello, now_ms: u64, out: &mut Vec<Action>) {
+        if !self.take(Limit::Joins, conn, now_ms) {
+            // Refused before anything is sent to anyone: churn costs members nothing.
+            send_error(out, conn, ErrorKind::JoiningTooFast);
+            self.close(conn, Close::JoiningTooFast, now_ms, out);
+            return;
+        }
         let (backlog, recovered) = match self.backlog_for(hello.resume.as_ref()) {
             Ok(b) => b,
             Err(_) => {
@@ -361,45 +341,39 @@ impl<S: Storage> Room<S> {
         Ok((self.storage.last_n(self.config.backlog)?, false))
     }
 
+    /// Takes a token from the bucket `limit` of the session's address.
+    fn take(&mut self, limit: Limit, conn: ConnId, now_ms: u64) -> bool {
+        let Some(session) = self.sessions.get(&conn) else {
+            return false;
+        };
+        self.addresses.take(
+            limit,
+            &session.addr,
+            &self.config,
+            &mut self.storage,
+            now_ms,
+        )
+    }
+
     /// Charges one token to the session's address. On refusal, answers the frame and
-    /// closes the session after `rate_strikes` refusals in a row.
+    /// closes the session after `rate_strikes` refusals in a row. Only the sender's
+    /// session is saved, and only when its strikes change: the bucket is the address's,
+    /// written to storage once (see `address_limits`).
     fn take_token(&mut self, conn: ConnId, now_ms: u64, out: &mut Vec<Action>) -> bool {
-        let Some(addr) = self.sessions.get(&conn).map(|s| s.addr.clone()) else {
+        let allowed = self.take(Limit::Frames, conn, now_ms);
+        let Some(session) = self.sessions.get_mut(&conn) else {
             return false;
         };
-        let (burst, rate) = (self.config.rate_burst, self.config.rate_per_sec);
-        let Some(address) = self.addresses.get_mut(&addr) else {
-            return false;
-        };
-        let bucket = address
-            .bucket
-            .get_or_insert_with(|| Bucket::full(burst, now_ms));
-        let allowed = bucket.try_take(burst, rate, now_ms);
-        let snapshot = bucket.clone();
-        // Every session of the address carries the same copy (see Session::bucket).
-        for id in &address.conns {
-            if let Some(s) = self.sessions.get_mut(id) {
-                s.bucket = Some(snapshot.clone());
-                if *id != conn {
-                    out.push(Action::Save { conn: *id });
-                }
-            }
-        }
-        let strikes = match self.sessions.get_mut(&conn) {
-            Some(s) if allowed => {
-                s.strikes = 0;
-                0
-            }
-            Some(s) => {
-                s.strikes += 1;
-                s.strikes
-            }
-            None => 0,
-        };
-        out.push(Action::Save { conn });
         if allowed {
+            if session.strikes != 0 {
+                session.strikes = 0;
+                out.push(Action::Save { conn });
+            }
             return true;
         }
+        session.strikes += 1;
+        let strikes = session.strikes;
+        out.push(Action::Save { conn });
         send_error(out, conn, ErrorKind::RateLimited);
         if strikes >= self.config.rate_strikes {
             self.close(conn, Close::Flooding, now_ms, out);
@@ -459,25 +433,8 @@ impl<S: Storage> Room<S> {
                 audience: Audience::Members,
             });
         }
-        let Some(address) = self.addresses.get_mut(&session.addr) else {
-            return;
-        };
-        address.conns.remove(&conn);
-        if address.conns.is_empty() {
-            let bucket = self.addresses.remove(&session.addr).and_then(|a| a.bucket);
-            if let Some(bucket) = bucket {
-                let (burst, rate) = (self.config.rate_burst, self.config.rate_per_sec);
-                // A full bucket is the default; only a drained one needs keeping. Kept
-                // ones that have refilled since go, so the table stays small. Failures
-                // here only forgive a client, so they are not worth an error.
-                if !bucket.is_full_at(burst, rate, now_ms) {
-                    let refilled_before =
-                        now_ms.saturating_sub(Bucket::full_refill_ms(burst, rate));
-                    let _ = self.storage.prune_buckets(refilled_before);
-                    let _ = self.storage.save_bucket(&session.addr, &bucket);
-                }
-            }
-        }
+        self.addresses
+            .remove(&session.addr, conn, &self.config, &mut self.storage, now_ms);
     }
 }
 

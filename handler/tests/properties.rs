@@ -82,6 +82,9 @@ fn config() -> Config {
         resume_max: 10,
         max_frame_bytes: 200,
         hello_timeout_ms: 2000,
+        seats_per_address: 2,
+        join_burst: 2,
+        join_per_sec: 0.5,
         ..Config::default()
     }
 }

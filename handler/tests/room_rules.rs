@@ -595,11 +595,16 @@ fn save_actions_follow_session_changes() {
     assert!(acts.contains(&Action::Save { conn: 1 }));
     let acts = r.on_text(1, r#"{"name":"alice"}"#, 0);
     assert!(acts.contains(&Action::Save { conn: 1 }));
+    // The bucket is the address's and lives in storage: an accepted frame changes no
+    // session, a refused one the sender's strikes.
     let acts = say(&mut r, 1, "x", 0);
-    assert!(
-        acts.contains(&Action::Save { conn: 1 }),
-        "the bucket changed"
-    );
+    assert!(!acts.iter().any(|a| matches!(a, Action::Save { .. })));
+    for _ in 0..9 {
+        say(&mut r, 1, "x", 0);
+    }
+    let acts = say(&mut r, 1, "x", 0);
+    assert_eq!(r.session(1).map(|s| s.strikes), Some(1));
+    assert!(acts.contains(&Action::Save { conn: 1 }), "strikes changed");
 }
 
 #[test]
@@ -724,6 +729,8 @@ fn kept_buckets_are_pruned_once_they_would_have_refilled() {
     let cfg = Config {
         rate_burst: 2,
         rate_per_sec: 1.0,
+        join_burst: 1,
+        join_per_sec: 1.0,
         ..Config::default()
     };
     let mut r = room(cfg);
@@ -734,13 +741,14 @@ fn kept_buckets_are_pruned_once_they_would_have_refilled() {
         say(&mut r, conn, "x", 0);
         r.disconnect(conn, 0);
     }
-    assert_eq!(r.storage().kept_buckets(), 2);
-    // Two seconds refill a burst of 2: when "c" leaves drained at t=2001, the others go.
+    // Each address's message bucket and join bucket.
+    assert_eq!(r.storage().kept_buckets(), 4);
+    // The slowest bucket (2 tokens at 1/s) refills in two seconds: when "c" leaves at
+    // t=2001, the others go.
     join(&mut r, 9, "c", r#"{"name":"x"}"#, 2001);
     say(&mut r, 9, "x", 2001);
-    say(&mut r, 9, "x", 2001);
     r.disconnect(9, 2001);
-    assert_eq!(r.storage().kept_buckets(), 1);
+    assert_eq!(r.storage().kept_buckets(), 2);
 }
 
 fn error_frame(sentence: &str) -> chat_handler::Frame {
