@@ -33,6 +33,22 @@ pub struct Options {
     pub origin: Option<String>,
     /// A small SO_RCVBUF makes a client that stops reading back up quickly.
     pub recv_buffer: Option<u32>,
+    /// The local address to connect from (any of 127.0.0.0/8 reaches a loopback
+    /// server), so that one test can be several client addresses.
+    pub bind: Option<std::net::IpAddr>,
+}
+
+impl Options {
+    /// Connect from `ip` (e.g. `127.0.0.2`).
+    pub fn from_address(ip: &str) -> Result<Options> {
+        Ok(Options {
+            bind: Some(
+                ip.parse()
+                    .map_err(|e| Error(format!("bad address {ip:?}: {e}")))?,
+            ),
+            ..Options::default()
+        })
+    }
 }
 
 /// A refused handshake: the HTTP status and body instead of a 101.
@@ -40,6 +56,8 @@ pub struct Options {
 pub struct Refusal {
     pub status: u16,
     pub body: String,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
 }
 
 /// A chat message frame.
@@ -215,6 +233,9 @@ impl Client {
             if let Some(size) = options.recv_buffer {
                 socket.set_recv_buffer_size(size)?;
             }
+            if let Some(ip) = options.bind {
+                socket.bind(std::net::SocketAddr::new(ip, 0))?;
+            }
             let stream = socket.connect(addr).await?;
             stream.set_nodelay(true)?;
             match tokio_tungstenite::client_async(request, stream).await {
@@ -226,7 +247,15 @@ impl Client {
                         .as_deref()
                         .map(|b| String::from_utf8_lossy(b).into_owned())
                         .unwrap_or_default();
-                    Ok(Err(Refusal { status, body }))
+                    let retry_after = resp
+                        .headers()
+                        .get("retry-after")
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                    Ok(Err(Refusal {
+                        status,
+                        body,
+                        retry_after,
+                    }))
                 }
                 Err(e) => Err(Error::from(e)),
             }

@@ -39,6 +39,8 @@ pub enum Group {
     /// which `/api/limits` must advertise. Its own group because the deadline would
     /// close the unnamed sockets that other groups' scenarios keep open on purpose.
     Tight,
+    /// A tiny join bucket (no refill to speak of), for join/quit churn.
+    Churn,
 }
 
 /// Limits of the `Fast` group, used by its scenarios to compute expectations.
@@ -55,6 +57,11 @@ pub mod strict {
     pub const RATE_BURST: usize = 2;
     pub const RATE_STRIKES: usize = 3;
     pub const ROOM_CAPACITY: usize = 3;
+}
+
+/// Limits of the `Churn` group.
+pub mod churn {
+    pub const JOIN_BURST: usize = 3;
 }
 
 /// Limits of the `Tight` group.
@@ -93,6 +100,11 @@ impl Group {
                 ("max_message_chars", &tight::MAX_MESSAGE_CHARS.to_string()),
                 ("max_frame_bytes", &tight::MAX_FRAME_BYTES.to_string()),
             ]),
+            Group::Churn => InstanceSpec::with(&[
+                ("join_burst", &churn::JOIN_BURST.to_string()),
+                // One token per 1000 s: nothing refills during a test.
+                ("join_per_sec", "0.001"),
+            ]),
         }
     }
 
@@ -120,6 +132,7 @@ impl Group {
             Group::Fast => "fast",
             Group::Strict => "strict",
             Group::Tight => "tight",
+            Group::Churn => "churn",
         }
     }
 }
@@ -374,6 +387,7 @@ mod tests {
             Group::Fast,
             Group::Strict,
             Group::Tight,
+            Group::Churn,
         ] {
             if let Err(e) = group.config() {
                 panic!("{e}");

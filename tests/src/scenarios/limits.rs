@@ -103,8 +103,8 @@ pub async fn rate_limit_is_shared_per_address_and_kept(ctx: Ctx) -> Result<()> {
     c2.close().await
 }
 
-/// Strict group (capacity 3): connections, named or not, count; the next one is
-/// closed with 1013 "Room is full"; a freed place can be taken again.
+/// Strict group (capacity 3): connections, named or not, count; the next one gets
+/// an error and is closed with 1013 "Room is full"; a freed place can be taken again.
 pub async fn room_full_closes_1013(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("full");
@@ -115,6 +115,7 @@ pub async fn room_full_closes_1013(ctx: Ctx) -> Result<()> {
     ensure_eq!(strict::ROOM_CAPACITY, 3, "this scenario fills a room of 3");
 
     let mut over = Client::connect(&base, &room, "one too many").await?;
+    over.expect_error("Room is full; try again later.").await?;
     over.expect_close(1013, Some("Room is full")).await?;
     // The refused connection never joined: nobody hears of it.
     a.expect_silence(SILENCE).await?;
@@ -127,6 +128,7 @@ pub async fn room_full_closes_1013(ctx: Ctx) -> Result<()> {
 
     // Full again: the unnamed socket still holds a place.
     let mut over = Client::connect(&base, &room, "one too many again").await?;
+    over.expect_error("Room is full; try again later.").await?;
     over.expect_close(1013, Some("Room is full")).await?;
     unnamed.close().await?;
     c.close().await?;

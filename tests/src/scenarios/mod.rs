@@ -1,6 +1,7 @@
 //! The scenarios. Each runs on every selected backend it applies to (its `backends`);
 //! each uses rooms of its own. A scenario's name is its function's name.
 
+mod abuse;
 mod api_limits;
 mod chat;
 mod errors;
@@ -129,6 +130,23 @@ pub fn all() -> Vec<Scenario> {
         scenario!(Strict, limits::flooding_closes_1008),
         scenario!(Strict, limits::rate_limit_is_shared_per_address_and_kept),
         scenario!(Strict, limits::room_full_closes_1013),
+        scenario!(
+            Default,
+            abuse::twenty_first_socket_from_one_address_is_refused_1013
+        ),
+        scenario!(
+            Churn,
+            abuse::join_quit_churn_costs_members_at_most_the_join_burst
+        ),
+        scenario!(Default, abuse::invisible_names_are_refused_1008),
+        scenario!(Default, abuse::private_room_ids_stay_out_of_the_logs),
+        // Room opens on the local runner are limited by the runner itself (its own
+        // scenario); on Cloudflare by the Workers rate-limiting binding.
+        scenario!(
+            Default,
+            abuse::opening_rooms_too_fast_is_refused_429,
+            only = &[Wrangler]
+        ),
     ]
 }
 
