@@ -297,3 +297,19 @@ fn one_frame_costs_the_same_storage_writes_with_1_or_100_sockets_per_address() {
     // storage write and only the sender's strikes.
     assert_eq!(hundred, vec![(2, 0), (1, 0), (0, 1)]);
 }
+
+#[test]
+fn attachments_saved_with_a_bucket_still_restore() {
+    // A session as the Durable Object stored it before buckets moved to storage.
+    let old = r#"{"id":7,"addr":"1.2.3.4","name":"ana","strikes":0,
+        "bucket":{"tokens":3.0,"updated_ms":5},"opened_ms":5}"#;
+    let session: Session = serde_json::from_str(old).expect("old attachment");
+    assert_eq!(session.name.as_deref(), Some("ana"));
+    let r = Room::restore(
+        Config::default(),
+        MemoryStorage::new(),
+        EPOCH,
+        vec![session],
+    );
+    assert!(r.expect("restore").session(7).is_some());
+}
