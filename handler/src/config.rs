@@ -569,6 +569,27 @@ mod tests {
     }
 
     #[test]
+    fn join_refill_must_be_positive_and_proxies_must_be_addresses() {
+        let mut c = Config::default();
+        for bad in ["0", "-1", "inf", "NaN"] {
+            c.set("join_per_sec", bad).unwrap();
+            assert!(
+                c.validate().unwrap_err().0.contains("join_per_sec"),
+                "{bad}"
+            );
+        }
+        let mut c = Config::default();
+        c.set("trusted_proxies", "127.0.0.1, 10.0.0.0/8,::1")
+            .unwrap();
+        c.validate().unwrap();
+        c.set("trusted_proxies", "127.0.0.1,proxy.local").unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().0,
+            "trusted_proxies: \"proxy.local\" is not an IP address or a CIDR prefix like 10.0.0.0/8"
+        );
+    }
+
+    #[test]
     fn deserializes_partial_json_with_defaults() {
         let c: Config = serde_json::from_str(r#"{"room_capacity": 3}"#).unwrap();
         assert_eq!(c.room_capacity, 3);

@@ -49,6 +49,7 @@ const NAMES: &[&str] = &[
     "x\u{202e}y",
     "a\tb",
     "ddddddddddddddddddddddddddddddddd",
+    "\u{200B}\u{3164}",
 ];
 const TEXTS: &[&str] = &["hi", "  spaced  ", "", "   ", "<img src=x>", "ü😀"];
 
