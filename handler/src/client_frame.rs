@@ -90,6 +90,12 @@ pub fn validate_name(raw: &str, config: &Config) -> Result<String, ErrorKind> {
     if name.chars().any(is_bidi_control) {
         return Err(ErrorKind::NameBidi);
     }
+    // Refused rather than renamed `anonymous`: a client that wants no name sends none,
+    // so an invisible one is either a mistake the user should see or an attempt to
+    // speak unseen.
+    if crate::names::is_blank(name) {
+        return Err(ErrorKind::NameInvisible);
+    }
     Ok(name.to_owned())
 }
 
@@ -304,6 +310,23 @@ mod tests {
             Err(ErrorKind::NameBidi)
         );
         assert_eq!(validate_name("x\u{2066}", &c), Err(ErrorKind::NameBidi));
+        for blank in [
+            "\u{200B}",
+            "\u{3164}",
+            "\u{FEFF}",
+            "\u{200E}\u{200F}",
+            "\u{2800} \u{115F}",
+        ] {
+            assert_eq!(
+                validate_name(blank, &c),
+                Err(ErrorKind::NameInvisible),
+                "{blank:?}"
+            );
+        }
+        assert_eq!(
+            validate_name("\u{200B}bo\u{200D}b", &c).unwrap(),
+            "\u{200B}bo\u{200D}b"
+        );
     }
 
     #[test]

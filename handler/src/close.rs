@@ -10,6 +10,12 @@ pub enum Close {
     RoomFull,
     /// 1013: the connection's send queue did not drain (a backend with a queue detects it).
     SlowConsumer,
+    /// 1013: the client address already holds `seats_per_address` connections in the
+    /// room.
+    TooManySeats,
+    /// 1013: the hello found the address's join bucket empty (`join_burst`,
+    /// `join_per_sec`). Not a policy close: the client may come back later.
+    JoiningTooFast,
     /// 1009: an incoming message over `max_frame_bytes`.
     TooBig,
     /// 1008: the first frame was not an acceptable hello (an error frame says why).
@@ -34,9 +40,11 @@ pub enum Close {
 
 impl Close {
     /// Every close, for tables and exhaustive tests.
-    pub const ALL: [Close; 11] = [
+    pub const ALL: [Close; 13] = [
         Close::RoomFull,
         Close::SlowConsumer,
+        Close::TooManySeats,
+        Close::JoiningTooFast,
         Close::TooBig,
         Close::BadHello,
         Close::HelloTimeout,
@@ -55,7 +63,9 @@ impl Close {
             Close::BadHello | Close::HelloTimeout | Close::Flooding | Close::BadToken => 1008,
             Close::TooBig => 1009,
             Close::Internal => 1011,
-            Close::RoomFull | Close::SlowConsumer => 1013,
+            Close::RoomFull | Close::SlowConsumer | Close::TooManySeats | Close::JoiningTooFast => {
+                1013
+            }
             Close::Kicked => 4001,
         }
     }
@@ -69,6 +79,18 @@ impl Close {
             code
         } else {
             1000
+        }
+    }
+
+    /// The error a backend sends just before this close when [`crate::Room::connect`]
+    /// refuses a connection with it, so that a client that shows `{"error"}` frames
+    /// tells its user why (the close reason is short and easy to miss). `None` for
+    /// closes that never refuse a connection.
+    pub const fn refusal_error(self) -> Option<crate::ErrorKind> {
+        match self {
+            Close::RoomFull => Some(crate::ErrorKind::RoomFull),
+            Close::TooManySeats => Some(crate::ErrorKind::TooManySeats),
+            _ => None,
         }
     }
 
@@ -87,6 +109,8 @@ impl Close {
             Close::PingTimeout => "ping_timeout",
             Close::BadToken => "bad_token",
             Close::Kicked => "kicked",
+            Close::TooManySeats => "too_many_seats",
+            Close::JoiningTooFast => "joining_too_fast",
         }
     }
 
@@ -95,6 +119,8 @@ impl Close {
         match self {
             Close::RoomFull => "Room is full",
             Close::SlowConsumer => "Slow consumer",
+            Close::TooManySeats => "Too many connections from your address",
+            Close::JoiningTooFast => "Joining too fast",
             Close::TooBig => "Message too big",
             Close::BadHello => "Invalid hello",
             Close::HelloTimeout => "Hello timeout",
@@ -120,6 +146,8 @@ mod tests {
             [
                 (1013, "Room is full"),
                 (1013, "Slow consumer"),
+                (1013, "Too many connections from your address"),
+                (1013, "Joining too fast"),
                 (1009, "Message too big"),
                 (1008, "Invalid hello"),
                 (1008, "Hello timeout"),

@@ -162,6 +162,17 @@ config_keys! {
     rate_strikes: u32 = 30, least 1, most u32::MAX;
     /// Most connections (named or not) per room; the next gets 1013 "Room is full".
     room_capacity: usize = 1000, least 1, most 100_000;
+    /// Most connections (named or not) from one client address in one room; the next
+    /// gets an error and 1013 "Too many connections from your address". Keeps one
+    /// address from holding every seat of a room.
+    seats_per_address: usize = 20, least 1, most 100_000;
+    /// Join-bucket size per client address within a room: hellos accepted back to back
+    /// before `join_per_sec` applies. Bounds the `joined`/`quit` frames that join/quit
+    /// churn puts on every member.
+    join_burst: u32 = 20, least 1, most 1_000_000;
+    /// Join tokens refilled per second; must be positive (fractions allowed). A hello
+    /// with no token left gets an error and 1013 "Joining too fast".
+    join_per_sec: f64 = 0.5, most 1_000_000.0;
     /// Frames a connection may have queued beyond its join burst before it is closed
     /// with 1013 as a slow consumer (backends with a send queue).
     send_queue_frames: usize = 1024, least 1, most 1_000_000;
@@ -183,6 +194,12 @@ config_keys! {
     max_restricted_users: usize = 1000, least 1, most 100_000;
     /// Moderator actions kept in a room's audit table; older ones are pruned.
     audit_retention: usize = 1000, least 1, most 1_000_000;
+    /// Reverse proxies (IP addresses or CIDR prefixes such as `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` / `Forwarded` headers name the client address. None by default:
+    /// headers are never trusted unless the TCP peer is listed. In text form, a
+    /// comma-separated list. Local runner only (on Cloudflare the platform sets
+    /// `CF-Connecting-IP`).
+    trusted_proxies: Vec<String> = Vec::new();
 }
 
 /// The text form of a setting's type: how [`Config::set`] parses it and how
@@ -349,6 +366,14 @@ impl Config {
             return Err(ConfigError(
                 "rate_per_sec must be a positive number".to_owned(),
             ));
+        }
+        if !(self.join_per_sec.is_finite() && self.join_per_sec > 0.0) {
+            return Err(ConfigError(
+                "join_per_sec must be a positive number".to_owned(),
+            ));
+        }
+        if let Err(e) = crate::address::TrustedProxies::parse(&self.trusted_proxies) {
+            return Err(ConfigError(format!("trusted_proxies: {e}")));
         }
         if self.backlog > self.retention || self.resume_max > self.retention {
             return Err(ConfigError(
@@ -720,6 +745,27 @@ mod tests {
         })
         .to_string();
         assert!(worst.len() <= c.max_chat_frame_bytes(), "{}", worst.len());
+    }
+
+    #[test]
+    fn join_refill_must_be_positive_and_proxies_must_be_addresses() {
+        let mut c = Config::default();
+        for bad in ["0", "-1", "inf", "NaN"] {
+            c.set("join_per_sec", bad).unwrap();
+            assert!(
+                c.validate().unwrap_err().0.contains("join_per_sec"),
+                "{bad}"
+            );
+        }
+        let mut c = Config::default();
+        c.set("trusted_proxies", "127.0.0.1, 10.0.0.0/8,::1")
+            .unwrap();
+        c.validate().unwrap();
+        c.set("trusted_proxies", "127.0.0.1,proxy.local").unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().0,
+            "trusted_proxies: \"proxy.local\" is not an IP address or a CIDR prefix like 10.0.0.0/8"
+        );
     }
 
     #[test]

@@ -4,6 +4,9 @@
 
 use std::fmt;
 
+pub use crate::address::{address_key, BadProxy, TrustedProxies};
+pub use crate::log_tag::{log_tag, private_tag};
+
 /// The path prefix of every room endpoint: `/api/room/{room}/websocket`.
 pub const ROOM_PATH_PREFIX: &str = "/api/room/";
 /// The path suffix of the WebSocket endpoint.
@@ -298,6 +301,13 @@ pub const GET_ONLY: Rejection =
 
 /// Any path that is neither a route nor a static file.
 pub const NOT_FOUND: Rejection = Rejection::new(404, "Not found.");
+
+/// An upgrade that would open a room, from an address that has opened too many lately.
+/// Backends add `Retry-After` (seconds) themselves: only they know their window.
+pub const TOO_MANY_ROOM_OPENS: Rejection = Rejection::new(
+    429,
+    "Too many new rooms from your address; try again later.",
+);
 
 /// `GET` here answers the limits a client should check before sending, as JSON
 /// ([`crate::Config::client_limits_json`]), so the page never restates a number.

@@ -76,11 +76,19 @@ pub enum ErrorKind {
     HistoryLimit,
     /// Storage failed while reading a history page.
     HistoryUnavailable,
+    /// The name is empty once invisible characters are removed.
+    NameInvisible,
+    /// Sent before close 1013 "Room is full".
+    RoomFull,
+    /// Sent before close 1013 "Too many connections from your address".
+    TooManySeats,
+    /// Sent before close 1013 "Joining too fast": the address's join bucket is empty.
+    JoiningTooFast,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 41] = [
+    pub const ALL: [ErrorKind; 45] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -122,6 +130,10 @@ impl ErrorKind {
         ErrorKind::HistoryBefore,
         ErrorKind::HistoryLimit,
         ErrorKind::HistoryUnavailable,
+        ErrorKind::NameInvisible,
+        ErrorKind::RoomFull,
+        ErrorKind::TooManySeats,
+        ErrorKind::JoiningTooFast,
     ];
 
     /// A stable snake_case name, for metric labels and log fields (never sent to
@@ -169,6 +181,10 @@ impl ErrorKind {
             ErrorKind::HistoryBefore => "history_before",
             ErrorKind::HistoryLimit => "history_limit",
             ErrorKind::HistoryUnavailable => "history_unavailable",
+            ErrorKind::NameInvisible => "name_invisible",
+            ErrorKind::RoomFull => "room_full",
+            ErrorKind::TooManySeats => "too_many_seats",
+            ErrorKind::JoiningTooFast => "joining_too_fast",
         }
     }
 
@@ -244,6 +260,14 @@ impl ErrorKind {
                 "History \"limit\" must be a whole number from 1 to history_page_max (see GET /api/limits)."
             }
             ErrorKind::HistoryUnavailable => "History could not be read; try again.",
+            ErrorKind::NameInvisible => "Name must contain a visible character.",
+            ErrorKind::RoomFull => "Room is full; try again later.",
+            ErrorKind::TooManySeats => {
+                "Too many connections from your address in this room; close one and try again."
+            }
+            ErrorKind::JoiningTooFast => {
+                "Too many joins from your address; wait a little before reconnecting."
+            }
         }
     }
 }

@@ -14,6 +14,8 @@
 //! What a backend may want to count (rejections, join outcomes, stored messages) the
 //! room reports as typed [`Event`]s to the backend's [`Observer`].
 
+mod address;
+mod address_limits;
 mod client_frame;
 mod close;
 mod config;
@@ -21,7 +23,9 @@ pub mod edge;
 mod error_kind;
 mod history;
 pub mod identity;
+mod log_tag;
 pub mod moderation;
+mod names;
 mod observe;
 mod ratelimit;
 mod retry;

@@ -1,5 +1,6 @@
 //! The room state machine: events in, actions out.
 
+use crate::address_limits::{Addresses, Limit};
 use crate::client_frame::{self, ClientFrame, Hello, Resume};
 use crate::close::Close;
 use crate::config::Config;
@@ -8,12 +9,11 @@ use crate::history;
 use crate::identity::Auth;
 use crate::moderation::history_frame;
 use crate::observe::{Event, JoinOutcome, Observer, Unobserved};
-use crate::ratelimit::Bucket;
 use crate::retry::{self, Retry};
 use crate::server_frame::{Frame, RosterEntry, ServerFrame, True};
 use crate::session::{ConnId, Peer, Session, Version};
 use crate::storage::{Storage, StorageResult, StoredMessage};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
 /// What the backend must do, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,9 +53,8 @@ pub struct Room<S> {
     pub(crate) last_seq: u64,
     last_timestamp: u64,
     pub(crate) sessions: BTreeMap<ConnId, Session>,
-    /// Client addresses with at least one open session. Indexed so that charging a
-    /// token touches only that address's sessions, never the whole room.
-    addresses: HashMap<String, Address>,
+    /// Client addresses with at least one open session: their seats and rate buckets.
+    addresses: Addresses,
     /// Join tokens are verified when set (see [`Room::with_auth`]); identity is off
     /// without it.
     pub(crate) auth: Option<Auth>,
@@ -64,13 +63,6 @@ pub struct Room<S> {
     members: usize,
     /// Told about each [`Event`] (see [`Room::set_observer`]).
     observer: Box<dyn Observer>,
-}
-
-/// The open connections of one client address and their shared rate-limit bucket.
-#[derive(Default)]
-struct Address {
-    conns: BTreeSet<ConnId>,
-    bucket: Option<Bucket>,
 }
 
 impl<S: Storage> Room<S> {
@@ -98,24 +90,14 @@ impl<S: Storage> Room<S> {
             last_seq,
             last_timestamp,
             sessions: BTreeMap::new(),
-            addresses: HashMap::new(),
+            addresses: Addresses::default(),
             auth: None,
             members: 0,
             observer: Box::new(Unobserved),
         };
         for s in sessions {
-            let address = room.addresses.entry(s.addr.clone()).or_default();
-            address.conns.insert(s.id);
-            if let Some(b) = &s.bucket {
-                // All sessions of an address hold the same copy; prefer the newest anyway.
-                if address
-                    .bucket
-                    .as_ref()
-                    .is_none_or(|old| old.updated_ms < b.updated_ms)
-                {
-                    address.bucket = Some(b.clone());
-                }
-            }
+            // The buckets are read from storage when first needed.
+            room.addresses.add(&s.addr, s.id);
             room.members += usize::from(s.is_joined());
             room.sessions.insert(s.id, s);
         }
@@ -201,19 +183,11 @@ impl<S: Storage> Room<S> {
         if self.sessions.len() >= self.config.room_capacity {
             return Err(Close::RoomFull);
         }
-        let mut session = Session::new(conn, peer, now_ms);
-        let storage = &mut self.storage;
-        let address = self
-            .addresses
-            .entry(session.addr.clone())
-            .or_insert_with(|| Address {
-                conns: BTreeSet::new(),
-                // A drained bucket kept when the address's last connection left: reconnecting
-                // must not refill it. A storage failure here only forgives the client.
-                bucket: storage.take_bucket(&session.addr).ok().flatten(),
-            });
-        address.conns.insert(conn);
-        session.bucket = address.bucket.clone();
+        let session = Session::new(conn, peer, now_ms);
+        if self.addresses.seats(&session.addr) >= self.config.seats_per_address {
+            return Err(Close::TooManySeats);
+        }
+        self.addresses.add(&session.addr, conn);
         self.sessions.insert(conn, session);
         Ok(vec![Action::Save { conn }])
     }
@@ -324,6 +298,13 @@ impl<S: Storage> Room<S> {
     }
 
     fn join(&mut self, conn: ConnId, mut hello: Hello, now_ms: u64, out: &mut Vec<Action>) {
+        if !self.take(Limit::Joins, conn, now_ms) {
+            // Refused before anything is sent to anyone (and before a token costs a
+            // signature check): churn costs members nothing.
+            self.send_error(out, conn, ErrorKind::JoiningTooFast);
+            self.close(conn, Close::JoiningTooFast, now_ms, out);
+            return;
+        }
         let verified = match self.admit(&hello, now_ms) {
             Ok(Some((name, verified))) => {
                 // The token's name wins over the hello's.
@@ -465,45 +446,39 @@ impl<S: Storage> Room<S> {
         Ok((frames.collect(), false))
     }
 
+    /// Takes a token from the bucket `limit` of the session's address.
+    fn take(&mut self, limit: Limit, conn: ConnId, now_ms: u64) -> bool {
+        let Some(session) = self.sessions.get(&conn) else {
+            return false;
+        };
+        self.addresses.take(
+            limit,
+            &session.addr,
+            &self.config,
+            &mut self.storage,
+            now_ms,
+        )
+    }
+
     /// Charges one token to the session's address. On refusal, answers the frame and
-    /// closes the session after `rate_strikes` refusals in a row.
+    /// closes the session after `rate_strikes` refusals in a row. Only the sender's
+    /// session is saved, and only when its strikes change: the bucket is the address's,
+    /// written to storage once (see `address_limits`).
     fn take_token(&mut self, conn: ConnId, now_ms: u64, out: &mut Vec<Action>) -> bool {
-        let Some(addr) = self.sessions.get(&conn).map(|s| s.addr.clone()) else {
+        let allowed = self.take(Limit::Frames, conn, now_ms);
+        let Some(session) = self.sessions.get_mut(&conn) else {
             return false;
         };
-        let (burst, rate) = (self.config.rate_burst, self.config.rate_per_sec);
-        let Some(address) = self.addresses.get_mut(&addr) else {
-            return false;
-        };
-        let bucket = address
-            .bucket
-            .get_or_insert_with(|| Bucket::full(burst, now_ms));
-        let allowed = bucket.try_take(burst, rate, now_ms);
-        let snapshot = bucket.clone();
-        // Every session of the address carries the same copy (see Session::bucket).
-        for id in &address.conns {
-            if let Some(s) = self.sessions.get_mut(id) {
-                s.bucket = Some(snapshot.clone());
-                if *id != conn {
-                    out.push(Action::Save { conn: *id });
-                }
-            }
-        }
-        let strikes = match self.sessions.get_mut(&conn) {
-            Some(s) if allowed => {
-                s.strikes = 0;
-                0
-            }
-            Some(s) => {
-                s.strikes += 1;
-                s.strikes
-            }
-            None => 0,
-        };
-        out.push(Action::Save { conn });
         if allowed {
+            if session.strikes != 0 {
+                session.strikes = 0;
+                out.push(Action::Save { conn });
+            }
             return true;
         }
+        session.strikes += 1;
+        let strikes = session.strikes;
+        out.push(Action::Save { conn });
         self.send_error(out, conn, ErrorKind::RateLimited);
         if strikes >= self.config.rate_strikes {
             self.close(conn, Close::Flooding, now_ms, out);
@@ -622,25 +597,8 @@ impl<S: Storage> Room<S> {
                 audience: Audience::Members,
             });
         }
-        let Some(address) = self.addresses.get_mut(&session.addr) else {
-            return;
-        };
-        address.conns.remove(&conn);
-        if address.conns.is_empty() {
-            let bucket = self.addresses.remove(&session.addr).and_then(|a| a.bucket);
-            if let Some(bucket) = bucket {
-                let (burst, rate) = (self.config.rate_burst, self.config.rate_per_sec);
-                // A full bucket is the default; only a drained one needs keeping. Kept
-                // ones that have refilled since go, so the table stays small. Failures
-                // here only forgive a client, so they are not worth an error.
-                if !bucket.is_full_at(burst, rate, now_ms) {
-                    let refilled_before =
-                        now_ms.saturating_sub(Bucket::full_refill_ms(burst, rate));
-                    let _ = self.storage.prune_buckets(refilled_before);
-                    let _ = self.storage.save_bucket(&session.addr, &bucket);
-                }
-            }
-        }
+        self.addresses
+            .remove(&session.addr, conn, &self.config, &mut self.storage, now_ms);
     }
 
     /// `{"error": …}` to one connection, reported as [`Event::Rejected`].

@@ -143,11 +143,21 @@ pub trait Storage {
     ) -> StorageResult<Option<StoredMessage>>;
     /// Deletes every message with seq at or below `seq`.
     fn prune_through(&mut self, seq: u64) -> StorageResult<()>;
-    /// Keeps the rate-limit bucket of a client address whose last connection left, so
-    /// that reconnecting does not refill it.
+    /// Keeps the current state of a rate-limit bucket, by its key (a client address
+    /// key, or `join ` and the address key for the join bucket), so that a rebuilt
+    /// room and a reconnecting address go on from it. Written on every token taken.
     fn save_bucket(&mut self, addr: &str, bucket: &Bucket) -> StorageResult<()>;
     /// Takes (reads and forgets) a kept bucket.
     fn take_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>>;
+    /// Reads a kept bucket and keeps it. The default takes it and saves it back;
+    /// backends override it with a plain read.
+    fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
+        let bucket = self.take_bucket(addr)?;
+        if let Some(b) = &bucket {
+            self.save_bucket(addr, b)?;
+        }
+        Ok(bucket)
+    }
     /// Forgets kept buckets last updated before `before_ms`: they have refilled by now,
     /// and a full bucket is what an unknown address gets anyway.
     fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()>;
@@ -465,6 +475,10 @@ impl Storage for MemoryStorage {
 
     fn take_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
         Ok(self.buckets.remove(addr))
+    }
+
+    fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
+        Ok(self.buckets.get(addr).cloned())
     }
 
     fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()> {

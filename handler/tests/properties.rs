@@ -41,6 +41,11 @@ fn config() -> Config {
         max_frame_bytes: 200,
         max_message_chars: 50,
         hello_timeout_ms: 2000,
+        // Seats and the join bucket are not in this model (tests/abuse.rs checks them):
+        // out of the way here.
+        seats_per_address: 1000,
+        join_burst: 1_000_000,
+        join_per_sec: 1_000_000.0,
         ..Config::default()
     }
 }
@@ -942,13 +947,10 @@ impl Case {
             self.last_seq - self.pruned_through,
             "retained messages"
         );
-        // Drained buckets of addresses with no connection left are kept, no others.
-        let kept = self
-            .buckets
-            .keys()
-            .filter(|addr| !self.conns.values().any(|c| c.addr == **addr))
-            .count();
-        prop_assert_eq!(room.storage().kept_buckets(), kept, "kept buckets");
+        // (Which buckets storage holds is no longer modelled here: since buckets are
+        // stored once per address as they change, rather than kept only when an
+        // address's last connection leaves, `handler/tests/abuse.rs` checks them, and
+        // the rebuild equivalence above shows a rebuilt room charges the same.)
         let mut roster: Vec<String> = self.conns.values().filter_map(|c| c.name.clone()).collect();
         roster.sort();
         for (id, c) in &self.conns {

@@ -207,6 +207,9 @@ impl Storage for Unreadable {
     fn save_bucket(&mut self, a: &str, b: &chat_handler::Bucket) -> StorageResult<()> {
         self.0.save_bucket(a, b)
     }
+    fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<chat_handler::Bucket>> {
+        self.0.load_bucket(addr)
+    }
     fn take_bucket(&mut self, a: &str) -> StorageResult<Option<chat_handler::Bucket>> {
         self.0.take_bucket(a)
     }

@@ -223,11 +223,17 @@ pub(crate) fn flag_name(key: &ConfigKey) -> String {
     key.name().replace('_', "-")
 }
 
-/// The singular of a list key (`allow_origin` for `allow_origins`): its flag alias, one
-/// item per use, as the runner spelled it before flags were generated.
-fn singular(key: &ConfigKey) -> Option<&'static str> {
+/// The singular of a list key (`allow_origin` for `allow_origins`, `trusted_proxy` for
+/// `trusted_proxies`): its flag alias, one item per use, as the runner spelled
+/// `--allow-origin` before flags were generated.
+fn singular(key: &ConfigKey) -> Option<String> {
+    let name = key.name();
     key.is_list()
-        .then(|| key.name().strip_suffix('s'))
+        .then(|| {
+            name.strip_suffix("ies")
+                .map(|stem| format!("{stem}y"))
+                .or_else(|| name.strip_suffix('s').map(str::to_owned))
+        })
         .flatten()
 }
 
@@ -257,7 +263,12 @@ fn limit_arg(key: &ConfigKey) -> Arg {
     let arg = Arg::new(name)
         .long(flag_name(key))
         .env(key.env_var())
-        .value_name(singular(key).unwrap_or(name).to_ascii_uppercase())
+        .value_name(
+            singular(key)
+                .as_deref()
+                .unwrap_or(name)
+                .to_ascii_uppercase(),
+        )
         .value_parser(move |text: &str| -> Result<String, String> {
             Config::default()
                 .set(name, text)

@@ -308,6 +308,9 @@ impl<S: Storage> Storage for Timed<S> {
     fn save_bucket(&mut self, addr: &str, bucket: &Bucket) -> StorageResult<()> {
         self.inner.save_bucket(addr, bucket)
     }
+    fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<chat_handler::Bucket>> {
+        self.inner.load_bucket(addr)
+    }
     fn take_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
         self.inner.take_bucket(addr)
     }

@@ -13,7 +13,7 @@ use crate::link::{frame_bytes, ConnLink, Queued};
 use crate::metrics::Metrics;
 use crate::room_inbox::{Event, Join, RoomHandle};
 use crate::store::StoreFactory;
-use chat_handler::{Action, AuthSecret, Close, Config, ConnId, Room};
+use chat_handler::{Action, AuthSecret, Close, Config, ConnId, Room, ServerFrame};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -250,6 +250,12 @@ impl RoomActor {
             }
             Err(close) => {
                 debug!(room = %self.name, conn = join.conn, ?close, "connection refused");
+                // The reason as an error frame first (see `Close::refusal_error`).
+                if let Some(kind) = close.refusal_error() {
+                    let _ = join
+                        .link
+                        .send(frame_bytes(&ServerFrame::error(kind).encode()));
+                }
                 join.link.close(close);
             }
         }

@@ -240,6 +240,21 @@ impl Storage for SqliteStorage {
         Ok(bucket)
     }
 
+    fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
+        self.conn
+            .prepare_cached(sql::SELECT_BUCKET)
+            .and_then(|mut s| {
+                s.query_row(params![self.room, addr], |r| {
+                    Ok(Bucket {
+                        tokens: r.get("tokens")?,
+                        updated_ms: r.get("updated_ms")?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(storage_error)
+    }
+
     fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()> {
         // Clamping is exact here: no stored time exceeds i64::MAX (save_bucket refuses
         // one), so "before" any larger value still means every bucket.

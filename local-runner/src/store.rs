@@ -207,6 +207,9 @@ impl Storage for Store {
     fn take_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
         self.inner().take_bucket(addr)
     }
+    fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
+        self.inner().load_bucket(addr)
+    }
     fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()> {
         self.inner().prune_buckets(before_ms)
     }

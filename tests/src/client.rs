@@ -36,6 +36,22 @@ pub struct Options {
     /// The source address to connect from (any of 127.0.0.0/8 reaches a server on
     /// 127.0.0.1), so one machine can be several clients for the rate limit.
     pub local_ip: Option<std::net::Ipv4Addr>,
+    /// The local address to connect from (any of 127.0.0.0/8 reaches a loopback
+    /// server), so that one test can be several client addresses.
+    pub bind: Option<std::net::IpAddr>,
+}
+
+impl Options {
+    /// Connect from `ip` (e.g. `127.0.0.2`).
+    pub fn from_address(ip: &str) -> Result<Options> {
+        Ok(Options {
+            bind: Some(
+                ip.parse()
+                    .map_err(|e| Error(format!("bad address {ip:?}: {e}")))?,
+            ),
+            ..Options::default()
+        })
+    }
 }
 
 /// A refused handshake: the HTTP status and body instead of a 101.
@@ -43,6 +59,8 @@ pub struct Options {
 pub struct Refusal {
     pub status: u16,
     pub body: String,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
 }
 
 /// A chat message frame.
@@ -388,7 +406,9 @@ impl Client {
             if let Some(size) = options.recv_buffer {
                 socket.set_recv_buffer_size(size)?;
             }
-            if let Some(ip) = options.local_ip {
+            if let Some(ip) = options.bind {
+                socket.bind(std::net::SocketAddr::new(ip, 0))?;
+            } else if let Some(ip) = options.local_ip {
                 socket.bind((ip, 0).into())?;
             }
             let stream = socket.connect(addr).await?;
@@ -402,7 +422,15 @@ impl Client {
                         .as_deref()
                         .map(|b| String::from_utf8_lossy(b).into_owned())
                         .unwrap_or_default();
-                    Ok(Err(Refusal { status, body }))
+                    let retry_after = resp
+                        .headers()
+                        .get("retry-after")
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                    Ok(Err(Refusal {
+                        status,
+                        body,
+                        retry_after,
+                    }))
                 }
                 Err(e) => Err(Error::from(e)),
             }

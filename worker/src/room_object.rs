@@ -20,27 +20,45 @@
 //! Storage failure: if the room cannot be opened, every socket of the object is closed
 //! with [`Close::Internal`] (as the local runner does), rather than left waiting in a room that can
 //! serve no one.
+//!
+//! Opening a room: an upgrade that finds the object with no room in memory and no
+//! socket (a room nobody is in, about to be read from storage or created) is an open.
+//! Opens are limited per client address by the Workers rate-limiting binding
+//! `ROOM_OPENS` (wrangler.toml); a refused one is answered 429 with `Retry-After`
+//! before any storage is touched. Joining a room that is open costs no limiter call.
+//!
+//! Logs never show a private room's id (the room's secret), only [`edge::log_tag`].
 
 use crate::event_log::{self, LogEvents};
 use crate::{config, random, sql_storage::DoSqlStorage};
 use chat_handler::edge;
 use chat_handler::{
-    Action, Audience, Auth, AuthSecret, Close, Config, ConnId, Frame, Peer, Room, Session,
+    Action, Audience, Auth, AuthSecret, Close, Config, ConnId, Frame, Peer, Room, ServerFrame,
+    Session,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
 use worker::web_sys;
 use worker::{
-    console_error, console_log, durable_object, Date, Env, Request, Response, Result,
+    console_error, console_log, durable_object, Date, Env, RateLimiter, Request, Response, Result,
     ScheduledTime, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
-/// Printed by the constructor, followed by ` id=<64 hex> name=<room name or ->`. The
+/// Printed by the constructor, followed by ` room=<edge::log_tag>`: a named room's name,
+/// or `private:` and 8 hex digits of a hash for a private one, never its id. The
 /// runtime constructs the object again after evicting it (the sockets stay open), so
 /// under `wrangler dev` a second such line for the same room in stdout is how a test sees
 /// that an eviction really happened. Neither workerd nor wrangler logs evictions itself.
 pub const CONSTRUCTED_LOG: &str = "edge-chat: room constructed";
+
+/// The rate-limiting binding that limits room opens per client address (wrangler.toml
+/// `[[ratelimits]]`). Without it, opens are not limited (and the constructor says so).
+const ROOM_OPENS_BINDING: &str = "ROOM_OPENS";
+
+/// The binding's `period` in wrangler.toml, in seconds: its counters are fixed windows
+/// of this length, so a refused open may succeed again at most this long after.
+const ROOM_OPENS_PERIOD_SECS: u32 = 60;
 
 #[wasm_bindgen]
 extern "C" {
@@ -97,23 +115,35 @@ pub struct ChatRoom {
     /// `None` until an event needs the room. Borrowed only inside synchronous code: no
     /// handler awaits while holding it.
     live: RefCell<Option<Live>>,
+    /// The room-open limiter, if the binding is configured.
+    opens: Option<RateLimiter>,
 }
 
 impl worker::DurableObject for ChatRoom {
     fn new(state: State, env: Env) -> Self {
-        // The name is known for rooms addressed by name (validated: [A-Za-z0-9._-]),
-        // so a test can match the line to its room; private rooms log only the id.
+        // The name is known for rooms addressed by name, so a test can match the line
+        // to its room. A private room's object id is its secret (`id_from_string`), and
+        // so is the name of one mapped by name: both appear only as a tag.
         let id = state.id();
         let name = id.name();
-        console_log!(
-            "{CONSTRUCTED_LOG} id={id} name={}",
-            name.as_deref().unwrap_or("-")
-        );
+        let room = match name.clone() {
+            Some(name) => match edge::validate_room(&name) {
+                Ok(room) => edge::log_tag(&room),
+                Err(_) => edge::private_tag(&name),
+            },
+            None => edge::private_tag(&id.to_string()),
+        };
+        console_log!("{CONSTRUCTED_LOG} room={room}");
+        let opens = env.rate_limiter(ROOM_OPENS_BINDING).ok();
+        if opens.is_none() {
+            console_log!("edge-chat: no {ROOM_OPENS_BINDING} binding: room opens are not limited");
+        }
         ChatRoom {
             room_id: name.unwrap_or_else(|| id.to_string()),
             state,
             config: config::load_with_secret(&env),
             live: RefCell::new(None),
+            opens,
         }
     }
 
@@ -129,6 +159,9 @@ impl worker::DurableObject for ChatRoom {
             .flatten()
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| "unknown".to_owned());
+        if let Some(refusal) = self.refuse_open(&addr).await {
+            return refusal;
+        }
         let pair = WebSocketPair::new()?;
         let alarm = self.connected(pair.server, addr)?;
         self.update_alarm(alarm).await;
@@ -203,8 +236,12 @@ impl ChatRoom {
                         // A close on a hibernatable socket before this response is
                         // returned never reaches the client (seen in workerd), while a
                         // plainly accepted one delivers it; the socket needs no
-                        // hibernation, and the room does not keep it.
+                        // hibernation, and the room does not keep it. The reason goes
+                        // first as an error frame (`Close::refusal_error`).
                         server.accept()?;
+                        if let Some(kind) = close.refusal_error() {
+                            let _ = server.send_with_str(&*ServerFrame::error(kind).encode());
+                        }
                         close_socket(&server, close);
                         None
                     }
@@ -353,6 +390,36 @@ impl ChatRoom {
         for ws in self.state.get_websockets() {
             if attachment(&ws).is_some() {
                 close_internal(&ws);
+            }
+        }
+    }
+
+    /// 429 with `Retry-After` if this upgrade opens the room (see the module comment) and
+    /// `addr` has used up its opens; `None` lets it through. A limiter that fails lets
+    /// it through too: refusing everyone because the limiter is down would be worse.
+    async fn refuse_open(&self, addr: &str) -> Option<Result<Response>> {
+        let limiter = self.opens.as_ref()?;
+        let opening = self.live.borrow().is_none() && self.state.get_websockets().is_empty();
+        if !opening {
+            return None;
+        }
+        match limiter.limit(edge::address_key(addr)).await {
+            Ok(outcome) if !outcome.success => {
+                let refusal = edge::TOO_MANY_ROOM_OPENS;
+                let retry_after = ROOM_OPENS_PERIOD_SECS.to_string();
+                Some(
+                    Response::error(refusal.reason, refusal.status).and_then(|mut r| {
+                        r.headers_mut().set("Retry-After", &retry_after)?;
+                        r.headers_mut()
+                            .set("Content-Type", "text/plain; charset=utf-8")?;
+                        Ok(r)
+                    }),
+                )
+            }
+            Ok(_) => None,
+            Err(e) => {
+                console_error!("edge-chat: room-open limiter failed: {e}");
+                None
             }
         }
     }

@@ -47,6 +47,8 @@ pub enum Group {
     Identity,
     /// Signed identity on and required, with a tiny rate limit (no refill to speak of).
     Signed,
+    /// A tiny join bucket (no refill to speak of), for join/quit churn.
+    Churn,
 }
 
 /// Limits of the `Fast` group, used by its scenarios to compute expectations.
@@ -78,6 +80,11 @@ pub mod identity {
     pub const MAX_RESTRICTED_USERS: usize = 2;
     /// `rate_burst` of the `Signed` group.
     pub const SIGNED_RATE_BURST: usize = 3;
+}
+
+/// Limits of the `Churn` group.
+pub mod churn {
+    pub const JOIN_BURST: usize = 3;
 }
 
 /// Limits of the `Tight` group.
@@ -151,6 +158,11 @@ impl Group {
                 ("rate_per_sec", "0.001"),
             ])
             .with_secret(identity::SECRET),
+            Group::Churn => InstanceSpec::with(&[
+                ("join_burst", &churn::JOIN_BURST.to_string()),
+                // One token per 1000 s: nothing refills during a test.
+                ("join_per_sec", "0.001"),
+            ]),
         }
     }
 
@@ -180,6 +192,7 @@ impl Group {
             Group::Tight => "tight",
             Group::Identity => "identity",
             Group::Signed => "signed",
+            Group::Churn => "churn",
         }
     }
 }
@@ -436,6 +449,7 @@ mod tests {
             Group::Tight,
             Group::Identity,
             Group::Signed,
+            Group::Churn,
         ] {
             if let Err(e) = group.config() {
                 panic!("{e}");

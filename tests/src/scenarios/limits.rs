@@ -201,8 +201,8 @@ pub async fn rate_limit_buckets_are_separate_per_address(ctx: Ctx) -> Result<()>
     b.close().await
 }
 
-/// Strict group (capacity 3): connections, named or not, count; the next one is
-/// closed with 1013 "Room is full"; a freed place can be taken again.
+/// Strict group (capacity 3): connections, named or not, count; the next one gets
+/// an error and is closed with 1013 "Room is full"; a freed place can be taken again.
 pub async fn room_full_closes_1013(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("full");
@@ -219,12 +219,17 @@ pub async fn room_full_closes_1013(ctx: Ctx) -> Result<()> {
         e = first.next_event() => (e?, false),
         e = second.next_event() => (e?, true),
     };
-    let unnamed = if second_refused { first } else { second };
+    let (mut over, unnamed) = if second_refused {
+        (second, first)
+    } else {
+        (first, second)
+    };
     ensure_eq!(
         refused,
-        Event::Close(Some((1013, "Room is full".to_string()))),
+        Event::Frame(Frame::Error("Room is full; try again later.".to_string())),
         "the connection one over the capacity"
     );
+    over.expect_close(1013, Some("Room is full")).await?;
     // The refused connection never joined: nobody hears of it.
     a.expect_silence(SILENCE).await?;
 
@@ -236,6 +241,7 @@ pub async fn room_full_closes_1013(ctx: Ctx) -> Result<()> {
 
     // Full again: the unnamed socket still holds a place.
     let mut over = Client::connect(&base, &room, "one too many again").await?;
+    over.expect_error("Room is full; try again later.").await?;
     over.expect_close(1013, Some("Room is full")).await?;
     unnamed.close().await?;
     c.close().await?;

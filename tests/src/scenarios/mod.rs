@@ -1,6 +1,7 @@
 //! The scenarios. Each runs on every selected backend it applies to (its `backends`);
 //! each uses rooms of its own. A scenario's name is its function's name.
 
+mod abuse;
 mod api_limits;
 mod chat;
 mod errors;
@@ -245,6 +246,23 @@ pub fn all() -> Vec<Scenario> {
         scenario!(
             Signed,
             moderation::a_refused_moderator_frame_costs_a_rate_limit_token
+        ),
+        scenario!(
+            Default,
+            abuse::twenty_first_socket_from_one_address_is_refused_1013
+        ),
+        scenario!(
+            Churn,
+            abuse::join_quit_churn_costs_members_at_most_the_join_burst
+        ),
+        scenario!(Default, abuse::invisible_names_are_refused_1008),
+        scenario!(Default, abuse::private_room_ids_stay_out_of_the_logs),
+        // Room opens on the local runner are limited by the runner itself (its own
+        // scenario); on Cloudflare by the Workers rate-limiting binding.
+        scenario!(
+            Default,
+            abuse::opening_rooms_too_fast_is_refused_429,
+            only = &[Wrangler]
         ),
     ]
 }
