@@ -274,12 +274,20 @@ import { EdgeChat } from './edge-chat.js';
     return mark;
   }
 
+  function setDeleteLabel(b, armed) {
+    b.dataset.armed = String(armed);
+    b.textContent = armed ? 'Confirm delete' : 'Delete';
+    b.setAttribute('aria-label', armed
+      ? `Confirm: delete the message from ${b.dataset.name} for everyone`
+      : `Delete message from ${b.dataset.name}`);
+  }
+
   function deleteButton(m) {
     const b = document.createElement('button');
     b.type = 'button';
     b.className = 'link-btn delete-btn';
-    b.textContent = 'Delete';
-    b.setAttribute('aria-label', `Delete message from ${m.name}`);
+    b.dataset.name = m.name;
+    setDeleteLabel(b, false);
     return b;
   }
 
@@ -598,25 +606,21 @@ import { EdgeChat } from './edge-chat.js';
     const c = chat;
     if (!c || !Number.isSafeInteger(seq)) return;
     if (b.dataset.armed !== 'true') {
-      b.dataset.armed = 'true';
-      b.textContent = 'Confirm delete';
+      setDeleteLabel(b, true);
       setTimeout(() => {
-        if (b.dataset.armed === 'true' && !b.disabled) {
-          b.dataset.armed = 'false';
-          b.textContent = 'Delete';
-        }
+        if (b.dataset.armed === 'true' && !b.disabled) setDeleteLabel(b, false);
       }, CONFIRM_MS);
       return;
     }
     b.disabled = true;
     b.textContent = 'Deleting…';
+    b.setAttribute('aria-label', `Deleting the message from ${b.dataset.name}`);
     // The message goes when `deleted` comes, in every tab alike.
     c.deleteMessage(seq).catch((err) => {
       if (c !== chat) return;
       showNotice(err.message);
       b.disabled = false;
-      b.dataset.armed = 'false';
-      b.textContent = 'Delete';
+      setDeleteLabel(b, false);
     });
   });
 

@@ -107,6 +107,9 @@ export interface EdgeChatOptions {
   stableMs?: number;
   /** No `ready` this long after connecting: reconnect, ms (15,000). */
   joinTimeoutMs?: number;
+  /** After an error answers a moderator frame or its fence, how long to wait for a
+   * second answer, ms (2,000): with one the frame was refused, without, taken. */
+  fenceWaitMs?: number;
   /** For tests: time. */
   clock?: {
     now(): number;
@@ -122,6 +125,7 @@ export declare const DEFAULTS: Readonly<{
   backoffMaxMs: number;
   stableMs: number;
   joinTimeoutMs: number;
+  fenceWaitMs: number;
 }>;
 
 /** Close codes after which the module does not reconnect (1008, 4001). */

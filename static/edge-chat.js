@@ -31,6 +31,9 @@ export const DEFAULTS = Object.freeze({
   stableMs: 10_000,
   // Hello sent but no `ready` by then: give up on the socket and reconnect.
   joinTimeoutMs: 15_000,
+  // After an error answers a moderator frame or its fence, how long to wait for a second
+  // answer (see #onError). The server sends both answers back to back.
+  fenceWaitMs: 2_000,
 });
 
 /** Close codes after which reconnecting cannot help: policy (bad hello, flooding, bad
@@ -57,8 +60,6 @@ export class ClosedError extends Error {
 
 const OPEN = 1; // WebSocket.OPEN, the same for browsers and the `ws` package
 const JOIN_TIMEOUT_CODE = 4000; // our own, never sent by a server
-// The sentence of a frame refused by the rate limit: any frame may get it.
-const RATE_LIMITED = 'Rate limited; slow down.';
 // What follows each moderator frame: a request for the page of messages before seq 0,
 // which is always answered (`{"history": [], "before": 0, "more": false}`, or an error),
 // and whose answer tells that the moderator frame before it has had its own (see
@@ -125,10 +126,9 @@ export class EdgeChat extends EventTarget {
   #moderations = [];
   #order = 0;
   // While a moderator frame and its fence are unanswered on the current socket:
-  // { mod: the request, until its answer is known, else null }. Nothing else is sent then.
+  // { mod: the request, error: the first error sentence since, timer: see #onError }.
+  // Nothing else is sent then.
   #fence = null;
-  // A fence's answer may still come although the module has moved on (see #onError).
-  #stray = false;
 
   /**
    * @param {object} options
@@ -285,7 +285,6 @@ export class EdgeChat extends EventTarget {
     this.#held = [];
     this.#inflight = [];
     this.#fence = null;
-    this.#stray = false;
     this.#lastError = '';
     this.#setState(this.#everLive || this.#attempt > 0 ? 'reconnecting' : 'connecting');
     ws.onopen = () => {
@@ -348,11 +347,7 @@ export class EdgeChat extends EventTarget {
       if (entry) {
         this.#outbox.delete(f.cid);
         const i = this.#inflight.findIndex((r) => r.cid === f.cid);
-        if (i >= 0) {
-          this.#stray = false; // an answer on this socket: a fence's would have come first
-          this.#passed(i);
-          this.#inflight.shift();
-        }
+        if (i >= 0) this.#inflight.splice(i, 1);
         entry.resolve(f);
         if (this.#state === 'live') this.#pump();
       }
@@ -364,21 +359,16 @@ export class EdgeChat extends EventTarget {
   }
 
   #onHistory(f) {
-    if (this.#fence) {
-      // The fence's page (nothing else is in flight): the moderator frame before it got
-      // no error, so the server took it.
-      if (this.#fence.mod) this.#fence.mod.resolve();
-      this.#endFence();
+    const fence = this.#fence;
+    if (fence) {
+      // The fence's page (nothing else is in flight): an error before it was the
+      // moderator frame's refusal; no error, and the frame was taken.
+      this.#endFence(fence.error);
       return;
-    }
-    if (this.#stray) {
-      this.#stray = false;
-      if (f.before === 0 && f.history.length === 0) return; // the late fence's page
     }
     const i = this.#inflight.findIndex((r) => r.history);
     if (i < 0) return;
-    this.#passed(i);
-    const [{ history: entry }] = this.#inflight.splice(0, 1);
+    const [{ history: entry }] = this.#inflight.splice(i, 1);
     this.#dropHistory(entry);
     entry.resolve({
       messages: f.history.filter(isChatFrame),
@@ -394,28 +384,22 @@ export class EdgeChat extends EventTarget {
     if (this.#joining) return; // the hello was refused: the close follows
     const fence = this.#fence;
     if (fence) {
-      // Nothing else is in flight: this answers the moderator frame (its refusal comes
-      // before the fence's answer), or, once that is known, the fence.
-      if (!fence.mod) {
-        this.#endFence();
-        return;
-      }
-      fence.mod.reject(new RefusedError(sentence));
-      fence.mod = null;
-      if (sentence === RATE_LIMITED) {
-        // Either the moderator frame was rate limited, and the fence's answer follows,
-        // or it was taken and this is the fence's answer (the frame used the last
-        // token). The two cannot be told apart, and waiting for an answer that may never
-        // come would stall the chat: go on, and take a fence-like answer that comes
-        // next (a rate limit, or the empty page) as the fence's.
-        this.#stray = true;
-        this.#endFence();
+      // Nothing else is in flight: this answers the moderator frame or the fence.
+      if (fence.error !== null) {
+        // The second answer, so the fence's: the first error was the frame's refusal.
+        this.#endFence(fence.error);
+      } else {
+        // The frame's refusal, and the fence's answer follows at once; or the frame was
+        // taken, and this is the fence's refusal (the rate limit, when the frame took
+        // the last token). Only a second answer can tell: wait a little for one.
+        fence.error = sentence;
+        fence.timer = this.#clock.setTimeout(() => {
+          if (this.#fence !== fence) return;
+          fence.error = null; // no second answer: the error was the fence's
+          this.#endFence(null);
+        }, this.#opts.fenceWaitMs);
       }
       return;
-    }
-    if (this.#stray) {
-      this.#stray = false;
-      if (sentence === RATE_LIMITED) return; // the late fence's answer
     }
     // The oldest unanswered frame is the one refused.
     const req = this.#inflight.shift();
@@ -432,17 +416,6 @@ export class EdgeChat extends EventTarget {
       }
     }
     this.#pump();
-  }
-
-  /** Frames before #inflight[i] have been answered, since answers come in order, yet the
-   * module did not recognise their answers: only possible when it took an answer for a
-   * late fence's (see #onError). Each is sent again, a send with its cid, so a send is
-   * still stored once. */
-  #passed(i) {
-    for (const r of this.#inflight.splice(0, i)) {
-      const entry = r.history || this.#outbox.get(r.cid);
-      if (entry) entry.socket = null;
-    }
   }
 
   #onReady(f) {
@@ -510,8 +483,10 @@ export class EdgeChat extends EventTarget {
     // whether the server took it (a deletion it made comes back in the resume).
     const fence = this.#fence;
     this.#fence = null;
-    this.#stray = false;
-    if (fence && fence.mod) fence.mod.reject(new ClosedError(UNANSWERED, code));
+    if (fence) {
+      this.#clock.clearTimeout(fence.timer);
+      fence.mod.reject(new ClosedError(UNANSWERED, code));
+    }
     const stable = this.#liveSince !== null && this.#clock.now() - this.#liveSince >= this.#opts.stableMs;
     this.#liveSince = null;
     if (this.#closed) return;
@@ -569,9 +544,9 @@ export class EdgeChat extends EventTarget {
   // A moderator frame gets an answer only when it is refused, so a silence cannot tell
   // "taken" from "answer not here yet". It therefore goes out alone (every earlier
   // frame answered, nothing else sent until it settles), followed by the fence, whose
-  // answer always comes. Answers come in order, so an error before the fence's page is
-  // the moderator frame's refusal, and the page without one means it was taken. The one
-  // ambiguity, a rate-limit error, is handled in #onError.
+  // answer always comes. Answers come in order: the fence's page alone means the frame
+  // was taken; an error then the fence's answer, that it was refused; a single error
+  // (the fence's own refusal) that it was taken, see #onError.
   #transmitModeration(entry) {
     const ws = this.#ws;
     try {
@@ -580,12 +555,17 @@ export class EdgeChat extends EventTarget {
       return; // closing: it waits for the next connection
     }
     this.#moderations.shift();
-    this.#fence = { mod: entry };
+    this.#fence = { mod: entry, error: null, timer: null };
     try { ws.send(FENCE); } catch { /* closing: the close settles the request */ }
   }
 
-  #endFence() {
+  /** The fence is answered: the moderator frame was taken, or refused with the
+   * sentence `refusal`. Then what waited goes out. */
+  #endFence(refusal) {
+    const fence = this.#fence;
     this.#fence = null;
+    this.#clock.clearTimeout(fence.timer);
+    if (refusal === null) fence.mod.resolve(); else fence.mod.reject(new RefusedError(refusal));
     this.#pump();
   }
 
@@ -623,7 +603,10 @@ export class EdgeChat extends EventTarget {
     this.#outbox.clear();
     const histories = this.#histories.splice(0);
     const moderations = this.#moderations.splice(0);
-    if (this.#fence && this.#fence.mod) moderations.unshift(this.#fence.mod);
+    if (this.#fence) {
+      this.#clock.clearTimeout(this.#fence.timer);
+      moderations.unshift(this.#fence.mod);
+    }
     this.#fence = null;
     this.#inflight = [];
     for (const e of sends) e.reject(err);

@@ -486,11 +486,11 @@ test('moderation: a refusal rejects it with the sentence, and reaches no send', 
   const send = track(chat.send('x'));
   assert.deepEqual(sockets[0].frames, [{ kick: { user: 'u9', secs: 300 } }, FENCE]);
   sockets[0].receive({ error: 'Only moderators may delete, kick or mute.' });
+  assert.equal(sockets[0].frames.length, 2, 'nothing more until the fence is answered');
+  sockets[0].receive(FENCE_PAGE);
   const err = (await settled(kick)).error;
   assert.ok(err instanceof RefusedError);
   assert.equal(err.message, 'Only moderators may delete, kick or mute.');
-  assert.equal(sockets[0].frames.length, 2, 'nothing more until the fence is answered');
-  sockets[0].receive(FENCE_PAGE);
   assert.deepEqual(sockets[0].frames.slice(2), [{ mute: { user: 'u9', secs: 0 } }, FENCE], 'the next one, alone');
   // Refused, and its fence refused too (the rate limit): both errors stay with it.
   sockets[0].receive({ error: '"secs" is longer than this server allows.' });
@@ -503,42 +503,55 @@ test('moderation: a refusal rejects it with the sentence, and reaches no send', 
   assert.equal(chat.pending, 0);
 });
 
-test('moderation: a rate-limited frame rejects, and no answer goes astray', async () => {
-  // The frame and its fence both rate limited: two errors.
-  {
-    const { chat, sockets } = await setup();
+test('moderation: after an error, a second answer says refused, none says taken', async () => {
+  // The frame refused (here by the rate limit): its fence's answer follows at once.
+  for (const fenceAnswer of [{ error: RATE_LIMITED }, FENCE_PAGE]) {
+    const { chat, sockets, clock } = await setup();
     serveJoin(sockets[0]);
     const del = track(chat.deleteMessage(4));
     const send = track(chat.send('y'));
     sockets[0].receive({ error: RATE_LIMITED });
+    assert.equal((await settled(del)).state, 'pending', 'one error does not tell yet');
+    assert.equal(sockets[0].frames.length, 2, 'and nothing more is sent meanwhile');
+    sockets[0].receive(fenceAnswer);
     assert.equal((await settled(del)).error.message, RATE_LIMITED);
     const y = sockets[0].frames[2];
-    assert.equal(y.message, 'y', 'the chat goes on at once');
-    sockets[0].receive({ error: RATE_LIMITED }); // the fence's
+    assert.equal(y.message, 'y');
     sockets[0].receive(echo(y, 1));
-    assert.equal((await settled(send)).value.seq, 1, 'the fence error was not taken for the send');
+    assert.equal((await settled(send)).value.seq, 1, 'the fence answer was not taken for the send');
+    clock.advance(DEFAULTS.fenceWaitMs);
+    assert.equal((await settled(del)).error.message, RATE_LIMITED, 'settled once');
   }
-  // The frame taken with the last token, its fence rate limited: one error, and the
-  // fence-like error that follows is the send's. It is taken for the fence's, so the
-  // send is sent again (same cid) once a later answer shows its turn has passed.
-  {
-    const { chat, sockets } = await setup();
+  // The frame taken, its fence refused (it took the last token; or history could not be
+  // read): one error only, the fence's.
+  for (const fenceError of [RATE_LIMITED, 'History could not be read; try again.']) {
+    const { chat, sockets, clock } = await setup();
     serveJoin(sockets[0]);
     const mute = track(chat.mute('u9', 60));
     const send = track(chat.send('z'));
-    sockets[0].receive({ error: RATE_LIMITED });
-    assert.equal((await settled(mute)).error.message, RATE_LIMITED);
+    sockets[0].receive({ error: fenceError });
+    clock.advance(DEFAULTS.fenceWaitMs - 1);
+    assert.equal((await settled(mute)).state, 'pending');
+    assert.equal(sockets[0].frames.length, 2);
+    clock.advance(1);
+    assert.equal((await settled(mute)).state, 'resolved', 'taken');
     const z = sockets[0].frames[2];
-    sockets[0].receive({ error: RATE_LIMITED }); // z's, in truth
-    assert.equal((await settled(send)).state, 'pending');
-    const later = track(chat.send('later'));
-    const l = sockets[0].frames[3];
-    sockets[0].receive(echo(l, 1));
-    assert.equal((await settled(later)).value.seq, 1);
-    assert.deepEqual(sockets[0].frames[4], z, 'z again, with its cid');
-    sockets[0].receive(echo(z, 2));
-    assert.equal((await settled(send)).value.seq, 2);
+    assert.equal(z.message, 'z');
+    sockets[0].receive({ error: RATE_LIMITED }); // z's own
+    assert.equal((await settled(send)).error.message, RATE_LIMITED);
     assert.equal(chat.pending, 0);
+  }
+  // The connection closes while it waits: unknown, so a ClosedError, and no late verdict.
+  {
+    const { chat, sockets, clock } = await setup();
+    serveJoin(sockets[0]);
+    const kick = track(chat.kick('u9'));
+    sockets[0].receive({ error: RATE_LIMITED });
+    sockets[0].drop(1006);
+    clock.advance(DEFAULTS.fenceWaitMs);
+    const t = await settled(kick);
+    assert.ok(t.error instanceof ClosedError);
+    chat.close();
   }
 });
 
