@@ -107,6 +107,9 @@ export interface EdgeChatOptions {
   stableMs?: number;
   /** No `ready` this long after connecting: reconnect, ms (15,000). */
   joinTimeoutMs?: number;
+  /** After an error answers a moderator frame or its fence, how long to wait for a
+   * second answer, ms (2,000): with one the frame was refused, without, taken. */
+  fenceWaitMs?: number;
   /** For tests: time. */
   clock?: {
     now(): number;
@@ -122,6 +125,7 @@ export declare const DEFAULTS: Readonly<{
   backoffMaxMs: number;
   stableMs: number;
   joinTimeoutMs: number;
+  fenceWaitMs: number;
 }>;
 
 /** Close codes after which the module does not reconnect (1008, 4001). */
@@ -157,6 +161,17 @@ export declare class EdgeChat extends EventTarget {
   send(text: string): Promise<ChatMessage>;
   /** A page of up to `limit` messages older than `beforeSeq` (newest when omitted). */
   history(beforeSeq?: number | null, limit?: number | null): Promise<HistoryPage>;
+  /** Moderators: deletes message `seq` for everyone (`{"delete": seq}`). Resolves once
+   * the server has taken it; rejects with RefusedError (the server's sentence), or with
+   * ClosedError if the connection closes first (it may or may not have been taken; a
+   * deletion comes back as a `deleted` event on resume). Never sent twice. */
+  deleteMessage(seq: number): Promise<void>;
+  /** Moderators: closes the sessions of verified user `user` (4001 "Kicked") and refuses
+   * its joins for `secs` seconds (default 0). Settles like deleteMessage. */
+  kick(user: string, secs?: number): Promise<void>;
+  /** Moderators: refuses the messages of verified user `user` for `secs` seconds; 0
+   * unmutes. Settles like deleteMessage. */
+  mute(user: string, secs: number): Promise<void>;
   /** Skips the rest of the current reconnect delay. */
   reconnect(): void;
   /** Leaves for good: closes with 1000 and rejects what is unsettled. */

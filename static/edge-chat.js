@@ -18,6 +18,9 @@
 // - Reconnects use full-jitter exponential backoff (at most 10 s), which only returns to
 //   its shortest once a connection has stayed up a while, and stop for good on a close
 //   that retrying cannot fix (1008 policy, 4001 kicked).
+// - Moderators' `deleteMessage`, `kick` and `mute` settle exactly too, although the server
+//   answers them only when it refuses them: each goes out alone, followed by a fence (see
+//   #transmitModeration).
 
 /** Defaults of the tunable options (see the constructor). */
 export const DEFAULTS = Object.freeze({
@@ -28,6 +31,9 @@ export const DEFAULTS = Object.freeze({
   stableMs: 10_000,
   // Hello sent but no `ready` by then: give up on the socket and reconnect.
   joinTimeoutMs: 15_000,
+  // After an error answers a moderator frame or its fence, how long to wait for a second
+  // answer (see #onError). The server sends both answers back to back.
+  fenceWaitMs: 2_000,
 });
 
 /** Close codes after which reconnecting cannot help: policy (bad hello, flooding, bad
@@ -54,6 +60,12 @@ export class ClosedError extends Error {
 
 const OPEN = 1; // WebSocket.OPEN, the same for browsers and the `ws` package
 const JOIN_TIMEOUT_CODE = 4000; // our own, never sent by a server
+// What follows each moderator frame: a request for the page of messages before seq 0,
+// which is always answered (`{"history": [], "before": 0, "more": false}`, or an error),
+// and whose answer tells that the moderator frame before it has had its own (see
+// #transmitModeration).
+const FENCE = JSON.stringify({ history: { before: 0, limit: 1 } });
+const UNANSWERED = 'The connection closed before the server answered; the action may or may not have been taken.';
 
 function isChatFrame(f) {
   return f !== null && typeof f === 'object' && typeof f.message === 'string'
@@ -106,7 +118,17 @@ export class EdgeChat extends EventTarget {
   #histories = [];
   // Frames sent on the current socket and not yet answered, in order: the server answers
   // each frame after the hello exactly once, in order (an echo, a page, or an error).
+  // Moderator frames are the exception (answered only when refused), so they are not
+  // in it: see #fence.
   #inflight = [];
+  // Moderator requests not sent yet, in order. Sends and history requests made after
+  // the first of them wait for it (each request has an `order`, in the order made).
+  #moderations = [];
+  #order = 0;
+  // While a moderator frame and its fence are unanswered on the current socket:
+  // { mod: the request, error: the first error sentence since, timer: see #onError }.
+  // Nothing else is sent then.
+  #fence = null;
 
   /**
    * @param {object} options
@@ -164,7 +186,9 @@ export class EdgeChat extends EventTarget {
   send(text) {
     if (this.#closed) return Promise.reject(new ClosedError('The chat is closed.', 1000));
     return new Promise((resolve, reject) => {
-      const entry = { cid: newCid(), text: String(text), resolve, reject, socket: null };
+      const entry = {
+        cid: newCid(), text: String(text), resolve, reject, socket: null, order: ++this.#order,
+      };
       this.#outbox.set(entry.cid, entry);
       if (this.#state === 'live') this.#transmitSend(entry);
     });
@@ -184,9 +208,41 @@ export class EdgeChat extends EventTarget {
     if (beforeSeq !== undefined && beforeSeq !== null) request.before = beforeSeq;
     if (limit !== undefined && limit !== null) request.limit = limit;
     return new Promise((resolve, reject) => {
-      const entry = { request, resolve, reject, socket: null };
+      const entry = { request, resolve, reject, socket: null, order: ++this.#order };
       this.#histories.push(entry);
       if (this.#state === 'live') this.#transmitHistory(entry);
+    });
+  }
+
+  /**
+   * Moderators (a token with `role: moderator`): deletes message `seq` for everyone.
+   * Resolves once the server has taken it (every v2 session, this one included, gets a
+   * `deleted` event); rejects with a RefusedError carrying the server's sentence if it
+   * is refused, or a ClosedError if the connection closes before the answer (the
+   * deletion may or may not have been made then: a resume brings its `deleted`).
+   * Waits for a live connection, and goes out after the sends made before it.
+   */
+  deleteMessage(seq) {
+    return this.#moderate({ delete: seq });
+  }
+
+  /** Moderators: closes every session of verified user `user` in the room (4001) and
+   * refuses its joins for `secs` seconds (0: none). Settles like deleteMessage. */
+  kick(user, secs = 0) {
+    return this.#moderate({ kick: { user, secs } });
+  }
+
+  /** Moderators: refuses the messages of verified user `user` for `secs` seconds; 0
+   * unmutes. Settles like deleteMessage. */
+  mute(user, secs) {
+    return this.#moderate({ mute: { user, secs } });
+  }
+
+  #moderate(frame) {
+    if (this.#closed) return Promise.reject(new ClosedError('The chat is closed.', 1000));
+    return new Promise((resolve, reject) => {
+      this.#moderations.push({ text: JSON.stringify(frame), resolve, reject, order: ++this.#order });
+      if (this.#state === 'live') this.#pump();
     });
   }
 
@@ -228,6 +284,7 @@ export class EdgeChat extends EventTarget {
     this.#joining = true;
     this.#held = [];
     this.#inflight = [];
+    this.#fence = null;
     this.#lastError = '';
     this.#setState(this.#everLive || this.#attempt > 0 ? 'reconnecting' : 'connecting');
     ws.onopen = () => {
@@ -292,6 +349,7 @@ export class EdgeChat extends EventTarget {
         const i = this.#inflight.findIndex((r) => r.cid === f.cid);
         if (i >= 0) this.#inflight.splice(i, 1);
         entry.resolve(f);
+        if (this.#state === 'live') this.#pump();
       }
     }
     if (f.seq > this.#lastSeq) {
@@ -301,6 +359,13 @@ export class EdgeChat extends EventTarget {
   }
 
   #onHistory(f) {
+    const fence = this.#fence;
+    if (fence) {
+      // The fence's page (nothing else is in flight): an error before it was the
+      // moderator frame's refusal; no error, and the frame was taken.
+      this.#endFence(fence.error);
+      return;
+    }
     const i = this.#inflight.findIndex((r) => r.history);
     if (i < 0) return;
     const [{ history: entry }] = this.#inflight.splice(i, 1);
@@ -310,12 +375,32 @@ export class EdgeChat extends EventTarget {
       more: f.more === true,
       before: f.before,
     });
+    this.#pump();
   }
 
   #onError(sentence) {
     this.#lastError = sentence;
     this.#emit('error', { message: sentence });
     if (this.#joining) return; // the hello was refused: the close follows
+    const fence = this.#fence;
+    if (fence) {
+      // Nothing else is in flight: this answers the moderator frame or the fence.
+      if (fence.error !== null) {
+        // The second answer, so the fence's: the first error was the frame's refusal.
+        this.#endFence(fence.error);
+      } else {
+        // The frame's refusal, and the fence's answer follows at once; or the frame was
+        // taken, and this is the fence's refusal (the rate limit, when the frame took
+        // the last token). Only a second answer can tell: wait a little for one.
+        fence.error = sentence;
+        fence.timer = this.#clock.setTimeout(() => {
+          if (this.#fence !== fence) return;
+          fence.error = null; // no second answer: the error was the fence's
+          this.#endFence(null);
+        }, this.#opts.fenceWaitMs);
+      }
+      return;
+    }
     // The oldest unanswered frame is the one refused.
     const req = this.#inflight.shift();
     if (!req) return;
@@ -330,6 +415,7 @@ export class EdgeChat extends EventTarget {
         entry.reject(err);
       }
     }
+    this.#pump();
   }
 
   #onReady(f) {
@@ -365,12 +451,7 @@ export class EdgeChat extends EventTarget {
     });
     for (const m of held) this.#accept(m);
     // Whatever the backlog did not settle goes out again, in order, with its cid.
-    for (const entry of this.#outbox.values()) {
-      if (entry.socket !== this.#ws) this.#transmitSend(entry);
-    }
-    for (const entry of this.#histories) {
-      if (entry.socket !== this.#ws) this.#transmitHistory(entry);
-    }
+    this.#pump();
     this.#setState('live');
   }
 
@@ -398,6 +479,14 @@ export class EdgeChat extends EventTarget {
     }
     for (const entry of this.#outbox.values()) if (entry.socket === ws) entry.socket = null;
     for (const entry of this.#histories) if (entry.socket === ws) entry.socket = null;
+    // A moderator frame is not sent again on the next connection: the module cannot know
+    // whether the server took it (a deletion it made comes back in the resume).
+    const fence = this.#fence;
+    this.#fence = null;
+    if (fence) {
+      this.#clock.clearTimeout(fence.timer);
+      fence.mod.reject(new ClosedError(UNANSWERED, code));
+    }
     const stable = this.#liveSince !== null && this.#clock.now() - this.#liveSince >= this.#opts.stableMs;
     this.#liveSince = null;
     if (this.#closed) return;
@@ -427,9 +516,62 @@ export class EdgeChat extends EventTarget {
 
   // ---- helpers -------------------------------------------------------------------
 
+  /** Sends what waits, in the order it was asked for: the sends and history requests
+   * not sent on this socket, up to the first moderator request, which goes out once
+   * every frame before it has been answered. */
+  #pump() {
+    const ws = this.#ws;
+    if (!ws || this.#joining || ws.readyState !== OPEN || this.#fence) return;
+    const next = this.#moderations[0];
+    const due = [];
+    for (const entry of this.#outbox.values()) if (entry.socket !== ws) due.push(entry);
+    for (const entry of this.#histories) if (entry.socket !== ws) due.push(entry);
+    due.sort((a, b) => a.order - b.order);
+    for (const entry of due) {
+      if (next && entry.order > next.order) break;
+      if (entry.request) this.#transmitHistory(entry); else this.#transmitSend(entry);
+    }
+    if (next && this.#inflight.length === 0) this.#transmitModeration(next);
+  }
+
+  /** Whether a send or history request must wait: a moderator request made before it
+   * has not been answered yet. */
+  #waits(entry) {
+    return this.#fence !== null
+      || (this.#moderations.length > 0 && this.#moderations[0].order < entry.order);
+  }
+
+  // A moderator frame gets an answer only when it is refused, so a silence cannot tell
+  // "taken" from "answer not here yet". It therefore goes out alone (every earlier
+  // frame answered, nothing else sent until it settles), followed by the fence, whose
+  // answer always comes. Answers come in order: the fence's page alone means the frame
+  // was taken; an error then the fence's answer, that it was refused; a single error
+  // (the fence's own refusal) that it was taken, see #onError.
+  #transmitModeration(entry) {
+    const ws = this.#ws;
+    try {
+      ws.send(entry.text);
+    } catch {
+      return; // closing: it waits for the next connection
+    }
+    this.#moderations.shift();
+    this.#fence = { mod: entry, error: null, timer: null };
+    try { ws.send(FENCE); } catch { /* closing: the close settles the request */ }
+  }
+
+  /** The fence is answered: the moderator frame was taken, or refused with the
+   * sentence `refusal`. Then what waited goes out. */
+  #endFence(refusal) {
+    const fence = this.#fence;
+    this.#fence = null;
+    this.#clock.clearTimeout(fence.timer);
+    if (refusal === null) fence.mod.resolve(); else fence.mod.reject(new RefusedError(refusal));
+    this.#pump();
+  }
+
   #transmitSend(entry) {
     const ws = this.#ws;
-    if (!ws || ws.readyState !== OPEN) return;
+    if (!ws || ws.readyState !== OPEN || this.#waits(entry)) return;
     try {
       ws.send(JSON.stringify({ message: entry.text, cid: entry.cid }));
     } catch {
@@ -441,7 +583,7 @@ export class EdgeChat extends EventTarget {
 
   #transmitHistory(entry) {
     const ws = this.#ws;
-    if (!ws || ws.readyState !== OPEN) return;
+    if (!ws || ws.readyState !== OPEN || this.#waits(entry)) return;
     try {
       ws.send(JSON.stringify({ history: entry.request }));
     } catch {
@@ -460,9 +602,16 @@ export class EdgeChat extends EventTarget {
     const sends = [...this.#outbox.values()];
     this.#outbox.clear();
     const histories = this.#histories.splice(0);
+    const moderations = this.#moderations.splice(0);
+    if (this.#fence) {
+      this.#clock.clearTimeout(this.#fence.timer);
+      moderations.unshift(this.#fence.mod);
+    }
+    this.#fence = null;
     this.#inflight = [];
     for (const e of sends) e.reject(err);
     for (const e of histories) e.reject(err);
+    for (const e of moderations) e.reject(err);
   }
 
   #clearTimers() {

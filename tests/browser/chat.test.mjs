@@ -3,7 +3,8 @@
 // (tests/browser/run.sh starts the local runner and sets it). Without it the run fails.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createHmac } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
 import { startCutter } from '../client/cutter.mjs';
@@ -54,6 +55,11 @@ const skipProxy = new URL(BASE).protocol === 'http:' ? false : 'the connection-c
 // default rate limit). Unknown for a backend given by EDGE_CHAT_URL alone.
 const BACKLOG = Number(process.env.EDGE_CHAT_BACKLOG || 0);
 const skipOlder = (BACKLOG > 0 && BACKLOG <= 20 ? false : 'EDGE_CHAT_BACKLOG (at most 20) is not set (tests/browser/run.sh sets it)');
+// The backend's join-token secret (tests/browser/run.sh starts it with signed identity on
+// and writes the secret there), so that the test can sign tokens as an app's backend does.
+const SECRET_FILE = process.env.EDGE_CHAT_AUTH_SECRET_FILE || '';
+const SECRET = SECRET_FILE ? (await readFile(SECRET_FILE, 'utf8')).trim() : '';
+const skipIdentity = SECRET ? false : 'EDGE_CHAT_AUTH_SECRET_FILE is not set (tests/browser/run.sh sets it)';
 // Where to write the README's screenshot (e.g. docs/screenshot.png), if anywhere.
 const SCREENSHOT = process.env.EDGE_CHAT_SCREENSHOT || '';
 
@@ -71,7 +77,7 @@ async function newUser(label, { base = BASE } = {}) {
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_MS);
   page.setDefaultNavigationTimeout(STEP_MS);
-  const user = { label, base, context, page, dialogs: [], errors: [], frames: [] };
+  const user = { label, base, context, page, dialogs: [], errors: [], frames: [], sockets: 0 };
   page.on('dialog', (d) => { user.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
   page.on('pageerror', (e) => user.errors.push(e.message));
   page.on('websocket', (ws) => ws.on('framereceived', ({ payload }) => {
@@ -81,6 +87,7 @@ async function newUser(label, { base = BASE } = {}) {
     const frames = frame && Array.isArray(frame.batch) ? frame.batch : [frame];
     user.frames.push(...frames);
   }));
+  page.on('websocket', () => { user.sockets += 1; });
   everyone.push(user);
   return user;
 }
@@ -575,6 +582,202 @@ test('two tabs chatting (the README screenshot)', { timeout: TEST_MS }, async ()
   } finally {
     await context.close();
   }
+});
+
+// ---- signed identity and moderation ------------------------------------------------
+
+// A join token as an app's backend mints one: a JWT signed with HS256 (docs/PROTOCOL.md,
+// "Signed identity"), valid for ten minutes.
+function mintToken(claims, secret = SECRET) {
+  const part = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const exp = Math.floor(Date.now() / 1000) + 600;
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ exp, ...claims })}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
+// Opens the page as an app does for a signed-in user: the room and the token in the
+// fragment. The page joins by itself, without asking for a name.
+async function openSignedIn(user, room, claims) {
+  const token = mintToken({ room, ...claims });
+  await user.page.goto(`${user.base}/#room=${room}&token=${token}`);
+  await waitLive(user.page);
+  assert.equal(new URL(user.page.url()).hash, `#room=${room}`, 'the token is taken out of the address');
+  return token;
+}
+
+// The messages shown, with the label of their verified mark (null: none).
+function shownWithMarks(page) {
+  return page.$$eval('#messages li.msg', (els) => els.map((e) => ({
+    name: e.querySelector('.who').textContent,
+    text: e.querySelector('.text').textContent,
+    verified: e.querySelector('.verified')?.getAttribute('aria-label') ?? null,
+  })));
+}
+
+// The roster, with each entry's mark, role and moderation buttons.
+function rosterEntries(page) {
+  return page.$$eval('#roster li', (els) => els.map((e) => ({
+    name: e.querySelector('.who').textContent,
+    verified: e.querySelector('.verified')?.getAttribute('aria-label') ?? null,
+    moderator: Boolean(e.querySelector('.role')),
+    you: e.classList.contains('me'),
+    actions: [...e.querySelectorAll('.mod-btn')].map((b) => b.textContent),
+  })).sort((a, b) => a.name.localeCompare(b.name)));
+}
+
+function waitGone(page, text) {
+  return page.waitForFunction(
+    (t) => ![...document.querySelectorAll('#messages li.msg .text')].some((e) => e.textContent === t),
+    text,
+    { timeout: STEP_MS },
+  );
+}
+
+function rosterItem(page, name) {
+  return page.locator('#roster li', { has: page.locator('.who', { hasText: name }) });
+}
+
+// A moderator's kick or mute through the roster: the button, a duration, apply.
+async function moderateFromRoster(page, action, name, secs) {
+  await rosterItem(page, name).locator(`.mod-btn[data-action="${action}"]`).click();
+  await page.locator('#mod-form').waitFor({ state: 'visible' });
+  await page.selectOption('#mod-secs', String(secs));
+  await page.click('#mod-apply');
+  await page.locator('#mod-form').waitFor({ state: 'hidden' });
+}
+
+test('a moderator deletes a message, and it disappears in the other tab', { skip: skipIdentity, timeout: TEST_MS }, async () => {
+  const room = `${ROOM}-del`;
+  const stamp = Date.now();
+  const vee = await newUser('vee');
+  await openSignedIn(vee, room, { sub: 'u-vee', name: 'Vee' });
+  const mod = await newUser('mod');
+  await openSignedIn(mod, room, { sub: 'u-mod', name: 'Moda', role: 'moderator' });
+  const pat = await newUser('pat');
+  await join(pat, 'pat', room); // anonymous
+
+  assert.match(await mod.page.textContent('#identity'), /u-mod.*moderator/);
+  assert.equal(await pat.page.locator('#identity').isVisible(), false, 'anonymous: no identity shown');
+
+  const texts = { vee: `hi from vee ${stamp}`, mod: `the moderator speaks ${stamp}`, pat: `spam from pat ${stamp}` };
+  await send(vee.page, texts.vee);
+  await waitForMessage(pat.page, texts.vee);
+  await send(mod.page, texts.mod);
+  await waitForMessage(pat.page, texts.mod);
+  await send(pat.page, texts.pat);
+  for (const { page } of [vee, mod, pat]) await waitForMessage(page, texts.pat);
+
+  // Verified messages carry the mark of their user id; the anonymous one none.
+  const expected = [
+    { name: 'Vee', text: texts.vee, verified: 'verified user u-vee' },
+    { name: 'Moda', text: texts.mod, verified: 'verified user u-mod' },
+    { name: 'pat', text: texts.pat, verified: null },
+  ];
+  for (const { page } of [vee, mod, pat]) assert.deepEqual(await shownWithMarks(page), expected);
+  // The other tab shows the moderator verified in its roster too (it joined after them).
+  assert.deepEqual(await rosterEntries(pat.page), [
+    { name: 'Moda', verified: 'verified user u-mod', moderator: true, you: false, actions: [] },
+    { name: 'pat', verified: null, moderator: false, you: true, actions: [] },
+    { name: 'Vee', verified: 'verified user u-vee', moderator: false, you: false, actions: [] },
+  ]);
+  // Only the moderator has delete controls.
+  assert.equal(await mod.page.locator('#messages li.msg .delete-btn').count(), 3);
+  for (const { page } of [vee, pat]) assert.equal(await page.locator('.delete-btn, .mod-btn').count(), 0);
+
+  // Delete asks for a second click, then the message goes from every tab.
+  const spam = mod.page.locator('#messages li.msg', { has: mod.page.locator('.text', { hasText: texts.pat }) });
+  await spam.locator('.delete-btn').click();
+  assert.equal(await spam.locator('.delete-btn').textContent(), 'Confirm delete');
+  assert.equal(await mod.page.locator('#messages li.msg').count(), 3, 'not deleted on the first click');
+  await spam.locator('.delete-btn').click();
+  for (const { page } of [pat, vee, mod]) {
+    await waitGone(page, texts.pat);
+    assert.deepEqual(await shownWithMarks(page), expected.slice(0, 2), 'the others stay');
+  }
+  const seq = pat.frames.find((f) => f.message === texts.pat).seq;
+  assert.deepEqual(pat.frames.filter((f) => 'deleted' in f), [{ deleted: seq }]);
+  assert.equal(mod.frames.filter((f) => 'error' in f).length, 0, 'no refusal');
+
+  // Gone for good: a reload does not bring it back.
+  await pat.page.reload();
+  await waitLive(pat.page);
+  await waitForMessage(pat.page, texts.mod);
+  assert.deepEqual(await shownWithMarks(pat.page), expected.slice(0, 2));
+});
+
+test('a moderator mutes, unmutes and kicks a verified user from the roster', { skip: skipIdentity, timeout: TEST_MS }, async () => {
+  const { max_moderation_secs: maxSecs } = needLimits();
+  assert.ok(Number.isSafeInteger(maxSecs) && maxSecs > 0, '/api/limits has max_moderation_secs');
+  const room = `${ROOM}-kick`;
+  const stamp = Date.now();
+  const vee = await newUser('vee2');
+  await openSignedIn(vee, room, { sub: 'u-vee', name: 'Vee' });
+  const mod = await newUser('mod2');
+  await openSignedIn(mod, room, { sub: 'u-mod', name: 'Moda', role: 'moderator' });
+
+  // Controls on the verified member, none on oneself.
+  assert.deepEqual(await rosterEntries(mod.page), [
+    { name: 'Moda', verified: 'verified user u-mod', moderator: true, you: true, actions: [] },
+    { name: 'Vee', verified: 'verified user u-vee', moderator: false, you: false, actions: ['Mute', 'Kick'] },
+  ]);
+  // Durations within the server's max_moderation_secs, and 0 (unmute) last.
+  await rosterItem(mod.page, 'Vee').locator('.mod-btn[data-action="mute"]').click();
+  const secs = await mod.page.$$eval('#mod-secs option', (os) => os.map((o) => Number(o.value)));
+  assert.ok(secs.length >= 2 && secs.slice(0, -1).every((v) => v > 0 && v <= maxSecs), `durations ${secs}`);
+  assert.equal(secs.at(-1), 0);
+  assert.ok(secs.includes(maxSecs), 'the maximum is offered');
+  await mod.page.click('#mod-cancel');
+
+  // Muted: the user's message is refused with the server's sentence, and kept.
+  await moderateFromRoster(mod.page, 'mute', 'Vee', secs[0]);
+  await mod.page.locator('#notice', { hasText: 'Vee is muted' }).waitFor();
+  const muted = `while muted ${stamp}`;
+  await send(vee.page, muted);
+  await vee.page.locator('#notice', { hasText: 'You are muted in this room.' }).waitFor();
+  await vee.page.waitForFunction((t) => document.getElementById('message-input').value === t, muted, { timeout: STEP_MS });
+  // Unmuted (0): it goes through.
+  await moderateFromRoster(mod.page, 'mute', 'Vee', 0);
+  await mod.page.locator('#notice', { hasText: 'Vee is no longer muted' }).waitFor();
+  await vee.page.press('#message-input', 'Enter');
+  await waitForMessage(mod.page, muted);
+
+  // Kicked: the tab says so and does not reconnect; the roster loses the user.
+  await moderateFromRoster(mod.page, 'kick', 'Vee', secs[0]);
+  await vee.page.locator('#status[data-state="closed"]').waitFor();
+  const status = await vee.page.textContent('#status');
+  assert.match(status, /Kicked/);
+  assert.match(status, /A moderator removed you from this room\./);
+  await rosterItem(mod.page, 'Vee').waitFor({ state: 'detached' });
+  await sleep(1500); // longer than the first reconnect delay (at most 0.5 s)
+  assert.equal(vee.sockets, 1, 'no reconnect after 4001');
+  assert.equal(await vee.page.getAttribute('#status', 'data-state'), 'closed');
+  // Still barred: a reload is refused at the hello, and says why.
+  await vee.page.reload();
+  await vee.page.locator('#status[data-state="closed"]').waitFor();
+  assert.match(await vee.page.textContent('#status'), /try again later/);
+  assert.equal(mod.frames.filter((f) => 'error' in f).length, 0, 'no refusal');
+});
+
+test('a refused token is shown, not retried, and forgotten', { skip: skipIdentity, timeout: TEST_MS }, async () => {
+  const room = `${ROOM}-tok`;
+  const eve = await newUser('eve');
+  const { page } = eve;
+  const forged = mintToken({ sub: 'u-eve', room }, 'not the server secret, but as long as one');
+  await page.goto(`${BASE}/#room=${room}&token=${forged}`);
+  await page.locator('#form-error').waitFor({ state: 'visible' });
+  assert.match(await page.textContent('#form-error'), /Token signature is invalid\./);
+  assert.equal(await page.getAttribute('#status', 'data-state'), 'closed');
+  assert.match(await page.textContent('#status'), /Invalid token/);
+  assert.equal(new URL(page.url()).hash, `#room=${room}`, 'the token is out of the address');
+  await sleep(1500); // longer than the first reconnect delay (at most 0.5 s)
+  assert.equal(eve.sockets, 1, 'no reconnect after 1008');
+  // Forgotten: joining from the form now is anonymous, by the user's choice.
+  assert.equal(await page.inputValue('#room-input'), room);
+  await page.fill('#name-input', 'eve');
+  await page.click('#join-btn');
+  await waitLive(page);
+  assert.equal(await page.locator('#identity').isVisible(), false);
+  assert.equal(eve.frames.filter((f) => f.ready === true).at(-1).user, undefined, 'an anonymous session');
 });
 
 test('no page raised an uncaught error', () => {

@@ -215,3 +215,29 @@ test('history pages from the module walk back with no gap or overlap', { skip, t
   assert.deepEqual(walked.map((m) => m.message), texts);
   await assert.rejects(chat.history(undefined, 0), { name: 'RefusedError' });
 });
+
+test('a refused moderator frame rejects with its sentence; the sends around it settle as their own', { skip, timeout: TEST_MS }, async () => {
+  // No join token (and this backend has no secret): every moderator frame is refused,
+  // which is the answer the module must not hand to a send. Interleaved with sends, in
+  // one go, so that they queue behind one another.
+  const room = `${RUN}-mod`;
+  const { chat } = open({ base: BASE, room, name: 'not-a-moderator' });
+  await live(chat);
+  const first = chat.send('before the delete');
+  const del = chat.deleteMessage(1);
+  const second = chat.send('between');
+  const kick = chat.kick('u9', 60);
+  const mute = chat.mute('u9', 60);
+  const third = chat.send('after');
+  const outcomes = await allSettled([first, del, second, kick, mute, third]);
+  const [s1, d, s2, k, m, s3] = outcomes;
+  for (const o of [d, k, m]) {
+    assert.equal(o.status, 'rejected');
+    assert.equal(o.reason.name, 'RefusedError');
+    assert.equal(o.reason.message, 'Only moderators may delete, kick or mute.');
+  }
+  assert.deepEqual([s1, s2, s3].map((o) => o.status), ['fulfilled', 'fulfilled', 'fulfilled']);
+  assert.deepEqual([s1, s2, s3].map((o) => o.value.message), ['before the delete', 'between', 'after']);
+  assert.deepEqual([s1, s2, s3].map((o) => o.value.seq), [1, 2, 3]);
+  assert.deepEqual((await roomHistory(room)).map((m) => m.message), ['before the delete', 'between', 'after'], 'nothing was deleted');
+});

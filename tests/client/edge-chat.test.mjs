@@ -445,3 +445,140 @@ test('reconnect() skips the rest of the delay', async () => {
   chat.reconnect();
   assert.equal(sockets.length, 2);
 });
+
+// ---- moderation -------------------------------------------------------------------
+
+const FENCE = { history: { before: 0, limit: 1 } };
+const FENCE_PAGE = { history: [], before: 0, more: false };
+const RATE_LIMITED = 'Rate limited; slow down.';
+const echo = (frame, seq) => ({ name: 'ana', message: frame.message, timestamp: seq, seq, cid: frame.cid });
+
+test('moderation: a frame goes out alone, after the earlier ones are answered, with its fence', async () => {
+  const { chat, sockets, events } = await setup();
+  serveJoin(sockets[0], { seq: 1, backlog: [msg(1)] });
+  const before = track(chat.send('before'));
+  const del = track(chat.deleteMessage(1));
+  const after = track(chat.send('after'));
+  const hist = track(chat.history());
+  assert.deepEqual(sockets[0].frames.map((f) => f.message), ['before'], 'the delete waits for the send before it');
+  sockets[0].receive(echo(sockets[0].frames[0], 2));
+  assert.deepEqual(sockets[0].frames.slice(1), [{ delete: 1 }, FENCE], 'then goes out, alone, with its fence');
+  // The server takes it: everyone (this session too) gets `deleted`; the moderator no
+  // other answer. The fence's page settles it; then what waited goes out, in order.
+  sockets[0].receive({ deleted: 1 });
+  assert.equal((await settled(del)).state, 'pending', 'not settled by a `deleted` (another moderator may have sent it)');
+  sockets[0].receive(FENCE_PAGE);
+  assert.equal((await settled(del)).state, 'resolved');
+  assert.deepEqual(of(events, 'deleted'), [{ seq: 1 }]);
+  assert.deepEqual(sockets[0].frames.slice(3).map((f) => f.message ?? f.history), ['after', {}]);
+  sockets[0].receive(echo(sockets[0].frames[3], 3));
+  sockets[0].receive({ history: [msg(3)], before: 4, more: true });
+  assert.equal((await settled(before)).value.seq, 2);
+  assert.equal((await settled(after)).value.seq, 3);
+  assert.deepEqual((await settled(hist)).value.before, 4, 'the fence page went to no history request');
+});
+
+test('moderation: a refusal rejects it with the sentence, and reaches no send', async () => {
+  const { chat, sockets } = await setup();
+  serveJoin(sockets[0]);
+  const kick = track(chat.kick('u9', 300));
+  const mute = track(chat.mute('u9', 0));
+  const send = track(chat.send('x'));
+  assert.deepEqual(sockets[0].frames, [{ kick: { user: 'u9', secs: 300 } }, FENCE]);
+  sockets[0].receive({ error: 'Only moderators may delete, kick or mute.' });
+  assert.equal(sockets[0].frames.length, 2, 'nothing more until the fence is answered');
+  sockets[0].receive(FENCE_PAGE);
+  const err = (await settled(kick)).error;
+  assert.ok(err instanceof RefusedError);
+  assert.equal(err.message, 'Only moderators may delete, kick or mute.');
+  assert.deepEqual(sockets[0].frames.slice(2), [{ mute: { user: 'u9', secs: 0 } }, FENCE], 'the next one, alone');
+  // Refused, and its fence refused too (the rate limit): both errors stay with it.
+  sockets[0].receive({ error: '"secs" is longer than this server allows.' });
+  sockets[0].receive({ error: RATE_LIMITED });
+  assert.equal((await settled(mute)).error.message, '"secs" is longer than this server allows.');
+  const [x] = sockets[0].frames.slice(4);
+  assert.equal(x.message, 'x');
+  sockets[0].receive({ error: 'You are muted in this room.' });
+  assert.equal((await settled(send)).error.message, 'You are muted in this room.', 'its own answer');
+  assert.equal(chat.pending, 0);
+});
+
+test('moderation: after an error, a second answer says refused, none says taken', async () => {
+  // The frame refused (here by the rate limit): its fence's answer follows at once.
+  for (const fenceAnswer of [{ error: RATE_LIMITED }, FENCE_PAGE]) {
+    const { chat, sockets, clock } = await setup();
+    serveJoin(sockets[0]);
+    const del = track(chat.deleteMessage(4));
+    const send = track(chat.send('y'));
+    sockets[0].receive({ error: RATE_LIMITED });
+    assert.equal((await settled(del)).state, 'pending', 'one error does not tell yet');
+    assert.equal(sockets[0].frames.length, 2, 'and nothing more is sent meanwhile');
+    sockets[0].receive(fenceAnswer);
+    assert.equal((await settled(del)).error.message, RATE_LIMITED);
+    const y = sockets[0].frames[2];
+    assert.equal(y.message, 'y');
+    sockets[0].receive(echo(y, 1));
+    assert.equal((await settled(send)).value.seq, 1, 'the fence answer was not taken for the send');
+    clock.advance(DEFAULTS.fenceWaitMs);
+    assert.equal((await settled(del)).error.message, RATE_LIMITED, 'settled once');
+  }
+  // The frame taken, its fence refused (it took the last token; or history could not be
+  // read): one error only, the fence's.
+  for (const fenceError of [RATE_LIMITED, 'History could not be read; try again.']) {
+    const { chat, sockets, clock } = await setup();
+    serveJoin(sockets[0]);
+    const mute = track(chat.mute('u9', 60));
+    const send = track(chat.send('z'));
+    sockets[0].receive({ error: fenceError });
+    clock.advance(DEFAULTS.fenceWaitMs - 1);
+    assert.equal((await settled(mute)).state, 'pending');
+    assert.equal(sockets[0].frames.length, 2);
+    clock.advance(1);
+    assert.equal((await settled(mute)).state, 'resolved', 'taken');
+    const z = sockets[0].frames[2];
+    assert.equal(z.message, 'z');
+    sockets[0].receive({ error: RATE_LIMITED }); // z's own
+    assert.equal((await settled(send)).error.message, RATE_LIMITED);
+    assert.equal(chat.pending, 0);
+  }
+  // The connection closes while it waits: unknown, so a ClosedError, and no late verdict.
+  {
+    const { chat, sockets, clock } = await setup();
+    serveJoin(sockets[0]);
+    const kick = track(chat.kick('u9'));
+    sockets[0].receive({ error: RATE_LIMITED });
+    sockets[0].drop(1006);
+    clock.advance(DEFAULTS.fenceWaitMs);
+    const t = await settled(kick);
+    assert.ok(t.error instanceof ClosedError);
+    chat.close();
+  }
+});
+
+test('moderation: waits for a join; a close before its answer rejects it, and it is not sent again', async () => {
+  const { chat, sockets, clock } = await setup();
+  const early = track(chat.deleteMessage(2)); // before any join
+  const send = track(chat.send('made after the delete'));
+  serveJoin(sockets[0], { seq: 2 });
+  assert.deepEqual(sockets[0].frames, [{ delete: 2 }, FENCE], 'the send made after it waits');
+  sockets[0].drop(1006);
+  const err = (await settled(early)).error;
+  assert.ok(err instanceof ClosedError);
+  assert.equal(err.code, 1006);
+  clock.advance(10_000);
+  serveJoin(sockets[1], { seq: 2, recovered: true });
+  assert.deepEqual(sockets[1].frames.map((f) => f.message), ['made after the delete'], 'only the send goes out again');
+  sockets[1].receive(echo(sockets[1].frames[0], 3));
+  assert.equal((await settled(send)).value.seq, 3);
+
+  // A final close rejects what waits.
+  const k = track(chat.kick('u1'));
+  const m = track(chat.mute('u1', 5));
+  assert.deepEqual(sockets[1].frames.slice(1), [{ kick: { user: 'u1', secs: 0 } }, FENCE]);
+  sockets[1].drop(4001, 'Kicked');
+  for (const t of [await settled(k), await settled(m)]) {
+    assert.ok(t.error instanceof ClosedError);
+    assert.equal(t.error.code, 4001);
+  }
+  assert.ok((await settled(track(chat.deleteMessage(1)))).error instanceof ClosedError);
+});
