@@ -464,6 +464,10 @@ test('older messages load when the list is scrolled to the top', { skip: skipOld
   await page.locator('#load-older').waitFor({ state: 'visible' });
   assert.equal(vic.frames.filter((f) => Array.isArray(f.history)).length, 0, 'nothing loaded before the scroll');
 
+  // Both tabs come from 127.0.0.1, so they share one rate-limit bucket, which wes has
+  // just drained; a history request costs a token. Let one refill (1 per second by
+  // default) so the page's single load on scrolling is not refused.
+  await sleep(1100);
   await page.$eval('#messages', (el) => { el.scrollTop = 0; });
   await page.waitForFunction((n) => document.querySelectorAll('#messages li.msg').length === n, texts.length, { timeout: STEP_MS });
   const shown = await messageTexts(page);
