@@ -41,6 +41,9 @@ pub struct Room<S> {
     config: Config,
     storage: S,
     epoch: String,
+    /// Whether storage holds `epoch`. It does not until the room stores its first
+    /// message (see `epoch_persisted`), so an empty room costs no row.
+    epoch_stored: bool,
     last_seq: u64,
     last_timestamp: u64,
     sessions: BTreeMap<ConnId, Session>,
@@ -58,7 +61,8 @@ struct Address {
 
 impl<S: Storage> Room<S> {
     /// Opens a room over its storage. `epoch_candidate` (random, from the backend)
-    /// becomes the epoch if the room has none yet.
+    /// becomes the epoch if the room has none yet; it is stored with the room's first
+    /// message.
     pub fn open(config: Config, storage: S, epoch_candidate: &str) -> StorageResult<Self> {
         Self::restore(config, storage, epoch_candidate, Vec::new())
     }
@@ -72,12 +76,20 @@ impl<S: Storage> Room<S> {
         epoch_candidate: &str,
         sessions: impl IntoIterator<Item = Session>,
     ) -> StorageResult<Self> {
-        let epoch = storage.load_or_init_epoch(epoch_candidate)?;
+        let sessions: Vec<Session> = sessions.into_iter().collect();
+        let stored = storage.load_epoch()?;
+        let epoch_stored = stored.is_some();
+        // Not stored yet: the epoch the open sessions were told, if any, else the new
+        // candidate (no client knows an epoch of this room then).
+        let epoch = stored
+            .or_else(|| sessions.iter().find_map(|s| s.room_epoch.clone()))
+            .unwrap_or_else(|| epoch_candidate.to_owned());
         let (last_seq, last_timestamp) = storage.latest()?.map_or((0, 0), |m| (m.seq, m.timestamp));
         let mut room = Room {
             config,
             storage,
             epoch,
+            epoch_stored,
             last_seq,
             last_timestamp,
             sessions: BTreeMap::new(),
@@ -167,6 +179,7 @@ impl<S: Storage> Room<S> {
             return Err(Close::RoomFull);
         }
         let mut session = Session::new(conn, peer, now_ms);
+        session.room_epoch = (!self.epoch_stored).then(|| self.epoch.clone());
         let storage = &mut self.storage;
         let address = self
             .addresses
@@ -426,7 +439,7 @@ impl<S: Storage> Room<S> {
         };
         // Stored before broadcast: a message that is not stored is not sent, and its
         // seq is not used up.
-        if self.storage.append(&msg).is_err() {
+        if !self.epoch_persisted() || self.storage.append(&msg).is_err() {
             return send_error(out, conn, ErrorKind::NotStored);
         }
         self.last_seq = msg.seq;
@@ -439,6 +452,17 @@ impl<S: Storage> Room<S> {
             frame: chat_frame(&msg),
             audience: Audience::Members,
         });
+    }
+
+    /// Stores the epoch if storage does not hold it yet. Only a room with history needs
+    /// one: a client can resume nothing from an empty room, so an empty room's epoch may
+    /// change (a restart, an evicted Durable Object) at no cost, and a room that never
+    /// stored a message leaves no row.
+    fn epoch_persisted(&mut self) -> bool {
+        if !self.epoch_stored {
+            self.epoch_stored = self.storage.save_epoch(&self.epoch).is_ok();
+        }
+        self.epoch_stored
     }
 
     /// Forgets the connection, then tells the backend to close it.
@@ -469,8 +493,10 @@ impl<S: Storage> Room<S> {
                 let (burst, rate) = (self.config.rate_burst, self.config.rate_per_sec);
                 // A full bucket is the default; only a drained one needs keeping. Kept
                 // ones that have refilled since go, so the table stays small. Failures
-                // here only forgive a client, so they are not worth an error.
-                if !bucket.is_full_at(burst, rate, now_ms) {
+                // here only forgive a client, so they are not worth an error. A room
+                // with no history keeps none: it must leave no row, and frames there
+                // (errors to the sender) cost no one else anything.
+                if self.last_seq > 0 && !bucket.is_full_at(burst, rate, now_ms) {
                     let refilled_before =
                         now_ms.saturating_sub(Bucket::full_refill_ms(burst, rate));
                     let _ = self.storage.prune_buckets(refilled_before);
