@@ -779,15 +779,15 @@ fn an_empty_room_rebuilt_from_its_sessions_keeps_the_epoch_they_were_told() {
     let mut r = room(Config::default());
     join(&mut r, 1, "a", r#"{"name":"alice"}"#, 0);
     let sessions: Vec<Session> = r.sessions().cloned().collect();
-    let mut back = Room::restore(Config::default(), r.storage().clone(), "other", sessions)
-        .expect("restore");
+    let mut back =
+        Room::restore(Config::default(), r.storage().clone(), "other", sessions).expect("restore");
     assert_eq!(back.epoch(), EPOCH);
     // The first message stores it; sessions opened from then on do not carry it.
     say(&mut back, 1, "first", 1);
     back.connect(2, peer("b"), 2).unwrap();
     assert_eq!(back.session(2).unwrap().room_epoch, None);
-    let back = Room::restore(Config::default(), back.storage().clone(), "x", Vec::new())
-        .expect("restore");
+    let back =
+        Room::restore(Config::default(), back.storage().clone(), "x", Vec::new()).expect("restore");
     assert_eq!(back.epoch(), EPOCH);
 }
 

@@ -17,6 +17,7 @@
 //! [`hibernate`]: HibernatingRoom::hibernate
 
 use crate::link::ConnLink;
+use crate::log_tag::room_tag;
 use crate::store::{Store, StoreFactory};
 use chat_handler::edge;
 use chat_handler::{Close, Config, ConnId, Room, Session};
@@ -35,8 +36,10 @@ enum State {
 
 /// One room's handler state, dropped while quiet and rebuilt on demand.
 pub(crate) struct HibernatingRoom {
-    /// For logs and for opening the room's storage.
+    /// For opening the room's storage.
     name: String,
+    /// For logs (`log_tag::room_tag`).
+    tag: String,
     config: Config,
     store: StoreFactory,
     state: State,
@@ -46,6 +49,7 @@ impl HibernatingRoom {
     /// A room not opened yet: its storage is opened by the first event that needs it.
     pub(crate) fn new(name: String, config: Config, store: StoreFactory) -> Self {
         HibernatingRoom {
+            tag: room_tag(&name),
             name,
             config,
             store,
@@ -95,7 +99,7 @@ impl HibernatingRoom {
                 .filter_map(|s| match serde_json::from_str(s) {
                     Ok(session) => Some(session),
                     Err(e) => {
-                        warn!(room = %self.name, error = %e, "dropping unreadable session");
+                        warn!(room = %self.tag, error = %e, "dropping unreadable session");
                         None
                     }
                 })
@@ -106,12 +110,12 @@ impl HibernatingRoom {
             match opened {
                 Ok(room) => {
                     if count > 0 {
-                        info!(room = %self.name, sessions = count, "room restored");
+                        info!(room = %self.tag, sessions = count, "room restored");
                     }
                     self.state = State::Live(Box::new(room));
                 }
                 Err(e) => {
-                    warn!(room = %self.name, error = %e, "cannot open room storage");
+                    warn!(room = %self.tag, error = %e, "cannot open room storage");
                     for (_, link) in links.drain() {
                         link.close(Close::Internal);
                     }
@@ -120,6 +124,15 @@ impl HibernatingRoom {
             }
         }
         self.live_mut()
+    }
+
+    /// Forgets the room and its sessions, after storage failed under it: the actor
+    /// has closed every connection, and the next event opens the room afresh from what
+    /// storage holds.
+    pub(crate) fn discard(&mut self) {
+        self.state = State::Dropped {
+            sessions: Vec::new(),
+        };
     }
 
     /// Emulates a Durable Object being evicted while its sockets stay open: keep the
@@ -135,7 +148,7 @@ impl HibernatingRoom {
             .collect();
         let count = sessions.len();
         self.state = State::Dropped { sessions };
-        info!(room = %self.name, sessions = count, "room hibernated");
+        info!(room = %self.tag, sessions = count, "room hibernated");
     }
 }
 
@@ -194,11 +207,12 @@ mod tests {
         assert_eq!(session.name.as_deref(), Some("alice"));
     }
 
-    #[test]
-    fn unopenable_storage_closes_every_link_as_internal() {
+    #[tokio::test]
+    async fn unreadable_storage_closes_every_link_as_internal() {
         let dir = tempfile::tempdir().unwrap();
-        // No such directory, so SQLite cannot create the file.
-        let store = StoreFactory::Sqlite(dir.path().join("missing").join("db.sqlite3"));
+        // A database without the schema: every read fails.
+        let thread = crate::storage_thread::StorageThread::start(&dir.path().join("db")).unwrap();
+        let store = StoreFactory::Sqlite(thread.clone());
         let mut room = HibernatingRoom::new("r".into(), Config::default(), store);
         let (a, mut a_rx) = link();
         let (b, mut b_rx) = link();
@@ -208,5 +222,6 @@ mod tests {
         for rx in [&mut a_rx, &mut b_rx] {
             assert!(matches!(rx.try_recv(), Ok(Out::Close(Close::Internal))));
         }
+        thread.stop(std::time::Duration::from_secs(5)).await;
     }
 }

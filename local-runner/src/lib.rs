@@ -11,11 +11,13 @@ mod connection;
 mod hibernation;
 mod http;
 mod link;
+mod log_tag;
 mod registry;
 mod room_actor;
 mod room_inbox;
 mod shutdown;
 mod sqlite_storage;
+mod storage_thread;
 mod store;
 
 use crate::cli::Cli;
@@ -35,7 +37,12 @@ use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// How long an empty room's actor stays before it retires (its history stays stored).
-const ROOM_IDLE_EXIT: Duration = Duration::from_secs(30);
+/// None: reopening a room costs two reads on the shared connection, while a lingering
+/// empty room would cost memory that one client opening many rooms could multiply.
+const ROOM_IDLE_EXIT: Duration = Duration::ZERO;
+
+/// How long shutdown waits for the storage thread to commit what is left.
+const STORAGE_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Parses the command line and environment, runs the server until Ctrl-C or SIGTERM.
 /// Exit status: 0 after a clean shutdown, 2 for a bad flag or configuration, 1 when
@@ -83,13 +90,14 @@ fn init_tracing() {
 }
 
 async fn run(cli: Cli, config: Config) -> Result<(), String> {
-    let store = if cli.in_memory {
+    let (store, storage_thread) = if cli.in_memory {
         info!("history in memory only (--in-memory)");
-        StoreFactory::memory()
+        (StoreFactory::memory(), None)
     } else {
         let path = sqlite_storage::init_database(&cli.data_dir)?;
+        let thread = storage_thread::StorageThread::start(&path)?;
         info!(database = %path.display(), "history in SQLite");
-        StoreFactory::Sqlite(path)
+        (StoreFactory::Sqlite(thread.clone()), Some(thread))
     };
     if !cli.static_dir.is_dir() {
         warn!(dir = %cli.static_dir.display(), "static directory not found; / will answer 404");
@@ -146,6 +154,9 @@ async fn run(cli: Cli, config: Config) -> Result<(), String> {
     .map_err(|e| format!("server error: {e}"))?;
     // The router (and its `alive` sender) is gone; sockets hold the rest.
     shutdown::drain(alive_rx).await;
+    if let Some(thread) = storage_thread {
+        thread.stop(STORAGE_STOP_TIMEOUT).await;
+    }
     info!("stopped");
     Ok(())
 }

@@ -1,18 +1,19 @@
-//! Where room actors get their storage: the SQLite file, or (with `--in-memory`) the
-//! handler's `MemoryStorage`, parked here while no actor holds it so that history
-//! outlives idle actors and hibernation for the life of the process.
+//! Where room actors get their storage: the SQLite file through the storage thread, or
+//! (with `--in-memory`) the handler's `MemoryStorage`, parked here while no actor holds
+//! it so that history outlives idle actors and hibernation for the life of the process.
+//! A room with no history is not parked: an empty room costs nothing once it is gone.
 
-use crate::sqlite_storage::SqliteStorage;
+use crate::storage_thread::{RoomStorage, StorageThread};
 use chat_handler::Bucket;
 use chat_handler::StorageResult;
 use chat_handler::{MemoryStorage, Storage, StoredMessage};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// One room's storage, whichever backend holds it.
 pub(crate) enum Store {
-    Sqlite(SqliteStorage),
+    Sqlite(RoomStorage),
     Memory {
         room: String,
         storage: MemoryStorage,
@@ -23,7 +24,7 @@ pub(crate) enum Store {
 /// Hands out per-room storage.
 #[derive(Clone)]
 pub(crate) enum StoreFactory {
-    Sqlite(PathBuf),
+    Sqlite(Arc<StorageThread>),
     Memory(Arc<Mutex<HashMap<String, MemoryStorage>>>),
 }
 
@@ -34,7 +35,7 @@ impl StoreFactory {
 
     pub(crate) fn open(&self, room: &str) -> StorageResult<Store> {
         match self {
-            StoreFactory::Sqlite(path) => SqliteStorage::open(path, room).map(Store::Sqlite),
+            StoreFactory::Sqlite(thread) => Ok(Store::Sqlite(thread.room(room))),
             StoreFactory::Memory(parking) => {
                 let storage = parking
                     .lock()
@@ -68,7 +69,9 @@ impl StoreFactory {
 }
 
 impl Drop for Store {
-    /// Memory storage goes back to the parking map when its actor lets it go.
+    /// Memory storage with history goes back to the parking map when its actor lets it
+    /// go. Without history there is nothing to keep: the handler stores no epoch and no
+    /// rate bucket for such a room, as it leaves no row in SQLite.
     fn drop(&mut self) {
         if let Store::Memory {
             room,
@@ -76,6 +79,9 @@ impl Drop for Store {
             parking,
         } = self
         {
+            if storage.is_empty() {
+                return;
+            }
             parking
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -91,11 +97,38 @@ impl Store {
             Store::Memory { storage, .. } => storage,
         }
     }
+
+    /// Whether a message (or the epoch) was stored and not yet committed: nothing may be
+    /// sent until [`Store::commit`] says it is durable. Memory storage has nothing to
+    /// commit.
+    pub(crate) fn has_uncommitted(&self) -> bool {
+        match self {
+            Store::Sqlite(s) => s.has_uncommitted(),
+            Store::Memory { .. } => false,
+        }
+    }
+
+    /// Commits what this room has stored (see `storage_thread`).
+    pub(crate) fn commit(&mut self) -> impl Future<Output = StorageResult<()>> + Send + 'static {
+        let sqlite = match self {
+            Store::Sqlite(s) => Some(s.commit()),
+            Store::Memory { .. } => None,
+        };
+        async move {
+            match sqlite {
+                Some(commit) => commit.await,
+                None => Ok(()),
+            }
+        }
+    }
 }
 
 impl Storage for Store {
-    fn load_or_init_epoch(&mut self, candidate: &str) -> StorageResult<String> {
-        self.inner().load_or_init_epoch(candidate)
+    fn load_epoch(&mut self) -> StorageResult<Option<String>> {
+        self.inner().load_epoch()
+    }
+    fn save_epoch(&mut self, epoch: &str) -> StorageResult<()> {
+        self.inner().save_epoch(epoch)
     }
     fn latest(&mut self) -> StorageResult<Option<StoredMessage>> {
         self.inner().latest()
@@ -132,7 +165,8 @@ mod tests {
         let factory = StoreFactory::memory();
         {
             let mut s = factory.open("r").unwrap();
-            assert_eq!(s.load_or_init_epoch("e1").unwrap(), "e1");
+            assert_eq!(s.load_epoch().unwrap(), None);
+            s.save_epoch("e1").unwrap();
             s.append(&StoredMessage {
                 seq: 1,
                 timestamp: 1,
@@ -143,8 +177,24 @@ mod tests {
             .unwrap();
         }
         let mut s = factory.open("r").unwrap();
-        assert_eq!(s.load_or_init_epoch("e2").unwrap(), "e1");
+        assert_eq!(s.load_epoch().unwrap().as_deref(), Some("e1"));
         assert_eq!(s.latest().unwrap().map(|m| m.seq), Some(1));
         assert_eq!(factory.open("other").unwrap().latest().unwrap(), None);
+    }
+
+    #[test]
+    fn a_memory_room_without_history_is_not_kept() {
+        let factory = StoreFactory::memory();
+        {
+            let mut s = factory.open("empty").unwrap();
+            // Not a message: a room with none keeps nothing, as in SQLite.
+            s.save_bucket("a", &Bucket::full(1, 0)).unwrap();
+        }
+        assert!(!factory.is_parked("empty"));
+        drop(factory.open("kept").unwrap().append(&StoredMessage {
+            seq: 1,
+            ..Default::default()
+        }));
+        assert!(factory.is_parked("kept"));
     }
 }
