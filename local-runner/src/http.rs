@@ -4,8 +4,10 @@
 //! Every refusal is one of the handler's `Rejection`s, as on the Worker, so no path or
 //! method rule is restated here.
 
+use crate::clock::now_ms;
 use crate::connection::{self, ConnSettings};
 use crate::registry::Rooms;
+use crate::server::ConnPermit;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -20,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::services::ServeDir;
 
 /// tungstenite reads in chunks of this size. Its 128 KiB default would cost every idle
@@ -28,6 +31,10 @@ use tower_http::services::ServeDir;
 const READ_BUFFER: usize = 4 * 1024;
 /// Bytes buffered before tungstenite writes to the socket (batches flush anyway).
 const WRITE_BUFFER: usize = 16 * 1024;
+/// Largest request body. No route reads a body (`POST /api/room` ignores it), so a
+/// declared length over this is refused before the handler runs, and a longer body
+/// sent without one is never read.
+pub(crate) const MAX_BODY_BYTES: usize = 4 * 1024;
 
 /// Shared by every request.
 #[derive(Clone)]
@@ -45,6 +52,17 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .fallback(dispatch)
         .with_state((state, static_files))
+        // Outermost: the layer's own 413 gets the handler's wording.
+        .layer(axum::middleware::map_response(body_limit_answer))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+}
+
+/// The body-limit layer's refusal, in the handler's words like every other refusal.
+async fn body_limit_answer(response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return rejection(&edge::BODY_TOO_LARGE);
+    }
+    response
 }
 
 type Shared = (AppState, ServeDir);
@@ -82,7 +100,7 @@ fn plain(status: u16, body: impl Into<String>) -> Response {
 
 /// A refusal from the handler's edge rules, with the header it carries (`Allow` on a
 /// 405, `Upgrade` on a 426).
-fn rejection(r: &Rejection) -> Response {
+pub(crate) fn rejection(r: &Rejection) -> Response {
     let mut response = plain(r.status, r.reason);
     if let Some((name, value)) = r.header {
         // `from_bytes` lower-cases the handler's spelling ("Allow"); both are constants,
@@ -187,15 +205,23 @@ async fn websocket(
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
+    // The client address keys the per-address limits.
+    let addr = client_key(addr);
+    if let Err(wait_ms) = state.rooms.admit(room.as_str(), &addr, now_ms()) {
+        let mut refused = rejection(&edge::TOO_MANY_NEW_ROOMS);
+        refused.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(edge::retry_after_secs(wait_ms)),
+        );
+        return refused;
+    }
+    // The connection's place under the cap goes with the socket (see `server`).
+    let permit = parts.extensions.get::<ConnPermit>().cloned();
     let max = state.config.max_frame_bytes;
     // The write buffer may hold up to two of the largest server frames beyond its
     // target without refusing one.
     let max_write = WRITE_BUFFER + state.config.max_server_frame_bytes() * 2;
-    let peer = Peer {
-        // Canonical, so an IPv4 client of a dual-stack listener keys the rate limit
-        // the same as on an IPv4 listener.
-        addr: addr.ip().to_canonical().to_string(),
-    };
+    let peer = Peer { addr };
     let AppState {
         rooms,
         settings,
@@ -208,9 +234,17 @@ async fn websocket(
         .max_write_buffer_size(max_write)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            connection::serve(socket, rooms, room.to_string(), peer, settings, alive)
+        .on_upgrade(move |socket| async move {
+            let _permit = permit;
+            connection::serve(socket, rooms, room.to_string(), peer, settings, alive).await
         })
+}
+
+/// The key of a client's address for the per-address limits (the rate limit, room
+/// openings): the TCP peer's IP, canonical, so an IPv4 client of a dual-stack listener
+/// counts the same as on an IPv4 listener.
+fn client_key(peer: SocketAddr) -> String {
+    peer.ip().to_canonical().to_string()
 }
 
 #[cfg(test)]
@@ -243,6 +277,7 @@ mod tests {
             settings: ConnSettings {
                 queue_bound: config.send_queue_bound(),
                 ping_interval: Duration::from_secs(30),
+                drain_timeout: Duration::from_millis(config.drain_timeout_ms),
             },
             config: Arc::new(config),
             static_dir: static_dir.to_owned(),

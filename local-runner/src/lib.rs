@@ -11,10 +11,13 @@ mod connection;
 mod hibernation;
 mod http;
 mod link;
+mod liveness;
 mod log_tag;
+mod open_limit;
 mod registry;
 mod room_actor;
 mod room_inbox;
+mod server;
 mod shutdown;
 mod sqlite_storage;
 mod storage_thread;
@@ -28,7 +31,6 @@ use crate::room_actor::RoomContext;
 use crate::store::StoreFactory;
 use chat_handler::Config;
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +81,18 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Raises the soft open-file limit to the hard one (each connection is a file) and
+/// returns the limit in force.
+fn raise_open_file_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            warn!(error = %e, "cannot read or raise the open-file limit; assuming 1024");
+            1024
+        }
+    }
+}
+
 /// Logs go to stdout; `RUST_LOG` overrides the default `info` filter.
 fn init_tracing() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -124,12 +138,18 @@ async fn run(cli: Cli, config: Config) -> Result<(), String> {
         settings: ConnSettings {
             queue_bound: config.send_queue_bound(),
             ping_interval: Duration::from_secs(cli.ping_interval_secs),
+            drain_timeout: Duration::from_millis(config.drain_timeout_ms),
         },
         config: Arc::new(config),
         static_dir: cli.static_dir.clone(),
         alive,
     };
     let app = http::router(state);
+    let max_connections = match cli.max_connections {
+        0 => server::default_max_connections(raise_open_file_limit()),
+        n => n,
+    };
+    info!(max_connections, "connection cap");
 
     tokio::spawn({
         let rooms = rooms.clone();
@@ -142,16 +162,11 @@ async fn run(cli: Cli, config: Config) -> Result<(), String> {
     });
 
     info!("edge-chat listening on http://{addr}");
-    let mut stop = shutdown_rx;
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stop.wait_for(|down| *down).await;
-    })
-    .await
-    .map_err(|e| format!("server error: {e}"))?;
+    let limits = server::Limits {
+        header_timeout: Duration::from_secs(cli.header_timeout_secs),
+        max_connections,
+    };
+    server::serve(listener, app, limits, shutdown_rx).await;
     // The router (and its `alive` sender) is gone; sockets hold the rest.
     shutdown::drain(alive_rx).await;
     if let Some(thread) = storage_thread {

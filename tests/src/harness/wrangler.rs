@@ -89,7 +89,7 @@ pub fn command(port: u16, inspector_port: u16, data_dir: &Path, spec: &InstanceS
         .arg(inspector_port.to_string())
         .arg("--persist-to")
         .arg(data_dir);
-    for (key, value) in &spec.overrides {
+    for (key, value) in &spec.settings() {
         cmd.arg("--var")
             .arg(format!("{}:{}", key.to_ascii_uppercase(), value));
     }
