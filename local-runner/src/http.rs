@@ -52,9 +52,9 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .fallback(dispatch)
         .with_state((state, static_files))
-        // Outermost: the layer's own 413 gets the handler's wording.
-        .layer(axum::middleware::map_response(body_limit_answer))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        // Outermost (added last): the limit layer's own 413 gets the handler's wording.
+        .layer(axum::middleware::map_response(body_limit_answer))
 }
 
 /// The body-limit layer's refusal, in the handler's words like every other refusal.
@@ -346,6 +346,25 @@ mod tests {
                 call(&app, method, path).await.assert_is(&edge::GET_ONLY);
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_declared_body_over_the_cap_is_refused_in_the_handlers_words() {
+        let dir = static_dir();
+        let app = test_app(dir.path());
+        let mut req = Request::new(Body::from(vec![b'x'; MAX_BODY_BYTES + 1]));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = edge::CREATE_ROOM_PATH.parse().unwrap();
+        req.headers_mut().insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(MAX_BODY_BYTES + 1),
+        );
+        let response = app.oneshot(req).await.unwrap();
+        assert_eq!(response.status(), 413);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], edge::BODY_TOO_LARGE.reason.as_bytes());
     }
 
     #[tokio::test]
