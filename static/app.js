@@ -1,13 +1,25 @@
-// edge-chat browser client. Plain JS, no build step. Protocol: docs/PROTOCOL.md.
-// Everything that comes from the network is rendered with textContent, never as HTML.
-'use strict';
+// edge-chat browser page: the UI only. The connection (resume, retry-safe sends, backoff,
+// history pages) is the client module edge-chat.js. Plain JS, no build step. Protocol:
+// docs/PROTOCOL.md. Everything that comes from the network is rendered with
+// textContent, never as HTML.
+//
+// The URL fragment names the room: `#lobby`, or `#room=lobby&token=<jwt>` for an app that
+// opens the page for a signed-in user (docs/PROTOCOL.md, "Signed identity"). The token is
+// taken out of the address at once (it is kept for this tab only, in sessionStorage, so a
+// reload still signs in), so it does not end up in the history, a bookmark or a copied
+// link.
+import { EdgeChat } from './edge-chat.js';
 
-(() => {
-  const BACKOFF_BASE_MS = 500;
-  const BACKOFF_MAX_MS = 10000;
-  const JOIN_TIMEOUT_MS = 15000;  // hello sent but no `ready` by then: drop and retry
+{
+  const HISTORY_PAGE = 50;        // messages per "load older messages"
+  const OLDER_AT_PX = 40;         // scrolled this close to the top: load older messages
   const NOTICE_MS = 5000;
   const NAME_KEY = 'edge-chat.name';
+  const TOKEN_KEY = 'edge-chat.token'; // sessionStorage: this tab only
+  const CONFIRM_MS = 4000;        // a moderator's "Delete" waits this long for the confirming click
+  // Kick and mute durations offered to a moderator, in seconds; those above the server's
+  // max_moderation_secs are left out, and that maximum is offered itself.
+  const MODERATION_SECS = [60, 300, 3600, 86400, 604800];
   const LIMITS_TIMEOUT_MS = 5000; // GET /api/limits; after that, no client-side length checks
   const COUNTER_FROM = 0.8;       // show a length counter from this fraction of a limit
 
@@ -28,6 +40,7 @@
     1009: 'Message too big',
     1011: 'Server error',
     1013: 'Try again later',
+    4001: 'Kicked',
   };
   const STATE_TEXT = {
     idle: 'Not connected',
@@ -54,12 +67,19 @@
     copyLink: $('copy-link'),
     leave: $('leave'),
     roster: $('roster'),
+    identity: $('identity'),
+    modForm: $('mod-form'),
+    modLabel: $('mod-label'),
+    modSecs: $('mod-secs'),
+    modApply: $('mod-apply'),
+    modCancel: $('mod-cancel'),
     rosterCount: $('roster-count'),
     messages: $('messages'),
     composeForm: $('compose-form'),
     messageInput: $('message-input'),
     messageCount: $('message-count'),
     sendBtn: $('send-btn'),
+    outbox: $('outbox'),
     notice: $('notice'),
   };
 
@@ -68,7 +88,9 @@
   // The server's own limits, from GET /api/limits. null = not known (the request failed or
   // is still on its way): no client-side check then; the server still refuses what is too
   // long with an {"error"} that the page shows.
-  const limits = { name: null, message: null, frameBytes: null };
+  const limits = {
+    name: null, message: null, frameBytes: null, historyPage: null, moderationSecs: null,
+  };
 
   async function loadLimits() {
     try {
@@ -82,6 +104,8 @@
       limits.name = positive(j && j.max_name_chars);
       limits.message = positive(j && j.max_message_chars);
       limits.frameBytes = positive(j && j.max_frame_bytes);
+      limits.historyPage = positive(j && j.history_page_max);
+      limits.moderationSecs = positive(j && j.max_moderation_secs);
     } catch (err) {
       console.warn(`edge-chat: no limits from /api/limits (${err.message}); the server checks lengths`);
     }
@@ -114,31 +138,65 @@
     try { localStorage.setItem(NAME_KEY, n); } catch { /* storage disabled: fine */ }
   }
 
+  // The fragment as parameters (`room=lobby&token=…`), or null for the plain `#lobby`
+  // form. Room names never hold "=" or "&", so the two cannot be confused.
+  function hashParams() {
+    const h = location.hash.slice(1);
+    if (!h.includes('=')) return null;
+    const p = new URLSearchParams(h);
+    return p.has('room') || p.has('token') ? p : null;
+  }
+
   function roomFromHash() {
+    const p = hashParams();
+    if (p) return (p.get('room') || '').trim();
     const h = location.hash.slice(1);
     try { return decodeURIComponent(h).trim(); } catch { return h.trim(); }
+  }
+
+  function loadToken() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || null; } catch { return null; }
+  }
+  function saveToken(t) {
+    try {
+      if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY);
+    } catch { /* storage disabled: the token lasts until a reload */ }
+  }
+
+  // A `token` in the fragment replaces the tab's token (an empty one removes it), and is
+  // taken out of the address (replaceState: no new history entry, no hashchange).
+  function takeTokenFromHash() {
+    const p = hashParams();
+    if (!p || !p.has('token')) return;
+    token = (p.get('token') || '').trim() || null;
+    saveToken(token);
+    p.delete('token');
+    const rest = p.toString();
+    history.replaceState(history.state, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
   }
 
   // ---- state --------------------------------------------------------------------------
 
   let myName = loadName().trim();
   let room = null;          // the room we are in (or trying to be in)
-  let ws = null;            // the current socket; events from older sockets are ignored
+  let chat = null;          // the EdgeChat of that room; events from older ones are ignored
   let connState = 'idle';
-  let joining = false;      // hello sent, `ready` not yet received
-  let pending = [];         // messages of the join burst, held until `ready`
-  let lastError = '';       // last {"error"} of this socket, used as close reason
-  // Texts sent on this socket and not yet answered. The server answers each of our
-  // frames in order, with our own message or an error, so the oldest is the one an
-  // error refers to: it goes back into the input instead of being lost.
-  let unanswered = [];
-  let epoch = null;         // room epoch of our last successful join
   let lastSeq = 0;          // highest seq displayed; messages at or below it are duplicates
-  let attempt = 0;          // reconnect attempts since the last successful join
-  let retryTimer = 0;
-  let joinTimer = 0;
+  let oldestSeq = null;     // lowest seq displayed
+  let moreOlder = null;     // older messages retained? null: not asked yet
+  let loadingOlder = false;
   let noticeTimer = 0;
-  const roster = new Map(); // name -> number of sessions with that name
+  let token = loadToken();  // the join token of this tab, or null
+  // Who this session is, from its join: the display name the server gave it (its own
+  // `joined`, which comes just before `ready`), and, for a verified session, its user id
+  // and role (from `ready`).
+  let me = { name: null, user: null, role: null };
+  let lastJoined = null;    // the name of the latest `joined` of this join
+  // Members by identity: key -> { name, user, role, count }. `roster` frames carry user
+  // and role; live `joined` frames only a name, so a member who joined later shows as
+  // anonymous until the next join.
+  const roster = new Map();
+  let modTarget = null;     // { action: 'kick' | 'mute', user, name } while the form is open
 
   // ---- UI helpers ---------------------------------------------------------------------
 
@@ -147,7 +205,8 @@
     ui.status.dataset.state = s;
     ui.chat.dataset.state = s;
     ui.status.textContent = detail ? `${STATE_TEXT[s]} — ${detail}` : STATE_TEXT[s];
-    ui.sendBtn.disabled = s !== 'live';
+    // Messages typed while (re)connecting wait in the outbox and go out once live.
+    ui.sendBtn.disabled = s === 'idle' || s === 'closed';
   }
 
   function showNotice(text) {
@@ -162,6 +221,7 @@
     ui.roomInfo.hidden = true;
     ui.setup.hidden = false;
     ui.nameInput.value = myName;
+    updateNameHint();
     updateNameCounter();
     ui.formError.textContent = error || '';
     ui.formError.hidden = !error;
@@ -193,10 +253,48 @@
   }
   function scrollToBottom() { ui.messages.scrollTop = ui.messages.scrollHeight; }
 
+  const isModerator = () => me.role === 'moderator';
+  const verifiedUser = (x) => (typeof x.user === 'string' && x.user ? x.user : null);
+
+  // A message is ours if it carries our verified user id; an anonymous session can only
+  // go by its name (names are not unique), and never claims a verified message.
+  function isMine(m) {
+    if (me.user) return verifiedUser(m) === me.user;
+    return !verifiedUser(m) && m.name === (me.name ?? myName);
+  }
+
+  // The mark of a verified user id, for messages and roster entries that carry one.
+  function verifiedMark(user) {
+    const mark = document.createElement('span');
+    mark.className = 'verified';
+    mark.textContent = '✓';
+    mark.title = `verified user ${user}`;
+    mark.setAttribute('role', 'img');
+    mark.setAttribute('aria-label', `verified user ${user}`);
+    return mark;
+  }
+
+  function setDeleteLabel(b, armed) {
+    b.dataset.armed = String(armed);
+    b.textContent = armed ? 'Confirm delete' : 'Delete';
+    b.setAttribute('aria-label', armed
+      ? `Confirm: delete the message from ${b.dataset.name} for everyone`
+      : `Delete message from ${b.dataset.name}`);
+  }
+
+  function deleteButton(m) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'link-btn delete-btn';
+    b.dataset.name = m.name;
+    setDeleteLabel(b, false);
+    return b;
+  }
+
   function renderMessage(m) {
     const li = document.createElement('li');
     li.className = 'msg';
-    if (m.name === myName) li.classList.add('mine');
+    if (isMine(m)) li.classList.add('mine');
     li.dataset.seq = String(m.seq);
 
     const meta = document.createElement('div');
@@ -205,6 +303,8 @@
     who.className = 'who';
     who.textContent = m.name;
     meta.append(who);
+    const user = verifiedUser(m);
+    if (user) meta.append(' ', verifiedMark(user));
     const date = new Date(m.timestamp);
     if (Number.isFinite(date.getTime())) {
       const time = document.createElement('time');
@@ -213,6 +313,7 @@
       time.textContent = formatTime(date);
       meta.append(' ', time);
     }
+    if (isModerator()) meta.append(' ', deleteButton(m));
 
     const text = document.createElement('p');
     text.className = 'text';
@@ -229,12 +330,79 @@
     for (const m of list) {
       if (m.seq <= lastSeq) continue; // already shown
       lastSeq = m.seq;
+      if (oldestSeq === null) oldestSeq = m.seq;
       ui.messages.append(renderMessage(m));
       added++;
     }
-    if (added && (stick || list.some((m) => m.name === myName))) scrollToBottom();
+    if (added && (stick || list.some(isMine))) scrollToBottom();
+    updateOlder();
     return added;
   }
+
+  // ---- older messages (history pages) -------------------------------------------------
+
+  // The first row of the list while older messages may exist: a button, also pressed by
+  // scrolling to the top.
+  const olderRow = document.createElement('li');
+  olderRow.className = 'older';
+  const olderBtn = document.createElement('button');
+  olderBtn.type = 'button';
+  olderBtn.id = 'load-older';
+  olderBtn.className = 'link-btn';
+  olderBtn.textContent = 'Load older messages';
+  olderRow.append(olderBtn);
+  olderBtn.addEventListener('click', () => loadOlder());
+
+  function updateOlder() {
+    const maybe = oldestSeq !== null && oldestSeq > 1 && moreOlder !== false;
+    if (maybe && !olderRow.isConnected) ui.messages.prepend(olderRow);
+    if (!maybe && olderRow.isConnected) olderRow.remove();
+    olderBtn.disabled = loadingOlder || connState !== 'live';
+    olderBtn.textContent = loadingOlder ? 'Loading older messages…' : 'Load older messages';
+  }
+
+  async function loadOlder() {
+    const c = chat;
+    if (!c || loadingOlder || connState !== 'live' || !olderRow.isConnected) return;
+    const before = oldestSeq;
+    loadingOlder = true;
+    updateOlder();
+    let loaded = false;
+    try {
+      const page = await c.history(before, Math.min(HISTORY_PAGE, limits.historyPage ?? HISTORY_PAGE));
+      if (c !== chat || before !== oldestSeq) return; // left, or reset meanwhile
+      const older = page.messages.filter((m) => m.seq < before);
+      // Keep what is on screen where it is: grow the list above it.
+      const m = ui.messages;
+      const fromBottom = m.scrollHeight - m.scrollTop;
+      olderRow.after(...older.map(renderMessage));
+      if (older.length) oldestSeq = older[0].seq;
+      // A page with nothing older to show gives no way further back: stop there.
+      moreOlder = page.more && older.length > 0;
+      m.scrollTop = m.scrollHeight - fromBottom;
+      loaded = true;
+    } catch (err) {
+      if (c === chat) showNotice(err.message);
+    } finally {
+      if (c === chat) {
+        loadingOlder = false;
+        updateOlder();
+        // Only after a page came: a refusal (rate limit) must not become a loop.
+        if (loaded) fillView();
+      }
+    }
+  }
+
+  // A list too short to scroll cannot be scrolled to its top: load older messages until
+  // it fills the view, or there are none.
+  function fillView() {
+    const m = ui.messages;
+    if (olderRow.isConnected && m.scrollHeight <= m.clientHeight) setTimeout(loadOlder, 0);
+  }
+
+  ui.messages.addEventListener('scroll', () => {
+    if (ui.messages.scrollTop < OLDER_AT_PX) loadOlder();
+  }, { passive: true });
 
   function addDivider(text) {
     const li = document.createElement('li');
@@ -246,33 +414,91 @@
   function clearMessages() {
     ui.messages.replaceChildren();
     lastSeq = 0;
+    oldestSeq = null;
+    moreOlder = null;
+    loadingOlder = false;
+  }
+
+  // Messages sent and not stored yet, below the list: they wait for the connection, and
+  // are sent again after a reconnect, so they show until the server has them.
+  function addOutboxItem(text) {
+    const li = document.createElement('li');
+    li.className = 'msg mine pending';
+    const meta = document.createElement('div');
+    meta.className = 'meta';
+    meta.textContent = 'Sending…';
+    const p = document.createElement('p');
+    p.className = 'text';
+    p.textContent = text;
+    li.append(meta, p);
+    ui.outbox.append(li);
+    ui.outbox.hidden = false;
+    scrollToBottom();
+    return li;
+  }
+
+  function removeOutboxItem(li) {
+    li.remove();
+    ui.outbox.hidden = ui.outbox.childElementCount === 0;
+  }
+
+  function isMe(e) {
+    if (me.user) return e.user === me.user;
+    return !e.user && e.name === (me.name ?? myName);
+  }
+
+  function modButton(action, e) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'link-btn mod-btn';
+    b.dataset.action = action;
+    b.textContent = action === 'kick' ? 'Kick' : 'Mute';
+    b.setAttribute('aria-label', `${b.textContent} ${e.name} (user ${e.user})…`);
+    b.addEventListener('click', () => openModForm(action, e));
+    return b;
   }
 
   function renderRoster() {
     const items = [];
     let total = 0;
-    const names = [...roster.keys()].sort((a, b) => a.localeCompare(b));
-    for (const n of names) {
-      const count = roster.get(n);
-      total += count;
+    const entries = [...roster.values()].sort((a, b) => a.name.localeCompare(b.name)
+      || String(a.user ?? '').localeCompare(String(b.user ?? '')));
+    for (const e of entries) {
+      total += e.count;
       const li = document.createElement('li');
       const who = document.createElement('span');
       who.className = 'who';
-      who.textContent = n;
+      who.textContent = e.name;
       li.append(who);
-      if (n === myName) {
+      if (e.user) li.append(' ', verifiedMark(e.user));
+      if (e.role === 'moderator') {
+        const role = document.createElement('span');
+        role.className = 'role';
+        role.textContent = 'moderator';
+        li.append(' ', role);
+      }
+      const mine = isMe(e);
+      if (mine) {
         li.classList.add('me');
         const you = document.createElement('span');
         you.className = 'you';
         you.textContent = ' (you)';
         li.append(you);
       }
-      if (count > 1) {
+      if (e.count > 1) {
         const c = document.createElement('span');
         c.className = 'count';
-        c.textContent = `×${count}`;
-        c.title = `${count} sessions`;
+        c.textContent = `×${e.count}`;
+        c.title = `${e.count} sessions`;
         li.append(' ', c);
+      }
+      // Kick and mute target verified users (anonymous sessions are covered by the rate
+      // limits), and never oneself.
+      if (isModerator() && e.user && !mine) {
+        const actions = document.createElement('span');
+        actions.className = 'mod-actions';
+        actions.append(modButton('mute', e), modButton('kick', e));
+        li.append(actions);
       }
       items.push(li);
     }
@@ -280,151 +506,249 @@
     ui.rosterCount.textContent = String(total);
   }
 
-  function rosterAdd(n) {
-    roster.set(n, (roster.get(n) || 0) + 1);
+  const rosterKey = (e) => JSON.stringify([e.name, e.user ?? null, e.role ?? null]);
+  function rosterPut(e, n = 1) {
+    const entry = { name: e.name, user: verifiedUser(e), role: verifiedUser(e) ? e.role ?? null : null };
+    const key = rosterKey(entry);
+    const old = roster.get(key);
+    roster.set(key, { ...entry, count: (old ? old.count : 0) + n });
+  }
+  function rosterAdd(name) {
+    rosterPut({ name });
     renderRoster();
   }
-  function rosterRemove(n) {
-    const c = roster.get(n) || 0;
-    if (c <= 1) roster.delete(n); else roster.set(n, c - 1);
+  function rosterReplace(entries) {
+    roster.clear();
+    for (const e of entries) rosterPut(e);
     renderRoster();
+  }
+  // `quit` carries only the name. Of several entries with that name, the anonymous one
+  // goes first: a verified entry keeps its controls (a kick of a user who left still
+  // bars them) until the next join brings the roster afresh.
+  function rosterRemove(name) {
+    const same = [...roster.entries()].filter(([, e]) => e.name === name);
+    const hit = same.find(([, e]) => !e.user) || same[0];
+    if (!hit) return;
+    const [key, e] = hit;
+    if (e.count <= 1) roster.delete(key); else e.count -= 1;
+    renderRoster();
+  }
+  // Our own `joined` gave only our name: once `ready` says who we are, that entry is us.
+  function rosterClaimOwn() {
+    if (!me.user || me.name === null) return;
+    const key = rosterKey({ name: me.name });
+    const e = roster.get(key);
+    if (!e) return;
+    if (e.count <= 1) roster.delete(key); else e.count -= 1;
+    rosterPut(me);
+  }
+
+  // ---- moderation ---------------------------------------------------------------------
+
+  const plural = (n, unit) => `${n} ${unit}${n === 1 ? '' : 's'}`;
+  function formatSecs(secs) {
+    for (const [size, unit] of [[86400, 'day'], [3600, 'hour'], [60, 'minute']]) {
+      if (secs >= size && secs % size === 0) return plural(secs / size, unit);
+    }
+    return plural(secs, 'second');
+  }
+
+  function openModForm(action, e) {
+    modTarget = { action, user: e.user, name: e.name };
+    const options = [];
+    const max = limits.moderationSecs;
+    const secs = MODERATION_SECS.filter((s) => max === null || s <= max);
+    if (max !== null && !secs.includes(max)) secs.push(max);
+    for (const s of secs) options.push([s, `for ${formatSecs(s)}`]);
+    // 0: a kick that only disconnects; a mute that ends the user's mute.
+    options.push([0, action === 'kick' ? 'and let them rejoin at once' : 'no more: unmute']);
+    ui.modSecs.replaceChildren(...options.map(([value, label]) => {
+      const o = document.createElement('option');
+      o.value = String(value);
+      o.textContent = label;
+      return o;
+    }));
+    ui.modLabel.textContent = `${action === 'kick' ? 'Kick' : 'Mute'} ${e.name} (user ${e.user})`;
+    ui.modApply.textContent = action === 'kick' ? 'Kick' : 'Mute';
+    ui.modForm.dataset.action = action;
+    ui.modForm.hidden = false;
+    ui.modSecs.focus();
+  }
+
+  function closeModForm() {
+    modTarget = null;
+    ui.modForm.hidden = true;
+  }
+
+  ui.modForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const c = chat;
+    const t = modTarget;
+    if (!c || !t) return;
+    const secs = Number(ui.modSecs.value);
+    closeModForm();
+    const done = t.action === 'kick'
+      ? (secs ? `${t.name} was removed for ${formatSecs(secs)}.` : `${t.name} was removed.`)
+      : (secs ? `${t.name} is muted for ${formatSecs(secs)}.` : `${t.name} is no longer muted.`);
+    const p = t.action === 'kick' ? c.kick(t.user, secs) : c.mute(t.user, secs);
+    p.then(() => { if (c === chat) showNotice(done); }, (err) => { if (c === chat) showNotice(err.message); });
+  });
+  ui.modCancel.addEventListener('click', closeModForm);
+  ui.modForm.addEventListener('keydown', (ev) => { if (ev.key === 'Escape') closeModForm(); });
+
+  // Delete asks once more: the first click arms the button, a second one within
+  // CONFIRM_MS deletes. A deletion cannot be undone.
+  ui.messages.addEventListener('click', (ev) => {
+    const b = ev.target instanceof Element ? ev.target.closest('button.delete-btn') : null;
+    if (!b || b.disabled) return;
+    const li = b.closest('li.msg');
+    const seq = Number(li && li.dataset.seq);
+    const c = chat;
+    if (!c || !Number.isSafeInteger(seq)) return;
+    if (b.dataset.armed !== 'true') {
+      setDeleteLabel(b, true);
+      setTimeout(() => {
+        if (b.dataset.armed === 'true' && !b.disabled) setDeleteLabel(b, false);
+      }, CONFIRM_MS);
+      return;
+    }
+    b.disabled = true;
+    b.textContent = 'Deleting…';
+    b.setAttribute('aria-label', `Deleting the message from ${b.dataset.name}`);
+    // The message goes when `deleted` comes, in every tab alike.
+    c.deleteMessage(seq).catch((err) => {
+      if (c !== chat) return;
+      showNotice(err.message);
+      b.disabled = false;
+      setDeleteLabel(b, false);
+    });
+  });
+
+  // After a join: moderators get the controls, everyone else none.
+  function applyRole() {
+    ui.chat.dataset.moderator = String(isModerator());
+    for (const li of ui.messages.querySelectorAll('li.msg')) {
+      const b = li.querySelector('.delete-btn');
+      if (isModerator() && !b) {
+        li.querySelector('.meta').append(' ', deleteButton({ name: li.querySelector('.who').textContent }));
+      } else if (!isModerator() && b) {
+        b.remove();
+      }
+    }
+    if (!isModerator()) closeModForm();
+    renderRoster();
+  }
+
+  function showIdentity() {
+    ui.identity.hidden = !me.user;
+    ui.identity.replaceChildren();
+    if (!me.user) return;
+    ui.identity.append('Signed in as ', verifiedMark(me.user), ` ${me.user}`);
+    if (isModerator()) ui.identity.append(' · moderator');
   }
 
   // ---- connection ---------------------------------------------------------------------
 
-  function socketUrl(r) {
-    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    return `${scheme}://${location.host}/api/room/${r}/websocket`;
-  }
-
   function connect() {
-    clearTimeout(retryTimer);
-    const sock = new WebSocket(socketUrl(room));
-    ws = sock;
-    joining = true;
-    pending = [];
-    lastError = '';
-    unanswered = [];
-    setState(attempt ? 'reconnecting' : 'connecting');
-
-    sock.onopen = () => {
-      if (ws !== sock) return;
-      roster.clear(); // the server sends the whole roster again on every join
-      renderRoster();
-      const hello = { name: myName };
-      if (epoch !== null) hello.resume = { epoch, seq: lastSeq };
-      sock.send(JSON.stringify(hello));
-    };
-    sock.onmessage = (ev) => {
-      if (ws !== sock || typeof ev.data !== 'string') return;
-      let frame;
-      try { frame = JSON.parse(ev.data); } catch { return; }
-      if (frame && typeof frame === 'object') handleFrame(frame);
-    };
-    sock.onclose = (ev) => {
-      if (ws === sock) onClosed(ev);
-    };
-    clearTimeout(joinTimer);
-    joinTimer = setTimeout(() => {
-      if (ws === sock && joining) sock.close(4000, 'Join timed out');
-    }, JOIN_TIMEOUT_MS);
+    // With a token the server takes the name from it; the hello's name is still checked,
+    // so one the server would refuse is left out.
+    const name = token && nameProblem(myName) ? '' : myName;
+    const c = new EdgeChat({ base: location.origin, room, name, token: token || undefined });
+    chat = c;
+    const on = (type, fn) => c.addEventListener(type, (e) => { if (chat === c) fn(e.detail); });
+    on('state', onState);
+    // v2: the roster arrives whole at each join; live joins and quits follow.
+    on('roster', (d) => {
+      lastJoined = null;
+      rosterReplace(d.roster);
+    });
+    on('joined', (d) => {
+      lastJoined = d.name;
+      rosterAdd(d.name);
+    });
+    on('quit', (d) => rosterRemove(d.name));
+    on('reset', () => {
+      // The room's storage was lost and seqs restarted: start the list afresh.
+      clearMessages();
+      addDivider('The room’s history was reset. Earlier messages may be missing.');
+    });
+    on('ready', (d) => {
+      // The join sequence ends with our own `joined`, then `ready`.
+      me = {
+        name: lastJoined,
+        user: verifiedUser(d),
+        role: verifiedUser(d) && d.role === 'moderator' ? 'moderator' : null,
+      };
+      rosterClaimOwn();
+      applyRole();
+      showIdentity();
+      if (d.gap) addDivider('Some messages may be missing here.');
+    });
+    on('message', (m) => addMessages([m]));
+    on('deleted', (d) => removeDeleted(d.seq));
+    // A refused message also rejects its send (see the compose form).
+    on('error', (d) => showNotice(d.message));
   }
 
-  function handleFrame(f) {
-    if (typeof f.message === 'string' && Number.isSafeInteger(f.seq)) {
-      if (!joining && unanswered.length && f.name === (myName || 'anonymous')
-          && f.message === unanswered[0]) {
-        unanswered.shift();
-      }
-      if (joining) pending.push(f); else addMessages([f]);
-    } else if (typeof f.joined === 'string') {
-      rosterAdd(f.joined);
-    } else if (typeof f.quit === 'string') {
-      rosterRemove(f.quit);
-    } else if (f.ready === true) {
-      onReady(f);
-    } else if ('error' in f) {
-      lastError = String(f.error);
-      showNotice(lastError);
-      const refused = unanswered.shift();
-      if (refused !== undefined && !ui.messageInput.value.trim()) setMessageInput(refused);
-    }
-  }
-
-  function onReady(f) {
-    joining = false;
-    clearTimeout(joinTimer);
-    const newEpoch = typeof f.epoch === 'string' ? f.epoch : null;
-    if (!f.recovered && epoch !== null) {
-      if (newEpoch !== epoch) {
-        // The room's storage was lost and seqs restarted: start the list afresh.
-        clearMessages();
-        addDivider('The room’s history was reset. Earlier messages may be missing.');
-      } else if (pending.length && pending[0].seq > lastSeq + 1) {
-        addDivider('Some messages may be missing here.');
-      }
-    }
-    epoch = newEpoch;
-    addMessages(pending);
-    pending = [];
-    attempt = 0;
-    setState('live');
-  }
-
-  function onClosed(ev) {
-    clearTimeout(joinTimer);
-    const wasJoining = joining;
-    ws = null;
-    joining = false;
-    pending = [];
-    const reason = ev.reason || lastError || CLOSE_TEXT[ev.code] || `Closed (${ev.code})`;
-
-    if (ev.code === 1009 && unanswered.length && !ui.messageInput.value.trim()) {
-      // A frame over the server's size cap (only possible while its limits are unknown)
-      // closes the socket without an answer: give the text back rather than lose it. The
-      // longest unanswered text is the one that was too big.
-      setMessageInput(unanswered.reduce((a, b) => (utf8Bytes(b) > utf8Bytes(a) ? b : a)));
-    }
-
-    if (ev.code === 1008) {
-      // Policy close: retrying would be refused again.
-      if (wasJoining) {
+  function onState(d) {
+    const reason = d.reason || CLOSE_TEXT[d.code] || (d.code ? `Closed (${d.code})` : '');
+    // The close reason, and the server's sentence when it says more.
+    const why = d.error && d.error !== reason ? `${reason}: ${d.error}` : reason;
+    if (d.state === 'reconnecting' && d.delay !== undefined) {
+      setState('reconnecting', `${reason}; retrying in ${Math.max(1, Math.round(d.delay / 1000))} s`);
+    } else if (d.state === 'closed') {
+      if (d.code === 1008 && d.joining && d.reason === 'Invalid token') {
+        // The token was refused (expired, for another room, required but missing…).
+        // It will not do better on a retry: forget it. Joining again from the form is
+        // then anonymous, which the user chooses knowingly.
+        const had = token !== null;
+        token = null;
+        saveToken(null);
+        setState('closed', why);
+        showSetup(had
+          ? `Your sign-in was refused: ${d.error || reason} Open the chat from your app again to sign in.`
+          : d.error || reason);
+      } else if (d.code === 1008 && d.joining) {
         // The hello was refused, i.e. the name: let the user fix it.
         setState('closed', reason);
-        showSetup(lastError || reason, true);
+        showSetup(d.error || reason, true);
+      } else if (d.code === 4001) {
+        // Kicked, now or at the hello: the sentence says whether to try again later.
+        setState('closed', why);
+        addDivider(d.error || 'A moderator removed you from this room.');
       } else {
-        setState('closed', `${reason}. Reload the page to rejoin.`);
+        // Policy close: retrying would be refused again.
+        setState('closed', `${why}. Reload the page to rejoin.`);
       }
-      return;
+    } else if (d.state !== 'reconnecting' || connState !== 'reconnecting') {
+      setState(d.state);
     }
-    scheduleReconnect(reason);
+    updateOlder();
+    if (d.state === 'live') fillView();
   }
 
-  function scheduleReconnect(reason) {
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(attempt, 10));
-    const delay = Math.round(base / 2 + Math.random() * (base / 2)); // "equal jitter"
-    attempt++;
-    setState('reconnecting', `${reason}; retrying in ${Math.max(1, Math.round(delay / 1000))} s`);
-    clearTimeout(retryTimer);
-    retryTimer = setTimeout(connect, delay);
+  // A moderator deleted it: it goes from every tab (its text is gone from the server).
+  function removeDeleted(seq) {
+    const li = ui.messages.querySelector(`li.msg[data-seq="${Number(seq)}"]`);
+    if (li) li.remove();
   }
 
   function disconnect() {
-    clearTimeout(retryTimer);
-    clearTimeout(joinTimer);
-    const sock = ws;
-    ws = null;
-    joining = false;
-    pending = [];
-    if (sock) sock.close(1000);
+    const c = chat;
+    chat = null;
+    if (c) c.close();
+    for (const li of [...ui.outbox.children]) removeOutboxItem(li);
+    me = { name: null, user: null, role: null };
+    lastJoined = null;
+    closeModForm();
+    showIdentity();
+    ui.chat.dataset.moderator = 'false';
     setState('idle');
   }
 
   function enterRoom(r) {
     disconnect();
     room = r;
-    epoch = null;
-    attempt = 0;
     clearMessages();
     roster.clear();
     renderRoster();
@@ -436,6 +760,7 @@
   // ---- routing ------------------------------------------------------------------------
 
   function route() {
+    takeTokenFromHash();
     const r = roomFromHash();
     if (r) ui.roomInput.value = r;
     if (!r) {
@@ -446,16 +771,18 @@
       disconnect();
       room = null;
       showSetup(`“${r}” is not a valid room name.`);
-    } else if (nameProblem(myName)) {
+    } else if (nameProblem(myName) && !token) {
       disconnect();
       room = null;
       showSetup(null, true);
-    } else if (r !== room || (!ws && connState !== 'reconnecting')) {
+    } else if (r !== room || !chat || chat.state === 'closed') {
       enterRoom(r);
     }
   }
 
   function takeName() {
+    // Signed in by a token, the name comes from it: none is needed.
+    if (token && !ui.nameInput.value.trim()) return true;
     const problem = nameProblem(ui.nameInput.value);
     if (problem) {
       ui.formError.textContent = problem;
@@ -514,8 +841,10 @@
   ui.copyLink.addEventListener('click', () => {
     const done = () => showNotice('Link copied. Anyone with it can join this room.');
     const fail = () => showNotice('Copy the address from the address bar to share this room.');
+    // The room alone: never a token, whatever the address holds.
+    const link = `${location.origin}${location.pathname}#${encodeURIComponent(room || '')}`;
     if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(location.href).then(done, fail);
+      navigator.clipboard.writeText(link).then(done, fail);
     } else {
       fail();
     }
@@ -545,10 +874,15 @@
   const updateNameCounter = () => updateCounter(ui.nameInput, ui.nameCount, limits.name);
   const updateMessageCounter = () => updateCounter(ui.messageInput, ui.messageCount, limits.message);
 
-  function applyLimits() {
+  function updateNameHint() {
     ui.nameHint.textContent = limits.name !== null
       ? `Up to ${limits.name} characters. Shown to everyone in the room.`
       : 'Shown to everyone in the room.';
+    if (token) ui.nameHint.textContent += ' You are signed in by your app, which gives your name: this one is optional.';
+  }
+
+  function applyLimits() {
+    updateNameHint();
     updateNameCounter();
     updateMessageCounter();
   }
@@ -568,18 +902,26 @@
       showNotice(`Messages can be at most ${limits.message} characters; this one has ${extra} too many.`);
       return;
     }
-    const frame = JSON.stringify({ message: text });
+    // The frame as the module sends it: with a cid of its length.
+    const frame = JSON.stringify({ message: text, cid: `c${'0'.repeat(32)}` });
     if (limits.frameBytes !== null && utf8Bytes(frame) > limits.frameBytes) {
       showNotice('This message is too large to send; please shorten it.');
       return;
     }
-    if (!ws || connState !== 'live') {
-      showNotice('Not connected yet; your message is kept. Send it once live.');
-      return;
-    }
-    ws.send(frame);
-    unanswered.push(text);
+    if (!chat) return;
+    // Sent now if live, else as soon as the connection is back; resent after a
+    // reconnect with the same id, so it is stored once. Until then it shows as pending.
+    const pending = addOutboxItem(text);
     setMessageInput('');
+    chat.send(text).then(
+      () => removeOutboxItem(pending), // the message itself arrives as a `message` event
+      () => {
+        // Refused (the reason is shown as a notice) or the chat closed: the text goes
+        // back into the input rather than being lost.
+        removeOutboxItem(pending);
+        if (!ui.messageInput.value.trim()) setMessageInput(text);
+      },
+    );
   });
 
   ui.messageInput.addEventListener('keydown', (e) => {
@@ -593,7 +935,7 @@
 
   window.addEventListener('hashchange', route);
   window.addEventListener('online', () => {
-    if (connState === 'reconnecting' && !ws && room) connect(); // skip the remaining backoff
+    if (chat) chat.reconnect(); // skip the remaining backoff
   });
 
   ui.nameInput.value = myName;
@@ -601,4 +943,4 @@
   applyLimits(); // no limits known yet: no counters, no number in the hint
   loadLimits();  // joining does not wait for it: the server checks lengths anyway
   route();
-})();
+}

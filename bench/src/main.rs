@@ -2,8 +2,10 @@
 //! messages at a fixed rate. Reports deliveries per second, loss and delivery latency,
 //! so figures in docs/BENCHMARKS.md can be reproduced against either backend.
 //!
-//! The target backend must allow the sender's rate (start it with a high
-//! `--rate-burst`/`--rate-per-sec`, or `--var RATE_BURST:…` on wrangler dev).
+//! The target backend must allow the sender's rate, and every client coming from one
+//! address: start it with high `--rate-burst`/`--rate-per-sec`, `--seats-per-address`
+//! and `--join-burst`/`--join-per-sec` (the same as `--var RATE_BURST:…` on wrangler
+//! dev), as `scripts/bench` does.
 
 mod client;
 mod procfs;

@@ -4,7 +4,9 @@
 
 use crate::config::Config;
 use crate::error_kind::ErrorKind;
+use crate::moderation::{self, Moderation};
 use crate::session::Version;
+use crate::{history, retry};
 use serde_json::{Map, Value};
 
 /// The name given to a session whose hello carries no name, or an empty one.
@@ -17,8 +19,20 @@ pub const ANONYMOUS: &str = "anonymous";
 pub enum ClientFrame {
     /// The first frame: `{"name": …, "resume": {"epoch": …, "seq": …}}`, every field optional.
     Hello(Hello),
-    /// `{"message": …}`, untrimmed and unchecked: the room validates it.
-    Chat { message: String },
+    /// `{"message": …, "cid": …}`: the message untrimmed and unchecked (the room
+    /// validates it); the `cid`, if given, already checked ([`retry::parse_cid`]).
+    Chat {
+        message: String,
+        cid: Option<String>,
+    },
+    /// v2: `{"history": {"before": …, "limit": …}}`, checked ([`history::parse_request`]):
+    /// `before` is `None` when left out (the newest messages), `limit` within
+    /// 1..=`history_page_max` (that maximum when left out).
+    History { before: Option<u64>, limit: usize },
+    /// `{"delete": …}`, `{"kick": …}` or `{"mute": …}`, or why its payload is refused.
+    /// The room checks that the sender is a moderator before it looks at either, so a
+    /// non-moderator is told that whatever it sent.
+    Moderate(Result<Moderation, ErrorKind>),
 }
 
 /// A resume request from the hello.
@@ -37,6 +51,10 @@ pub struct Hello {
     pub resume: Option<Resume>,
     /// `"v": 2` opts in to protocol v2; absent (or 1) is v1.
     pub version: Version,
+    /// The join token, unchecked (`None` when absent or `null`). A token that is not a
+    /// string is kept as an empty one, which verification refuses as malformed: it
+    /// must not pass for no token at all.
+    pub token: Option<String>,
 }
 
 impl ClientFrame {
@@ -45,7 +63,7 @@ impl ClientFrame {
     /// nothing else is accepted then); after it, only the later frame kinds are.
     pub fn decode(text: &str, joined: bool, config: &Config) -> Result<ClientFrame, ErrorKind> {
         if joined {
-            decode_chat(text)
+            decode_joined(text, config)
         } else {
             decode_hello(text, config).map(ClientFrame::Hello)
         }
@@ -53,7 +71,7 @@ impl ClientFrame {
 }
 
 /// Direction overrides and isolates, refused in names where they can spoof another user.
-fn is_bidi_control(c: char) -> bool {
+pub(crate) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
@@ -71,6 +89,12 @@ pub fn validate_name(raw: &str, config: &Config) -> Result<String, ErrorKind> {
     }
     if name.chars().any(is_bidi_control) {
         return Err(ErrorKind::NameBidi);
+    }
+    // Refused rather than renamed `anonymous`: a client that wants no name sends none,
+    // so an invisible one is either a mistake the user should see or an attempt to
+    // speak unseen.
+    if crate::names::is_blank(name) {
+        return Err(ErrorKind::NameInvisible);
     }
     Ok(name.to_owned())
 }
@@ -117,21 +141,42 @@ fn decode_hello(text: &str, config: &Config) -> Result<Hello, ErrorKind> {
         Some(v) if v.as_u64() == Some(2) => Version::V2,
         Some(_) => return Err(ErrorKind::UnsupportedVersion),
     };
+    let token = match map.get("token") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(t.clone()),
+        Some(_) => Some(String::new()),
+    };
     Ok(Hello {
         name,
         resume,
         version,
+        token,
     })
 }
 
-fn decode_chat(text: &str) -> Result<ClientFrame, ErrorKind> {
+/// A frame after the hello: a chat message if it has `message`, else a history request
+/// if it has `history`.
+fn decode_joined(text: &str, config: &Config) -> Result<ClientFrame, ErrorKind> {
     let value: Value = serde_json::from_str(text).map_err(|_| ErrorKind::NotJson)?;
     let Value::Object(mut map) = value else {
         return Err(ErrorKind::WrongShape);
     };
     match map.remove("message") {
-        Some(Value::String(message)) => Ok(ClientFrame::Chat { message }),
-        None | Some(Value::Null) => Err(ErrorKind::WrongShape),
+        Some(Value::String(message)) => {
+            let cid = retry::parse_cid(map.get("cid"))?;
+            Ok(ClientFrame::Chat { message, cid })
+        }
+        // Without a message: a history request, or a moderator's frame.
+        None | Some(Value::Null) => match map.get("history") {
+            None | Some(Value::Null) => match moderation::decode(&map, config) {
+                Some(request) => Ok(ClientFrame::Moderate(request)),
+                None => Err(ErrorKind::WrongShape),
+            },
+            Some(request) => {
+                let (before, limit) = history::parse_request(request, config)?;
+                Ok(ClientFrame::History { before, limit })
+            }
+        },
         Some(_) => Err(ErrorKind::MessageNotString),
     }
 }
@@ -153,9 +198,99 @@ mod tests {
 
     fn chat(text: &str) -> Result<String, ErrorKind> {
         match ClientFrame::decode(text, true, &cfg())? {
-            ClientFrame::Chat { message } => Ok(message),
+            ClientFrame::Chat { message, .. } => Ok(message),
             other => panic!("not a chat: {other:?}"),
         }
+    }
+
+    fn chat_cid(text: &str) -> Result<Option<String>, ErrorKind> {
+        match ClientFrame::decode(text, true, &cfg())? {
+            ClientFrame::Chat { cid, .. } => Ok(cid),
+            other => panic!("not a chat: {other:?}"),
+        }
+    }
+
+    fn history(text: &str) -> Result<(Option<u64>, usize), ErrorKind> {
+        match ClientFrame::decode(text, true, &cfg())? {
+            ClientFrame::History { before, limit } => Ok((before, limit)),
+            other => panic!("not a history request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cids_at_their_edges() {
+        assert_eq!(chat_cid(r#"{"message":"hi"}"#), Ok(None));
+        assert_eq!(chat_cid(r#"{"message":"hi","cid":null}"#), Ok(None));
+        let longest = format!(r#"{{"message":"hi","cid":"{}"}}"#, "a".repeat(64));
+        assert_eq!(chat_cid(&longest), Ok(Some("a".repeat(64))));
+        assert_eq!(
+            chat_cid(r#"{"message":"hi","cid":"Az09_-"}"#),
+            Ok(Some("Az09_-".into()))
+        );
+        let too_long = format!(r#"{{"message":"hi","cid":"{}"}}"#, "a".repeat(65));
+        for bad in [
+            too_long.as_str(),
+            r#"{"message":"hi","cid":""}"#,
+            r#"{"message":"hi","cid":"a b"}"#,
+            r#"{"message":"hi","cid":"k.1"}"#,
+            r#"{"message":"hi","cid":"é"}"#,
+            r#"{"message":"hi","cid":"k\u0000"}"#,
+            r#"{"message":"hi","cid":7}"#,
+            r#"{"message":"hi","cid":true}"#,
+            r#"{"message":"hi","cid":["k"]}"#,
+            r#"{"message":"hi","cid":{}}"#,
+        ] {
+            assert_eq!(chat_cid(bad), Err(ErrorKind::CidInvalid), "{bad}");
+        }
+        // The message's own errors come first.
+        assert_eq!(
+            chat_cid(r#"{"message":1,"cid":""}"#),
+            Err(ErrorKind::MessageNotString)
+        );
+    }
+
+    #[test]
+    fn history_requests_at_their_edges() {
+        let max = cfg().history_page_max;
+        assert_eq!(history(r#"{"history":{}}"#), Ok((None, max)));
+        assert_eq!(
+            history(r#"{"history":{"before":null,"limit":null}}"#),
+            Ok((None, max))
+        );
+        assert_eq!(
+            history(r#"{"history":{"before":0,"limit":1}}"#),
+            Ok((Some(0), 1))
+        );
+        assert_eq!(
+            history(&format!(
+                r#"{{"history":{{"before":{},"limit":{max}}}}}"#,
+                u64::MAX
+            )),
+            Ok((Some(u64::MAX), max))
+        );
+        for bad in ["0", "-1", "1.5", "\"5\"", "true", "[5]"] {
+            let limit = format!(r#"{{"history":{{"limit":{bad}}}}}"#);
+            assert_eq!(history(&limit), Err(ErrorKind::HistoryLimit), "{bad}");
+        }
+        let over = format!(r#"{{"history":{{"limit":{}}}}}"#, max + 1);
+        assert_eq!(history(&over), Err(ErrorKind::HistoryLimit));
+        let huge = r#"{"history":{"limit":18446744073709551616}}"#;
+        assert_eq!(history(huge), Err(ErrorKind::HistoryLimit));
+        for bad in ["-1", "1.5", "\"5\"", "true", "{}", "18446744073709551616"] {
+            let before = format!(r#"{{"history":{{"before":{bad}}}}}"#);
+            assert_eq!(history(&before), Err(ErrorKind::HistoryBefore), "{bad}");
+        }
+        for bad in ["5", "\"x\"", "[]", "true"] {
+            let shape = format!(r#"{{"history":{bad}}}"#);
+            assert_eq!(history(&shape), Err(ErrorKind::HistoryShape), "{bad}");
+        }
+        // Without `history` (or with it null) it is not a history request.
+        assert_eq!(
+            ClientFrame::decode(r#"{"history":null}"#, true, &cfg()),
+            Err(ErrorKind::WrongShape)
+        );
+        // A frame with a message is a chat message, whatever else it has.
+        assert_eq!(chat(r#"{"message":"hi","history":{}}"#).unwrap(), "hi");
     }
 
     #[test]
@@ -175,6 +310,23 @@ mod tests {
             Err(ErrorKind::NameBidi)
         );
         assert_eq!(validate_name("x\u{2066}", &c), Err(ErrorKind::NameBidi));
+        for blank in [
+            "\u{200B}",
+            "\u{3164}",
+            "\u{FEFF}",
+            "\u{200E}\u{200F}",
+            "\u{2800} \u{115F}",
+        ] {
+            assert_eq!(
+                validate_name(blank, &c),
+                Err(ErrorKind::NameInvisible),
+                "{blank:?}"
+            );
+        }
+        assert_eq!(
+            validate_name("\u{200B}bo\u{200D}b", &c).unwrap(),
+            "\u{200B}bo\u{200D}b"
+        );
     }
 
     #[test]
@@ -200,6 +352,7 @@ mod tests {
                 name: "alice".into(),
                 resume: None,
                 version: Version::V1,
+                token: None,
             }
         );
         assert_eq!(hello("{}").unwrap().name, ANONYMOUS);
@@ -226,6 +379,20 @@ mod tests {
         ] {
             let h = hello(&format!(r#"{{"name":"a","resume":{bad}}}"#)).unwrap();
             assert_eq!(h.resume, None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn hello_tokens() {
+        assert_eq!(
+            hello(r#"{"token":"a.b.c"}"#).unwrap().token.as_deref(),
+            Some("a.b.c")
+        );
+        assert_eq!(hello(r#"{"token":null}"#).unwrap().token, None);
+        // Not a string: kept as a token that cannot verify, never as no token.
+        for bad in ["1", "{}", "[\"a.b.c\"]", "true"] {
+            let h = hello(&format!(r#"{{"token":{bad}}}"#)).unwrap();
+            assert_eq!(h.token.as_deref(), Some(""), "{bad}");
         }
     }
 

@@ -60,6 +60,7 @@ macro_rules! config_keys {
                     name: stringify!($key),
                     doc: concat!($($doc, "\n"),+),
                     list: <$ty as Value>::LIST,
+                    switch: <$ty as Value>::SWITCH,
                 }
             ),+];
 
@@ -141,8 +142,18 @@ config_keys! {
     /// Most messages a resume may replay; a larger gap gives `recovered: false`. At most
     /// `retention`.
     resume_max: usize = 1000, least 0, most 100_000;
+    /// Most messages in one page of history (`{"history": {"limit": …}}` from a v2
+    /// session); a larger limit is refused. Also the page size when a request gives none.
+    history_page_max: usize = 100, least 1, most 1000;
     /// Messages kept per room; older ones are pruned.
     retention: usize = 10_000, least 1, most 100_000_000;
+    /// Retry-safe sends: a `cid` its sender already used is answered with the stored
+    /// original (not stored again) while that original is among the room's last this
+    /// many messages, or within `cid_window_ms`, whichever reaches further back.
+    cid_window_messages: u64 = 1000, least 1, most 100_000_000;
+    /// Retry-safe sends: milliseconds since the original was stored during which a
+    /// repeated `cid` is still recognised (see `cid_window_messages`).
+    cid_window_ms: u64 = 600_000, least 0, most 86_400_000;
     /// Token-bucket size per client address within a room.
     rate_burst: u32 = 10, least 1, most u32::MAX;
     /// Tokens refilled per second; must be positive (fractions allowed).
@@ -151,6 +162,17 @@ config_keys! {
     rate_strikes: u32 = 30, least 1, most u32::MAX;
     /// Most connections (named or not) per room; the next gets 1013 "Room is full".
     room_capacity: usize = 1000, least 1, most 100_000;
+    /// Most connections (named or not) from one client address in one room; the next
+    /// gets an error and 1013 "Too many connections from your address". Keeps one
+    /// address from holding every seat of a room.
+    seats_per_address: usize = 20, least 1, most 100_000;
+    /// Join-bucket size per client address within a room: hellos accepted back to back
+    /// before `join_per_sec` applies. Bounds the `joined`/`quit` frames that join/quit
+    /// churn puts on every member.
+    join_burst: u32 = 20, least 1, most 1_000_000;
+    /// Join tokens refilled per second; must be positive (fractions allowed). A hello
+    /// with no token left gets an error and 1013 "Joining too fast".
+    join_per_sec: f64 = 0.5, most 1_000_000.0;
     /// Frames a connection may have queued beyond its join burst before it is closed
     /// with 1013 as a slow consumer (backends with a send queue).
     send_queue_frames: usize = 1024, least 1, most 1_000_000;
@@ -173,6 +195,23 @@ config_keys! {
     /// Origins (e.g. `https://chat.example.com`) allowed besides same-origin and
     /// no-Origin. In text form, a comma-separated list.
     allow_origins: Vec<String> = Vec::new();
+    /// Refuse a hello without a valid join token (needs the auth secret, which is not
+    /// a setting here: see `identity::AuthSecret`).
+    auth_required: bool = false;
+    /// Longest join token accepted, in bytes, checked before it is decoded.
+    max_token_bytes: usize = 4096, least 64, most 65_536;
+    /// Longest kick or mute a moderator may give, in seconds.
+    max_moderation_secs: u64 = 604_800, least 1, most 31_536_000;
+    /// Most users a room keeps kicked or muted at once; expired ones do not count.
+    max_restricted_users: usize = 1000, least 1, most 100_000;
+    /// Moderator actions kept in a room's audit table; older ones are pruned.
+    audit_retention: usize = 1000, least 1, most 1_000_000;
+    /// Reverse proxies (IP addresses or CIDR prefixes such as `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` / `Forwarded` headers name the client address. None by default:
+    /// headers are never trusted unless the TCP peer is listed. In text form, a
+    /// comma-separated list. Local runner only (on Cloudflare the platform sets
+    /// `CF-Connecting-IP`).
+    trusted_proxies: Vec<String> = Vec::new();
 }
 
 /// The text form of a setting's type: how [`Config::set`] parses it and how
@@ -180,6 +219,8 @@ config_keys! {
 trait Value: Sized {
     /// A comma-separated list rather than one value.
     const LIST: bool = false;
+    /// An on/off switch (`true` or `false`) rather than a number.
+    const SWITCH: bool = false;
     fn parse(key: &str, text: &str) -> Result<Self, ConfigError>;
     fn text(&self) -> String;
 }
@@ -199,6 +240,22 @@ macro_rules! number_value {
 }
 
 number_value!(u32, u64, usize, f64);
+
+impl Value for bool {
+    const SWITCH: bool = true;
+    fn parse(key: &str, text: &str) -> Result<Self, ConfigError> {
+        match text.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(ConfigError(format!(
+                "{key}: expected true or false, got {text:?}"
+            ))),
+        }
+    }
+    fn text(&self) -> String {
+        self.to_string()
+    }
+}
 
 impl Value for Vec<String> {
     const LIST: bool = true;
@@ -243,6 +300,7 @@ pub struct ConfigKey {
     name: &'static str,
     doc: &'static str,
     list: bool,
+    switch: bool,
 }
 
 impl ConfigKey {
@@ -279,6 +337,11 @@ impl ConfigKey {
     /// True for a list, written comma-separated (`allow_origins`).
     pub fn is_list(&self) -> bool {
         self.list
+    }
+
+    /// True for an on/off switch, written `true` or `false` (`auth_required`).
+    pub fn is_switch(&self) -> bool {
+        self.switch
     }
 
     /// The environment variable of a native backend: `EDGE_CHAT_` and the key in upper
@@ -319,6 +382,14 @@ impl Config {
                 return Err(ConfigError(format!("{key} must be a positive number")));
             }
         }
+        if !(self.join_per_sec.is_finite() && self.join_per_sec > 0.0) {
+            return Err(ConfigError(
+                "join_per_sec must be a positive number".to_owned(),
+            ));
+        }
+        if let Err(e) = crate::address::TrustedProxies::parse(&self.trusted_proxies) {
+            return Err(ConfigError(format!("trusted_proxies: {e}")));
+        }
         if self.backlog > self.retention || self.resume_max > self.retention {
             return Err(ConfigError(
                 "backlog and resume_max may not exceed retention".to_owned(),
@@ -346,21 +417,34 @@ impl Config {
         self.join_burst_frames() + self.send_queue_frames
     }
 
-    /// An upper bound on one server frame in bytes: a chat message with its name, every
-    /// character escaped as `\uXXXX` at worst (6 bytes), plus the JSON around it. A
-    /// backend's write buffer must take a frame this large.
+    /// An upper bound on one chat frame in bytes: the message and the name, every
+    /// character escaped as `\uXXXX` at worst (6 bytes), plus the JSON around them
+    /// (keys, numbers and a `cid`, which needs no escaping).
+    pub fn max_chat_frame_bytes(&self) -> usize {
+        // The sender's verified user id rides along on chat frames.
+        let chars = self.max_message_chars + self.max_name_chars + crate::identity::MAX_USER_CHARS;
+        6 * chars + 384
+    }
+
+    /// An upper bound on one server frame in bytes: the larger of a chat frame and a
+    /// full history page (`history_page_max` chat frames, their commas and the
+    /// envelope). A backend's write buffer must take a frame this large.
     pub fn max_server_frame_bytes(&self) -> usize {
-        6 * (self.max_message_chars + self.max_name_chars) + 256
+        let chat = self.max_chat_frame_bytes();
+        chat.max(self.history_page_max * (chat + 1) + 64)
     }
 
     /// The limits a client checks before sending, as the JSON body of
     /// [`crate::edge::LIMITS_PATH`]: `{"max_name_chars", "max_message_chars",
-    /// "max_frame_bytes"}`.
+    /// "max_frame_bytes", "max_moderation_secs", "history_page_max"}` (the moderation
+    /// bound for a moderator's kick and mute controls, the page size for history).
     pub fn client_limits_json(&self) -> String {
         serde_json::json!({
             "max_name_chars": self.max_name_chars,
             "max_message_chars": self.max_message_chars,
             "max_frame_bytes": self.max_frame_bytes,
+            "max_moderation_secs": self.max_moderation_secs,
+            "history_page_max": self.history_page_max,
         })
         .to_string()
     }
@@ -387,6 +471,14 @@ mod tests {
         assert_eq!(c.room_open_burst, 20);
         assert_eq!(c.room_open_per_sec, 1.0);
         assert_eq!(c.drain_timeout_ms, 30_000);
+        assert!(!c.auth_required);
+        assert_eq!(c.max_token_bytes, 4096);
+        assert_eq!(c.max_moderation_secs, 604_800);
+        assert_eq!(c.max_restricted_users, 1000);
+        assert_eq!(c.audit_retention, 1000);
+        assert_eq!(c.history_page_max, 100);
+        assert_eq!(c.cid_window_messages, 1000);
+        assert_eq!(c.cid_window_ms, 600_000);
         c.validate().unwrap();
     }
 
@@ -396,7 +488,13 @@ mod tests {
             serde_json::from_str(&Config::default().client_limits_json()).unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"max_name_chars": 32, "max_message_chars": 1000, "max_frame_bytes": 65536})
+            serde_json::json!({
+                "max_name_chars": 32,
+                "max_message_chars": 1000,
+                "max_frame_bytes": 65536,
+                "max_moderation_secs": 604800,
+                "history_page_max": 100,
+            })
         );
     }
 
@@ -407,6 +505,7 @@ mod tests {
             let v = match *key {
                 "rate_per_sec" => "2.5",
                 "allow_origins" => "https://a.example, http://b.example:8080",
+                "auth_required" => "TRUE",
                 _ => "7",
             };
             c.set(key, v).unwrap();
@@ -414,6 +513,12 @@ mod tests {
         assert_eq!(c.rate_per_sec, 2.5);
         assert_eq!(c.room_capacity, 7);
         assert_eq!(c.allow_origins.len(), 2);
+        assert!(c.auth_required);
+        assert!(c
+            .set("auth_required", "yes")
+            .unwrap_err()
+            .0
+            .contains("true or false"));
     }
 
     #[test]
@@ -497,6 +602,14 @@ mod tests {
                 "{name}: default text {text:?} does not round-trip"
             );
 
+            if key.is_switch() {
+                assert_eq!((key.least(), key.most()), (None, None));
+                for v in ["true", "false"] {
+                    c.set(name, v).unwrap();
+                    assert_eq!(c.get(name).unwrap(), v);
+                }
+                continue;
+            }
             if key.is_list() {
                 assert_eq!((key.least(), key.most()), (None, None));
                 c.set(name, " https://a.example , http://b.example:8080,")
@@ -564,6 +677,118 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn docs_are_one_line_of_the_declared_text() {
+        let capacity = Config::DESCRIPTORS
+            .iter()
+            .find(|k| k.name() == "room_capacity")
+            .unwrap();
+        assert_eq!(
+            capacity.doc(),
+            "Most connections (named or not) per room; the next gets 1013 \"Room is full\"."
+        );
+        let frame = Config::DESCRIPTORS
+            .iter()
+            .find(|k| k.name() == "max_frame_bytes")
+            .unwrap();
+        assert_eq!(
+            frame.doc(),
+            "Largest incoming message in bytes (after reassembly/decompression). Over it: \
+             close 1009."
+        );
+    }
+
+    #[test]
+    fn errors_display_their_message() {
+        let e = ConfigError("room_capacity must be from 1 to 100000, got 0".to_owned());
+        assert_eq!(e.to_string(), e.0);
+    }
+
+    #[test]
+    fn backlog_and_resume_max_may_equal_retention_but_not_exceed_it() {
+        let at = Config {
+            retention: 50,
+            backlog: 50,
+            resume_max: 50,
+            ..Config::default()
+        };
+        at.validate().unwrap();
+        for over in [
+            Config {
+                backlog: 51,
+                ..at.clone()
+            },
+            Config {
+                resume_max: 51,
+                ..at.clone()
+            },
+        ] {
+            assert_eq!(
+                over.validate().unwrap_err().0,
+                "backlog and resume_max may not exceed retention"
+            );
+        }
+    }
+
+    #[test]
+    fn derived_sizes() {
+        let c = Config {
+            room_capacity: 10,
+            backlog: 7,
+            resume_max: 20,
+            send_queue_frames: 100,
+            max_message_chars: 40,
+            max_name_chars: 8,
+            ..Config::default()
+        };
+        // The roster, the larger of backlog and resume, joined and ready.
+        assert_eq!(c.join_burst_frames(), 10 + 20 + 2);
+        let c = Config { backlog: 30, ..c };
+        assert_eq!(c.join_burst_frames(), 10 + 30 + 2);
+        assert_eq!(c.send_queue_bound(), 42 + 100);
+        let user = crate::identity::MAX_USER_CHARS;
+        let chat = 6 * (40 + 8 + user) + 384;
+        assert_eq!(c.max_chat_frame_bytes(), chat);
+        // A full history page is the largest frame.
+        assert_eq!(
+            c.max_server_frame_bytes(),
+            c.history_page_max * (chat + 1) + 64
+        );
+        // The bound holds for a message, a name and a user id made only of escaped
+        // characters, with the longest cid.
+        let worst = serde_json::json!({
+            "name": "\u{1}".repeat(8),
+            "message": "\u{1}".repeat(40),
+            "timestamp": u64::MAX,
+            "seq": u64::MAX,
+            "user": "\u{1}".repeat(user),
+            "cid": "c".repeat(64),
+        })
+        .to_string();
+        assert!(worst.len() <= c.max_chat_frame_bytes(), "{}", worst.len());
+    }
+
+    #[test]
+    fn join_refill_must_be_positive_and_proxies_must_be_addresses() {
+        let mut c = Config::default();
+        for bad in ["0", "-1", "inf", "NaN"] {
+            c.set("join_per_sec", bad).unwrap();
+            assert!(
+                c.validate().unwrap_err().0.contains("join_per_sec"),
+                "{bad}"
+            );
+        }
+        let mut c = Config::default();
+        c.set("trusted_proxies", "127.0.0.1, 10.0.0.0/8,::1")
+            .unwrap();
+        c.validate().unwrap();
+        c.set("trusted_proxies", "127.0.0.1,proxy.local").unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().0,
+            "trusted_proxies: \"proxy.local\" is not an IP address or a CIDR prefix like 10.0.0.0/8"
+        );
     }
 
     #[test]

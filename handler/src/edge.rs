@@ -4,6 +4,9 @@
 
 use std::fmt;
 
+pub use crate::address::{address_key, BadProxy, TrustedProxies};
+pub use crate::log_tag::{log_tag, private_tag};
+
 /// The path prefix of every room endpoint: `/api/room/{room}/websocket`.
 pub const ROOM_PATH_PREFIX: &str = "/api/room/";
 /// The path suffix of the WebSocket endpoint.
@@ -299,10 +302,9 @@ pub const GET_ONLY: Rejection =
 /// Any path that is neither a route nor a static file.
 pub const NOT_FOUND: Rejection = Rejection::new(404, "Not found.");
 
-/// The refusal of a WebSocket upgrade that would open a room (no connection in it yet)
-/// when the client's address has used up its `room_open_burst`. It goes out with a
-/// `Retry-After` of [`retry_after_secs`].
-pub const TOO_MANY_NEW_ROOMS: Rejection = Rejection::new(
+/// An upgrade that would open a room, from an address that has opened too many lately.
+/// Backends add `Retry-After` (seconds) themselves: only they know their window.
+pub const TOO_MANY_ROOM_OPENS: Rejection = Rejection::new(
     429,
     "Too many new rooms from your address; try again later.",
 );
@@ -365,6 +367,19 @@ mod tests {
     }
 
     #[test]
+    fn room_ids_read_as_their_name() {
+        let named = validate_room("lobby").unwrap();
+        assert_eq!(
+            (named.as_str(), named.to_string()),
+            ("lobby", "lobby".into())
+        );
+        let hex = "ab".repeat(32);
+        let private = validate_room(&hex).unwrap();
+        assert_eq!(private.as_str(), hex);
+        assert_eq!(format!("room {private}"), format!("room {hex}"));
+    }
+
+    #[test]
     fn epochs_are_32_hex() {
         let e = epoch_candidate([0x0f; 16]);
         assert_eq!(e, "0f".repeat(16));
@@ -401,6 +416,13 @@ mod tests {
             "http://a/b",
             "http://a:x",
             "http://u@a",
+            "http://a:b:80",
+            "http://:80",
+            "http://a:",
+            "http://a:+80",
+            "http://a:99999",
+            "http://[::1",
+            "http://[::1]80",
         ] {
             assert_eq!(normalize_origin(bad), None, "{bad:?}");
         }

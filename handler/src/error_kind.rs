@@ -28,11 +28,67 @@ pub enum ErrorKind {
     HelloTimeout,
     /// The hello's `v` is neither 1 nor 2.
     UnsupportedVersion,
+    /// A join token longer than `max_token_bytes`.
+    TokenTooLong,
+    /// A join token that is not a JWT (three base64url parts, JSON objects), or not a string.
+    TokenMalformed,
+    /// A join token signed with anything but HS256 (`none` included).
+    TokenAlgorithm,
+    TokenSignature,
+    TokenExpired,
+    /// `nbf` is still in the future.
+    TokenNotYetValid,
+    /// The `room` claim names another room.
+    TokenWrongRoom,
+    /// `sub` or `exp` missing or invalid, an unknown `role`, a claim of the wrong type.
+    TokenClaims,
+    /// `auth_required` and the hello has no token.
+    TokenRequired,
+    /// Sent before a kicked session's close (4001).
+    Kicked,
+    /// A kicked user's hello, before the kick's `secs` are over.
+    StillKicked,
+    /// A muted user's chat message.
+    Muted,
+    /// A moderation frame from a session whose token does not make it a moderator.
+    NotModerator,
+    /// `delete` is not a seq.
+    DeleteShape,
+    /// `kick` or `mute` is not `{"user": <user id>, "secs": <seconds>}`.
+    ModerationShape,
+    /// `secs` over `max_moderation_secs`.
+    SecsTooLarge,
+    /// `delete` of a seq that is not stored (never sent, pruned or already deleted).
+    NoSuchMessage,
+    /// A kick or mute of one more user than `max_restricted_users`.
+    TooManyRestricted,
+    /// Storage failed during a moderation: nothing was changed.
+    ModerationNotStored,
+    /// A chat frame's `cid` is not 1–64 characters of `[A-Za-z0-9_-]`.
+    CidInvalid,
+    /// A history request from a v1 session.
+    HistoryNeedsV2,
+    /// `history` is not an object.
+    HistoryShape,
+    /// A history request's `before` is not a seq.
+    HistoryBefore,
+    /// A history request's `limit` is not from 1 to `history_page_max`.
+    HistoryLimit,
+    /// Storage failed while reading a history page.
+    HistoryUnavailable,
+    /// The name is empty once invisible characters are removed.
+    NameInvisible,
+    /// Sent before close 1013 "Room is full".
+    RoomFull,
+    /// Sent before close 1013 "Too many connections from your address".
+    TooManySeats,
+    /// Sent before close 1013 "Joining too fast": the address's join bucket is empty.
+    JoiningTooFast,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 45] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -49,7 +105,88 @@ impl ErrorKind {
         ErrorKind::Internal,
         ErrorKind::HelloTimeout,
         ErrorKind::UnsupportedVersion,
+        ErrorKind::TokenTooLong,
+        ErrorKind::TokenMalformed,
+        ErrorKind::TokenAlgorithm,
+        ErrorKind::TokenSignature,
+        ErrorKind::TokenExpired,
+        ErrorKind::TokenNotYetValid,
+        ErrorKind::TokenWrongRoom,
+        ErrorKind::TokenClaims,
+        ErrorKind::TokenRequired,
+        ErrorKind::Kicked,
+        ErrorKind::StillKicked,
+        ErrorKind::Muted,
+        ErrorKind::NotModerator,
+        ErrorKind::DeleteShape,
+        ErrorKind::ModerationShape,
+        ErrorKind::SecsTooLarge,
+        ErrorKind::NoSuchMessage,
+        ErrorKind::TooManyRestricted,
+        ErrorKind::ModerationNotStored,
+        ErrorKind::CidInvalid,
+        ErrorKind::HistoryNeedsV2,
+        ErrorKind::HistoryShape,
+        ErrorKind::HistoryBefore,
+        ErrorKind::HistoryLimit,
+        ErrorKind::HistoryUnavailable,
+        ErrorKind::NameInvisible,
+        ErrorKind::RoomFull,
+        ErrorKind::TooManySeats,
+        ErrorKind::JoiningTooFast,
     ];
+
+    /// A stable snake_case name, for metric labels and log fields (never sent to
+    /// clients, so it may be renamed only with the dashboards that count it).
+    pub const fn label(self) -> &'static str {
+        match self {
+            ErrorKind::HelloNotObject => "hello_not_object",
+            ErrorKind::NameNotString => "name_not_string",
+            ErrorKind::NameTooLong => "name_too_long",
+            ErrorKind::NameControl => "name_control",
+            ErrorKind::NameBidi => "name_bidi",
+            ErrorKind::NotJson => "not_json",
+            ErrorKind::WrongShape => "wrong_shape",
+            ErrorKind::MessageNotString => "message_not_string",
+            ErrorKind::MessageEmpty => "message_empty",
+            ErrorKind::MessageTooLong => "message_too_long",
+            ErrorKind::Binary => "binary",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::NotStored => "not_stored",
+            ErrorKind::Internal => "internal",
+            ErrorKind::HelloTimeout => "hello_timeout",
+            ErrorKind::UnsupportedVersion => "unsupported_version",
+            ErrorKind::TokenTooLong => "token_too_long",
+            ErrorKind::TokenMalformed => "token_malformed",
+            ErrorKind::TokenAlgorithm => "token_algorithm",
+            ErrorKind::TokenSignature => "token_signature",
+            ErrorKind::TokenExpired => "token_expired",
+            ErrorKind::TokenNotYetValid => "token_not_yet_valid",
+            ErrorKind::TokenWrongRoom => "token_wrong_room",
+            ErrorKind::TokenClaims => "token_claims",
+            ErrorKind::TokenRequired => "token_required",
+            ErrorKind::Kicked => "kicked",
+            ErrorKind::StillKicked => "still_kicked",
+            ErrorKind::Muted => "muted",
+            ErrorKind::NotModerator => "not_moderator",
+            ErrorKind::DeleteShape => "delete_shape",
+            ErrorKind::ModerationShape => "moderation_shape",
+            ErrorKind::SecsTooLarge => "secs_too_large",
+            ErrorKind::NoSuchMessage => "no_such_message",
+            ErrorKind::TooManyRestricted => "too_many_restricted",
+            ErrorKind::ModerationNotStored => "moderation_not_stored",
+            ErrorKind::CidInvalid => "cid_invalid",
+            ErrorKind::HistoryNeedsV2 => "history_needs_v2",
+            ErrorKind::HistoryShape => "history_shape",
+            ErrorKind::HistoryBefore => "history_before",
+            ErrorKind::HistoryLimit => "history_limit",
+            ErrorKind::HistoryUnavailable => "history_unavailable",
+            ErrorKind::NameInvisible => "name_invisible",
+            ErrorKind::RoomFull => "room_full",
+            ErrorKind::TooManySeats => "too_many_seats",
+            ErrorKind::JoiningTooFast => "joining_too_fast",
+        }
+    }
 
     /// The sentence sent as `{"error": sentence}`.
     pub const fn sentence(self) -> &'static str {
@@ -76,6 +213,61 @@ impl ErrorKind {
             ErrorKind::UnsupportedVersion => {
                 "Unsupported protocol version: send \"v\": 2, or no \"v\" for version 1."
             }
+            ErrorKind::TokenTooLong => "Token is too long.",
+            ErrorKind::TokenMalformed => {
+                "Token is malformed: expected a JWT (three base64url parts, header.payload.signature)."
+            }
+            ErrorKind::TokenAlgorithm => "Token must be signed with HS256.",
+            ErrorKind::TokenSignature => "Token signature is invalid.",
+            ErrorKind::TokenExpired => "Token has expired.",
+            ErrorKind::TokenNotYetValid => "Token is not valid yet.",
+            ErrorKind::TokenWrongRoom => "Token is for another room.",
+            ErrorKind::TokenClaims => {
+                "Token claims are invalid: sub (1 to 64 characters) and exp are required, and role may only be \"moderator\"."
+            }
+            ErrorKind::TokenRequired => {
+                "This room requires a token: send {\"token\": \"<jwt>\"} in the hello."
+            }
+            ErrorKind::Kicked => "A moderator removed you from this room.",
+            ErrorKind::StillKicked => "A moderator removed you from this room; try again later.",
+            ErrorKind::Muted => "You are muted in this room.",
+            ErrorKind::NotModerator => "Only moderators may delete, kick or mute.",
+            ErrorKind::DeleteShape => {
+                "\"delete\" must be the seq of a message, like {\"delete\": 17}."
+            }
+            ErrorKind::ModerationShape => {
+                "Expected {\"kick\": {\"user\": \"<user id>\", \"secs\": 300}} or {\"mute\": {\"user\": \"<user id>\", \"secs\": 600}}."
+            }
+            ErrorKind::SecsTooLarge => "\"secs\" is longer than this server allows.",
+            ErrorKind::NoSuchMessage => "There is no message with that seq to delete.",
+            ErrorKind::TooManyRestricted => {
+                "Too many users are kicked or muted in this room already."
+            }
+            ErrorKind::ModerationNotStored => {
+                "The moderation could not be stored; nothing changed. Try again."
+            }
+            ErrorKind::CidInvalid => "\"cid\" must be 1 to 64 letters, digits, \"_\" or \"-\".",
+            ErrorKind::HistoryNeedsV2 => {
+                "History needs protocol v2: send \"v\": 2 in the hello."
+            }
+            ErrorKind::HistoryShape => {
+                "Expected a history request like {\"history\": {\"before\": 120, \"limit\": 50}}."
+            }
+            ErrorKind::HistoryBefore => {
+                "History \"before\" must be a seq: a whole number, 0 or more."
+            }
+            ErrorKind::HistoryLimit => {
+                "History \"limit\" must be a whole number from 1 to history_page_max (see GET /api/limits)."
+            }
+            ErrorKind::HistoryUnavailable => "History could not be read; try again.",
+            ErrorKind::NameInvisible => "Name must contain a visible character.",
+            ErrorKind::RoomFull => "Room is full; try again later.",
+            ErrorKind::TooManySeats => {
+                "Too many connections from your address in this room; close one and try again."
+            }
+            ErrorKind::JoiningTooFast => {
+                "Too many joins from your address; wait a little before reconnecting."
+            }
         }
     }
 }
@@ -90,5 +282,18 @@ mod tests {
         let all: HashSet<&str> = ErrorKind::ALL.iter().map(|k| k.sentence()).collect();
         assert_eq!(all.len(), ErrorKind::ALL.len());
         assert!(all.iter().all(|s| s.ends_with('.')));
+    }
+
+    #[test]
+    fn labels_are_distinct_snake_case() {
+        let labels: HashSet<&str> = ErrorKind::ALL.iter().map(|k| k.label()).collect();
+        assert_eq!(labels.len(), ErrorKind::ALL.len());
+        for l in labels {
+            assert!(
+                l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{l}"
+            );
+        }
     }
 }

@@ -10,13 +10,25 @@
 //! [`ClientFrame`], what the server sends a [`ServerFrame`], every close a [`Close`],
 //! every error sentence an [`ErrorKind`], every HTTP route an [`edge::Route`] and every
 //! limit a [`Config`] key. See `docs/PROTOCOL.md` for the wire protocol.
+//!
+//! What a backend may want to count (rejections, join outcomes, stored messages) the
+//! room reports as typed [`Event`]s to the backend's [`Observer`].
 
+mod address;
+mod address_limits;
 mod client_frame;
 mod close;
 mod config;
 pub mod edge;
 mod error_kind;
+mod history;
+pub mod identity;
+mod log_tag;
+pub mod moderation;
+mod names;
+mod observe;
 mod ratelimit;
+mod retry;
 mod room;
 mod server_frame;
 mod session;
@@ -26,10 +38,14 @@ pub use client_frame::{ClientFrame, Hello, Resume, ANONYMOUS};
 pub use close::Close;
 pub use config::{Config, ConfigError, ConfigKey};
 pub use error_kind::ErrorKind;
+pub use identity::{Auth, AuthSecret, Role};
+pub use observe::{Event, JoinOutcome, Observer, Unobserved};
 pub use ratelimit::Bucket;
+pub use retry::{sender_key, MAX_CID_LEN};
 pub use room::{Action, Audience, Room};
 pub use server_frame::{Frame, RosterEntry, ServerFrame, True};
-pub use session::{ConnId, Peer, Session, Version};
+pub use session::{ConnId, Peer, Session, Verified, Version};
 pub use storage::{
-    sql, MemoryStorage, Storage, StorageError, StorageResult, StoredMessage, MIGRATIONS, SCHEMA,
+    sql, AuditEntry, MemoryStorage, Restriction, Storage, StorageError, StorageResult,
+    StoredMessage, MIGRATIONS, SCHEMA,
 };

@@ -95,6 +95,39 @@ mod tests {
     }
 
     #[test]
+    fn refill_follows_the_rate() {
+        // Four tokens a second: one every 250 ms.
+        let mut b = Bucket::full(2, 0);
+        assert!(b.try_take(2, 4.0, 0));
+        assert!(b.try_take(2, 4.0, 0));
+        assert!(!b.try_take(2, 4.0, 249));
+        assert!(b.try_take(2, 4.0, 250));
+        b.refill(2, 4.0, 375);
+        assert_eq!(b.tokens, 0.5);
+        // Half a token a second: one every 2 s.
+        let mut b = Bucket::full(1, 0);
+        assert!(b.try_take(1, 0.5, 0));
+        assert!(!b.try_take(1, 0.5, 1999));
+        assert!(b.try_take(1, 0.5, 2000));
+    }
+
+    #[test]
+    fn full_refill_time_and_fullness() {
+        assert_eq!(Bucket::full_refill_ms(10, 1.0), 10_000);
+        assert_eq!(Bucket::full_refill_ms(10, 4.0), 2_500);
+        // Rounded up: a third of a second is 334 ms, not 333.
+        assert_eq!(Bucket::full_refill_ms(1, 3.0), 334);
+        let mut b = Bucket::full(4, 1000);
+        assert!(b.is_full_at(4, 2.0, 1000));
+        assert!(b.try_take(4, 2.0, 1000));
+        assert!(!b.is_full_at(4, 2.0, 1000));
+        assert!(!b.is_full_at(4, 2.0, 1499));
+        assert!(b.is_full_at(4, 2.0, 1500));
+        // Asking does not refill the bucket itself.
+        assert_eq!(b.tokens, 3.0);
+    }
+
+    #[test]
     fn clock_going_backwards_is_harmless() {
         let mut b = Bucket::full(2, 5000);
         assert!(b.try_take(2, 1.0, 5000));

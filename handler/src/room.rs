@@ -1,14 +1,19 @@
 //! The room state machine: events in, actions out.
 
+use crate::address_limits::{Addresses, Limit};
 use crate::client_frame::{self, ClientFrame, Hello, Resume};
 use crate::close::Close;
 use crate::config::Config;
 use crate::error_kind::ErrorKind;
-use crate::ratelimit::Bucket;
+use crate::history;
+use crate::identity::Auth;
+use crate::moderation::history_frame;
+use crate::observe::{Event, JoinOutcome, Observer, Unobserved};
+use crate::retry::{self, Retry};
 use crate::server_frame::{Frame, RosterEntry, ServerFrame, True};
 use crate::session::{ConnId, Peer, Session, Version};
 use crate::storage::{Storage, StorageResult, StoredMessage};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
 /// What the backend must do, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +29,10 @@ pub enum Action {
     /// The session's state changed: backends that persist sessions (the Durable
     /// Object's socket attachments) save [`Room::session`] again.
     Save { conn: ConnId },
+    /// A moderator acted: write `line` (one JSON object, see
+    /// [`crate::moderation::audit_line`]) to the server's log. The room has stored it in
+    /// its audit table already.
+    Audit { line: String },
 }
 
 /// Who receives a [`Action::Broadcast`]. The room decides membership; a backend only
@@ -38,25 +47,25 @@ pub enum Audience {
 
 /// One chat room.
 pub struct Room<S> {
-    config: Config,
-    storage: S,
+    pub(crate) config: Config,
+    pub(crate) storage: S,
     epoch: String,
     /// Whether storage holds `epoch`. It does not until the room stores its first
     /// message (see `epoch_persisted`), so an empty room costs no row.
     epoch_stored: bool,
-    last_seq: u64,
+    pub(crate) last_seq: u64,
     last_timestamp: u64,
-    sessions: BTreeMap<ConnId, Session>,
-    /// Client addresses with at least one open session. Indexed so that charging a
-    /// token touches only that address's sessions, never the whole room.
-    addresses: HashMap<String, Address>,
-}
-
-/// The open connections of one client address and their shared rate-limit bucket.
-#[derive(Default)]
-struct Address {
-    conns: BTreeSet<ConnId>,
-    bucket: Option<Bucket>,
+    pub(crate) sessions: BTreeMap<ConnId, Session>,
+    /// Client addresses with at least one open session: their seats and rate buckets.
+    addresses: Addresses,
+    /// Join tokens are verified when set (see [`Room::with_auth`]); identity is off
+    /// without it.
+    pub(crate) auth: Option<Auth>,
+    /// Sessions that have sent their hello, kept so that reporting a message's
+    /// recipients does not cost a walk over the room.
+    members: usize,
+    /// Told about each [`Event`] (see [`Room::set_observer`]).
+    observer: Box<dyn Observer>,
 }
 
 impl<S: Storage> Room<S> {
@@ -93,24 +102,32 @@ impl<S: Storage> Room<S> {
             last_seq,
             last_timestamp,
             sessions: BTreeMap::new(),
-            addresses: HashMap::new(),
+            addresses: Addresses::default(),
+            auth: None,
+            members: 0,
+            observer: Box::new(Unobserved),
         };
         for s in sessions {
-            let address = room.addresses.entry(s.addr.clone()).or_default();
-            address.conns.insert(s.id);
-            if let Some(b) = &s.bucket {
-                // All sessions of an address hold the same copy; prefer the newest anyway.
-                if address
-                    .bucket
-                    .as_ref()
-                    .is_none_or(|old| old.updated_ms < b.updated_ms)
-                {
-                    address.bucket = Some(b.clone());
-                }
-            }
+            // The buckets are read from storage when first needed.
+            room.addresses.add(&s.addr, s.id);
+            room.members += usize::from(s.is_joined());
             room.sessions.insert(s.id, s);
         }
         Ok(room)
+    }
+
+    /// Turns identity on: hellos with a join token are verified with the secret, for
+    /// the room id in `auth` (a token's `room` claim must equal it). `None` keeps
+    /// identity off: tokens are ignored and every session is anonymous.
+    pub fn with_auth(mut self, auth: Option<Auth>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Reports the room's [`Event`]s to `observer` from now on (a backend sets it after
+    /// opening or restoring the room).
+    pub fn set_observer(&mut self, observer: Box<dyn Observer>) {
+        self.observer = observer;
     }
 
     pub fn config(&self) -> &Config {
@@ -180,18 +197,10 @@ impl<S: Storage> Room<S> {
         }
         let mut session = Session::new(conn, peer, now_ms);
         session.room_epoch = (!self.epoch_stored).then(|| self.epoch.clone());
-        let storage = &mut self.storage;
-        let address = self
-            .addresses
-            .entry(session.addr.clone())
-            .or_insert_with(|| Address {
-                conns: BTreeSet::new(),
-                // A drained bucket kept when the address's last connection left: reconnecting
-                // must not refill it. A storage failure here only forgives the client.
-                bucket: storage.take_bucket(&session.addr).ok().flatten(),
-            });
-        address.conns.insert(conn);
-        session.bucket = address.bucket.clone();
+        if self.addresses.seats(&session.addr) >= self.config.seats_per_address {
+            return Err(Close::TooManySeats);
+        }
+        self.addresses.add(&session.addr, conn);
         self.sessions.insert(conn, session);
         Ok(vec![Action::Save { conn }])
     }
@@ -213,9 +222,15 @@ impl<S: Storage> Room<S> {
         }
         match ClientFrame::decode(text, joined, &self.config) {
             Ok(ClientFrame::Hello(hello)) => self.join(conn, hello, now_ms, &mut out),
-            Ok(ClientFrame::Chat { message }) => self.chat(conn, &message, now_ms, &mut out),
+            Ok(ClientFrame::Chat { message, cid }) => {
+                self.chat(conn, &message, cid, now_ms, &mut out)
+            }
+            Ok(ClientFrame::History { before, limit }) => {
+                self.history(conn, before, limit, &mut out)
+            }
+            Ok(ClientFrame::Moderate(request)) => self.moderate(conn, request, now_ms, &mut out),
             Err(e) if !joined => self.refuse_hello(conn, e, now_ms, &mut out),
-            Err(e) => send_error(&mut out, conn, e),
+            Err(e) => self.send_error(&mut out, conn, e),
         }
         out
     }
@@ -231,7 +246,7 @@ impl<S: Storage> Room<S> {
         } else if !session.is_joined() {
             self.refuse_hello(conn, ErrorKind::Binary, now_ms, &mut out);
         } else if self.take_token(conn, now_ms, &mut out) {
-            send_error(&mut out, conn, ErrorKind::Binary);
+            self.send_error(&mut out, conn, ErrorKind::Binary);
         }
         out
     }
@@ -274,7 +289,7 @@ impl<S: Storage> Room<S> {
             .collect();
         let mut out = Vec::new();
         for conn in late {
-            send_error(&mut out, conn, ErrorKind::HelloTimeout);
+            self.send_error(&mut out, conn, ErrorKind::HelloTimeout);
             self.close(conn, Close::HelloTimeout, now_ms, &mut out);
         }
         out
@@ -291,50 +306,88 @@ impl<S: Storage> Room<S> {
     }
 
     fn refuse_hello(&mut self, conn: ConnId, error: ErrorKind, now_ms: u64, out: &mut Vec<Action>) {
-        send_error(out, conn, error);
+        self.send_error(out, conn, error);
         self.close(conn, Close::BadHello, now_ms, out);
     }
 
-    fn join(&mut self, conn: ConnId, hello: Hello, now_ms: u64, out: &mut Vec<Action>) {
-        let (backlog, recovered) = match self.backlog_for(hello.resume.as_ref()) {
+    fn join(&mut self, conn: ConnId, mut hello: Hello, now_ms: u64, out: &mut Vec<Action>) {
+        if !self.take(Limit::Joins, conn, now_ms) {
+            // Refused before anything is sent to anyone (and before a token costs a
+            // signature check): churn costs members nothing.
+            self.send_error(out, conn, ErrorKind::JoiningTooFast);
+            self.close(conn, Close::JoiningTooFast, now_ms, out);
+            return;
+        }
+        let verified = match self.admit(&hello, now_ms) {
+            Ok(Some((name, verified))) => {
+                // The token's name wins over the hello's.
+                hello.name = name;
+                Some(verified)
+            }
+            Ok(None) => None,
+            Err((error, close)) => {
+                self.send_error(out, conn, error);
+                self.close(conn, close, now_ms, out);
+                return;
+            }
+        };
+        let (backlog, recovered) = match self.backlog_for(hello.resume.as_ref(), hello.version) {
             Ok(b) => b,
             Err(_) => {
-                send_error(out, conn, ErrorKind::Internal);
+                self.send_error(out, conn, ErrorKind::Internal);
                 // Not joined yet, so closing announces no quit.
                 self.close(conn, Close::Internal, now_ms, out);
                 return;
             }
         };
         // The members already here: one `joined` each in v1, one `roster` frame in v2.
-        let present = self.sessions.values().filter_map(|s| s.name.as_deref());
+        let present = self.sessions.values().filter(|s| s.is_joined());
         if hello.version == Version::V2 {
-            let roster = present.map(|name| RosterEntry { name }).collect();
+            let roster = present
+                .filter_map(|s| {
+                    let verified = s.verified.as_ref();
+                    Some(RosterEntry {
+                        name: s.name.as_deref()?,
+                        user: verified.map(|v| v.user.as_str()),
+                        role: verified.and_then(|v| v.role),
+                    })
+                })
+                .collect();
             out.push(Action::Send {
                 to: conn,
                 frame: ServerFrame::Roster { roster }.encode(),
             });
         } else {
-            for name in present {
+            for name in present.filter_map(|s| s.name.as_deref()) {
                 out.push(Action::Send {
                     to: conn,
                     frame: ServerFrame::Joined { joined: name }.encode(),
                 });
             }
         }
-        for m in &backlog {
-            out.push(Action::Send {
-                to: conn,
-                frame: chat_frame(m),
-            });
+        for frame in backlog {
+            out.push(Action::Send { to: conn, frame });
         }
         let frame = ServerFrame::Joined {
             joined: &hello.name,
         }
         .encode();
+        let (user, role) = match &verified {
+            Some(v) => (Some(v.user.clone()), v.role),
+            None => (None, None),
+        };
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.name = Some(hello.name);
             s.version = hello.version;
+            s.verified = verified;
+            self.members += 1;
         }
+        let outcome = match (&hello.resume, recovered) {
+            (None, _) => JoinOutcome::Fresh,
+            (Some(_), true) => JoinOutcome::Recovered,
+            (Some(_), false) => JoinOutcome::NotRecovered,
+        };
+        self.observer.observe(Event::Joined { conn, outcome });
         out.push(Action::Broadcast {
             frame,
             audience: Audience::Members,
@@ -347,100 +400,164 @@ impl<S: Storage> Room<S> {
                 seq: self.last_seq,
                 recovered,
                 v: (hello.version != Version::V1).then_some(hello.version.number()),
+                user: user.as_deref(),
+                role,
             }
             .encode(),
         });
         out.push(Action::Save { conn });
     }
 
-    /// The backlog for a joiner: exactly the missing messages on a valid resume, else
-    /// the last `backlog`. Resume is never partial.
+    /// The backlog for a joiner, as the frames a session of `version` may see
+    /// ([`history_frame`]): exactly the missing messages on a valid resume, else the
+    /// last `backlog` that are not deleted. Resume is never partial.
+    ///
+    /// A v2 resume is exact about deletions too: it first gets `{"deleted": seq}` for
+    /// each message at or below its `seq` deleted since the room reached that `seq`
+    /// (which the client may hold), then the gap, a tombstone in it as `{"deleted"}`.
+    /// Those frames count toward `resume_max` with the gap.
     fn backlog_for(
         &mut self,
         resume: Option<&Resume>,
-    ) -> StorageResult<(Vec<StoredMessage>, bool)> {
+        version: Version,
+    ) -> StorageResult<(Vec<Frame>, bool)> {
         if let Some(r) = resume {
             let missing = self.last_seq.checked_sub(r.seq);
             if let (true, Some(missing)) = (r.epoch == self.epoch, missing) {
-                if missing <= self.config.resume_max as u64 {
+                let max = self.config.resume_max as u64;
+                if missing <= max {
                     let msgs = self.storage.after(r.seq, missing as usize)?;
                     // Seqs are gap-free, so a full count means nothing was pruned.
                     if msgs.len() as u64 == missing {
-                        return Ok((msgs, true));
+                        let mut frames = Vec::new();
+                        if version == Version::V2 {
+                            let room_left = (max - missing) as usize;
+                            let deleted = self.storage.deleted_since(r.seq, room_left + 1)?;
+                            if deleted.len() > room_left {
+                                // More to tell than a resume may replay: start afresh.
+                                return self.last_backlog(version);
+                            }
+                            frames.extend(
+                                deleted
+                                    .into_iter()
+                                    .map(|seq| ServerFrame::Deleted { deleted: seq }.encode()),
+                            );
+                        }
+                        frames.extend(msgs.iter().filter_map(|m| history_frame(m, version)));
+                        return Ok((frames, true));
                     }
                 }
             }
         }
-        Ok((self.storage.last_n(self.config.backlog)?, false))
+        self.last_backlog(version)
+    }
+
+    /// The last `backlog` messages that are not deleted, not recovered.
+    fn last_backlog(&mut self, version: Version) -> StorageResult<(Vec<Frame>, bool)> {
+        let msgs = self.storage.last_n(self.config.backlog)?;
+        let frames = msgs.iter().filter_map(|m| history_frame(m, version));
+        Ok((frames.collect(), false))
+    }
+
+    /// Takes a token from the bucket `limit` of the session's address.
+    fn take(&mut self, limit: Limit, conn: ConnId, now_ms: u64) -> bool {
+        let Some(session) = self.sessions.get(&conn) else {
+            return false;
+        };
+        self.addresses.take(
+            limit,
+            &session.addr,
+            &self.config,
+            &mut self.storage,
+            now_ms,
+        )
     }
 
     /// Charges one token to the session's address. On refusal, answers the frame and
-    /// closes the session after `rate_strikes` refusals in a row.
+    /// closes the session after `rate_strikes` refusals in a row. Only the sender's
+    /// session is saved, and only when its strikes change: the bucket is the address's,
+    /// written to storage once (see `address_limits`).
     fn take_token(&mut self, conn: ConnId, now_ms: u64, out: &mut Vec<Action>) -> bool {
-        let Some(addr) = self.sessions.get(&conn).map(|s| s.addr.clone()) else {
+        let allowed = self.take(Limit::Frames, conn, now_ms);
+        let Some(session) = self.sessions.get_mut(&conn) else {
             return false;
         };
-        let (burst, rate) = (self.config.rate_burst, self.config.rate_per_sec);
-        let Some(address) = self.addresses.get_mut(&addr) else {
-            return false;
-        };
-        let bucket = address
-            .bucket
-            .get_or_insert_with(|| Bucket::full(burst, now_ms));
-        let allowed = bucket.try_take(burst, rate, now_ms);
-        let snapshot = bucket.clone();
-        // Every session of the address carries the same copy (see Session::bucket).
-        for id in &address.conns {
-            if let Some(s) = self.sessions.get_mut(id) {
-                s.bucket = Some(snapshot.clone());
-                if *id != conn {
-                    out.push(Action::Save { conn: *id });
-                }
-            }
-        }
-        let strikes = match self.sessions.get_mut(&conn) {
-            Some(s) if allowed => {
-                s.strikes = 0;
-                0
-            }
-            Some(s) => {
-                s.strikes += 1;
-                s.strikes
-            }
-            None => 0,
-        };
-        out.push(Action::Save { conn });
         if allowed {
+            if session.strikes != 0 {
+                session.strikes = 0;
+                out.push(Action::Save { conn });
+            }
             return true;
         }
-        send_error(out, conn, ErrorKind::RateLimited);
+        session.strikes += 1;
+        let strikes = session.strikes;
+        out.push(Action::Save { conn });
+        self.send_error(out, conn, ErrorKind::RateLimited);
         if strikes >= self.config.rate_strikes {
             self.close(conn, Close::Flooding, now_ms, out);
         }
         false
     }
 
-    fn chat(&mut self, conn: ConnId, raw: &str, now_ms: u64, out: &mut Vec<Action>) {
+    fn chat(
+        &mut self,
+        conn: ConnId,
+        raw: &str,
+        cid: Option<String>,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) {
         let text = match client_frame::validate_message(raw, &self.config) {
             Ok(t) => t,
-            Err(e) => return send_error(out, conn, e),
+            Err(e) => return self.send_error(out, conn, e),
         };
-        let Some(name) = self.sessions.get(&conn).and_then(|s| s.name.clone()) else {
+        let Some(session) = self.sessions.get(&conn) else {
             return;
+        };
+        let Some(name) = session.name.clone() else {
+            return;
+        };
+        let user = session.verified.as_ref().map(|v| v.user.clone());
+        if session
+            .verified
+            .as_ref()
+            .is_some_and(|v| v.muted_until > now_ms)
+        {
+            return self.send_error(out, conn, ErrorKind::Muted);
+        }
+        // Retry-safe send: the same sender and cid within the window is the message
+        // already stored, answered again to its sender only.
+        let checked = retry::check(
+            &mut self.storage,
+            &self.config,
+            session,
+            cid.as_deref(),
+            (self.last_seq, now_ms),
+        );
+        let sender = match checked {
+            Ok(Retry::New { sender }) => sender,
+            Ok(Retry::Stored(original)) => {
+                return out.push(Action::Send {
+                    to: conn,
+                    frame: chat_frame(&original),
+                })
+            }
+            Err(e) => return self.send_error(out, conn, e),
         };
         let msg = StoredMessage {
             seq: self.last_seq + 1,
             timestamp: now_ms.max(self.last_timestamp + 1),
             name,
             message: text.to_owned(),
-            user: None,
-            cid: None,
-            sender: None,
+            user,
+            cid,
+            sender,
+            deleted: false,
         };
         // Stored before broadcast: a message that is not stored is not sent, and its
         // seq is not used up.
         if !self.epoch_persisted() || self.storage.append(&msg).is_err() {
-            return send_error(out, conn, ErrorKind::NotStored);
+            return self.send_error(out, conn, ErrorKind::NotStored);
         }
         self.last_seq = msg.seq;
         self.last_timestamp = msg.timestamp;
@@ -448,6 +565,11 @@ impl<S: Storage> Room<S> {
             // A failed prune only keeps extra history; the next append prunes again.
             let _ = self.storage.prune_through(cut);
         }
+        self.observer.observe(Event::Stored {
+            conn,
+            seq: msg.seq,
+            recipients: self.members,
+        });
         out.push(Action::Broadcast {
             frame: chat_frame(&msg),
             audience: Audience::Members,
@@ -465,8 +587,23 @@ impl<S: Storage> Room<S> {
         self.epoch_stored
     }
 
+    /// A history request: a page for a v2 session, an error for a v1 one (which never
+    /// receives a v2 frame kind).
+    fn history(&mut self, conn: ConnId, before: Option<u64>, limit: usize, out: &mut Vec<Action>) {
+        let Some(session) = self.sessions.get(&conn) else {
+            return;
+        };
+        if session.version != Version::V2 {
+            return self.send_error(out, conn, ErrorKind::HistoryNeedsV2);
+        }
+        match history::page(&mut self.storage, before, limit, self.last_seq) {
+            Ok(frame) => out.push(Action::Send { to: conn, frame }),
+            Err(e) => self.send_error(out, conn, e),
+        }
+    }
+
     /// Forgets the connection, then tells the backend to close it.
-    fn close(&mut self, conn: ConnId, close: Close, now_ms: u64, out: &mut Vec<Action>) {
+    pub(crate) fn close(&mut self, conn: ConnId, close: Close, now_ms: u64, out: &mut Vec<Action>) {
         if self.sessions.contains_key(&conn) {
             out.push(Action::Close { conn, close });
             self.forget(conn, now_ms, out);
@@ -478,50 +615,45 @@ impl<S: Storage> Room<S> {
             return;
         };
         if let Some(name) = &session.name {
+            self.members = self.members.saturating_sub(1);
             out.push(Action::Broadcast {
                 frame: ServerFrame::Quit { quit: name }.encode(),
                 audience: Audience::Members,
             });
         }
-        let Some(address) = self.addresses.get_mut(&session.addr) else {
-            return;
-        };
-        address.conns.remove(&conn);
-        if address.conns.is_empty() {
-            let bucket = self.addresses.remove(&session.addr).and_then(|a| a.bucket);
-            if let Some(bucket) = bucket {
-                let (burst, rate) = (self.config.rate_burst, self.config.rate_per_sec);
-                // A full bucket is the default; only a drained one needs keeping. Kept
-                // ones that have refilled since go, so the table stays small. Failures
-                // here only forgive a client, so they are not worth an error. A room
-                // with no history keeps none: it must leave no row, and frames there
-                // (errors to the sender) cost no one else anything.
-                if self.last_seq > 0 && !bucket.is_full_at(burst, rate, now_ms) {
-                    let refilled_before =
-                        now_ms.saturating_sub(Bucket::full_refill_ms(burst, rate));
-                    let _ = self.storage.prune_buckets(refilled_before);
-                    let _ = self.storage.save_bucket(&session.addr, &bucket);
-                }
-            }
+        self.addresses
+            .remove(&session.addr, conn, &self.config, &mut self.storage, now_ms);
+        if self.sessions.is_empty() && !self.epoch_stored {
+            // The last one left a room that never stored a message: it leaves no row,
+            // kept rate buckets included. Nobody is left for a reconnecting client's
+            // frames or joins to cost anything, and reopening the room is limited per
+            // address on its own (`room_open_burst`, or the Worker's binding). Every
+            // stored time is below `i64::MAX`, which both backends take as an integer.
+            // A failure only leaves a bucket that forgives nobody.
+            let _ = self.storage.prune_buckets(i64::MAX as u64);
         }
+    }
+
+    /// `{"error": …}` to one connection, reported as [`Event::Rejected`].
+    pub(crate) fn send_error(&mut self, out: &mut Vec<Action>, conn: ConnId, kind: ErrorKind) {
+        self.observer.observe(Event::Rejected { conn, kind });
+        out.push(Action::Send {
+            to: conn,
+            frame: ServerFrame::error(kind).encode(),
+        });
     }
 }
 
-/// `{"error": …}` to one connection.
-fn send_error(out: &mut Vec<Action>, conn: ConnId, kind: ErrorKind) {
-    out.push(Action::Send {
-        to: conn,
-        frame: ServerFrame::error(kind).encode(),
-    });
-}
-
-/// A stored message as its chat frame.
-fn chat_frame(m: &StoredMessage) -> Frame {
+/// A stored message as its chat frame. (History goes through
+/// [`history_frame`], which never sends a tombstone's text.)
+pub(crate) fn chat_frame(m: &StoredMessage) -> Frame {
     ServerFrame::Chat {
         name: &m.name,
         message: &m.message,
         timestamp: m.timestamp,
         seq: m.seq,
+        user: m.user.as_deref(),
+        cid: m.cid.as_deref(),
     }
     .encode()
 }

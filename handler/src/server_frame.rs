@@ -3,6 +3,7 @@
 //! recipient.
 
 use crate::error_kind::ErrorKind;
+use crate::identity::Role;
 use serde::{Serialize, Serializer};
 use std::sync::Arc;
 
@@ -22,15 +23,20 @@ pub enum ServerFrame<'a> {
     Joined { joined: &'a str },
     /// `{"quit": name}`
     Quit { quit: &'a str },
-    /// `{"name", "message", "timestamp", "seq"}`: a stored chat message.
+    /// `{"name", "message", "timestamp", "seq"}`: a stored chat message, then `"user"`
+    /// for a verified sender and `"cid"` if the sender gave one (v1 clients ignore both).
     Chat {
         name: &'a str,
         message: &'a str,
         timestamp: u64,
         seq: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cid: Option<&'a str>,
     },
     /// `{"ready": true, "epoch", "seq", "recovered"}`: the join is complete. A v2
-    /// session's also carries `"v": 2`.
+    /// session's also carries `"v": 2`; a verified session's its `"user"` and `"role"`.
     Ready {
         ready: True,
         epoch: &'a str,
@@ -38,17 +44,38 @@ pub enum ServerFrame<'a> {
         recovered: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         v: Option<u8>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        role: Option<Role>,
     },
+    /// v2: `{"deleted": seq}`, a moderator deleted message `seq` (live, or in a resumed
+    /// gap). Its text is gone from the server.
+    Deleted { deleted: u64 },
     /// v2: `{"roster": [{"name"}, …]}`, the members already in the room, sent once at join
     /// instead of one `joined` each. Entries are objects so that later v2 features can
     /// add fields without breaking clients.
     Roster { roster: Vec<RosterEntry<'a>> },
+    /// v2: `{"history": [<chat frames ascending>], "before", "more"}`, a page of older
+    /// messages. `history` holds only [`ServerFrame::Chat`] frames; `before` is the
+    /// request's bound (the newest seq + 1 when it gave none); `more` says whether older
+    /// messages are retained.
+    History {
+        history: Vec<ServerFrame<'a>>,
+        before: u64,
+        more: bool,
+    },
 }
 
-/// One member in a [`ServerFrame::Roster`].
+/// One member in a [`ServerFrame::Roster`]: its name, and for a verified session its
+/// user id and role.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RosterEntry<'a> {
     pub name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
 }
 
 /// Serializes as JSON `true`: the `ready` key of [`ServerFrame::Ready`] has no other value.
@@ -105,9 +132,54 @@ mod tests {
                 name: "a",
                 message: "<b>",
                 timestamp: 5,
-                seq: 1
+                seq: 1,
+                user: None,
+                cid: None,
             }),
             r#"{"name":"a","message":"<b>","timestamp":5,"seq":1}"#
+        );
+        let with_cid = ServerFrame::Chat {
+            name: "a",
+            message: "hi",
+            timestamp: 5,
+            seq: 2,
+            user: Some("u1"),
+            cid: Some("k-1"),
+        };
+        assert_eq!(
+            enc(with_cid.clone()),
+            r#"{"name":"a","message":"hi","timestamp":5,"seq":2,"user":"u1","cid":"k-1"}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::History {
+                history: vec![with_cid],
+                before: 3,
+                more: true
+            }),
+            r#"{"history":[{"name":"a","message":"hi","timestamp":5,"seq":2,"user":"u1","cid":"k-1"}],"before":3,"more":true}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::History {
+                history: vec![],
+                before: 0,
+                more: false
+            }),
+            r#"{"history":[],"before":0,"more":false}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::Chat {
+                name: "Ana",
+                message: "hi",
+                timestamp: 5,
+                seq: 2,
+                user: Some("u42"),
+                cid: None,
+            }),
+            r#"{"name":"Ana","message":"hi","timestamp":5,"seq":2,"user":"u42"}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::Deleted { deleted: 17 }),
+            r#"{"deleted":17}"#
         );
         assert_eq!(
             enc(ServerFrame::Ready {
@@ -116,6 +188,8 @@ mod tests {
                 seq: 0,
                 recovered: false,
                 v: None,
+                user: None,
+                role: None,
             }),
             r#"{"ready":true,"epoch":"ep","seq":0,"recovered":false}"#
         );
@@ -126,14 +200,39 @@ mod tests {
                 seq: 3,
                 recovered: true,
                 v: Some(2),
+                user: None,
+                role: None,
             }),
             r#"{"ready":true,"epoch":"ep","seq":3,"recovered":true,"v":2}"#
         );
         assert_eq!(
-            enc(ServerFrame::Roster {
-                roster: vec![RosterEntry { name: "a" }, RosterEntry { name: "b\"" }]
+            enc(ServerFrame::Ready {
+                ready: True,
+                epoch: "ep",
+                seq: 3,
+                recovered: false,
+                v: None,
+                user: Some("u1"),
+                role: Some(Role::Moderator),
             }),
-            r#"{"roster":[{"name":"a"},{"name":"b\""}]}"#
+            r#"{"ready":true,"epoch":"ep","seq":3,"recovered":false,"user":"u1","role":"moderator"}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::Roster {
+                roster: vec![
+                    RosterEntry {
+                        name: "a",
+                        user: None,
+                        role: None
+                    },
+                    RosterEntry {
+                        name: "b\"",
+                        user: Some("u2"),
+                        role: Some(Role::Moderator)
+                    }
+                ]
+            }),
+            r#"{"roster":[{"name":"a"},{"name":"b\"","user":"u2","role":"moderator"}]}"#
         );
         assert_eq!(
             enc(ServerFrame::Roster { roster: vec![] }),

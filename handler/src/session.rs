@@ -1,7 +1,7 @@
 //! Per-connection state: small and serde-serializable, so a Durable Object can keep it
 //! in the socket's attachment (16 KiB at most) and rebuild the room after hibernation.
 
-use crate::ratelimit::Bucket;
+use crate::identity::Role;
 use serde::{Deserialize, Serialize};
 
 /// A connection id, chosen by the backend and unique within the room for the life of
@@ -15,8 +15,9 @@ pub const MAX_ADDR_LEN: usize = 64;
 /// What a backend knows about the peer when the socket opens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
-    /// The client address that keys the rate limit (the TCP peer IP on the local runner,
-    /// `CF-Connecting-IP` on Cloudflare).
+    /// The client address (the TCP peer IP on the local runner, or the client behind
+    /// a trusted proxy, see [`crate::edge::TrustedProxies`]; `CF-Connecting-IP` on
+    /// Cloudflare). The session keys its limits by [`crate::edge::address_key`] of it.
     pub addr: String,
 }
 
@@ -24,15 +25,14 @@ pub struct Peer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     pub id: ConnId,
-    /// Rate-limit key, see [`Peer::addr`].
+    /// The key of the per-address limits (seats, rate buckets):
+    /// [`crate::edge::address_key`] of [`Peer::addr`].
     pub addr: String,
     /// `None` until the hello arrives: the session is not in the room yet.
     pub name: Option<String>,
-    /// Frames rejected in a row by the rate limit.
+    /// Frames rejected in a row by the rate limit. (The buckets themselves are the
+    /// address's, kept in storage once per address, not per session.)
     pub strikes: u32,
-    /// The latest state of this address's bucket. Every session of the address holds
-    /// the same copy, so any one of them is enough to rebuild it.
-    pub bucket: Option<Bucket>,
     /// When the connection opened (ms since the Unix epoch): the hello deadline counts
     /// from here.
     #[serde(default)]
@@ -45,6 +45,33 @@ pub struct Session {
     /// the epoch its clients were told. `None` in a room with history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room_epoch: Option<String>,
+    /// Who a valid join token says this is; `None` for an anonymous session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Verified>,
+}
+
+/// A verified session's identity, from its join token. At most a user id of 64
+/// characters, a role and a time: small enough for a socket attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verified {
+    /// The token's `sub`.
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Until when (ms since the Unix epoch) the user is muted: read from storage at
+    /// the hello and updated by later mutes, so a chat message needs no storage read.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub muted_until: u64,
+}
+
+impl Verified {
+    pub fn is_moderator(&self) -> bool {
+        self.role == Some(Role::Moderator)
+    }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// A session's protocol version, chosen in its hello (`"v": 2`). A v1 session never
@@ -72,7 +99,7 @@ impl Version {
 
 impl Session {
     pub fn new(id: ConnId, peer: Peer, opened_ms: u64) -> Self {
-        let mut addr = peer.addr;
+        let mut addr = crate::address::address_key(&peer.addr);
         if addr.len() > MAX_ADDR_LEN {
             let mut cut = MAX_ADDR_LEN;
             while !addr.is_char_boundary(cut) {
@@ -85,10 +112,10 @@ impl Session {
             addr,
             name: None,
             strikes: 0,
-            bucket: None,
             opened_ms,
             version: Version::V1,
             room_epoch: None,
+            verified: None,
         }
     }
 

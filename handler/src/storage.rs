@@ -4,8 +4,9 @@
 //! runner keeps all rooms in one database, a Durable Object keeps one room per database.
 
 use crate::ratelimit::Bucket;
+use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 
 /// One stored chat message.
@@ -26,6 +27,77 @@ pub struct StoredMessage {
     /// the client address plus name); kept only with a `cid`. Never sent to clients.
     #[serde(default)]
     pub sender: Option<String>,
+    /// A tombstone: a moderator deleted the message, and its `message` is blank in
+    /// storage. Whatever sends history sends no text for it (`{"deleted": seq}` to v2
+    /// sessions, nothing to v1 ones). Rows read from SQLite may give it as 0 or 1.
+    #[serde(default, deserialize_with = "flag")]
+    pub deleted: bool,
+}
+
+/// A boolean that SQLite stores as an integer: rows that cross into JavaScript (the
+/// Durable Object's cursor) give `0`/`1` as numbers, serde-made values give `false`/`true`.
+fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct Flag;
+    impl Visitor<'_> for Flag {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a boolean, or 0 or 1")
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
+            Ok(v != 0)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
+            Ok(v != 0)
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<bool, E> {
+            Ok(v != 0.0)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+    }
+    d.deserialize_any(Flag)
+}
+
+/// The kick and the mute in force for one user of a room: until when (ms since the Unix
+/// epoch) the user may not join, and may not send. 0, or any time past, is none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restriction {
+    pub kicked_until: u64,
+    pub muted_until: u64,
+}
+
+impl Restriction {
+    /// True when neither is in force at `now_ms`: the row can go.
+    pub fn is_over(&self, now_ms: u64) -> bool {
+        self.kicked_until <= now_ms && self.muted_until <= now_ms
+    }
+}
+
+/// One stored moderator action (the room's audit table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When, in ms since the Unix epoch.
+    pub at_ms: u64,
+    /// The moderator's user id.
+    pub moderator: String,
+    /// `delete`, `kick` or `mute`.
+    pub action: String,
+    /// The target user of a kick or mute.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The deleted message.
+    #[serde(default)]
+    pub seq: Option<u64>,
+    /// The kick's or mute's duration.
+    #[serde(default)]
+    pub secs: Option<u64>,
 }
 
 /// A storage failure. The text goes to logs only, never to clients.
@@ -56,20 +128,65 @@ pub trait Storage {
     fn latest(&mut self) -> StorageResult<Option<StoredMessage>>;
     /// Appends a message. Its seq is one more than the latest.
     fn append(&mut self, msg: &StoredMessage) -> StorageResult<()>;
-    /// Up to `n` newest messages, oldest first.
+    /// Up to `n` newest messages that are not deleted, oldest first.
     fn last_n(&mut self, n: usize) -> StorageResult<Vec<StoredMessage>>;
-    /// Up to `limit` messages with seq greater than `seq`, oldest first.
+    /// Up to `limit` messages with seq greater than `seq`, oldest first, tombstones
+    /// included (so a resume can count the gap).
     fn after(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>>;
+    /// Up to `limit` messages with seq below `seq`: the newest such ones, oldest first
+    /// (a page of history).
+    fn before(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>>;
+    /// The newest message that `sender` stored with `cid`, if it is within the retry
+    /// window: its seq above `after_seq`, or its timestamp at or after `since_ms`.
+    /// Served by the `(room, sender, cid)` index of migration 1.
+    fn find_cid(
+        &mut self,
+        sender: &str,
+        cid: &str,
+        after_seq: u64,
+        since_ms: u64,
+    ) -> StorageResult<Option<StoredMessage>>;
     /// Deletes every message with seq at or below `seq`.
     fn prune_through(&mut self, seq: u64) -> StorageResult<()>;
-    /// Keeps the rate-limit bucket of a client address whose last connection left, so
-    /// that reconnecting does not refill it.
+    /// Keeps the current state of a rate-limit bucket, by its key (a client address
+    /// key, or `join ` and the address key for the join bucket), so that a rebuilt
+    /// room and a reconnecting address go on from it. Written on every token taken.
     fn save_bucket(&mut self, addr: &str, bucket: &Bucket) -> StorageResult<()>;
     /// Takes (reads and forgets) a kept bucket.
     fn take_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>>;
+    /// Reads a kept bucket and keeps it. The default takes it and saves it back;
+    /// backends override it with a plain read.
+    fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
+        let bucket = self.take_bucket(addr)?;
+        if let Some(b) = &bucket {
+            self.save_bucket(addr, b)?;
+        }
+        Ok(bucket)
+    }
     /// Forgets kept buckets last updated before `before_ms`: they have refilled by now,
     /// and a full bucket is what an unknown address gets anyway.
     fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()>;
+    /// Tombstones message `seq`: blanks its text and marks it deleted, recording
+    /// `at_seq` (the room's latest seq now) for resumes. False when there is no such
+    /// message, or it is deleted already.
+    fn delete_message(&mut self, seq: u64, at_seq: u64) -> StorageResult<bool>;
+    /// The seqs, at or below `seq`, of messages deleted while the room's latest seq was
+    /// `seq` or more, ascending, at most `limit`: what a client that has every message
+    /// up to `seq` may not have heard of.
+    fn deleted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<u64>>;
+    /// The kick and mute stored for `user` (all zero when none).
+    fn restriction(&mut self, user: &str) -> StorageResult<Restriction>;
+    /// Stores the kick and mute of `user`, replacing the previous ones; all zero
+    /// removes the user's row.
+    fn set_restriction(&mut self, user: &str, r: &Restriction) -> StorageResult<()>;
+    /// Removes the rows of users whose kick and mute are both over at `now_ms`.
+    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<()>;
+    /// How many users have a row (a kick or a mute, possibly expired).
+    fn restricted_users(&mut self) -> StorageResult<u64>;
+    /// Appends a moderator action to the audit table, keeping the newest `keep`.
+    fn append_audit(&mut self, entry: &AuditEntry, keep: usize) -> StorageResult<()>;
+    /// Up to `n` newest audit entries, newest first.
+    fn recent_audit(&mut self, n: usize) -> StorageResult<Vec<AuditEntry>>;
 }
 
 /// The schema as first released (version 0), one statement per entry (the Durable
@@ -115,6 +232,33 @@ pub const MIGRATIONS: &[&[&str]] = &[
         "CREATE INDEX IF NOT EXISTS chat_messages_by_cid
             ON chat_messages (room, sender, cid) WHERE cid IS NOT NULL",
     ],
+    // 2: moderation. Tombstones (`deleted`, with the room's latest seq at the time in
+    // `deleted_at`, which resumes look up through the partial index), kicks and mutes
+    // per user, and the audit table of moderator actions.
+    &[
+        "ALTER TABLE chat_messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE chat_messages ADD COLUMN deleted_at INTEGER",
+        "CREATE INDEX IF NOT EXISTS chat_messages_deletions
+            ON chat_messages (room, deleted_at) WHERE deleted_at IS NOT NULL",
+        "CREATE TABLE IF NOT EXISTS chat_restrictions (
+            room TEXT NOT NULL,
+            user TEXT NOT NULL,
+            kicked_until INTEGER NOT NULL,
+            muted_until INTEGER NOT NULL,
+            PRIMARY KEY (room, user)
+        ) WITHOUT ROWID",
+        "CREATE TABLE IF NOT EXISTS chat_audit (
+            room TEXT NOT NULL,
+            id INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL,
+            moderator TEXT NOT NULL,
+            action TEXT NOT NULL,
+            user TEXT,
+            seq INTEGER,
+            secs INTEGER,
+            PRIMARY KEY (room, id)
+        ) WITHOUT ROWID",
+    ],
 ];
 
 /// SQL statements, each with the room key as `?1`. Result columns are named as the
@@ -124,19 +268,73 @@ pub mod sql {
     pub const INIT_EPOCH: &str =
         "INSERT INTO chat_rooms (room, epoch) VALUES (?1, ?2) ON CONFLICT(room) DO NOTHING";
     pub const SELECT_EPOCH: &str = "SELECT epoch FROM chat_rooms WHERE room = ?1";
-    pub const SELECT_LATEST: &str = "SELECT seq, timestamp, name, message, user, cid, sender
-        FROM chat_messages WHERE room = ?1 ORDER BY seq DESC LIMIT 1";
+    pub const SELECT_LATEST: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
+        deleted FROM chat_messages WHERE room = ?1 ORDER BY seq DESC LIMIT 1";
     /// `?2` seq, `?3` timestamp, `?4` name, `?5` message, `?6` user, `?7` cid, `?8` sender
     /// (the last three may be NULL).
     pub const INSERT_MESSAGE: &str = "INSERT INTO chat_messages
         (room, seq, timestamp, name, message, user, cid, sender)
         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
-    /// `?2` = n. Newest first; the caller reverses.
-    pub const SELECT_LAST_N: &str = "SELECT seq, timestamp, name, message, user, cid, sender
-        FROM chat_messages WHERE room = ?1 ORDER BY seq DESC LIMIT ?2";
-    /// `?2` = after this seq, `?3` = limit.
-    pub const SELECT_AFTER: &str = "SELECT seq, timestamp, name, message, user, cid, sender
-        FROM chat_messages WHERE room = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3";
+    /// `?2` = n. Newest first; the caller reverses. Tombstones are left out.
+    pub const SELECT_LAST_N: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
+        deleted FROM chat_messages WHERE room = ?1 AND deleted = 0
+        ORDER BY seq DESC LIMIT ?2";
+    /// `?2` = after this seq, `?3` = limit. Tombstones included.
+    pub const SELECT_AFTER: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
+        deleted FROM chat_messages WHERE room = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3";
+    /// `?2` = before this seq, `?3` = limit. Newest first; the caller reverses.
+    /// Tombstones are left out, so a page holds `limit` messages whenever the room has
+    /// that many older live ones.
+    pub const SELECT_BEFORE: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
+        deleted FROM chat_messages WHERE room = ?1 AND seq < ?2 AND deleted = 0
+        ORDER BY seq DESC LIMIT ?3";
+    /// `?2` sender, `?3` cid, `?4` = seq above this, or `?5` = timestamp at or after this
+    /// (the retry window). The newest message with that sender and cid, if it is in the
+    /// window (older ones with the same pair never are). The inner query is answered
+    /// from the partial index `chat_messages_by_cid` alone (`cid = ?3` implies the
+    /// index's `cid IS NOT NULL`), the outer one by the primary key: written as one
+    /// query with `ORDER BY seq DESC`, SQLite would rather walk the room's messages.
+    pub const SELECT_BY_CID: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
+        deleted FROM chat_messages
+        WHERE room = ?1 AND (seq > ?4 OR timestamp >= ?5) AND seq = (
+            SELECT max(seq) FROM chat_messages WHERE room = ?1 AND sender = ?2 AND cid = ?3
+        )";
+    /// `?2` seq, `?3` the room's latest seq now. Returns the seq when a live message was
+    /// tombstoned; the text is overwritten, so it is gone, not hidden.
+    pub const DELETE_MESSAGE: &str = "UPDATE chat_messages
+        SET message = '', deleted = 1, deleted_at = ?3
+        WHERE room = ?1 AND seq = ?2 AND deleted = 0 RETURNING seq";
+    /// `?2` seq, `?3` limit: tombstones at or below seq, deleted at seq or later.
+    pub const SELECT_DELETED_SINCE: &str = "SELECT seq FROM chat_messages
+        WHERE room = ?1 AND deleted_at >= ?2 AND seq <= ?2 ORDER BY seq ASC LIMIT ?3";
+    /// `?2` user.
+    pub const SELECT_RESTRICTION: &str = "SELECT kicked_until, muted_until
+        FROM chat_restrictions WHERE room = ?1 AND user = ?2";
+    /// `?2` user, `?3` kicked_until, `?4` muted_until.
+    pub const UPSERT_RESTRICTION: &str = "INSERT INTO chat_restrictions
+        (room, user, kicked_until, muted_until) VALUES (?1, ?2, ?3, ?4)
+        ON CONFLICT(room, user) DO UPDATE SET kicked_until = excluded.kicked_until,
+        muted_until = excluded.muted_until";
+    /// `?2` user.
+    pub const DELETE_RESTRICTION: &str =
+        "DELETE FROM chat_restrictions WHERE room = ?1 AND user = ?2";
+    /// `?2` now (ms): rows whose kick and mute are both over.
+    pub const PRUNE_RESTRICTIONS: &str = "DELETE FROM chat_restrictions
+        WHERE room = ?1 AND kicked_until <= ?2 AND muted_until <= ?2";
+    pub const COUNT_RESTRICTIONS: &str =
+        "SELECT COUNT(*) AS count FROM chat_restrictions WHERE room = ?1";
+    /// `?2` at_ms, `?3` moderator, `?4` action, `?5` user, `?6` seq, `?7` secs (the
+    /// last three may be NULL). The id is the room's next one.
+    pub const INSERT_AUDIT: &str = "INSERT INTO chat_audit
+        (room, id, at_ms, moderator, action, user, seq, secs)
+        SELECT ?1, COALESCE(MAX(id), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7
+        FROM chat_audit WHERE room = ?1";
+    /// `?2` = how many of the newest to keep.
+    pub const PRUNE_AUDIT: &str = "DELETE FROM chat_audit WHERE room = ?1
+        AND id <= (SELECT MAX(id) FROM chat_audit WHERE room = ?1) - ?2";
+    /// `?2` = n. Newest first.
+    pub const SELECT_AUDIT: &str = "SELECT at_ms, moderator, action, user, seq, secs
+        FROM chat_audit WHERE room = ?1 ORDER BY id DESC LIMIT ?2";
     /// The schema version (see `MIGRATIONS`); no row means 0. Not keyed by room.
     pub const SELECT_SCHEMA_VERSION: &str =
         "SELECT value FROM chat_meta WHERE key = 'schema_version'";
@@ -165,7 +363,11 @@ pub mod sql {
 pub struct MemoryStorage {
     epoch: Option<String>,
     messages: BTreeMap<u64, StoredMessage>,
+    /// The `deleted_at` of each tombstone (see [`Storage::delete_message`]).
+    deleted_at: BTreeMap<u64, u64>,
     buckets: HashMap<String, Bucket>,
+    restrictions: HashMap<String, Restriction>,
+    audit: VecDeque<AuditEntry>,
     /// When set, `append` fails: lets tests prove nothing unstored is broadcast. A test
     /// hook, so only with the `testing` feature.
     #[cfg(feature = "testing")]
@@ -184,6 +386,16 @@ impl MemoryStorage {
 
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
+    }
+
+    /// Whether this room holds anything worth keeping once no one is in it: history
+    /// (and with it the epoch), restrictions or audit entries. Kept rate buckets alone
+    /// are not: they only ever forgive a client when lost.
+    pub fn holds_room_state(&self) -> bool {
+        self.epoch.is_some()
+            || !self.messages.is_empty()
+            || !self.restrictions.is_empty()
+            || !self.audit.is_empty()
     }
 }
 
@@ -214,7 +426,14 @@ impl Storage for MemoryStorage {
     }
 
     fn last_n(&mut self, n: usize) -> StorageResult<Vec<StoredMessage>> {
-        let mut v: Vec<_> = self.messages.values().rev().take(n).cloned().collect();
+        let mut v: Vec<_> = self
+            .messages
+            .values()
+            .rev()
+            .filter(|m| !m.deleted)
+            .take(n)
+            .cloned()
+            .collect();
         v.reverse();
         Ok(v)
     }
@@ -228,8 +447,41 @@ impl Storage for MemoryStorage {
             .collect())
     }
 
+    fn before(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        let mut v: Vec<_> = self
+            .messages
+            .range(..seq)
+            .rev()
+            // As in SQL (`sql::SELECT_BEFORE`): tombstones are not part of a page.
+            .filter(|(_, m)| !m.deleted)
+            .take(limit)
+            .map(|(_, m)| m.clone())
+            .collect();
+        v.reverse();
+        Ok(v)
+    }
+
+    fn find_cid(
+        &mut self,
+        sender: &str,
+        cid: &str,
+        after_seq: u64,
+        since_ms: u64,
+    ) -> StorageResult<Option<StoredMessage>> {
+        // Newest first, and only through the window: timestamps grow with seqs, so once
+        // a message is outside both bounds every older one is too.
+        Ok(self
+            .messages
+            .values()
+            .rev()
+            .take_while(|m| m.seq > after_seq || m.timestamp >= since_ms)
+            .find(|m| m.sender.as_deref() == Some(sender) && m.cid.as_deref() == Some(cid))
+            .cloned())
+    }
+
     fn prune_through(&mut self, seq: u64) -> StorageResult<()> {
         self.messages = self.messages.split_off(&seq.saturating_add(1));
+        self.deleted_at = self.deleted_at.split_off(&seq.saturating_add(1));
         Ok(())
     }
 
@@ -242,9 +494,69 @@ impl Storage for MemoryStorage {
         Ok(self.buckets.remove(addr))
     }
 
+    fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
+        Ok(self.buckets.get(addr).cloned())
+    }
+
     fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()> {
         self.buckets.retain(|_, b| b.updated_ms >= before_ms);
         Ok(())
+    }
+
+    fn delete_message(&mut self, seq: u64, at_seq: u64) -> StorageResult<bool> {
+        match self.messages.get_mut(&seq) {
+            Some(m) if !m.deleted => {
+                m.deleted = true;
+                m.message.clear();
+                self.deleted_at.insert(seq, at_seq);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn deleted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<u64>> {
+        Ok(self
+            .deleted_at
+            .range(..=seq)
+            .filter(|(_, at)| **at >= seq)
+            .map(|(s, _)| *s)
+            .take(limit)
+            .collect())
+    }
+
+    fn restriction(&mut self, user: &str) -> StorageResult<Restriction> {
+        Ok(self.restrictions.get(user).copied().unwrap_or_default())
+    }
+
+    fn set_restriction(&mut self, user: &str, r: &Restriction) -> StorageResult<()> {
+        if *r == Restriction::default() {
+            self.restrictions.remove(user);
+        } else {
+            self.restrictions.insert(user.to_owned(), *r);
+        }
+        Ok(())
+    }
+
+    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<()> {
+        self.restrictions.retain(|_, r| !r.is_over(now_ms));
+        Ok(())
+    }
+
+    fn restricted_users(&mut self) -> StorageResult<u64> {
+        Ok(self.restrictions.len() as u64)
+    }
+
+    fn append_audit(&mut self, entry: &AuditEntry, keep: usize) -> StorageResult<()> {
+        self.audit.push_back(entry.clone());
+        while self.audit.len() > keep {
+            self.audit.pop_front();
+        }
+        Ok(())
+    }
+
+    fn recent_audit(&mut self, n: usize) -> StorageResult<Vec<AuditEntry>> {
+        Ok(self.audit.iter().rev().take(n).cloned().collect())
     }
 }
 
@@ -252,5 +564,70 @@ impl MemoryStorage {
     /// Number of kept rate-limit buckets.
     pub fn kept_buckets(&self) -> usize {
         self.buckets.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(seq: u64) -> StoredMessage {
+        StoredMessage {
+            seq,
+            timestamp: 1000 + seq,
+            name: "a".into(),
+            message: format!("m{seq}"),
+            ..StoredMessage::default()
+        }
+    }
+
+    #[test]
+    fn errors_name_storage() {
+        let e = StorageError("disk full".into());
+        assert_eq!(e.to_string(), "storage error: disk full");
+    }
+
+    #[test]
+    fn memory_storage_keeps_messages_in_seq_order() {
+        let mut s = MemoryStorage::new();
+        assert!(s.is_empty());
+        assert_eq!(s.latest().unwrap(), None);
+        for seq in 1..=5 {
+            s.append(&msg(seq)).unwrap();
+        }
+        assert!(s.append(&msg(3)).is_err(), "a seq is stored once");
+        assert!(!s.is_empty());
+        assert_eq!(s.len(), 5);
+        assert_eq!(s.latest().unwrap(), Some(msg(5)));
+        let seqs = |v: Vec<StoredMessage>| v.iter().map(|m| m.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(s.last_n(2).unwrap()), [4, 5]);
+        assert_eq!(seqs(s.last_n(9).unwrap()), [1, 2, 3, 4, 5]);
+        assert_eq!(seqs(s.after(2, 2).unwrap()), [3, 4]);
+        assert_eq!(seqs(s.after(u64::MAX, 2).unwrap()), Vec::<u64>::new());
+        s.prune_through(3).unwrap();
+        assert_eq!(seqs(s.last_n(9).unwrap()), [4, 5]);
+        s.prune_through(9).unwrap();
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn memory_storage_epoch_and_buckets() {
+        let mut s = MemoryStorage::new();
+        assert_eq!(s.load_epoch().unwrap(), None);
+        s.save_epoch("first").unwrap();
+        assert_eq!(s.load_epoch().unwrap().as_deref(), Some("first"));
+        let b = |updated_ms| Bucket {
+            tokens: 0.5,
+            updated_ms,
+        };
+        s.save_bucket("a", &b(100)).unwrap();
+        s.save_bucket("b", &b(200)).unwrap();
+        assert_eq!(s.kept_buckets(), 2);
+        // Updated before 200: only "a" goes.
+        s.prune_buckets(200).unwrap();
+        assert_eq!(s.take_bucket("a").unwrap(), None);
+        assert_eq!(s.take_bucket("b").unwrap(), Some(b(200)));
+        assert_eq!(s.take_bucket("b").unwrap(), None, "taking forgets it");
+        assert_eq!(s.kept_buckets(), 0);
     }
 }

@@ -2,7 +2,10 @@
 
 mod common;
 
-use chat_handler::{Action, Close, Config, ErrorKind, MemoryStorage, Room, ServerFrame, Session};
+use chat_handler::{
+    Action, AuditEntry, Close, Config, ErrorKind, MemoryStorage, Restriction, Room, ServerFrame,
+    Session,
+};
 use common::*;
 use serde_json::{json, Value};
 
@@ -381,6 +384,49 @@ fn resume_that_cannot_be_exact_falls_back_to_the_last_100() {
     assert_eq!(ready_of(&frames_for(&r, &acts, 3))["recovered"], true);
 }
 
+/// Retention raised across a restart: the storage was pruned under a smaller retention,
+/// so a resume within the new `resume_max` can ask for messages that are gone. Only the
+/// "every missing message is still stored" check stands between it and a silent gap.
+#[test]
+fn a_resume_over_messages_pruned_before_a_restart_is_not_recovered() {
+    let small = Config {
+        retention: 10,
+        backlog: 5,
+        resume_max: 10,
+        ..unlimited()
+    };
+    let mut r = room(small);
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
+    for i in 0..30 {
+        say(&mut r, 1, &format!("m{i}"), 10 + i);
+    }
+    // Seqs 21..=30 are kept, 1..=20 are pruned.
+    assert_eq!(r.storage().len(), 10);
+    let raised = Config {
+        retention: 100,
+        backlog: 5,
+        resume_max: 50,
+        ..unlimited()
+    };
+    let sessions: Vec<Session> = r.sessions().cloned().collect();
+    let mut r = Room::restore(raised, r.storage().clone(), "x", sessions).expect("restore");
+    // 25 missing (6..=30): within resume_max 50, but 6..=20 were pruned.
+    let acts = join(&mut r, 2, "b", &resume_hello(EPOCH, 5), 1000);
+    let got = frames_for(&r, &acts, 2);
+    assert_eq!(ready_of(&got)["recovered"], false);
+    assert_eq!(backlog_seqs(&got), (26..=30).collect::<Vec<_>>());
+    // One message short of the pruned edge is still missing seq 20.
+    let acts = join(&mut r, 3, "c", &resume_hello(EPOCH, 19), 1000);
+    let got = frames_for(&r, &acts, 3);
+    assert_eq!(ready_of(&got)["recovered"], false);
+    assert_eq!(backlog_seqs(&got), (26..=30).collect::<Vec<_>>());
+    // From the last pruned seq on, every missing message is there: exact.
+    let acts = join(&mut r, 4, "d", &resume_hello(EPOCH, 20), 1000);
+    let got = frames_for(&r, &acts, 4);
+    assert_eq!(ready_of(&got)["recovered"], true);
+    assert_eq!(backlog_seqs(&got), (21..=30).collect::<Vec<_>>());
+}
+
 #[test]
 fn retention_prunes_the_oldest() {
     let mut r = room(Config {
@@ -520,12 +566,34 @@ fn an_accepted_frame_resets_the_strikes() {
         ..Config::default()
     });
     join(&mut r, 1, "a", r#"{"name":"alice"}"#, 0);
-    say(&mut r, 1, "x", 0);
-    say(&mut r, 1, "x", 0);
-    say(&mut r, 1, "x", 0);
+    let refused = |acts: &[Action]| {
+        acts.contains(&Action::Send {
+            to: 1,
+            frame: error_frame(ErrorKind::RateLimited.sentence()),
+        })
+    };
+    assert_eq!(broadcasts(&say(&mut r, 1, "x", 0)).len(), 1);
+    // Two refusals in a row: one short of the close.
+    for _ in 0..2 {
+        let acts = say(&mut r, 1, "x", 0);
+        assert!(refused(&acts) && close_of(&acts, 1).is_none(), "{acts:?}");
+    }
+    assert_eq!(r.session(1).map(|s| s.strikes), Some(2));
+    // An accepted frame starts the count again...
     assert_eq!(broadcasts(&say(&mut r, 1, "x", 1000)).len(), 1);
-    say(&mut r, 1, "x", 1000);
-    assert!(close_of(&say(&mut r, 1, "x", 1000), 1).is_none());
+    assert_eq!(r.session(1).map(|s| s.strikes), Some(0));
+    // ...so two more refusals still leave the socket open (without the reset, the
+    // first of them would be the third strike)...
+    for _ in 0..2 {
+        let acts = say(&mut r, 1, "x", 1000);
+        assert!(refused(&acts) && close_of(&acts, 1).is_none(), "{acts:?}");
+        assert!(r.session(1).is_some());
+    }
+    // ...and the third closes it.
+    let acts = say(&mut r, 1, "x", 1000);
+    assert!(refused(&acts));
+    assert_eq!(close_of(&acts, 1), Some(Close::Flooding));
+    assert!(r.session(1).is_none());
 }
 
 #[test]
@@ -595,11 +663,50 @@ fn save_actions_follow_session_changes() {
     assert!(acts.contains(&Action::Save { conn: 1 }));
     let acts = r.on_text(1, r#"{"name":"alice"}"#, 0);
     assert!(acts.contains(&Action::Save { conn: 1 }));
+    // The bucket is the address's and lives in storage: an accepted frame changes no
+    // session, a refused one the sender's strikes.
     let acts = say(&mut r, 1, "x", 0);
-    assert!(
-        acts.contains(&Action::Save { conn: 1 }),
-        "the bucket changed"
-    );
+    assert!(!acts.iter().any(|a| matches!(a, Action::Save { .. })));
+    for _ in 0..9 {
+        say(&mut r, 1, "x", 0);
+    }
+    let acts = say(&mut r, 1, "x", 0);
+    assert_eq!(r.session(1).map(|s| s.strikes), Some(1));
+    assert!(acts.contains(&Action::Save { conn: 1 }), "strikes changed");
+}
+
+#[test]
+fn a_charge_saves_no_other_session_of_the_address() {
+    // The address's bucket lives in storage, once: a frame rewrites no attachment but,
+    // when its strikes change, the sender's own.
+    let mut r = room(Config::default());
+    join(&mut r, 1, "1.2.3.4", r#"{"name":"a"}"#, 0);
+    join(&mut r, 2, "1.2.3.4", r#"{"name":"b"}"#, 0);
+    join(&mut r, 3, "5.6.7.8", r#"{"name":"c"}"#, 0);
+    let acts = say(&mut r, 1, "x", 0);
+    let saved: Vec<u64> = acts
+        .iter()
+        .filter_map(|a| match a {
+            Action::Save { conn } => Some(*conn),
+            _ => None,
+        })
+        .collect();
+    assert!(saved.iter().all(|c| *c == 1), "{saved:?}");
+}
+
+#[test]
+fn connection_counts() {
+    let mut r = room(Config::default());
+    assert!(r.is_empty());
+    assert_eq!(r.connection_count(), 0);
+    r.connect(1, peer("a"), 0).unwrap();
+    join(&mut r, 2, "b", r#"{"name":"bob"}"#, 0);
+    assert!(!r.is_empty());
+    assert_eq!(r.connection_count(), 2);
+    assert_eq!(r.members().collect::<Vec<_>>(), [2]);
+    r.disconnect(2, 1);
+    r.disconnect(1, 1);
+    assert!(r.is_empty());
 }
 
 #[test]
@@ -685,6 +792,22 @@ fn a_join_that_cannot_read_history_closes_with_1011_and_forgets_the_address() {
         ) -> chat_handler::StorageResult<Vec<chat_handler::StoredMessage>> {
             Err(chat_handler::StorageError("disk gone".into()))
         }
+        fn before(
+            &mut self,
+            _: u64,
+            _: usize,
+        ) -> chat_handler::StorageResult<Vec<chat_handler::StoredMessage>> {
+            Err(chat_handler::StorageError("disk gone".into()))
+        }
+        fn find_cid(
+            &mut self,
+            _: &str,
+            _: &str,
+            _: u64,
+            _: u64,
+        ) -> chat_handler::StorageResult<Option<chat_handler::StoredMessage>> {
+            Err(chat_handler::StorageError("disk gone".into()))
+        }
         fn prune_through(&mut self, s: u64) -> chat_handler::StorageResult<()> {
             self.0.prune_through(s)
         }
@@ -703,6 +826,30 @@ fn a_join_that_cannot_read_history_closes_with_1011_and_forgets_the_address() {
         }
         fn prune_buckets(&mut self, before: u64) -> chat_handler::StorageResult<()> {
             self.0.prune_buckets(before)
+        }
+        fn delete_message(&mut self, seq: u64, at: u64) -> chat_handler::StorageResult<bool> {
+            self.0.delete_message(seq, at)
+        }
+        fn deleted_since(&mut self, seq: u64, n: usize) -> chat_handler::StorageResult<Vec<u64>> {
+            self.0.deleted_since(seq, n)
+        }
+        fn restriction(&mut self, u: &str) -> chat_handler::StorageResult<Restriction> {
+            self.0.restriction(u)
+        }
+        fn set_restriction(&mut self, u: &str, r: &Restriction) -> chat_handler::StorageResult<()> {
+            self.0.set_restriction(u, r)
+        }
+        fn prune_restrictions(&mut self, now: u64) -> chat_handler::StorageResult<()> {
+            self.0.prune_restrictions(now)
+        }
+        fn restricted_users(&mut self) -> chat_handler::StorageResult<u64> {
+            self.0.restricted_users()
+        }
+        fn append_audit(&mut self, e: &AuditEntry, keep: usize) -> chat_handler::StorageResult<()> {
+            self.0.append_audit(e, keep)
+        }
+        fn recent_audit(&mut self, n: usize) -> chat_handler::StorageResult<Vec<AuditEntry>> {
+            self.0.recent_audit(n)
         }
     }
     let mut r = Room::open(Config::default(), Broken(MemoryStorage::new()), EPOCH).expect("open");
@@ -727,6 +874,8 @@ fn kept_buckets_are_pruned_once_they_would_have_refilled() {
     let cfg = Config {
         rate_burst: 2,
         rate_per_sec: 1.0,
+        join_burst: 1,
+        join_per_sec: 1.0,
         ..Config::default()
     };
     let mut r = room(cfg);
@@ -737,13 +886,14 @@ fn kept_buckets_are_pruned_once_they_would_have_refilled() {
         say(&mut r, conn, "x", 0);
         r.disconnect(conn, 0);
     }
-    assert_eq!(r.storage().kept_buckets(), 2);
-    // Two seconds refill a burst of 2: when "c" leaves drained at t=2001, the others go.
+    // Each address's message bucket and join bucket.
+    assert_eq!(r.storage().kept_buckets(), 4);
+    // The slowest bucket (2 tokens at 1/s) refills in two seconds: when "c" leaves at
+    // t=2001, the others go.
     join(&mut r, 9, "c", r#"{"name":"x"}"#, 2001);
     say(&mut r, 9, "x", 2001);
-    say(&mut r, 9, "x", 2001);
     r.disconnect(9, 2001);
-    assert_eq!(r.storage().kept_buckets(), 1);
+    assert_eq!(r.storage().kept_buckets(), 2);
 }
 
 #[test]
@@ -838,6 +988,60 @@ fn a_message_whose_epoch_cannot_be_stored_is_not_sent() {
         }
         fn prune_buckets(&mut self, before: u64) -> chat_handler::StorageResult<()> {
             self.0.prune_buckets(before)
+        }
+        fn before(
+            &mut self,
+            s: u64,
+            n: usize,
+        ) -> chat_handler::StorageResult<Vec<chat_handler::StoredMessage>> {
+            self.0.before(s, n)
+        }
+        fn find_cid(
+            &mut self,
+            sender: &str,
+            cid: &str,
+            after_seq: u64,
+            since_ms: u64,
+        ) -> chat_handler::StorageResult<Option<chat_handler::StoredMessage>> {
+            self.0.find_cid(sender, cid, after_seq, since_ms)
+        }
+        fn delete_message(&mut self, s: u64, at: u64) -> chat_handler::StorageResult<bool> {
+            self.0.delete_message(s, at)
+        }
+        fn deleted_since(&mut self, s: u64, n: usize) -> chat_handler::StorageResult<Vec<u64>> {
+            self.0.deleted_since(s, n)
+        }
+        fn restriction(
+            &mut self,
+            u: &str,
+        ) -> chat_handler::StorageResult<chat_handler::Restriction> {
+            self.0.restriction(u)
+        }
+        fn set_restriction(
+            &mut self,
+            u: &str,
+            r: &chat_handler::Restriction,
+        ) -> chat_handler::StorageResult<()> {
+            self.0.set_restriction(u, r)
+        }
+        fn prune_restrictions(&mut self, now: u64) -> chat_handler::StorageResult<()> {
+            self.0.prune_restrictions(now)
+        }
+        fn restricted_users(&mut self) -> chat_handler::StorageResult<u64> {
+            self.0.restricted_users()
+        }
+        fn append_audit(
+            &mut self,
+            e: &chat_handler::AuditEntry,
+            keep: usize,
+        ) -> chat_handler::StorageResult<()> {
+            self.0.append_audit(e, keep)
+        }
+        fn recent_audit(
+            &mut self,
+            n: usize,
+        ) -> chat_handler::StorageResult<Vec<chat_handler::AuditEntry>> {
+            self.0.recent_audit(n)
         }
     }
     let mut r = Room::open(Config::default(), NoEpoch(MemoryStorage::new()), EPOCH).unwrap();

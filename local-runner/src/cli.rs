@@ -15,13 +15,19 @@
 //! A list key (`allow_origins`) is repeatable and its environment twin is
 //! comma-separated. It also answers to its singular, the spelling it had before
 //! (`--allow-origin`, and `EDGE_CHAT_ALLOW_ORIGIN` when `EDGE_CHAT_ALLOW_ORIGINS` is
-//! unset).
+//! unset). A switch (`auth_required`) is on when given bare (`--auth-required`), or
+//! takes `=true`/`=false`.
+//!
+//! The join-token secret is not a `Config` key (it must never show in `--help` or a
+//! settings list): `--auth-secret-file PATH`, or the secret itself in
+//! `EDGE_CHAT_AUTH_SECRET`. The `token` subcommand mints a token with it.
 
+use chat_handler::identity::{self, AuthSecret};
 use chat_handler::ConfigKey;
 use chat_handler::{Config, ConfigError};
-use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches, Parser};
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches, Parser, Subcommand};
 use std::ffi::OsString;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Parser)]
@@ -63,10 +69,62 @@ pub(crate) struct Cli {
     /// this many seconds drops its state and rebuilds it on the next event. 0 = never.
     #[arg(long, env = "EDGE_CHAT_HIBERNATE_AFTER_SECS", default_value_t = 0)]
     pub(crate) hibernate_after_secs: u64,
+    /// Test only, hidden from `--help`: storage fails on purpose, so the conformance
+    /// suite can check what clients get when it does. Storing a message whose text
+    /// contains MARKER fails, and so does reading history (backlog or resume gap) in a
+    /// room whose name contains MARKER. Never set it outside tests.
+    #[arg(long, env = "EDGE_CHAT_TEST_STORAGE_FAULTS", value_name = "MARKER", hide = true,
+          value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub(crate) test_storage_faults: Option<String>,
+    /// File holding the secret that signs join tokens (HS256, at least 32 bytes;
+    /// surrounding white space ignored). Turns signed identity on. Or put the secret
+    /// itself in EDGE_CHAT_AUTH_SECRET; this flag wins over it.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub auth_secret_file: Option<PathBuf>,
+    /// Serve `GET /metrics` (Prometheus text format) on this address only, e.g.
+    /// 127.0.0.1:9090, and not on the public listener. Without it, /metrics is served on
+    /// the public listener.
+    #[arg(long, env = "EDGE_CHAT_METRICS_BIND", value_name = "ADDR:PORT")]
+    pub(crate) metrics_bind: Option<SocketAddr>,
 
     // Every setting of the handler's `Config`, one flag each (see [`Limits`]).
     #[command(flatten, next_help_heading = "Chat settings (docs/PROTOCOL.md)")]
-    pub(crate) limits: Limits,
+    pub limits: Limits,
+
+    /// Without a subcommand, the runner serves the chat.
+    #[command(subcommand)]
+    pub command: Option<Tool>,
+}
+
+/// The environment variable holding the join-token secret itself.
+pub const AUTH_SECRET_ENV: &str = "EDGE_CHAT_AUTH_SECRET";
+
+/// What the runner can do besides serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Tool {
+    /// Print a join token signed with the auth secret, for development and tests (an
+    /// app's backend mints the same with any JWT library: see the README).
+    Token(TokenArgs),
+}
+
+/// The claims of `local-runner token`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenArgs {
+    /// The user id (`sub`): 1 to 64 characters.
+    #[arg(long)]
+    pub sub: String,
+    /// The display name (`name`); the user id when absent.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The role (`role`): only `moderator` exists.
+    #[arg(long, value_parser = ["moderator"])]
+    pub role: Option<String>,
+    /// The one room (name or private id) the token is valid for (`room`); any when absent.
+    #[arg(long)]
+    pub room: Option<String>,
+    /// Seconds until the token expires (`exp` = now + ttl).
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub ttl: u64,
 }
 
 impl Cli {
@@ -103,6 +161,36 @@ impl Cli {
         }
         c.validate()?;
         Ok(c)
+    }
+
+    /// The join-token secret: from `--auth-secret-file`, else from
+    /// `EDGE_CHAT_AUTH_SECRET` (`env` looks a variable up), else none (identity off).
+    pub fn auth_secret(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<AuthSecret>, ConfigError> {
+        let text = match &self.auth_secret_file {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| {
+                ConfigError(format!(
+                    "cannot read --auth-secret-file {}: {e}",
+                    path.display()
+                ))
+            })?,
+            None => match env(AUTH_SECRET_ENV) {
+                Some(text) => text,
+                None => return Ok(None),
+            },
+        };
+        AuthSecret::new(&text).map(Some)
+    }
+
+    /// The configuration and the secret together, checked against each other
+    /// (`auth_required` needs a secret).
+    pub fn settings(&self) -> Result<(Config, Option<AuthSecret>), ConfigError> {
+        let config = self.config()?;
+        let secret = self.auth_secret(|var| std::env::var(var).ok())?;
+        identity::check_setup(&config, secret.as_ref())?;
+        Ok((config, secret))
     }
 }
 
@@ -144,11 +232,17 @@ pub(crate) fn flag_name(key: &ConfigKey) -> String {
     key.name().replace('_', "-")
 }
 
-/// The singular of a list key (`allow_origin` for `allow_origins`): its flag alias, one
-/// item per use, as the runner spelled it before flags were generated.
-fn singular(key: &ConfigKey) -> Option<&'static str> {
+/// The singular of a list key (`allow_origin` for `allow_origins`, `trusted_proxy` for
+/// `trusted_proxies`): its flag alias, one item per use, as the runner spelled
+/// `--allow-origin` before flags were generated.
+fn singular(key: &ConfigKey) -> Option<String> {
+    let name = key.name();
     key.is_list()
-        .then(|| key.name().strip_suffix('s'))
+        .then(|| {
+            name.strip_suffix("ies")
+                .map(|stem| format!("{stem}y"))
+                .or_else(|| name.strip_suffix('s').map(str::to_owned))
+        })
         .flatten()
 }
 
@@ -178,7 +272,12 @@ fn limit_arg(key: &ConfigKey) -> Arg {
     let arg = Arg::new(name)
         .long(flag_name(key))
         .env(key.env_var())
-        .value_name(singular(key).unwrap_or(name).to_ascii_uppercase())
+        .value_name(
+            singular(key)
+                .as_deref()
+                .unwrap_or(name)
+                .to_ascii_uppercase(),
+        )
         .value_parser(move |text: &str| -> Result<String, String> {
             Config::default()
                 .set(name, text)
@@ -191,6 +290,13 @@ fn limit_arg(key: &ConfigKey) -> Arg {
             .action(ArgAction::Append)
             .value_delimiter(',')
             .visible_alias(one.replace('_', "-")),
+        // Bare means on; a value must be attached (`=false`) so that a subcommand or
+        // the next flag is never taken for it.
+        None if key.is_switch() => arg
+            .action(ArgAction::Set)
+            .num_args(0..=1)
+            .require_equals(true)
+            .default_missing_value("true"),
         None => arg.action(ArgAction::Set),
     }
 }
@@ -226,6 +332,7 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
     use std::collections::HashSet;
+    use std::path::Path;
 
     fn key(name: &str) -> &'static ConfigKey {
         Config::DESCRIPTORS
@@ -271,17 +378,19 @@ mod tests {
             // A value within the key's bounds (not its default).
             let value = if key.is_list() {
                 "https://a.example".to_owned()
+            } else if key.is_switch() {
+                "true".to_owned()
             } else {
                 key.least().unwrap_or_else(|| "0.5".to_owned())
             };
-            args.push(format!("--{}", flag_name(key)));
-            args.push(value);
+            args.push(format!("--{}={value}", flag_name(key)));
         }
         let cli = Cli::try_parse_args(&args).unwrap();
         let mut want = Config::default();
-        for pair in args[1..].chunks(2) {
-            let name = pair[0].trim_start_matches("--").replace('-', "_");
-            want.set(&name, &pair[1]).unwrap();
+        for arg in &args[1..] {
+            let (flag, value) = arg.split_once('=').unwrap();
+            let name = flag.trim_start_matches("--").replace('-', "_");
+            want.set(&name, value).unwrap();
         }
         let given: Vec<&str> = cli.limits.overrides().iter().map(|(k, _)| *k).collect();
         assert_eq!(given, Config::KEYS);
@@ -463,6 +572,120 @@ mod tests {
         let mut c = Config::default();
         let want = c.set("rate_burst", "ten").unwrap_err().0;
         assert!(e.to_string().contains(&want), "{e}");
+    }
+
+    /// The storage-fault hook is for tests: it parses, but `--help` does not show it.
+    #[test]
+    fn the_test_storage_fault_hook_is_hidden() {
+        let cli = Cli::parse_args(["local-runner", "--test-storage-faults", "BOOM"]);
+        assert_eq!(cli.test_storage_faults.as_deref(), Some("BOOM"));
+        assert_eq!(Cli::parse_args(["local-runner"]).test_storage_faults, None);
+        assert!(Cli::try_parse_args(["local-runner", "--test-storage-faults", ""]).is_err());
+        let help = Cli::command().render_long_help().to_string();
+        assert!(!help.contains("test-storage-faults"), "{help}");
+        assert!(!help.contains("EDGE_CHAT_TEST_STORAGE_FAULTS"), "{help}");
+    }
+
+    #[test]
+    fn switches_are_bare_or_take_an_attached_value() {
+        let on = |args: &[&str]| {
+            let mut all = vec!["local-runner"];
+            all.extend_from_slice(args);
+            Cli::try_parse_args(all).map(|cli| cli.config().unwrap().auth_required)
+        };
+        assert!(!on(&[]).unwrap());
+        assert!(on(&["--auth-required"]).unwrap());
+        assert!(on(&["--auth-required=true"]).unwrap());
+        assert!(!on(&["--auth-required=false"]).unwrap());
+        assert!(on(&["--auth-required=maybe"]).is_err());
+        // A bare switch before a subcommand leaves the subcommand alone.
+        let cli = Cli::try_parse_args(["local-runner", "--auth-required", "token", "--sub", "u1"])
+            .unwrap();
+        assert!(matches!(cli.command, Some(Tool::Token(_))));
+        assert!(cli.config().unwrap().auth_required);
+    }
+
+    #[test]
+    fn the_runner_serves_without_a_subcommand_and_mints_with_token() {
+        let cli = Cli::parse_args(["local-runner", "--port", "9000"]);
+        assert!(cli.command.is_none());
+        let cli = Cli::parse_args([
+            "local-runner",
+            "token",
+            "--sub",
+            "u42",
+            "--name",
+            "Ana",
+            "--role",
+            "moderator",
+            "--ttl",
+            "60",
+            "--auth-secret-file",
+            "/s",
+        ]);
+        let Some(Tool::Token(t)) = &cli.command else {
+            panic!("no token subcommand: {cli:?}");
+        };
+        assert_eq!(
+            (t.sub.as_str(), t.name.as_deref(), t.role.as_deref(), t.ttl),
+            ("u42", Some("Ana"), Some("moderator"), 60)
+        );
+        assert_eq!(cli.auth_secret_file.as_deref(), Some(Path::new("/s")));
+        assert!(
+            Cli::try_parse_args(["local-runner", "token", "--sub", "u", "--role", "admin"])
+                .is_err()
+        );
+        assert!(
+            Cli::try_parse_args(["local-runner", "token", "--sub", "u", "--ttl", "0"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_args(["local-runner", "token"]).is_err(),
+            "--sub is required"
+        );
+    }
+
+    #[test]
+    fn the_secret_comes_from_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, format!("{}\n", "f".repeat(32))).unwrap();
+        let env_secret = |var: &str| (var == AUTH_SECRET_ENV).then(|| "e".repeat(32));
+        let none = |_: &str| None;
+        let cli = Cli::parse_args(["local-runner"]);
+        assert!(cli.auth_secret(none).unwrap().is_none());
+        assert!(cli.auth_secret(env_secret).unwrap().is_some());
+        let short = |var: &str| (var == AUTH_SECRET_ENV).then(|| "short".to_owned());
+        assert!(cli
+            .auth_secret(short)
+            .unwrap_err()
+            .0
+            .contains("at least 32 bytes"));
+        let cli = Cli::parse_args(["local-runner", "--auth-secret-file", file.to_str().unwrap()]);
+        assert!(cli.auth_secret(none).unwrap().is_some());
+        // The file wins over the environment: a token minted with the file's secret
+        // verifies with what was read.
+        let secret = cli.auth_secret(env_secret).unwrap().unwrap();
+        let with_file = AuthSecret::new(&"f".repeat(32)).unwrap();
+        let token = identity::mint(
+            &with_file,
+            &identity::Claims {
+                sub: "u".into(),
+                exp: u64::MAX / 2000,
+                ..Default::default()
+            },
+        );
+        let c = Config::default();
+        assert!(identity::verify(&token, &secret, "r", 0, &c).is_ok());
+        let missing = Cli::parse_args(["local-runner", "--auth-secret-file", "/no/such/file"]);
+        assert!(missing
+            .auth_secret(none)
+            .unwrap_err()
+            .0
+            .contains("/no/such/file"));
+        // Tokens required without a secret: refused.
+        let cli = Cli::parse_args(["local-runner", "--auth-required"]);
+        let config = cli.config().unwrap();
+        assert!(identity::check_setup(&config, None).is_err());
     }
 
     #[test]

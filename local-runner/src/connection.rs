@@ -5,6 +5,7 @@
 use crate::clock::next_conn_id;
 use crate::link::{ConnLink, Out};
 use crate::liveness::{random_payload, Liveness, Verdict};
+use crate::metrics::Metrics;
 use crate::registry::Rooms;
 use crate::room_inbox::{Event, Join};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -40,15 +41,18 @@ pub(crate) struct ConnSettings {
 }
 
 /// Serves one upgraded socket until it closes. `_alive` is held for the life of the
-/// connection so shutdown can wait for every socket to finish.
+/// connection so shutdown can wait for every socket to finish; the connection counts in
+/// `metrics` for as long.
 pub(crate) async fn serve(
     socket: WebSocket,
     rooms: Arc<Rooms>,
     room: String,
     peer: Peer,
     settings: ConnSettings,
+    metrics: Arc<Metrics>,
     _alive: mpsc::Sender<()>,
 ) {
+    let _open = metrics.connection();
     let conn = next_conn_id();
     let (sink, stream) = socket.split();
     let (queue_tx, queue_rx) = mpsc::channel(settings.queue_bound.max(1));
@@ -59,7 +63,7 @@ pub(crate) async fn serve(
         Instant::now(),
     ));
     let writer = tokio::spawn(write_loop(sink, queue_rx, urgent_rx, liveness.clone()));
-    let link = ConnLink::new(queue_tx.clone(), urgent_tx);
+    let link = ConnLink::new(queue_tx.clone(), urgent_tx, metrics);
     let events = match rooms.join(&room, Join { conn, peer, link }) {
         Ok(events) => events,
         Err(join) => {

@@ -17,17 +17,21 @@
 //! [`hibernate`]: HibernatingRoom::hibernate
 
 use crate::link::ConnLink;
-use crate::log_tag::room_tag;
+use crate::metrics::{Metrics, Timed};
 use crate::store::{Store, StoreFactory};
 use chat_handler::edge;
-use chat_handler::{Close, Config, ConnId, Room, Session};
+use chat_handler::{Auth, AuthSecret, Close, Config, ConnId, Room, Session};
 use std::collections::HashMap;
+use std::sync::Arc;
 use tracing::{info, warn};
+
+/// A room's storage: the store, with its appends timed for `/metrics`.
+pub(crate) type RoomStorage = Timed<Store>;
 
 /// The room: live, or dropped with its sessions serialized (hibernated, or not opened
 /// yet when there are none).
 enum State {
-    Live(Box<Room<Store>>),
+    Live(Box<Room<RoomStorage>>),
     /// Each session as JSON, as a Durable Object keeps it in its socket's attachment.
     Dropped {
         sessions: Vec<String>,
@@ -38,29 +42,50 @@ enum State {
 pub(crate) struct HibernatingRoom {
     /// For opening the room's storage.
     name: String,
-    /// For logs (`log_tag::room_tag`).
+    /// For logs: a private room's id never appears (`edge::log_tag`).
     tag: String,
     config: Config,
     store: StoreFactory,
+    /// Verifies join tokens when set; the room's id for the `room` claim is its name
+    /// (private ids are names here too).
+    auth: Option<Auth>,
+    /// Every rebuilt room reports to it.
+    metrics: Arc<Metrics>,
     state: State,
 }
 
 impl HibernatingRoom {
     /// A room not opened yet: its storage is opened by the first event that needs it.
-    pub(crate) fn new(name: String, config: Config, store: StoreFactory) -> Self {
+    pub(crate) fn new(
+        name: String,
+        config: Config,
+        store: StoreFactory,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         HibernatingRoom {
-            tag: room_tag(&name),
+            tag: log_tag(&name),
             name,
             config,
             store,
+            auth: None,
+            metrics,
             state: State::Dropped {
                 sessions: Vec::new(),
             },
         }
     }
 
+    /// Turns signed identity on with `secret` (`None` leaves it off).
+    pub(crate) fn with_auth_secret(mut self, secret: Option<AuthSecret>) -> Self {
+        self.auth = secret.map(|secret| Auth {
+            secret,
+            room: self.name.clone(),
+        });
+        self
+    }
+
     /// The room if it is live, without rebuilding it.
-    pub(crate) fn live(&self) -> Option<&Room<Store>> {
+    pub(crate) fn live(&self) -> Option<&Room<RoomStorage>> {
         match &self.state {
             State::Live(room) => Some(room),
             State::Dropped { .. } => None,
@@ -68,7 +93,7 @@ impl HibernatingRoom {
     }
 
     /// The room if it is live, without rebuilding it.
-    pub(crate) fn live_mut(&mut self) -> Option<&mut Room<Store>> {
+    pub(crate) fn live_mut(&mut self) -> Option<&mut Room<RoomStorage>> {
         match &mut self.state {
             State::Live(room) => Some(room),
             State::Dropped { .. } => None,
@@ -90,7 +115,7 @@ impl HibernatingRoom {
     pub(crate) fn room(
         &mut self,
         links: &mut HashMap<ConnId, ConnLink>,
-    ) -> Option<&mut Room<Store>> {
+    ) -> Option<&mut Room<RoomStorage>> {
         if let State::Dropped { sessions } = &mut self.state {
             let kept = std::mem::take(sessions);
             let count = kept.len();
@@ -105,11 +130,15 @@ impl HibernatingRoom {
                 })
                 .collect();
             let opened = self.store.open(&self.name).and_then(|storage| {
+                let storage = self.metrics.timed(storage);
                 Room::restore(self.config.clone(), storage, &random_epoch(), restored)
+                    .map(|room| room.with_auth(self.auth.clone()))
             });
             match opened {
-                Ok(room) => {
+                Ok(mut room) => {
+                    room.set_observer(self.metrics.observer());
                     if count > 0 {
+                        self.metrics.room_restored();
                         info!(room = %self.tag, sessions = count, "room restored");
                     }
                     self.state = State::Live(Box::new(room));
@@ -167,6 +196,12 @@ fn random_epoch() -> String {
     edge::epoch_candidate(bytes)
 }
 
+/// A room as logs show it: never a private room's id (see `edge::log_tag`). Room names
+/// reach the runner validated; anything else is tagged as if private, to be safe.
+pub(crate) fn log_tag(room: &str) -> String {
+    edge::validate_room(room).map_or_else(|_| edge::private_tag(room), |r| edge::log_tag(&r))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,13 +212,14 @@ mod tests {
     fn link() -> (ConnLink, mpsc::Receiver<Out>) {
         let (tx, rx) = mpsc::channel(8);
         let (utx, _urx) = oneshot::channel();
-        (ConnLink::new(tx, utx), rx)
+        (ConnLink::new(tx, utx, Arc::default()), rx)
     }
 
     #[test]
     fn a_hibernated_room_comes_back_with_its_sessions_and_history() {
         let store = StoreFactory::memory();
-        let mut room = HibernatingRoom::new("r".into(), Config::default(), store.clone());
+        let mut room =
+            HibernatingRoom::new("r".into(), Config::default(), store.clone(), Arc::default());
         let mut links = HashMap::new();
         assert!(room.live().is_none(), "opened before it was needed");
         let live = room.room(&mut links).unwrap();
@@ -212,8 +248,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A database without the schema: every read fails.
         let thread = crate::storage_thread::StorageThread::start(&dir.path().join("db")).unwrap();
-        let store = StoreFactory::Sqlite(thread.clone());
-        let mut room = HibernatingRoom::new("r".into(), Config::default(), store);
+        let store = StoreFactory::sqlite(thread.clone());
+        let mut room = HibernatingRoom::new("r".into(), Config::default(), store, Arc::default());
         let (a, mut a_rx) = link();
         let (b, mut b_rx) = link();
         let mut links = HashMap::from([(1, a), (2, b)]);

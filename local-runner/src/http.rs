@@ -2,10 +2,12 @@
 //! `Route` it gets (the WebSocket endpoint, checked by `edge::check_upgrade` before any
 //! upgrade; private-room creation; health; the client limits; the static browser client).
 //! Every refusal is one of the handler's `Rejection`s, as on the Worker, so no path or
-//! method rule is restated here.
+//! method rule is restated here. The one route of the runner's own is `GET /metrics`
+//! (the Worker has none): on the public listener, or alone on `--metrics-bind`.
 
 use crate::clock::now_ms;
 use crate::connection::{self, ConnSettings};
+use crate::metrics::{self, Metrics};
 use crate::registry::Rooms;
 use crate::server::ConnPermit;
 use axum::body::Body;
@@ -36,6 +38,9 @@ const WRITE_BUFFER: usize = 16 * 1024;
 /// sent without one is never read.
 pub(crate) const MAX_BODY_BYTES: usize = 4 * 1024;
 
+/// Where the runner serves its figures (see `metrics.rs`).
+pub(crate) const METRICS_PATH: &str = "/metrics";
+
 /// Shared by every request.
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -45,6 +50,9 @@ pub(crate) struct AppState {
     pub(crate) static_dir: PathBuf,
     /// Cloned into each socket task; shutdown waits until every clone is gone.
     pub(crate) alive: mpsc::Sender<()>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Whether `/metrics` is served here (no `--metrics-bind`).
+    pub(crate) public_metrics: bool,
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -67,12 +75,44 @@ async fn body_limit_answer(response: Response) -> Response {
 
 type Shared = (AppState, ServeDir);
 
+/// The router of `--metrics-bind`: `/metrics` and nothing else.
+pub(crate) fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new().fallback(move |req: Request| {
+        let metrics = metrics.clone();
+        async move {
+            if req.uri().path() == METRICS_PATH {
+                metrics_page(&metrics, req.method())
+            } else {
+                rejection(&edge::NOT_FOUND)
+            }
+        }
+    })
+}
+
+/// The figures, to GET (or HEAD); any other method gets the 405 of `/healthz`.
+fn metrics_page(metrics: &Metrics, method: &Method) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return rejection(&edge::GET_ONLY);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(metrics::CONTENT_TYPE),
+        )],
+        metrics.render(),
+    )
+        .into_response()
+}
+
 /// Answers a request by its route.
 async fn dispatch(
     State((state, static_files)): State<Shared>,
     peer: ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
+    if state.public_metrics && req.uri().path() == METRICS_PATH {
+        return metrics_page(&state.metrics, req.method());
+    }
     // The raw path, not percent-decoded: `%61` is not the room `a`.
     match edge::route(req.method().as_str(), req.uri().path()) {
         Err(r) => rejection(&r),
@@ -208,7 +248,7 @@ async fn websocket(
     // The client address keys the per-address limits.
     let addr = client_key(addr);
     if let Err(wait_ms) = state.rooms.admit(room.as_str(), &addr, now_ms()) {
-        let mut refused = rejection(&edge::TOO_MANY_NEW_ROOMS);
+        let mut refused = rejection(&edge::TOO_MANY_ROOM_OPENS);
         refused.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from(edge::retry_after_secs(wait_ms)),
@@ -226,6 +266,7 @@ async fn websocket(
         rooms,
         settings,
         alive,
+        metrics,
         ..
     } = state;
     upgrade
@@ -236,7 +277,16 @@ async fn websocket(
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
             let _permit = permit;
-            connection::serve(socket, rooms, room.to_string(), peer, settings, alive).await
+            connection::serve(
+                socket,
+                rooms,
+                room.to_string(),
+                peer,
+                settings,
+                metrics,
+                alive,
+            )
+            .await
         })
 }
 
@@ -265,8 +315,10 @@ mod tests {
         let (_tx, shutdown) = watch::channel(false);
         let config = Config::default();
         let rooms = Rooms::new(RoomContext {
+            auth_secret: None,
             config: config.clone(),
             store: StoreFactory::memory(),
+            metrics: Arc::default(),
             hibernate_after: None,
             idle_exit: Duration::ZERO,
             shutdown,
@@ -282,6 +334,8 @@ mod tests {
             config: Arc::new(config),
             static_dir: static_dir.to_owned(),
             alive,
+            metrics: Arc::default(),
+            public_metrics: true,
         })
     }
 

@@ -12,7 +12,8 @@ mod hibernation;
 mod http;
 mod link;
 mod liveness;
-mod log_tag;
+mod metrics;
+mod open_files;
 mod open_limit;
 mod registry;
 mod room_actor;
@@ -23,13 +24,15 @@ mod sqlite_storage;
 mod storage_thread;
 mod store;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, TokenArgs, Tool};
 use crate::connection::ConnSettings;
 use crate::http::AppState;
+use crate::metrics::Metrics;
 use crate::registry::Rooms;
 use crate::room_actor::RoomContext;
-use crate::store::StoreFactory;
-use chat_handler::Config;
+use crate::store::{StorageFaults, StoreFactory};
+use chat_handler::identity::{self, Claims};
+use chat_handler::{AuthSecret, Config, Role};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -51,9 +54,13 @@ const STORAGE_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// the server cannot start.
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from_env();
+    if let Some(Tool::Token(args)) = &cli.command {
+        return mint_token(&cli, args);
+    }
     init_tracing();
-    let config = match cli.config() {
-        Ok(config) => config,
+    let open_file_limit = open_files::raise_limit();
+    let (config, auth_secret) = match cli.settings() {
+        Ok(settings) => settings,
         Err(e) => {
             eprintln!("error: invalid configuration: {e}");
             return ExitCode::from(2);
@@ -69,7 +76,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(cli, config));
+    let result = runtime.block_on(run(cli, config, auth_secret, open_file_limit));
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -77,18 +84,6 @@ pub fn main() -> ExitCode {
             error!("{e}");
             eprintln!("error: {e}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// Raises the soft open-file limit to the hard one (each connection is a file) and
-/// returns the limit in force.
-fn raise_open_file_limit() -> u64 {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => limit,
-        Err(e) => {
-            warn!(error = %e, "cannot read or raise the open-file limit; assuming 1024");
-            1024
         }
     }
 }
@@ -103,7 +98,60 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn run(cli: Cli, config: Config) -> Result<(), String> {
+/// `local-runner token`: prints a signed join token on stdout. Exit status 2 without a
+/// usable secret or with an invalid user id.
+fn mint_token(cli: &Cli, args: &TokenArgs) -> ExitCode {
+    let secret = match cli.auth_secret(|var| std::env::var(var).ok()) {
+        Ok(Some(secret)) => secret,
+        Ok(None) => {
+            eprintln!(
+                "error: no auth secret: give --auth-secret-file PATH or set {}",
+                cli::AUTH_SECRET_ENV
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match token_for(&secret, args, clock::now_ms()) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The token `local-runner token` prints at `now_ms`.
+pub fn token_for(secret: &AuthSecret, args: &TokenArgs, now_ms: u64) -> Result<String, String> {
+    if !identity::is_user_id(&args.sub) {
+        return Err(format!(
+            "--sub must be 1 to {} characters, none of them a control character",
+            identity::MAX_USER_CHARS
+        ));
+    }
+    let claims = Claims {
+        sub: args.sub.clone(),
+        name: args.name.clone(),
+        role: args.role.as_ref().map(|_| Role::Moderator),
+        room: args.room.clone(),
+        exp: now_ms / 1000 + args.ttl,
+        nbf: None,
+    };
+    Ok(identity::mint(secret, &claims))
+}
+
+async fn run(
+    cli: Cli,
+    config: Config,
+    auth_secret: Option<AuthSecret>,
+    open_file_limit: Option<u64>,
+) -> Result<(), String> {
     let (store, storage_thread) = if cli.in_memory {
         info!("history in memory only (--in-memory)");
         (StoreFactory::memory(), None)
@@ -111,7 +159,21 @@ async fn run(cli: Cli, config: Config) -> Result<(), String> {
         let path = sqlite_storage::init_database(&cli.data_dir)?;
         let thread = storage_thread::StorageThread::start(&path)?;
         info!(database = %path.display(), "history in SQLite");
-        (StoreFactory::Sqlite(thread.clone()), Some(thread))
+        (StoreFactory::sqlite(thread.clone()), Some(thread))
+    };
+    let store = match cli
+        .test_storage_faults
+        .as_deref()
+        .and_then(StorageFaults::new)
+    {
+        Some(faults) => {
+            warn!(
+                ?faults,
+                "TEST ONLY: storage fails on purpose (--test-storage-faults)"
+            );
+            store.with_faults(faults)
+        }
+        None => store,
     };
     if !cli.static_dir.is_dir() {
         warn!(dir = %cli.static_dir.display(), "static directory not found; / will answer 404");
@@ -123,10 +185,28 @@ async fn run(cli: Cli, config: Config) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("cannot read the bound address: {e}"))?;
 
+    let metrics_listener = match cli.metrics_bind {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("cannot listen on {at} for metrics: {e}"))?,
+        ),
+        None => None,
+    };
+
+    let metrics = Arc::new(Metrics::new());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if auth_secret.is_some() {
+        info!(
+            required = config.auth_required,
+            "signed identity on: join tokens are verified"
+        );
+    }
     let rooms = Rooms::new(RoomContext {
         config: config.clone(),
+        auth_secret,
         store,
+        metrics: metrics.clone(),
         hibernate_after: (cli.hibernate_after_secs > 0)
             .then(|| Duration::from_secs(cli.hibernate_after_secs)),
         idle_exit: ROOM_IDLE_EXIT,
@@ -143,13 +223,22 @@ async fn run(cli: Cli, config: Config) -> Result<(), String> {
         config: Arc::new(config),
         static_dir: cli.static_dir.clone(),
         alive,
+        metrics: metrics.clone(),
+        public_metrics: metrics_listener.is_none(),
     };
     let app = http::router(state);
     let max_connections = match cli.max_connections {
-        0 => server::default_max_connections(raise_open_file_limit()),
+        0 => server::default_max_connections(open_file_limit.unwrap_or(1024)),
         n => n,
     };
     info!(max_connections, "connection cap");
+    let metrics_server = match metrics_listener {
+        Some(listener) => Some(serve_metrics(listener, metrics, shutdown_rx.clone())?),
+        None => {
+            info!("metrics at http://{addr}/metrics");
+            None
+        }
+    };
 
     tokio::spawn({
         let rooms = rooms.clone();
@@ -169,9 +258,34 @@ async fn run(cli: Cli, config: Config) -> Result<(), String> {
     server::serve(listener, app, limits, shutdown_rx).await;
     // The router (and its `alive` sender) is gone; sockets hold the rest.
     shutdown::drain(alive_rx).await;
+    if let Some(server) = metrics_server {
+        let _ = server.await;
+    }
     if let Some(thread) = storage_thread {
         thread.stop(STORAGE_STOP_TIMEOUT).await;
     }
     info!("stopped");
     Ok(())
+}
+
+/// Serves `GET /metrics` alone on its own listener (`--metrics-bind`) until shutdown.
+fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let at = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the metrics address: {e}"))?;
+    info!("metrics at http://{at}/metrics (only there)");
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(listener, http::metrics_router(metrics))
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|down| *down).await;
+            })
+            .await;
+        if let Err(e) = served {
+            error!("metrics server error: {e}");
+        }
+    }))
 }

@@ -1,10 +1,13 @@
 //! What a room actor holds for each connection: the sending end of the connection's
 //! bounded writer queue, plus a one-shot "close now" line that bypasses the queue when
-//! the queue is what is stuck.
+//! the queue is what is stuck. Every close the server orders goes through
+//! [`ConnLink::close`], which is where closes are counted for `/metrics`.
 
+use crate::metrics::Metrics;
 use axum::body::Bytes;
 use axum::extract::ws::Utf8Bytes;
 use chat_handler::{Close, Frame};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// An item for a connection's writer task.
@@ -21,6 +24,7 @@ pub(crate) enum Out {
 pub(crate) struct ConnLink {
     queue: mpsc::Sender<Out>,
     urgent: oneshot::Sender<Close>,
+    metrics: Arc<Metrics>,
 }
 
 /// The outcome of queueing a frame.
@@ -33,8 +37,16 @@ pub(crate) enum Queued {
 }
 
 impl ConnLink {
-    pub(crate) fn new(queue: mpsc::Sender<Out>, urgent: oneshot::Sender<Close>) -> Self {
-        ConnLink { queue, urgent }
+    pub(crate) fn new(
+        queue: mpsc::Sender<Out>,
+        urgent: oneshot::Sender<Close>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        ConnLink {
+            queue,
+            urgent,
+            metrics,
+        }
     }
 
     /// Queues a frame without waiting: the room never waits for a connection.
@@ -51,6 +63,7 @@ impl ConnLink {
     /// close is for a slow consumer, the close jumps it: the client is not reading, so
     /// nothing queued would arrive anyway.
     pub(crate) fn close(self, close: Close) {
+        self.metrics.closed(close);
         if close == Close::SlowConsumer {
             let _ = self.urgent.send(close);
             return;
@@ -81,7 +94,6 @@ pub(crate) fn frame_bytes(frame: &Frame) -> Utf8Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn frame_bytes_share_the_frame() {
@@ -97,7 +109,7 @@ mod tests {
     fn close_jumps_a_full_queue() {
         let (tx, mut rx) = mpsc::channel(1);
         let (utx, mut urx) = oneshot::channel();
-        let link = ConnLink::new(tx, utx);
+        let link = ConnLink::new(tx, utx, Arc::default());
         assert!(matches!(link.send("a".into()), Queued::Ok));
         assert!(matches!(link.send("b".into()), Queued::Full));
         link.close(Close::Flooding);
@@ -109,7 +121,7 @@ mod tests {
     fn a_slow_consumers_close_jumps_any_queue() {
         let (tx, mut rx) = mpsc::channel(8);
         let (utx, mut urx) = oneshot::channel();
-        let link = ConnLink::new(tx, utx);
+        let link = ConnLink::new(tx, utx, Arc::default());
         assert!(matches!(link.send("a".into()), Queued::Ok));
         link.close(Close::SlowConsumer);
         assert_eq!(urx.try_recv().unwrap(), Close::SlowConsumer);

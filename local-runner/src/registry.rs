@@ -86,6 +86,7 @@ impl Rooms {
         let events = handle.events.clone();
         let sent = handle.joins.send(join);
         inner.rooms.insert(room.to_owned(), handle);
+        self.ctx.metrics.set_rooms(inner.rooms.len());
         // A brand-new actor's inbox is open; should it not be, give the join back.
         sent.map(|()| events).map_err(|e| e.0)
     }
@@ -111,6 +112,7 @@ impl Retire for Rooms {
         }
         if inner.rooms.get(room).is_some_and(|h| h.id == id) {
             inner.rooms.remove(room);
+            self.ctx.metrics.set_rooms(inner.rooms.len());
         }
         true
     }

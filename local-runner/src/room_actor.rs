@@ -13,12 +13,13 @@
 //! its [`Outbox`] until the commit is on disk (see `storage_thread`).
 
 use crate::clock::now_ms;
-use crate::hibernation::HibernatingRoom;
+use crate::hibernation::log_tag;
+use crate::hibernation::{HibernatingRoom, RoomStorage};
 use crate::link::{frame_bytes, ConnLink, Queued};
-use crate::log_tag::room_tag;
+use crate::metrics::Metrics;
 use crate::room_inbox::{Event, Join, RoomHandle};
-use crate::store::{Store, StoreFactory};
-use chat_handler::{Action, Close, Config, ConnId, Room};
+use crate::store::StoreFactory;
+use chat_handler::{Action, AuthSecret, Close, Config, ConnId, Room, ServerFrame};
 use outbox::{Delivery, Outbox};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -43,7 +44,11 @@ const MAX_GATHER: usize = EVENT_INBOX;
 /// Everything a room actor needs besides its name.
 pub(crate) struct RoomContext {
     pub(crate) config: Config,
+    /// Verifies join tokens when set (`--auth-secret-file`, `EDGE_CHAT_AUTH_SECRET`).
+    pub(crate) auth_secret: Option<AuthSecret>,
     pub(crate) store: StoreFactory,
+    /// The process's figures (`GET /metrics`).
+    pub(crate) metrics: Arc<Metrics>,
     /// `Some` emulates Durable Object hibernation after this much quiet.
     pub(crate) hibernate_after: Option<Duration>,
     /// How long an empty room's actor lingers before it retires.
@@ -66,7 +71,7 @@ struct RoomActor {
     ctx: Arc<RoomContext>,
     registry: Arc<dyn Retire>,
     name: String,
-    /// The name as logs show it (`log_tag::room_tag`).
+    /// The name as logs show it (`edge::log_tag`).
     tag: String,
     id: u64,
     /// The handler's room, live or hibernated; opened by the first event that needs it.
@@ -91,11 +96,17 @@ pub(crate) fn spawn(
 ) -> RoomHandle {
     let (joins_tx, joins) = mpsc::unbounded_channel();
     let (events_tx, events) = mpsc::channel(EVENT_INBOX);
-    let state = HibernatingRoom::new(name.clone(), ctx.config.clone(), ctx.store.clone());
+    let state = HibernatingRoom::new(
+        name.clone(),
+        ctx.config.clone(),
+        ctx.store.clone(),
+        ctx.metrics.clone(),
+    )
+    .with_auth_secret(ctx.auth_secret.clone());
     let actor = RoomActor {
         ctx,
         registry,
-        tag: room_tag(&name),
+        tag: log_tag(&name),
         name,
         id,
         state,
@@ -239,7 +250,7 @@ impl RoomActor {
     fn has_uncommitted(&self) -> bool {
         self.state
             .live()
-            .is_some_and(|room| room.storage().has_uncommitted())
+            .is_some_and(|room| room.storage().inner().has_uncommitted())
     }
 
     /// Handles the joins and events already waiting (at most [`MAX_GATHER`]), so that
@@ -270,7 +281,7 @@ impl RoomActor {
         let Some(room) = self.state.live_mut() else {
             return;
         };
-        let committed = room.storage_mut().commit().await;
+        let committed = room.storage_mut().inner_mut().commit().await;
         match committed {
             Ok(()) => {
                 let held = self.outbox.release();
@@ -290,7 +301,7 @@ impl RoomActor {
 
     /// The live room, rebuilt if it hibernated (see [`HibernatingRoom::room`]). `None`
     /// if storage cannot be opened; every connection has been closed then.
-    fn room(&mut self) -> Option<&mut Room<Store>> {
+    fn room(&mut self) -> Option<&mut Room<RoomStorage>> {
         self.state.room(&mut self.links)
     }
 
@@ -313,6 +324,12 @@ impl RoomActor {
             }
             Err(close) => {
                 debug!(room = %self.tag, conn = join.conn, ?close, "connection refused");
+                // The reason as an error frame first (see `Close::refusal_error`).
+                if let Some(kind) = close.refusal_error() {
+                    let _ = join
+                        .link
+                        .send(frame_bytes(&ServerFrame::error(kind).encode()));
+                }
                 join.link.close(close);
             }
         }
@@ -392,6 +409,9 @@ impl RoomActor {
                         link.close(close);
                     }
                 }
+                // The moderator action, already in the room's audit table, as one JSON
+                // line under its own target (`RUST_LOG=edge_chat::audit=info` keeps it).
+                Delivery::Audit { line } => info!(target: "edge_chat::audit", "{line}"),
             }
             if !slow.is_empty() {
                 if let Some(room) = self.state.live_mut() {

@@ -1,8 +1,8 @@
 //! Room history in one SQLite file, through the handler's own schema and SQL text, so
 //! the local runner stores exactly what the Durable Object stores.
 
-use chat_handler::Bucket;
 use chat_handler::{sql, StorageResult, MIGRATIONS, SCHEMA};
+use chat_handler::{AuditEntry, Bucket, Restriction};
 use chat_handler::{Storage, StorageError, StoredMessage};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::{Path, PathBuf};
@@ -127,6 +127,18 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
         user: row.get("user")?,
         cid: row.get("cid")?,
         sender: row.get("sender")?,
+        deleted: row.get("deleted")?,
+    })
+}
+
+fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        at_ms: row.get("at_ms")?,
+        moderator: row.get("moderator")?,
+        action: row.get("action")?,
+        user: row.get("user")?,
+        seq: row.get("seq")?,
+        secs: row.get("secs")?,
     })
 }
 
@@ -181,6 +193,33 @@ impl Storage for SqliteStorage {
         self.messages(sql::SELECT_AFTER, &[to_i64(seq)?, to_i64(limit)?])
     }
 
+    fn before(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        let mut v = self.messages(sql::SELECT_BEFORE, &[to_i64(seq)?, to_i64(limit)?])?;
+        // The statement returns newest first.
+        v.reverse();
+        Ok(v)
+    }
+
+    fn find_cid(
+        &mut self,
+        sender: &str,
+        cid: &str,
+        after_seq: u64,
+        since_ms: u64,
+    ) -> StorageResult<Option<StoredMessage>> {
+        let (after_seq, since_ms) = (to_i64(after_seq)?, to_i64(since_ms)?);
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql::SELECT_BY_CID)
+            .map_err(storage_error)?;
+        stmt.query_row(
+            params![self.room, sender, cid, after_seq, since_ms],
+            message_from_row,
+        )
+        .optional()
+        .map_err(storage_error)
+    }
+
     fn prune_through(&mut self, seq: u64) -> StorageResult<()> {
         let seq = to_i64(seq)?;
         self.conn
@@ -224,6 +263,21 @@ impl Storage for SqliteStorage {
         Ok(bucket)
     }
 
+    fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
+        self.conn
+            .prepare_cached(sql::SELECT_BUCKET)
+            .and_then(|mut s| {
+                s.query_row(params![self.room, addr], |r| {
+                    Ok(Bucket {
+                        tokens: r.get("tokens")?,
+                        updated_ms: r.get("updated_ms")?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(storage_error)
+    }
+
     fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()> {
         // Clamping is exact here: no stored time exceeds i64::MAX (save_bucket refuses
         // one), so "before" any larger value still means every bucket.
@@ -232,6 +286,119 @@ impl Storage for SqliteStorage {
             .prepare_cached(sql::PRUNE_BUCKETS)
             .and_then(|mut s| s.execute(params![self.room, before]))
             .map(drop)
+            .map_err(storage_error)
+    }
+
+    fn delete_message(&mut self, seq: u64, at_seq: u64) -> StorageResult<bool> {
+        let (seq, at_seq) = (to_i64(seq)?, to_i64(at_seq)?);
+        self.conn
+            .prepare_cached(sql::DELETE_MESSAGE)
+            .and_then(|mut s| {
+                s.query_row(params![self.room, seq, at_seq], |r| r.get::<_, i64>(0))
+                    .optional()
+            })
+            .map(|row| row.is_some())
+            .map_err(storage_error)
+    }
+
+    fn deleted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<u64>> {
+        let (seq, limit) = (to_i64(seq)?, to_i64(limit)?);
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql::SELECT_DELETED_SINCE)
+            .map_err(storage_error)?;
+        let rows = stmt
+            .query_map(params![self.room, seq, limit], |r| r.get::<_, u64>(0))
+            .map_err(storage_error)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(storage_error)
+    }
+
+    fn restriction(&mut self, user: &str) -> StorageResult<Restriction> {
+        self.conn
+            .prepare_cached(sql::SELECT_RESTRICTION)
+            .and_then(|mut s| {
+                s.query_row(params![self.room, user], |r| {
+                    Ok(Restriction {
+                        kicked_until: r.get("kicked_until")?,
+                        muted_until: r.get("muted_until")?,
+                    })
+                })
+                .optional()
+            })
+            .map(Option::unwrap_or_default)
+            .map_err(storage_error)
+    }
+
+    fn set_restriction(&mut self, user: &str, r: &Restriction) -> StorageResult<()> {
+        if *r == Restriction::default() {
+            return self
+                .conn
+                .prepare_cached(sql::DELETE_RESTRICTION)
+                .and_then(|mut s| s.execute(params![self.room, user]))
+                .map(drop)
+                .map_err(storage_error);
+        }
+        let (kicked, muted) = (to_i64(r.kicked_until)?, to_i64(r.muted_until)?);
+        self.conn
+            .prepare_cached(sql::UPSERT_RESTRICTION)
+            .and_then(|mut s| s.execute(params![self.room, user, kicked, muted]))
+            .map(drop)
+            .map_err(storage_error)
+    }
+
+    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<()> {
+        let now = to_i64(now_ms)?;
+        self.conn
+            .prepare_cached(sql::PRUNE_RESTRICTIONS)
+            .and_then(|mut s| s.execute(params![self.room, now]))
+            .map(drop)
+            .map_err(storage_error)
+    }
+
+    fn restricted_users(&mut self) -> StorageResult<u64> {
+        self.conn
+            .prepare_cached(sql::COUNT_RESTRICTIONS)
+            .and_then(|mut s| s.query_row(params![self.room], |r| r.get("count")))
+            .map_err(storage_error)
+    }
+
+    fn append_audit(&mut self, e: &AuditEntry, keep: usize) -> StorageResult<()> {
+        let at = to_i64(e.at_ms)?;
+        let seq = e.seq.map(to_i64).transpose()?;
+        let secs = e.secs.map(to_i64).transpose()?;
+        let keep = to_i64(keep)?;
+        // Insert and prune together, so the table never holds more than `keep`.
+        let tx = self.conn.transaction().map_err(storage_error)?;
+        tx.prepare_cached(sql::INSERT_AUDIT)
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.room,
+                    at,
+                    e.moderator,
+                    e.action,
+                    e.user,
+                    seq,
+                    secs
+                ])
+            })
+            .map_err(storage_error)?;
+        tx.prepare_cached(sql::PRUNE_AUDIT)
+            .and_then(|mut s| s.execute(params![self.room, keep]))
+            .map_err(storage_error)?;
+        tx.commit().map_err(storage_error)
+    }
+
+    fn recent_audit(&mut self, n: usize) -> StorageResult<Vec<AuditEntry>> {
+        let n = to_i64(n)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql::SELECT_AUDIT)
+            .map_err(storage_error)?;
+        let rows = stmt
+            .query_map(params![self.room, n], audit_from_row)
+            .map_err(storage_error)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(storage_error)
     }
 }
@@ -322,6 +489,92 @@ mod tests {
         );
         // A seq stored twice is refused, not overwritten.
         assert!(s.append(&msg(5, "again")).is_err());
+    }
+
+    #[test]
+    fn pages_before_a_seq_are_the_newest_ones_oldest_first() {
+        let (_dir, path) = fresh();
+        let mut s = SqliteStorage::open(&path, "lobby").unwrap();
+        let mut other_room = SqliteStorage::open(&path, "other").unwrap();
+        for seq in 1..=6 {
+            s.append(&msg(seq, "x")).unwrap();
+            other_room.append(&msg(seq, "y")).unwrap();
+        }
+        let page = |s: &mut SqliteStorage, before, limit| -> Vec<u64> {
+            s.before(before, limit)
+                .unwrap()
+                .iter()
+                .map(|m| m.seq)
+                .collect()
+        };
+        assert_eq!(page(&mut s, 5, 2), [3, 4]);
+        assert_eq!(page(&mut s, 3, 10), [1, 2]);
+        assert_eq!(page(&mut s, 1, 10), Vec::<u64>::new());
+        assert_eq!(page(&mut s, 7, 3), [4, 5, 6]);
+        assert!(s.before(7, 1).unwrap().iter().all(|m| m.message == "x"));
+    }
+
+    fn with_cid(seq: u64, sender: &str, cid: &str) -> StoredMessage {
+        StoredMessage {
+            cid: Some(cid.to_owned()),
+            sender: Some(sender.to_owned()),
+            ..msg(seq, &format!("{sender} {cid}"))
+        }
+    }
+
+    #[test]
+    fn a_cid_is_found_for_its_sender_within_the_window() {
+        let (_dir, path) = fresh();
+        let mut s = SqliteStorage::open(&path, "lobby").unwrap();
+        s.append(&with_cid(1, "ana", "k1")).unwrap();
+        s.append(&with_cid(2, "bob", "k1")).unwrap();
+        s.append(&msg(3, "no cid")).unwrap();
+        s.append(&with_cid(4, "ana", "k2")).unwrap();
+        let found = |s: &mut SqliteStorage, sender, cid, after, since| {
+            s.find_cid(sender, cid, after, since)
+                .unwrap()
+                .map(|m| m.seq)
+        };
+        // Timestamps are 1000 + seq.
+        assert_eq!(found(&mut s, "ana", "k1", 0, u64::MAX >> 1), Some(1));
+        assert_eq!(found(&mut s, "bob", "k1", 0, u64::MAX >> 1), Some(2));
+        assert_eq!(found(&mut s, "carol", "k1", 0, 0), None);
+        assert_eq!(found(&mut s, "ana", "k3", 0, 0), None);
+        // Outside both bounds: seq 1 is not above 1 and 1001 is before 1002.
+        assert_eq!(found(&mut s, "ana", "k1", 1, 1002), None);
+        // Inside either one.
+        assert_eq!(found(&mut s, "ana", "k1", 0, 1002), Some(1));
+        assert_eq!(found(&mut s, "ana", "k1", 1, 1001), Some(1));
+        let mut other_room = SqliteStorage::open(&path, "other").unwrap();
+        assert_eq!(found(&mut other_room, "ana", "k1", 0, 0), None);
+    }
+
+    #[test]
+    fn the_cid_lookup_uses_the_cid_index() {
+        let (_dir, path) = fresh();
+        let conn = open_connection(&path).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", sql::SELECT_BY_CID))
+            .unwrap()
+            .query_map(params!["r", "s", "c", 0, 0], |r| {
+                r.get::<_, String>("detail")
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        // The index answers the (sender, cid) part, the primary key the row: no step
+        // walks the room's messages.
+        assert!(
+            plan.iter().any(|d| d.contains("chat_messages_by_cid")),
+            "{plan:?}"
+        );
+        assert!(plan.iter().all(|d| !d.starts_with("SCAN")), "{plan:?}");
+        assert!(
+            plan.iter()
+                .filter(|d| d.contains("PRIMARY KEY"))
+                .all(|d| d.contains("seq=?")),
+            "{plan:?}"
+        );
     }
 
     #[test]
@@ -487,5 +740,160 @@ mod tests {
         // Timestamps keep increasing across the reopen even if the clock went back.
         assert!(out[0].contains(r#""seq":4"#), "{out:?}");
         assert!(room.storage_mut().latest().unwrap().unwrap().timestamp > 22);
+    }
+
+    #[test]
+    fn a_tombstone_has_no_text_and_is_reported_to_resumes() {
+        let (_dir, path) = fresh();
+        let mut s = SqliteStorage::open(&path, "lobby").unwrap();
+        let mut other = SqliteStorage::open(&path, "other").unwrap();
+        for seq in 1..=5 {
+            s.append(&msg(seq, &format!("secret {seq}"))).unwrap();
+            other.append(&msg(seq, "other room")).unwrap();
+        }
+        assert!(s.delete_message(2, 5).unwrap());
+        assert!(!s.delete_message(2, 5).unwrap(), "already deleted");
+        assert!(!s.delete_message(9, 5).unwrap(), "never stored");
+        assert!(s.delete_message(4, 6).unwrap());
+        // The text is overwritten in the row itself, not filtered on the way out.
+        let conn = open_connection(&path).unwrap();
+        let raw: String = conn
+            .query_row(
+                "SELECT message FROM chat_messages WHERE room = 'lobby' AND seq = 2",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(raw, "");
+        let gap = s.after(1, 10).unwrap();
+        let flags: Vec<(u64, bool, &str)> = gap
+            .iter()
+            .map(|m| (m.seq, m.deleted, m.message.as_str()))
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                (2, true, ""),
+                (3, false, "secret 3"),
+                (4, true, ""),
+                (5, false, "secret 5")
+            ]
+        );
+        let backlog: Vec<u64> = s.last_n(3).unwrap().iter().map(|m| m.seq).collect();
+        assert_eq!(backlog, [1, 3, 5], "the backlog skips tombstones");
+        assert_eq!(s.deleted_since(5, 10).unwrap(), [2, 4]);
+        assert_eq!(s.deleted_since(3, 10).unwrap(), [2]);
+        assert_eq!(
+            s.deleted_since(6, 10).unwrap(),
+            [4],
+            "deleted when the room stood at 6"
+        );
+        assert_eq!(s.deleted_since(7, 10).unwrap(), Vec::<u64>::new());
+        assert_eq!(s.deleted_since(5, 1).unwrap(), [2]);
+        assert!(other.deleted_since(5, 10).unwrap().is_empty());
+        assert_eq!(other.after(1, 1).unwrap()[0].message, "other room");
+        s.prune_through(2).unwrap();
+        assert_eq!(s.deleted_since(5, 10).unwrap(), [4]);
+    }
+
+    #[test]
+    fn restrictions_are_per_user_per_room_and_pruned_when_over() {
+        let (_dir, path) = fresh();
+        let mut s = SqliteStorage::open(&path, "lobby").unwrap();
+        let mut other = SqliteStorage::open(&path, "other").unwrap();
+        assert_eq!(s.restriction("u9").unwrap(), Restriction::default());
+        let r = Restriction {
+            kicked_until: 5_000,
+            muted_until: 9_000,
+        };
+        s.set_restriction("u9", &r).unwrap();
+        s.set_restriction(
+            "u8",
+            &Restriction {
+                kicked_until: 1_000,
+                muted_until: 0,
+            },
+        )
+        .unwrap();
+        other.set_restriction("u9", &r).unwrap();
+        assert_eq!(s.restriction("u9").unwrap(), r);
+        assert_eq!(s.restricted_users().unwrap(), 2);
+        s.prune_restrictions(5_000).unwrap();
+        assert_eq!(
+            s.restricted_users().unwrap(),
+            1,
+            "u8 is over, u9 still muted"
+        );
+        s.prune_restrictions(9_000).unwrap();
+        assert_eq!(s.restricted_users().unwrap(), 0);
+        assert_eq!(other.restriction("u9").unwrap(), r);
+        other
+            .set_restriction("u9", &Restriction::default())
+            .unwrap();
+        assert_eq!(
+            other.restricted_users().unwrap(),
+            0,
+            "all zero removes the row"
+        );
+    }
+
+    #[test]
+    fn the_audit_table_keeps_the_newest_entries() {
+        let (_dir, path) = fresh();
+        let mut s = SqliteStorage::open(&path, "lobby").unwrap();
+        let mut other = SqliteStorage::open(&path, "other").unwrap();
+        let entry = |at_ms, action: &str| AuditEntry {
+            at_ms,
+            moderator: "mod".into(),
+            action: action.into(),
+            user: (action != "delete").then(|| "u9".to_owned()),
+            seq: (action == "delete").then_some(at_ms),
+            secs: (action != "delete").then_some(60),
+        };
+        other.append_audit(&entry(1, "kick"), 10).unwrap();
+        for at in 1..=5 {
+            let action = if at % 2 == 0 { "mute" } else { "delete" };
+            s.append_audit(&entry(at, action), 3).unwrap();
+        }
+        let kept = s.recent_audit(10).unwrap();
+        assert_eq!(
+            kept,
+            vec![entry(5, "delete"), entry(4, "mute"), entry(3, "delete")]
+        );
+        assert_eq!(other.recent_audit(10).unwrap(), vec![entry(1, "kick")]);
+    }
+
+    #[test]
+    fn a_version_1_database_gets_the_moderation_tables_and_keeps_its_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DATABASE_FILE);
+        {
+            let conn = open_connection(&path).unwrap();
+            for statement in SCHEMA.iter().chain(MIGRATIONS[0].iter()) {
+                conn.execute_batch(statement).unwrap();
+            }
+            conn.execute(sql::SET_SCHEMA_VERSION, params![1]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO chat_messages (room, seq, timestamp, name, message, user)
+                 VALUES ('lobby', 1, 1000, 'ana', 'before', 'u1')",
+            )
+            .unwrap();
+        }
+        init_database(dir.path()).unwrap();
+        let mut s = SqliteStorage::open(&path, "lobby").unwrap();
+        let m = s.latest().unwrap().unwrap();
+        assert_eq!(
+            (m.message.as_str(), m.user.as_deref(), m.deleted),
+            ("before", Some("u1"), false)
+        );
+        assert!(s.delete_message(1, 1).unwrap());
+        s.set_restriction(
+            "u1",
+            &Restriction {
+                kicked_until: 1,
+                muted_until: 2,
+            },
+        )
+        .unwrap();
     }
 }

@@ -25,7 +25,8 @@
 //! durable write or a best-effort write).
 
 use crate::sqlite_storage::SqliteStorage;
-use chat_handler::{Bucket, Storage, StorageError, StorageResult, StoredMessage};
+use chat_handler::{AuditEntry, Bucket, Restriction};
+use chat_handler::{Storage, StorageError, StorageResult, StoredMessage};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::Path;
@@ -359,6 +360,54 @@ impl Storage for RoomStorage {
     }
     fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()> {
         self.write(Kind::BestEffort, move |s| s.prune_buckets(before_ms))
+    }
+    fn before(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.read(move |s| s.before(seq, limit))
+    }
+    fn find_cid(
+        &mut self,
+        sender: &str,
+        cid: &str,
+        after_seq: u64,
+        since_ms: u64,
+    ) -> StorageResult<Option<StoredMessage>> {
+        let (sender, cid) = (sender.to_owned(), cid.to_owned());
+        self.read(move |s| s.find_cid(&sender, &cid, after_seq, since_ms))
+    }
+    fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
+        let addr = addr.to_owned();
+        self.read(move |s| s.load_bucket(&addr))
+    }
+    fn delete_message(&mut self, seq: u64, at_seq: u64) -> StorageResult<bool> {
+        // The handler needs the answer, so this waits like a read; the tombstone is a
+        // durable write all the same: what is sent about it waits for its commit.
+        let deleted = self.read(move |s| s.delete_message(seq, at_seq))?;
+        self.uncommitted = true;
+        Ok(deleted)
+    }
+    fn deleted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<u64>> {
+        self.read(move |s| s.deleted_since(seq, limit))
+    }
+    fn restriction(&mut self, user: &str) -> StorageResult<Restriction> {
+        let user = user.to_owned();
+        self.read(move |s| s.restriction(&user))
+    }
+    fn set_restriction(&mut self, user: &str, r: &Restriction) -> StorageResult<()> {
+        let (user, r) = (user.to_owned(), *r);
+        self.write(Kind::Durable, move |s| s.set_restriction(&user, &r))
+    }
+    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<()> {
+        self.write(Kind::BestEffort, move |s| s.prune_restrictions(now_ms))
+    }
+    fn restricted_users(&mut self) -> StorageResult<u64> {
+        self.read(|s| s.restricted_users())
+    }
+    fn append_audit(&mut self, entry: &AuditEntry, keep: usize) -> StorageResult<()> {
+        let entry = entry.clone();
+        self.write(Kind::Durable, move |s| s.append_audit(&entry, keep))
+    }
+    fn recent_audit(&mut self, n: usize) -> StorageResult<Vec<AuditEntry>> {
+        self.read(move |s| s.recent_audit(n))
     }
 }
 

@@ -2,99 +2,171 @@
 //! (with `--in-memory`) the handler's `MemoryStorage`, parked here while no actor holds
 //! it so that history outlives idle actors and hibernation for the life of the process.
 //! A room with no history is not parked: an empty room costs nothing once it is gone.
+//!
+//! Test only: [`StorageFaults`] (the hidden `--test-storage-faults MARKER` flag) makes
+//! chosen storage calls fail, so the conformance suite can see what clients get when
+//! storage fails in a real backend.
 
 use crate::storage_thread::{RoomStorage, StorageThread};
-use chat_handler::Bucket;
-use chat_handler::StorageResult;
+use chat_handler::{AuditEntry, Bucket, Restriction};
 use chat_handler::{MemoryStorage, Storage, StoredMessage};
+use chat_handler::{StorageError, StorageResult};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// One room's storage, whichever backend holds it.
-pub(crate) enum Store {
+pub struct Store {
+    room: String,
+    backing: Backing,
+    faults: Option<Arc<StorageFaults>>,
+}
+
+enum Backing {
     Sqlite(RoomStorage),
     Memory {
-        room: String,
         storage: MemoryStorage,
         parking: Arc<Mutex<HashMap<String, MemoryStorage>>>,
     },
 }
 
-/// Hands out per-room storage.
 #[derive(Clone)]
-pub(crate) enum StoreFactory {
+enum Source {
     Sqlite(Arc<StorageThread>),
     Memory(Arc<Mutex<HashMap<String, MemoryStorage>>>),
 }
 
-impl StoreFactory {
-    pub(crate) fn memory() -> Self {
-        StoreFactory::Memory(Arc::default())
+/// Hands out per-room storage.
+#[derive(Clone)]
+pub struct StoreFactory {
+    source: Source,
+    faults: Option<Arc<StorageFaults>>,
+}
+
+/// Test only: storage calls that fail on purpose. With marker `M`:
+///
+/// - storing a message whose text contains `M` fails (the handler then answers its
+///   sender with an error and sends nothing);
+/// - reading history (the backlog or a resume's gap) in a room whose name contains `M`
+///   fails (the handler then refuses the join with 1011).
+///
+/// Everything else, including opening the room, works as usual.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageFaults {
+    marker: String,
+}
+
+impl StorageFaults {
+    /// `None` for an empty marker, which would make every call fail.
+    pub fn new(marker: &str) -> Option<Self> {
+        (!marker.is_empty()).then(|| StorageFaults {
+            marker: marker.to_owned(),
+        })
     }
 
-    pub(crate) fn open(&self, room: &str) -> StorageResult<Store> {
-        match self {
-            StoreFactory::Sqlite(thread) => Ok(Store::Sqlite(thread.room(room))),
-            StoreFactory::Memory(parking) => {
-                let storage = parking
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(room)
-                    .unwrap_or_default();
-                Ok(Store::Memory {
-                    room: room.to_owned(),
-                    storage,
-                    parking: parking.clone(),
-                })
-            }
-        }
+    fn fails_append(&self, msg: &StoredMessage) -> bool {
+        msg.message.contains(&self.marker)
+    }
+
+    fn fails_history(&self, room: &str) -> bool {
+        room.contains(&self.marker)
     }
 }
 
-#[cfg(test)]
+fn injected(what: &str) -> StorageError {
+    StorageError(format!("{what} failed on purpose (--test-storage-faults)"))
+}
+
 impl StoreFactory {
+    pub(crate) fn sqlite(thread: Arc<StorageThread>) -> Self {
+        StoreFactory {
+            source: Source::Sqlite(thread),
+            faults: None,
+        }
+    }
+
+    pub fn memory() -> Self {
+        StoreFactory {
+            source: Source::Memory(Arc::default()),
+            faults: None,
+        }
+    }
+
     /// Whether `room`'s memory storage is parked: it was opened, and no room holds it
     /// any more (the room hibernated, or its actor retired). Tests use it to see a
     /// hibernation happen.
+    #[cfg(test)]
     pub(crate) fn is_parked(&self, room: &str) -> bool {
-        match self {
-            StoreFactory::Sqlite(_) => false,
-            StoreFactory::Memory(parking) => parking
+        match &self.source {
+            Source::Sqlite(_) => false,
+            Source::Memory(parking) => parking
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .contains_key(room),
         }
     }
+
+    /// Test only: every store from this factory fails as `faults` says.
+    pub fn with_faults(self, faults: StorageFaults) -> Self {
+        StoreFactory {
+            faults: Some(Arc::new(faults)),
+            ..self
+        }
+    }
+
+    pub fn open(&self, room: &str) -> StorageResult<Store> {
+        let backing = match &self.source {
+            Source::Sqlite(thread) => Backing::Sqlite(thread.room(room)),
+            Source::Memory(parking) => {
+                let storage = parking
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(room)
+                    .unwrap_or_default();
+                Backing::Memory {
+                    storage,
+                    parking: parking.clone(),
+                }
+            }
+        };
+        Ok(Store {
+            room: room.to_owned(),
+            backing,
+            faults: self.faults.clone(),
+        })
+    }
 }
 
 impl Drop for Store {
-    /// Memory storage with history goes back to the parking map when its actor lets it
-    /// go. Without history there is nothing to keep: the handler stores no epoch and no
-    /// rate bucket for such a room, as it leaves no row in SQLite.
+    /// Memory storage with history (or restrictions, or an audit) goes back to the
+    /// parking map when its actor lets it go. Without any there is nothing to keep: the
+    /// handler stores no epoch for such a room, as it leaves no row in SQLite.
     fn drop(&mut self) {
-        if let Store::Memory {
-            room,
-            storage,
-            parking,
-        } = self
-        {
-            if storage.is_empty() {
+        if let Backing::Memory { storage, parking } = &mut self.backing {
+            if !storage.holds_room_state() {
                 return;
             }
             parking
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(std::mem::take(room), std::mem::take(storage));
+                .insert(std::mem::take(&mut self.room), std::mem::take(storage));
         }
     }
 }
 
 impl Store {
     fn inner(&mut self) -> &mut dyn Storage {
-        match self {
-            Store::Sqlite(s) => s,
-            Store::Memory { storage, .. } => storage,
+        match &mut self.backing {
+            Backing::Sqlite(s) => s,
+            Backing::Memory { storage, .. } => storage,
+        }
+    }
+
+    /// Test only: fails a history read if the faults say so.
+    fn check_history(&self) -> StorageResult<()> {
+        match &self.faults {
+            Some(f) if f.fails_history(&self.room) => Err(injected("reading history")),
+            _ => Ok(()),
         }
     }
 
@@ -102,17 +174,17 @@ impl Store {
     /// sent until [`Store::commit`] says it is durable. Memory storage has nothing to
     /// commit.
     pub(crate) fn has_uncommitted(&self) -> bool {
-        match self {
-            Store::Sqlite(s) => s.has_uncommitted(),
-            Store::Memory { .. } => false,
+        match &self.backing {
+            Backing::Sqlite(s) => s.has_uncommitted(),
+            Backing::Memory { .. } => false,
         }
     }
 
     /// Commits what this room has stored (see `storage_thread`).
     pub(crate) fn commit(&mut self) -> impl Future<Output = StorageResult<()>> + Send + 'static {
-        let sqlite = match self {
-            Store::Sqlite(s) => Some(s.commit()),
-            Store::Memory { .. } => None,
+        let sqlite = match &mut self.backing {
+            Backing::Sqlite(s) => Some(s.commit()),
+            Backing::Memory { .. } => None,
         };
         async move {
             match sqlite {
@@ -134,13 +206,30 @@ impl Storage for Store {
         self.inner().latest()
     }
     fn append(&mut self, msg: &StoredMessage) -> StorageResult<()> {
+        if self.faults.as_ref().is_some_and(|f| f.fails_append(msg)) {
+            return Err(injected("storing the message"));
+        }
         self.inner().append(msg)
     }
     fn last_n(&mut self, n: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.check_history()?;
         self.inner().last_n(n)
     }
     fn after(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.check_history()?;
         self.inner().after(seq, limit)
+    }
+    fn before(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.inner().before(seq, limit)
+    }
+    fn find_cid(
+        &mut self,
+        sender: &str,
+        cid: &str,
+        after_seq: u64,
+        since_ms: u64,
+    ) -> StorageResult<Option<StoredMessage>> {
+        self.inner().find_cid(sender, cid, after_seq, since_ms)
     }
     fn prune_through(&mut self, seq: u64) -> StorageResult<()> {
         self.inner().prune_through(seq)
@@ -151,8 +240,35 @@ impl Storage for Store {
     fn take_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
         self.inner().take_bucket(addr)
     }
+    fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
+        self.inner().load_bucket(addr)
+    }
     fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()> {
         self.inner().prune_buckets(before_ms)
+    }
+    fn delete_message(&mut self, seq: u64, at_seq: u64) -> StorageResult<bool> {
+        self.inner().delete_message(seq, at_seq)
+    }
+    fn deleted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<u64>> {
+        self.inner().deleted_since(seq, limit)
+    }
+    fn restriction(&mut self, user: &str) -> StorageResult<Restriction> {
+        self.inner().restriction(user)
+    }
+    fn set_restriction(&mut self, user: &str, r: &Restriction) -> StorageResult<()> {
+        self.inner().set_restriction(user, r)
+    }
+    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<()> {
+        self.inner().prune_restrictions(now_ms)
+    }
+    fn restricted_users(&mut self) -> StorageResult<u64> {
+        self.inner().restricted_users()
+    }
+    fn append_audit(&mut self, entry: &AuditEntry, keep: usize) -> StorageResult<()> {
+        self.inner().append_audit(entry, keep)
+    }
+    fn recent_audit(&mut self, n: usize) -> StorageResult<Vec<AuditEntry>> {
+        self.inner().recent_audit(n)
     }
 }
 
@@ -196,5 +312,40 @@ mod tests {
             ..Default::default()
         }));
         assert!(factory.is_parked("kept"));
+    }
+
+    fn msg(seq: u64, message: &str) -> StoredMessage {
+        StoredMessage {
+            seq,
+            timestamp: seq,
+            name: "a".into(),
+            message: message.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn faults_fail_only_marked_appends_and_marked_rooms_history() {
+        assert_eq!(StorageFaults::new(""), None);
+        let faults = StorageFaults::new("BOOM").unwrap();
+        let factory = StoreFactory::memory().with_faults(faults);
+        let mut s = factory.open("plain").unwrap();
+        s.append(&msg(1, "fine")).unwrap();
+        assert!(s.append(&msg(2, "a BOOM here")).is_err());
+        s.append(&msg(2, "fine again")).unwrap();
+        assert_eq!(s.last_n(10).unwrap().len(), 2);
+        assert_eq!(s.after(0, 10).unwrap().len(), 2);
+
+        let mut marked = factory.open("room-BOOM-1").unwrap();
+        marked.save_epoch("e").unwrap();
+        assert_eq!(marked.load_epoch().unwrap().as_deref(), Some("e"));
+        marked.append(&msg(1, "stored")).unwrap();
+        assert_eq!(marked.latest().unwrap().map(|m| m.seq), Some(1));
+        assert!(marked.last_n(10).is_err());
+        assert!(marked.after(0, 10).is_err());
+        // Without the hook, nothing fails.
+        let mut s = StoreFactory::memory().open("room-BOOM-1").unwrap();
+        s.append(&msg(1, "a BOOM here")).unwrap();
+        assert_eq!(s.last_n(10).unwrap().len(), 1);
     }
 }

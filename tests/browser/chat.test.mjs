@@ -1,11 +1,13 @@
 // End-to-end test of the browser client in static/, driving Debian's Chromium through
 // playwright-core. Needs a running backend: EDGE_CHAT_URL=http://127.0.0.1:PORT
-// (tests/browser/run.sh starts the local runner and sets it).
+// (tests/browser/run.sh starts the local runner and sets it). Without it the run fails.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createHmac } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
+import { startCutter } from '../client/cutter.mjs';
 
 const BASE = (process.env.EDGE_CHAT_URL || '').replace(/\/+$/, '');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
@@ -18,7 +20,13 @@ const LAUNCH_ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
-const skip = BASE ? false : 'EDGE_CHAT_URL is not set (tests/browser/run.sh sets it)';
+// Without a backend there is nothing to test: fail, rather than skip every test, so
+// that a run that lost its backend URL (node --test called directly, a CI step) cannot
+// pass.
+if (!BASE) {
+  throw new Error('EDGE_CHAT_URL is not set: run tests/browser/run.sh, or set it to the '
+    + 'http://127.0.0.1:PORT of a running backend');
+}
 
 // The server's limits, as the page gets them (null if not served: the tests that use them
 // fail). The tests build over-limit input from these numbers rather than restating the
@@ -34,13 +42,26 @@ async function fetchLimits() {
     return null;
   }
 }
-const LIMITS = BASE ? await fetchLimits() : null;
+const LIMITS = await fetchLimits();
 function needLimits() {
   assert.ok(LIMITS, `GET ${BASE}/api/limits did not answer 200 with the three limits`);
   return LIMITS;
 }
 // The reconnect test cuts the page's TCP connections with a proxy of its own.
-const skipProxy = skip || (new URL(BASE).protocol === 'http:' ? false : 'the connection-cutting proxy speaks plain http only');
+const skipProxy = new URL(BASE).protocol === 'http:' ? false : 'the connection-cutting proxy speaks plain http only';
+
+// The backend's `backlog` (tests/browser/run.sh starts it with a small one, so that
+// "load older messages" has something to load without sending 100 messages through the
+// default rate limit). Unknown for a backend given by EDGE_CHAT_URL alone.
+const BACKLOG = Number(process.env.EDGE_CHAT_BACKLOG || 0);
+const skipOlder = (BACKLOG > 0 && BACKLOG <= 20 ? false : 'EDGE_CHAT_BACKLOG (at most 20) is not set (tests/browser/run.sh sets it)');
+// The backend's join-token secret (tests/browser/run.sh starts it with signed identity on
+// and writes the secret there), so that the test can sign tokens as an app's backend does.
+const SECRET_FILE = process.env.EDGE_CHAT_AUTH_SECRET_FILE || '';
+const SECRET = SECRET_FILE ? (await readFile(SECRET_FILE, 'utf8')).trim() : '';
+const skipIdentity = SECRET ? false : 'EDGE_CHAT_AUTH_SECRET_FILE is not set (tests/browser/run.sh sets it)';
+// Where to write the README's screenshot (e.g. docs/screenshot.png), if anywhere.
+const SCREENSHOT = process.env.EDGE_CHAT_SCREENSHOT || '';
 
 const ROOM = `e2e-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 const XSS = '<img src=x onerror=alert(1)>';
@@ -56,12 +77,17 @@ async function newUser(label, { base = BASE } = {}) {
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_MS);
   page.setDefaultNavigationTimeout(STEP_MS);
-  const user = { label, base, context, page, dialogs: [], errors: [], frames: [] };
+  const user = { label, base, context, page, dialogs: [], errors: [], frames: [], sockets: 0 };
   page.on('dialog', (d) => { user.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
   page.on('pageerror', (e) => user.errors.push(e.message));
   page.on('websocket', (ws) => ws.on('framereceived', ({ payload }) => {
-    try { user.frames.push(JSON.parse(String(payload))); } catch { /* not JSON: not ours */ }
+    let frame;
+    try { frame = JSON.parse(String(payload)); } catch { return; /* not JSON: not ours */ }
+    // A batch-mode server may put several frames in one message.
+    const frames = frame && Array.isArray(frame.batch) ? frame.batch : [frame];
+    user.frames.push(...frames);
   }));
+  page.on('websocket', () => { user.sockets += 1; });
   everyone.push(user);
   return user;
 }
@@ -123,50 +149,11 @@ async function send(page, text) {
   await page.press('#message-input', 'Enter');
 }
 
-// A TCP proxy in front of the backend whose connections the test can cut, like a network
-// that drops: the page sees its socket fail (1006), not a close frame. Chromium's offline
-// emulation (context.setOffline, CDP Network.emulateNetworkConditions) only blocks new
-// connections and leaves an open WebSocket running, so it cannot do this alone.
-async function startCutter(base) {
-  const target = new URL(base);
-  const port = Number(target.port || 80);
-  const open = new Set();
-  let down = false;
-  const server = net.createServer((client) => {
-    if (down) { client.destroy(); return; }
-    const upstream = net.connect(port, target.hostname);
-    const drop = () => {
-      client.destroy();
-      upstream.destroy();
-      open.delete(client);
-      open.delete(upstream);
-    };
-    for (const s of [client, upstream]) {
-      open.add(s);
-      s.on('error', drop);
-      s.on('close', drop);
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    cut() {
-      down = true;
-      for (const s of open) s.destroy();
-      open.clear();
-    },
-    restore() { down = false; },
-    close() {
-      this.cut();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
-}
+// startCutter (tests/client/cutter.mjs): a TCP proxy in front of the backend whose
+// connections the test can cut, like a network that drops: the page sees its socket fail
+// (1006), not a close frame. Chromium's offline emulation (context.setOffline, CDP
+// Network.emulateNetworkConditions) only blocks new connections and leaves an open
+// WebSocket running, so it cannot do this alone.
 
 // The data-state values the status element goes through from now on, without repeats
 // (recorded in the page by a MutationObserver the test adds; the app is unchanged).
@@ -187,7 +174,6 @@ function messageSeqs(page) {
 }
 
 before(async () => {
-  if (skip) return;
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: LAUNCH_ARGS,
@@ -202,7 +188,7 @@ after(async () => {
   if (browser) await browser.close();
 });
 
-test('the roster shows both names on both pages', { skip, timeout: TEST_MS }, async () => {
+test('the roster shows both names on both pages', { timeout: TEST_MS }, async () => {
   for (const { page } of Object.values(users)) {
     await page.waitForFunction(
       () => {
@@ -218,7 +204,7 @@ test('the roster shows both names on both pages', { skip, timeout: TEST_MS }, as
   }
 });
 
-test('a message typed on one page appears on both', { skip, timeout: TEST_MS }, async () => {
+test('a message typed on one page appears on both', { timeout: TEST_MS }, async () => {
   const text = `hello from alice ${Date.now()}`;
   await send(users.alice.page, text);
   for (const { page } of Object.values(users)) {
@@ -229,7 +215,7 @@ test('a message typed on one page appears on both', { skip, timeout: TEST_MS }, 
   assert.equal(await users.alice.page.inputValue('#message-input'), '', 'the input is cleared');
 });
 
-test('markup in a message is shown as literal text', { skip, timeout: TEST_MS }, async () => {
+test('markup in a message is shown as literal text', { timeout: TEST_MS }, async () => {
   await send(users['Zoë'].page, XSS);
   for (const user of Object.values(users)) {
     await waitForMessage(user.page, XSS);
@@ -242,7 +228,7 @@ test('markup in a message is shown as literal text', { skip, timeout: TEST_MS },
   }
 });
 
-test('a reloaded page shows the history, each message once', { skip, timeout: TEST_MS }, async () => {
+test('a reloaded page shows the history, each message once', { timeout: TEST_MS }, async () => {
   const { page } = users['Zoë'];
   const earlier = await messageTexts(page);
   assert.ok(earlier.length >= 2);
@@ -263,7 +249,7 @@ test('a reloaded page shows the history, each message once', { skip, timeout: TE
   await waitForMessage(page, text);
 });
 
-test('an invalid room in the hash is refused client-side', { skip, timeout: TEST_MS }, async () => {
+test('an invalid room in the hash is refused client-side', { timeout: TEST_MS }, async () => {
   const { page } = users.alice;
   await page.goto(`${BASE}/#..`);
   await page.locator('#form-error').waitFor({ state: 'visible' });
@@ -328,7 +314,7 @@ test('a page that loses its connection resumes: each missed message once, in ord
   }
 });
 
-test('a message the server refuses goes back into the input (rate limit)', { skip, timeout: TEST_MS }, async () => {
+test('a message the server refuses goes back into the input (rate limit)', { timeout: TEST_MS }, async () => {
   const room = `${ROOM}-rl`; // a fresh room: its rate-limit bucket is full and no one else's
   const rita = await newUser('rita');
   await join(rita, 'rita', room);
@@ -372,7 +358,7 @@ test('a message the server refuses goes back into the input (rate limit)', { ski
   assert.equal(await page.inputValue('#message-input'), '');
 });
 
-test('lengths are checked against /api/limits, in code points', { skip, timeout: TEST_MS }, async () => {
+test('lengths are checked against /api/limits, in code points', { timeout: TEST_MS }, async () => {
   const { max_name_chars: maxName, max_message_chars: maxMessage } = needLimits();
   const u = await newUser('emoji');
   const { page } = u;
@@ -422,7 +408,7 @@ test('lengths are checked against /api/limits, in code points', { skip, timeout:
   assert.deepEqual(answers.map((f) => f.message), [longest], 'the over-long one was never sent');
 });
 
-test('without /api/limits the server refuses an over-long message and the page keeps it', { skip, timeout: TEST_MS }, async () => {
+test('without /api/limits the server refuses an over-long message and the page keeps it', { timeout: TEST_MS }, async () => {
   const limits = needLimits();
   const u = await newUser('fay');
   await u.context.route('**/api/limits', (r) => r.abort());
@@ -441,7 +427,360 @@ test('without /api/limits the server refuses an over-long message and the page k
   assert.equal(await page.getAttribute('#status', 'data-state'), 'live', 'the socket stays open');
 });
 
-test('no page raised an uncaught error', { skip }, () => {
+// Sends `text` through the page's form and waits until the server has stored it. A
+// rate-limited text comes back into the input: it is sent again a second later.
+async function sendStored(user, text) {
+  const { page } = user;
+  const stored = () => user.frames.some((f) => typeof f.seq === 'number' && f.message === text);
+  await page.fill('#message-input', text);
+  for (let tries = 0; tries < 15; tries++) {
+    const errors = user.frames.filter((f) => 'error' in f).length;
+    await page.press('#message-input', 'Enter');
+    await waitUntil(`an answer to ${JSON.stringify(text)}`, () => stored() || user.frames.filter((f) => 'error' in f).length > errors);
+    if (stored()) return;
+    await page.waitForFunction((t) => document.getElementById('message-input').value === t, text, { timeout: STEP_MS });
+    await sleep(1100);
+  }
+  throw new Error(`${text} was refused again and again`);
+}
+
+function outboxCount(page) {
+  return page.locator('#outbox li').count();
+}
+
+test('older messages load when the list is scrolled to the top', { skip: skipOlder, timeout: 2 * TEST_MS }, async () => {
+  const room = `${ROOM}-old`;
+  const wes = await newUser('wes');
+  await join(wes, 'wes', room);
+  // Tall messages, so that the backlog alone fills the view and the list scrolls.
+  const texts = Array.from({ length: BACKLOG + 7 }, (_, i) => `older ${i + 1}\n${'line\n'.repeat(5)}end`);
+  for (const t of texts) await sendStored(wes, t);
+
+  const vic = await newUser('vic');
+  await join(vic, 'vic', room);
+  const { page } = vic;
+  await page.waitForFunction((n) => document.querySelectorAll('#messages li.msg').length === n, BACKLOG, { timeout: STEP_MS });
+  assert.deepEqual((await messageTexts(page)).map((m) => m.text), texts.slice(-BACKLOG), 'the backlog');
+  await page.locator('#load-older').waitFor({ state: 'visible' });
+  assert.equal(vic.frames.filter((f) => Array.isArray(f.history)).length, 0, 'nothing loaded before the scroll');
+
+  await page.$eval('#messages', (el) => { el.scrollTop = 0; });
+  await page.waitForFunction((n) => document.querySelectorAll('#messages li.msg').length === n, texts.length, { timeout: STEP_MS });
+  const shown = await messageTexts(page);
+  assert.deepEqual(shown.map((m) => m.text), texts, 'every message once, in order');
+  const seqs = await messageSeqs(page);
+  assert.deepEqual(seqs, seqs.map((_, i) => seqs[0] + i), 'consecutive seqs, no gap, no repeat');
+  assert.equal(await page.locator('#load-older').count(), 0, 'nothing older: no more to load');
+  assert.ok(await page.$eval('#messages', (el) => el.scrollTop > 0), 'the view stays where it was, not at the new top');
+  assert.equal(vic.frames.filter((f) => Array.isArray(f.history)).length, 1, 'one page');
+});
+
+test('a reconnect during a send shows the message once in both tabs', { skip: skipProxy, timeout: TEST_MS }, async () => {
+  const room = `${ROOM}-send`;
+  const cutter = await startCutter(BASE);
+  try {
+    const bo = await newUser('bo');
+    await join(bo, 'bo', room);
+    const ana = await newUser('ana', { base: cutter.url });
+    await join(ana, 'ana', room);
+    const stamp = Date.now();
+    const countIn = (user, text) => user.frames.filter((f) => typeof f.seq === 'number' && f.message === text).length;
+    const shownOnce = async (text) => {
+      for (const { page } of [ana, bo]) {
+        await waitForMessage(page, text);
+        const n = (await messageTexts(page)).filter((m) => m.text === text).length;
+        assert.equal(n, 1, `${text} shown once`);
+      }
+    };
+
+    // 1. The echo is lost and the line drops: the resumed join brings the message back,
+    //    and the page shows it once, settled (no longer pending).
+    const lost = `lost echo ${stamp}`;
+    cutter.mute();
+    await send(ana.page, lost);
+    await waitForMessage(bo.page, lost);
+    assert.equal(await outboxCount(ana.page), 1, 'pending while its echo is missing');
+    cutter.cut();
+    cutter.restore();
+    await waitLive(ana.page, RECONNECT_MS);
+    await shownOnce(lost);
+    await waitUntil('the outbox empties', async () => (await outboxCount(ana.page)) === 0);
+
+    // 2. The line stalls with the message in it; the page reconnects and sends it again
+    //    (same cid); then the stalled copy reaches the server too. Stored once.
+    await waitUntil('one proxied connection', () => cutter.open === 1);
+    cutter.stall();
+    const twice = `sent twice ${stamp}`;
+    await send(ana.page, twice);
+    await waitUntil('the message held up', () => cutter.held > 0);
+    const release = cutter.abandonStalled();
+    await waitLive(ana.page, RECONNECT_MS);
+    await shownOnce(twice);
+    await waitUntil('the outbox empties', async () => (await outboxCount(ana.page)) === 0);
+    assert.equal(await release({ send: '{"history":{"limit":1}}', until: '"more":' }), 1);
+    // Anything the late copy caused reaches bo before bo's own next message.
+    const sync = `sync ${stamp}`;
+    await send(bo.page, sync);
+    await waitForMessage(bo.page, sync);
+    await waitForMessage(ana.page, sync);
+    await shownOnce(twice);
+    assert.equal(countIn(bo, twice), 1, 'one chat frame for it reached the other tab');
+    for (const { page } of [ana, bo]) {
+      const seqs = await messageSeqs(page);
+      assert.deepEqual(seqs, seqs.map((_, i) => seqs[0] + i), 'consecutive seqs');
+      assert.deepEqual((await messageTexts(page)).map((m) => m.text), [lost, twice, sync]);
+    }
+  } finally {
+    await cutter.close();
+  }
+});
+
+test('two tabs chatting (the README screenshot)', { timeout: TEST_MS }, async () => {
+  const room = `demo-${Math.random().toString(36).slice(2, 8)}`;
+  const context = await browser.newContext({ viewport: { width: 1400, height: 620 }, colorScheme: 'light' });
+  try {
+    const page = await context.newPage();
+    page.setDefaultTimeout(STEP_MS);
+    const tab = (title) => `
+      <section>
+        <div class="tab">${title}</div>
+        <iframe src="${BASE}/#${room}" title="${title}"></iframe>
+      </section>`;
+    await page.setContent(`<!doctype html><html><head><style>
+        body { margin: 0; padding: 12px; background: #c9ced8; display: flex; gap: 12px;
+               font: 13px system-ui, sans-serif; }
+        section { flex: 1; display: flex; flex-direction: column; }
+        .tab { align-self: flex-start; padding: 6px 14px; background: #f6f7f9;
+               border-radius: 8px 8px 0 0; color: #1d2330; }
+        iframe { border: 0; height: 560px; background: #fff; border-radius: 0 8px 8px 8px; }
+      </style></head><body>${tab('Tab 1 · ana')}${tab('Tab 2 · Zoë')}</body></html>`);
+    const [one, two] = ['Tab 1 · ana', 'Tab 2 · Zoë'].map((t) => page.frameLocator(`iframe[title="${t}"]`));
+    for (const [frame, name] of [[one, 'ana'], [two, 'Zoë']]) {
+      await frame.locator('#setup').waitFor({ state: 'visible' });
+      await frame.locator('#name-input').fill(name);
+      await frame.locator('#join-btn').click();
+      await frame.locator('#status[data-state="live"]').waitFor();
+    }
+    const lines = [
+      [one, 'Hi Zoë! Is the room working on your side?'],
+      [two, 'Yes, every message once, in order. Even after my Wi-Fi dropped.'],
+      [one, 'Same code on the edge and on my laptop.'],
+    ];
+    for (const [frame, text] of lines) {
+      await frame.locator('#message-input').fill(text);
+      await frame.locator('#message-input').press('Enter');
+      for (const f of [one, two]) await f.locator('#messages li.msg .text', { hasText: text }).waitFor();
+    }
+    for (const f of [one, two]) {
+      assert.deepEqual(await f.locator('#messages li.msg .text').allTextContents(), lines.map(([, t]) => t));
+      await f.locator('#roster li', { hasText: 'Zoë' }).waitFor();
+      await f.locator('#roster li', { hasText: 'ana' }).waitFor();
+    }
+    const png = await page.screenshot({ type: 'png' });
+    assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG');
+    if (SCREENSHOT) await writeFile(SCREENSHOT, png);
+  } finally {
+    await context.close();
+  }
+});
+
+// ---- signed identity and moderation ------------------------------------------------
+
+// A join token as an app's backend mints one: a JWT signed with HS256 (docs/PROTOCOL.md,
+// "Signed identity"), valid for ten minutes.
+function mintToken(claims, secret = SECRET) {
+  const part = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const exp = Math.floor(Date.now() / 1000) + 600;
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ exp, ...claims })}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
+// Opens the page as an app does for a signed-in user: the room and the token in the
+// fragment. The page joins by itself, without asking for a name.
+async function openSignedIn(user, room, claims) {
+  const token = mintToken({ room, ...claims });
+  await user.page.goto(`${user.base}/#room=${room}&token=${token}`);
+  await waitLive(user.page);
+  assert.equal(new URL(user.page.url()).hash, `#room=${room}`, 'the token is taken out of the address');
+  return token;
+}
+
+// The messages shown, with the label of their verified mark (null: none).
+function shownWithMarks(page) {
+  return page.$$eval('#messages li.msg', (els) => els.map((e) => ({
+    name: e.querySelector('.who').textContent,
+    text: e.querySelector('.text').textContent,
+    verified: e.querySelector('.verified')?.getAttribute('aria-label') ?? null,
+  })));
+}
+
+// The roster, with each entry's mark, role and moderation buttons.
+function rosterEntries(page) {
+  return page.$$eval('#roster li', (els) => els.map((e) => ({
+    name: e.querySelector('.who').textContent,
+    verified: e.querySelector('.verified')?.getAttribute('aria-label') ?? null,
+    moderator: Boolean(e.querySelector('.role')),
+    you: e.classList.contains('me'),
+    actions: [...e.querySelectorAll('.mod-btn')].map((b) => b.textContent),
+  })).sort((a, b) => a.name.localeCompare(b.name)));
+}
+
+function waitGone(page, text) {
+  return page.waitForFunction(
+    (t) => ![...document.querySelectorAll('#messages li.msg .text')].some((e) => e.textContent === t),
+    text,
+    { timeout: STEP_MS },
+  );
+}
+
+function rosterItem(page, name) {
+  return page.locator('#roster li', { has: page.locator('.who', { hasText: name }) });
+}
+
+// A moderator's kick or mute through the roster: the button, a duration, apply.
+async function moderateFromRoster(page, action, name, secs) {
+  await rosterItem(page, name).locator(`.mod-btn[data-action="${action}"]`).click();
+  await page.locator('#mod-form').waitFor({ state: 'visible' });
+  await page.selectOption('#mod-secs', String(secs));
+  await page.click('#mod-apply');
+  await page.locator('#mod-form').waitFor({ state: 'hidden' });
+}
+
+test('a moderator deletes a message, and it disappears in the other tab', { skip: skipIdentity, timeout: TEST_MS }, async () => {
+  const room = `${ROOM}-del`;
+  const stamp = Date.now();
+  const vee = await newUser('vee');
+  await openSignedIn(vee, room, { sub: 'u-vee', name: 'Vee' });
+  const mod = await newUser('mod');
+  await openSignedIn(mod, room, { sub: 'u-mod', name: 'Moda', role: 'moderator' });
+  const pat = await newUser('pat');
+  await join(pat, 'pat', room); // anonymous
+
+  assert.match(await mod.page.textContent('#identity'), /u-mod.*moderator/);
+  assert.equal(await pat.page.locator('#identity').isVisible(), false, 'anonymous: no identity shown');
+
+  const texts = { vee: `hi from vee ${stamp}`, mod: `the moderator speaks ${stamp}`, pat: `spam from pat ${stamp}` };
+  await send(vee.page, texts.vee);
+  await waitForMessage(pat.page, texts.vee);
+  await send(mod.page, texts.mod);
+  await waitForMessage(pat.page, texts.mod);
+  await send(pat.page, texts.pat);
+  for (const { page } of [vee, mod, pat]) await waitForMessage(page, texts.pat);
+
+  // Verified messages carry the mark of their user id; the anonymous one none.
+  const expected = [
+    { name: 'Vee', text: texts.vee, verified: 'verified user u-vee' },
+    { name: 'Moda', text: texts.mod, verified: 'verified user u-mod' },
+    { name: 'pat', text: texts.pat, verified: null },
+  ];
+  for (const { page } of [vee, mod, pat]) assert.deepEqual(await shownWithMarks(page), expected);
+  // The other tab shows the moderator verified in its roster too (it joined after them).
+  assert.deepEqual(await rosterEntries(pat.page), [
+    { name: 'Moda', verified: 'verified user u-mod', moderator: true, you: false, actions: [] },
+    { name: 'pat', verified: null, moderator: false, you: true, actions: [] },
+    { name: 'Vee', verified: 'verified user u-vee', moderator: false, you: false, actions: [] },
+  ]);
+  // Only the moderator has delete controls.
+  assert.equal(await mod.page.locator('#messages li.msg .delete-btn').count(), 3);
+  for (const { page } of [vee, pat]) assert.equal(await page.locator('.delete-btn, .mod-btn').count(), 0);
+
+  // Delete asks for a second click, then the message goes from every tab.
+  const spam = mod.page.locator('#messages li.msg', { has: mod.page.locator('.text', { hasText: texts.pat }) });
+  await spam.locator('.delete-btn').click();
+  assert.equal(await spam.locator('.delete-btn').textContent(), 'Confirm delete');
+  assert.equal(await mod.page.locator('#messages li.msg').count(), 3, 'not deleted on the first click');
+  await spam.locator('.delete-btn').click();
+  for (const { page } of [pat, vee, mod]) {
+    await waitGone(page, texts.pat);
+    assert.deepEqual(await shownWithMarks(page), expected.slice(0, 2), 'the others stay');
+  }
+  const seq = pat.frames.find((f) => f.message === texts.pat).seq;
+  assert.deepEqual(pat.frames.filter((f) => 'deleted' in f), [{ deleted: seq }]);
+  assert.equal(mod.frames.filter((f) => 'error' in f).length, 0, 'no refusal');
+
+  // Gone for good: a reload does not bring it back.
+  await pat.page.reload();
+  await waitLive(pat.page);
+  await waitForMessage(pat.page, texts.mod);
+  assert.deepEqual(await shownWithMarks(pat.page), expected.slice(0, 2));
+});
+
+test('a moderator mutes, unmutes and kicks a verified user from the roster', { skip: skipIdentity, timeout: TEST_MS }, async () => {
+  const { max_moderation_secs: maxSecs } = needLimits();
+  assert.ok(Number.isSafeInteger(maxSecs) && maxSecs > 0, '/api/limits has max_moderation_secs');
+  const room = `${ROOM}-kick`;
+  const stamp = Date.now();
+  const vee = await newUser('vee2');
+  await openSignedIn(vee, room, { sub: 'u-vee', name: 'Vee' });
+  const mod = await newUser('mod2');
+  await openSignedIn(mod, room, { sub: 'u-mod', name: 'Moda', role: 'moderator' });
+
+  // Controls on the verified member, none on oneself.
+  assert.deepEqual(await rosterEntries(mod.page), [
+    { name: 'Moda', verified: 'verified user u-mod', moderator: true, you: true, actions: [] },
+    { name: 'Vee', verified: 'verified user u-vee', moderator: false, you: false, actions: ['Mute', 'Kick'] },
+  ]);
+  // Durations within the server's max_moderation_secs, and 0 (unmute) last.
+  await rosterItem(mod.page, 'Vee').locator('.mod-btn[data-action="mute"]').click();
+  const secs = await mod.page.$$eval('#mod-secs option', (os) => os.map((o) => Number(o.value)));
+  assert.ok(secs.length >= 2 && secs.slice(0, -1).every((v) => v > 0 && v <= maxSecs), `durations ${secs}`);
+  assert.equal(secs.at(-1), 0);
+  assert.ok(secs.includes(maxSecs), 'the maximum is offered');
+  await mod.page.click('#mod-cancel');
+
+  // Muted: the user's message is refused with the server's sentence, and kept.
+  await moderateFromRoster(mod.page, 'mute', 'Vee', secs[0]);
+  await mod.page.locator('#notice', { hasText: 'Vee is muted' }).waitFor();
+  const muted = `while muted ${stamp}`;
+  await send(vee.page, muted);
+  await vee.page.locator('#notice', { hasText: 'You are muted in this room.' }).waitFor();
+  await vee.page.waitForFunction((t) => document.getElementById('message-input').value === t, muted, { timeout: STEP_MS });
+  // Unmuted (0): it goes through.
+  await moderateFromRoster(mod.page, 'mute', 'Vee', 0);
+  await mod.page.locator('#notice', { hasText: 'Vee is no longer muted' }).waitFor();
+  await vee.page.press('#message-input', 'Enter');
+  await waitForMessage(mod.page, muted);
+
+  // Kicked: the tab says so and does not reconnect; the roster loses the user.
+  await moderateFromRoster(mod.page, 'kick', 'Vee', secs[0]);
+  await vee.page.locator('#status[data-state="closed"]').waitFor();
+  const status = await vee.page.textContent('#status');
+  assert.match(status, /Kicked/);
+  assert.match(status, /A moderator removed you from this room\./);
+  await rosterItem(mod.page, 'Vee').waitFor({ state: 'detached' });
+  await sleep(1500); // longer than the first reconnect delay (at most 0.5 s)
+  assert.equal(vee.sockets, 1, 'no reconnect after 4001');
+  assert.equal(await vee.page.getAttribute('#status', 'data-state'), 'closed');
+  // Still barred: a reload is refused at the hello, and says why.
+  await vee.page.reload();
+  await vee.page.locator('#status[data-state="closed"]').waitFor();
+  assert.match(await vee.page.textContent('#status'), /try again later/);
+  assert.equal(mod.frames.filter((f) => 'error' in f).length, 0, 'no refusal');
+});
+
+test('a refused token is shown, not retried, and forgotten', { skip: skipIdentity, timeout: TEST_MS }, async () => {
+  const room = `${ROOM}-tok`;
+  const eve = await newUser('eve');
+  const { page } = eve;
+  const forged = mintToken({ sub: 'u-eve', room }, 'not the server secret, but as long as one');
+  await page.goto(`${BASE}/#room=${room}&token=${forged}`);
+  await page.locator('#form-error').waitFor({ state: 'visible' });
+  assert.match(await page.textContent('#form-error'), /Token signature is invalid\./);
+  assert.equal(await page.getAttribute('#status', 'data-state'), 'closed');
+  assert.match(await page.textContent('#status'), /Invalid token/);
+  assert.equal(new URL(page.url()).hash, `#room=${room}`, 'the token is out of the address');
+  await sleep(1500); // longer than the first reconnect delay (at most 0.5 s)
+  assert.equal(eve.sockets, 1, 'no reconnect after 1008');
+  // Forgotten: joining from the form now is anonymous, by the user's choice.
+  assert.equal(await page.inputValue('#room-input'), room);
+  await page.fill('#name-input', 'eve');
+  await page.click('#join-btn');
+  await waitLive(page);
+  assert.equal(await page.locator('#identity').isVisible(), false);
+  assert.equal(eve.frames.filter((f) => f.ready === true).at(-1).user, undefined, 'an anonymous session');
+});
+
+test('no page raised an uncaught error', () => {
   for (const user of everyone) {
     assert.deepEqual(user.errors, [], `page errors on ${user.label}'s page`);
   }

@@ -33,6 +33,25 @@ pub struct Options {
     pub origin: Option<String>,
     /// A small SO_RCVBUF makes a client that stops reading back up quickly.
     pub recv_buffer: Option<u32>,
+    /// The source address to connect from (any of 127.0.0.0/8 reaches a server on
+    /// 127.0.0.1), so one machine can be several clients for the rate limit.
+    pub local_ip: Option<std::net::Ipv4Addr>,
+    /// The local address to connect from (any of 127.0.0.0/8 reaches a loopback
+    /// server), so that one test can be several client addresses.
+    pub bind: Option<std::net::IpAddr>,
+}
+
+impl Options {
+    /// Connect from `ip` (e.g. `127.0.0.2`).
+    pub fn from_address(ip: &str) -> Result<Options> {
+        Ok(Options {
+            bind: Some(
+                ip.parse()
+                    .map_err(|e| Error(format!("bad address {ip:?}: {e}")))?,
+            ),
+            ..Options::default()
+        })
+    }
 }
 
 /// A refused handshake: the HTTP status and body instead of a 101.
@@ -40,6 +59,8 @@ pub struct Options {
 pub struct Refusal {
     pub status: u16,
     pub body: String,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
 }
 
 /// A chat message frame.
@@ -49,6 +70,77 @@ pub struct Msg {
     pub message: String,
     pub timestamp: u64,
     pub seq: u64,
+    /// The sender's verified user id (signed identity), if any.
+    pub user: Option<String>,
+    /// The sender's client id, if it gave one (retry-safe sends).
+    pub cid: Option<String>,
+}
+
+/// A v2 history page: `{"history": [...], "before", "more"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub history: Vec<Msg>,
+    pub before: u64,
+    pub more: bool,
+}
+
+impl Page {
+    pub fn seqs(&self) -> Vec<u64> {
+        self.history.iter().map(|m| m.seq).collect()
+    }
+}
+
+/// The keys of a JSON object, sorted.
+fn sorted_keys(map: &serde_json::Map<String, Value>) -> Vec<&str> {
+    let mut k: Vec<&str> = map.keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+/// A chat frame, strictly: `name`, `message`, `timestamp`, `seq`, then `user` (a
+/// verified sender) and `cid` (retry-safe sends) when present, each a non-empty string.
+/// `what` says where it came from, for errors.
+fn parse_msg(value: &Value, what: &str) -> Result<Msg> {
+    let Value::Object(map) = value else {
+        bail!("a chat frame must be an object in {what}");
+    };
+    let keys = sorted_keys(map);
+    let core: Vec<&str> = keys
+        .iter()
+        .copied()
+        .filter(|k| !matches!(*k, "user" | "cid"))
+        .collect();
+    ensure!(
+        core == ["message", "name", "seq", "timestamp"],
+        "chat frame with unexpected fields {keys:?} in {what}"
+    );
+    let string = |key: &str| -> Result<String> {
+        match map.get(key) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            _ => bail!("{key:?} must be a string in {what}"),
+        }
+    };
+    let optional = |key: &str| -> Result<Option<String>> {
+        match map.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+            Some(other) => bail!("{key:?} must be a non-empty string, got {other} in {what}"),
+        }
+    };
+    let uint = |key: &str| -> Result<u64> {
+        match map.get(key).and_then(Value::as_u64) {
+            Some(n) => Ok(n),
+            None => bail!("{key:?} must be a non-negative integer in {what}"),
+        }
+    };
+    Ok(Msg {
+        name: string("name")?,
+        message: string("message")?,
+        timestamp: uint("timestamp")?,
+        seq: uint("seq")?,
+        user: optional("user")?,
+        cid: optional("cid")?,
+    })
 }
 
 /// The `ready` frame.
@@ -57,6 +149,19 @@ pub struct Ready {
     pub epoch: String,
     pub seq: u64,
     pub recovered: bool,
+    /// `Some(2)` for a v2 session.
+    pub v: Option<u64>,
+    /// The session's verified user id and role (signed identity).
+    pub user: Option<String>,
+    pub role: Option<String>,
+}
+
+/// One entry of a v2 `roster` frame.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Member {
+    pub name: String,
+    pub user: Option<String>,
+    pub role: Option<String>,
 }
 
 /// A server frame, decoded strictly: exactly the documented fields, nothing else.
@@ -67,6 +172,12 @@ pub enum Frame {
     Message(Msg),
     Ready(Ready),
     Error(String),
+    /// v2: the members already in the room, at join.
+    Roster(Vec<Member>),
+    /// v2: a moderator deleted this message.
+    Deleted(u64),
+    /// v2: a history page.
+    History(Page),
 }
 
 impl Frame {
@@ -76,11 +187,7 @@ impl Frame {
         let Value::Object(map) = value else {
             bail!("server sent a JSON non-object: {text}");
         };
-        let keys: Vec<&str> = {
-            let mut k: Vec<&str> = map.keys().map(String::as_str).collect();
-            k.sort_unstable();
-            k
-        };
+        let keys = sorted_keys(&map);
         let string = |key: &str| -> Result<String> {
             match map.get(key) {
                 Some(Value::String(s)) => Ok(s.clone()),
@@ -93,21 +200,47 @@ impl Frame {
                 None => bail!("{key:?} must be a non-negative integer in {text}"),
             }
         };
-        Ok(match keys.as_slice() {
-            ["joined"] => Frame::Joined(string("joined")?),
-            ["quit"] => Frame::Quit(string("quit")?),
-            ["error"] => {
-                let e = string("error")?;
-                ensure!(!e.trim().is_empty(), "empty error text in {text}");
-                Frame::Error(e)
+        // Optional fields that later features add to a frame kind: present, they must
+        // have their documented type; the rest of the frame is matched exactly.
+        let optional = |key: &str| -> Result<Option<String>> {
+            match map.get(key) {
+                None => Ok(None),
+                Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+                Some(other) => bail!("{key:?} must be a non-empty string, got {other} in {text}"),
             }
-            ["message", "name", "seq", "timestamp"] => Frame::Message(Msg {
-                name: string("name")?,
-                message: string("message")?,
-                timestamp: uint("timestamp")?,
-                seq: uint("seq")?,
-            }),
-            ["epoch", "ready", "recovered", "seq"] => {
+        };
+        let role = optional("role")?;
+        if let Some(role) = &role {
+            ensure!(role == "moderator", "unknown role {role:?} in {text}");
+        }
+        let has = |key: &str| map.contains_key(key);
+        let core: Vec<&str> = keys
+            .iter()
+            .copied()
+            .filter(|k| !matches!(*k, "user" | "role" | "v"))
+            .collect();
+        Ok(match keys.as_slice() {
+            _ if has("message") && has("seq") => {
+                Frame::Message(parse_msg(&Value::Object(map.clone()), text)?)
+            }
+            ["before", "history", "more"] => {
+                let Some(items) = map.get("history").and_then(Value::as_array) else {
+                    bail!("history must be an array in {text}");
+                };
+                let history = items
+                    .iter()
+                    .map(|m| parse_msg(m, text))
+                    .collect::<Result<Vec<_>>>()?;
+                let Some(more) = map.get("more").and_then(Value::as_bool) else {
+                    bail!("more must be a boolean in {text}");
+                };
+                Frame::History(Page {
+                    history,
+                    before: uint("before")?,
+                    more,
+                })
+            }
+            _ if core == ["epoch", "ready", "recovered", "seq"] => {
                 ensure!(
                     map.get("ready") == Some(&Value::Bool(true)),
                     "ready must be true in {text}"
@@ -117,11 +250,60 @@ impl Frame {
                 let Some(recovered) = map.get("recovered").and_then(Value::as_bool) else {
                     bail!("recovered must be a boolean in {text}");
                 };
+                let v = if has("v") { Some(uint("v")?) } else { None };
+                ensure!(v.is_none() || v == Some(2), "ready.v must be 2 in {text}");
+                let user = optional("user")?;
+                ensure!(
+                    user.is_some() || role.is_none(),
+                    "a role without a user in {text}"
+                );
                 Frame::Ready(Ready {
                     epoch,
                     seq: uint("seq")?,
                     recovered,
+                    v,
+                    user,
+                    role,
                 })
+            }
+            ["deleted"] => Frame::Deleted(uint("deleted")?),
+            ["roster"] => {
+                let Some(entries) = map.get("roster").and_then(Value::as_array) else {
+                    bail!("roster must be an array in {text}");
+                };
+                let mut members = Vec::new();
+                for e in entries {
+                    let Some(e) = e.as_object() else {
+                        bail!("a roster entry must be an object in {text}");
+                    };
+                    let field = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_owned);
+                    ensure!(
+                        e.keys()
+                            .all(|k| matches!(k.as_str(), "name" | "user" | "role")),
+                        "unexpected field in a roster entry of {text}"
+                    );
+                    let Some(name) = field("name") else {
+                        bail!("a roster entry needs a name in {text}");
+                    };
+                    let (user, role) = (field("user"), field("role"));
+                    ensure!(
+                        user.is_some() || role.is_none(),
+                        "a role without a user in {text}"
+                    );
+                    ensure!(
+                        role.as_deref().is_none_or(|r| r == "moderator"),
+                        "unknown role in {text}"
+                    );
+                    members.push(Member { name, user, role });
+                }
+                Frame::Roster(members)
+            }
+            ["joined"] => Frame::Joined(string("joined")?),
+            ["quit"] => Frame::Quit(string("quit")?),
+            ["error"] => {
+                let e = string("error")?;
+                ensure!(!e.trim().is_empty(), "empty error text in {text}");
+                Frame::Error(e)
             }
             _ => bail!("server frame with unexpected fields: {text}"),
         })
@@ -143,9 +325,18 @@ pub enum Event {
 /// What a joiner received between its hello and `ready`.
 #[derive(Debug, Clone)]
 pub struct Join {
-    /// `joined` frames for the other members, in the order sent.
+    /// The names of the other members: one `joined` frame each (v1), or the entries of
+    /// the `roster` frame (v2), in the order sent.
     pub roster: Vec<String>,
+    /// v2: the `roster` frame's entries (empty for v1).
+    pub members: Vec<Member>,
+    /// True when the roster came as one v2 `roster` frame.
+    pub roster_frame: bool,
     pub backlog: Vec<Msg>,
+    /// v2: the `{"deleted": seq}` frames of a resumed gap, in the order sent.
+    pub deleted: Vec<u64>,
+    /// v2: every backlog frame in order, as `Ok(message)` or `Err(deleted seq)`.
+    pub history: Vec<std::result::Result<Msg, u64>>,
     pub ready: Ready,
 }
 
@@ -215,6 +406,11 @@ impl Client {
             if let Some(size) = options.recv_buffer {
                 socket.set_recv_buffer_size(size)?;
             }
+            if let Some(ip) = options.bind {
+                socket.bind(std::net::SocketAddr::new(ip, 0))?;
+            } else if let Some(ip) = options.local_ip {
+                socket.bind((ip, 0).into())?;
+            }
             let stream = socket.connect(addr).await?;
             stream.set_nodelay(true)?;
             match tokio_tungstenite::client_async(request, stream).await {
@@ -226,7 +422,15 @@ impl Client {
                         .as_deref()
                         .map(|b| String::from_utf8_lossy(b).into_owned())
                         .unwrap_or_default();
-                    Ok(Err(Refusal { status, body }))
+                    let retry_after = resp
+                        .headers()
+                        .get("retry-after")
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                    Ok(Err(Refusal {
+                        status,
+                        body,
+                        retry_after,
+                    }))
                 }
                 Err(e) => Err(Error::from(e)),
             }
@@ -257,6 +461,25 @@ impl Client {
     /// Sends `{"message": text}`.
     pub async fn say(&mut self, text: &str) -> Result<()> {
         self.send_json(&json!({ "message": text })).await
+    }
+
+    /// Sends `{"message": text, "cid": cid}` (a retry-safe send).
+    pub async fn say_with_cid(&mut self, text: &str, cid: &str) -> Result<()> {
+        self.send_json(&json!({ "message": text, "cid": cid }))
+            .await
+    }
+
+    /// Sends `{"history": request}` (v2).
+    pub async fn ask_history(&mut self, request: Value) -> Result<()> {
+        self.send_json(&json!({ "history": request })).await
+    }
+
+    /// Expects a history page.
+    pub async fn recv_page(&mut self) -> Result<Page> {
+        match self.recv().await? {
+            Frame::History(p) => Ok(p),
+            other => bail!("{}: expected a history page, got {other:?}", self.label),
+        }
     }
 
     /// Queues a message without flushing, for bursts; [`Self::flush`] sends them.
@@ -338,6 +561,22 @@ impl Client {
         }
     }
 
+    /// The next chat message, past any `joined` and `quit` frames (others coming and
+    /// going meanwhile).
+    pub async fn recv_message_past_presence(&mut self) -> Result<Msg> {
+        for _ in 0..MAX_JOIN_FRAMES {
+            match self.recv().await? {
+                Frame::Message(m) => return Ok(m),
+                Frame::Joined(_) | Frame::Quit(_) => continue,
+                other => bail!("{}: expected a chat message, got {other:?}", self.label),
+            }
+        }
+        bail!(
+            "{}: no chat message in {MAX_JOIN_FRAMES} frames",
+            self.label
+        )
+    }
+
     /// Expects `{"error": …}` and returns its text.
     pub async fn recv_error(&mut self) -> Result<String> {
         match self.recv().await? {
@@ -406,11 +645,28 @@ impl Client {
     /// announce for this session.
     pub async fn hello_with(&mut self, hello: &Value, own: &str) -> Result<Join> {
         self.send_json(hello).await?;
-        self.read_join(own).await
+        let join = self.read_join(own).await?;
+        // A v2 hello gets the v2 join (one roster frame, ready.v = 2), any other the v1 one.
+        let v2 = hello.get("v").and_then(Value::as_u64) == Some(2);
+        ensure!(
+            join.roster_frame == v2 && join.ready.v == v2.then_some(2),
+            "{}: hello {hello} got the join of the other version (roster frame: {}, ready.v: {:?})",
+            self.label,
+            join.roster_frame,
+            join.ready.v
+        );
+        Ok(join)
     }
 
-    /// Reads frames up to `ready` and checks their order: roster `joined`s, backlog
-    /// messages, this session's own `joined`, `ready`.
+    /// Sends a v2 hello, `{"name": name, "v": 2}`, and reads the join sequence.
+    pub async fn hello_v2(&mut self, name: &str) -> Result<Join> {
+        self.hello_with(&json!({ "name": name, "v": 2 }), name)
+            .await
+    }
+
+    /// Reads frames up to `ready` and checks their order: the roster (`joined`s in v1,
+    /// one `roster` frame first in v2), backlog messages, this session's own `joined`,
+    /// `ready`.
     pub async fn read_join(&mut self, own: &str) -> Result<Join> {
         let mut frames = Vec::new();
         let ready = loop {
@@ -431,20 +687,45 @@ impl Client {
                 "{label}: the frame before ready must be {{\"joined\": {own:?}}}, got {other:?}"
             ),
         }
+        let v2 = ready.v == Some(2);
         let mut roster = Vec::new();
+        let mut members = Vec::new();
         let mut backlog: Vec<Msg> = Vec::new();
-        for f in frames {
+        let mut deleted = Vec::new();
+        let mut history = Vec::new();
+        let mut saw_roster = false;
+        for (i, f) in frames.into_iter().enumerate() {
             match f {
-                Frame::Joined(n) if backlog.is_empty() => roster.push(n),
-                Frame::Message(m) => backlog.push(m),
+                Frame::Joined(n) if !v2 && history.is_empty() => roster.push(n),
+                Frame::Roster(m) if v2 && i == 0 => {
+                    saw_roster = true;
+                    roster = m.iter().map(|e| e.name.clone()).collect();
+                    members = m;
+                }
+                Frame::Message(m) => {
+                    backlog.push(m.clone());
+                    history.push(Ok(m));
+                }
+                Frame::Deleted(seq) if v2 => {
+                    deleted.push(seq);
+                    history.push(Err(seq));
+                }
                 other => bail!(
                     "{label}: unexpected {other:?} in the join sequence (roster, then backlog)"
                 ),
             }
         }
+        ensure!(
+            !v2 || saw_roster,
+            "{label}: a v2 join must start with a roster frame"
+        );
         Ok(Join {
             roster,
+            members,
+            roster_frame: saw_roster,
             backlog,
+            deleted,
+            history,
             ready,
         })
     }

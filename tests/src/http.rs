@@ -35,13 +35,25 @@ pub async fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Response> {
-    match tokio::time::timeout(TIMEOUT, exchange(base, method, path, headers)).await {
+    request_from(None, base, method, path, headers).await
+}
+
+/// [`request`] from the local address `bind` (e.g. 127.0.0.2), when given.
+pub async fn request_from(
+    bind: Option<std::net::IpAddr>,
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response> {
+    match tokio::time::timeout(TIMEOUT, exchange(bind, base, method, path, headers)).await {
         Ok(r) => r,
         Err(_) => bail!("{method} {path}: no answer within {TIMEOUT:?}"),
     }
 }
 
 async fn exchange(
+    bind: Option<std::net::IpAddr>,
     base: &str,
     method: &str,
     path: &str,
@@ -51,7 +63,17 @@ async fn exchange(
         .strip_prefix("http://")
         .unwrap_or(base)
         .trim_end_matches('/');
-    let stream = TcpStream::connect(host).await?;
+    let stream = match bind {
+        None => TcpStream::connect(host).await?,
+        Some(ip) => {
+            let addr: std::net::SocketAddr = host
+                .parse()
+                .map_err(|e| crate::Error(format!("bad address {host:?}: {e}")))?;
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(std::net::SocketAddr::new(ip, 0))?;
+            socket.connect(addr).await?
+        }
+    };
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     // Drives the connection; ends with it (`with_upgrades` keeps a 101 from erroring).
     tokio::spawn(async move {

@@ -8,7 +8,9 @@ pub mod client;
 pub mod error;
 pub mod harness;
 pub mod http;
+pub mod observed;
 pub mod scenarios;
+pub mod token;
 pub mod wire;
 
 pub use error::{Error, Result};

@@ -118,10 +118,35 @@ pub fn deflate_message(text: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// One frame from the server, as read off a raw socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawFrame {
+    Text(String),
+    /// A binary frame and its length.
+    Binary(usize),
+    Ping,
+    Pong,
+    /// A close frame: code and reason (`None` for a close without a code).
+    Close(Option<(u16, String)>),
+    /// Any other opcode (continuation frames included: the server sends none).
+    Other(u8),
+}
+
 impl RawSocket {
     /// Sends one masked frame: FIN, `rsv1` (the compressed bit), `opcode`.
     pub async fn send_frame(&mut self, opcode: u8, rsv1: bool, payload: &[u8]) -> Result<()> {
-        let mut frame = vec![0x80 | if rsv1 { 0x40 } else { 0 } | (opcode & 0x0f)];
+        self.send_raw(true, rsv1, opcode, payload).await
+    }
+
+    /// Sends one fragment of a message (RFC 6455, 5.4): the first with the message's
+    /// `opcode`, the rest with opcode 0 (continuation); `fin` on the last.
+    pub async fn send_fragment(&mut self, opcode: u8, fin: bool, payload: &[u8]) -> Result<()> {
+        self.send_raw(fin, false, opcode, payload).await
+    }
+
+    async fn send_raw(&mut self, fin: bool, rsv1: bool, opcode: u8, payload: &[u8]) -> Result<()> {
+        let mut frame =
+            vec![if fin { 0x80 } else { 0 } | if rsv1 { 0x40 } else { 0 } | (opcode & 0x0f)];
         let len = payload.len();
         if len < 126 {
             frame.push(0x80 | len as u8);
@@ -155,58 +180,72 @@ impl RawSocket {
         Ok(true)
     }
 
+    /// The next frame (pings are returned, not answered), waiting at most [`TIMEOUT`];
+    /// `None` if the connection ended.
+    pub async fn read_frame(&mut self) -> Result<Option<RawFrame>> {
+        if !self.fill(2).await? {
+            return Ok(None);
+        }
+        let opcode = self.buf[0] & 0x0f;
+        let masked = self.buf[1] & 0x80 != 0;
+        let (len, mut at) = match self.buf[1] & 0x7f {
+            126 => {
+                ensure!(self.fill(4).await?, "truncated frame header");
+                (
+                    usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]])),
+                    4,
+                )
+            }
+            127 => {
+                ensure!(self.fill(10).await?, "truncated frame header");
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&self.buf[2..10]);
+                (u64::from_be_bytes(b) as usize, 10)
+            }
+            n => (usize::from(n), 2),
+        };
+        let mut mask = None;
+        if masked {
+            ensure!(self.fill(at + 4).await?, "truncated frame header");
+            mask = Some([
+                self.buf[at],
+                self.buf[at + 1],
+                self.buf[at + 2],
+                self.buf[at + 3],
+            ]);
+            at += 4;
+        }
+        ensure!(self.fill(at + len).await?, "truncated frame");
+        let mut payload: Vec<u8> = self.buf[at..at + len].to_vec();
+        if let Some(m) = mask {
+            payload
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, b)| *b ^= m[i % 4]);
+        }
+        self.buf.drain(..at + len);
+        Ok(Some(match opcode {
+            0x1 => RawFrame::Text(String::from_utf8_lossy(&payload).into_owned()),
+            0x2 => RawFrame::Binary(payload.len()),
+            0x8 if payload.len() < 2 => RawFrame::Close(None),
+            0x8 => RawFrame::Close(Some((
+                u16::from_be_bytes([payload[0], payload[1]]),
+                String::from_utf8_lossy(&payload[2..]).into_owned(),
+            ))),
+            0x9 => RawFrame::Ping,
+            0xa => RawFrame::Pong,
+            other => RawFrame::Other(other),
+        }))
+    }
+
     /// Reads frames until a close frame and returns its code and reason (`None` for a
     /// close without a code). Err if the connection ends without one.
     pub async fn read_close(&mut self) -> Result<Option<(u16, String)>> {
         for _ in 0..MAX_FRAMES {
-            if !self.fill(2).await? {
-                bail!("the connection ended without a close frame");
-            }
-            let opcode = self.buf[0] & 0x0f;
-            let masked = self.buf[1] & 0x80 != 0;
-            let (len, mut at) = match self.buf[1] & 0x7f {
-                126 => {
-                    ensure!(self.fill(4).await?, "truncated frame header");
-                    (
-                        usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]])),
-                        4,
-                    )
-                }
-                127 => {
-                    ensure!(self.fill(10).await?, "truncated frame header");
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(&self.buf[2..10]);
-                    (u64::from_be_bytes(b) as usize, 10)
-                }
-                n => (usize::from(n), 2),
-            };
-            let mut mask = None;
-            if masked {
-                ensure!(self.fill(at + 4).await?, "truncated frame header");
-                mask = Some([
-                    self.buf[at],
-                    self.buf[at + 1],
-                    self.buf[at + 2],
-                    self.buf[at + 3],
-                ]);
-                at += 4;
-            }
-            ensure!(self.fill(at + len).await?, "truncated frame");
-            let mut payload: Vec<u8> = self.buf[at..at + len].to_vec();
-            if let Some(m) = mask {
-                payload
-                    .iter_mut()
-                    .enumerate()
-                    .for_each(|(i, b)| *b ^= m[i % 4]);
-            }
-            self.buf.drain(..at + len);
-            if opcode == 0x8 {
-                if payload.len() < 2 {
-                    return Ok(None);
-                }
-                let code = u16::from_be_bytes([payload[0], payload[1]]);
-                let reason = String::from_utf8_lossy(&payload[2..]).into_owned();
-                return Ok(Some((code, reason)));
+            match self.read_frame().await? {
+                None => bail!("the connection ended without a close frame"),
+                Some(RawFrame::Close(close)) => return Ok(close),
+                Some(_) => continue,
             }
         }
         bail!("no close frame within {MAX_FRAMES} frames")

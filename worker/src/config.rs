@@ -6,9 +6,36 @@
 //! `wrangler dev --var ROOM_CAPACITY:4`. Unset vars keep the handler's defaults, so no
 //! key name or number is restated here.
 
+use chat_handler::identity::{self, AuthSecret};
 use chat_handler::Config;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::Env;
+
+/// The wrangler secret that signs join tokens (`npx wrangler secret put AUTH_SECRET`,
+/// or `.dev.vars` for `wrangler dev`). Deliberately not a `Config` key: it is never a
+/// `[vars]` entry, and never listed with the settings.
+pub const AUTH_SECRET: &str = "AUTH_SECRET";
+
+/// The join-token secret, if one is set. Invalid (too short) is an error, like any bad
+/// setting; the message never contains the secret.
+pub fn auth_secret(env: &Env) -> Result<Option<AuthSecret>, String> {
+    let Some(text) = var_text(env, AUTH_SECRET)? else {
+        return Ok(None);
+    };
+    AuthSecret::new(&text)
+        .map(Some)
+        .map_err(|e| format!("Invalid configuration: {AUTH_SECRET}: {e}"))
+}
+
+/// The configuration and the secret, checked together (`AUTH_REQUIRED` needs the
+/// secret).
+pub fn load_with_secret(env: &Env) -> Result<(Config, Option<AuthSecret>), String> {
+    let config = load(env)?;
+    let secret = auth_secret(env)?;
+    identity::check_setup(&config, secret.as_ref())
+        .map_err(|e| format!("Invalid configuration: {e}"))?;
+    Ok((config, secret))
+}
 
 /// Reads the configuration from the environment and validates it. The error is a
 /// sentence naming the offending var, meant for the operator (served as a 500).

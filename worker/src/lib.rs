@@ -11,6 +11,7 @@
 //! - anything else → 404 `Not found.`
 
 mod config;
+mod event_log;
 mod random;
 mod room_object;
 mod sql_storage;
@@ -26,8 +27,10 @@ const ROOMS_BINDING: &str = "ROOMS";
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    let config = match config::load(&env) {
-        Ok(c) => c,
+    // The secret is checked here too, so a missing or short one is a 500 with the
+    // reason on every request, as any bad setting is.
+    let config = match config::load_with_secret(&env) {
+        Ok((c, _)) => c,
         Err(e) => {
             worker::console_error!("edge-chat: {e}");
             return text(500, &e);

@@ -20,24 +20,45 @@
 //! Storage failure: if the room cannot be opened, every socket of the object is closed
 //! with [`Close::Internal`] (as the local runner does), rather than left waiting in a room that can
 //! serve no one.
+//!
+//! Opening a room: an upgrade that finds the object with no room in memory and no
+//! socket (a room nobody is in, about to be read from storage or created) is an open.
+//! Opens are limited per client address by the Workers rate-limiting binding
+//! `ROOM_OPENS` (wrangler.toml); a refused one is answered 429 with `Retry-After`
+//! before any storage is touched. Joining a room that is open costs no limiter call.
+//!
+//! Logs never show a private room's id (the room's secret), only [`edge::log_tag`].
 
+use crate::event_log::{self, LogEvents};
 use crate::{config, random, sql_storage::DoSqlStorage};
 use chat_handler::edge;
-use chat_handler::{Action, Audience, Close, Config, ConnId, Frame, Peer, Room, Session};
+use chat_handler::{
+    Action, Audience, Auth, AuthSecret, Close, Config, ConnId, Frame, Peer, Room, ServerFrame,
+    Session,
+};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
 use worker::web_sys;
 use worker::{
-    console_error, console_log, durable_object, Date, Env, Request, Response, Result,
+    console_error, console_log, durable_object, Date, Env, RateLimiter, Request, Response, Result,
     ScheduledTime, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
-/// Printed by the constructor, followed by ` id=<64 hex> name=<room name or ->`. The
+/// Printed by the constructor, followed by ` room=<edge::log_tag>`: a named room's name,
+/// or `private:` and 8 hex digits of a hash for a private one, never its id. The
 /// runtime constructs the object again after evicting it (the sockets stay open), so
 /// under `wrangler dev` a second such line for the same room in stdout is how a test sees
 /// that an eviction really happened. Neither workerd nor wrangler logs evictions itself.
 pub const CONSTRUCTED_LOG: &str = "edge-chat: room constructed";
+
+/// The rate-limiting binding that limits room opens per client address (wrangler.toml
+/// `[[ratelimits]]`). Without it, opens are not limited (and the constructor says so).
+const ROOM_OPENS_BINDING: &str = "ROOM_OPENS";
+
+/// The binding's `period` in wrangler.toml, in seconds: its counters are fixed windows
+/// of this length, so a refused open may succeed again at most this long after.
+const ROOM_OPENS_PERIOD_SECS: u32 = 60;
 
 #[wasm_bindgen]
 extern "C" {
@@ -83,25 +104,46 @@ enum AlarmChange {
 #[durable_object(websocket)]
 pub struct ChatRoom {
     state: State,
-    /// Loaded once per construction. The Worker refuses requests with a bad configuration
-    /// before they get here, so an error is only a safety net.
-    config: std::result::Result<Config, String>,
+    /// Loaded once per construction, with the join-token secret. The Worker refuses
+    /// requests with a bad configuration before they get here, so an error is only a
+    /// safety net.
+    config: std::result::Result<(Config, Option<AuthSecret>), String>,
+    /// The room's id, which a join token's `room` claim must equal: the name for a room
+    /// reached by name (`ctx.id.name`, which workerd gives the object even when an alarm
+    /// or a hibernated socket wakes it), else the 64-hex id of a private room.
+    room_id: String,
     /// `None` until an event needs the room. Borrowed only inside synchronous code: no
     /// handler awaits while holding it.
     live: RefCell<Option<Live>>,
+    /// The room-open limiter, if the binding is configured.
+    opens: Option<RateLimiter>,
 }
 
 impl worker::DurableObject for ChatRoom {
     fn new(state: State, env: Env) -> Self {
-        // The name is known for rooms addressed by name (validated: [A-Za-z0-9._-]),
-        // so a test can match the line to its room; private rooms log only the id.
+        // The name is known for rooms addressed by name, so a test can match the line
+        // to its room. A private room's object id is its secret (`id_from_string`), and
+        // so is the name of one mapped by name: both appear only as a tag.
         let id = state.id();
-        let name = id.name().unwrap_or_else(|| "-".to_owned());
-        console_log!("{CONSTRUCTED_LOG} id={id} name={name}");
+        let name = id.name();
+        let room = match name.clone() {
+            Some(name) => match edge::validate_room(&name) {
+                Ok(room) => edge::log_tag(&room),
+                Err(_) => edge::private_tag(&name),
+            },
+            None => edge::private_tag(&id.to_string()),
+        };
+        console_log!("{CONSTRUCTED_LOG} room={room}");
+        let opens = env.rate_limiter(ROOM_OPENS_BINDING).ok();
+        if opens.is_none() {
+            console_log!("edge-chat: no {ROOM_OPENS_BINDING} binding: room opens are not limited");
+        }
         ChatRoom {
+            room_id: name.unwrap_or_else(|| id.to_string()),
             state,
-            config: config::load(&env),
+            config: config::load_with_secret(&env),
             live: RefCell::new(None),
+            opens,
         }
     }
 
@@ -117,6 +159,9 @@ impl worker::DurableObject for ChatRoom {
             .flatten()
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| "unknown".to_owned());
+        if let Some(refusal) = self.refuse_open(&addr).await {
+            return refusal;
+        }
         let pair = WebSocketPair::new()?;
         let alarm = self.connected(pair.server, addr)?;
         self.update_alarm(alarm).await;
@@ -191,8 +236,12 @@ impl ChatRoom {
                         // A close on a hibernatable socket before this response is
                         // returned never reaches the client (seen in workerd), while a
                         // plainly accepted one delivers it; the socket needs no
-                        // hibernation, and the room does not keep it.
+                        // hibernation, and the room does not keep it. The reason goes
+                        // first as an error frame (`Close::refusal_error`).
                         server.accept()?;
+                        if let Some(kind) = close.refusal_error() {
+                            let _ = server.send_with_str(&*ServerFrame::error(kind).encode());
+                        }
                         close_socket(&server, close);
                         None
                     }
@@ -275,7 +324,7 @@ impl ChatRoom {
         slot: &'a mut Option<Live>,
         event: Option<(&WebSocket, &Session)>,
     ) -> Option<&'a mut Live> {
-        let Ok(config) = self.config.as_ref() else {
+        let Ok((config, _)) = self.config.as_ref() else {
             self.close_all_internal();
             return None;
         };
@@ -292,10 +341,7 @@ impl ChatRoom {
             let epoch = edge::epoch_candidate(random::bytes::<16>());
             match self.open(config.clone(), &epoch, sessions) {
                 Ok(room) => {
-                    console_log!(
-                        "edge-chat: room restored sessions={count} seq={}",
-                        room.last_seq()
-                    );
+                    event_log::restored(count, room.last_seq());
                     *slot = Some(Live {
                         room,
                         sockets,
@@ -348,6 +394,36 @@ impl ChatRoom {
         }
     }
 
+    /// 429 with `Retry-After` if this upgrade opens the room (see the module comment) and
+    /// `addr` has used up its opens; `None` lets it through. A limiter that fails lets
+    /// it through too: refusing everyone because the limiter is down would be worse.
+    async fn refuse_open(&self, addr: &str) -> Option<Result<Response>> {
+        let limiter = self.opens.as_ref()?;
+        let opening = self.live.borrow().is_none() && self.state.get_websockets().is_empty();
+        if !opening {
+            return None;
+        }
+        match limiter.limit(edge::address_key(addr)).await {
+            Ok(outcome) if !outcome.success => {
+                let refusal = edge::TOO_MANY_ROOM_OPENS;
+                let retry_after = ROOM_OPENS_PERIOD_SECS.to_string();
+                Some(
+                    Response::error(refusal.reason, refusal.status).and_then(|mut r| {
+                        r.headers_mut().set("Retry-After", &retry_after)?;
+                        r.headers_mut()
+                            .set("Content-Type", "text/plain; charset=utf-8")?;
+                        Ok(r)
+                    }),
+                )
+            }
+            Ok(_) => None,
+            Err(e) => {
+                console_error!("edge-chat: room-open limiter failed: {e}");
+                None
+            }
+        }
+    }
+
     /// Sets or deletes the object's alarm, if an event requires it. On failure the
     /// room no longer knows its alarm, so the next event tries again.
     async fn update_alarm(&self, change: Option<AlarmChange>) {
@@ -377,7 +453,15 @@ impl ChatRoom {
         sessions: Vec<Session>,
     ) -> std::result::Result<Room<DoSqlStorage>, chat_handler::StorageError> {
         let storage = DoSqlStorage::open(self.state.storage().sql())?;
-        Room::restore(config, storage, epoch_candidate, sessions)
+        let auth = self.config.as_ref().ok().and_then(|(_, secret)| {
+            secret.clone().map(|secret| Auth {
+                secret,
+                room: self.room_id.clone(),
+            })
+        });
+        let mut room = Room::restore(config, storage, epoch_candidate, sessions)?.with_auth(auth);
+        room.set_observer(Box::new(LogEvents));
+        Ok(room)
     }
 }
 
@@ -442,6 +526,8 @@ impl Live {
                         save_attachment(ws, session);
                     }
                 }
+                // Already in the room's audit table; this is the log line.
+                Action::Audit { line } => console_log!("{line}"),
             }
         }
     }
@@ -493,8 +579,9 @@ fn close_internal(ws: &WebSocket) {
 }
 
 /// Closes the socket with the close's code and reason; a failure means it is closing
-/// already.
+/// already. Every close the object orders goes through here, so here it is logged.
 fn close_socket(ws: &WebSocket, close: Close) {
+    event_log::closed(close);
     if let Err(e) = ws.close(Some(close.code()), Some(close.reason())) {
         console_error!("edge-chat: close {close:?} failed: {e}");
     }

@@ -2,8 +2,8 @@
 //! running exactly the handler's schema and statements so both backends share one
 //! definition of the data.
 
-use chat_handler::Bucket;
 use chat_handler::{sql, MIGRATIONS, SCHEMA};
+use chat_handler::{AuditEntry, Bucket, Restriction};
 use chat_handler::{Storage, StorageError, StoredMessage};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -33,6 +33,16 @@ struct EpochRow {
 #[derive(Deserialize)]
 struct VersionRow {
     value: f64,
+}
+
+#[derive(Deserialize)]
+struct SeqRow {
+    seq: u64,
+}
+
+#[derive(Deserialize)]
+struct CountRow {
+    count: f64,
 }
 
 impl DoSqlStorage {
@@ -87,6 +97,11 @@ fn int(v: u64) -> Result<SqlStorageValue, StorageError> {
     Ok(SqlStorageValue::Integer(v as i64))
 }
 
+/// An optional u64: NULL when absent.
+fn opt_int(v: Option<u64>) -> Result<SqlStorageValue, StorageError> {
+    v.map_or(Ok(SqlStorageValue::Null), int)
+}
+
 fn key() -> SqlStorageValue {
     SqlStorageValue::from(ROOM_KEY)
 }
@@ -134,6 +149,33 @@ impl Storage for DoSqlStorage {
         )
     }
 
+    fn before(&mut self, seq: u64, limit: usize) -> Result<Vec<StoredMessage>, StorageError> {
+        let mut rows: Vec<StoredMessage> = self.rows(
+            sql::SELECT_BEFORE,
+            vec![key(), int(seq)?, int(limit as u64)?],
+        )?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    fn find_cid(
+        &mut self,
+        sender: &str,
+        cid: &str,
+        after_seq: u64,
+        since_ms: u64,
+    ) -> Result<Option<StoredMessage>, StorageError> {
+        let params = vec![
+            key(),
+            sender.into(),
+            cid.into(),
+            int(after_seq)?,
+            int(since_ms)?,
+        ];
+        let rows: Vec<StoredMessage> = self.rows(sql::SELECT_BY_CID, params)?;
+        Ok(rows.into_iter().next())
+    }
+
     fn prune_through(&mut self, seq: u64) -> Result<(), StorageError> {
         self.run(sql::PRUNE_THROUGH, vec![key(), int(seq)?])
     }
@@ -159,5 +201,66 @@ impl Storage for DoSqlStorage {
 
     fn prune_buckets(&mut self, before_ms: u64) -> Result<(), StorageError> {
         self.run(sql::PRUNE_BUCKETS, vec![key(), int(before_ms)?])
+    }
+
+    fn delete_message(&mut self, seq: u64, at_seq: u64) -> Result<bool, StorageError> {
+        let rows: Vec<SeqRow> =
+            self.rows(sql::DELETE_MESSAGE, vec![key(), int(seq)?, int(at_seq)?])?;
+        Ok(!rows.is_empty())
+    }
+
+    fn deleted_since(&mut self, seq: u64, limit: usize) -> Result<Vec<u64>, StorageError> {
+        let rows: Vec<SeqRow> = self.rows(
+            sql::SELECT_DELETED_SINCE,
+            vec![key(), int(seq)?, int(limit as u64)?],
+        )?;
+        Ok(rows.into_iter().map(|r| r.seq).collect())
+    }
+
+    fn restriction(&mut self, user: &str) -> Result<Restriction, StorageError> {
+        let rows: Vec<Restriction> =
+            self.rows(sql::SELECT_RESTRICTION, vec![key(), user.into()])?;
+        Ok(rows.into_iter().next().unwrap_or_default())
+    }
+
+    fn set_restriction(&mut self, user: &str, r: &Restriction) -> Result<(), StorageError> {
+        if *r == Restriction::default() {
+            return self.run(sql::DELETE_RESTRICTION, vec![key(), user.into()]);
+        }
+        let params = vec![
+            key(),
+            user.into(),
+            int(r.kicked_until)?,
+            int(r.muted_until)?,
+        ];
+        self.run(sql::UPSERT_RESTRICTION, params)
+    }
+
+    fn prune_restrictions(&mut self, now_ms: u64) -> Result<(), StorageError> {
+        self.run(sql::PRUNE_RESTRICTIONS, vec![key(), int(now_ms)?])
+    }
+
+    fn restricted_users(&mut self) -> Result<u64, StorageError> {
+        let rows: Vec<CountRow> = self.rows(sql::COUNT_RESTRICTIONS, vec![key()])?;
+        Ok(rows.first().map_or(0, |r| r.count as u64))
+    }
+
+    fn append_audit(&mut self, e: &AuditEntry, keep: usize) -> Result<(), StorageError> {
+        let params = vec![
+            key(),
+            int(e.at_ms)?,
+            e.moderator.as_str().into(),
+            e.action.as_str().into(),
+            e.user.as_deref().into(),
+            opt_int(e.seq)?,
+            opt_int(e.secs)?,
+        ];
+        // Both in one synchronous block, which a Durable Object commits together.
+        self.run(sql::INSERT_AUDIT, params)?;
+        self.run(sql::PRUNE_AUDIT, vec![key(), int(keep as u64)?])
+    }
+
+    fn recent_audit(&mut self, n: usize) -> Result<Vec<AuditEntry>, StorageError> {
+        self.rows(sql::SELECT_AUDIT, vec![key(), int(n as u64)?])
     }
 }

@@ -28,6 +28,11 @@ pub(super) enum Delivery {
         conn: ConnId,
         close: Close,
     },
+    /// A moderator action's audit line, logged once its row is as durable as what it
+    /// caused.
+    Audit {
+        line: String,
+    },
 }
 
 impl Delivery {
@@ -45,6 +50,7 @@ impl Delivery {
             // Only the Durable Object persists sessions as they change; here they are
             // serialized when the room hibernates.
             Action::Save { .. } => return None,
+            Action::Audit { line } => Delivery::Audit { line },
         })
     }
 }

@@ -28,8 +28,10 @@ fn rooms_on(
 ) -> (Arc<Rooms>, watch::Sender<bool>) {
     let (tx, rx) = watch::channel(false);
     let rooms = Rooms::new(RoomContext {
+        auth_secret: None,
         config,
         store,
+        metrics: Arc::default(),
         hibernate_after: hibernate,
         idle_exit: Duration::ZERO,
         shutdown: rx,
@@ -45,7 +47,7 @@ async fn join(rooms: &Arc<Rooms>, room: &str, conn: ConnId, bound: usize) -> Cli
         peer: Peer {
             addr: format!("10.0.0.{conn}"),
         },
-        link: ConnLink::new(tx, utx),
+        link: ConnLink::new(tx, utx, Arc::default()),
     };
     let events = rooms.join(room, join).map_err(|_| "refused").unwrap();
     Client {
@@ -301,7 +303,7 @@ async fn shutdown_closes_everyone_as_going_away_and_refuses_joins() {
     let late = Join {
         conn: 9,
         peer: Peer { addr: "x".into() },
-        link: ConnLink::new(tx, utx),
+        link: ConnLink::new(tx, utx, Arc::default()),
     };
     assert!(rooms.join("s", late).is_err());
 }

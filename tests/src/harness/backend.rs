@@ -93,7 +93,10 @@ impl BackendKind {
         let logs = instance.logs();
         let after = logs.wait_for(mark, needle, Duration::from_secs(10)).await?;
         // Exactly that number: `sessions=20` is not `sessions=2`.
-        let restored_with = |l: &str| l.contains(needle) && has_count(l, "sessions", sessions);
+        let restored_with = |l: &str| match self {
+            BackendKind::Local => l.contains(needle) && has_count(l, "sessions", sessions),
+            BackendKind::Wrangler => wrangler::restored_with(l, sessions),
+        };
         if logs.count_since_matching(after - 1, restored_with) == 0 {
             crate::bail!(
                 "the room was restored, but not with sessions={sessions}:\n{}",
@@ -104,12 +107,29 @@ impl BackendKind {
     }
 }
 
-/// What to start: Config overrides (handler keys, e.g. `("room_capacity", "4")`) and
-/// whether idle rooms should hibernate quickly.
+/// What to start: Config overrides (handler keys, e.g. `("room_capacity", "4")`),
+/// whether idle rooms should hibernate quickly, settings of the local runner alone (among
+/// them where it serves `/metrics` and the open-file limit it starts with), and the
+/// join-token secret (signed
+/// identity), which each backend takes its own documented way: the local runner from
+/// `--auth-secret-file`, `wrangler dev` as the secret `AUTH_SECRET` from a dev-vars
+/// file (`--env-file`, the per-instance stand-in for `.dev.vars`).
 #[derive(Debug, Clone, Default)]
 pub struct InstanceSpec {
     pub overrides: Vec<(String, String)>,
     pub hibernate: bool,
+    /// Local runner only: `--ping-interval-secs` (the Durable Object sends no pings).
+    pub ping_interval_secs: Option<u64>,
+    /// Local runner only: the test-only `--test-storage-faults MARKER` hook (storing a
+    /// message containing MARKER fails; so does reading history in a room whose name
+    /// contains it). The Worker has no such hook.
+    pub storage_fault_marker: Option<String>,
+    pub auth_secret: Option<String>,
+    /// Local runner: serve `/metrics` on a port of its own (`--metrics-bind`) rather
+    /// than on the public listener.
+    pub metrics_bind: bool,
+    /// Local runner: start it with this soft `RLIMIT_NOFILE` (it raises its own).
+    pub open_files_soft: Option<u64>,
 }
 
 /// Settings every instance of the suite gets unless its spec says otherwise. The suite
@@ -136,21 +156,36 @@ impl InstanceSpec {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            hibernate: false,
+            ..InstanceSpec::default()
         }
     }
+
+    /// The same, with signed identity on.
+    pub fn with_secret(mut self, secret: &str) -> Self {
+        self.auth_secret = Some(secret.to_owned());
+        self
+    }
 }
+
+/// The file in an instance's data dir that holds its secrets, in `.dev.vars` form
+/// (`KEY=value` lines; empty without a secret).
+pub const DEV_VARS_FILE: &str = "dev.vars";
+/// The file in an instance's data dir that holds the local runner's secret.
+pub const SECRET_FILE: &str = "auth-secret";
 
 struct Running {
     proc: Proc,
     base: String,
+    /// Where `GET /metrics` is served (the local runner's `--metrics-bind`, or `base`).
+    metrics_base: String,
 }
 
 /// One backend process (restartable on the same data dir) and its captured output.
 pub struct Instance {
     kind: BackendKind,
     label: String,
-    spec: InstanceSpec,
+    /// What the next launch runs with (see [`Instance::restart_with`]).
+    spec: Mutex<InstanceSpec>,
     local_bin: PathBuf,
     data_dir: tempfile::TempDir,
     logs: Arc<Logs>,
@@ -169,6 +204,9 @@ impl Instance {
             if let Err(e) = wrangler::available() {
                 bail!("wrangler backend unavailable: {e}");
             }
+            if spec.ping_interval_secs.is_some() || spec.storage_fault_marker.is_some() {
+                bail!("{label}: pings and storage faults are settings of the local runner only");
+            }
         }
         let data_dir = tempfile::Builder::new()
             .prefix("edge-chat-conformance-")
@@ -179,7 +217,7 @@ impl Instance {
         let instance = Instance {
             kind,
             label: label.to_owned(),
-            spec,
+            spec: Mutex::new(spec),
             local_bin,
             data_dir,
             logs: Logs::new(echo),
@@ -214,6 +252,37 @@ impl Instance {
         self.launch().await
     }
 
+    /// Like [`Self::restart`], with another configuration from now on (same data dir).
+    pub async fn restart_with(&self, spec: InstanceSpec) -> Result<()> {
+        self.stop().await;
+        self.logs.push(format!(
+            "--- conformance: restarting {} with {spec:?} ---",
+            self.label
+        ));
+        *self.spec.lock().unwrap_or_else(|e| e.into_inner()) = spec;
+        self.launch().await
+    }
+
+    /// Stops the process, empties its data dir (the local runner's SQLite file, the
+    /// Durable Objects' storage under `--persist-to`) and starts it again: the backend
+    /// has lost every room's storage.
+    pub async fn restart_on_empty_storage(&self) -> Result<()> {
+        self.stop().await;
+        self.logs.push(format!(
+            "--- conformance: restarting {} on an empty data dir ---",
+            self.label
+        ));
+        for entry in std::fs::read_dir(self.data_dir.path())? {
+            let path = entry?.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        self.launch().await
+    }
+
     /// Stops the process gracefully, waiting (bounded) for it to exit.
     pub async fn stop(&self) {
         let Some(mut running) = self.lock().take() else {
@@ -230,6 +299,58 @@ impl Instance {
         drop(running);
     }
 
+    /// The base URL that serves `GET /metrics` (local runner).
+    pub fn metrics_base(&self) -> String {
+        self.lock()
+            .as_ref()
+            .map(|r| r.metrics_base.clone())
+            .unwrap_or_default()
+    }
+
+    /// Kills the process group with SIGKILL (`kill -9`): no shutdown code runs.
+    pub async fn kill(&self) {
+        let running = self.lock().take();
+        if let Some(running) = running {
+            self.logs
+                .push(format!("--- conformance: kill -9 {} ---", self.label));
+            // Proc's Drop is SIGKILL to the group, then reaping the child.
+            tokio::task::spawn_blocking(move || drop(running))
+                .await
+                .ok();
+        }
+    }
+
+    /// Sends SIGTERM and waits (up to `within`) for the process to exit; returns its
+    /// exit status. The process is killed if it is still there after `within`.
+    pub async fn terminate(&self, within: Duration) -> Result<std::process::ExitStatus> {
+        let Some(mut running) = self.lock().take() else {
+            bail!("{} is not running", self.label);
+        };
+        self.logs
+            .push(format!("--- conformance: SIGTERM {} ---", self.label));
+        running.proc.terminate();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = running.proc.status() {
+                return Ok(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("{} did not exit within {within:?} of SIGTERM", self.label);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts the process again on the same data dir (after [`Self::kill`] or
+    /// [`Self::terminate`]), on a new port.
+    pub async fn start_again(&self) -> Result<()> {
+        self.logs.push(format!(
+            "--- conformance: starting {} again ---",
+            self.label
+        ));
+        self.launch().await
+    }
+
     /// Stops the process from outside the runtime (end of the run).
     pub fn shutdown(&self) {
         if let Some(mut running) = self.lock().take() {
@@ -241,20 +362,49 @@ impl Instance {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Writes the secret where the backend's command line points.
+    fn write_secrets(&self) -> Result<()> {
+        let dir = self.data_dir.path();
+        let spec = self.spec.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let secret = spec.auth_secret.as_deref();
+        let dev_vars = secret.map_or(String::new(), |s| format!("AUTH_SECRET={s}\n"));
+        std::fs::write(dir.join(DEV_VARS_FILE), dev_vars)?;
+        if let Some(secret) = secret {
+            std::fs::write(dir.join(SECRET_FILE), format!("{secret}\n"))?;
+        }
+        Ok(())
+    }
+
     async fn launch(&self) -> Result<()> {
+        self.write_secrets()?;
         let port = free_port()?;
+        let spec = self.spec.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut metrics_base = base.clone();
         let cmd = match self.kind {
             BackendKind::Local => {
-                local::command(&self.local_bin, port, self.data_dir.path(), &self.spec)
+                let metrics_port = if spec.metrics_bind {
+                    let p = free_port()?;
+                    metrics_base = format!("http://127.0.0.1:{p}");
+                    Some(p)
+                } else {
+                    None
+                };
+                local::command(
+                    &self.local_bin,
+                    port,
+                    metrics_port,
+                    self.data_dir.path(),
+                    &spec,
+                )
             }
             BackendKind::Wrangler => {
-                wrangler::command(port, free_port()?, self.data_dir.path(), &self.spec)
+                wrangler::command(port, free_port()?, self.data_dir.path(), &spec)
             }
         };
         let label = format!("{} backend ({})", self.kind.name(), self.label);
         self.logs.push(format!("--- conformance: {cmd:?} ---"));
         let mut proc = Proc::spawn(cmd, &label, &self.logs)?;
-        let base = format!("http://127.0.0.1:{port}");
         let timeout = self.kind.startup_timeout();
         let deadline = tokio::time::Instant::now() + timeout;
         // Poll /healthz: bounded by the deadline, and failing at once if the process dies.
@@ -280,7 +430,11 @@ impl Instance {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        *self.lock() = Some(Running { proc, base });
+        *self.lock() = Some(Running {
+            proc,
+            base,
+            metrics_base,
+        });
         Ok(())
     }
 }

@@ -17,7 +17,14 @@ pub const EVICTION_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bounded wait for `/healthz` after start.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
-pub fn command(bin: &Path, port: u16, data_dir: &Path, spec: &InstanceSpec) -> Command {
+/// The runner's command line; `metrics_port` is its `--metrics-bind` port, if any.
+pub fn command(
+    bin: &Path,
+    port: u16,
+    metrics_port: Option<u16>,
+    data_dir: &Path,
+    spec: &InstanceSpec,
+) -> Command {
     let mut cmd = Command::new(bin);
     // The runner reads EDGE_CHAT_* variables as flag defaults; the suite's own
     // environment must not change the configuration under test.
@@ -39,12 +46,77 @@ pub fn command(bin: &Path, port: u16, data_dir: &Path, spec: &InstanceSpec) -> C
                 cmd.arg("--allow-origin").arg(origin);
             }
         } else {
-            cmd.arg(format!("--{}", key.replace('_', "-"))).arg(value);
+            // Attached, as a switch (`--auth-required=true`) requires.
+            cmd.arg(format!("--{}={value}", key.replace('_', "-")));
         }
+    }
+    if spec.auth_secret.is_some() {
+        cmd.arg("--auth-secret-file")
+            .arg(data_dir.join(super::backend::SECRET_FILE));
     }
     if spec.hibernate {
         cmd.arg("--hibernate-after-secs")
             .arg(HIBERNATE_AFTER_SECS.to_string());
     }
+    if let Some(secs) = spec.ping_interval_secs {
+        cmd.arg("--ping-interval-secs").arg(secs.to_string());
+    }
+    if let Some(marker) = &spec.storage_fault_marker {
+        cmd.arg("--test-storage-faults").arg(marker);
+    }
+    if let Some(p) = metrics_port {
+        cmd.arg("--metrics-bind").arg(format!("127.0.0.1:{p}"));
+    }
+    if let Some(soft) = spec.open_files_soft {
+        start_with_open_files(&mut cmd, soft);
+    }
     cmd
+}
+
+/// Makes the child start with a soft `RLIMIT_NOFILE` of `soft` (at most the hard one).
+fn start_with_open_files(cmd: &mut Command, soft: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the child between fork and exec, and only calls getrlimit and
+    // setrlimit, which are async-signal-safe and touch no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            limit.rlim_cur = (soft as libc::rlim_t).min(limit.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (a test that opens a
+/// thousand sockets needs more than the common default of 1024). Returns the soft limit
+/// now in force, and the hard one.
+pub fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    // `rlim_t` is not u64 on every platform.
+    #[allow(clippy::unnecessary_cast)]
+    Ok((limit.rlim_cur as u64, limit.rlim_max as u64))
 }

@@ -31,14 +31,24 @@ pub enum Group {
     /// Default configuration.
     Default,
     /// Rate limit out of the way, small send queue and capacity, retention equal to
-    /// resume_max so the boundary of a resume is also the boundary of pruning.
+    /// resume_max so the boundary of a resume is also the boundary of pruning, and a
+    /// retry window of a few messages.
     Fast,
     /// A tiny rate limit (no refill to speak of) and a small room.
     Strict,
-    /// A short hello deadline and lowered client limits (name, message, frame size),
-    /// which `/api/limits` must advertise. Its own group because the deadline would
-    /// close the unnamed sockets that other groups' scenarios keep open on purpose.
+    /// A short hello deadline and lowered client limits (name, message, frame size,
+    /// history page),
+    /// which `/api/limits` must advertise, and a slow rate-limit refill that a test can
+    /// time. Its own group because the deadline would close the unnamed sockets that
+    /// other groups' scenarios keep open on purpose.
     Tight,
+    /// Signed identity on (the test secret), tokens optional; rate limit out of the way,
+    /// low moderation bounds.
+    Identity,
+    /// Signed identity on and required, with a tiny rate limit (no refill to speak of).
+    Signed,
+    /// A tiny join bucket (no refill to speak of), for join/quit churn.
+    Churn,
 }
 
 /// Limits of the `Fast` group, used by its scenarios to compute expectations.
@@ -48,6 +58,9 @@ pub mod fast {
     pub const RETENTION: u64 = 150;
     pub const RESUME_MAX: u64 = 150;
     pub const ALLOWED_ORIGIN: &str = "http://allowed.example:8080";
+    /// A repeated `cid` is recognised among the last 5 messages only: no time window.
+    pub const CID_WINDOW_MESSAGES: u64 = 5;
+    pub const CID_WINDOW_MS: u64 = 0;
 }
 
 /// Limits of the `Strict` group.
@@ -55,6 +68,23 @@ pub mod strict {
     pub const RATE_BURST: usize = 2;
     pub const RATE_STRIKES: usize = 3;
     pub const ROOM_CAPACITY: usize = 3;
+}
+
+/// Settings of the `Identity` and `Signed` groups.
+pub mod identity {
+    /// The secret both backends verify join tokens with (the suite signs its own).
+    pub const SECRET: &str = "conformance-secret-0123456789abcdefghijklmnop";
+    /// `max_moderation_secs` of the `Identity` group.
+    pub const MAX_MODERATION_SECS: u64 = 3600;
+    /// `max_restricted_users` of the `Identity` group.
+    pub const MAX_RESTRICTED_USERS: usize = 2;
+    /// `rate_burst` of the `Signed` group.
+    pub const SIGNED_RATE_BURST: usize = 3;
+}
+
+/// Limits of the `Churn` group.
+pub mod churn {
+    pub const JOIN_BURST: usize = 3;
 }
 
 /// Limits of the `Tight` group.
@@ -65,6 +95,14 @@ pub mod tight {
     pub const MAX_NAME_CHARS: usize = 12;
     pub const MAX_MESSAGE_CHARS: usize = 200;
     pub const MAX_FRAME_BYTES: usize = 4096;
+    /// The latest a silent socket may be closed after its hello deadline. Generous: it
+    /// tells "closed by its deadline" from "never closed" or "closed by something much
+    /// later", not how punctual timers are on a loaded machine.
+    pub const HELLO_CLOSE_MARGIN_MS: u64 = 4000;
+    pub const RATE_BURST: usize = 10;
+    /// One token per 2 s: long against the delays of a loaded machine, short to wait.
+    pub const RATE_PER_SEC: f64 = 0.5;
+    pub const HISTORY_PAGE_MAX: usize = 20;
 }
 
 impl Group {
@@ -79,6 +117,11 @@ impl Group {
                 ("retention", &fast::RETENTION.to_string()),
                 ("resume_max", &fast::RESUME_MAX.to_string()),
                 ("allow_origins", fast::ALLOWED_ORIGIN),
+                (
+                    "cid_window_messages",
+                    &fast::CID_WINDOW_MESSAGES.to_string(),
+                ),
+                ("cid_window_ms", &fast::CID_WINDOW_MS.to_string()),
             ]),
             Group::Strict => InstanceSpec::with(&[
                 ("rate_burst", &strict::RATE_BURST.to_string()),
@@ -92,6 +135,33 @@ impl Group {
                 ("max_name_chars", &tight::MAX_NAME_CHARS.to_string()),
                 ("max_message_chars", &tight::MAX_MESSAGE_CHARS.to_string()),
                 ("max_frame_bytes", &tight::MAX_FRAME_BYTES.to_string()),
+                ("rate_burst", &tight::RATE_BURST.to_string()),
+                ("rate_per_sec", &tight::RATE_PER_SEC.to_string()),
+                ("history_page_max", &tight::HISTORY_PAGE_MAX.to_string()),
+            ]),
+            Group::Identity => InstanceSpec::with(&[
+                ("rate_burst", "1000000"),
+                ("rate_per_sec", "1000000"),
+                (
+                    "max_moderation_secs",
+                    &identity::MAX_MODERATION_SECS.to_string(),
+                ),
+                (
+                    "max_restricted_users",
+                    &identity::MAX_RESTRICTED_USERS.to_string(),
+                ),
+            ])
+            .with_secret(identity::SECRET),
+            Group::Signed => InstanceSpec::with(&[
+                ("auth_required", "true"),
+                ("rate_burst", &identity::SIGNED_RATE_BURST.to_string()),
+                ("rate_per_sec", "0.001"),
+            ])
+            .with_secret(identity::SECRET),
+            Group::Churn => InstanceSpec::with(&[
+                ("join_burst", &churn::JOIN_BURST.to_string()),
+                // One token per 1000 s: nothing refills during a test.
+                ("join_per_sec", "0.001"),
             ]),
         }
     }
@@ -120,6 +190,9 @@ impl Group {
             Group::Fast => "fast",
             Group::Strict => "strict",
             Group::Tight => "tight",
+            Group::Identity => "identity",
+            Group::Signed => "signed",
+            Group::Churn => "churn",
         }
     }
 }
@@ -374,6 +447,9 @@ mod tests {
             Group::Fast,
             Group::Strict,
             Group::Tight,
+            Group::Identity,
+            Group::Signed,
+            Group::Churn,
         ] {
             if let Err(e) = group.config() {
                 panic!("{e}");

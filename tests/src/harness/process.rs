@@ -54,6 +54,12 @@ impl Logs {
         lines[lines.len().saturating_sub(n)..].to_vec()
     }
 
+    /// The lines from position `from` on.
+    pub fn since(&self, from: usize) -> Vec<String> {
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines.iter().skip(from).cloned().collect()
+    }
+
     /// Lines from position `from` on that contain `needle`.
     pub fn count_since(&self, from: usize, needle: &str) -> usize {
         self.count_since_matching(from, |l| l.contains(needle))
@@ -166,6 +172,11 @@ impl Proc {
             Ok(None) => None,
             Err(e) => Some(format!("unknown ({e})")),
         }
+    }
+
+    /// The exit status, once the process has exited.
+    pub fn status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Sends SIGTERM to the whole group (an orderly stop).

@@ -7,9 +7,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// Line the Durable Object logs when the first event after a construction rebuilds the
-/// room from socket attachments plus SQLite, i.e. after an eviction.
-pub const RESTORED_LOG: &str = "edge-chat: room restored";
+/// Start of the JSON line the Durable Object logs when the first event after a
+/// construction rebuilds the room with open sockets, i.e. after an eviction:
+/// `{"event":"restore","sessions":N,"seq":M}` (docs/PROTOCOL.md, "Observability").
+pub const RESTORED_LOG: &str = r#"{"event":"restore""#;
+
+/// Whether `line` is the Durable Object's restore line with exactly `sessions` sessions.
+pub fn restored_with(line: &str, sessions: usize) -> bool {
+    let Some(at) = line.find(RESTORED_LOG) else {
+        return false;
+    };
+    serde_json::from_str::<serde_json::Value>(&line[at..])
+        .is_ok_and(|v| v["sessions"].as_u64() == Some(sessions as u64))
+}
 /// wrangler needs a few seconds, more on a busy machine.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// workerd evicts a Durable Object after 10 s without events (measured here: 9.8 s idle
@@ -88,7 +98,12 @@ pub fn command(port: u16, inspector_port: u16, data_dir: &Path, spec: &InstanceS
         .arg("--inspector-port")
         .arg(inspector_port.to_string())
         .arg("--persist-to")
-        .arg(data_dir);
+        .arg(data_dir)
+        // Secrets as `.dev.vars` gives them (the secret `AUTH_SECRET`, never a var),
+        // from a file of this instance's own: with `--env-file`, wrangler reads no
+        // `.dev.vars` of the repository, which would change what is under test.
+        .arg("--env-file")
+        .arg(data_dir.join(super::backend::DEV_VARS_FILE));
     for (key, value) in &spec.settings() {
         cmd.arg("--var")
             .arg(format!("{}:{}", key.to_ascii_uppercase(), value));

@@ -10,11 +10,13 @@ use crate::http;
 use crate::{ensure, ensure_eq, Result};
 use serde_json::{json, Value};
 
-/// The three limits `/api/limits` advertises.
+/// The limits `/api/limits` advertises that a chat client checks (the fourth,
+/// `max_moderation_secs`, is checked as a literal).
 struct Limits {
     max_name_chars: usize,
     max_message_chars: usize,
     max_frame_bytes: usize,
+    history_page_max: usize,
 }
 
 /// Default group: the defaults docs/PROTOCOL.md states (32 chars, 1000 chars, 64 KiB).
@@ -23,6 +25,7 @@ pub async fn advertised_limits_are_the_defaults_and_enforced(ctx: Ctx) -> Result
         max_name_chars: 32,
         max_message_chars: 1000,
         max_frame_bytes: 65536,
+        history_page_max: 100,
     };
     advertised_and_enforced(ctx, defaults).await
 }
@@ -33,6 +36,7 @@ pub async fn advertised_limits_follow_overrides_and_are_enforced(ctx: Ctx) -> Re
         max_name_chars: tight::MAX_NAME_CHARS,
         max_message_chars: tight::MAX_MESSAGE_CHARS,
         max_frame_bytes: tight::MAX_FRAME_BYTES,
+        history_page_max: tight::HISTORY_PAGE_MAX,
     };
     advertised_and_enforced(ctx, overridden).await
 }
@@ -54,6 +58,10 @@ async fn advertised_and_enforced(ctx: Ctx, limits: Limits) -> Result<()> {
         "max_name_chars": limits.max_name_chars,
         "max_message_chars": limits.max_message_chars,
         "max_frame_bytes": limits.max_frame_bytes,
+        // Neither group overrides it; the Identity group's moderation scenarios check
+        // that it is enforced.
+        "max_moderation_secs": 604800,
+        "history_page_max": limits.history_page_max,
     });
     ensure_eq!(got, expected, "GET {path} body");
 
@@ -77,6 +85,23 @@ async fn advertised_and_enforced(ctx: Ctx, limits: Limits) -> Result<()> {
     );
     a.say(&"m".repeat(limits.max_message_chars + 1)).await?;
     a.expect_error("Message is too long.").await?;
+
+    // A history page of history_page_max is served, one more is refused (v2 only).
+    let mut v2 = Client::connect(&base, &room, "v2 pager").await?;
+    v2.hello_v2("pager").await?;
+    a.recv().await?; // the pager's joined
+    v2.ask_history(json!({ "limit": limits.history_page_max }))
+        .await?;
+    let page = v2.recv_page().await?;
+    ensure_eq!(page.history, vec![m], "a page of history_page_max");
+    v2.ask_history(json!({ "limit": limits.history_page_max + 1 }))
+        .await?;
+    v2.expect_error(
+        r#"History "limit" must be a whole number from 1 to history_page_max (see GET /api/limits)."#,
+    )
+    .await?;
+    v2.close().await?;
+    a.recv().await?; // the pager's quit
 
     // A frame of exactly max_frame_bytes is read (its message may be too long); one
     // byte more closes the socket with 1009.

@@ -1,10 +1,12 @@
 //! Frames after the hello: refused ones get an error and the socket stays open;
 //! an oversized one closes it with 1009.
 
+use super::routes::ws_path;
 use super::{ensure_next, join, SILENCE};
 use crate::client::{Client, Frame, Msg};
-use crate::harness::Ctx;
-use crate::{ensure_eq, Result};
+use crate::harness::{tight, Ctx};
+use crate::wire::{self, RawFrame, RawSocket};
+use crate::{bail, ensure, ensure_eq, Result};
 use serde_json::json;
 
 /// Every kind of refused chat frame, each answered with its error while nothing is
@@ -194,5 +196,80 @@ pub async fn oversized_message_closes_1009(ctx: Ctx) -> Result<()> {
     );
     ensure_eq!(m.seq, 1, "only carol's message was stored");
     c.close().await?;
+    observer.close().await
+}
+
+/// Sends `text` as one message in fragments of at most `size` bytes: a text frame,
+/// then continuation frames, the last with FIN.
+async fn send_fragmented(raw: &mut RawSocket, text: &str, size: usize) -> Result<usize> {
+    let chunks: Vec<&[u8]> = text.as_bytes().chunks(size).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let opcode = if i == 0 { 0x1 } else { 0x0 };
+        raw.send_fragment(opcode, i + 1 == chunks.len(), chunk)
+            .await?;
+    }
+    Ok(chunks.len())
+}
+
+/// The next text frame of a raw socket, decoded (pings are skipped).
+async fn raw_frame(raw: &mut RawSocket) -> Result<Frame> {
+    loop {
+        match raw.read_frame().await? {
+            Some(RawFrame::Text(t)) => return Frame::parse(&t),
+            Some(RawFrame::Ping | RawFrame::Pong) => continue,
+            other => bail!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// Tight group (max_frame_bytes 4096): the cap applies to a message, not to a frame. A
+/// message split into continuation frames, each far under the cap, closes the socket
+/// with 1009 once their total exceeds it; one whose fragments add up to less is
+/// reassembled and broadcast.
+pub async fn fragmented_message_over_the_cap_closes_1009(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let room = ctx.room("fragments");
+    let (mut observer, _) = join(&base, &room, "observer").await?;
+    let (handshake, raw) = wire::upgrade(&base, &ws_path(&room), &[]).await?;
+    let Some(mut raw) = raw else {
+        bail!("the upgrade was answered {}", handshake.status);
+    };
+    raw.send_frame(0x1, false, br#"{"name":"fragments"}"#)
+        .await?;
+    loop {
+        if let Frame::Ready(_) = raw_frame(&mut raw).await? {
+            break;
+        }
+    }
+    observer
+        .expect_frame(Frame::Joined("fragments".into()))
+        .await?;
+
+    let small = json!({ "message": "s".repeat(150) }).to_string();
+    let n = send_fragmented(&mut raw, &small, 64).await?;
+    ensure!(n >= 3, "{n} fragments");
+    let m = match raw_frame(&mut raw).await? {
+        Frame::Message(m) => m,
+        other => bail!("a message in {n} fragments: expected it back, got {other:?}"),
+    };
+    ensure_eq!(m.message, "s".repeat(150), "the reassembled message");
+    ensure_eq!(observer.recv_message().await?, m, "the observer gets it");
+
+    // 8 fragments of 600 bytes: each a seventh of the cap, 4800 bytes in all.
+    let big = json!({ "message": "b".repeat(4800 - r#"{"message":""}"#.len()) }).to_string();
+    ensure!(
+        big.len() > tight::MAX_FRAME_BYTES,
+        "the test message must exceed the cap"
+    );
+    send_fragmented(&mut raw, &big, 600).await?;
+    ensure_eq!(
+        raw.read_close().await?,
+        Some((1009, "Message too big".to_string())),
+        "close after fragments adding up to more than max_frame_bytes"
+    );
+    observer
+        .expect_frame(Frame::Quit("fragments".into()))
+        .await?;
+    observer.expect_silence(SILENCE).await?;
     observer.close().await
 }

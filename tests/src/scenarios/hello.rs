@@ -128,9 +128,10 @@ pub async fn valid_hellos_join_trimmed_or_anonymous(ctx: Ctx) -> Result<()> {
 /// Tight group (hello_timeout_ms 1000): a socket that sends no hello within the deadline
 /// gets `{"error"}` and close 1008 "Hello timeout", whether it is alone in its room or
 /// next to others, and each by its own deadline (the second silent socket opens half a
-/// deadline after the first, so one timer or alarm for both is not enough). A session
-/// that sent its hello at once stays, well past its own deadline, and hears nothing of
-/// the sockets that never joined.
+/// deadline after the first, so one timer or alarm for both is not enough): not before
+/// half of it, and no later than the deadline plus a generous margin
+/// (`tight::HELLO_CLOSE_MARGIN_MS`). A session that sent its hello at once stays, well
+/// past its own deadline, and hears nothing of the sockets that never joined.
 pub async fn hello_timeout_closes_1008(ctx: Ctx) -> Result<()> {
     let deadline = Duration::from_millis(tight::HELLO_TIMEOUT_MS);
     let base = ctx.base();
@@ -165,11 +166,21 @@ pub async fn hello_timeout_closes_1008(ctx: Ctx) -> Result<()> {
                 no_hello
             ),
         }
-        // Only a generous lower bound: not at once, i.e. the deadline is counted in ms.
+        // Generous bounds: not at once (the deadline is counted in ms), and not long
+        // after the deadline. The sockets are read one after the other, so `waited` is
+        // when the error was read, at or after its arrival.
         let waited = opened.elapsed();
         ensure!(
             waited >= deadline / 2,
             "{}: closed for a late hello after only {waited:?} (hello_timeout_ms {})",
+            c.label,
+            tight::HELLO_TIMEOUT_MS
+        );
+        let latest = deadline + Duration::from_millis(tight::HELLO_CLOSE_MARGIN_MS);
+        ensure!(
+            waited <= latest,
+            "{}: closed for a late hello only after {waited:?} (hello_timeout_ms {}, \
+             allowed up to {latest:?})",
             c.label,
             tight::HELLO_TIMEOUT_MS
         );

@@ -1,9 +1,9 @@
 //! History on join, and resume (Fast group: rate limit out of the way, retention and
-//! resume_max both 150).
+//! resume_max both 150; and an instance of its own, restarted with other limits).
 
 use super::{join, send_many};
 use crate::client::{Client, Join, Msg};
-use crate::harness::{fast, Ctx};
+use crate::harness::{fast, Ctx, InstanceSpec};
 use crate::{ensure, ensure_eq, Result};
 use serde_json::{json, Value};
 
@@ -148,4 +148,48 @@ pub async fn resume_recovers_up_to_resume_max_and_no_further(ctx: Ctx) -> Result
     let j = resume_join(&base, &room, "plain", json!({})).await?;
     ensure_not_recovered(&j, last_100, &epoch, "no resume")?;
     a.close().await
+}
+
+/// A resume whose gap is within resume_max is still refused when part of the gap was
+/// pruned: the resume is never partial.
+///
+/// With one configuration this cannot happen: resume_max ≤ retention (the backends
+/// refuse anything else), and pruning keeps the last `retention` messages, so a gap of
+/// at most resume_max is always retained. It happens when retention was smaller when
+/// the messages were stored: here the room is filled under retention 10, then the
+/// backend restarts on the same storage with retention and resume_max 100. A gap of 11
+/// is then within resume_max, but its first message is gone.
+pub async fn resume_is_refused_when_missed_messages_were_pruned(ctx: Ctx) -> Result<()> {
+    let spec = |limit: &str| {
+        InstanceSpec::with(&[
+            ("rate_burst", "1000000"),
+            ("rate_per_sec", "1000000"),
+            ("retention", limit),
+            ("resume_max", limit),
+            ("backlog", limit),
+        ])
+    };
+    let instance = ctx.start_own("pruned-resume", spec("10")).await?;
+    let base = instance.base_url();
+    let room = ctx.room("pruned");
+    let (mut a, ja) = join(&base, &room, "alice").await?;
+    let epoch = ja.ready.epoch.clone();
+    // Seqs 1..=30; retention 10 keeps 21..=30.
+    let sent = send_many(&mut a, 30, "pruned").await?;
+    a.close().await?;
+
+    instance.restart_with(spec("100")).await?;
+    let base = instance.base_url();
+    let retained = &sent[20..];
+    // The edge of what is retained: all 10 missing messages are there.
+    let j = resume_join(&base, &room, "edge", json!({"epoch": epoch, "seq": 20})).await?;
+    ensure_recovered(&j, retained, &epoch, "resume of the 10 retained messages")?;
+    ensure_eq!(j.ready.seq, 30, "ready.seq after the restart");
+    // One more is within resume_max (100) but seq 20 was pruned.
+    let j = resume_join(&base, &room, "one more", json!({"epoch": epoch, "seq": 19})).await?;
+    ensure_not_recovered(&j, retained, &epoch, "resume of 11, one of them pruned")?;
+    ensure_eq!(j.ready.seq, 30, "ready.seq on a refused resume");
+    let j = resume_join(&base, &room, "from zero", json!({"epoch": epoch, "seq": 0})).await?;
+    ensure_not_recovered(&j, retained, &epoch, "resume of 30, 20 of them pruned")?;
+    Ok(())
 }

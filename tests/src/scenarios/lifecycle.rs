@@ -1,7 +1,8 @@
-//! Scenarios with instances of their own: a restart on the same data dir, and
-//! hibernation (the room evicted from memory while its sockets stay open).
+//! Scenarios with instances of their own: a restart on the same data dir or on an
+//! empty one, and hibernation (the room evicted from memory while its sockets stay
+//! open).
 
-use super::{ensure_next, join, send_many, SILENCE};
+use super::{ensure_next, join, join_from, send_many, OTHER_ADDRESS, SILENCE};
 use crate::client::{Client, Event, Frame};
 use crate::harness::{Ctx, InstanceSpec};
 use crate::{bail, ensure, ensure_eq, Result};
@@ -24,17 +25,7 @@ pub async fn restart_keeps_history(ctx: Ctx) -> Result<()> {
 
     instance.restart().await?;
     // The old connection ends (close frame or not) when its server goes away.
-    let mut ended = false;
-    for _ in 0..100 {
-        match a.next_event().await? {
-            Event::Close(_) | Event::Ended(_) => {
-                ended = true;
-                break;
-            }
-            Event::Frame(_) | Event::Binary(_) => continue,
-        }
-    }
-    ensure!(ended, "the connection outlived its server");
+    ended(&mut a).await?;
 
     let base = instance.base_url();
     let mut b = Client::connect(&base, &room, "bob").await?;
@@ -66,6 +57,118 @@ pub async fn restart_keeps_history(ctx: Ctx) -> Result<()> {
     ensure_eq!(jc.backlog, all, "full history after the restart");
     c.close().await?;
     b.close().await
+}
+
+/// Waits (bounded) until a connection whose server went away has ended, whether with a
+/// close frame or not.
+async fn ended(c: &mut Client) -> Result<()> {
+    for _ in 0..100 {
+        match c.next_event().await? {
+            Event::Close(_) | Event::Ended(_) => return Ok(()),
+            Event::Frame(_) | Event::Binary(_) => continue,
+        }
+    }
+    bail!("{}: the connection outlived its server", c.label)
+}
+
+/// A backend that lost a room's storage (restarted on an empty data dir) gives the
+/// room a new epoch, and seqs start again at 1. A client resuming with the old epoch
+/// gets `recovered: false` and the new epoch, which is how it learns that seqs
+/// restarted.
+pub async fn lost_storage_starts_a_new_epoch(ctx: Ctx) -> Result<()> {
+    let instance = ctx.start_own("lost-storage", no_rate_limit()).await?;
+    let base = instance.base_url();
+    let room = ctx.room("lost");
+    let (mut a, ja) = join(&base, &room, "alice").await?;
+    let old_epoch = ja.ready.epoch.clone();
+    send_many(&mut a, 3, "before the loss").await?;
+
+    instance.restart_on_empty_storage().await?;
+    ended(&mut a).await?;
+
+    let base = instance.base_url();
+    let mut b = Client::connect(&base, &room, "alice again").await?;
+    let jb = b
+        .hello_with(
+            &json!({"name": "alice", "resume": {"epoch": old_epoch, "seq": 3}}),
+            "alice",
+        )
+        .await?;
+    ensure!(
+        !jb.ready.recovered,
+        "a resume into a room that lost its storage must not recover"
+    );
+    ensure!(
+        jb.ready.epoch != old_epoch,
+        "the room kept its epoch {old_epoch} though its storage was lost"
+    );
+    ensure_eq!(jb.ready.seq, 0, "latest seq of the emptied room");
+    ensure!(jb.backlog.is_empty(), "backlog: {:?}", jb.backlog);
+    b.say("first again").await?;
+    let m = b.recv_message().await?;
+    ensure_eq!(m.seq, 1, "seqs start again at 1");
+
+    // The new epoch is the room's from now on: resuming with it recovers.
+    let mut c = Client::connect(&base, &room, "carol").await?;
+    let jc = c
+        .hello_with(
+            &json!({"name": "carol", "resume": {"epoch": jb.ready.epoch, "seq": 0}}),
+            "carol",
+        )
+        .await?;
+    ensure!(jc.ready.recovered, "a resume with the new epoch recovers");
+    ensure_eq!(jc.backlog, vec![m], "resumed messages");
+    c.close().await?;
+    b.close().await
+}
+
+/// A drained rate-limit bucket survives hibernation: once the idle room has been
+/// evicted and rebuilt, the client's next message is still refused, while a client
+/// from another address is served.
+pub async fn rate_limit_bucket_survives_hibernation(ctx: Ctx) -> Result<()> {
+    const BURST: usize = 2;
+    let backend = ctx.backend();
+    let spec = InstanceSpec {
+        hibernate: true,
+        // One token per 1000 s: nothing refills during the test.
+        ..InstanceSpec::with(&[
+            ("rate_burst", &BURST.to_string()),
+            ("rate_per_sec", "0.001"),
+        ])
+    };
+    let instance = ctx.start_own("hibernation-rate", spec).await?;
+    let base = instance.base_url();
+    let room = ctx.room("hibernate-rate");
+    let (mut a, _) = join(&base, &room, "alice").await?;
+    let mut sent = Vec::new();
+    for i in 0..BURST {
+        a.say(&format!("burst {i}")).await?;
+        sent.push(a.recv_message().await?);
+    }
+    a.say("one too many").await?;
+    a.expect_error("Rate limited; slow down.").await?;
+
+    let mark = instance.logs().mark();
+    backend.await_eviction(&instance, mark).await?;
+    let mark = instance.logs().mark();
+
+    a.say("after the eviction").await?;
+    a.expect_error("Rate limited; slow down.").await?;
+    backend.confirm_restored(&instance, mark, 1).await?;
+
+    // The room itself serves: another address has its own, full bucket.
+    let (mut b, jb) = join_from(&base, &room, "bob", OTHER_ADDRESS).await?;
+    ensure_eq!(jb.roster, vec!["alice".to_string()], "bob's roster");
+    ensure_eq!(jb.backlog, sent, "history after the eviction");
+    a.expect_frame(Frame::Joined("bob".into())).await?;
+    b.say("from elsewhere").await?;
+    let m = b.recv_message().await?;
+    ensure_eq!(m.seq, BURST as u64 + 1, "seq of bob's message");
+    ensure_eq!(a.recv_message().await?, m, "alice gets bob's message");
+    a.say("still refused").await?;
+    a.expect_error("Rate limited; slow down.").await?;
+    b.close().await?;
+    a.close().await
 }
 
 /// An idle room with open sockets is evicted and rebuilt: seqs continue, the roster

@@ -1,21 +1,31 @@
 //! The scenarios. Each runs on every selected backend it applies to (its `backends`);
 //! each uses rooms of its own. A scenario's name is its function's name.
 
+mod abuse;
 mod api_limits;
 mod chat;
 mod errors;
+mod faults;
 mod hello;
 mod history;
+mod identity;
 mod lifecycle;
 mod limits;
+mod liveness;
+mod moderation;
+mod observability;
 mod origin;
+mod paging;
+mod retry;
 mod routes;
 mod slow;
+mod storage;
 
-use crate::client::{Client, Join, Msg};
+use crate::client::{Client, Join, Msg, Options};
 use crate::harness::{BackendKind, Ctx, Group};
 use crate::{bail, ensure, Result};
 use std::future::Future;
+use std::net::Ipv4Addr;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -62,8 +72,63 @@ macro_rules! scenario {
 pub fn all() -> Vec<Scenario> {
     use BackendKind::{Local, Wrangler};
     vec![
+        scenario!(Own, faults::seq_continues_across_evictions_under_traffic),
         scenario!(Own, lifecycle::hibernation_keeps_the_room),
+        scenario!(Own, lifecycle::rate_limit_bucket_survives_hibernation),
         scenario!(Own, lifecycle::restart_keeps_history),
+        scenario!(Own, lifecycle::lost_storage_starts_a_new_epoch),
+        scenario!(
+            Own,
+            history::resume_is_refused_when_missed_messages_were_pruned
+        ),
+        // The Durable Object sends no pings: the runtime keeps its sockets alive.
+        scenario!(
+            Own,
+            liveness::unanswered_pings_close_1001_ping_timeout,
+            only = &[Local]
+        ),
+        // Storage fails on purpose only through the local runner's test-only hook; the
+        // Worker has none.
+        scenario!(
+            Own,
+            storage::unstored_message_gets_error_and_is_not_sent,
+            only = &[Local]
+        ),
+        scenario!(
+            Own,
+            storage::unreadable_history_at_join_closes_1011,
+            only = &[Local]
+        ),
+        scenario!(Own, moderation::kicks_mutes_and_deletions_survive_a_restart),
+        scenario!(Own, moderation::identity_and_mutes_survive_hibernation),
+        scenario!(
+            Own,
+            observability::closes_rejections_and_resumes_are_counted
+        ),
+        // The fault tests below stop, kill and flood the runner's own process, and read
+        // its /metrics; a Durable Object's process is workerd's.
+        scenario!(
+            Own,
+            faults::disconnect_storm_leaves_nothing_behind,
+            only = &[Local]
+        ),
+        scenario!(
+            Own,
+            faults::kill_9_loses_no_message_a_client_saw,
+            only = &[Local]
+        ),
+        scenario!(
+            Own,
+            faults::sigterm_closes_every_socket_1001_and_exits_0,
+            only = &[Local]
+        ),
+        // /metrics is the runner's; the Worker reports through log lines.
+        scenario!(
+            Own,
+            observability::metrics_follow_connections_rooms_and_messages,
+            only = &[Local]
+        ),
+        scenario!(Own, retry::a_cid_survives_an_eviction_and_a_restart),
         // Only the local runner sees a client's send queue; workerd buffers without
         // bound and tells a Durable Object nothing.
         scenario!(Fast, slow::slow_consumer_is_closed_1013, only = &[Local]),
@@ -71,6 +136,11 @@ pub fn all() -> Vec<Scenario> {
             Fast,
             slow::slow_consumer_is_buffered_not_closed,
             only = &[Wrangler]
+        ),
+        scenario!(
+            Default,
+            observability::metrics_are_served_on_the_public_listener,
+            only = &[Local]
         ),
         scenario!(Default, chat::chat_reaches_everyone),
         scenario!(Default, chat::rooms_are_isolated),
@@ -95,6 +165,10 @@ pub fn all() -> Vec<Scenario> {
         scenario!(Default, routes::wrong_method_is_405_with_allow),
         scenario!(Default, routes::private_room_ids_are_minted_and_joinable),
         scenario!(Default, routes::unknown_path_is_404_not_found),
+        scenario!(
+            Default,
+            routes::valid_room_names_at_the_limits_join_and_chat
+        ),
         // Under `wrangler dev` the proxies in front of the Worker negotiate
         // permessage-deflate themselves; the local runner never does.
         scenario!(
@@ -120,15 +194,76 @@ pub fn all() -> Vec<Scenario> {
             history::resume_recovers_up_to_resume_max_and_no_further
         ),
         scenario!(Fast, slow::join_burst_does_not_count_as_slow_consumer),
+        scenario!(
+            Fast,
+            retry::a_repeated_cid_is_stored_once_and_only_its_sender_hears_it_again
+        ),
+        scenario!(Default, retry::a_cid_of_the_wrong_shape_is_refused),
+        scenario!(Fast, retry::a_cid_is_forgotten_beyond_the_window),
+        scenario!(
+            Fast,
+            paging::history_pages_walk_back_to_the_oldest_retained_message
+        ),
+        scenario!(Fast, paging::history_limit_bounds_are_enforced),
+        scenario!(
+            Default,
+            paging::a_v1_session_asking_for_history_gets_an_error
+        ),
+        scenario!(Strict, paging::a_history_request_costs_one_token),
         scenario!(Fast, origin::allowlisted_origin_is_accepted),
         scenario!(Tight, hello::hello_timeout_closes_1008),
+        scenario!(Tight, errors::fragmented_message_over_the_cap_closes_1009),
+        scenario!(
+            Tight,
+            limits::drained_bucket_refills_one_message_per_interval
+        ),
         scenario!(
             Tight,
             api_limits::advertised_limits_follow_overrides_and_are_enforced
         ),
         scenario!(Strict, limits::flooding_closes_1008),
         scenario!(Strict, limits::rate_limit_is_shared_per_address_and_kept),
+        scenario!(Strict, limits::rate_limit_buckets_are_separate_per_address),
         scenario!(Strict, limits::room_full_closes_1013),
+        scenario!(Identity, identity::a_valid_token_makes_a_verified_session),
+        scenario!(Identity, identity::bad_tokens_are_refused_with_1008),
+        scenario!(Identity, identity::a_token_for_a_room_is_valid_there_only),
+        scenario!(
+            Identity,
+            moderation::a_moderator_deletes_a_message_for_everyone
+        ),
+        scenario!(Identity, moderation::a_moderator_kicks_a_user),
+        scenario!(Identity, moderation::a_moderator_mutes_a_user),
+        scenario!(
+            Identity,
+            moderation::non_moderators_are_refused_and_stay_open
+        ),
+        scenario!(Identity, moderation::moderation_bounds_answer_with_errors),
+        scenario!(
+            Signed,
+            identity::a_room_requiring_tokens_refuses_a_hello_without_one
+        ),
+        scenario!(
+            Signed,
+            moderation::a_refused_moderator_frame_costs_a_rate_limit_token
+        ),
+        scenario!(
+            Default,
+            abuse::twenty_first_socket_from_one_address_is_refused_1013
+        ),
+        scenario!(
+            Churn,
+            abuse::join_quit_churn_costs_members_at_most_the_join_burst
+        ),
+        scenario!(Default, abuse::invisible_names_are_refused_1008),
+        scenario!(Default, abuse::private_room_ids_stay_out_of_the_logs),
+        // Room opens on the local runner are limited by the runner itself (its own
+        // scenario); on Cloudflare by the Workers rate-limiting binding.
+        scenario!(
+            Default,
+            abuse::opening_rooms_too_fast_is_refused_429,
+            only = &[Wrangler]
+        ),
     ]
 }
 
@@ -155,6 +290,21 @@ pub fn ensure_plausible_timestamp(ts: u64) -> Result<()> {
 /// Connects and joins as `name`.
 pub async fn join(base: &str, room: &str, name: &str) -> Result<(Client, Join)> {
     let mut c = Client::connect(base, room, name).await?;
+    let j = c.hello(name).await?;
+    Ok((c, j))
+}
+
+/// The second client address of this machine: the suite's sockets come from 127.0.0.1
+/// unless they bind to this one (on Linux the loopback net is all of 127.0.0.0/8).
+pub const OTHER_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// Connects from source address `ip` and joins as `name`.
+pub async fn join_from(base: &str, room: &str, name: &str, ip: Ipv4Addr) -> Result<(Client, Join)> {
+    let options = Options {
+        local_ip: Some(ip),
+        ..Options::default()
+    };
+    let mut c = Client::connect_with(base, room, name, &options).await?;
     let j = c.hello(name).await?;
     Ok((c, j))
 }

@@ -430,3 +430,44 @@ pub async fn private_room_ids_are_minted_and_joinable(ctx: Ctx) -> Result<()> {
     b.close().await?;
     a.close().await
 }
+
+/// Room names at the edges of the rule, each its own room where chat works: `.` and `_`
+/// (alone, leading, in a run of three dots, which is no dot-segment), exactly 32
+/// characters, and a 64-hex private id that the server never minted.
+pub async fn valid_room_names_at_the_limits_join_and_chat(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    // Unique in this run; the fixed names are used by no other scenario.
+    let unique = ctx.room("names");
+    let thirty_two = format!("{unique}_.{}", "z".repeat(32 - unique.len() - 2));
+    ensure_eq!(thirty_two.chars().count(), 32, "test name length");
+    let n = unique.rsplit('-').next().unwrap_or_default();
+    let unminted = format!("{:0>64}", format!("e5c0{n}"));
+    ensure!(is_private_id(&unminted), "test id {unminted:?}");
+    let names = [
+        "_".to_string(),
+        "...".to_string(),
+        ".hidden".to_string(),
+        "a.b_c-D9".to_string(),
+        thirty_two,
+        unminted,
+    ];
+    for room in &names {
+        let (mut a, ja) = join(&base, room, "alice").await?;
+        ensure_eq!(ja.ready.seq, 0, "room {room:?} is new and its own");
+        let (mut b, jb) = join(&base, room, "bob").await?;
+        ensure_eq!(jb.roster, vec!["alice".to_string()], "roster of {room:?}");
+        a.expect_frame(Frame::Joined("bob".into())).await?;
+        a.say(&format!("hello in {room}")).await?;
+        let m = a.recv_message().await?;
+        ensure_eq!(m.seq, 1, "first seq in {room:?}");
+        ensure_eq!(
+            b.recv_message().await?,
+            m,
+            "bob gets the message in {room:?}"
+        );
+        b.close().await?;
+        a.expect_frame(Frame::Quit("bob".into())).await?;
+        a.close().await?;
+    }
+    Ok(())
+}

@@ -6,6 +6,7 @@
 use super::{ensure_next, join, send_many};
 use crate::client::{Client, Event, Frame, Msg, Options};
 use crate::harness::{fast, Ctx};
+use crate::observed::MetricsPage;
 use crate::{bail, ensure, ensure_eq, Result};
 use serde_json::json;
 use std::time::Duration;
@@ -27,8 +28,12 @@ const BUFFERED_MESSAGES: usize = 3_000;
 /// a third client joins and then never reads. Messages of ~900 chars go out until the
 /// room announces the slow client's quit; the sender and the reader must have every
 /// message in order, and the slow client, read afterwards, a gap-free prefix of them
-/// ending with close 1013 "Slow consumer".
+/// ending with close 1013 "Slow consumer". The runner's `/metrics` counts the close.
 pub async fn slow_consumer_is_closed_1013(ctx: Ctx) -> Result<()> {
+    const SLOW_CLOSES: &str = r#"edge_chat_closes_total{code="1013",reason="slow_consumer"}"#;
+    // The instance is shared, so other scenarios' closes may add to the count too, but
+    // never take from it.
+    let closes_before = MetricsPage::scrape(&ctx.base()).await?.value(SLOW_CLOSES)?;
     let mut room = StalledRoom::open(&ctx).await?;
     room.send_until(|_, slow_quit| slow_quit).await?;
     println!(
@@ -54,6 +59,10 @@ pub async fn slow_consumer_is_closed_1013(ctx: Ctx) -> Result<()> {
                     prefix.len() < sent,
                     "the slow client got all {sent} messages, yet was closed"
                 );
+                let closes = MetricsPage::scrape(&ctx.base()).await?.value(SLOW_CLOSES)?;
+                if closes < closes_before + 1.0 {
+                    bail!("{SLOW_CLOSES} went from {closes_before} to {closes}");
+                }
                 return Ok(());
             }
             other => bail!(

@@ -1,0 +1,428 @@
+//! Verified sessions and what moderators do to them: admitting a hello with a join
+//! token (and refusing a kicked user), and the moderator frames `{"delete": seq}`,
+//! `{"kick": {"user", "secs"}}` and `{"mute": {"user", "secs"}}`.
+//!
+//! Kicks and mutes are stored with the room (one row per user, see
+//! [`Storage::restriction`]), so they hold across reconnects, restarts and
+//! hibernation. A mute is also copied into the sessions of its user
+//! ([`Verified::muted_until`]), so a chat message is checked without a storage read.
+//! Every action is stored in the audit table and logged ([`Action::Audit`]).
+//! A deleted message is a tombstone: its text is overwritten in storage, and
+//! [`history_frame`] is the one place that turns a stored message into what a session
+//! may see of it.
+
+use crate::client_frame::Hello;
+use crate::close::Close;
+use crate::config::Config;
+use crate::error_kind::ErrorKind;
+use crate::identity::{self, is_user_id};
+use crate::room::{chat_frame, Action, Audience, Room};
+use crate::server_frame::{Frame, ServerFrame};
+use crate::session::{ConnId, Verified, Version};
+use crate::storage::{AuditEntry, Restriction, Storage, StoredMessage};
+use serde_json::{Map, Value};
+
+/// A moderator's request, decoded and checked against the limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moderation {
+    /// Tombstone message `seq`.
+    Delete { seq: u64 },
+    /// Close every session of `user` (4001), and refuse its hellos for `secs`.
+    Kick { user: String, secs: u64 },
+    /// Refuse the messages of `user` for `secs`; 0 unmutes.
+    Mute { user: String, secs: u64 },
+}
+
+impl Moderation {
+    fn action(&self) -> &'static str {
+        match self {
+            Moderation::Delete { .. } => "delete",
+            Moderation::Kick { .. } => "kick",
+            Moderation::Mute { .. } => "mute",
+        }
+    }
+}
+
+/// Recognises a moderator frame among the fields of a frame without a `message`:
+/// `None` when it has none of `delete`, `kick`, `mute` (then it is simply a frame of the
+/// wrong shape). More than one of them is refused rather than guessed at.
+pub(crate) fn decode(
+    map: &Map<String, Value>,
+    config: &Config,
+) -> Option<Result<Moderation, ErrorKind>> {
+    let given: Vec<(&str, &Value)> = ["delete", "kick", "mute"]
+        .into_iter()
+        .filter_map(|k| map.get(k).filter(|v| !v.is_null()).map(|v| (k, v)))
+        .collect();
+    Some(match given.as_slice() {
+        [] => return None,
+        [("delete", v)] => v
+            .as_u64()
+            .map(|seq| Moderation::Delete { seq })
+            .ok_or(ErrorKind::DeleteShape),
+        [(kind, v)] => decode_target(kind, v, config),
+        _ => Err(ErrorKind::ModerationShape),
+    })
+}
+
+/// `{"user": <user id>, "secs": <whole seconds>}`; a kick's `secs` defaults to 0, a
+/// mute's is required (a mute that forgot it must not silently unmute).
+fn decode_target(kind: &str, v: &Value, config: &Config) -> Result<Moderation, ErrorKind> {
+    let target = v.as_object().ok_or(ErrorKind::ModerationShape)?;
+    let user = match target.get("user") {
+        Some(Value::String(u)) if is_user_id(u) => u.clone(),
+        _ => return Err(ErrorKind::ModerationShape),
+    };
+    let secs = match target.get("secs") {
+        None | Some(Value::Null) if kind == "kick" => 0,
+        // For a mute, no `secs` (or `null`) is no number either.
+        None => return Err(ErrorKind::ModerationShape),
+        Some(s) => s.as_u64().ok_or(ErrorKind::ModerationShape)?,
+    };
+    if secs > config.max_moderation_secs {
+        return Err(ErrorKind::SecsTooLarge);
+    }
+    Ok(match kind {
+        "kick" => Moderation::Kick { user, secs },
+        _ => Moderation::Mute { user, secs },
+    })
+}
+
+/// What a session of `version` may see of a stored message: its chat frame; for a
+/// tombstone `{"deleted": seq}` to v2 and nothing to v1. Never the text of a tombstone
+/// (it is blank in storage anyway). Every path that sends history goes through here.
+pub(crate) fn history_frame(m: &StoredMessage, version: Version) -> Option<Frame> {
+    match (m.deleted, version) {
+        (false, _) => Some(chat_frame(m)),
+        (true, Version::V2) => Some(ServerFrame::Deleted { deleted: m.seq }.encode()),
+        (true, Version::V1) => None,
+    }
+}
+
+/// A hello refused by identity: the error to send and the close that follows.
+pub(crate) type Refusal = (ErrorKind, Close);
+
+/// The deadline `secs` from now, or 0 (none) for 0 seconds.
+fn until(now_ms: u64, secs: u64) -> u64 {
+    if secs == 0 {
+        0
+    } else {
+        now_ms.saturating_add(secs.saturating_mul(1000))
+    }
+}
+
+impl<S: Storage> Room<S> {
+    /// Decides who a hello is: `Ok(None)` for an anonymous session (identity off, or
+    /// no token where none is required), `Ok(Some((display name, identity)))` for a
+    /// valid token of a user who is not kicked. A token that is present is verified or
+    /// refused, never ignored, whenever the room has a secret.
+    pub(crate) fn admit(
+        &mut self,
+        hello: &Hello,
+        now_ms: u64,
+    ) -> Result<Option<(String, Verified)>, Refusal> {
+        let required = || Err((ErrorKind::TokenRequired, Close::BadToken));
+        let Some(auth) = &self.auth else {
+            // No secret: identity is off and a token means nothing. (A backend refuses
+            // to start with `auth_required` and no secret; this is only a safety net.)
+            return if self.config.auth_required {
+                required()
+            } else {
+                Ok(None)
+            };
+        };
+        let Some(token) = &hello.token else {
+            return if self.config.auth_required {
+                required()
+            } else {
+                Ok(None)
+            };
+        };
+        let id = identity::verify(token, &auth.secret, &auth.room, now_ms, &self.config)
+            .map_err(|e| (e, Close::BadToken))?;
+        let stored = self
+            .storage
+            .restriction(&id.user)
+            .map_err(|_| (ErrorKind::Internal, Close::Internal))?;
+        if stored.kicked_until > now_ms {
+            return Err((ErrorKind::StillKicked, Close::Kicked));
+        }
+        let muted_until = if stored.muted_until > now_ms {
+            stored.muted_until
+        } else {
+            0
+        };
+        let verified = Verified {
+            user: id.user,
+            role: id.role,
+            muted_until,
+        };
+        Ok(Some((id.name, verified)))
+    }
+
+    /// A moderator frame arrived (its rate-limit token is already paid).
+    pub(crate) fn moderate(
+        &mut self,
+        conn: ConnId,
+        request: Result<Moderation, ErrorKind>,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let moderator = self
+            .sessions
+            .get(&conn)
+            .and_then(|s| s.verified.as_ref())
+            .filter(|v| v.is_moderator())
+            .map(|v| v.user.clone());
+        let Some(moderator) = moderator else {
+            return self.send_error(out, conn, ErrorKind::NotModerator);
+        };
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => return self.send_error(out, conn, e),
+        };
+        let done = match &request {
+            Moderation::Delete { seq } => self.delete_message(*seq, out),
+            Moderation::Kick { user, secs } => self.kick_user(user, *secs, now_ms, out),
+            Moderation::Mute { user, secs } => self.mute_user(user, *secs, now_ms, out),
+        };
+        match done {
+            Ok(()) => self.audit(&moderator, &request, now_ms, out),
+            Err(e) => self.send_error(out, conn, e),
+        }
+    }
+
+    fn delete_message(&mut self, seq: u64, out: &mut Vec<Action>) -> Result<(), ErrorKind> {
+        match self.storage.delete_message(seq, self.last_seq) {
+            Ok(true) => {
+                out.push(Action::Broadcast {
+                    frame: ServerFrame::Deleted { deleted: seq }.encode(),
+                    audience: Audience::V2Members,
+                });
+                Ok(())
+            }
+            Ok(false) => Err(ErrorKind::NoSuchMessage),
+            Err(_) => Err(ErrorKind::ModerationNotStored),
+        }
+    }
+
+    fn kick_user(
+        &mut self,
+        user: &str,
+        secs: u64,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), ErrorKind> {
+        self.restrict(user, now_ms, |r| r.kicked_until = until(now_ms, secs))?;
+        for conn in self.sessions_of(user) {
+            self.send_error(out, conn, ErrorKind::Kicked);
+            self.close(conn, Close::Kicked, now_ms, out);
+        }
+        Ok(())
+    }
+
+    fn mute_user(
+        &mut self,
+        user: &str,
+        secs: u64,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), ErrorKind> {
+        let r = self.restrict(user, now_ms, |r| r.muted_until = until(now_ms, secs))?;
+        for conn in self.sessions_of(user) {
+            if let Some(v) = self
+                .sessions
+                .get_mut(&conn)
+                .and_then(|s| s.verified.as_mut())
+            {
+                v.muted_until = r.muted_until;
+                out.push(Action::Save { conn });
+            }
+        }
+        Ok(())
+    }
+
+    /// The open sessions of a verified user.
+    fn sessions_of(&self, user: &str) -> Vec<ConnId> {
+        self.sessions
+            .values()
+            .filter(|s| s.verified.as_ref().is_some_and(|v| v.user == user))
+            .map(|s| s.id)
+            .collect()
+    }
+
+    /// Changes a user's stored kick and mute with `change` and stores the result. A
+    /// user who gets a row holds one of at most `max_restricted_users` places: expired
+    /// rows are pruned first, and with no place left the moderation is refused.
+    fn restrict(
+        &mut self,
+        user: &str,
+        now_ms: u64,
+        change: impl FnOnce(&mut Restriction),
+    ) -> Result<Restriction, ErrorKind> {
+        let failed = |_| ErrorKind::ModerationNotStored;
+        let old = self.storage.restriction(user).map_err(failed)?;
+        let mut new = old;
+        change(&mut new);
+        if new.is_over(now_ms) {
+            // Nothing in force: no row at all (an unmute, or a kick without `secs`).
+            new = Restriction::default();
+        } else if old.is_over(now_ms) {
+            self.storage.prune_restrictions(now_ms).map_err(failed)?;
+            let held = self.storage.restricted_users().map_err(failed)?;
+            if held >= self.config.max_restricted_users as u64 {
+                return Err(ErrorKind::TooManyRestricted);
+            }
+        }
+        self.storage.set_restriction(user, &new).map_err(failed)?;
+        Ok(new)
+    }
+
+    /// Stores the action in the audit table and has the backend log it as one JSON
+    /// line. The action is done by now: a failure to store its record loses only the
+    /// row (the log line still goes out), so it is not reported to the moderator.
+    fn audit(&mut self, moderator: &str, request: &Moderation, now_ms: u64, out: &mut Vec<Action>) {
+        let (user, seq, secs) = match request {
+            Moderation::Delete { seq } => (None, Some(*seq), None),
+            Moderation::Kick { user, secs } | Moderation::Mute { user, secs } => {
+                (Some(user.clone()), None, Some(*secs))
+            }
+        };
+        let entry = AuditEntry {
+            at_ms: now_ms,
+            moderator: moderator.to_owned(),
+            action: request.action().to_owned(),
+            user,
+            seq,
+            secs,
+        };
+        let _ = self
+            .storage
+            .append_audit(&entry, self.config.audit_retention);
+        let room = self.auth.as_ref().map_or("", |a| a.room.as_str());
+        out.push(Action::Audit {
+            line: audit_line(room, &entry),
+        });
+    }
+}
+
+/// The structured log line of a moderator action: one JSON object,
+/// `{"audit": action, "room", "moderator", "user"?, "seq"?, "secs"?, "at_ms"}`.
+pub fn audit_line(room: &str, e: &AuditEntry) -> String {
+    let mut line = Map::new();
+    line.insert("audit".into(), e.action.clone().into());
+    line.insert("room".into(), room.into());
+    line.insert("moderator".into(), e.moderator.clone().into());
+    if let Some(user) = &e.user {
+        line.insert("user".into(), user.clone().into());
+    }
+    if let Some(seq) = e.seq {
+        line.insert("seq".into(), seq.into());
+    }
+    if let Some(secs) = e.secs {
+        line.insert("secs".into(), secs.into());
+    }
+    line.insert("at_ms".into(), e.at_ms.into());
+    Value::Object(line).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dec(v: Value) -> Option<Result<Moderation, ErrorKind>> {
+        decode(v.as_object().unwrap(), &Config::default())
+    }
+
+    #[test]
+    fn moderator_frames_decode() {
+        assert_eq!(
+            dec(json!({"delete": 17})),
+            Some(Ok(Moderation::Delete { seq: 17 }))
+        );
+        assert_eq!(
+            dec(json!({"kick": {"user": "u9", "secs": 300}})),
+            Some(Ok(Moderation::Kick {
+                user: "u9".into(),
+                secs: 300
+            }))
+        );
+        assert_eq!(
+            dec(json!({"kick": {"user": "u9"}})),
+            Some(Ok(Moderation::Kick {
+                user: "u9".into(),
+                secs: 0
+            }))
+        );
+        assert_eq!(
+            dec(json!({"mute": {"user": "u9", "secs": 0, "why": "x"}})),
+            Some(Ok(Moderation::Mute {
+                user: "u9".into(),
+                secs: 0
+            }))
+        );
+        assert_eq!(dec(json!({"other": 1})), None);
+        assert_eq!(dec(json!({"delete": null})), None);
+    }
+
+    #[test]
+    fn bad_moderator_frames_say_why() {
+        let max = Config::default().max_moderation_secs;
+        for (v, want) in [
+            (json!({"delete": -1}), ErrorKind::DeleteShape),
+            (json!({"delete": 1.5}), ErrorKind::DeleteShape),
+            (json!({"delete": "3"}), ErrorKind::DeleteShape),
+            (json!({"mute": {"user": "u9"}}), ErrorKind::ModerationShape),
+            (json!({"mute": "u9"}), ErrorKind::ModerationShape),
+            (json!({"kick": {"user": 9}}), ErrorKind::ModerationShape),
+            (json!({"kick": {"user": ""}}), ErrorKind::ModerationShape),
+            (
+                json!({"kick": {"user": "x".repeat(65)}}),
+                ErrorKind::ModerationShape,
+            ),
+            (
+                json!({"kick": {"user": "u", "secs": -5}}),
+                ErrorKind::ModerationShape,
+            ),
+            (
+                json!({"kick": {"user": "u", "secs": max + 1}}),
+                ErrorKind::SecsTooLarge,
+            ),
+            (
+                json!({"mute": {"user": "u", "secs": max + 1}}),
+                ErrorKind::SecsTooLarge,
+            ),
+            (
+                json!({"kick": {"user": "u"}, "mute": {"user": "u", "secs": 1}}),
+                ErrorKind::ModerationShape,
+            ),
+            (
+                json!({"delete": 1, "kick": {"user": "u"}}),
+                ErrorKind::ModerationShape,
+            ),
+        ] {
+            assert_eq!(dec(v.clone()), Some(Err(want)), "{v}");
+        }
+        assert!(dec(json!({"mute": {"user": "u", "secs": max}}))
+            .unwrap()
+            .is_ok());
+    }
+
+    #[test]
+    fn audit_lines_are_json() {
+        let e = AuditEntry {
+            at_ms: 5,
+            moderator: "m\"1".into(),
+            action: "kick".into(),
+            user: Some("u9".into()),
+            seq: None,
+            secs: Some(300),
+        };
+        let v: Value = serde_json::from_str(&audit_line("lobby", &e)).unwrap();
+        assert_eq!(
+            v,
+            json!({"audit": "kick", "room": "lobby", "moderator": "m\"1", "user": "u9", "secs": 300, "at_ms": 5})
+        );
+    }
+}

@@ -1,0 +1,470 @@
+//! The runner's figures, for `GET /metrics` in the Prometheus text format (0.0.4). The
+//! README lists every series.
+//!
+//! One [`Metrics`] per process, shared (`Arc`) by the registry, the room actors and the
+//! connections; no global registry, so tests build their own. Each figure is recorded
+//! where its event happens, by a one-line hook:
+//!
+//! - what only the handler knows (rejections by [`ErrorKind`], join outcomes, stored
+//!   messages and their recipients) arrives as the handler's [`Event`]s, through the
+//!   [`Observer`] each room gets ([`Metrics::observer`]), so the Worker's log lines count
+//!   exactly the same things;
+//! - closes are counted where every close of a socket goes through
+//!   (`ConnLink::close`), by the [`Close`] named;
+//! - connections, rooms and restores where sockets and actors come and go; storage
+//!   append latency by wrapping the room's storage ([`Metrics::timed`]); the runtime's
+//!   live task count is read when the page is rendered.
+
+use chat_handler::{
+    AuditEntry, Bucket, Close, ErrorKind, Event, JoinOutcome, Observer, Restriction, Storage,
+    StorageResult, StoredMessage,
+};
+use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Every series is named `edge_chat_…`.
+const PREFIX: &str = "edge_chat";
+
+/// The `Content-Type` of the page.
+pub(crate) const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// Bucket bounds of the append latency, in seconds: 50 µs doubling to about 0.8 s. An
+/// append that needs no fsync (WAL with synchronous=NORMAL) falls in the first few; one
+/// that waits for a sync to disk, in the milliseconds.
+fn append_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.000_05, 2.0, 15)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloseLabels {
+    code: u16,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// Every figure of the process.
+pub(crate) struct Metrics {
+    registry: Registry,
+    connections: Gauge,
+    rooms: Gauge,
+    tasks: Gauge,
+    messages_in: Counter,
+    messages_delivered: Counter,
+    rejections: Family<ReasonLabel, Counter>,
+    closes: Family<CloseLabels, Counter>,
+    joins: Family<OutcomeLabel, Counter>,
+    restores: Counter,
+    append_seconds: Histogram,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut m = Metrics {
+            registry: Registry::with_prefix(PREFIX),
+            connections: Gauge::default(),
+            rooms: Gauge::default(),
+            tasks: Gauge::default(),
+            messages_in: Counter::default(),
+            messages_delivered: Counter::default(),
+            rejections: Family::default(),
+            closes: Family::default(),
+            joins: Family::default(),
+            restores: Counter::default(),
+            append_seconds: Histogram::new(append_buckets()),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "connections",
+            "Open WebSocket connections",
+            m.connections.clone(),
+        );
+        r.register(
+            "rooms",
+            "Rooms in memory: an actor running, live or hibernated (an empty room's \
+             actor stays 30 s)",
+            m.rooms.clone(),
+        );
+        r.register(
+            "runtime_alive_tasks",
+            "Tasks alive in the async runtime (two per connection, one per room, a few \
+             more)",
+            m.tasks.clone(),
+        );
+        r.register(
+            "messages_in",
+            "Chat messages stored and broadcast",
+            m.messages_in.clone(),
+        );
+        r.register(
+            "messages_delivered",
+            "Chat messages sent to members, one per recipient (the sender included)",
+            m.messages_delivered.clone(),
+        );
+        r.register(
+            "rejections",
+            "Error frames sent, by reason (the handler's ErrorKind)",
+            m.rejections.clone(),
+        );
+        r.register(
+            "closes",
+            "Connections closed by the server, by close code and reason; \
+             reason=\"slow_consumer\" counts slow consumers",
+            m.closes.clone(),
+        );
+        r.register(
+            "joins",
+            "Hellos accepted, by outcome: fresh (no resume), recovered, not_recovered",
+            m.joins.clone(),
+        );
+        r.register(
+            "room_restores",
+            "Hibernated rooms rebuilt from storage and their sessions",
+            m.restores.clone(),
+        );
+        r.register_with_unit(
+            "storage_append",
+            "Time to store one chat message",
+            Unit::Seconds,
+            m.append_seconds.clone(),
+        );
+        // Every known label value from the start, at 0, so that a rate over a series
+        // that has not happened yet reads 0 rather than nothing.
+        for kind in ErrorKind::ALL {
+            let _ = m.rejections.get_or_create(&ReasonLabel {
+                reason: kind.label(),
+            });
+        }
+        for close in Close::ALL {
+            let _ = m.closes.get_or_create(&close_labels(close));
+        }
+        for outcome in JoinOutcome::ALL {
+            let _ = m.joins.get_or_create(&OutcomeLabel {
+                outcome: outcome.label(),
+            });
+        }
+        m
+    }
+
+    /// The observer of one room: the handler's events become counts here.
+    pub(crate) fn observer(self: &Arc<Self>) -> Box<dyn Observer> {
+        Box::new(RoomObserver(self.clone()))
+    }
+
+    /// The server closed a connection with `close`.
+    pub(crate) fn closed(&self, close: Close) {
+        self.closes.get_or_create(&close_labels(close)).inc();
+    }
+
+    /// Counts a connection as open until the returned guard is dropped.
+    pub(crate) fn connection(&self) -> OpenConnection {
+        self.connections.inc();
+        OpenConnection(self.connections.clone())
+    }
+
+    /// The number of room actors, set by the registry whenever it changes.
+    pub(crate) fn set_rooms(&self, rooms: usize) {
+        self.rooms.set(i64::try_from(rooms).unwrap_or(i64::MAX));
+    }
+
+    /// A hibernated room was rebuilt.
+    pub(crate) fn room_restored(&self) {
+        self.restores.inc();
+    }
+
+    /// `storage`, with the time of each append recorded.
+    pub(crate) fn timed<S: Storage>(self: &Arc<Self>, storage: S) -> Timed<S> {
+        Timed {
+            inner: storage,
+            metrics: self.clone(),
+        }
+    }
+
+    fn append_took(&self, took: Duration) {
+        self.append_seconds.observe(took.as_secs_f64());
+    }
+
+    /// The page: every series in the Prometheus text format.
+    pub(crate) fn render(&self) -> String {
+        let tasks = tokio::runtime::Handle::try_current()
+            .map(|rt| rt.metrics().num_alive_tasks())
+            .unwrap_or(0);
+        self.tasks.set(i64::try_from(tasks).unwrap_or(i64::MAX));
+        let mut page = String::new();
+        if let Err(e) = prometheus_text::encode(&mut page, &self.registry) {
+            // Writing to a String cannot fail; should the encoder, say so in the page.
+            page.push_str(&format!("# encoding failed: {e}\n"));
+        }
+        page
+    }
+}
+
+fn close_labels(close: Close) -> CloseLabels {
+    CloseLabels {
+        code: close.code(),
+        reason: close.label(),
+    }
+}
+
+/// One open connection in the connections gauge.
+pub(crate) struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Turns one room's handler events into counts.
+struct RoomObserver(Arc<Metrics>);
+
+impl Observer for RoomObserver {
+    fn observe(&mut self, event: Event) {
+        let m = &self.0;
+        match event {
+            Event::Rejected { kind, .. } => {
+                let reason = kind.label();
+                let _ = m.rejections.get_or_create(&ReasonLabel { reason }).inc();
+            }
+            Event::Joined { outcome, .. } => {
+                let outcome = outcome.label();
+                let _ = m.joins.get_or_create(&OutcomeLabel { outcome }).inc();
+            }
+            Event::Stored { recipients, .. } => {
+                m.messages_in.inc();
+                m.messages_delivered
+                    .inc_by(u64::try_from(recipients).unwrap_or(u64::MAX));
+            }
+        }
+    }
+}
+
+/// A room's storage with its appends timed; everything else passes through.
+pub(crate) struct Timed<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> Timed<S> {
+    /// The storage being timed (the actor commits through it).
+    pub(crate) fn inner(&self) -> &S {
+        &self.inner
+    }
+    pub(crate) fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+}
+
+impl<S: Storage> Storage for Timed<S> {
+    fn append(&mut self, msg: &StoredMessage) -> StorageResult<()> {
+        let started = Instant::now();
+        let stored = self.inner.append(msg);
+        self.metrics.append_took(started.elapsed());
+        stored
+    }
+    fn load_epoch(&mut self) -> StorageResult<Option<String>> {
+        self.inner.load_epoch()
+    }
+    fn save_epoch(&mut self, epoch: &str) -> StorageResult<()> {
+        self.inner.save_epoch(epoch)
+    }
+    fn latest(&mut self) -> StorageResult<Option<StoredMessage>> {
+        self.inner.latest()
+    }
+    fn last_n(&mut self, n: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.inner.last_n(n)
+    }
+    fn after(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.inner.after(seq, limit)
+    }
+    fn prune_through(&mut self, seq: u64) -> StorageResult<()> {
+        self.inner.prune_through(seq)
+    }
+    fn before(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.inner.before(seq, limit)
+    }
+    fn find_cid(
+        &mut self,
+        sender: &str,
+        cid: &str,
+        after_seq: u64,
+        since_ms: u64,
+    ) -> StorageResult<Option<StoredMessage>> {
+        self.inner.find_cid(sender, cid, after_seq, since_ms)
+    }
+    fn save_bucket(&mut self, addr: &str, bucket: &Bucket) -> StorageResult<()> {
+        self.inner.save_bucket(addr, bucket)
+    }
+    fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<chat_handler::Bucket>> {
+        self.inner.load_bucket(addr)
+    }
+    fn take_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
+        self.inner.take_bucket(addr)
+    }
+    fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()> {
+        self.inner.prune_buckets(before_ms)
+    }
+    fn delete_message(&mut self, seq: u64, at_seq: u64) -> StorageResult<bool> {
+        self.inner.delete_message(seq, at_seq)
+    }
+    fn deleted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<u64>> {
+        self.inner.deleted_since(seq, limit)
+    }
+    fn restriction(&mut self, user: &str) -> StorageResult<Restriction> {
+        self.inner.restriction(user)
+    }
+    fn set_restriction(&mut self, user: &str, r: &Restriction) -> StorageResult<()> {
+        self.inner.set_restriction(user, r)
+    }
+    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<()> {
+        self.inner.prune_restrictions(now_ms)
+    }
+    fn restricted_users(&mut self) -> StorageResult<u64> {
+        self.inner.restricted_users()
+    }
+    fn append_audit(&mut self, entry: &AuditEntry, keep: usize) -> StorageResult<()> {
+        self.inner.append_audit(entry, keep)
+    }
+    fn recent_audit(&mut self, n: usize) -> StorageResult<Vec<AuditEntry>> {
+        self.inner.recent_audit(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_handler::{Config, MemoryStorage, Peer, Room};
+
+    /// The value of the series `name` (with its labels, exactly as on the page).
+    fn value(page: &str, series: &str) -> Option<f64> {
+        page.lines().find_map(|l| {
+            let (name, v) = l.rsplit_once(' ')?;
+            (name == series).then(|| v.parse().ok())?
+        })
+    }
+
+    #[test]
+    fn every_label_value_is_on_the_page_from_the_start() {
+        let page = Metrics::new().render();
+        for kind in ErrorKind::ALL {
+            let series = format!("edge_chat_rejections_total{{reason=\"{}\"}}", kind.label());
+            assert_eq!(value(&page, &series), Some(0.0), "{series} in\n{page}");
+        }
+        for close in Close::ALL {
+            let series = format!(
+                "edge_chat_closes_total{{code=\"{}\",reason=\"{}\"}}",
+                close.code(),
+                close.label()
+            );
+            assert_eq!(value(&page, &series), Some(0.0), "{series} in\n{page}");
+        }
+        for outcome in JoinOutcome::ALL {
+            let series = format!("edge_chat_joins_total{{outcome=\"{}\"}}", outcome.label());
+            assert_eq!(value(&page, &series), Some(0.0), "{series}");
+        }
+        for (series, kind) in [
+            ("edge_chat_connections", "gauge"),
+            ("edge_chat_rooms", "gauge"),
+            ("edge_chat_runtime_alive_tasks", "gauge"),
+            ("edge_chat_messages_in_total", "counter"),
+            ("edge_chat_messages_delivered_total", "counter"),
+            ("edge_chat_room_restores_total", "counter"),
+            ("edge_chat_storage_append_seconds", "histogram"),
+        ] {
+            assert!(
+                page.contains(&format!("\n# TYPE {series} {kind}\n")),
+                "{series} {kind} in\n{page}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_room_reports_through_its_observer_and_timed_storage() {
+        let metrics = Arc::new(Metrics::new());
+        let storage = metrics.timed(MemoryStorage::new());
+        let mut room = Room::open(Config::default(), storage, "e").unwrap();
+        room.set_observer(metrics.observer());
+        for (conn, name) in [(1, "alice"), (2, "bob")] {
+            room.connect(conn, Peer { addr: "a".into() }, 1).unwrap();
+            room.on_text(conn, &format!(r#"{{"name":"{name}"}}"#), 1);
+        }
+        room.on_text(1, r#"{"message":"hi"}"#, 2);
+        room.on_text(1, r#"{"message":" "}"#, 3);
+        room.on_text(2, "not json", 4);
+        metrics.closed(Close::SlowConsumer);
+        let page = metrics.render();
+        let v = |series: &str| value(&page, series).unwrap_or(-1.0);
+        assert_eq!(v("edge_chat_messages_in_total"), 1.0);
+        assert_eq!(v("edge_chat_messages_delivered_total"), 2.0);
+        assert_eq!(v(r#"edge_chat_joins_total{outcome="fresh"}"#), 2.0);
+        assert_eq!(
+            v(r#"edge_chat_rejections_total{reason="message_empty"}"#),
+            1.0
+        );
+        assert_eq!(v(r#"edge_chat_rejections_total{reason="not_json"}"#), 1.0);
+        assert_eq!(
+            v(r#"edge_chat_closes_total{code="1013",reason="slow_consumer"}"#),
+            1.0
+        );
+        assert_eq!(v("edge_chat_storage_append_seconds_count"), 1.0);
+        assert_eq!(
+            v(r#"edge_chat_storage_append_seconds_bucket{le="+Inf"}"#),
+            1.0
+        );
+    }
+
+    #[test]
+    fn connections_count_until_their_guard_drops() {
+        let metrics = Metrics::new();
+        let a = metrics.connection();
+        let b = metrics.connection();
+        assert_eq!(value(&metrics.render(), "edge_chat_connections"), Some(2.0));
+        drop(a);
+        drop(b);
+        assert_eq!(value(&metrics.render(), "edge_chat_connections"), Some(0.0));
+        metrics.set_rooms(3);
+        assert_eq!(value(&metrics.render(), "edge_chat_rooms"), Some(3.0));
+    }
+
+    #[tokio::test]
+    async fn the_task_count_is_the_runtimes() {
+        let metrics = Metrics::new();
+        let before = value(&metrics.render(), "edge_chat_runtime_alive_tasks").unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = rx.await;
+        });
+        let during = value(&metrics.render(), "edge_chat_runtime_alive_tasks").unwrap();
+        assert_eq!(during, before + 1.0);
+        tx.send(()).unwrap();
+        task.await.unwrap();
+        let after = value(&metrics.render(), "edge_chat_runtime_alive_tasks").unwrap();
+        assert_eq!(after, before);
+    }
+}

@@ -1,0 +1,33 @@
+//! The open-file limit. Every WebSocket holds a file descriptor, so the soft
+//! `RLIMIT_NOFILE` caps how many connections the runner can take: past it, `accept`
+//! fails and new clients wait. Many systems start processes with a soft limit of 1024
+//! under a much higher hard one, so the runner raises its soft limit to the hard limit
+//! at start, as a server should, and logs what that allows.
+
+use tracing::{info, warn};
+
+/// Descriptors kept for everything but client sockets: stdio, the listeners, the
+/// runtime's own, the SQLite files of the first rooms.
+const RESERVED: u64 = 64;
+
+/// Raises the soft open-file limit to the hard limit and logs the connection capacity
+/// that leaves. Returns the limit now in force (`None` if it cannot be read).
+pub(crate) fn raise_limit() -> Option<u64> {
+    // `increase_nofile_limit` raises the soft limit to at most the hard limit (and to
+    // macOS's per-process maximum), and returns the soft limit in force.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            info!(
+                open_files_limit = limit,
+                connections = limit.saturating_sub(RESERVED),
+                "open-file limit at its hard maximum; each connection takes one \
+                 descriptor, each room with SQLite history up to three"
+            );
+            Some(limit)
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot raise the open-file limit");
+            None
+        }
+    }
+}

@@ -1,0 +1,202 @@
+// Types of edge-chat.js, the edge-chat client module (protocol v2, docs/PROTOCOL.md).
+
+/** A stored chat message, as the server broadcasts it. */
+export interface ChatMessage {
+  name: string;
+  message: string;
+  /** Milliseconds since the Unix epoch (the server's clock). */
+  timestamp: number;
+  /** 1, 2, 3… per room, without gaps. */
+  seq: number;
+  /** The verified user id of the sender, on servers with identity. */
+  user?: string;
+  /** The sender's client id, if it gave one (every send of this module does). */
+  cid?: string;
+}
+
+export interface RosterEntry {
+  name: string;
+  user?: string;
+  role?: string;
+}
+
+export type ConnectionState = 'idle' | 'connecting' | 'live' | 'reconnecting' | 'closed';
+
+export interface StateDetail {
+  state: ConnectionState;
+  /** The close code that led here ('reconnecting', 'closed'). */
+  code?: number;
+  /** The close reason, or the server's last error sentence if the close had none. */
+  reason?: string;
+  /** The server's last error sentence on that socket (e.g. why a hello was refused). */
+  error?: string;
+  /** True when the socket closed before its join completed. */
+  joining?: boolean;
+  /** 'reconnecting': milliseconds until the next attempt. */
+  delay?: number;
+}
+
+export interface ReadyDetail {
+  epoch: string;
+  /** The room's newest seq. */
+  seq: number;
+  /** The join resumed exactly: every message since the last one delivered follows. */
+  recovered: boolean;
+  /** Messages may be missing between the last one delivered and the next. */
+  gap: boolean;
+  /** A `reset` event came just before: the room's history restarted. */
+  reset: boolean;
+  v?: number;
+  user?: string;
+  role?: string;
+}
+
+export interface ResetDetail {
+  epoch: string;
+  previousEpoch: string;
+  seq: number;
+  previousSeq: number;
+}
+
+export interface HistoryPage {
+  /** Ascending by seq; not delivered as `message` events. */
+  messages: ChatMessage[];
+  /** Older messages are retained: ask again with `messages[0].seq`. */
+  more: boolean;
+  /** The bound the page was cut at (the request's, or the newest seq + 1). */
+  before: number;
+}
+
+export interface EdgeChatEventMap {
+  /** A join completed (first connect and every reconnect). */
+  ready: CustomEvent<ReadyDetail>;
+  /** A chat message, once each, in seq order (the backlog after `ready`, then live). */
+  message: CustomEvent<ChatMessage>;
+  joined: CustomEvent<{ name: string }>;
+  quit: CustomEvent<{ name: string }>;
+  /** The other members, at each join; `joined`/`quit` follow. */
+  roster: CustomEvent<{ roster: RosterEntry[] }>;
+  /** A moderator deleted message `seq` (servers with moderation). */
+  deleted: CustomEvent<{ seq: number }>;
+  /** An {"error": sentence} from the server. */
+  error: CustomEvent<{ message: string }>;
+  state: CustomEvent<StateDetail>;
+  /** The room's epoch changed, or its newest seq went below the last one delivered:
+   * seqs restarted. Comes before the `ready` of that join. */
+  reset: CustomEvent<ResetDetail>;
+}
+
+export interface EdgeChatOptions {
+  /** http(s) or ws(s) URL of the server; default: the page's origin. */
+  base?: string;
+  /** A room name (1–32 of [A-Za-z0-9._-]) or a private room id (64 hex digits). */
+  room: string;
+  /** Display name; empty or absent joins as "anonymous". */
+  name?: string;
+  /** A JWT sent in the hello, on servers with identity. */
+  token?: string;
+  /** The WebSocket constructor: the global one by default; `ws`'s in Node. */
+  WebSocket?: new (url: string) => WebSocket;
+  /** Where an earlier session stopped, to resume from it. */
+  resume?: { epoch: string; seq: number };
+  /** Backoff: the first ceiling, ms (500). */
+  backoffBaseMs?: number;
+  /** Backoff: the largest delay, ms (10,000). */
+  backoffMaxMs?: number;
+  /** A connection must stay live this long before the backoff starts over, ms (10,000). */
+  stableMs?: number;
+  /** No `ready` this long after connecting: reconnect, ms (15,000). */
+  joinTimeoutMs?: number;
+  /** After an error answers a moderator frame or its fence, how long to wait for a
+   * second answer, ms (2,000): with one the frame was refused, without, taken. */
+  fenceWaitMs?: number;
+  /** For tests: time. */
+  clock?: {
+    now(): number;
+    setTimeout(fn: () => void, ms: number): unknown;
+    clearTimeout(handle: unknown): void;
+  };
+  /** For tests: a source of numbers in [0, 1), for the jitter. */
+  random?: () => number;
+}
+
+export declare const DEFAULTS: Readonly<{
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  stableMs: number;
+  joinTimeoutMs: number;
+  fenceWaitMs: number;
+}>;
+
+/** Close codes after which the module does not reconnect (1008, 4001). */
+export declare const FINAL_CLOSE_CODES: readonly number[];
+
+/** The server refused a frame; `message` is its sentence. */
+export declare class RefusedError extends Error {
+  name: 'RefusedError';
+}
+
+/** The chat closed before the request was answered. */
+export declare class ClosedError extends Error {
+  name: 'ClosedError';
+  code: number;
+}
+
+/** The WebSocket URL of a room. */
+export declare function socketUrl(base: string, room: string): string;
+
+export declare class EdgeChat extends EventTarget {
+  constructor(options: EdgeChatOptions);
+  readonly state: ConnectionState;
+  readonly epoch: string | null;
+  /** The highest seq delivered. */
+  readonly seq: number;
+  /** Sends not settled yet. */
+  readonly pending: number;
+  readonly name: string | undefined;
+  readonly room: string;
+  /** Resolves with the stored message once the server has it, exactly once however
+   * the connection behaves; rejects with RefusedError (the server's sentence) or
+   * ClosedError. */
+  send(text: string): Promise<ChatMessage>;
+  /** A page of up to `limit` messages older than `beforeSeq` (newest when omitted). */
+  history(beforeSeq?: number | null, limit?: number | null): Promise<HistoryPage>;
+  /** Moderators: deletes message `seq` for everyone (`{"delete": seq}`). Resolves once
+   * the server has taken it; rejects with RefusedError (the server's sentence), or with
+   * ClosedError if the connection closes first (it may or may not have been taken; a
+   * deletion comes back as a `deleted` event on resume). Never sent twice. */
+  deleteMessage(seq: number): Promise<void>;
+  /** Moderators: closes the sessions of verified user `user` (4001 "Kicked") and refuses
+   * its joins for `secs` seconds (default 0). Settles like deleteMessage. */
+  kick(user: string, secs?: number): Promise<void>;
+  /** Moderators: refuses the messages of verified user `user` for `secs` seconds; 0
+   * unmutes. Settles like deleteMessage. */
+  mute(user: string, secs: number): Promise<void>;
+  /** Skips the rest of the current reconnect delay. */
+  reconnect(): void;
+  /** Leaves for good: closes with 1000 and rejects what is unsettled. */
+  close(): void;
+  /** The jittered delay before reconnect attempt `attempt` (0-based). */
+  backoffDelay(attempt: number): number;
+
+  addEventListener<K extends keyof EdgeChatEventMap>(
+    type: K,
+    listener: (event: EdgeChatEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  removeEventListener<K extends keyof EdgeChatEventMap>(
+    type: K,
+    listener: (event: EdgeChatEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+}

@@ -1,0 +1,632 @@
+// edge-chat client module: one room over the edge-chat protocol v2 (docs/PROTOCOL.md),
+// with exact resume, retry-safe sends and history paging. An ES module with no
+// dependencies and no build step; types in edge-chat.d.ts.
+//
+//   import { EdgeChat } from './edge-chat.js';
+//   const chat = new EdgeChat({ base: 'https://chat.example.com', room: 'lobby', name: 'ana' });
+//   chat.addEventListener('message', (e) => show(e.detail));
+//   const stored = await chat.send('hello'); // { seq, timestamp, … } once stored, exactly once
+//
+// The guarantees, and how:
+// - Every chat message is delivered once, in seq order: the client resumes from the last
+//   (epoch, seq) it delivered, and drops any frame at or below that seq.
+// - `send(text)` gives the message a random `cid`. The promise resolves with the stored
+//   chat frame when the server echoes it (live, in a resumed backlog, or as the server's
+//   answer to a repeat), and rejects with the server's sentence if it is refused. A send
+//   that may have been lost with a connection is sent again, with the same cid, after
+//   the next join; the server stores a cid only once, so it is stored exactly once.
+// - Reconnects use full-jitter exponential backoff (at most 10 s), which only returns to
+//   its shortest once a connection has stayed up a while, and stop for good on a close
+//   that retrying cannot fix (1008 policy, 4001 kicked).
+// - Moderators' `deleteMessage`, `kick` and `mute` settle exactly too, although the server
+//   answers them only when it refuses them: each goes out alone, followed by a fence (see
+//   #transmitModeration).
+
+/** Defaults of the tunable options (see the constructor). */
+export const DEFAULTS = Object.freeze({
+  backoffBaseMs: 500,
+  backoffMaxMs: 10_000,
+  // A connection must stay live this long before the backoff starts again from its
+  // shortest delay: a server that accepts and then drops us is not hammered.
+  stableMs: 10_000,
+  // Hello sent but no `ready` by then: give up on the socket and reconnect.
+  joinTimeoutMs: 15_000,
+  // After an error answers a moderator frame or its fence, how long to wait for a second
+  // answer (see #onError). The server sends both answers back to back.
+  fenceWaitMs: 2_000,
+});
+
+/** Close codes after which reconnecting cannot help: policy (bad hello, flooding, bad
+ * token) and kicked. */
+export const FINAL_CLOSE_CODES = Object.freeze([1008, 4001]);
+
+/** The server refused a frame: `message` is its sentence. */
+export class RefusedError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'RefusedError';
+  }
+}
+
+/** The chat was closed (by `close()`, or by a close that is not retried) before the
+ * request was answered. `code` and `reason` are the close's. */
+export class ClosedError extends Error {
+  constructor(message, code) {
+    super(message);
+    this.name = 'ClosedError';
+    this.code = code;
+  }
+}
+
+const OPEN = 1; // WebSocket.OPEN, the same for browsers and the `ws` package
+const JOIN_TIMEOUT_CODE = 4000; // our own, never sent by a server
+// What follows each moderator frame: a request for the page of messages before seq 0,
+// which is always answered (`{"history": [], "before": 0, "more": false}`, or an error),
+// and whose answer tells that the moderator frame before it has had its own (see
+// #transmitModeration).
+const FENCE = JSON.stringify({ history: { before: 0, limit: 1 } });
+const UNANSWERED = 'The connection closed before the server answered; the action may or may not have been taken.';
+
+function isChatFrame(f) {
+  return f !== null && typeof f === 'object' && typeof f.message === 'string'
+    && typeof f.name === 'string' && Number.isSafeInteger(f.seq) && f.seq > 0;
+}
+
+/** A new client id: 128 random bits as 32 hex digits (a valid cid: 1–64 of [A-Za-z0-9_-]). */
+function newCid() {
+  const bytes = new Uint8Array(16);
+  if (globalThis.crypto && typeof globalThis.crypto.getRandomValues === 'function') {
+    globalThis.crypto.getRandomValues(bytes);
+  } else {
+    for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+  }
+  return `c${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
+}
+
+/** `ws(s)://host/api/room/{room}/websocket` for an http(s) or ws(s) base URL. */
+export function socketUrl(base, room) {
+  const url = new URL(base);
+  const scheme = { 'http:': 'ws:', 'https:': 'wss:', 'ws:': 'ws:', 'wss:': 'wss:' }[url.protocol];
+  if (!scheme) throw new TypeError(`EdgeChat: base must be an http(s) or ws(s) URL, got ${base}`);
+  const path = url.pathname.replace(/\/+$/, '');
+  return `${scheme}//${url.host}${path}/api/room/${encodeURIComponent(room)}/websocket`;
+}
+
+export class EdgeChat extends EventTarget {
+  #opts;
+  #url;
+  #WS;
+  #clock;
+  #random;
+  #ws = null;
+  #state = 'idle';
+  #joining = false;
+  #everLive = false;
+  #closed = false;
+  #held = []; // chat frames of the join burst, delivered after `ready`
+  #lastError = '';
+  #epoch = null;
+  #lastSeq = 0;
+  #attempt = 0;
+  #liveSince = null;
+  #retryTimer = null;
+  #joinTimer = null;
+  // Unsettled sends by cid, in the order they were made. `socket` is the socket the send
+  // went out on, or null while it waits for the next join.
+  #outbox = new Map();
+  // Unsettled history requests, in order; `socket` as above.
+  #histories = [];
+  // Frames sent on the current socket and not yet answered, in order: the server answers
+  // each frame after the hello exactly once, in order (an echo, a page, or an error).
+  // Moderator frames are the exception (answered only when refused), so they are not
+  // in it: see #fence.
+  #inflight = [];
+  // Moderator requests not sent yet, in order. Sends and history requests made after
+  // the first of them wait for it (each request has an `order`, in the order made).
+  #moderations = [];
+  #order = 0;
+  // While a moderator frame and its fence are unanswered on the current socket:
+  // { mod: the request, error: the first error sentence since, timer: see #onError }.
+  // Nothing else is sent then.
+  #fence = null;
+
+  /**
+   * @param {object} options
+   * @param {string} [options.base] server URL (http, https, ws or wss); default: the page's origin
+   * @param {string} options.room room name or private room id
+   * @param {string} [options.name] display name
+   * @param {string} [options.token] a JWT, sent in the hello (servers with identity)
+   * @param {Function} [options.WebSocket] WebSocket constructor; default: the global one
+   * @param {{epoch: string, seq: number}} [options.resume] where a previous session stopped
+   */
+  constructor(options = {}) {
+    super();
+    const opts = { ...DEFAULTS, ...options };
+    const WS = opts.WebSocket || globalThis.WebSocket;
+    if (typeof WS !== 'function') throw new TypeError('EdgeChat: no WebSocket constructor (pass options.WebSocket)');
+    if (typeof opts.room !== 'string' || !opts.room) throw new TypeError('EdgeChat: options.room is required');
+    const base = opts.base || (globalThis.location && globalThis.location.origin);
+    if (!base) throw new TypeError('EdgeChat: options.base is required outside a browser page');
+    this.#opts = opts;
+    this.#url = socketUrl(base, opts.room);
+    this.#WS = WS;
+    // For tests: injectable time and randomness.
+    this.#clock = opts.clock || {
+      now: () => Date.now(),
+      setTimeout: (fn, ms) => setTimeout(fn, ms),
+      clearTimeout: (t) => clearTimeout(t),
+    };
+    this.#random = opts.random || Math.random;
+    if (opts.resume && typeof opts.resume.epoch === 'string' && Number.isSafeInteger(opts.resume.seq)) {
+      this.#epoch = opts.resume.epoch;
+      this.#lastSeq = Math.max(0, opts.resume.seq);
+    }
+    // Connect once the caller has had a chance to add listeners.
+    queueMicrotask(() => { if (!this.#closed) this.#connect(); });
+  }
+
+  /** 'idle' | 'connecting' | 'live' | 'reconnecting' | 'closed' */
+  get state() { return this.#state; }
+  /** The room's epoch as of the last join (null before the first). */
+  get epoch() { return this.#epoch; }
+  /** The highest seq delivered as a `message` event (0 before any). */
+  get seq() { return this.#lastSeq; }
+  /** Sends not settled yet. */
+  get pending() { return this.#outbox.size; }
+  get name() { return this.#opts.name; }
+  get room() { return this.#opts.room; }
+
+  /**
+   * Sends a chat message. Resolves with the stored chat frame ({name, message, timestamp,
+   * seq, cid, …}) once the server has it; rejects with a RefusedError carrying the
+   * server's sentence if it is refused, or a ClosedError if the chat closes first. While
+   * disconnected the message waits, and is sent (again, with the same cid) after the
+   * next join: it is stored exactly once.
+   */
+  send(text) {
+    if (this.#closed) return Promise.reject(new ClosedError('The chat is closed.', 1000));
+    return new Promise((resolve, reject) => {
+      const entry = {
+        cid: newCid(), text: String(text), resolve, reject, socket: null, order: ++this.#order,
+      };
+      this.#outbox.set(entry.cid, entry);
+      if (this.#state === 'live') this.#transmitSend(entry);
+    });
+  }
+
+  /**
+   * A page of older messages: the newest `limit` (at most the server's
+   * history_page_max, its maximum when left out) with a seq below `beforeSeq` (the
+   * newest when left out). Resolves with {messages (ascending), more, before}: ask
+   * again with the first message's seq while `more` is true. The messages are not
+   * `message` events. Waits for a live connection; rejects on a refusal, a reset of the
+   * room or a close.
+   */
+  history(beforeSeq, limit) {
+    if (this.#closed) return Promise.reject(new ClosedError('The chat is closed.', 1000));
+    const request = {};
+    if (beforeSeq !== undefined && beforeSeq !== null) request.before = beforeSeq;
+    if (limit !== undefined && limit !== null) request.limit = limit;
+    return new Promise((resolve, reject) => {
+      const entry = { request, resolve, reject, socket: null, order: ++this.#order };
+      this.#histories.push(entry);
+      if (this.#state === 'live') this.#transmitHistory(entry);
+    });
+  }
+
+  /**
+   * Moderators (a token with `role: moderator`): deletes message `seq` for everyone.
+   * Resolves once the server has taken it (every v2 session, this one included, gets a
+   * `deleted` event); rejects with a RefusedError carrying the server's sentence if it
+   * is refused, or a ClosedError if the connection closes before the answer (the
+   * deletion may or may not have been made then: a resume brings its `deleted`).
+   * Waits for a live connection, and goes out after the sends made before it.
+   */
+  deleteMessage(seq) {
+    return this.#moderate({ delete: seq });
+  }
+
+  /** Moderators: closes every session of verified user `user` in the room (4001) and
+   * refuses its joins for `secs` seconds (0: none). Settles like deleteMessage. */
+  kick(user, secs = 0) {
+    return this.#moderate({ kick: { user, secs } });
+  }
+
+  /** Moderators: refuses the messages of verified user `user` for `secs` seconds; 0
+   * unmutes. Settles like deleteMessage. */
+  mute(user, secs) {
+    return this.#moderate({ mute: { user, secs } });
+  }
+
+  #moderate(frame) {
+    if (this.#closed) return Promise.reject(new ClosedError('The chat is closed.', 1000));
+    return new Promise((resolve, reject) => {
+      this.#moderations.push({ text: JSON.stringify(frame), resolve, reject, order: ++this.#order });
+      if (this.#state === 'live') this.#pump();
+    });
+  }
+
+  /** Skips the rest of a reconnect delay (e.g. on the browser's `online` event). */
+  reconnect() {
+    if (!this.#closed && this.#state === 'reconnecting' && !this.#ws) this.#connect();
+  }
+
+  /** Leaves the room for good: closes the socket with 1000 and rejects what is unsettled. */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#clearTimers();
+    const ws = this.#ws;
+    this.#ws = null;
+    this.#joining = false;
+    if (ws) {
+      try { ws.close(1000); } catch { /* already closing */ }
+    }
+    this.#failAll(new ClosedError('The chat is closed.', 1000));
+    this.#setState('closed', { code: 1000, reason: 'Closed by the client' });
+  }
+
+  // ---- connection ----------------------------------------------------------------
+
+  #connect() {
+    this.#clearTimers();
+    let ws;
+    try {
+      ws = new this.#WS(this.#url);
+    } catch (err) {
+      // An invalid URL or a blocked port: retrying cannot help.
+      this.#closed = true;
+      this.#failAll(new ClosedError(String(err && err.message), 1006));
+      this.#setState('closed', { code: 1006, reason: String(err && err.message) });
+      return;
+    }
+    this.#ws = ws;
+    this.#joining = true;
+    this.#held = [];
+    this.#inflight = [];
+    this.#fence = null;
+    this.#lastError = '';
+    this.#setState(this.#everLive || this.#attempt > 0 ? 'reconnecting' : 'connecting');
+    ws.onopen = () => {
+      if (this.#ws !== ws) return;
+      const hello = { name: this.#opts.name ?? '', v: 2, batch: true };
+      if (this.#opts.token) hello.token = this.#opts.token;
+      if (this.#epoch !== null) hello.resume = { epoch: this.#epoch, seq: this.#lastSeq };
+      ws.send(JSON.stringify(hello));
+    };
+    ws.onmessage = (ev) => {
+      if (this.#ws !== ws || typeof ev.data !== 'string') return;
+      let frame;
+      try { frame = JSON.parse(ev.data); } catch { return; }
+      if (frame === null || typeof frame !== 'object') return;
+      // Batch mode: several frames in one WebSocket message, in order.
+      const frames = Array.isArray(frame.batch) ? frame.batch : [frame];
+      for (const f of frames) {
+        if (this.#ws !== ws) return; // closed by an earlier frame of the batch
+        if (f !== null && typeof f === 'object') this.#handle(f);
+      }
+    };
+    ws.onerror = () => { /* a close event follows */ };
+    ws.onclose = (ev) => {
+      if (this.#ws === ws) this.#onClose(ev.code, ev.reason || '');
+    };
+    this.#joinTimer = this.#clock.setTimeout(() => {
+      if (this.#ws !== ws || !this.#joining) return;
+      try { ws.close(JOIN_TIMEOUT_CODE, 'Join timed out'); } catch { /* closing */ }
+      this.#onClose(JOIN_TIMEOUT_CODE, 'Join timed out');
+    }, this.#opts.joinTimeoutMs);
+  }
+
+  #handle(f) {
+    if ('error' in f) this.#onError(String(f.error));
+    else if (isChatFrame(f)) this.#onChat(f);
+    else if (Array.isArray(f.history)) this.#onHistory(f);
+    else if (Array.isArray(f.roster)) {
+      const roster = f.roster.filter((e) => e && typeof e.name === 'string');
+      this.#emit('roster', { roster });
+    } else if (typeof f.joined === 'string') this.#emit('joined', { name: f.joined });
+    else if (typeof f.quit === 'string') this.#emit('quit', { name: f.quit });
+    else if (Number.isSafeInteger(f.deleted)) this.#emit('deleted', { seq: f.deleted });
+    else if (f.ready === true) this.#onReady(f);
+    // Anything else is a frame kind this module does not know yet: ignored.
+  }
+
+  #onChat(f) {
+    if (this.#joining) {
+      this.#held.push(f);
+    } else {
+      this.#accept(f);
+    }
+  }
+
+  /** A chat frame: settles our send if it carries its cid, and is delivered unless
+   * already seen. */
+  #accept(f) {
+    if (typeof f.cid === 'string') {
+      const entry = this.#outbox.get(f.cid);
+      if (entry) {
+        this.#outbox.delete(f.cid);
+        const i = this.#inflight.findIndex((r) => r.cid === f.cid);
+        if (i >= 0) this.#inflight.splice(i, 1);
+        entry.resolve(f);
+        if (this.#state === 'live') this.#pump();
+      }
+    }
+    if (f.seq > this.#lastSeq) {
+      this.#lastSeq = f.seq;
+      this.#emit('message', f);
+    }
+  }
+
+  #onHistory(f) {
+    const fence = this.#fence;
+    if (fence) {
+      // The fence's page (nothing else is in flight): an error before it was the
+      // moderator frame's refusal; no error, and the frame was taken.
+      this.#endFence(fence.error);
+      return;
+    }
+    const i = this.#inflight.findIndex((r) => r.history);
+    if (i < 0) return;
+    const [{ history: entry }] = this.#inflight.splice(i, 1);
+    this.#dropHistory(entry);
+    entry.resolve({
+      messages: f.history.filter(isChatFrame),
+      more: f.more === true,
+      before: f.before,
+    });
+    this.#pump();
+  }
+
+  #onError(sentence) {
+    this.#lastError = sentence;
+    this.#emit('error', { message: sentence });
+    if (this.#joining) return; // the hello was refused: the close follows
+    const fence = this.#fence;
+    if (fence) {
+      // Nothing else is in flight: this answers the moderator frame or the fence.
+      if (fence.error !== null) {
+        // The second answer, so the fence's: the first error was the frame's refusal.
+        this.#endFence(fence.error);
+      } else {
+        // The frame's refusal, and the fence's answer follows at once; or the frame was
+        // taken, and this is the fence's refusal (the rate limit, when the frame took
+        // the last token). Only a second answer can tell: wait a little for one.
+        fence.error = sentence;
+        fence.timer = this.#clock.setTimeout(() => {
+          if (this.#fence !== fence) return;
+          fence.error = null; // no second answer: the error was the fence's
+          this.#endFence(null);
+        }, this.#opts.fenceWaitMs);
+      }
+      return;
+    }
+    // The oldest unanswered frame is the one refused.
+    const req = this.#inflight.shift();
+    if (!req) return;
+    const err = new RefusedError(sentence);
+    if (req.history) {
+      this.#dropHistory(req.history);
+      req.history.reject(err);
+    } else {
+      const entry = this.#outbox.get(req.cid);
+      if (entry) {
+        this.#outbox.delete(req.cid);
+        entry.reject(err);
+      }
+    }
+    this.#pump();
+  }
+
+  #onReady(f) {
+    if (!this.#joining) return;
+    this.#joining = false;
+    this.#clock.clearTimeout(this.#joinTimer);
+    const epoch = typeof f.epoch === 'string' ? f.epoch : null;
+    const seq = Number.isSafeInteger(f.seq) ? f.seq : 0;
+    const previousEpoch = this.#epoch;
+    const previousSeq = this.#lastSeq;
+    const reset = previousEpoch !== null && (epoch !== previousEpoch || seq < previousSeq);
+    const held = this.#held;
+    this.#held = [];
+    this.#epoch = epoch;
+    if (reset) {
+      // The room's history restarted (storage lost): seqs mean other messages now.
+      this.#lastSeq = 0;
+      const err = new RefusedError('The room was reset; ask again.');
+      for (const entry of this.#histories.splice(0)) entry.reject(err);
+      this.#emit('reset', { epoch, previousEpoch, seq, previousSeq });
+    }
+    const recovered = f.recovered === true;
+    // Not resumed, yet the room moved on: unless the backlog starts right after the
+    // last message delivered, some in between are missing.
+    const gap = !reset && previousEpoch !== null && !recovered && seq > previousSeq
+      && !held.some((m) => m.seq === previousSeq + 1);
+    this.#liveSince = this.#clock.now();
+    this.#everLive = true;
+    // Still not 'live' while the listeners below run: a send they make queues behind
+    // the older ones, and goes out in order with them.
+    this.#emit('ready', {
+      epoch, seq, recovered, gap, reset, v: f.v, user: f.user, role: f.role,
+    });
+    for (const m of held) this.#accept(m);
+    // Whatever the backlog did not settle goes out again, in order, with its cid.
+    this.#pump();
+    this.#setState('live');
+  }
+
+  #onClose(code, reason) {
+    const ws = this.#ws;
+    this.#ws = null;
+    const wasJoining = this.#joining;
+    this.#joining = false;
+    this.#held = [];
+    this.#clock.clearTimeout(this.#joinTimer);
+    const lost = this.#inflight;
+    this.#inflight = [];
+    if (code === 1009) {
+      // A frame over the server's size cap closes the socket unanswered; the largest
+      // unanswered send is the culprit, and sending it again would do the same.
+      let worst = null;
+      for (const r of lost) {
+        const e = r.cid && this.#outbox.get(r.cid);
+        if (e && (!worst || e.text.length > worst.text.length)) worst = e;
+      }
+      if (worst) {
+        this.#outbox.delete(worst.cid);
+        worst.reject(new RefusedError('Message too big'));
+      }
+    }
+    for (const entry of this.#outbox.values()) if (entry.socket === ws) entry.socket = null;
+    for (const entry of this.#histories) if (entry.socket === ws) entry.socket = null;
+    // A moderator frame is not sent again on the next connection: the module cannot know
+    // whether the server took it (a deletion it made comes back in the resume).
+    const fence = this.#fence;
+    this.#fence = null;
+    if (fence) {
+      this.#clock.clearTimeout(fence.timer);
+      fence.mod.reject(new ClosedError(UNANSWERED, code));
+    }
+    const stable = this.#liveSince !== null && this.#clock.now() - this.#liveSince >= this.#opts.stableMs;
+    this.#liveSince = null;
+    if (this.#closed) return;
+    const detail = { code, reason: reason || this.#lastError, error: this.#lastError, joining: wasJoining };
+    if (FINAL_CLOSE_CODES.includes(code)) {
+      this.#closed = true;
+      this.#failAll(new ClosedError(detail.reason || `Closed (${code})`, code));
+      this.#setState('closed', detail);
+      return;
+    }
+    if (stable) this.#attempt = 0;
+    const delay = this.backoffDelay(this.#attempt);
+    this.#attempt++;
+    this.#setState('reconnecting', { ...detail, delay });
+    this.#retryTimer = this.#clock.setTimeout(() => {
+      this.#retryTimer = null;
+      if (!this.#closed && !this.#ws) this.#connect();
+    }, delay);
+  }
+
+  /** Full jitter: a uniformly random delay up to min(backoffMaxMs, base · 2^attempt). */
+  backoffDelay(attempt) {
+    const { backoffBaseMs: base, backoffMaxMs: max } = this.#opts;
+    const ceiling = Math.min(max, base * 2 ** Math.min(attempt, 30));
+    return Math.floor(this.#random() * ceiling);
+  }
+
+  // ---- helpers -------------------------------------------------------------------
+
+  /** Sends what waits, in the order it was asked for: the sends and history requests
+   * not sent on this socket, up to the first moderator request, which goes out once
+   * every frame before it has been answered. */
+  #pump() {
+    const ws = this.#ws;
+    if (!ws || this.#joining || ws.readyState !== OPEN || this.#fence) return;
+    const next = this.#moderations[0];
+    const due = [];
+    for (const entry of this.#outbox.values()) if (entry.socket !== ws) due.push(entry);
+    for (const entry of this.#histories) if (entry.socket !== ws) due.push(entry);
+    due.sort((a, b) => a.order - b.order);
+    for (const entry of due) {
+      if (next && entry.order > next.order) break;
+      if (entry.request) this.#transmitHistory(entry); else this.#transmitSend(entry);
+    }
+    if (next && this.#inflight.length === 0) this.#transmitModeration(next);
+  }
+
+  /** Whether a send or history request must wait: a moderator request made before it
+   * has not been answered yet. */
+  #waits(entry) {
+    return this.#fence !== null
+      || (this.#moderations.length > 0 && this.#moderations[0].order < entry.order);
+  }
+
+  // A moderator frame gets an answer only when it is refused, so a silence cannot tell
+  // "taken" from "answer not here yet". It therefore goes out alone (every earlier
+  // frame answered, nothing else sent until it settles), followed by the fence, whose
+  // answer always comes. Answers come in order: the fence's page alone means the frame
+  // was taken; an error then the fence's answer, that it was refused; a single error
+  // (the fence's own refusal) that it was taken, see #onError.
+  #transmitModeration(entry) {
+    const ws = this.#ws;
+    try {
+      ws.send(entry.text);
+    } catch {
+      return; // closing: it waits for the next connection
+    }
+    this.#moderations.shift();
+    this.#fence = { mod: entry, error: null, timer: null };
+    try { ws.send(FENCE); } catch { /* closing: the close settles the request */ }
+  }
+
+  /** The fence is answered: the moderator frame was taken, or refused with the
+   * sentence `refusal`. Then what waited goes out. */
+  #endFence(refusal) {
+    const fence = this.#fence;
+    this.#fence = null;
+    this.#clock.clearTimeout(fence.timer);
+    if (refusal === null) fence.mod.resolve(); else fence.mod.reject(new RefusedError(refusal));
+    this.#pump();
+  }
+
+  #transmitSend(entry) {
+    const ws = this.#ws;
+    if (!ws || ws.readyState !== OPEN || this.#waits(entry)) return;
+    try {
+      ws.send(JSON.stringify({ message: entry.text, cid: entry.cid }));
+    } catch {
+      return; // closing: the close event requeues nothing that was not sent
+    }
+    entry.socket = ws;
+    this.#inflight.push({ cid: entry.cid });
+  }
+
+  #transmitHistory(entry) {
+    const ws = this.#ws;
+    if (!ws || ws.readyState !== OPEN || this.#waits(entry)) return;
+    try {
+      ws.send(JSON.stringify({ history: entry.request }));
+    } catch {
+      return;
+    }
+    entry.socket = ws;
+    this.#inflight.push({ history: entry });
+  }
+
+  #dropHistory(entry) {
+    const i = this.#histories.indexOf(entry);
+    if (i >= 0) this.#histories.splice(i, 1);
+  }
+
+  #failAll(err) {
+    const sends = [...this.#outbox.values()];
+    this.#outbox.clear();
+    const histories = this.#histories.splice(0);
+    const moderations = this.#moderations.splice(0);
+    if (this.#fence) {
+      this.#clock.clearTimeout(this.#fence.timer);
+      moderations.unshift(this.#fence.mod);
+    }
+    this.#fence = null;
+    this.#inflight = [];
+    for (const e of sends) e.reject(err);
+    for (const e of histories) e.reject(err);
+    for (const e of moderations) e.reject(err);
+  }
+
+  #clearTimers() {
+    if (this.#retryTimer !== null) this.#clock.clearTimeout(this.#retryTimer);
+    if (this.#joinTimer !== null) this.#clock.clearTimeout(this.#joinTimer);
+    this.#retryTimer = null;
+    this.#joinTimer = null;
+  }
+
+  #setState(state, detail = {}) {
+    this.#state = state;
+    this.#emit('state', { state, ...detail });
+  }
+
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}

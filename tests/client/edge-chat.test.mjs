@@ -1,0 +1,584 @@
+// The logic of static/edge-chat.js, against a fake WebSocket and a fake clock: no
+// server, no network, no waiting. Run: node --test tests/client/
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setImmediate as tick } from 'node:timers/promises';
+import {
+  EdgeChat, RefusedError, ClosedError, DEFAULTS, FINAL_CLOSE_CODES, socketUrl,
+} from '../../static/edge-chat.js';
+
+// ---- fakes ------------------------------------------------------------------------
+
+/** A WebSocket class whose sockets the test drives; `sockets` lists them in order. */
+function fakeWebSocket() {
+  const sockets = [];
+  class FakeSocket {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.sent = [];
+      this.closedWith = null;
+      sockets.push(this);
+    }
+    send(data) {
+      if (this.readyState !== 1) throw new Error('not open');
+      this.sent.push(JSON.parse(data));
+    }
+    close(code, reason) {
+      this.readyState = 3;
+      this.closedWith = { code, reason };
+    }
+    // ---- driven by the test ----
+    open() {
+      this.readyState = 1;
+      this.onopen?.({});
+    }
+    receive(frame) {
+      this.onmessage?.({ data: typeof frame === 'string' ? frame : JSON.stringify(frame) });
+    }
+    drop(code = 1006, reason = '') {
+      this.readyState = 3;
+      this.onclose?.({ code, reason });
+    }
+    /** Frames sent after the hello. */
+    get frames() {
+      return this.sent.slice(1);
+    }
+  }
+  return { FakeSocket, sockets };
+}
+
+/** Timers run only when the test advances time. */
+function fakeClock() {
+  let now = 1_000_000;
+  let nextId = 1;
+  const timers = new Map();
+  return {
+    now: () => now,
+    setTimeout(fn, ms) {
+      const id = nextId++;
+      timers.set(id, { at: now + ms, fn });
+      return id;
+    },
+    clearTimeout(id) {
+      timers.delete(id);
+    },
+    /** Runs every timer due within `ms`, in time order. */
+    advance(ms) {
+      const end = now + ms;
+      for (let guard = 0; guard < 1000; guard++) {
+        let next = null;
+        for (const [id, t] of timers) if (t.at <= end && (!next || t.at < next[1].at)) next = [id, t];
+        if (!next) break;
+        timers.delete(next[0]);
+        now = next[1].at;
+        next[1].fn();
+      }
+      now = end;
+    },
+  };
+}
+
+const EPOCH = 'epoch-a';
+const msg = (seq, extra = {}) => ({ name: 'bob', message: `m${seq}`, timestamp: 1000 + seq, seq, ...extra });
+
+/** A chat with fakes, and every event it emits recorded as [type, detail]. */
+async function setup(options = {}) {
+  const { FakeSocket, sockets } = fakeWebSocket();
+  const clock = fakeClock();
+  const chat = new EdgeChat({
+    base: 'http://chat.test:8787', room: 'lobby', name: 'ana', WebSocket: FakeSocket, clock,
+    random: () => 0.5, ...options,
+  });
+  const events = [];
+  for (const type of ['ready', 'message', 'joined', 'quit', 'roster', 'deleted', 'error', 'state', 'reset']) {
+    chat.addEventListener(type, (e) => events.push([type, e.detail]));
+  }
+  await tick(); // the constructor connects in a microtask
+  return { chat, sockets, clock, events, last: () => sockets[sockets.length - 1] };
+}
+
+/** The server side of a join: open, roster, backlog, own joined, ready. */
+function serveJoin(sock, { epoch = EPOCH, seq = 0, recovered = false, backlog = [] } = {}) {
+  if (sock.readyState !== 1) sock.open();
+  sock.receive({ roster: [{ name: 'bob' }] });
+  for (const m of backlog) sock.receive(m);
+  sock.receive({ joined: 'ana' });
+  sock.receive({ ready: true, epoch, seq, recovered, v: 2 });
+}
+
+const of = (events, type) => events.filter(([t]) => t === type).map(([, d]) => d);
+const seqs = (events) => of(events, 'message').map((m) => m.seq);
+
+/** Watches a promise from the start, so a rejection is never unhandled. */
+function track(p) {
+  const t = { state: 'pending' };
+  p.then((value) => Object.assign(t, { state: 'resolved', value }),
+    (error) => Object.assign(t, { state: 'rejected', error }));
+  return t;
+}
+
+/** How a tracked promise stands once pending callbacks have run. */
+async function settled(t) {
+  await tick();
+  return t;
+}
+
+// ---- tests --------------------------------------------------------------------------
+
+test('the socket URL and the v2 hello', async () => {
+  assert.equal(socketUrl('http://h:1', 'lobby'), 'ws://h:1/api/room/lobby/websocket');
+  assert.equal(socketUrl('https://h/chat/', 'r'), 'wss://h/chat/api/room/r/websocket');
+  assert.equal(socketUrl('wss://h', 'r'), 'wss://h/api/room/r/websocket');
+  assert.throws(() => socketUrl('ftp://h', 'r'), TypeError);
+  const { sockets, events } = await setup({ token: 'jwt.x.y' });
+  assert.equal(sockets.length, 1);
+  assert.equal(sockets[0].url, 'ws://chat.test:8787/api/room/lobby/websocket');
+  assert.deepEqual(of(events, 'state'), [{ state: 'connecting' }]);
+  sockets[0].open();
+  assert.deepEqual(sockets[0].sent, [{ name: 'ana', v: 2, batch: true, token: 'jwt.x.y' }]);
+});
+
+test('events: roster, joined, ready, messages in order, quit, deleted, error', async () => {
+  const { sockets, events } = await setup();
+  serveJoin(sockets[0], { seq: 2, backlog: [msg(1), msg(2)] });
+  sockets[0].receive({ quit: 'bob' });
+  sockets[0].receive({ deleted: 2 });
+  sockets[0].receive({ error: 'Something.' });
+  sockets[0].receive({ some_future_frame: 1 });
+  assert.deepEqual(events.map(([t]) => t), [
+    'state', 'roster', 'joined', 'ready', 'message', 'message', 'state', 'quit', 'deleted', 'error',
+  ]);
+  assert.deepEqual(of(events, 'roster'), [{ roster: [{ name: 'bob' }] }]);
+  assert.deepEqual(of(events, 'message'), [msg(1), msg(2)]);
+  assert.equal(of(events, 'ready')[0].recovered, false);
+  assert.deepEqual(of(events, 'state').at(-1), { state: 'live' });
+  assert.deepEqual(of(events, 'deleted'), [{ seq: 2 }]);
+  assert.deepEqual(of(events, 'error'), [{ message: 'Something.' }]);
+});
+
+test('a batch is unwrapped into its frames, in order', async () => {
+  const { sockets, events } = await setup();
+  serveJoin(sockets[0]);
+  sockets[0].receive({ batch: [msg(1), { joined: 'cy' }, msg(2), null, 7] });
+  assert.deepEqual(seqs(events), [1, 2]);
+  assert.deepEqual(of(events, 'joined').map((d) => d.name), ['ana', 'cy']);
+});
+
+test('backoff: full jitter under a ceiling that doubles up to 10 s', async () => {
+  for (const r of [0, 0.5, 0.999999]) {
+    const { chat } = await setup({ random: () => r });
+    const ceilings = [500, 1000, 2000, 4000, 8000, 10000, 10000, 10000];
+    ceilings.forEach((ceiling, attempt) => {
+      const d = chat.backoffDelay(attempt);
+      assert.ok(d >= 0 && d < ceiling, `attempt ${attempt}: ${d} within [0, ${ceiling})`);
+      assert.equal(d, Math.floor(r * ceiling));
+    });
+    assert.ok(chat.backoffDelay(1000) < DEFAULTS.backoffMaxMs, 'no overflow for large attempts');
+    chat.close();
+  }
+});
+
+test('backoff grows while joins do not last, and starts over after a stable connection', async () => {
+  const { sockets, clock, events, last } = await setup({ random: () => 0.999999 });
+  const delays = () => of(events, 'state').filter((s) => s.state === 'reconnecting' && 'delay' in s).map((s) => s.delay);
+  // A server that accepts the join and drops us at once, five times.
+  for (let i = 0; i < 5; i++) {
+    serveJoin(last());
+    last().drop(1006);
+    clock.advance(10_000);
+  }
+  assert.deepEqual(delays(), [499, 999, 1999, 3999, 7999], 'not reset by a join that did not last');
+  // Never joined at all: still growing, capped.
+  last().drop(1006);
+  clock.advance(10_000);
+  assert.equal(delays().at(-1), 9999);
+  // A connection that stays up for stableMs: the next delay is the shortest again.
+  serveJoin(last());
+  clock.advance(DEFAULTS.stableMs);
+  last().drop(1006);
+  assert.equal(delays().at(-1), 499);
+  assert.equal(sockets.length, 7);
+});
+
+test('resume: the reconnect asks for what follows the last seq delivered', async () => {
+  const { sockets, clock, events } = await setup();
+  serveJoin(sockets[0], { seq: 3, backlog: [msg(1), msg(2), msg(3)] });
+  sockets[0].drop(1006);
+  assert.equal(of(events, 'state').at(-1).state, 'reconnecting');
+  clock.advance(10_000);
+  assert.equal(sockets.length, 2);
+  sockets[1].open();
+  assert.deepEqual(sockets[1].sent[0], { name: 'ana', v: 2, batch: true, resume: { epoch: EPOCH, seq: 3 } });
+  sockets[1].receive({ roster: [] });
+  sockets[1].receive(msg(4));
+  sockets[1].receive(msg(5));
+  sockets[1].receive({ joined: 'ana' });
+  sockets[1].receive({ ready: true, epoch: EPOCH, seq: 5, recovered: true, v: 2 });
+  assert.deepEqual(seqs(events), [1, 2, 3, 4, 5]);
+  const ready = of(events, 'ready').at(-1);
+  assert.deepEqual([ready.recovered, ready.gap, ready.reset], [true, false, false]);
+  assert.equal(of(events, 'reset').length, 0);
+  assert.deepEqual(of(events, 'state').map((s) => s.state), ['connecting', 'live', 'reconnecting', 'reconnecting', 'live']);
+});
+
+test('dedupe by seq: a message already delivered is not delivered again', async () => {
+  const { sockets, clock, events } = await setup();
+  serveJoin(sockets[0], { seq: 3, backlog: [msg(1), msg(2), msg(3)] });
+  sockets[0].receive(msg(3));
+  sockets[0].drop(1006);
+  clock.advance(10_000);
+  // Not recovered: the server sends its last messages, some already seen, and a gap.
+  serveJoin(sockets[1], { seq: 9, backlog: [msg(2), msg(3), msg(8), msg(9)] });
+  sockets[1].receive(msg(9));
+  assert.deepEqual(seqs(events), [1, 2, 3, 8, 9]);
+  assert.equal(of(events, 'ready').at(-1).gap, true, 'messages 4 to 7 may be missing');
+});
+
+test('a reset: a new epoch, or a newest seq below the last one delivered', async () => {
+  for (const [epoch, seq] of [['epoch-b', 9], [EPOCH, 1]]) {
+    const { chat, sockets, clock, events } = await setup();
+    serveJoin(sockets[0], { seq: 4, backlog: [msg(3), msg(4)] });
+    const page = track(chat.history(3, 10)); // in flight when the room resets
+    sockets[0].drop(1006);
+    clock.advance(10_000);
+    serveJoin(sockets[1], { epoch, seq, backlog: [msg(1)] });
+    const resets = of(events, 'reset');
+    assert.deepEqual(resets, [{ epoch, previousEpoch: EPOCH, seq, previousSeq: 4 }]);
+    const types = events.map(([t]) => t);
+    assert.ok(types.lastIndexOf('reset') < types.lastIndexOf('ready'), 'reset comes before ready');
+    assert.equal(of(events, 'ready').at(-1).reset, true);
+    assert.deepEqual(seqs(events), [3, 4, 1], 'the new history is delivered from its start');
+    assert.equal(chat.seq, 1);
+    assert.ok((await settled(page)).error instanceof RefusedError, 'a page of the old history is void');
+    sockets[1].drop(1006);
+    clock.advance(10_000);
+    sockets[2].open();
+    assert.deepEqual(sockets[2].sent[0].resume, { epoch, seq: 1 });
+    chat.close();
+  }
+});
+
+test('a send while disconnected waits for the join, then goes out once', async () => {
+  const { chat, sockets, events } = await setup();
+  const p = track(chat.send('early'));
+  assert.equal(chat.pending, 1);
+  sockets[0].open();
+  assert.deepEqual(sockets[0].frames, [], 'nothing before ready');
+  serveJoin(sockets[0]);
+  const [frame] = sockets[0].frames;
+  assert.equal(frame.message, 'early');
+  assert.match(frame.cid, /^[A-Za-z0-9_-]{1,64}$/);
+  const stored = { name: 'ana', message: 'early', timestamp: 5, seq: 1, cid: frame.cid };
+  sockets[0].receive(stored);
+  assert.deepEqual((await settled(p)).value, stored);
+  assert.deepEqual(of(events, 'message'), [stored]);
+  assert.equal(chat.pending, 0);
+});
+
+test('a send lost with its connection is sent again with the same cid and resolved once', async () => {
+  const { chat, sockets, clock, events } = await setup();
+  serveJoin(sockets[0]);
+  const first = track(chat.send('one'));
+  const second = track(chat.send('two'));
+  const [f1, f2] = sockets[0].frames;
+  assert.notEqual(f1.cid, f2.cid, 'a cid per send');
+  // "one" was stored and echoed; "two" may or may not have been: the line drops.
+  const one = { name: 'ana', message: 'one', timestamp: 5, seq: 1, cid: f1.cid };
+  sockets[0].receive(one);
+  sockets[0].drop(1006);
+  const third = track(chat.send('three')); // while disconnected
+  clock.advance(10_000);
+  serveJoin(sockets[1], { seq: 1, recovered: true });
+  assert.deepEqual(sockets[1].frames, [
+    { message: 'two', cid: f2.cid },
+    { message: 'three', cid: sockets[1].frames[1].cid },
+  ], 'the unsettled ones, in order, "two" with its first cid');
+  // "two" had been stored (seq 2): the server answers the repeat with the original.
+  const two = { name: 'ana', message: 'two', timestamp: 6, seq: 2, cid: f2.cid };
+  const three = { name: 'ana', message: 'three', timestamp: 7, seq: 3, cid: sockets[1].frames[1].cid };
+  sockets[1].receive(two);
+  sockets[1].receive(three);
+  sockets[1].receive(two); // a stray repeat changes nothing
+  assert.deepEqual((await settled(first)).value, one);
+  assert.deepEqual((await settled(second)).value, two);
+  assert.deepEqual((await settled(third)).value, three);
+  assert.deepEqual(seqs(events), [1, 2, 3], 'each delivered once');
+  assert.equal(chat.pending, 0);
+});
+
+test('a send whose echo comes in the resumed backlog is settled there, not sent again', async () => {
+  const { chat, sockets, clock } = await setup();
+  serveJoin(sockets[0]);
+  const p = track(chat.send('maybe'));
+  const { cid } = sockets[0].frames[0];
+  sockets[0].drop(1006);
+  clock.advance(10_000);
+  const stored = { name: 'ana', message: 'maybe', timestamp: 9, seq: 1, cid };
+  serveJoin(sockets[1], { seq: 1, recovered: true, backlog: [stored] });
+  assert.deepEqual(sockets[1].frames, [], 'not sent again');
+  assert.deepEqual((await settled(p)).value, stored);
+});
+
+test('a refused message rejects with the server sentence; the others go on', async () => {
+  const { chat, sockets, events } = await setup();
+  serveJoin(sockets[0]);
+  const ok = track(chat.send('fine'));
+  const refused = track(chat.send('too fast'));
+  const after = track(chat.send('later'));
+  const [a, , c] = sockets[0].frames;
+  sockets[0].receive({ name: 'ana', message: 'fine', timestamp: 1, seq: 1, cid: a.cid });
+  sockets[0].receive({ error: 'Rate limited; slow down.' });
+  sockets[0].receive({ name: 'ana', message: 'later', timestamp: 2, seq: 2, cid: c.cid });
+  assert.equal((await settled(ok)).value.seq, 1);
+  const err = (await settled(refused)).error;
+  assert.ok(err instanceof RefusedError);
+  assert.equal(err.message, 'Rate limited; slow down.');
+  assert.equal((await settled(after)).value.seq, 2);
+  assert.deepEqual(of(events, 'error'), [{ message: 'Rate limited; slow down.' }]);
+  assert.equal(chat.pending, 0);
+});
+
+test('history: pages in order with sends, refusals, and waiting for a join', async () => {
+  const { chat, sockets, clock } = await setup();
+  const early = track(chat.history()); // before any join
+  serveJoin(sockets[0], { seq: 50 });
+  assert.deepEqual(sockets[0].frames, [{ history: {} }]);
+  sockets[0].receive({ history: [msg(49), msg(50)], before: 51, more: true });
+  assert.deepEqual((await settled(early)).value, { messages: [msg(49), msg(50)], more: true, before: 51 });
+
+  const send = track(chat.send('x'));
+  const page = track(chat.history(49, 2));
+  const bad = track(chat.history(0, 0));
+  assert.deepEqual(sockets[0].frames.slice(1).map((f) => f.history ?? f.message), ['x', { before: 49, limit: 2 }, { before: 0, limit: 0 }]);
+  sockets[0].receive({ name: 'ana', message: 'x', timestamp: 1, seq: 51, cid: sockets[0].frames[1].cid });
+  sockets[0].receive({ history: [msg(47), msg(48)], before: 49, more: false });
+  sockets[0].receive({ error: 'History "limit" must be a whole number from 1 to history_page_max (see GET /api/limits).' });
+  assert.equal((await settled(send)).value.seq, 51);
+  assert.deepEqual((await settled(page)).value.messages.map((m) => m.seq), [47, 48]);
+  assert.ok((await settled(bad)).error instanceof RefusedError);
+
+  // Lost with the connection: asked again after the next join.
+  const lost = track(chat.history(47, 5));
+  sockets[0].drop(1006);
+  clock.advance(10_000);
+  serveJoin(sockets[1], { seq: 51, recovered: true });
+  assert.deepEqual(sockets[1].frames, [{ history: { before: 47, limit: 5 } }]);
+  sockets[1].receive({ history: [], before: 47, more: false });
+  assert.deepEqual((await settled(lost)).value, { messages: [], more: false, before: 47 });
+});
+
+test('no reconnect after 1008 or 4001: everything unsettled is rejected', async () => {
+  assert.deepEqual(FINAL_CLOSE_CODES, [1008, 4001]);
+  for (const [code, reason] of [[1008, 'Rate limit exceeded repeatedly'], [4001, 'Kicked']]) {
+    const { chat, sockets, clock, events } = await setup();
+    serveJoin(sockets[0]);
+    const p = track(chat.send('pending'));
+    const h = track(chat.history());
+    sockets[0].drop(code, reason);
+    clock.advance(60_000);
+    assert.equal(sockets.length, 1, `no reconnect after ${code}`);
+    assert.deepEqual(of(events, 'state').at(-1), { state: 'closed', code, reason, error: '', joining: false });
+    for (const r of [await settled(p), await settled(h)]) {
+      assert.ok(r.error instanceof ClosedError);
+      assert.equal(r.error.code, code);
+    }
+    assert.equal(chat.state, 'closed');
+  }
+});
+
+test('a refused hello closes for good and says why', async () => {
+  const { sockets, clock, events } = await setup();
+  sockets[0].open();
+  sockets[0].receive({ error: 'Name is too long.' });
+  sockets[0].drop(1008, 'Invalid hello');
+  clock.advance(60_000);
+  assert.equal(sockets.length, 1);
+  assert.deepEqual(of(events, 'state').at(-1), {
+    state: 'closed', code: 1008, reason: 'Invalid hello', error: 'Name is too long.', joining: true,
+  });
+});
+
+test('1009: the largest unanswered send is refused, the others are sent again', async () => {
+  const { chat, sockets, clock } = await setup();
+  serveJoin(sockets[0]);
+  const small = track(chat.send('small'));
+  const huge = track(chat.send('h'.repeat(5000)));
+  sockets[0].drop(1009, 'Message too big');
+  const err = (await settled(huge)).error;
+  assert.ok(err instanceof RefusedError);
+  clock.advance(10_000);
+  serveJoin(sockets[1], { recovered: true });
+  assert.deepEqual(sockets[1].frames.map((f) => f.message), ['small']);
+  sockets[1].receive({ name: 'ana', message: 'small', timestamp: 1, seq: 1, cid: sockets[1].frames[0].cid });
+  assert.equal((await settled(small)).value.seq, 1);
+});
+
+test('a join that never completes is abandoned and retried', async () => {
+  const { sockets, clock } = await setup();
+  sockets[0].open();
+  clock.advance(DEFAULTS.joinTimeoutMs);
+  assert.equal(sockets[0].closedWith.code, 4000);
+  clock.advance(10_000);
+  assert.equal(sockets.length, 2);
+});
+
+test('close(): the socket closes with 1000, nothing is retried, everything settles', async () => {
+  const { chat, sockets, clock, events } = await setup();
+  serveJoin(sockets[0]);
+  const p = track(chat.send('bye'));
+  chat.close();
+  assert.equal(sockets[0].closedWith.code, 1000);
+  sockets[0].drop(1000);
+  clock.advance(60_000);
+  assert.equal(sockets.length, 1);
+  assert.ok((await settled(p)).error instanceof ClosedError);
+  assert.ok((await settled(track(chat.send('after')))).error instanceof ClosedError);
+  assert.equal(of(events, 'state').at(-1).state, 'closed');
+});
+
+test('reconnect() skips the rest of the delay', async () => {
+  const { chat, sockets } = await setup({ random: () => 0.999999 });
+  serveJoin(sockets[0]);
+  sockets[0].drop(1006);
+  assert.equal(sockets.length, 1);
+  chat.reconnect();
+  assert.equal(sockets.length, 2);
+});
+
+// ---- moderation -------------------------------------------------------------------
+
+const FENCE = { history: { before: 0, limit: 1 } };
+const FENCE_PAGE = { history: [], before: 0, more: false };
+const RATE_LIMITED = 'Rate limited; slow down.';
+const echo = (frame, seq) => ({ name: 'ana', message: frame.message, timestamp: seq, seq, cid: frame.cid });
+
+test('moderation: a frame goes out alone, after the earlier ones are answered, with its fence', async () => {
+  const { chat, sockets, events } = await setup();
+  serveJoin(sockets[0], { seq: 1, backlog: [msg(1)] });
+  const before = track(chat.send('before'));
+  const del = track(chat.deleteMessage(1));
+  const after = track(chat.send('after'));
+  const hist = track(chat.history());
+  assert.deepEqual(sockets[0].frames.map((f) => f.message), ['before'], 'the delete waits for the send before it');
+  sockets[0].receive(echo(sockets[0].frames[0], 2));
+  assert.deepEqual(sockets[0].frames.slice(1), [{ delete: 1 }, FENCE], 'then goes out, alone, with its fence');
+  // The server takes it: everyone (this session too) gets `deleted`; the moderator no
+  // other answer. The fence's page settles it; then what waited goes out, in order.
+  sockets[0].receive({ deleted: 1 });
+  assert.equal((await settled(del)).state, 'pending', 'not settled by a `deleted` (another moderator may have sent it)');
+  sockets[0].receive(FENCE_PAGE);
+  assert.equal((await settled(del)).state, 'resolved');
+  assert.deepEqual(of(events, 'deleted'), [{ seq: 1 }]);
+  assert.deepEqual(sockets[0].frames.slice(3).map((f) => f.message ?? f.history), ['after', {}]);
+  sockets[0].receive(echo(sockets[0].frames[3], 3));
+  sockets[0].receive({ history: [msg(3)], before: 4, more: true });
+  assert.equal((await settled(before)).value.seq, 2);
+  assert.equal((await settled(after)).value.seq, 3);
+  assert.deepEqual((await settled(hist)).value.before, 4, 'the fence page went to no history request');
+});
+
+test('moderation: a refusal rejects it with the sentence, and reaches no send', async () => {
+  const { chat, sockets } = await setup();
+  serveJoin(sockets[0]);
+  const kick = track(chat.kick('u9', 300));
+  const mute = track(chat.mute('u9', 0));
+  const send = track(chat.send('x'));
+  assert.deepEqual(sockets[0].frames, [{ kick: { user: 'u9', secs: 300 } }, FENCE]);
+  sockets[0].receive({ error: 'Only moderators may delete, kick or mute.' });
+  assert.equal(sockets[0].frames.length, 2, 'nothing more until the fence is answered');
+  sockets[0].receive(FENCE_PAGE);
+  const err = (await settled(kick)).error;
+  assert.ok(err instanceof RefusedError);
+  assert.equal(err.message, 'Only moderators may delete, kick or mute.');
+  assert.deepEqual(sockets[0].frames.slice(2), [{ mute: { user: 'u9', secs: 0 } }, FENCE], 'the next one, alone');
+  // Refused, and its fence refused too (the rate limit): both errors stay with it.
+  sockets[0].receive({ error: '"secs" is longer than this server allows.' });
+  sockets[0].receive({ error: RATE_LIMITED });
+  assert.equal((await settled(mute)).error.message, '"secs" is longer than this server allows.');
+  const [x] = sockets[0].frames.slice(4);
+  assert.equal(x.message, 'x');
+  sockets[0].receive({ error: 'You are muted in this room.' });
+  assert.equal((await settled(send)).error.message, 'You are muted in this room.', 'its own answer');
+  assert.equal(chat.pending, 0);
+});
+
+test('moderation: after an error, a second answer says refused, none says taken', async () => {
+  // The frame refused (here by the rate limit): its fence's answer follows at once.
+  for (const fenceAnswer of [{ error: RATE_LIMITED }, FENCE_PAGE]) {
+    const { chat, sockets, clock } = await setup();
+    serveJoin(sockets[0]);
+    const del = track(chat.deleteMessage(4));
+    const send = track(chat.send('y'));
+    sockets[0].receive({ error: RATE_LIMITED });
+    assert.equal((await settled(del)).state, 'pending', 'one error does not tell yet');
+    assert.equal(sockets[0].frames.length, 2, 'and nothing more is sent meanwhile');
+    sockets[0].receive(fenceAnswer);
+    assert.equal((await settled(del)).error.message, RATE_LIMITED);
+    const y = sockets[0].frames[2];
+    assert.equal(y.message, 'y');
+    sockets[0].receive(echo(y, 1));
+    assert.equal((await settled(send)).value.seq, 1, 'the fence answer was not taken for the send');
+    clock.advance(DEFAULTS.fenceWaitMs);
+    assert.equal((await settled(del)).error.message, RATE_LIMITED, 'settled once');
+  }
+  // The frame taken, its fence refused (it took the last token; or history could not be
+  // read): one error only, the fence's.
+  for (const fenceError of [RATE_LIMITED, 'History could not be read; try again.']) {
+    const { chat, sockets, clock } = await setup();
+    serveJoin(sockets[0]);
+    const mute = track(chat.mute('u9', 60));
+    const send = track(chat.send('z'));
+    sockets[0].receive({ error: fenceError });
+    clock.advance(DEFAULTS.fenceWaitMs - 1);
+    assert.equal((await settled(mute)).state, 'pending');
+    assert.equal(sockets[0].frames.length, 2);
+    clock.advance(1);
+    assert.equal((await settled(mute)).state, 'resolved', 'taken');
+    const z = sockets[0].frames[2];
+    assert.equal(z.message, 'z');
+    sockets[0].receive({ error: RATE_LIMITED }); // z's own
+    assert.equal((await settled(send)).error.message, RATE_LIMITED);
+    assert.equal(chat.pending, 0);
+  }
+  // The connection closes while it waits: unknown, so a ClosedError, and no late verdict.
+  {
+    const { chat, sockets, clock } = await setup();
+    serveJoin(sockets[0]);
+    const kick = track(chat.kick('u9'));
+    sockets[0].receive({ error: RATE_LIMITED });
+    sockets[0].drop(1006);
+    clock.advance(DEFAULTS.fenceWaitMs);
+    const t = await settled(kick);
+    assert.ok(t.error instanceof ClosedError);
+    chat.close();
+  }
+});
+
+test('moderation: waits for a join; a close before its answer rejects it, and it is not sent again', async () => {
+  const { chat, sockets, clock } = await setup();
+  const early = track(chat.deleteMessage(2)); // before any join
+  const send = track(chat.send('made after the delete'));
+  serveJoin(sockets[0], { seq: 2 });
+  assert.deepEqual(sockets[0].frames, [{ delete: 2 }, FENCE], 'the send made after it waits');
+  sockets[0].drop(1006);
+  const err = (await settled(early)).error;
+  assert.ok(err instanceof ClosedError);
+  assert.equal(err.code, 1006);
+  clock.advance(10_000);
+  serveJoin(sockets[1], { seq: 2, recovered: true });
+  assert.deepEqual(sockets[1].frames.map((f) => f.message), ['made after the delete'], 'only the send goes out again');
+  sockets[1].receive(echo(sockets[1].frames[0], 3));
+  assert.equal((await settled(send)).value.seq, 3);
+
+  // A final close rejects what waits.
+  const k = track(chat.kick('u1'));
+  const m = track(chat.mute('u1', 5));
+  assert.deepEqual(sockets[1].frames.slice(1), [{ kick: { user: 'u1', secs: 0 } }, FENCE]);
+  sockets[1].drop(4001, 'Kicked');
+  for (const t of [await settled(k), await settled(m)]) {
+    assert.ok(t.error instanceof ClosedError);
+    assert.equal(t.error.code, 4001);
+  }
+  assert.ok((await settled(track(chat.deleteMessage(1)))).error instanceof ClosedError);
+});
