@@ -72,6 +72,13 @@ pub struct Receiver {
     stop: oneshot::Sender<()>,
 }
 
+impl Receiver {
+    /// A receiver whose `task` counts until `stop` fires (raw mode builds its own).
+    pub fn new(task: JoinHandle<Stats>, stop: oneshot::Sender<()>) -> Self {
+        Receiver { task, stop }
+    }
+}
+
 /// Connects and joins `n` receivers; each counts and timestamps chat frames until
 /// stopped. The message text starts with the send time in µs since `start`.
 pub async fn connect_receivers(

@@ -2,16 +2,21 @@
 //! messages at a fixed rate. Reports deliveries per second, loss and delivery latency,
 //! so figures in docs/BENCHMARKS.md can be reproduced against either backend.
 //!
-//! The target backend must allow the sender's rate, and every client coming from one
-//! address: start it with high `--rate-burst`/`--rate-per-sec`, `--seats-per-address`
-//! and `--join-burst`/`--join-per-sec` (the same as `--var RATE_BURST:…` on wrangler
-//! dev), as `scripts/bench` does.
+//! The target backend must allow the sender's rate (start it with a high
+//! `--rate-burst`/`--rate-per-sec`, or `--var RATE_BURST:…` on wrangler dev).
 
+mod charts;
 mod client;
+mod idle;
 mod procfs;
+mod raw;
 mod report;
+mod results;
+mod soak;
+mod sockets;
 
 use clap::Parser;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug, Clone)]
@@ -47,6 +52,56 @@ pub struct Args {
     /// server's resident memory per connection (needs --server-pid).
     #[arg(long)]
     pub idle_connections: Option<usize>,
+    /// With --idle-connections: spread them evenly over this many rooms
+    /// (`ROOM-0`, `ROOM-1`, …), filled side by side.
+    #[arg(long, default_value_t = 1)]
+    pub idle_rooms: usize,
+    /// For the peers in bench/peers/, which broadcast any text unchanged: no hello and no
+    /// JSON; each text starts with its send time.
+    #[arg(long)]
+    pub raw: bool,
+    /// Instead of a rate run: a soak of ROOMSxMEMBERS joined connections (e.g. 100x100)
+    /// with live traffic, checking every delivery (see --soak-secs, --soak-rate).
+    #[arg(long, value_parser = parse_grid, value_name = "ROOMSxMEMBERS")]
+    pub soak: Option<(usize, usize)>,
+    /// Seconds of soak traffic.
+    #[arg(long, default_value_t = 60)]
+    pub soak_secs: u64,
+    /// Soak messages per second in each room.
+    #[arg(long, default_value_t = 2)]
+    pub soak_rate: u32,
+    /// Append each result as a CSV line to this file (read back by --summarize).
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// The server's name in --csv lines.
+    #[arg(long, default_value = "ours")]
+    pub label: String,
+    /// The comparison group in --csv lines: servers measured under the same load.
+    #[arg(long, default_value = "local")]
+    pub group: String,
+    /// Which run of a repeated series this is, in --csv lines.
+    #[arg(long, default_value_t = 1)]
+    pub run: u32,
+    /// Instead of a run: read a --csv file, print the medians of its runs as markdown
+    /// tables (servers side by side), and draw SVG charts into --charts-dir.
+    #[arg(long, value_name = "CSV")]
+    pub summarize: Option<PathBuf>,
+    #[arg(long, default_value = "docs/bench")]
+    pub charts_dir: PathBuf,
+}
+
+/// `100x100` -> (100, 100).
+fn parse_grid(s: &str) -> Result<(usize, usize), String> {
+    let (a, b) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("expected ROOMSxMEMBERS, got {s:?}"))?;
+    let n = |t: &str| t.trim().parse::<usize>().ok().filter(|n| *n > 0);
+    match (n(a), n(b)) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err(format!(
+            "expected ROOMSxMEMBERS with positive numbers, got {s:?}"
+        )),
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,13 +126,25 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    if let Some(file) = &args.summarize {
+        return results::summarize(file, &args.charts_dir);
+    }
+    if let Some((rooms, members)) = args.soak {
+        let plan = soak::Plan {
+            rooms,
+            members,
+            secs: args.soak_secs,
+            rate: args.soak_rate,
+        };
+        return soak::run(&args.url, &args.room, &plan, &args.server_pids).await;
+    }
+    if let Some(n) = args.idle_connections {
+        return idle_memory(&args, n).await;
+    }
     println!(
         "# {} receivers + 1 sender, {} B messages, room {:?} at {}",
         args.receivers, args.size, args.room, args.url
     );
-    if let Some(n) = args.idle_connections {
-        return idle_memory(&args, n).await;
-    }
     println!("{}", report::Report::header());
     for (i, &rate) in args.rates.iter().enumerate() {
         // A fresh room per rate, so one step's backlog does not spill into the next.
@@ -89,17 +156,28 @@ async fn run(args: Args) -> Result<(), String> {
         let url = client::websocket_url(&args.url, &room)?;
         let report = one_rate(&args, &url, rate).await?;
         println!("{}", report.row());
+        if let Some(file) = &args.csv {
+            results::append_load(file, &tag(&args), &report.figures())?;
+        }
     }
     Ok(())
 }
 
 async fn one_rate(args: &Args, url: &str, rate: u32) -> Result<report::Report, String> {
     let start = Instant::now();
-    let receivers = client::connect_receivers(url, args.receivers, start).await?;
+    let receivers = if args.raw {
+        raw::connect_receivers(url, args.receivers, start).await?
+    } else {
+        client::connect_receivers(url, args.receivers, start).await?
+    };
     let measure_from = Duration::from_secs(args.warmup);
     let measure_to = measure_from + Duration::from_secs(args.duration);
     let cpu_before = cpu(&args.server_pids)?;
-    let sent = client::send_at_rate(url, rate, args.size, start, measure_from, measure_to).await?;
+    let sent = if args.raw {
+        raw::send_at_rate(url, rate, args.size, start, measure_from, measure_to).await?
+    } else {
+        client::send_at_rate(url, rate, args.size, start, measure_from, measure_to).await?
+    };
     let cpu_used = match (cpu_before, cpu(&args.server_pids)?) {
         (Some(before), Some(after)) => Some(after.saturating_sub(before)),
         _ => None,
@@ -124,21 +202,55 @@ fn cpu(pids: &[u32]) -> Result<Option<Duration>, String> {
     procfs::total_cpu(pids).map(Some)
 }
 
-/// Resident memory per idle, joined connection.
-async fn idle_memory(args: &Args, n: usize) -> Result<(), String> {
-    if args.server_pids.is_empty() {
-        return Err("--idle-connections needs --server-pid".into());
+fn tag(args: &Args) -> results::Tag<'_> {
+    results::Tag {
+        group: &args.group,
+        server: &args.label,
+        run: args.run,
     }
-    let url = client::websocket_url(&args.url, &args.room)?;
-    let before = procfs::total_rss_kib(&args.server_pids)?;
-    let clients = client::connect_receivers(&url, n, Instant::now()).await?;
-    // Let the server settle (buffers allocated on first read/write are in by now).
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = procfs::total_rss_kib(&args.server_pids)?;
+}
+
+/// Resident memory per idle, joined connection, over `--idle-rooms` rooms.
+async fn idle_memory(args: &Args, n: usize) -> Result<(), String> {
+    let rooms = args.idle_rooms.max(1);
+    let members = n / rooms;
+    if members * rooms != n {
+        return Err(format!(
+            "--idle-connections {n} does not split evenly into {rooms} rooms"
+        ));
+    }
+    let idle = idle::measure(
+        &args.url,
+        &args.room,
+        rooms,
+        members,
+        args.raw,
+        &args.server_pids,
+    )
+    .await?;
     println!(
-        "{n} idle joined connections: server RSS {before} KiB -> {after} KiB, {:.1} KiB per connection",
-        after.saturating_sub(before) as f64 / n as f64
+        "{n} idle joined connections ({rooms} rooms x {members}, joined in {:.1} s): \
+         server RSS {} KiB -> {} KiB, {:.1} KiB per connection",
+        idle.join_secs,
+        idle.rss_before_kib,
+        idle.rss_after_kib,
+        idle.kib_per_connection()
     );
-    drop(clients);
+    if let Some(file) = &args.csv {
+        results::append_idle(file, &tag(args), idle.kib_per_connection(), n)?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grids_parse() {
+        assert_eq!(parse_grid("100x100"), Ok((100, 100)));
+        assert_eq!(parse_grid("2X3"), Ok((2, 3)));
+        assert!(parse_grid("0x5").is_err());
+        assert!(parse_grid("100").is_err());
+    }
 }

@@ -40,3 +40,14 @@ pub fn total_cpu(pids: &[u32]) -> Result<Duration, String> {
 pub fn total_rss_kib(pids: &[u32]) -> Result<u64, String> {
     pids.iter().map(|p| rss_kib(*p)).sum()
 }
+
+/// Open file descriptors of `pid` (its sockets, mostly).
+pub fn open_files(pid: u32) -> Result<usize, String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .map_err(|e| format!("/proc/{pid}/fd: {e}"))
+}
+
+pub fn total_open_files(pids: &[u32]) -> Result<usize, String> {
+    pids.iter().map(|p| open_files(*p)).sum()
+}

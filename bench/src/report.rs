@@ -2,6 +2,20 @@
 
 use crate::client::Stats;
 
+/// One rate's results as numbers.
+pub struct Figures {
+    pub rate: u32,
+    pub sessions: usize,
+    pub target_per_sec: u64,
+    pub per_sec: f64,
+    pub loss_pct: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub dropped: usize,
+    pub cpu_us: Option<f64>,
+}
+
 pub struct Report {
     rate: u32,
     sessions: usize,
@@ -48,7 +62,8 @@ impl Report {
         f64::from(l[i]) / 1000.0
     }
 
-    pub fn row(&self) -> String {
+    /// The row's figures as numbers (for `--csv`).
+    pub fn figures(&self) -> Figures {
         // The sender receives its own messages too, so every session counts; the
         // sender's copies are drained, not counted, so expected uses receivers only.
         let receivers = self.sessions as u64 - 1;
@@ -60,17 +75,33 @@ impl Report {
         } else {
             100.0 * (1.0 - self.stats.delivered as f64 / expected as f64)
         };
+        Figures {
+            rate: self.rate,
+            sessions: self.sessions,
+            target_per_sec: u64::from(self.rate) * self.sessions as u64,
+            per_sec,
+            loss_pct: loss.max(0.0),
+            p50_ms: self.percentile(0.5),
+            p99_ms: self.percentile(0.99),
+            max_ms: self.percentile(1.0),
+            dropped: self.stats.dropped_receivers,
+            cpu_us: self.cpu_per_delivery_us(),
+        }
+    }
+
+    pub fn row(&self) -> String {
+        let f = self.figures();
         format!(
             "{:>6}  {:>14}  {:>12.0}  {:>5.2}  {:>8.2} {:>8.2} {:>8.2}  {:>7}  {:>12}",
-            self.rate,
-            u64::from(self.rate) * self.sessions as u64,
-            per_sec,
-            loss.max(0.0),
-            self.percentile(0.5),
-            self.percentile(0.99),
-            self.percentile(1.0),
-            self.stats.dropped_receivers,
-            self.cpu_per_delivery_us()
+            f.rate,
+            f.target_per_sec,
+            f.per_sec,
+            f.loss_pct,
+            f.p50_ms,
+            f.p99_ms,
+            f.max_ms,
+            f.dropped,
+            f.cpu_us
                 .map_or_else(|| "-".to_owned(), |us| format!("{us:.2}")),
         )
     }

@@ -343,17 +343,30 @@ struct Conn {
     view: Vec<String>,
 }
 
-/// The model of an address's token bucket: `burst` tokens, refilled at `rate_per_sec`
-/// (a clock going backwards refills nothing), shared by the address's connections and
-/// kept while drained after the last one leaves. The arithmetic is the documented one,
-/// in f64 like the room's, so the two agree on every boundary.
+/// The model of an address's frame bucket, as the room's storage holds it: `burst`
+/// tokens, refilled at `rate_per_sec` (a clock going backwards refills nothing), one per
+/// address and shared by its connections. It changes only when a token is taken (a
+/// refused frame leaves it as it was, refill time included), survives the address's
+/// connections leaving and the room's restarts, and is forgotten only by the pruning
+/// at an address's last leave (see [`Case::leave`]); a forgotten bucket starts again
+/// full. The arithmetic is the documented one, in f64 like the room's, so the two agree
+/// on every boundary. (The join bucket, lifted in this config, is not modelled; only its
+/// refill time counts, for pruning.)
 #[derive(Debug, Clone, Copy)]
 struct Tokens {
     tokens: f64,
+    /// When the last token was taken: what pruning goes by.
     updated: u64,
 }
 
 impl Tokens {
+    fn full(cfg: &Config, now: u64) -> Tokens {
+        Tokens {
+            tokens: f64::from(cfg.rate_burst),
+            updated: now,
+        }
+    }
+
     fn refilled(self, cfg: &Config, now: u64) -> Tokens {
         let elapsed = now.saturating_sub(self.updated) as f64 / 1000.0;
         Tokens {
@@ -361,6 +374,11 @@ impl Tokens {
             updated: self.updated.max(now),
         }
     }
+}
+
+/// Milliseconds an empty bucket of `burst` at `per_sec` takes to refill, rounded up.
+fn full_refill_ms(burst: u32, per_sec: f64) -> u64 {
+    (f64::from(burst) / per_sec * 1000.0).ceil() as u64
 }
 
 /// What the model predicts an event does.
@@ -591,6 +609,8 @@ impl Case {
             Op::Tick => self.event(Event::Tick)?,
             Op::Restart { raised } => {
                 let cfg = if raised { raised_config() } else { config() };
+                // Buckets are in storage, read back when first needed: the model's stay
+                // as they are.
                 let keeps_epoch = self.room.storage().clone().load_epoch().unwrap().is_some()
                     || self.room.sessions().next().is_some();
                 self.room = rebuilt(&self.room, cfg, "never-used");
@@ -605,22 +625,29 @@ impl Case {
         Ok(())
     }
 
-    /// Charges one token to the connection's address; false if the bucket is empty.
+    /// Charges one token to the connection's address; false (and no change) if the
+    /// bucket is empty.
     fn charge(&mut self, conn: ConnId) -> bool {
         let cfg = self.cfg();
         let addr = self.conns[&conn].addr.clone();
         let now = self.now;
-        let b = self.buckets.entry(addr).or_insert(Tokens {
-            tokens: f64::from(cfg.rate_burst),
-            updated: now,
-        });
-        *b = b.refilled(&cfg, now);
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
+        let current = self
+            .buckets
+            .get(&addr)
+            .copied()
+            .unwrap_or_else(|| Tokens::full(&cfg, now));
+        let next = current.refilled(&cfg, now);
+        if next.tokens < 1.0 {
+            return false;
         }
+        self.buckets.insert(
+            addr,
+            Tokens {
+                tokens: next.tokens - 1.0,
+                ..next
+            },
+        );
+        true
     }
 
     /// The connection goes (closed by the room, or by its peer).
@@ -632,20 +659,22 @@ impl Case {
         if self.conns.values().any(|c| c.addr == gone.addr) {
             return;
         }
-        // The address's last connection: a full bucket is forgotten, a drained one kept,
-        // and kept ones that have refilled since are forgotten.
-        let Some(b) = self.buckets.get(&gone.addr).copied() else {
-            return;
-        };
-        if b.refilled(&cfg, self.now).tokens >= f64::from(cfg.rate_burst) {
-            self.buckets.remove(&gone.addr);
-            return;
-        }
-        let refill_ms = (f64::from(cfg.rate_burst) * 1000.0 / cfg.rate_per_sec).ceil() as u64;
+        // The address's last connection: its bucket stays (reconnecting does not refill
+        // it), and every stored bucket, of any address, connected or not, that has
+        // refilled by now is pruned. "Refilled" is judged by the slower kind of bucket
+        // (frames or joins): pruned are the buckets whose last token was taken more than
+        // that kind's full refill time ago (exactly that long ago is still kept). A
+        // pruned bucket is read back full, which it is while the clock goes forward;
+        // only a clock stepping back tells a pruned bucket from a kept one.
+        let refill_ms = full_refill_ms(cfg.rate_burst, cfg.rate_per_sec)
+            .max(full_refill_ms(cfg.join_burst, cfg.join_per_sec));
         let before = self.now.saturating_sub(refill_ms);
-        let live: Vec<String> = self.conns.values().map(|c| c.addr.clone()).collect();
-        self.buckets
-            .retain(|addr, b| live.contains(addr) || *addr == gone.addr || b.updated >= before);
+        self.buckets.retain(|_, b| b.updated >= before);
+        // The last connection left a room that never stored a message: it keeps no
+        // bucket at all (an empty room leaves no row).
+        if self.conns.is_empty() && self.last_seq == 0 {
+            self.buckets.clear();
+        }
     }
 
     fn close(&mut self, expect: &mut Expected, conn: ConnId, close: Close) {
