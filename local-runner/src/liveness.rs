@@ -126,13 +126,25 @@ impl Liveness {
         if let Some(probe) = &state.probe {
             let waited = now.saturating_duration_since(probe.queued);
             let frames = probe.covers != Covers::Nothing;
-            return if frames && waited >= self.drain_timeout {
-                Verdict::SlowConsumer
-            } else if waited >= self.ping_interval * 2 {
-                Verdict::PingTimeout
-            } else {
-                Verdict::Fine
-            };
+            if frames && waited >= self.drain_timeout {
+                return Verdict::SlowConsumer;
+            }
+            if waited >= self.ping_interval * 2 {
+                return Verdict::PingTimeout;
+            }
+            // An idle connection's probe is sent again, same payload, every interval it
+            // stays unanswered: a client is closed for missing two pings, not one (a
+            // pong to either counts). Not while frames wait unprobed: the probe that
+            // covers them is the next new one.
+            let again = probe.covers == Covers::Nothing
+                && !state.unprobed
+                && now.saturating_duration_since(state.last_probe) >= self.ping_interval;
+            if !again {
+                return Verdict::Fine;
+            }
+            let payload = probe.payload;
+            state.last_probe = now;
+            return Verdict::Probe(Bytes::copy_from_slice(&payload));
         }
         let due = now.saturating_duration_since(state.last_probe) >= self.ping_interval;
         if !(state.unprobed || due) {
@@ -225,6 +237,10 @@ mod tests {
         l.wrote_ping(&p, false);
         // Nothing to read, so the drain timeout does not apply.
         assert_eq!(l.check(t0 + PING + DRAIN, || [0; 8]), Verdict::Fine);
+        // Unanswered for an interval: the same probe again.
+        assert_eq!(probe(&l.check(t0 + PING * 2, || [0; 8])), p);
+        l.wrote_ping(&p, false);
+        assert_eq!(l.check(t0 + PING * 2, || [0; 8]), Verdict::Fine);
         assert_eq!(l.check(t0 + PING * 3, || [0; 8]), Verdict::PingTimeout);
     }
 

@@ -368,8 +368,9 @@ impl Storage for SqliteStorage {
         let seq = e.seq.map(to_i64).transpose()?;
         let secs = e.secs.map(to_i64).transpose()?;
         let keep = to_i64(keep)?;
-        // Insert and prune together, so the table never holds more than `keep`.
-        let tx = self.conn.transaction().map_err(storage_error)?;
+        // Insert and prune together, so the table never holds more than `keep`. A
+        // savepoint, as this runs inside the storage thread's transaction.
+        let tx = self.conn.savepoint().map_err(storage_error)?;
         tx.prepare_cached(sql::INSERT_AUDIT)
             .and_then(|mut s| {
                 s.execute(params![
