@@ -101,7 +101,8 @@ impl Liveness {
         let mut state = self.state();
         if let Some(probe) = state.probe.as_mut() {
             if probe.payload == payload {
-                probe.covers = if frames_before {
+                // A probe sent again still covers the frames its first sending did.
+                probe.covers = if frames_before || probe.covers == Covers::Frames {
                     Covers::Frames
                 } else {
                     Covers::Nothing
@@ -132,11 +133,11 @@ impl Liveness {
             if waited >= self.ping_interval * 2 {
                 return Verdict::PingTimeout;
             }
-            // An idle connection's probe is sent again, same payload, every interval it
-            // stays unanswered: a client is closed for missing two pings, not one (a
-            // pong to either counts). Not while frames wait unprobed: the probe that
-            // covers them is the next new one.
-            let again = probe.covers == Covers::Nothing
+            // A written probe is sent again, same payload, every interval it stays
+            // unanswered: a client is closed for missing two pings, not one (a pong to
+            // either counts). Not while the writer has not got to it, nor while frames
+            // wait unprobed.
+            let again = probe.covers != Covers::NotWritten
                 && !state.unprobed
                 && now.saturating_duration_since(state.last_probe) >= self.ping_interval;
             if !again {
