@@ -180,6 +180,18 @@ config_keys! {
     /// `{"error"}` and close 1008. Unnamed sockets count toward `room_capacity`, so
     /// without a deadline silent sockets could fill a room.
     hello_timeout_ms: u64 = 10_000, least 1, most 600_000;
+    /// Rooms not open yet (no connection in them) that one client address may open in
+    /// a burst, across the whole server; past it the upgrade is refused with 429 and
+    /// `Retry-After`. Opening a room costs memory, so without a limit one client could
+    /// open rooms faster than anything else could free them.
+    room_open_burst: u32 = 20, least 1, most u32::MAX;
+    /// Room opens refilled per second per address; must be positive (fractions allowed).
+    room_open_per_sec: f64 = 1.0, most 1_000_000.0;
+    /// Milliseconds the frames sent to a connection may stay unread (a ping sent after
+    /// them not answered) before it is closed with 1013 as a slow consumer, even in a
+    /// quiet room and whatever pongs it sends unasked (backends that see their sockets'
+    /// pongs).
+    drain_timeout_ms: u64 = 30_000, least 100, most 600_000;
     /// Origins (e.g. `https://chat.example.com`) allowed besides same-origin and
     /// no-Origin. In text form, a comma-separated list.
     allow_origins: Vec<String> = Vec::new();
@@ -362,10 +374,13 @@ impl Config {
     /// refuse to run with a bad configuration.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.check_bounds()?;
-        if !(self.rate_per_sec.is_finite() && self.rate_per_sec > 0.0) {
-            return Err(ConfigError(
-                "rate_per_sec must be a positive number".to_owned(),
-            ));
+        for (key, rate) in [
+            ("rate_per_sec", self.rate_per_sec),
+            ("room_open_per_sec", self.room_open_per_sec),
+        ] {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(ConfigError(format!("{key} must be a positive number")));
+            }
         }
         if !(self.join_per_sec.is_finite() && self.join_per_sec > 0.0) {
             return Err(ConfigError(
@@ -453,6 +468,9 @@ mod tests {
         assert_eq!(c.rate_strikes, 30);
         assert_eq!(c.room_capacity, 1000);
         assert_eq!(c.hello_timeout_ms, 10_000);
+        assert_eq!(c.room_open_burst, 20);
+        assert_eq!(c.room_open_per_sec, 1.0);
+        assert_eq!(c.drain_timeout_ms, 30_000);
         assert!(!c.auth_required);
         assert_eq!(c.max_token_bytes, 4096);
         assert_eq!(c.max_moderation_secs, 604_800);
@@ -525,6 +543,11 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().is_err());
+        let c = Config {
+            room_open_per_sec: 0.0,
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().0.contains("room_open_per_sec"));
     }
 
     #[test]

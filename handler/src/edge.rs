@@ -309,6 +309,20 @@ pub const TOO_MANY_ROOM_OPENS: Rejection = Rejection::new(
     "Too many new rooms from your address; try again later.",
 );
 
+/// The refusal of a connection over a server's connection cap (the local runner's
+/// `--max-connections`).
+pub const SERVER_BUSY: Rejection = Rejection::new(503, "Server busy; try again later.");
+
+/// The refusal of a request whose body is over the server's cap. No route reads a
+/// body, so the cap is small.
+pub const BODY_TOO_LARGE: Rejection = Rejection::new(413, "Request body too large.");
+
+/// `Retry-After` (whole seconds, at least 1) for a wait of `ms` milliseconds, rounded
+/// up so that a client that waits that long is not refused again for the same reason.
+pub fn retry_after_secs(ms: u64) -> u64 {
+    ms.div_ceil(1000).max(1)
+}
+
 /// `GET` here answers the limits a client should check before sending, as JSON
 /// ([`crate::Config::client_limits_json`]), so the page never restates a number.
 pub const LIMITS_PATH: &str = "/api/limits";
@@ -322,6 +336,15 @@ pub fn epoch_candidate(random: [u8; 16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(0), 1);
+        assert_eq!(retry_after_secs(1), 1);
+        assert_eq!(retry_after_secs(1000), 1);
+        assert_eq!(retry_after_secs(1001), 2);
+        assert_eq!(retry_after_secs(u64::MAX), u64::MAX.div_ceil(1000));
+    }
 
     #[test]
     fn room_names_at_their_edges() {

@@ -37,6 +37,16 @@ impl Bucket {
         }
     }
 
+    /// Milliseconds until the bucket holds a whole token again (0 if it does now), as of
+    /// its last update: what a refusal's `Retry-After` is computed from.
+    pub fn ms_until_token(&self, per_sec: f64) -> u64 {
+        let missing = 1.0 - self.tokens;
+        if missing <= 0.0 {
+            return 0;
+        }
+        (missing / per_sec * 1000.0).ceil().min(u64::MAX as f64) as u64
+    }
+
     /// Milliseconds an empty bucket takes to refill completely.
     pub fn full_refill_ms(burst: u32, per_sec: f64) -> u64 {
         (f64::from(burst) / per_sec * 1000.0)
@@ -68,6 +78,20 @@ mod tests {
         // Long idle refills to the burst, not beyond.
         b.refill(10, 1.0, 1_000_000);
         assert_eq!(b.tokens, 10.0);
+    }
+
+    #[test]
+    fn time_until_the_next_token() {
+        let mut b = Bucket::full(2, 0);
+        assert_eq!(b.ms_until_token(0.5), 0);
+        assert!(b.try_take(2, 0.5, 0) && b.try_take(2, 0.5, 0));
+        assert!(!b.try_take(2, 0.5, 0));
+        assert_eq!(b.ms_until_token(0.5), 2000);
+        // Half a second later, a quarter of a token has come back.
+        b.refill(2, 0.5, 500);
+        assert_eq!(b.ms_until_token(0.5), 1500);
+        assert!(!b.try_take(2, 0.5, 1999));
+        assert!(b.try_take(2, 0.5, 2000));
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct Room<S> {
     pub(crate) config: Config,
     pub(crate) storage: S,
     epoch: String,
+    /// Whether storage holds `epoch`. It does not until the room stores its first
+    /// message (see `epoch_persisted`), so an empty room costs no row.
+    epoch_stored: bool,
     pub(crate) last_seq: u64,
     last_timestamp: u64,
     pub(crate) sessions: BTreeMap<ConnId, Session>,
@@ -67,7 +70,8 @@ pub struct Room<S> {
 
 impl<S: Storage> Room<S> {
     /// Opens a room over its storage. `epoch_candidate` (random, from the backend)
-    /// becomes the epoch if the room has none yet.
+    /// becomes the epoch if the room has none yet; it is stored with the room's first
+    /// message.
     pub fn open(config: Config, storage: S, epoch_candidate: &str) -> StorageResult<Self> {
         Self::restore(config, storage, epoch_candidate, Vec::new())
     }
@@ -81,12 +85,20 @@ impl<S: Storage> Room<S> {
         epoch_candidate: &str,
         sessions: impl IntoIterator<Item = Session>,
     ) -> StorageResult<Self> {
-        let epoch = storage.load_or_init_epoch(epoch_candidate)?;
+        let sessions: Vec<Session> = sessions.into_iter().collect();
+        let stored = storage.load_epoch()?;
+        let epoch_stored = stored.is_some();
+        // Not stored yet: the epoch the open sessions were told, if any, else the new
+        // candidate (no client knows an epoch of this room then).
+        let epoch = stored
+            .or_else(|| sessions.iter().find_map(|s| s.room_epoch.clone()))
+            .unwrap_or_else(|| epoch_candidate.to_owned());
         let (last_seq, last_timestamp) = storage.latest()?.map_or((0, 0), |m| (m.seq, m.timestamp));
         let mut room = Room {
             config,
             storage,
             epoch,
+            epoch_stored,
             last_seq,
             last_timestamp,
             sessions: BTreeMap::new(),
@@ -183,7 +195,8 @@ impl<S: Storage> Room<S> {
         if self.sessions.len() >= self.config.room_capacity {
             return Err(Close::RoomFull);
         }
-        let session = Session::new(conn, peer, now_ms);
+        let mut session = Session::new(conn, peer, now_ms);
+        session.room_epoch = (!self.epoch_stored).then(|| self.epoch.clone());
         if self.addresses.seats(&session.addr) >= self.config.seats_per_address {
             return Err(Close::TooManySeats);
         }
@@ -543,7 +556,7 @@ impl<S: Storage> Room<S> {
         };
         // Stored before broadcast: a message that is not stored is not sent, and its
         // seq is not used up.
-        if self.storage.append(&msg).is_err() {
+        if !self.epoch_persisted() || self.storage.append(&msg).is_err() {
             return self.send_error(out, conn, ErrorKind::NotStored);
         }
         self.last_seq = msg.seq;
@@ -561,6 +574,17 @@ impl<S: Storage> Room<S> {
             frame: chat_frame(&msg),
             audience: Audience::Members,
         });
+    }
+
+    /// Stores the epoch if storage does not hold it yet. Only a room with history needs
+    /// one: a client can resume nothing from an empty room, so an empty room's epoch may
+    /// change (a restart, an evicted Durable Object) at no cost, and a room that never
+    /// stored a message leaves no row.
+    fn epoch_persisted(&mut self) -> bool {
+        if !self.epoch_stored {
+            self.epoch_stored = self.storage.save_epoch(&self.epoch).is_ok();
+        }
+        self.epoch_stored
     }
 
     /// A history request: a page for a v2 session, an error for a v1 one (which never
@@ -599,6 +623,15 @@ impl<S: Storage> Room<S> {
         }
         self.addresses
             .remove(&session.addr, conn, &self.config, &mut self.storage, now_ms);
+        if self.sessions.is_empty() && !self.epoch_stored {
+            // The last one left a room that never stored a message: it leaves no row,
+            // kept rate buckets included. Nobody is left for a reconnecting client's
+            // frames or joins to cost anything, and reopening the room is limited per
+            // address on its own (`room_open_burst`, or the Worker's binding). Every
+            // stored time is below `i64::MAX`, which both backends take as an integer.
+            // A failure only leaves a bucket that forgives nobody.
+            let _ = self.storage.prune_buckets(i64::MAX as u64);
+        }
     }
 
     /// `{"error": …}` to one connection, reported as [`Event::Rejected`].

@@ -40,6 +40,11 @@ pub struct Session {
     /// The protocol version the hello asked for (see [`Version`]).
     #[serde(default, skip_serializing_if = "Version::is_v1")]
     pub version: Version,
+    /// The room's epoch when the session opened in a room that had stored nothing yet
+    /// (so storage had no epoch either): a room rebuilt from its sessions then keeps
+    /// the epoch its clients were told. `None` in a room with history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_epoch: Option<String>,
     /// Who a valid join token says this is; `None` for an anonymous session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<Verified>,
@@ -109,6 +114,7 @@ impl Session {
             strikes: 0,
             opened_ms,
             version: Version::V1,
+            room_epoch: None,
             verified: None,
         }
     }

@@ -117,8 +117,13 @@ pub type StorageResult<T> = Result<T, StorageError>;
 /// What the handler needs from storage, for one room. Synchronous because both real
 /// backends are synchronous SQLite.
 pub trait Storage {
-    /// Returns the room's epoch, storing `candidate` first if the room has none yet.
-    fn load_or_init_epoch(&mut self, candidate: &str) -> StorageResult<String>;
+    /// The room's stored epoch, if it has one. A room gets one with its first stored
+    /// message ([`Storage::save_epoch`]), so a room that never stored a message has none
+    /// and leaves no row behind.
+    fn load_epoch(&mut self) -> StorageResult<Option<String>>;
+    /// Stores the room's epoch unless it already has one. The room calls it just before
+    /// appending its first message, so the epoch and that message land together.
+    fn save_epoch(&mut self, epoch: &str) -> StorageResult<()>;
     /// The newest stored message, if any.
     fn latest(&mut self) -> StorageResult<Option<StoredMessage>>;
     /// Appends a message. Its seq is one more than the latest.
@@ -259,7 +264,7 @@ pub const MIGRATIONS: &[&[&str]] = &[
 /// SQL statements, each with the room key as `?1`. Result columns are named as the
 /// fields of [`StoredMessage`] / [`Bucket`] so backends can deserialize rows directly.
 pub mod sql {
-    /// `?2` = candidate epoch. Inserts only if the room has none.
+    /// `?2` = the epoch. Inserts only if the room has none.
     pub const INIT_EPOCH: &str =
         "INSERT INTO chat_rooms (room, epoch) VALUES (?1, ?2) ON CONFLICT(room) DO NOTHING";
     pub const SELECT_EPOCH: &str = "SELECT epoch FROM chat_rooms WHERE room = ?1";
@@ -382,14 +387,26 @@ impl MemoryStorage {
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }
+
+    /// Whether this room holds anything worth keeping once no one is in it: history
+    /// (and with it the epoch), restrictions or audit entries. Kept rate buckets alone
+    /// are not: they only ever forgive a client when lost.
+    pub fn holds_room_state(&self) -> bool {
+        self.epoch.is_some()
+            || !self.messages.is_empty()
+            || !self.restrictions.is_empty()
+            || !self.audit.is_empty()
+    }
 }
 
 impl Storage for MemoryStorage {
-    fn load_or_init_epoch(&mut self, candidate: &str) -> StorageResult<String> {
-        Ok(self
-            .epoch
-            .get_or_insert_with(|| candidate.to_owned())
-            .clone())
+    fn load_epoch(&mut self) -> StorageResult<Option<String>> {
+        Ok(self.epoch.clone())
+    }
+
+    fn save_epoch(&mut self, epoch: &str) -> StorageResult<()> {
+        self.epoch.get_or_insert_with(|| epoch.to_owned());
+        Ok(())
     }
 
     fn latest(&mut self) -> StorageResult<Option<StoredMessage>> {
@@ -596,8 +613,9 @@ mod tests {
     #[test]
     fn memory_storage_epoch_and_buckets() {
         let mut s = MemoryStorage::new();
-        assert_eq!(s.load_or_init_epoch("first").unwrap(), "first");
-        assert_eq!(s.load_or_init_epoch("second").unwrap(), "first");
+        assert_eq!(s.load_epoch().unwrap(), None);
+        s.save_epoch("first").unwrap();
+        assert_eq!(s.load_epoch().unwrap().as_deref(), Some("first"));
         let b = |updated_ms| Bucket {
             tokens: 0.5,
             updated_ms,

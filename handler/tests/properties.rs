@@ -18,7 +18,7 @@
 mod common;
 
 use chat_handler::{
-    Action, Close, Config, ConnId, ErrorKind, MemoryStorage, Room, Session, ANONYMOUS,
+    Action, Close, Config, ConnId, ErrorKind, MemoryStorage, Room, Session, Storage, ANONYMOUS,
 };
 use common::{peer, EPOCH};
 use proptest::prelude::*;
@@ -303,11 +303,14 @@ fn serialized_sessions(room: &Room<MemoryStorage>) -> Vec<Session> {
         .collect()
 }
 
-fn rebuilt(room: &Room<MemoryStorage>, config: Config) -> Room<MemoryStorage> {
+/// The room rebuilt from its storage and serialized sessions, with `candidate` as the
+/// backend's new random epoch: used only by a room that never stored a message and has
+/// no session that was told its epoch.
+fn rebuilt(room: &Room<MemoryStorage>, config: Config, candidate: &str) -> Room<MemoryStorage> {
     Room::restore(
         config,
         room.storage().clone(),
-        "never-used",
+        candidate,
         serialized_sessions(room),
     )
     .unwrap()
@@ -413,6 +416,9 @@ struct Case {
     pruned_through: u64,
     /// Every (epoch, seq) a client learned, oldest first: where resumes come from.
     seen: Vec<Pair>,
+    /// The room's epoch: `EPOCH` until a restart of a room with no history and no
+    /// session picks a new one (nothing could be resumed from it anyway).
+    epoch: String,
     depth: Depth,
 }
 
@@ -429,6 +435,7 @@ impl Case {
             last_ts: 0,
             pruned_through: 0,
             seen: Vec::new(),
+            epoch: EPOCH.to_owned(),
             depth: Depth::default(),
         }
     }
@@ -472,7 +479,7 @@ impl Case {
             self.seen
                 .get(i % self.seen.len().max(1))
                 .cloned()
-                .unwrap_or_else(|| (EPOCH.to_owned(), 0))
+                .unwrap_or_else(|| (self.epoch.clone(), 0))
         };
         match from {
             ResumeFrom::Nothing => None,
@@ -483,7 +490,7 @@ impl Case {
             }
             ResumeFrom::Any(i) => Some(seen(i)),
             ResumeFrom::Stale(i) => Some((STALE_EPOCH.to_owned(), seen(i).1)),
-            ResumeFrom::Ahead(k) => Some((EPOCH.to_owned(), self.last_seq + 1 + k)),
+            ResumeFrom::Ahead(k) => Some((self.epoch.clone(), self.last_seq + 1 + k)),
         }
     }
 
@@ -604,7 +611,14 @@ impl Case {
                 let cfg = if raised { raised_config() } else { config() };
                 // Buckets are in storage, read back when first needed: the model's stay
                 // as they are.
-                self.room = rebuilt(&self.room, cfg);
+                let keeps_epoch = self.room.storage().clone().load_epoch().unwrap().is_some()
+                    || self.room.sessions().next().is_some();
+                self.room = rebuilt(&self.room, cfg, "never-used");
+                if keeps_epoch {
+                    prop_assert_eq!(self.room.epoch(), self.epoch.as_str());
+                } else {
+                    self.epoch = self.room.epoch().to_owned();
+                }
                 self.check_state()?;
             }
         }
@@ -656,6 +670,11 @@ impl Case {
             .max(full_refill_ms(cfg.join_burst, cfg.join_per_sec));
         let before = self.now.saturating_sub(refill_ms);
         self.buckets.retain(|_, b| b.updated >= before);
+        // The last connection left a room that never stored a message: it keeps no
+        // bucket at all (an empty room leaves no row).
+        if self.conns.is_empty() && self.last_seq == 0 {
+            self.buckets.clear();
+        }
     }
 
     fn close(&mut self, expect: &mut Expected, conn: ConnId, close: Close) {
@@ -772,7 +791,9 @@ impl Case {
     fn event(&mut self, ev: Event) -> Result<(), TestCaseError> {
         let cfg = self.cfg();
         let now = self.now;
-        let mut shadow = rebuilt(&self.room, cfg.clone());
+        // The epoch a room without history picks is the backend's choice; the shadow
+        // picks the same one, so everything else must match.
+        let mut shadow = rebuilt(&self.room, cfg.clone(), self.room.epoch());
         let actions = apply(&mut self.room, &ev, now);
         let shadow_actions = apply(&mut shadow, &ev, now);
         prop_assert_eq!(
@@ -869,7 +890,7 @@ impl Case {
                     .pruned_through
                     .max(seq.saturating_sub(cfg.retention as u64));
                 if !members.is_empty() {
-                    self.seen.push((EPOCH.to_owned(), seq));
+                    self.seen.push((self.epoch.clone(), seq));
                 }
             }
             (expected, got) => {
@@ -915,14 +936,15 @@ impl Case {
             .find(|v| v.get("ready").is_some())
             .expect("ready");
         let backlog: Vec<&Value> = mine.iter().filter(|v| v.get("message").is_some()).collect();
-        prop_assert_eq!(ready["epoch"].as_str(), Some(EPOCH));
+        prop_assert_eq!(ready["epoch"].as_str(), Some(self.epoch.as_str()));
         prop_assert_eq!(ready["seq"].as_u64(), Some(self.last_seq));
         let recovered = ready["recovered"].as_bool().unwrap();
 
         let last = self.last_seq;
         let expect_recovered = match &resume {
             Some((epoch, seq)) => {
-                let valid = epoch == EPOCH && *seq <= last && last - seq <= cfg.resume_max as u64;
+                let valid =
+                    *epoch == self.epoch && *seq <= last && last - seq <= cfg.resume_max as u64;
                 if valid && *seq < self.pruned_through {
                     self.depth.pruned_resumes += 1;
                 }
@@ -956,7 +978,7 @@ impl Case {
         if recovered {
             self.depth.recovered += 1;
         }
-        self.seen.push((EPOCH.to_owned(), last));
+        self.seen.push((self.epoch.clone(), last));
         Ok(())
     }
 

@@ -172,8 +172,11 @@ fn a_bad_cid_is_an_error_and_nothing_is_stored() {
 struct Unreadable(MemoryStorage);
 
 impl Storage for Unreadable {
-    fn load_or_init_epoch(&mut self, c: &str) -> StorageResult<String> {
-        self.0.load_or_init_epoch(c)
+    fn load_epoch(&mut self) -> StorageResult<Option<String>> {
+        self.0.load_epoch()
+    }
+    fn save_epoch(&mut self, epoch: &str) -> StorageResult<()> {
+        self.0.save_epoch(epoch)
     }
     fn latest(&mut self) -> StorageResult<Option<StoredMessage>> {
         self.0.latest()

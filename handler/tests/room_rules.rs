@@ -767,8 +767,11 @@ fn the_hello_deadline_survives_a_rebuild() {
 fn a_join_that_cannot_read_history_closes_with_1011_and_forgets_the_address() {
     struct Broken(MemoryStorage);
     impl chat_handler::Storage for Broken {
-        fn load_or_init_epoch(&mut self, c: &str) -> chat_handler::StorageResult<String> {
-            self.0.load_or_init_epoch(c)
+        fn load_epoch(&mut self) -> chat_handler::StorageResult<Option<String>> {
+            self.0.load_epoch()
+        }
+        fn save_epoch(&mut self, e: &str) -> chat_handler::StorageResult<()> {
+            self.0.save_epoch(e)
         }
         fn latest(&mut self) -> chat_handler::StorageResult<Option<chat_handler::StoredMessage>> {
             self.0.latest()
@@ -891,6 +894,167 @@ fn kept_buckets_are_pruned_once_they_would_have_refilled() {
     say(&mut r, 9, "x", 2001);
     r.disconnect(9, 2001);
     assert_eq!(r.storage().kept_buckets(), 2);
+}
+
+#[test]
+fn an_empty_room_stores_nothing_and_its_epoch_comes_with_the_first_message() {
+    use chat_handler::Storage;
+    let mut r = room(Config {
+        rate_burst: 1,
+        ..Config::default()
+    });
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 0);
+    // Frames over the rate limit drain the bucket, yet nothing is stored: no epoch,
+    // and no kept bucket when the address leaves a room with no history.
+    r.on_text(1, "not json", 0);
+    r.on_text(1, "not json", 0);
+    r.disconnect(1, 0);
+    let mut storage = r.storage().clone();
+    assert_eq!(storage.load_epoch().unwrap(), None);
+    assert_eq!(r.storage().kept_buckets(), 0);
+    // An empty room reopened takes the new candidate: nothing could be resumed anyway.
+    let mut r = Room::open(Config::default(), r.storage().clone(), "second").unwrap();
+    assert_eq!(r.epoch(), "second");
+    join(&mut r, 2, "a", r#"{"name":"alice"}"#, 10);
+    say(&mut r, 2, "first", 10);
+    let mut storage = r.storage().clone();
+    assert_eq!(storage.load_epoch().unwrap().as_deref(), Some("second"));
+    // From then on the stored epoch wins.
+    let back = Room::open(Config::default(), r.storage().clone(), "third").unwrap();
+    assert_eq!((back.epoch(), back.last_seq()), ("second", 1));
+}
+
+#[test]
+fn an_empty_room_rebuilt_from_its_sessions_keeps_the_epoch_they_were_told() {
+    let mut r = room(Config::default());
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 0);
+    let sessions: Vec<Session> = r.sessions().cloned().collect();
+    let mut back =
+        Room::restore(Config::default(), r.storage().clone(), "other", sessions).expect("restore");
+    assert_eq!(back.epoch(), EPOCH);
+    // The first message stores it; sessions opened from then on do not carry it.
+    say(&mut back, 1, "first", 1);
+    back.connect(2, peer("b"), 2).unwrap();
+    assert_eq!(back.session(2).unwrap().room_epoch, None);
+    let back =
+        Room::restore(Config::default(), back.storage().clone(), "x", Vec::new()).expect("restore");
+    assert_eq!(back.epoch(), EPOCH);
+}
+
+#[test]
+fn a_message_whose_epoch_cannot_be_stored_is_not_sent() {
+    struct NoEpoch(MemoryStorage);
+    impl chat_handler::Storage for NoEpoch {
+        fn load_epoch(&mut self) -> chat_handler::StorageResult<Option<String>> {
+            Ok(None)
+        }
+        fn save_epoch(&mut self, _: &str) -> chat_handler::StorageResult<()> {
+            Err(chat_handler::StorageError("disk full".into()))
+        }
+        fn latest(&mut self) -> chat_handler::StorageResult<Option<chat_handler::StoredMessage>> {
+            self.0.latest()
+        }
+        fn append(&mut self, m: &chat_handler::StoredMessage) -> chat_handler::StorageResult<()> {
+            self.0.append(m)
+        }
+        fn last_n(
+            &mut self,
+            n: usize,
+        ) -> chat_handler::StorageResult<Vec<chat_handler::StoredMessage>> {
+            self.0.last_n(n)
+        }
+        fn after(
+            &mut self,
+            s: u64,
+            n: usize,
+        ) -> chat_handler::StorageResult<Vec<chat_handler::StoredMessage>> {
+            self.0.after(s, n)
+        }
+        fn prune_through(&mut self, s: u64) -> chat_handler::StorageResult<()> {
+            self.0.prune_through(s)
+        }
+        fn save_bucket(
+            &mut self,
+            a: &str,
+            b: &chat_handler::Bucket,
+        ) -> chat_handler::StorageResult<()> {
+            self.0.save_bucket(a, b)
+        }
+        fn take_bucket(
+            &mut self,
+            a: &str,
+        ) -> chat_handler::StorageResult<Option<chat_handler::Bucket>> {
+            self.0.take_bucket(a)
+        }
+        fn prune_buckets(&mut self, before: u64) -> chat_handler::StorageResult<()> {
+            self.0.prune_buckets(before)
+        }
+        fn before(
+            &mut self,
+            s: u64,
+            n: usize,
+        ) -> chat_handler::StorageResult<Vec<chat_handler::StoredMessage>> {
+            self.0.before(s, n)
+        }
+        fn find_cid(
+            &mut self,
+            sender: &str,
+            cid: &str,
+            after_seq: u64,
+            since_ms: u64,
+        ) -> chat_handler::StorageResult<Option<chat_handler::StoredMessage>> {
+            self.0.find_cid(sender, cid, after_seq, since_ms)
+        }
+        fn delete_message(&mut self, s: u64, at: u64) -> chat_handler::StorageResult<bool> {
+            self.0.delete_message(s, at)
+        }
+        fn deleted_since(&mut self, s: u64, n: usize) -> chat_handler::StorageResult<Vec<u64>> {
+            self.0.deleted_since(s, n)
+        }
+        fn restriction(
+            &mut self,
+            u: &str,
+        ) -> chat_handler::StorageResult<chat_handler::Restriction> {
+            self.0.restriction(u)
+        }
+        fn set_restriction(
+            &mut self,
+            u: &str,
+            r: &chat_handler::Restriction,
+        ) -> chat_handler::StorageResult<()> {
+            self.0.set_restriction(u, r)
+        }
+        fn prune_restrictions(&mut self, now: u64) -> chat_handler::StorageResult<()> {
+            self.0.prune_restrictions(now)
+        }
+        fn restricted_users(&mut self) -> chat_handler::StorageResult<u64> {
+            self.0.restricted_users()
+        }
+        fn append_audit(
+            &mut self,
+            e: &chat_handler::AuditEntry,
+            keep: usize,
+        ) -> chat_handler::StorageResult<()> {
+            self.0.append_audit(e, keep)
+        }
+        fn recent_audit(
+            &mut self,
+            n: usize,
+        ) -> chat_handler::StorageResult<Vec<chat_handler::AuditEntry>> {
+            self.0.recent_audit(n)
+        }
+    }
+    let mut r = Room::open(Config::default(), NoEpoch(MemoryStorage::new()), EPOCH).unwrap();
+    r.connect(1, peer("a"), 0).unwrap();
+    r.on_text(1, r#"{"name":"alice"}"#, 0);
+    let acts = r.on_text(1, r#"{"message":"lost"}"#, 1);
+    assert!(broadcasts(&acts).is_empty());
+    assert!(acts.contains(&Action::Send {
+        to: 1,
+        frame: error_frame(ErrorKind::NotStored.sentence())
+    }));
+    assert_eq!(r.last_seq(), 0, "no seq used up");
+    assert!(r.storage().0.is_empty());
 }
 
 fn error_frame(sentence: &str) -> chat_handler::Frame {

@@ -56,6 +56,15 @@ pub(crate) struct Cli {
     #[arg(long, env = "EDGE_CHAT_PING_INTERVAL_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) ping_interval_secs: u64,
+    /// Most connections at once, WebSockets included; one more is answered 503. 0: half
+    /// the open-file limit (raised to its hard limit at start), less a reserve.
+    #[arg(long, env = "EDGE_CHAT_MAX_CONNECTIONS", default_value_t = 0)]
+    pub(crate) max_connections: usize,
+    /// Seconds a client has to send a request's headers; an idle keep-alive connection
+    /// is closed after as long.
+    #[arg(long, env = "EDGE_CHAT_HEADER_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub(crate) header_timeout_secs: u64,
     /// Emulate Durable Object hibernation: a room with connections but no events for
     /// this many seconds drops its state and rebuilds it on the next event. 0 = never.
     #[arg(long, env = "EDGE_CHAT_HIBERNATE_AFTER_SECS", default_value_t = 0)]

@@ -1,13 +1,13 @@
 //! One WebSocket: a reader (this task) that forwards frames to the room actor and
-//! keeps the connection alive, and a writer task that drains the connection's bounded
-//! queue into the socket in batches.
+//! checks that the client reads (`liveness`), and a writer task that drains the
+//! connection's bounded queue into the socket in batches.
 
 use crate::clock::next_conn_id;
 use crate::link::{ConnLink, Out};
+use crate::liveness::{random_payload, Liveness, Verdict};
 use crate::metrics::Metrics;
 use crate::registry::Rooms;
 use crate::room_inbox::{Event, Join};
-use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use chat_handler::{Close, ConnId, Peer};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -29,8 +29,6 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// of that message) makes the kernel answer with a reset, which can overtake the close
 /// frame.
 const TOO_BIG_LINGER: Duration = Duration::from_millis(500);
-/// Pings in a row without a pong before the connection counts as gone.
-const MAX_MISSED_PONGS: u32 = 2;
 
 /// Per-connection settings.
 #[derive(Clone)]
@@ -38,6 +36,8 @@ pub(crate) struct ConnSettings {
     /// `Config::send_queue_bound()`: the join burst plus `send_queue_frames`.
     pub(crate) queue_bound: usize,
     pub(crate) ping_interval: Duration,
+    /// `Config::drain_timeout_ms`: how long sent frames may stay unread.
+    pub(crate) drain_timeout: Duration,
 }
 
 /// Serves one upgraded socket until it closes. `_alive` is held for the life of the
@@ -57,7 +57,12 @@ pub(crate) async fn serve(
     let (sink, stream) = socket.split();
     let (queue_tx, queue_rx) = mpsc::channel(settings.queue_bound.max(1));
     let (urgent_tx, urgent_rx) = oneshot::channel();
-    let writer = tokio::spawn(write_loop(sink, queue_rx, urgent_rx));
+    let liveness = Arc::new(Liveness::new(
+        settings.drain_timeout,
+        settings.ping_interval,
+        Instant::now(),
+    ));
+    let writer = tokio::spawn(write_loop(sink, queue_rx, urgent_rx, liveness.clone()));
     let link = ConnLink::new(queue_tx.clone(), urgent_tx, metrics);
     let events = match rooms.join(&room, Join { conn, peer, link }) {
         Ok(events) => events,
@@ -73,7 +78,7 @@ pub(crate) async fn serve(
         conn,
         events,
         queue: queue_tx,
-        ping_interval: settings.ping_interval,
+        liveness,
     };
     reader.run(stream, writer).await;
 }
@@ -81,9 +86,9 @@ pub(crate) async fn serve(
 struct Reader {
     conn: ConnId,
     events: mpsc::Sender<Event>,
-    /// For pings only; frames come from the room actor.
+    /// For probes only; frames come from the room actor.
     queue: mpsc::Sender<Out>,
-    ping_interval: Duration,
+    liveness: Arc<Liveness>,
 }
 
 /// Why the read loop ended.
@@ -100,10 +105,9 @@ enum End {
 impl Reader {
     async fn run(self, mut stream: SplitStream<WebSocket>, mut writer: JoinHandle<()>) {
         let conn = self.conn;
-        let start = Instant::now() + self.ping_interval;
-        let mut ping = interval_at(start, self.ping_interval);
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut missed = 0u32;
+        let period = self.liveness.period();
+        let mut check = interval_at(Instant::now() + period, period);
+        check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut writer_done = false;
         // Set once we are closing: stop reading then at the latest.
         let mut deadline: Option<Instant> = None;
@@ -121,7 +125,7 @@ impl Reader {
                             break End::Closed;
                         }
                     }
-                    Some(Ok(Message::Pong(_))) => missed = 0,
+                    Some(Ok(Message::Pong(payload))) => self.liveness.pong(&payload),
                     // The library answers pings and replies to the client's close.
                     Some(Ok(Message::Ping(_) | Message::Close(_))) => {}
                     Some(Err(e)) => {
@@ -137,21 +141,26 @@ impl Reader {
                     writer_done = true;
                     deadline.get_or_insert_with(|| Instant::now() + CLOSE_GRACE);
                 }
-                _ = ping.tick(), if deadline.is_none() => {
-                    if missed >= MAX_MISSED_PONGS {
-                        debug!(conn, "pong timeout");
+                _ = check.tick(), if deadline.is_none() => {
+                    let close = match self.liveness.check(Instant::now(), random_payload) {
+                        Verdict::Fine => None,
+                        // A full queue is frames the client has not read.
+                        Verdict::Probe(payload) => match self.queue.try_send(Out::Ping(payload)) {
+                            Err(mpsc::error::TrySendError::Full(_)) => Some(Close::SlowConsumer),
+                            _ => None,
+                        },
+                        Verdict::SlowConsumer => Some(Close::SlowConsumer),
                         // Not a policy close: the client broke no rule (it is most
                         // likely gone, or its network is), so it should reconnect.
-                        let kick = Event::Kick { conn, close: Close::PingTimeout };
-                        let _ = self.events.send(kick).await;
-                        // The room's close goes through the queue; if even that
-                        // cannot get out, give up on the socket after the grace.
+                        Verdict::PingTimeout => Some(Close::PingTimeout),
+                    };
+                    if let Some(close) = close {
+                        debug!(conn, ?close, "not reading");
+                        let _ = self.events.send(Event::Kick { conn, close }).await;
+                        // The room's close goes out (past the queue for a slow
+                        // consumer); if even that cannot, give up on the socket
+                        // after the grace.
                         deadline = Some(Instant::now() + CLOSE_GRACE);
-                    } else {
-                        missed += 1;
-                        // A full queue means the room is about to close this
-                        // connection as a slow consumer anyway.
-                        let _ = self.queue.try_send(Out::Ping);
                     }
                 }
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
@@ -223,8 +232,13 @@ async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut queue: mpsc::Receiver<Out>,
     urgent: oneshot::Receiver<Close>,
+    liveness: Arc<Liveness>,
 ) {
     let mut urgent = Some(urgent);
+    let mut writer = Written {
+        liveness,
+        unprobed: false,
+    };
     loop {
         let first = tokio::select! {
             biased;
@@ -239,7 +253,7 @@ async fn write_loop(
         let step = tokio::select! {
             biased;
             req = urgent_close(&mut urgent) => Err(req),
-            wrote = write_batch(&mut sink, &mut queue, first) => Ok(wrote),
+            wrote = write_batch(&mut sink, &mut queue, first, &mut writer) => Ok(wrote),
         };
         match step {
             // The client stopped reading mid-batch: abandon the batch.
@@ -256,18 +270,49 @@ enum Sent {
     Close,
 }
 
+/// What the writer tells `liveness` about the order of frames and probes.
+struct Written {
+    liveness: Arc<Liveness>,
+    /// Chat frames were written since the last probe.
+    unprobed: bool,
+}
+
+impl Written {
+    /// Before a frame goes out: the first since the last probe is reported at once, so
+    /// a probe follows it even if the socket blocks on it.
+    fn frame(&mut self) {
+        if !self.unprobed {
+            self.unprobed = true;
+            self.liveness.wrote_frames();
+        }
+    }
+
+    /// Before a probe goes out: it covers the frames written before it.
+    fn probe(&mut self, payload: &[u8]) {
+        self.liveness.wrote_ping(payload, self.unprobed);
+        self.unprobed = false;
+    }
+}
+
 async fn write_batch(
     sink: &mut SplitSink<WebSocket, Message>,
     queue: &mut mpsc::Receiver<Out>,
     first: Out,
+    writer: &mut Written,
 ) -> Result<Sent, axum::Error> {
     let mut next = Some(first);
     let mut written = 0;
     let mut sent = Sent::Frames;
     while let Some(out) = next.take() {
         let msg = match out {
-            Out::Text(text) => Message::Text(text),
-            Out::Ping => Message::Ping(Bytes::new()),
+            Out::Text(text) => {
+                writer.frame();
+                Message::Text(text)
+            }
+            Out::Ping(payload) => {
+                writer.probe(&payload);
+                Message::Ping(payload)
+            }
             Out::Close(close) => {
                 sent = Sent::Close;
                 close_message(close)

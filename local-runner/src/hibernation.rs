@@ -40,8 +40,10 @@ enum State {
 
 /// One room's handler state, dropped while quiet and rebuilt on demand.
 pub(crate) struct HibernatingRoom {
-    /// For logs and for opening the room's storage.
+    /// For opening the room's storage.
     name: String,
+    /// For logs: a private room's id never appears (`edge::log_tag`).
+    tag: String,
     config: Config,
     store: StoreFactory,
     /// Verifies join tokens when set; the room's id for the `room` claim is its name
@@ -61,6 +63,7 @@ impl HibernatingRoom {
         metrics: Arc<Metrics>,
     ) -> Self {
         HibernatingRoom {
+            tag: log_tag(&name),
             name,
             config,
             store,
@@ -121,7 +124,7 @@ impl HibernatingRoom {
                 .filter_map(|s| match serde_json::from_str(s) {
                     Ok(session) => Some(session),
                     Err(e) => {
-                        warn!(room = %self.name, error = %e, "dropping unreadable session");
+                        warn!(room = %self.tag, error = %e, "dropping unreadable session");
                         None
                     }
                 })
@@ -136,12 +139,12 @@ impl HibernatingRoom {
                     room.set_observer(self.metrics.observer());
                     if count > 0 {
                         self.metrics.room_restored();
-                        info!(room = %self.name, sessions = count, "room restored");
+                        info!(room = %self.tag, sessions = count, "room restored");
                     }
                     self.state = State::Live(Box::new(room));
                 }
                 Err(e) => {
-                    warn!(room = %self.name, error = %e, "cannot open room storage");
+                    warn!(room = %self.tag, error = %e, "cannot open room storage");
                     for (_, link) in links.drain() {
                         link.close(Close::Internal);
                     }
@@ -150,6 +153,15 @@ impl HibernatingRoom {
             }
         }
         self.live_mut()
+    }
+
+    /// Forgets the room and its sessions, after storage failed under it: the actor
+    /// has closed every connection, and the next event opens the room afresh from what
+    /// storage holds.
+    pub(crate) fn discard(&mut self) {
+        self.state = State::Dropped {
+            sessions: Vec::new(),
+        };
     }
 
     /// Emulates a Durable Object being evicted while its sockets stay open: keep the
@@ -165,7 +177,7 @@ impl HibernatingRoom {
             .collect();
         let count = sessions.len();
         self.state = State::Dropped { sessions };
-        info!(room = %self.name, sessions = count, "room hibernated");
+        info!(room = %self.tag, sessions = count, "room hibernated");
     }
 }
 
@@ -182,6 +194,12 @@ fn random_epoch() -> String {
         .to_be_bytes();
     }
     edge::epoch_candidate(bytes)
+}
+
+/// A room as logs show it: never a private room's id (see `edge::log_tag`). Room names
+/// reach the runner validated; anything else is tagged as if private, to be safe.
+pub(crate) fn log_tag(room: &str) -> String {
+    edge::validate_room(room).map_or_else(|_| edge::private_tag(room), |r| edge::log_tag(&r))
 }
 
 #[cfg(test)]
@@ -225,11 +243,12 @@ mod tests {
         assert_eq!(session.name.as_deref(), Some("alice"));
     }
 
-    #[test]
-    fn unopenable_storage_closes_every_link_as_internal() {
+    #[tokio::test]
+    async fn unreadable_storage_closes_every_link_as_internal() {
         let dir = tempfile::tempdir().unwrap();
-        // No such directory, so SQLite cannot create the file.
-        let store = StoreFactory::sqlite(dir.path().join("missing").join("db.sqlite3"));
+        // A database without the schema: every read fails.
+        let thread = crate::storage_thread::StorageThread::start(&dir.path().join("db")).unwrap();
+        let store = StoreFactory::sqlite(thread.clone());
         let mut room = HibernatingRoom::new("r".into(), Config::default(), store, Arc::default());
         let (a, mut a_rx) = link();
         let (b, mut b_rx) = link();
@@ -239,5 +258,6 @@ mod tests {
         for rx in [&mut a_rx, &mut b_rx] {
             assert!(matches!(rx.try_recv(), Ok(Out::Close(Close::Internal))));
         }
+        thread.stop(std::time::Duration::from_secs(5)).await;
     }
 }

@@ -5,9 +5,11 @@
 //! method rule is restated here. The one route of the runner's own is `GET /metrics`
 //! (the Worker has none): on the public listener, or alone on `--metrics-bind`.
 
+use crate::clock::now_ms;
 use crate::connection::{self, ConnSettings};
 use crate::metrics::{self, Metrics};
 use crate::registry::Rooms;
+use crate::server::ConnPermit;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -22,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::services::ServeDir;
 
 /// tungstenite reads in chunks of this size. Its 128 KiB default would cost every idle
@@ -30,6 +33,10 @@ use tower_http::services::ServeDir;
 const READ_BUFFER: usize = 4 * 1024;
 /// Bytes buffered before tungstenite writes to the socket (batches flush anyway).
 const WRITE_BUFFER: usize = 16 * 1024;
+/// Largest request body. No route reads a body (`POST /api/room` ignores it), so a
+/// declared length over this is refused before the handler runs, and a longer body
+/// sent without one is never read.
+pub(crate) const MAX_BODY_BYTES: usize = 4 * 1024;
 
 /// Where the runner serves its figures (see `metrics.rs`).
 pub(crate) const METRICS_PATH: &str = "/metrics";
@@ -53,6 +60,17 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .fallback(dispatch)
         .with_state((state, static_files))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        // Outermost (added last): the limit layer's own 413 gets the handler's wording.
+        .layer(axum::middleware::map_response(body_limit_answer))
+}
+
+/// The body-limit layer's refusal, in the handler's words like every other refusal.
+async fn body_limit_answer(response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return rejection(&edge::BODY_TOO_LARGE);
+    }
+    response
 }
 
 type Shared = (AppState, ServeDir);
@@ -122,7 +140,7 @@ fn plain(status: u16, body: impl Into<String>) -> Response {
 
 /// A refusal from the handler's edge rules, with the header it carries (`Allow` on a
 /// 405, `Upgrade` on a 426).
-fn rejection(r: &Rejection) -> Response {
+pub(crate) fn rejection(r: &Rejection) -> Response {
     let mut response = plain(r.status, r.reason);
     if let Some((name, value)) = r.header {
         // `from_bytes` lower-cases the handler's spelling ("Allow"); both are constants,
@@ -227,15 +245,23 @@ async fn websocket(
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
+    // The client address keys the per-address limits.
+    let addr = client_key(addr);
+    if let Err(wait_ms) = state.rooms.admit(room.as_str(), &addr, now_ms()) {
+        let mut refused = rejection(&edge::TOO_MANY_ROOM_OPENS);
+        refused.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(edge::retry_after_secs(wait_ms)),
+        );
+        return refused;
+    }
+    // The connection's place under the cap goes with the socket (see `server`).
+    let permit = parts.extensions.get::<ConnPermit>().cloned();
     let max = state.config.max_frame_bytes;
     // The write buffer may hold up to two of the largest server frames beyond its
     // target without refusing one.
     let max_write = WRITE_BUFFER + state.config.max_server_frame_bytes() * 2;
-    let peer = Peer {
-        // Canonical, so an IPv4 client of a dual-stack listener keys the rate limit
-        // the same as on an IPv4 listener.
-        addr: addr.ip().to_canonical().to_string(),
-    };
+    let peer = Peer { addr };
     let AppState {
         rooms,
         settings,
@@ -249,7 +275,8 @@ async fn websocket(
         .max_write_buffer_size(max_write)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| {
+        .on_upgrade(move |socket| async move {
+            let _permit = permit;
             connection::serve(
                 socket,
                 rooms,
@@ -259,7 +286,15 @@ async fn websocket(
                 metrics,
                 alive,
             )
+            .await
         })
+}
+
+/// The key of a client's address for the per-address limits (the rate limit, room
+/// openings): the TCP peer's IP, canonical, so an IPv4 client of a dual-stack listener
+/// counts the same as on an IPv4 listener.
+fn client_key(peer: SocketAddr) -> String {
+    peer.ip().to_canonical().to_string()
 }
 
 #[cfg(test)]
@@ -294,6 +329,7 @@ mod tests {
             settings: ConnSettings {
                 queue_bound: config.send_queue_bound(),
                 ping_interval: Duration::from_secs(30),
+                drain_timeout: Duration::from_millis(config.drain_timeout_ms),
             },
             config: Arc::new(config),
             static_dir: static_dir.to_owned(),
@@ -364,6 +400,25 @@ mod tests {
                 call(&app, method, path).await.assert_is(&edge::GET_ONLY);
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_declared_body_over_the_cap_is_refused_in_the_handlers_words() {
+        let dir = static_dir();
+        let app = test_app(dir.path());
+        let mut req = Request::new(Body::from(vec![b'x'; MAX_BODY_BYTES + 1]));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = edge::CREATE_ROOM_PATH.parse().unwrap();
+        req.headers_mut().insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(MAX_BODY_BYTES + 1),
+        );
+        let response = app.oneshot(req).await.unwrap();
+        assert_eq!(response.status(), 413);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], edge::BODY_TOO_LARGE.reason.as_bytes());
     }
 
     #[tokio::test]

@@ -11,13 +11,17 @@ mod connection;
 mod hibernation;
 mod http;
 mod link;
+mod liveness;
 mod metrics;
 mod open_files;
+mod open_limit;
 mod registry;
 mod room_actor;
 mod room_inbox;
+mod server;
 mod shutdown;
 mod sqlite_storage;
+mod storage_thread;
 mod store;
 
 use crate::cli::{Cli, TokenArgs, Tool};
@@ -30,7 +34,6 @@ use crate::store::{StorageFaults, StoreFactory};
 use chat_handler::identity::{self, Claims};
 use chat_handler::{AuthSecret, Config, Role};
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +42,12 @@ use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// How long an empty room's actor stays before it retires (its history stays stored).
-const ROOM_IDLE_EXIT: Duration = Duration::from_secs(30);
+/// None: reopening a room costs two reads on the shared connection, while a lingering
+/// empty room would cost memory that one client opening many rooms could multiply.
+const ROOM_IDLE_EXIT: Duration = Duration::ZERO;
+
+/// How long shutdown waits for the storage thread to commit what is left.
+const STORAGE_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Parses the command line and environment, runs the server until Ctrl-C or SIGTERM.
 /// Exit status: 0 after a clean shutdown, 2 for a bad flag or configuration, 1 when
@@ -50,7 +58,7 @@ pub fn main() -> ExitCode {
         return mint_token(&cli, args);
     }
     init_tracing();
-    open_files::raise_limit();
+    let open_file_limit = open_files::raise_limit();
     let (config, auth_secret) = match cli.settings() {
         Ok(settings) => settings,
         Err(e) => {
@@ -68,7 +76,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(cli, config, auth_secret));
+    let result = runtime.block_on(run(cli, config, auth_secret, open_file_limit));
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -138,14 +146,20 @@ pub fn token_for(secret: &AuthSecret, args: &TokenArgs, now_ms: u64) -> Result<S
     Ok(identity::mint(secret, &claims))
 }
 
-async fn run(cli: Cli, config: Config, auth_secret: Option<AuthSecret>) -> Result<(), String> {
-    let store = if cli.in_memory {
+async fn run(
+    cli: Cli,
+    config: Config,
+    auth_secret: Option<AuthSecret>,
+    open_file_limit: Option<u64>,
+) -> Result<(), String> {
+    let (store, storage_thread) = if cli.in_memory {
         info!("history in memory only (--in-memory)");
-        StoreFactory::memory()
+        (StoreFactory::memory(), None)
     } else {
         let path = sqlite_storage::init_database(&cli.data_dir)?;
+        let thread = storage_thread::StorageThread::start(&path)?;
         info!(database = %path.display(), "history in SQLite");
-        StoreFactory::sqlite(path)
+        (StoreFactory::sqlite(thread.clone()), Some(thread))
     };
     let store = match cli
         .test_storage_faults
@@ -204,6 +218,7 @@ async fn run(cli: Cli, config: Config, auth_secret: Option<AuthSecret>) -> Resul
         settings: ConnSettings {
             queue_bound: config.send_queue_bound(),
             ping_interval: Duration::from_secs(cli.ping_interval_secs),
+            drain_timeout: Duration::from_millis(config.drain_timeout_ms),
         },
         config: Arc::new(config),
         static_dir: cli.static_dir.clone(),
@@ -212,6 +227,11 @@ async fn run(cli: Cli, config: Config, auth_secret: Option<AuthSecret>) -> Resul
         public_metrics: metrics_listener.is_none(),
     };
     let app = http::router(state);
+    let max_connections = match cli.max_connections {
+        0 => server::default_max_connections(open_file_limit.unwrap_or(1024)),
+        n => n,
+    };
+    info!(max_connections, "connection cap");
     let metrics_server = match metrics_listener {
         Some(listener) => Some(serve_metrics(listener, metrics, shutdown_rx.clone())?),
         None => {
@@ -231,20 +251,18 @@ async fn run(cli: Cli, config: Config, auth_secret: Option<AuthSecret>) -> Resul
     });
 
     info!("edge-chat listening on http://{addr}");
-    let mut stop = shutdown_rx;
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stop.wait_for(|down| *down).await;
-    })
-    .await
-    .map_err(|e| format!("server error: {e}"))?;
+    let limits = server::Limits {
+        header_timeout: Duration::from_secs(cli.header_timeout_secs),
+        max_connections,
+    };
+    server::serve(listener, app, limits, shutdown_rx).await;
     // The router (and its `alive` sender) is gone; sockets hold the rest.
     shutdown::drain(alive_rx).await;
     if let Some(server) = metrics_server {
         let _ = server.await;
+    }
+    if let Some(thread) = storage_thread {
+        thread.stop(STORAGE_STOP_TIMEOUT).await;
     }
     info!("stopped");
     Ok(())

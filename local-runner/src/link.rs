@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 #[derive(Debug)]
 pub(crate) enum Out {
     Text(Utf8Bytes),
-    Ping,
+    /// A liveness probe with its payload (see `liveness`).
+    Ping(Bytes),
     Close(Close),
 }
 
@@ -58,10 +59,15 @@ impl ConnLink {
     }
 
     /// Closes the connection after the frames already queued (so an error frame
-    /// queued just before still reaches the client). If the queue is full, the close
-    /// jumps it: the client is not reading, so nothing queued would arrive anyway.
+    /// queued just before still reaches the client). If the queue is full, or the
+    /// close is for a slow consumer, the close jumps it: the client is not reading, so
+    /// nothing queued would arrive anyway.
     pub(crate) fn close(self, close: Close) {
         self.metrics.closed(close);
+        if close == Close::SlowConsumer {
+            let _ = self.urgent.send(close);
+            return;
+        }
         if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(Out::Close(close)) {
             let _ = self.urgent.send(close);
         }
@@ -106,8 +112,20 @@ mod tests {
         let link = ConnLink::new(tx, utx, Arc::default());
         assert!(matches!(link.send("a".into()), Queued::Ok));
         assert!(matches!(link.send("b".into()), Queued::Full));
+        link.close(Close::Flooding);
+        assert_eq!(urx.try_recv().unwrap(), Close::Flooding);
+        assert!(matches!(rx.try_recv().unwrap(), Out::Text(_)));
+    }
+
+    #[test]
+    fn a_slow_consumers_close_jumps_any_queue() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let (utx, mut urx) = oneshot::channel();
+        let link = ConnLink::new(tx, utx, Arc::default());
+        assert!(matches!(link.send("a".into()), Queued::Ok));
         link.close(Close::SlowConsumer);
         assert_eq!(urx.try_recv().unwrap(), Close::SlowConsumer);
         assert!(matches!(rx.try_recv().unwrap(), Out::Text(_)));
+        assert!(rx.try_recv().is_err(), "nothing queued behind the frame");
     }
 }

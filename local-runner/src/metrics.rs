@@ -271,6 +271,16 @@ pub(crate) struct Timed<S> {
     metrics: Arc<Metrics>,
 }
 
+impl<S> Timed<S> {
+    /// The storage being timed (the actor commits through it).
+    pub(crate) fn inner(&self) -> &S {
+        &self.inner
+    }
+    pub(crate) fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+}
+
 impl<S: Storage> Storage for Timed<S> {
     fn append(&mut self, msg: &StoredMessage) -> StorageResult<()> {
         let started = Instant::now();
@@ -278,8 +288,11 @@ impl<S: Storage> Storage for Timed<S> {
         self.metrics.append_took(started.elapsed());
         stored
     }
-    fn load_or_init_epoch(&mut self, candidate: &str) -> StorageResult<String> {
-        self.inner.load_or_init_epoch(candidate)
+    fn load_epoch(&mut self) -> StorageResult<Option<String>> {
+        self.inner.load_epoch()
+    }
+    fn save_epoch(&mut self, epoch: &str) -> StorageResult<()> {
+        self.inner.save_epoch(epoch)
     }
     fn latest(&mut self) -> StorageResult<Option<StoredMessage>> {
         self.inner.latest()

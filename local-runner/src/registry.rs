@@ -5,6 +5,7 @@
 //! The registry starts actors (`room_actor::spawn`) and is what they retire from
 //! (`room_actor::Retire`), so it depends on the actor and never the other way round.
 
+use crate::open_limit::OpenLimit;
 use crate::room_actor::{self, Retire, RoomContext};
 use crate::room_inbox::{Event, Join, RoomHandle};
 use std::collections::HashMap;
@@ -15,6 +16,8 @@ struct Inner {
     rooms: HashMap<String, RoomHandle>,
     next_id: u64,
     shutting_down: bool,
+    /// Who may start rooms that are not open.
+    opens: OpenLimit,
 }
 
 /// All rooms of this process.
@@ -31,6 +34,7 @@ impl Rooms {
                 rooms: HashMap::new(),
                 next_id: 1,
                 shutting_down: false,
+                opens: OpenLimit::new(&ctx.config),
             }),
             ctx: Arc::new(ctx),
         })
@@ -40,6 +44,20 @@ impl Rooms {
         // Nothing under this lock can leave the map half-updated, so a poisoned lock
         // (a panic elsewhere while holding it) is still safe to use.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Decides, before the upgrade, whether a connection from client address `addr` may
+    /// enter `room`: always if the room is open (has an actor), else if the address
+    /// has a room opening left (`room_open_burst`). `Err` holds the milliseconds until
+    /// it has one. A room whose actor retires between this check and the join is
+    /// reopened without a charge: a narrow race, worth at most one room per admitted
+    /// connection.
+    pub(crate) fn admit(&self, room: &str, addr: &str, now_ms: u64) -> Result<(), u64> {
+        let mut inner = self.lock();
+        if inner.rooms.contains_key(room) {
+            return Ok(());
+        }
+        inner.opens.charge(addr, now_ms)
     }
 
     /// Hands the connection to its room's actor, starting one if needed. Returns the

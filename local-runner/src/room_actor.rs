@@ -6,21 +6,29 @@
 //!
 //! The actor knows nothing of the registry that starts it beyond [`Retire`], its one
 //! call back into it; the room itself, live or hibernated, is a [`HibernatingRoom`].
+//!
+//! Group commit: when an event stored a message, the actor takes whatever else is
+//! waiting in its inboxes, then asks for one commit of all of it (which the storage
+//! thread shares with every other room that wrote meanwhile) and holds every frame in
+//! its [`Outbox`] until the commit is on disk (see `storage_thread`).
 
 use crate::clock::now_ms;
+use crate::hibernation::log_tag;
 use crate::hibernation::{HibernatingRoom, RoomStorage};
 use crate::link::{frame_bytes, ConnLink, Queued};
 use crate::metrics::Metrics;
 use crate::room_inbox::{Event, Join, RoomHandle};
 use crate::store::StoreFactory;
 use chat_handler::{Action, AuthSecret, Close, Config, ConnId, Room, ServerFrame};
+use outbox::{Delivery, Outbox};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
+mod outbox;
 #[cfg(test)]
 mod tests;
 
@@ -28,6 +36,10 @@ mod tests;
 /// down whoever floods the room instead of growing memory: at most this many frames
 /// (each up to `max_frame_bytes`) wait per room.
 const EVENT_INBOX: usize = 256;
+
+/// Most events gathered into one commit beyond the one that stored a message: a full
+/// inbox's worth, so a busy room commits once per inbox rather than once per message.
+const MAX_GATHER: usize = EVENT_INBOX;
 
 /// Everything a room actor needs besides its name.
 pub(crate) struct RoomContext {
@@ -59,6 +71,8 @@ struct RoomActor {
     ctx: Arc<RoomContext>,
     registry: Arc<dyn Retire>,
     name: String,
+    /// The name as logs show it (`edge::log_tag`).
+    tag: String,
     id: u64,
     /// The handler's room, live or hibernated; opened by the first event that needs it.
     state: HibernatingRoom,
@@ -68,6 +82,8 @@ struct RoomActor {
     /// timer for every connection still without a hello.
     hello_due: Option<Instant>,
     shutting_down: bool,
+    /// Frames waiting for the room's stored messages to be committed.
+    outbox: Outbox,
 }
 
 /// Starts the actor for `name`; the caller registers the returned handle, and the
@@ -90,6 +106,7 @@ pub(crate) fn spawn(
     let actor = RoomActor {
         ctx,
         registry,
+        tag: log_tag(&name),
         name,
         id,
         state,
@@ -97,6 +114,7 @@ pub(crate) fn spawn(
         last_event: Instant::now(),
         hello_due: None,
         shutting_down: false,
+        outbox: Outbox::default(),
     };
     tokio::spawn(actor.run(joins, events));
     RoomHandle {
@@ -112,17 +130,16 @@ fn instant_at(wall_ms: u64) -> Instant {
     Instant::now() + Duration::from_millis(wall_ms.saturating_sub(now_ms()))
 }
 
-// Storage calls run synchronously on the actor's task: in WAL mode with
-// synchronous=NORMAL an append is a few microseconds of page writes with no fsync,
-// cheaper than handing each one to a blocking thread. Only a long lock wait
-// (busy_timeout) could hold a runtime worker, and rooms never hold write locks long.
+// Storage calls are jobs for the storage thread: writes are queued without waiting,
+// reads wait without stalling the runtime (`storage_thread`), and what depends on a
+// write is held until `commit`.
 impl RoomActor {
     async fn run(
         mut self,
         mut joins: mpsc::UnboundedReceiver<Join>,
         mut events: mpsc::Receiver<Event>,
     ) {
-        debug!(room = %self.name, "room actor started");
+        debug!(room = %self.tag, "room actor started");
         let mut shutdown = self.ctx.shutdown.clone();
         loop {
             let deadline = self.deadline();
@@ -153,12 +170,16 @@ impl RoomActor {
                     }
                 }
             }
+            if self.has_uncommitted() {
+                self.gather(&mut joins, &mut events);
+                self.commit().await;
+            }
             self.arm_hello_timer();
             if self.shutting_down && self.links.is_empty() && self.try_retire(&mut joins) {
                 break;
             }
         }
-        debug!(room = %self.name, "room actor stopped");
+        debug!(room = %self.tag, "room actor stopped");
     }
 
     /// When the actor next has something to do on its own: retire when empty, or
@@ -225,6 +246,59 @@ impl RoomActor {
         retired
     }
 
+    /// Whether the room stored something not yet committed.
+    fn has_uncommitted(&self) -> bool {
+        self.state
+            .live()
+            .is_some_and(|room| room.storage().inner().has_uncommitted())
+    }
+
+    /// Handles the joins and events already waiting (at most [`MAX_GATHER`]), so that
+    /// they share the coming commit.
+    fn gather(
+        &mut self,
+        joins: &mut mpsc::UnboundedReceiver<Join>,
+        events: &mut mpsc::Receiver<Event>,
+    ) {
+        for _ in 0..MAX_GATHER {
+            if let Ok(join) = joins.try_recv() {
+                self.join(join);
+            } else if let Ok(event) = events.try_recv() {
+                self.event(event);
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Commits what the room stored, then sends what was held for it. If the commit
+    /// fails, nothing held goes out: the room cannot tell which of its messages are on
+    /// disk, so it closes every connection with [`Close::Internal`] (clients reconnect
+    /// and resume) and reopens from storage on the next event. A message that is stored
+    /// but was never sent reaches clients then, in their backlog; a seq that is not
+    /// stored was seen by no one, so it is free to be used again.
+    async fn commit(&mut self) {
+        let Some(room) = self.state.live_mut() else {
+            return;
+        };
+        let committed = room.storage_mut().inner_mut().commit().await;
+        match committed {
+            Ok(()) => {
+                let held = self.outbox.release();
+                self.deliver(held, now_ms());
+            }
+            Err(e) => {
+                let dropped = self.outbox.discard();
+                warn!(room = %self.tag, error = %e, frames = dropped,
+                      "commit failed; closing the room's connections");
+                for (_, link) in self.links.drain() {
+                    link.close(Close::Internal);
+                }
+                self.state.discard();
+            }
+        }
+    }
+
     /// The live room, rebuilt if it hibernated (see [`HibernatingRoom::room`]). `None`
     /// if storage cannot be opened; every connection has been closed then.
     fn room(&mut self) -> Option<&mut Room<RoomStorage>> {
@@ -244,12 +318,12 @@ impl RoomActor {
         };
         match room.connect(join.conn, join.peer, now) {
             Ok(actions) => {
-                debug!(room = %self.name, conn = join.conn, "connected");
+                debug!(room = %self.tag, conn = join.conn, "connected");
                 self.links.insert(join.conn, join.link);
                 self.apply(actions, now);
             }
             Err(close) => {
-                debug!(room = %self.name, conn = join.conn, ?close, "connection refused");
+                debug!(room = %self.tag, conn = join.conn, ?close, "connection refused");
                 // The reason as an error frame first (see `Close::refusal_error`).
                 if let Some(kind) = close.refusal_error() {
                     let _ = join
@@ -266,7 +340,7 @@ impl RoomActor {
         let now = now_ms();
         if let Event::Disconnect { conn } = event {
             if self.links.remove(&conn).is_some() {
-                debug!(room = %self.name, conn, "disconnected");
+                debug!(room = %self.tag, conn, "disconnected");
             }
         }
         let Some(room) = self.room() else {
@@ -282,52 +356,69 @@ impl RoomActor {
         self.apply(actions, now);
     }
 
-    /// Carries out the handler's actions in order. Kicking a slow consumer produces
-    /// more actions (its close, its quit), which run after the current ones.
+    /// Carries out the handler's actions in order, or holds them in the outbox while
+    /// the room has a stored message not yet committed (or holds earlier ones).
     fn apply(&mut self, actions: Vec<Action>, now: u64) {
-        let mut todo = VecDeque::from(actions);
+        if self.outbox.is_holding() || self.has_uncommitted() {
+            if let Some(room) = self.state.live() {
+                self.outbox.hold(actions, room);
+            }
+            return;
+        }
+        self.deliver(actions.into_iter().filter_map(Delivery::now), now);
+    }
+
+    /// Carries out deliveries in order. Kicking a slow consumer produces more actions
+    /// (its close, its quit), which run after the current ones.
+    fn deliver(&mut self, deliveries: impl IntoIterator<Item = Delivery>, now: u64) {
+        let mut todo: VecDeque<Delivery> = deliveries.into_iter().collect();
         let mut slow = Vec::new();
-        while let Some(action) = todo.pop_front() {
-            match action {
-                Action::Send { to, frame } => {
+        while let Some(delivery) = todo.pop_front() {
+            match delivery {
+                Delivery::Send { to, frame } => {
                     if let Some(link) = self.links.get(&to) {
                         if let Queued::Full = link.send(frame_bytes(&frame)) {
                             slow.push(to);
                         }
                     }
                 }
-                Action::Broadcast { frame, audience } => {
-                    let Some(room) = self.state.live() else {
-                        continue;
-                    };
+                Delivery::Broadcast {
+                    frame,
+                    audience,
+                    to,
+                } => {
                     // One encoding and one buffer for every recipient.
                     let bytes = frame_bytes(&frame);
-                    for id in room.recipients(audience) {
-                        if let Some(link) = self.links.get(&id) {
+                    let links = &self.links;
+                    let mut send = |id: ConnId| {
+                        if let Some(link) = links.get(&id) {
                             if let Queued::Full = link.send(bytes.clone()) {
                                 slow.push(id);
                             }
                         }
+                    };
+                    match (to, self.state.live()) {
+                        (Some(to), _) => to.into_iter().for_each(&mut send),
+                        (None, Some(room)) => room.recipients(audience).for_each(&mut send),
+                        (None, None) => {}
                     }
                 }
-                Action::Close { conn, close } => {
+                Delivery::Close { conn, close } => {
                     if let Some(link) = self.links.remove(&conn) {
-                        debug!(room = %self.name, conn, ?close, "closing");
+                        debug!(room = %self.tag, conn, ?close, "closing");
                         link.close(close);
                     }
                 }
-                // Only the Durable Object persists sessions as they change; here they
-                // are serialized when the room hibernates.
-                Action::Save { .. } => {}
                 // The moderator action, already in the room's audit table, as one JSON
                 // line under its own target (`RUST_LOG=edge_chat::audit=info` keeps it).
-                Action::Audit { line } => info!(target: "edge_chat::audit", "{line}"),
+                Delivery::Audit { line } => info!(target: "edge_chat::audit", "{line}"),
             }
             if !slow.is_empty() {
                 if let Some(room) = self.state.live_mut() {
                     for conn in slow.drain(..) {
-                        info!(room = %self.name, conn, "closing slow consumer");
-                        todo.extend(room.kick(conn, Close::SlowConsumer, now));
+                        info!(room = %self.tag, conn, "closing slow consumer");
+                        let kicked = room.kick(conn, Close::SlowConsumer, now);
+                        todo.extend(kicked.into_iter().filter_map(Delivery::now));
                     }
                 }
             }
@@ -354,7 +445,7 @@ impl RoomActor {
             }
         }
         if count > 0 {
-            info!(room = %self.name, connections = count, "room closed for shutdown");
+            info!(room = %self.tag, connections = count, "room closed for shutdown");
         }
     }
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 /// The database file inside `--data-dir`.
 pub(crate) const DATABASE_FILE: &str = "edge-chat.sqlite3";
 
-/// How long a connection waits for another room's write before giving up. Writes are
-/// single-row inserts, so contention clears in microseconds; seconds means trouble.
+/// How long a connection waits for another connection's write before giving up. The
+/// storage thread's connection is the only writer while the server runs, so this only
+/// matters at start-up (or with an outside tool holding the file).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn storage_error(e: rusqlite::Error) -> StorageError {
@@ -30,11 +31,12 @@ fn to_i64(v: impl TryInto<i64>) -> StorageResult<i64> {
 pub(crate) fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    // WAL lets room actors read while another writes; NORMAL syncs at checkpoints
-    // only, which in WAL mode can lose the last commits on power loss but never
-    // corrupts the file: the right trade for a chat log.
+    // WAL: a commit appends to the log and syncs that alone. FULL syncs the log at
+    // every commit, so a commit survives power loss; a message is broadcast only after
+    // the commit holding it (see `storage_thread`), so no seq that anyone has seen can
+    // be lost and reused. Group commit keeps that to one sync per batch of messages.
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
 }
 
@@ -71,7 +73,10 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// One room's view of the shared database: every statement is keyed by `room`.
+/// The handler's `Storage` over a connection, for one room at a time: every statement
+/// is keyed by `room`. The storage thread keeps one of these for all rooms and points it
+/// at each job's room ([`SqliteStorage::set_room`]); it runs inside the thread's open
+/// transaction, so nothing here begins or commits one of its own.
 pub(crate) struct SqliteStorage {
     conn: Connection,
     room: String,
@@ -85,6 +90,19 @@ impl SqliteStorage {
             conn: open_connection(path).map_err(storage_error)?,
             room: room.to_owned(),
         })
+    }
+
+    /// Points the statements at another room.
+    pub(crate) fn set_room(&mut self, room: &str) {
+        if self.room != room {
+            self.room.clear();
+            self.room.push_str(room);
+        }
+    }
+
+    /// The connection, for the storage thread's transactions.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     fn messages(&self, sql: &str, extra: &[i64]) -> StorageResult<Vec<StoredMessage>> {
@@ -125,14 +143,18 @@ fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
 }
 
 impl Storage for SqliteStorage {
-    fn load_or_init_epoch(&mut self, candidate: &str) -> StorageResult<String> {
-        self.conn
-            .prepare_cached(sql::INIT_EPOCH)
-            .and_then(|mut s| s.execute(params![self.room, candidate]))
-            .map_err(storage_error)?;
+    fn load_epoch(&mut self) -> StorageResult<Option<String>> {
         self.conn
             .prepare_cached(sql::SELECT_EPOCH)
-            .and_then(|mut s| s.query_row(params![self.room], |r| r.get(0)))
+            .and_then(|mut s| s.query_row(params![self.room], |r| r.get(0)).optional())
+            .map_err(storage_error)
+    }
+
+    fn save_epoch(&mut self, epoch: &str) -> StorageResult<()> {
+        self.conn
+            .prepare_cached(sql::INIT_EPOCH)
+            .and_then(|mut s| s.execute(params![self.room, epoch]))
+            .map(drop)
             .map_err(storage_error)
     }
 
@@ -217,8 +239,9 @@ impl Storage for SqliteStorage {
     }
 
     fn take_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
-        // Read and delete in one transaction, so a bucket is taken at most once.
-        let tx = self.conn.transaction().map_err(storage_error)?;
+        // Read and delete together, so a bucket is taken at most once. A savepoint, as
+        // this runs inside the storage thread's transaction.
+        let tx = self.conn.savepoint().map_err(storage_error)?;
         let bucket = tx
             .prepare_cached(sql::SELECT_BUCKET)
             .and_then(|mut s| {
@@ -345,8 +368,9 @@ impl Storage for SqliteStorage {
         let seq = e.seq.map(to_i64).transpose()?;
         let secs = e.secs.map(to_i64).transpose()?;
         let keep = to_i64(keep)?;
-        // Insert and prune together, so the table never holds more than `keep`.
-        let tx = self.conn.transaction().map_err(storage_error)?;
+        // Insert and prune together, so the table never holds more than `keep`. A
+        // savepoint, as this runs inside the storage thread's transaction.
+        let tx = self.conn.savepoint().map_err(storage_error)?;
         tx.prepare_cached(sql::INSERT_AUDIT)
             .and_then(|mut s| {
                 s.execute(params![
@@ -406,7 +430,7 @@ mod tests {
         init_database(dir.path()).unwrap();
         init_database(dir.path()).unwrap();
         let mut s = SqliteStorage::open(&path, "lobby").unwrap();
-        assert_eq!(s.load_or_init_epoch("new").unwrap(), "old-epoch");
+        assert_eq!(s.load_epoch().unwrap().as_deref(), Some("old-epoch"));
         let kept = s.latest().unwrap().unwrap();
         assert_eq!(
             (kept.seq, kept.message.as_str(), kept.user),
@@ -577,19 +601,36 @@ mod tests {
         b.append(&msg(1, "in b")).unwrap();
         b.prune_through(1).unwrap();
         assert_eq!(a.latest().unwrap().unwrap().message, "in a");
-        let ea = a.load_or_init_epoch("epoch-a").unwrap();
-        let eb = b.load_or_init_epoch("epoch-b").unwrap();
-        assert_eq!((ea.as_str(), eb.as_str()), ("epoch-a", "epoch-b"));
+        a.save_epoch("epoch-a").unwrap();
+        b.save_epoch("epoch-b").unwrap();
+        let (ea, eb) = (a.load_epoch().unwrap(), b.load_epoch().unwrap());
+        assert_eq!(
+            (ea.as_deref(), eb.as_deref()),
+            (Some("epoch-a"), Some("epoch-b"))
+        );
     }
 
     #[test]
-    fn epoch_is_created_once() {
+    fn epoch_is_stored_once() {
         let (_dir, path) = fresh();
         let mut s = SqliteStorage::open(&path, "lobby").unwrap();
-        assert_eq!(s.load_or_init_epoch("first").unwrap(), "first");
-        assert_eq!(s.load_or_init_epoch("second").unwrap(), "first");
+        assert_eq!(s.load_epoch().unwrap(), None);
+        s.save_epoch("first").unwrap();
+        s.save_epoch("second").unwrap();
+        assert_eq!(s.load_epoch().unwrap().as_deref(), Some("first"));
         let mut again = SqliteStorage::open(&path, "lobby").unwrap();
-        assert_eq!(again.load_or_init_epoch("third").unwrap(), "first");
+        assert_eq!(again.load_epoch().unwrap().as_deref(), Some("first"));
+    }
+
+    #[test]
+    fn connections_sync_every_commit() {
+        let (_dir, path) = fresh();
+        let conn = open_connection(&path).unwrap();
+        let sync: i64 = conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        // 2 is FULL.
+        assert_eq!(sync, 2);
     }
 
     #[test]

@@ -1,17 +1,18 @@
-//! Where room actors get their storage: the SQLite file, or (with `--in-memory`) the
-//! handler's `MemoryStorage`, parked here while no actor holds it so that history
-//! outlives idle actors and hibernation for the life of the process.
+//! Where room actors get their storage: the SQLite file through the storage thread, or
+//! (with `--in-memory`) the handler's `MemoryStorage`, parked here while no actor holds
+//! it so that history outlives idle actors and hibernation for the life of the process.
+//! A room with no history is not parked: an empty room costs nothing once it is gone.
 //!
 //! Test only: [`StorageFaults`] (the hidden `--test-storage-faults MARKER` flag) makes
 //! chosen storage calls fail, so the conformance suite can see what clients get when
 //! storage fails in a real backend.
 
-use crate::sqlite_storage::SqliteStorage;
+use crate::storage_thread::{RoomStorage, StorageThread};
 use chat_handler::{AuditEntry, Bucket, Restriction};
 use chat_handler::{MemoryStorage, Storage, StoredMessage};
 use chat_handler::{StorageError, StorageResult};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// One room's storage, whichever backend holds it.
@@ -22,7 +23,7 @@ pub struct Store {
 }
 
 enum Backing {
-    Sqlite(SqliteStorage),
+    Sqlite(RoomStorage),
     Memory {
         storage: MemoryStorage,
         parking: Arc<Mutex<HashMap<String, MemoryStorage>>>,
@@ -31,7 +32,7 @@ enum Backing {
 
 #[derive(Clone)]
 enum Source {
-    Sqlite(PathBuf),
+    Sqlite(Arc<StorageThread>),
     Memory(Arc<Mutex<HashMap<String, MemoryStorage>>>),
 }
 
@@ -77,9 +78,9 @@ fn injected(what: &str) -> StorageError {
 }
 
 impl StoreFactory {
-    pub fn sqlite(path: PathBuf) -> Self {
+    pub(crate) fn sqlite(thread: Arc<StorageThread>) -> Self {
         StoreFactory {
-            source: Source::Sqlite(path),
+            source: Source::Sqlite(thread),
             faults: None,
         }
     }
@@ -115,7 +116,7 @@ impl StoreFactory {
 
     pub fn open(&self, room: &str) -> StorageResult<Store> {
         let backing = match &self.source {
-            Source::Sqlite(path) => Backing::Sqlite(SqliteStorage::open(path, room)?),
+            Source::Sqlite(thread) => Backing::Sqlite(thread.room(room)),
             Source::Memory(parking) => {
                 let storage = parking
                     .lock()
@@ -137,9 +138,14 @@ impl StoreFactory {
 }
 
 impl Drop for Store {
-    /// Memory storage goes back to the parking map when its actor lets it go.
+    /// Memory storage with history (or restrictions, or an audit) goes back to the
+    /// parking map when its actor lets it go. Without any there is nothing to keep: the
+    /// handler stores no epoch for such a room, as it leaves no row in SQLite.
     fn drop(&mut self) {
         if let Backing::Memory { storage, parking } = &mut self.backing {
+            if !storage.holds_room_state() {
+                return;
+            }
             parking
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -163,11 +169,38 @@ impl Store {
             _ => Ok(()),
         }
     }
+
+    /// Whether a message (or the epoch) was stored and not yet committed: nothing may be
+    /// sent until [`Store::commit`] says it is durable. Memory storage has nothing to
+    /// commit.
+    pub(crate) fn has_uncommitted(&self) -> bool {
+        match &self.backing {
+            Backing::Sqlite(s) => s.has_uncommitted(),
+            Backing::Memory { .. } => false,
+        }
+    }
+
+    /// Commits what this room has stored (see `storage_thread`).
+    pub(crate) fn commit(&mut self) -> impl Future<Output = StorageResult<()>> + Send + 'static {
+        let sqlite = match &mut self.backing {
+            Backing::Sqlite(s) => Some(s.commit()),
+            Backing::Memory { .. } => None,
+        };
+        async move {
+            match sqlite {
+                Some(commit) => commit.await,
+                None => Ok(()),
+            }
+        }
+    }
 }
 
 impl Storage for Store {
-    fn load_or_init_epoch(&mut self, candidate: &str) -> StorageResult<String> {
-        self.inner().load_or_init_epoch(candidate)
+    fn load_epoch(&mut self) -> StorageResult<Option<String>> {
+        self.inner().load_epoch()
+    }
+    fn save_epoch(&mut self, epoch: &str) -> StorageResult<()> {
+        self.inner().save_epoch(epoch)
     }
     fn latest(&mut self) -> StorageResult<Option<StoredMessage>> {
         self.inner().latest()
@@ -248,7 +281,8 @@ mod tests {
         let factory = StoreFactory::memory();
         {
             let mut s = factory.open("r").unwrap();
-            assert_eq!(s.load_or_init_epoch("e1").unwrap(), "e1");
+            assert_eq!(s.load_epoch().unwrap(), None);
+            s.save_epoch("e1").unwrap();
             s.append(&StoredMessage {
                 seq: 1,
                 timestamp: 1,
@@ -259,9 +293,25 @@ mod tests {
             .unwrap();
         }
         let mut s = factory.open("r").unwrap();
-        assert_eq!(s.load_or_init_epoch("e2").unwrap(), "e1");
+        assert_eq!(s.load_epoch().unwrap().as_deref(), Some("e1"));
         assert_eq!(s.latest().unwrap().map(|m| m.seq), Some(1));
         assert_eq!(factory.open("other").unwrap().latest().unwrap(), None);
+    }
+
+    #[test]
+    fn a_memory_room_without_history_is_not_kept() {
+        let factory = StoreFactory::memory();
+        {
+            let mut s = factory.open("empty").unwrap();
+            // Not a message: a room with none keeps nothing, as in SQLite.
+            s.save_bucket("a", &Bucket::full(1, 0)).unwrap();
+        }
+        assert!(!factory.is_parked("empty"));
+        drop(factory.open("kept").unwrap().append(&StoredMessage {
+            seq: 1,
+            ..Default::default()
+        }));
+        assert!(factory.is_parked("kept"));
     }
 
     fn msg(seq: u64, message: &str) -> StoredMessage {
@@ -287,7 +337,8 @@ mod tests {
         assert_eq!(s.after(0, 10).unwrap().len(), 2);
 
         let mut marked = factory.open("room-BOOM-1").unwrap();
-        assert_eq!(marked.load_or_init_epoch("e").unwrap(), "e");
+        marked.save_epoch("e").unwrap();
+        assert_eq!(marked.load_epoch().unwrap().as_deref(), Some("e"));
         marked.append(&msg(1, "stored")).unwrap();
         assert_eq!(marked.latest().unwrap().map(|m| m.seq), Some(1));
         assert!(marked.last_n(10).is_err());

@@ -107,13 +107,13 @@ fn key() -> SqlStorageValue {
 }
 
 impl Storage for DoSqlStorage {
-    fn load_or_init_epoch(&mut self, candidate: &str) -> Result<String, StorageError> {
-        self.run(sql::INIT_EPOCH, vec![key(), candidate.into()])?;
+    fn load_epoch(&mut self) -> Result<Option<String>, StorageError> {
         let rows: Vec<EpochRow> = self.rows(sql::SELECT_EPOCH, vec![key()])?;
-        rows.into_iter()
-            .next()
-            .map(|r| r.epoch)
-            .ok_or_else(|| StorageError("epoch missing after insert".into()))
+        Ok(rows.into_iter().next().map(|r| r.epoch))
+    }
+
+    fn save_epoch(&mut self, epoch: &str) -> Result<(), StorageError> {
+        self.run(sql::INIT_EPOCH, vec![key(), epoch.into()])
     }
 
     fn latest(&mut self) -> Result<Option<StoredMessage>, StorageError> {

@@ -96,8 +96,9 @@ impl Client {
 }
 
 /// Waits (up to 5 s) until `room` has hibernated: its actor drops the room and with it
-/// the storage, which goes back to the memory store's parking map. The room was open
-/// and its connections stay, so parked storage can only mean a hibernation.
+/// the storage, which goes back to the memory store's parking map (a room with history
+/// only). The room was open and its connections stay, so parked storage can only mean a
+/// hibernation.
 async fn hibernated(store: &StoreFactory, room: &str) {
     timeout(Duration::from_secs(5), async {
         while !store.is_parked(room) {
@@ -274,6 +275,9 @@ async fn a_hello_deadline_wakes_a_hibernated_room() {
     let mut named = join(&rooms, "w", 1, 64).await;
     named.text(r#"{"name":"alice"}"#).await;
     named.until("ready").await;
+    // History, so that the hibernated room's storage is parked (`hibernated`).
+    named.text(r#"{"message":"before"}"#).await;
+    named.until("before").await;
     let mut silent = join(&rooms, "w", 2, 64).await;
     hibernated(&store, "w").await;
     assert!(silent.heard_nothing(), "closed before its deadline");
@@ -282,7 +286,7 @@ async fn a_hello_deadline_wakes_a_hibernated_room() {
     assert_eq!(close, Close::HelloTimeout);
     // The woken room still knows its member.
     named.text(r#"{"message":"after"}"#).await;
-    assert!(named.until("after").await.contains(r#""seq":1"#));
+    assert!(named.until("after").await.contains(r#""seq":2"#));
 }
 
 #[tokio::test]

@@ -132,7 +132,24 @@ pub struct InstanceSpec {
     pub open_files_soft: Option<u64>,
 }
 
+/// Settings every instance of the suite gets unless its spec says otherwise. The suite
+/// connects from one address and every scenario opens rooms of its own, so the limit
+/// on opening rooms per address (tested on its own, with its defaults) is lifted.
+pub const SUITE_SETTINGS: &[(&str, &str)] = &[("room_open_burst", "1000000")];
+
 impl InstanceSpec {
+    /// The settings to start with: [`SUITE_SETTINGS`], then the spec's overrides
+    /// (which win).
+    pub fn settings(&self) -> Vec<(String, String)> {
+        let mut settings: Vec<(String, String)> = SUITE_SETTINGS
+            .iter()
+            .filter(|(key, _)| !self.overrides.iter().any(|(k, _)| k == key))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        settings.extend(self.overrides.iter().cloned());
+        settings
+    }
+
     pub fn with(overrides: &[(&str, &str)]) -> Self {
         InstanceSpec {
             overrides: overrides

@@ -39,7 +39,7 @@ pub fn command(
         .arg(port.to_string())
         .arg("--data-dir")
         .arg(data_dir);
-    for (key, value) in &spec.overrides {
+    for (key, value) in &spec.settings() {
         if key == "allow_origins" {
             // The runner takes one origin per flag.
             for origin in value.split(',').map(str::trim).filter(|o| !o.is_empty()) {

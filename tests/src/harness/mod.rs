@@ -172,7 +172,7 @@ impl Group {
     /// group's constants, never from the handler.)
     pub fn config(self) -> Result<Config> {
         let mut config = Config::default();
-        for (key, value) in &self.spec().overrides {
+        for (key, value) in &self.spec().settings() {
             config
                 .set(key, value)
                 .map_err(|e| Error(format!("group {}: {key}={value}: {}", self.name(), e.0)))?;

@@ -104,7 +104,7 @@ pub fn command(port: u16, inspector_port: u16, data_dir: &Path, spec: &InstanceS
         // `.dev.vars` of the repository, which would change what is under test.
         .arg("--env-file")
         .arg(data_dir.join(super::backend::DEV_VARS_FILE));
-    for (key, value) in &spec.overrides {
+    for (key, value) in &spec.settings() {
         cmd.arg("--var")
             .arg(format!("{}:{}", key.to_ascii_uppercase(), value));
     }
