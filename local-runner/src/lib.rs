@@ -145,11 +145,12 @@ async fn run(cli: Cli, config: Config) -> Result<(), String> {
         alive,
     };
     let app = http::router(state);
+    let open_file_limit = raise_open_file_limit();
     let max_connections = match cli.max_connections {
-        0 => server::default_max_connections(raise_open_file_limit()),
+        0 => server::default_max_connections(open_file_limit),
         n => n,
     };
-    info!(max_connections, "connection cap");
+    info!(max_connections, open_file_limit, "connection cap");
 
     tokio::spawn({
         let rooms = rooms.clone();
