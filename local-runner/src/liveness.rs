@@ -9,9 +9,10 @@
 //!
 //! - After frames were written, a probe follows at the next check; if it is not
 //!   answered within `drain_timeout_ms`, the frames have not drained and the
-//!   connection is closed as a slow consumer (1013), in a quiet room too.
+//!   connection is closed as a slow consumer (`Close::SlowConsumer`), in a quiet room
+//!   too.
 //! - With nothing written, a probe goes out every `--ping-interval-secs`; one left
-//!   unanswered for two intervals closes the connection with 1001 "Ping timeout" (the
+//!   unanswered for two intervals closes the connection (`Close::PingTimeout`: the
 //!   client is most likely gone).
 //!
 //! One probe is outstanding at a time. The reader checks every [`Liveness::period`]

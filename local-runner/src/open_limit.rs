@@ -79,8 +79,8 @@ mod tests {
             assert_eq!(l.charge("a", 0), Ok(()));
         }
         assert_eq!(l.charge("a", 0), Err(2000));
-        assert_eq!(l.charge("a", 1000), Err(1000));
-        assert_eq!(l.charge("b", 1000), Ok(()), "another address has its own");
+        assert_eq!(l.charge("a", 1_000), Err(1_000));
+        assert_eq!(l.charge("b", 1_000), Ok(()), "another address has its own");
         assert_eq!(l.charge("a", 2000), Ok(()));
         assert_eq!(l.charge("a", 2000), Err(2000));
     }

@@ -90,8 +90,6 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        // Chat frames are small and latency-bound.
-        let _ = stream.set_nodelay(true);
         let conn = Conn {
             stream,
             peer,

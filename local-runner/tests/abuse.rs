@@ -174,9 +174,10 @@ async fn a_socket_that_never_reads_is_closed_even_if_it_sends_pongs() {
         quit_after >= Duration::from_millis(DRAIN_MS),
         "closed after {quit_after:?}, before its frames could time out"
     );
-    // 1.5 × the timeout, plus a margin for a loaded machine.
+    // 1.5 × the timeout, plus a margin for a loaded machine (the tests of this file
+    // run at the same time).
     assert!(
-        quit_after <= Duration::from_millis(DRAIN_MS * 3 / 2 + 2000),
+        quit_after <= Duration::from_millis(DRAIN_MS * 3 / 2 + 3000),
         "closed only after {quit_after:?}"
     );
     // When it finally reads: its join frames, then 1013 "Slow consumer".
