@@ -246,7 +246,7 @@ async fn websocket(
         Err(rejection) => return rejection.into_response(),
     };
     // The client address keys the per-address limits.
-    let addr = client_key(addr);
+    let addr = client_key(&state.config, addr, &parts.headers);
     if let Err(wait_ms) = state.rooms.admit(room.as_str(), &addr, now_ms()) {
         let mut refused = rejection(&edge::TOO_MANY_ROOM_OPENS);
         refused.headers_mut().insert(
@@ -290,11 +290,25 @@ async fn websocket(
         })
 }
 
-/// The key of a client's address for the per-address limits (the rate limit, room
-/// openings): the TCP peer's IP, canonical, so an IPv4 client of a dual-stack listener
-/// counts the same as on an IPv4 listener.
-fn client_key(peer: SocketAddr) -> String {
-    peer.ip().to_canonical().to_string()
+/// The key of a client's address for the per-address limits (the rate limit, seats,
+/// joins, room openings): the TCP peer's IP, canonical (an IPv4 client of a dual-stack
+/// listener counts the same as on an IPv4 listener) and keyed by /64 for IPv6; or, when
+/// the peer is one of `trusted_proxies`, the client its `X-Forwarded-For` / `Forwarded`
+/// headers name (the handler's rule: the right-most hop that is not a trusted proxy).
+/// Headers are never read from an untrusted peer.
+fn client_key(config: &Config, peer: SocketAddr, headers: &HeaderMap) -> String {
+    let values = |name: &str| -> Vec<&str> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    };
+    // The list was validated at start-up; should it not parse, trust no one.
+    let trusted = edge::TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default();
+    let client =
+        trusted.client_address(peer.ip(), &values("x-forwarded-for"), &values("forwarded"));
+    edge::address_key(&client.to_string())
 }
 
 #[cfg(test)]
@@ -379,6 +393,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("index.html"), "<html></html>").unwrap();
         dir
+    }
+
+    #[test]
+    fn forwarding_headers_count_only_from_trusted_proxies() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.7, 10.0.0.2"),
+        );
+        let peer = SocketAddr::from(([10, 0, 0, 1], 4000));
+        // Not trusted by default: the TCP peer is the client.
+        let config = Config::default();
+        assert_eq!(client_key(&config, peer, &headers), "10.0.0.1");
+        // Trusted proxies: the right-most hop that is not one of them.
+        let config = Config {
+            trusted_proxies: vec!["10.0.0.0/8".to_owned()],
+            ..Config::default()
+        };
+        assert_eq!(client_key(&config, peer, &headers), "203.0.113.7");
+        // An untrusted peer's headers are ignored even with a list.
+        let stranger = SocketAddr::from(([198, 51, 100, 9], 4000));
+        assert_eq!(client_key(&config, stranger, &headers), "198.51.100.9");
+        // IPv6 clients are keyed by their /64.
+        let v6 = SocketAddr::from((
+            std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 3, 4, 5, 6),
+            4000,
+        ));
+        assert_eq!(
+            client_key(&Config::default(), v6, &HeaderMap::new()),
+            edge::address_key("2001:db8:1:2::")
+        );
     }
 
     #[tokio::test]
