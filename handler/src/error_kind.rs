@@ -28,11 +28,13 @@ pub enum ErrorKind {
     HelloTimeout,
     /// The hello's `v` is neither 1 nor 2.
     UnsupportedVersion,
+    /// A v2 hello's `batch` is neither a boolean nor null.
+    BatchNotBoolean,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -49,6 +51,7 @@ impl ErrorKind {
         ErrorKind::Internal,
         ErrorKind::HelloTimeout,
         ErrorKind::UnsupportedVersion,
+        ErrorKind::BatchNotBoolean,
     ];
 
     /// The sentence sent as `{"error": sentence}`.
@@ -76,6 +79,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedVersion => {
                 "Unsupported protocol version: send \"v\": 2, or no \"v\" for version 1."
             }
+            ErrorKind::BatchNotBoolean => "\"batch\" must be true or false.",
         }
     }
 }

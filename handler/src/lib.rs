@@ -11,6 +11,7 @@
 //! every error sentence an [`ErrorKind`], every HTTP route an [`edge::Route`] and every
 //! limit a [`Config`] key. See `docs/PROTOCOL.md` for the wire protocol.
 
+mod batch;
 mod client_frame;
 mod close;
 mod config;

@@ -1,5 +1,6 @@
 //! The room state machine: events in, actions out.
 
+use crate::batch::Batcher;
 use crate::client_frame::{self, ClientFrame, Hello, Resume};
 use crate::close::Close;
 use crate::config::Config;
@@ -17,8 +18,12 @@ pub enum Action {
     Send { to: ConnId, frame: Frame },
     /// Send one frame to every recipient in `audience` ([`Room::recipients`]) as the
     /// room is after the event. The frame is encoded once; backends send the same bytes
-    /// to each recipient.
+    /// to each recipient. Batch sessions are not among the recipients: they get the
+    /// frame through [`Action::Multicast`] or [`Action::Send`] (see `batch.rs`).
     Broadcast { frame: Frame, audience: Audience },
+    /// Send one frame (usually a `{"batch": […]}` shared by sessions that had the same
+    /// frames pending) to each listed connection, in the listed order. Encoded once.
+    Multicast { to: Vec<ConnId>, frame: Frame },
     /// Close a connection. The room has already forgotten it (and announced its quit).
     Close { conn: ConnId, close: Close },
     /// The session's state changed: backends that persist sessions (the Durable
@@ -36,6 +41,27 @@ pub enum Audience {
     V2Members,
 }
 
+impl Audience {
+    /// Every audience, for per-audience bookkeeping.
+    pub const ALL: [Audience; 2] = [Audience::Members, Audience::V2Members];
+
+    /// Whether `session` is in the audience (batched or not).
+    pub fn includes(self, session: &Session) -> bool {
+        match self {
+            Audience::Members => session.is_joined(),
+            Audience::V2Members => session.is_joined() && session.version == Version::V2,
+        }
+    }
+
+    /// A distinct bit per audience (the batcher keeps each member's audiences as bits).
+    pub(crate) const fn bit(self) -> u8 {
+        match self {
+            Audience::Members => 1,
+            Audience::V2Members => 2,
+        }
+    }
+}
+
 /// One chat room.
 pub struct Room<S> {
     config: Config,
@@ -47,6 +73,8 @@ pub struct Room<S> {
     /// Client addresses with at least one open session. Indexed so that charging a
     /// token touches only that address's sessions, never the whole room.
     addresses: HashMap<String, Address>,
+    /// Frames held for batch sessions (see `batch.rs`).
+    batcher: Batcher,
 }
 
 /// The open connections of one client address and their shared rate-limit bucket.
@@ -75,13 +103,14 @@ impl<S: Storage> Room<S> {
         let epoch = storage.load_or_init_epoch(epoch_candidate)?;
         let (last_seq, last_timestamp) = storage.latest()?.map_or((0, 0), |m| (m.seq, m.timestamp));
         let mut room = Room {
-            config,
+            config: config.clone(),
             storage,
             epoch,
             last_seq,
             last_timestamp,
             sessions: BTreeMap::new(),
             addresses: HashMap::new(),
+            batcher: Batcher::new(&config, std::iter::empty()),
         };
         for s in sessions {
             let address = room.addresses.entry(s.addr.clone()).or_default();
@@ -98,6 +127,7 @@ impl<S: Storage> Room<S> {
             }
             room.sessions.insert(s.id, s);
         }
+        room.batcher = Batcher::new(&config, room.sessions.values());
         Ok(room)
     }
 
@@ -130,20 +160,20 @@ impl<S: Storage> Room<S> {
         self.sessions.values()
     }
 
-    /// Connections that have sent their hello: the recipients of a broadcast to
-    /// [`Audience::Members`].
+    /// Connections that have sent their hello, batched or not.
     pub fn members(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.recipients(Audience::Members)
+        self.sessions
+            .values()
+            .filter(|s| s.is_joined())
+            .map(|s| s.id)
     }
 
-    /// The recipients of a broadcast to `audience`.
+    /// The recipients of a broadcast to `audience`: its sessions that take frames one
+    /// by one. Batch sessions get theirs through the batcher.
     pub fn recipients(&self, audience: Audience) -> impl Iterator<Item = ConnId> + '_ {
         self.sessions
             .values()
-            .filter(move |s| match audience {
-                Audience::Members => s.is_joined(),
-                Audience::V2Members => s.is_joined() && s.version == Version::V2,
-            })
+            .filter(move |s| audience.includes(s) && !s.is_batched())
             .map(|s| s.id)
     }
 
@@ -204,7 +234,7 @@ impl<S: Storage> Room<S> {
             Err(e) if !joined => self.refuse_hello(conn, e, now_ms, &mut out),
             Err(e) => send_error(&mut out, conn, e),
         }
-        out
+        self.batcher.route(out, now_ms)
     }
 
     /// A binary frame of `len` bytes arrived. The protocol is text-only.
@@ -220,7 +250,7 @@ impl<S: Storage> Room<S> {
         } else if self.take_token(conn, now_ms, &mut out) {
             send_error(&mut out, conn, ErrorKind::Binary);
         }
-        out
+        self.batcher.route(out, now_ms)
     }
 
     /// The backend refused an incoming message for exceeding `max_frame_bytes` before
@@ -228,7 +258,7 @@ impl<S: Storage> Room<S> {
     pub fn on_too_big(&mut self, conn: ConnId, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         self.close(conn, Close::TooBig, now_ms, &mut out);
-        out
+        self.batcher.route(out, now_ms)
     }
 
     /// The backend closes a connection for its own reasons (slow consumer, missed
@@ -236,7 +266,7 @@ impl<S: Storage> Room<S> {
     pub fn kick(&mut self, conn: ConnId, close: Close, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         self.close(conn, close, now_ms, &mut out);
-        out
+        self.batcher.route(out, now_ms)
     }
 
     /// The connection closed (by the peer, or after a [`Action::Close`]). Unknown or
@@ -244,13 +274,13 @@ impl<S: Storage> Room<S> {
     pub fn disconnect(&mut self, conn: ConnId, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         self.forget(conn, now_ms, &mut out);
-        out
+        self.batcher.route(out, now_ms)
     }
 
     /// Time passed: closes connections that have not sent their hello within
-    /// `hello_timeout_ms` (error, then 1008). Backends call it at
-    /// [`Room::next_deadline`] (a timer, or a Durable Object alarm); calling it at any
-    /// other time is harmless.
+    /// `hello_timeout_ms` (error, then 1008), and flushes pending batches whose time has
+    /// come. Backends call it at [`Room::next_deadline`] (a timer, or a Durable Object
+    /// alarm); calling it at any other time is harmless.
     pub fn on_tick(&mut self, now_ms: u64) -> Vec<Action> {
         let timeout = self.config.hello_timeout_ms;
         let late: Vec<ConnId> = self
@@ -264,17 +294,56 @@ impl<S: Storage> Room<S> {
             send_error(&mut out, conn, ErrorKind::HelloTimeout);
             self.close(conn, Close::HelloTimeout, now_ms, &mut out);
         }
-        out
+        // Routing flushes the batches that are due.
+        self.batcher.route(out, now_ms)
     }
 
-    /// When [`Room::on_tick`] next has something to do: the earliest hello deadline of
-    /// the connections still without a hello. `None` when every connection has joined.
+    /// When [`Room::on_tick`] next has something to do: the earlier of
+    /// [`Room::next_durable_deadline`] and [`Room::next_flush`]. `None` when there is
+    /// nothing to time.
     pub fn next_deadline(&self) -> Option<u64> {
+        match (self.next_durable_deadline(), self.next_flush()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The deadlines that still hold for a room rebuilt from its sessions
+    /// ([`Room::restore`]): the earliest hello deadline of the connections still without
+    /// a hello. A Durable Object sets its alarm for these.
+    pub fn next_durable_deadline(&self) -> Option<u64> {
         self.sessions
             .values()
             .filter(|s| !s.is_joined())
             .map(|s| s.opened_ms.saturating_add(self.config.hello_timeout_ms))
             .min()
+    }
+
+    /// When the frames pending for batch sessions must be flushed; `None` when nothing
+    /// is pending. They live only in memory: a backend keeps the room in memory until
+    /// then (a timer), or flushes them with [`Room::flush`] before dropping it.
+    pub fn next_flush(&self) -> Option<u64> {
+        self.batcher.due()
+    }
+
+    /// Flushes every pending batch now, whatever the window: for a backend about to
+    /// drop the room (hibernation, shutdown), which would otherwise lose them.
+    pub fn flush(&mut self, now_ms: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.batcher.flush(now_ms, &mut out);
+        out
+    }
+
+    /// True when no batch is pending and none was flushed within `batch_window_ms`: a
+    /// room rebuilt now from its sessions and storage behaves exactly like this one.
+    pub fn is_quiet(&self, now_ms: u64) -> bool {
+        self.batcher.is_idle(now_ms)
+    }
+
+    /// Batch sessions in the room, and the current batch window in ms
+    /// (`batch sessions × 1000 / batch_send_budget`, at most `batch_window_ms`).
+    pub fn batch_window(&self) -> (usize, u64) {
+        (self.batcher.member_count(), self.batcher.window_ms())
     }
 
     fn refuse_hello(&mut self, conn: ConnId, error: ErrorKind, now_ms: u64, out: &mut Vec<Action>) {
@@ -321,6 +390,10 @@ impl<S: Storage> Room<S> {
         if let Some(s) = self.sessions.get_mut(&conn) {
             s.name = Some(hello.name);
             s.version = hello.version;
+            s.batch = hello.batch;
+            if s.is_batched() {
+                self.batcher.add(s);
+            }
         }
         out.push(Action::Broadcast {
             frame,
@@ -453,6 +526,7 @@ impl<S: Storage> Room<S> {
         let Some(session) = self.sessions.remove(&conn) else {
             return;
         };
+        self.batcher.remove(conn);
         if let Some(name) = &session.name {
             out.push(Action::Broadcast {
                 frame: ServerFrame::Quit { quit: name }.encode(),

@@ -40,6 +40,15 @@ pub struct Session {
     /// The protocol version the hello asked for (see [`Version`]).
     #[serde(default, skip_serializing_if = "Version::is_v1")]
     pub version: Version,
+    /// The v2 hello asked for batched delivery (`"batch": true`). Kept in the session, so
+    /// the opt-in survives hibernation; left out of the serialized form when off, to keep
+    /// attachments small.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub batch: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A session's protocol version, chosen in its hello (`"v": 2`). A v1 session never
@@ -83,11 +92,18 @@ impl Session {
             bucket: None,
             opened_ms,
             version: Version::V1,
+            batch: false,
         }
     }
 
     /// True once the session has sent its hello and is in the room.
     pub fn is_joined(&self) -> bool {
         self.name.is_some()
+    }
+
+    /// True for a joined v2 session that opted in to batching: its broadcast frames go
+    /// through the room's batcher instead of [`crate::Action::Broadcast`].
+    pub fn is_batched(&self) -> bool {
+        self.batch && self.version == Version::V2 && self.is_joined()
     }
 }

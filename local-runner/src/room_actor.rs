@@ -62,9 +62,9 @@ struct RoomActor {
     state: State,
     links: HashMap<ConnId, ConnLink>,
     last_event: Instant,
-    /// When the room's next hello deadline passes (`Room::next_deadline`): the one
-    /// timer for every connection still without a hello.
-    hello_due: Option<Instant>,
+    /// When the room next has something to do on its own (`Room::next_deadline`): a
+    /// hello deadline, or a batch to flush. One timer for all of them.
+    due: Option<Instant>,
     shutting_down: bool,
 }
 
@@ -81,7 +81,7 @@ pub fn spawn(rooms: Arc<Rooms>, name: String, id: u64) -> RoomHandle {
         },
         links: HashMap::new(),
         last_event: Instant::now(),
-        hello_due: None,
+        due: None,
         shutting_down: false,
     };
     tokio::spawn(actor.run(joins, events));
@@ -127,7 +127,7 @@ impl RoomActor {
         let mut shutdown = self.rooms.ctx.shutdown.clone();
         loop {
             let deadline = self.deadline();
-            let hello_due = self.hello_due;
+            let due = self.due;
             tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|down| *down), if !self.shutting_down => {
@@ -136,8 +136,8 @@ impl RoomActor {
                 // Ahead of the inboxes: with `biased`, a room that always has an event
                 // waiting would otherwise never get to its deadline. Once handled, the
                 // timer moves to a later deadline, so it cannot starve them in turn.
-                _ = async { sleep_until(hello_due.unwrap_or_else(Instant::now)).await },
-                    if hello_due.is_some() => self.tick(),
+                _ = async { sleep_until(due.unwrap_or_else(Instant::now)).await },
+                    if due.is_some() => self.tick(),
                 join = joins.recv() => match join {
                     Some(join) => self.join(join),
                     None => break,
@@ -154,7 +154,7 @@ impl RoomActor {
                     }
                 }
             }
-            self.arm_hello_timer();
+            self.arm_timer();
             if self.shutting_down && self.links.is_empty() && self.try_retire(&mut joins) {
                 break;
             }
@@ -174,25 +174,26 @@ impl RoomActor {
         }
     }
 
-    /// Sets the hello timer from the room, after anything that may have changed it.
+    /// Sets the timer from the room, after anything that may have changed it.
     ///
-    /// A hibernated room keeps the timer it had, and when it fires, `tick` restores
-    /// the room as any event would: the Durable Object's alarm wakes it the same way.
-    /// That is simpler than keeping such a room awake (no special case in `deadline`,
-    /// nothing to re-check when a hello arrives) and still correct, since nothing
-    /// changes a dropped room's deadlines: any event restores it first.
-    fn arm_hello_timer(&mut self) {
-        self.hello_due = match &self.state {
+    /// A hibernated room keeps the timer it had (its hello deadlines: `hibernate`
+    /// flushed every batch), and when it fires, `tick` restores the room as any event
+    /// would: the Durable Object's alarm wakes it the same way. That is simpler than
+    /// keeping such a room awake (no special case in `deadline`, nothing to re-check when
+    /// a hello arrives) and still correct, since nothing changes a dropped room's
+    /// deadlines: any event restores it first.
+    fn arm_timer(&mut self) {
+        self.due = match &self.state {
             State::Live(room) => room.next_deadline().map(instant_at),
-            State::Dropped { .. } if !self.links.is_empty() => self.hello_due,
+            State::Dropped { .. } if !self.links.is_empty() => self.due,
             // No connections (or storage failed and closed them): nothing to time.
             State::Dropped { .. } => None,
         };
     }
 
-    /// A hello deadline passed: the handler closes the connections still unnamed.
-    /// Waking a hibernated room does not count as activity, so a room with nothing
-    /// else to do goes back to sleep on its usual schedule.
+    /// A deadline passed: the handler closes the connections still unnamed, or flushes
+    /// a batch. Waking a hibernated room does not count as activity, so a room with
+    /// nothing else to do goes back to sleep on its usual schedule.
     fn tick(&mut self) {
         let now = now_ms();
         let Some(room) = self.room() else {
@@ -272,10 +273,22 @@ impl RoomActor {
     /// Emulates a Durable Object being evicted while its sockets stay open: keep the
     /// sessions exactly as a DO keeps socket attachments (JSON), drop the room and its
     /// storage connection.
+    ///
+    /// Frames pending for batch sessions live only in the room, so they go out first.
+    /// (A Durable Object cannot be evicted with any pending: its flush timer keeps it in
+    /// memory. Here the hibernation delay may be set shorter than the batch window.)
     fn hibernate(&mut self) {
+        let now = now_ms();
+        let State::Live(room) = &mut self.state else {
+            return;
+        };
+        let flushed = room.flush(now);
+        self.apply(flushed, now);
         let State::Live(room) = &self.state else {
             return;
         };
+        // What is left to time are hello deadlines, which the dropped room keeps.
+        self.due = room.next_deadline().map(instant_at);
         let sessions: Vec<String> = room
             .sessions()
             .filter_map(|s| serde_json::to_string(s).ok())
@@ -358,6 +371,16 @@ impl RoomActor {
                         }
                     }
                 }
+                Action::Multicast { to, frame } => {
+                    let bytes = frame_bytes(&frame);
+                    for id in to {
+                        if let Some(link) = self.links.get(&id) {
+                            if let Queued::Full = link.send(bytes.clone()) {
+                                slow.push(id);
+                            }
+                        }
+                    }
+                }
                 Action::Close { conn, close } => {
                     if let Some(link) = self.links.remove(&conn) {
                         debug!(room = %self.name, conn, ?close, "closing");
@@ -384,11 +407,17 @@ impl RoomActor {
     /// of everyone else.
     fn shut_down(&mut self) {
         self.shutting_down = true;
+        let now = now_ms();
+        // Pending batches first: everything the room said before the shutdown arrives,
+        // as it would have unbatched.
+        if let State::Live(room) = &mut self.state {
+            let flushed = room.flush(now);
+            self.apply(flushed, now);
+        }
         let count = self.links.len();
         for (_, link) in self.links.drain() {
             link.close(Close::GoingAway);
         }
-        let now = now_ms();
         let has_sessions = match &self.state {
             State::Live(room) => !room.is_empty(),
             State::Dropped { sessions } => !sessions.is_empty(),

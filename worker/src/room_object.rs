@@ -23,7 +23,7 @@
 
 use crate::{config, random, sql_storage::DoSqlStorage};
 use chat_handler::edge;
-use chat_handler::{Action, Audience, Close, Config, ConnId, Frame, Peer, Room, Session};
+use chat_handler::{Action, Close, Config, ConnId, Frame, Peer, Room, Session};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
@@ -428,7 +428,10 @@ impl Live {
                         let _ = ws.send_with_str(&*frame);
                     }
                 }
-                Action::Broadcast { frame, audience } => self.broadcast(&frame, audience),
+                Action::Broadcast { frame, audience } => {
+                    self.send_each(&frame, self.room.recipients(audience))
+                }
+                Action::Multicast { to, frame } => self.send_each(&frame, to.into_iter()),
                 Action::Close { conn, close } => {
                     if let Some(ws) = self.sockets.remove(&conn) {
                         clear_attachment(&ws);
@@ -446,10 +449,10 @@ impl Live {
         }
     }
 
-    /// One frame, encoded once, to every recipient.
-    fn broadcast(&self, frame: &Frame, audience: Audience) {
+    /// One frame, encoded once (and converted to a JS string once), to every recipient.
+    fn send_each(&self, frame: &Frame, recipients: impl Iterator<Item = ConnId>) {
         let text = JsValue::from_str(frame);
-        for conn in self.room.recipients(audience) {
+        for conn in recipients {
             if let Some(ws) = self.sockets.get(&conn) {
                 let socket: &web_sys::WebSocket = ws.as_ref();
                 let _ = socket.unchecked_ref::<AnySend>().send(&text);
