@@ -24,7 +24,7 @@
 //!   its distinct batches plus one entry per recipient, never recipients × bytes.
 //!
 //! When to flush (all times are the room's `now`, so this is deterministic and tested
-//! without a clock): the room's window is `w = min(members × 1000 / batch_send_budget,
+//! without a clock): the room's window is `w = min(⌈members × 1000 / batch_send_budget⌉,
 //! batch_window_ms)` ms, where members counts batch sessions. Pending frames go out at
 //! `min(last flush + w, first pending frame + batch_window_ms)`, or at once when
 //! `batch_max` frames are pending. Flushes are thus at least `w` apart, which keeps
@@ -122,13 +122,12 @@ impl Batcher {
         self.members.len()
     }
 
-    /// The room's current window: `members × 1000 / budget` ms, at most
-    /// `batch_window_ms`.
+    /// The room's current window: `members × 1000 / budget` ms rounded up (so that
+    /// `members` sends per window stay within the budget), at most `batch_window_ms`.
     pub(crate) fn window_ms(&self) -> u64 {
         (self.members.len() as u64)
             .saturating_mul(1000)
-            .checked_div(self.budget)
-            .unwrap_or(0)
+            .div_ceil(self.budget)
             .min(self.window_max_ms)
     }
 

@@ -216,25 +216,31 @@ impl<S: Storage> Room<S> {
     /// A text frame arrived.
     pub fn on_text(&mut self, conn: ConnId, text: &str, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
+        self.text(conn, text, now_ms, &mut out);
+        // Every return of `text` goes through here: batch sessions get their frames
+        // from the batcher (and a direct frame must not overtake what it holds).
+        self.batcher.route(out, now_ms)
+    }
+
+    fn text(&mut self, conn: ConnId, text: &str, now_ms: u64, out: &mut Vec<Action>) {
         let Some(session) = self.sessions.get(&conn) else {
-            return out;
+            return;
         };
         let joined = session.is_joined();
         if text.len() > self.config.max_frame_bytes {
-            self.close(conn, Close::TooBig, now_ms, &mut out);
-            return out;
+            self.close(conn, Close::TooBig, now_ms, out);
+            return;
         }
         // Every frame after the hello costs a token, garbage included, before decoding.
-        if joined && !self.take_token(conn, now_ms, &mut out) {
-            return out;
+        if joined && !self.take_token(conn, now_ms, out) {
+            return;
         }
         match ClientFrame::decode(text, joined, &self.config) {
-            Ok(ClientFrame::Hello(hello)) => self.join(conn, hello, now_ms, &mut out),
-            Ok(ClientFrame::Chat { message }) => self.chat(conn, &message, now_ms, &mut out),
-            Err(e) if !joined => self.refuse_hello(conn, e, now_ms, &mut out),
-            Err(e) => send_error(&mut out, conn, e),
+            Ok(ClientFrame::Hello(hello)) => self.join(conn, hello, now_ms, out),
+            Ok(ClientFrame::Chat { message }) => self.chat(conn, &message, now_ms, out),
+            Err(e) if !joined => self.refuse_hello(conn, e, now_ms, out),
+            Err(e) => send_error(out, conn, e),
         }
-        self.batcher.route(out, now_ms)
     }
 
     /// A binary frame of `len` bytes arrived. The protocol is text-only.
@@ -341,7 +347,8 @@ impl<S: Storage> Room<S> {
     }
 
     /// Batch sessions in the room, and the current batch window in ms
-    /// (`batch sessions × 1000 / batch_send_budget`, at most `batch_window_ms`).
+    /// (`batch sessions × 1000 / batch_send_budget` rounded up, at most
+    /// `batch_window_ms`).
     pub fn batch_window(&self) -> (usize, u64) {
         (self.batcher.member_count(), self.batcher.window_ms())
     }
