@@ -230,7 +230,11 @@ fn the_window_follows_the_budget_up_to_its_cap() {
     }
     assert_eq!(small.batch_window(), (10, 1));
     join(&mut small, 11, "a11", &hello_batch("a"), 0);
-    assert_eq!(small.batch_window(), (11, 2), "rounded up: within the budget");
+    assert_eq!(
+        small.batch_window(),
+        (11, 2),
+        "rounded up: within the budget"
+    );
 }
 
 #[test]

@@ -197,7 +197,12 @@ fn rebuilt(room: &Room<MemoryStorage>) -> Room<MemoryStorage> {
 /// Applies a `roster`/`joined`/`quit` frame to a roster view (a multiset of names).
 fn apply_roster_frame(view: &mut Vec<String>, v: &Value) {
     if let Some(roster) = v.get("roster").and_then(Value::as_array) {
-        view.extend(roster.iter().filter_map(|e| e["name"].as_str()).map(str::to_owned));
+        view.extend(
+            roster
+                .iter()
+                .filter_map(|e| e["name"].as_str())
+                .map(str::to_owned),
+        );
     } else if let Some(name) = v.get("joined").and_then(Value::as_str) {
         view.push(name.to_owned());
     } else if let Some(name) = v.get("quit").and_then(Value::as_str) {
