@@ -4,7 +4,9 @@
 use crate::error::Context;
 use crate::{bail, ensure, Error, Result};
 use futures_util::{SinkExt, StreamExt};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -57,12 +59,16 @@ pub struct Ready {
     pub epoch: String,
     pub seq: u64,
     pub recovered: bool,
+    /// `"v"`: 2 for a v2 session, absent for v1.
+    pub v: Option<u64>,
 }
 
 /// A server frame, decoded strictly: exactly the documented fields, nothing else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Joined(String),
+    /// v2: `{"roster": [{"name": …}, …]}`, the names in the order sent.
+    Roster(Vec<String>),
     Quit(String),
     Message(Msg),
     Ready(Ready),
@@ -107,7 +113,21 @@ impl Frame {
                 timestamp: uint("timestamp")?,
                 seq: uint("seq")?,
             }),
-            ["epoch", "ready", "recovered", "seq"] => {
+            ["roster"] => {
+                let Some(Value::Array(entries)) = map.get("roster") else {
+                    bail!("roster must be an array in {text}");
+                };
+                let mut names = Vec::with_capacity(entries.len());
+                for e in entries {
+                    match e.as_object().map(|o| (o.len(), o.get("name"))) {
+                        Some((1, Some(Value::String(n)))) => names.push(n.clone()),
+                        _ => bail!("a roster entry must be exactly {{\"name\": …}} in {text}"),
+                    }
+                }
+                Frame::Roster(names)
+            }
+            ["epoch", "ready", "recovered", "seq"]
+            | ["epoch", "ready", "recovered", "seq", "v"] => {
                 ensure!(
                     map.get("ready") == Some(&Value::Bool(true)),
                     "ready must be true in {text}"
@@ -117,10 +137,16 @@ impl Frame {
                 let Some(recovered) = map.get("recovered").and_then(Value::as_bool) else {
                     bail!("recovered must be a boolean in {text}");
                 };
+                let v = match map.get("v") {
+                    None => None,
+                    Some(Value::Number(n)) if n.as_u64() == Some(2) => Some(2),
+                    Some(other) => bail!("ready's v must be 2, got {other} in {text}"),
+                };
                 Frame::Ready(Ready {
                     epoch,
                     seq: uint("seq")?,
                     recovered,
+                    v,
                 })
             }
             _ => bail!("server frame with unexpected fields: {text}"),
@@ -143,7 +169,7 @@ pub enum Event {
 /// What a joiner received between its hello and `ready`.
 #[derive(Debug, Clone)]
 pub struct Join {
-    /// `joined` frames for the other members, in the order sent.
+    /// The other members: v1's `joined` frames, or v2's roster entries, in the order sent.
     pub roster: Vec<String>,
     pub backlog: Vec<Msg>,
     pub ready: Ready,
@@ -162,12 +188,36 @@ impl Join {
     }
 }
 
+/// What the session asked for in its hello, which decides what it may receive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Protocol {
+    /// `"v": 2`: the roster frame and `ready.v` are allowed.
+    pub v2: bool,
+    /// `"batch": true` with v2: `{"batch": […]}` messages are allowed.
+    pub batch: bool,
+}
+
+/// What arrived, counted per WebSocket message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Text messages, a batch counting as one.
+    pub messages: usize,
+    /// The number of frames in each batch, in order.
+    pub batches: Vec<usize>,
+}
+
 /// A connected WebSocket client.
 pub struct Client {
     ws: WebSocketStream<TcpStream>,
     /// Shown in failure messages.
     pub label: String,
     closed: bool,
+    protocol: Protocol,
+    /// Frames of a batch not handed out yet, as their raw text.
+    pending: VecDeque<String>,
+    /// The raw text of the last frame handed out (one from a batch, or a message).
+    last_raw: String,
+    received: Received,
 }
 
 impl Client {
@@ -239,6 +289,10 @@ impl Client {
             ws,
             label: label.to_owned(),
             closed: false,
+            protocol: Protocol::default(),
+            pending: VecDeque::new(),
+            last_raw: String::new(),
+            received: Received::default(),
         }))
     }
 
@@ -284,9 +338,95 @@ impl Client {
         }
     }
 
+    /// What the session asked for in its hello (set by [`Self::hello_with`]).
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Sets what the session may receive, for a hello sent by hand.
+    pub fn set_protocol(&mut self, protocol: Protocol) {
+        self.protocol = protocol;
+    }
+
+    /// What arrived so far, per WebSocket message.
+    pub fn received(&self) -> &Received {
+        &self.received
+    }
+
+    /// The raw text of the frame [`Self::recv`] last returned: byte for byte as the
+    /// server sent it, alone or inside a batch.
+    pub fn last_raw(&self) -> &str {
+        &self.last_raw
+    }
+
+    /// The next frame's raw text, and the frame.
+    pub async fn recv_raw(&mut self) -> Result<(String, Frame)> {
+        let f = self.recv().await?;
+        Ok((self.last_raw.clone(), f))
+    }
+
+    /// Checks a frame against the session's protocol: a v1 session never gets a v2
+    /// frame kind or field.
+    fn checked(&self, text: &str) -> Result<Frame> {
+        let f = Frame::parse(text).context(format!("{}: decoding", self.label))?;
+        let v2_only = match &f {
+            Frame::Roster(_) => true,
+            Frame::Ready(r) => r.v.is_some(),
+            _ => false,
+        };
+        ensure!(
+            !v2_only || self.protocol.v2,
+            "{}: a v1 session got a v2 frame: {text}",
+            self.label
+        );
+        Ok(f)
+    }
+
+    /// Splits a batch into its frames' raw text, checking its shape: only for a batch
+    /// session, 2 or more frames, none itself a batch.
+    fn unbatch(&self, text: &str) -> Result<Option<VecDeque<String>>> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Batch<'a> {
+            #[serde(borrow)]
+            batch: Vec<&'a RawValue>,
+        }
+        if !text.trim_start().starts_with("{\"batch\"") {
+            return Ok(None);
+        }
+        let label = &self.label;
+        ensure!(
+            self.protocol.batch,
+            "{label}: a batch for a session that did not opt in: {text}"
+        );
+        let b: Batch = serde_json::from_str(text).context(format!(
+            "{label}: a batch must be exactly {{\"batch\": [frames]}}: {text}"
+        ))?;
+        ensure!(
+            b.batch.len() >= 2,
+            "{label}: a batch of {} frame(s): {text}",
+            b.batch.len()
+        );
+        let mut frames = VecDeque::with_capacity(b.batch.len());
+        for f in b.batch {
+            ensure!(
+                !f.get().starts_with("{\"batch\""),
+                "{label}: a batch inside a batch: {text}"
+            );
+            frames.push_back(f.get().to_owned());
+        }
+        Ok(Some(frames))
+    }
+
     /// The next event, waiting at most `timeout`. Pings and pongs are skipped (the
-    /// library answers pings itself). `Ok(None)` on timeout.
+    /// library answers pings itself). A batch is handed out one frame at a time.
+    /// `Ok(None)` on timeout.
     pub async fn next_event_within(&mut self, timeout: Duration) -> Result<Option<Event>> {
+        if let Some(raw) = self.pending.pop_front() {
+            let f = self.checked(&raw)?;
+            self.last_raw = raw;
+            return Ok(Some(Event::Frame(f)));
+        }
         if self.closed {
             return Ok(Some(Event::Ended("already closed".into())));
         }
@@ -299,9 +439,24 @@ impl Client {
             let event = match next {
                 None => Event::Ended("stream ended".into()),
                 Some(Err(e)) => Event::Ended(e.to_string()),
-                Some(Ok(Message::Text(t))) => Event::Frame(
-                    Frame::parse(t.as_str()).context(format!("{}: decoding", self.label))?,
-                ),
+                Some(Ok(Message::Text(t))) => {
+                    self.received.messages += 1;
+                    match self.unbatch(t.as_str())? {
+                        Some(mut frames) => {
+                            self.received.batches.push(frames.len());
+                            let first = frames.pop_front().unwrap_or_default();
+                            self.pending = frames;
+                            let f = self.checked(&first)?;
+                            self.last_raw = first;
+                            Event::Frame(f)
+                        }
+                        None => {
+                            let f = self.checked(t.as_str())?;
+                            self.last_raw = t.as_str().to_owned();
+                            Event::Frame(f)
+                        }
+                    }
+                }
                 Some(Ok(Message::Binary(b))) => Event::Binary(b.len()),
                 Some(Ok(Message::Close(frame))) => Event::Close(
                     frame.map(|CloseFrame { code, reason }| (u16::from(code), reason.to_string())),
@@ -403,14 +558,21 @@ impl Client {
     }
 
     /// Sends `hello` and reads the join sequence; `own` is the name the server should
-    /// announce for this session.
+    /// announce for this session. What the hello asks for (`"v": 2`, `"batch": true`)
+    /// decides what the session may receive from then on.
     pub async fn hello_with(&mut self, hello: &Value, own: &str) -> Result<Join> {
+        let v2 = hello.get("v") == Some(&json!(2));
+        self.protocol = Protocol {
+            v2,
+            batch: v2 && hello.get("batch") == Some(&json!(true)),
+        };
         self.send_json(hello).await?;
         self.read_join(own).await
     }
 
-    /// Reads frames up to `ready` and checks their order: roster `joined`s, backlog
-    /// messages, this session's own `joined`, `ready`.
+    /// Reads frames up to `ready` and checks their order: the roster (one `roster`
+    /// frame in v2, `joined`s in v1), backlog messages, this session's own `joined`,
+    /// `ready` (with `"v": 2` exactly for a v2 session).
     pub async fn read_join(&mut self, own: &str) -> Result<Join> {
         let mut frames = Vec::new();
         let ready = loop {
@@ -431,11 +593,25 @@ impl Client {
                 "{label}: the frame before ready must be {{\"joined\": {own:?}}}, got {other:?}"
             ),
         }
+        let v2 = self.protocol.v2;
+        ensure!(
+            ready.v == v2.then_some(2),
+            "{label}: ready.v is {:?} for a {} session",
+            ready.v,
+            if v2 { "v2" } else { "v1" }
+        );
+        let mut frames = frames.into_iter();
         let mut roster = Vec::new();
+        if v2 {
+            match frames.next() {
+                Some(Frame::Roster(names)) => roster = names,
+                other => bail!("{label}: a v2 join must start with the roster, got {other:?}"),
+            }
+        }
         let mut backlog: Vec<Msg> = Vec::new();
         for f in frames {
             match f {
-                Frame::Joined(n) if backlog.is_empty() => roster.push(n),
+                Frame::Joined(n) if !v2 && backlog.is_empty() => roster.push(n),
                 Frame::Message(m) => backlog.push(m),
                 other => bail!(
                     "{label}: unexpected {other:?} in the join sequence (roster, then backlog)"

@@ -39,6 +39,9 @@ pub enum Group {
     /// which `/api/limits` must advertise. Its own group because the deadline would
     /// close the unnamed sockets that other groups' scenarios keep open on purpose.
     Tight,
+    /// Batching made visible in small rooms: a budget of 1 send per second, so the
+    /// window is always its cap, and small batches. Rate limit out of the way.
+    Batch,
 }
 
 /// Limits of the `Fast` group, used by its scenarios to compute expectations.
@@ -55,6 +58,16 @@ pub mod strict {
     pub const RATE_BURST: usize = 2;
     pub const RATE_STRIKES: usize = 3;
     pub const ROOM_CAPACITY: usize = 3;
+}
+
+/// Settings of the `Batch` group.
+pub mod batch {
+    /// Long enough that frames sent back to back are always held together, short
+    /// enough to wait for.
+    pub const WINDOW_MS: u64 = 1000;
+    /// One send per second per room: any room's window is [`WINDOW_MS`].
+    pub const SEND_BUDGET: u64 = 1;
+    pub const MAX: usize = 5;
 }
 
 /// Limits of the `Tight` group.
@@ -86,6 +99,13 @@ impl Group {
                 ("rate_per_sec", "0.001"),
                 ("rate_strikes", &strict::RATE_STRIKES.to_string()),
                 ("room_capacity", &strict::ROOM_CAPACITY.to_string()),
+            ]),
+            Group::Batch => InstanceSpec::with(&[
+                ("rate_burst", "1000000"),
+                ("rate_per_sec", "1000000"),
+                ("batch_window_ms", &batch::WINDOW_MS.to_string()),
+                ("batch_send_budget", &batch::SEND_BUDGET.to_string()),
+                ("batch_max", &batch::MAX.to_string()),
             ]),
             Group::Tight => InstanceSpec::with(&[
                 ("hello_timeout_ms", &tight::HELLO_TIMEOUT_MS.to_string()),
@@ -120,6 +140,7 @@ impl Group {
             Group::Fast => "fast",
             Group::Strict => "strict",
             Group::Tight => "tight",
+            Group::Batch => "batch",
         }
     }
 }
@@ -374,6 +395,7 @@ mod tests {
             Group::Fast,
             Group::Strict,
             Group::Tight,
+            Group::Batch,
         ] {
             if let Err(e) = group.config() {
                 panic!("{e}");

@@ -11,6 +11,7 @@ mod limits;
 mod origin;
 mod routes;
 mod slow;
+mod v2;
 
 use crate::client::{Client, Join, Msg};
 use crate::harness::{BackendKind, Ctx, Group};
@@ -129,6 +130,20 @@ pub fn all() -> Vec<Scenario> {
         scenario!(Strict, limits::flooding_closes_1008),
         scenario!(Strict, limits::rate_limit_is_shared_per_address_and_kept),
         scenario!(Strict, limits::room_full_closes_1013),
+        scenario!(Default, v2::v2_joiner_gets_the_roster_as_one_frame),
+        scenario!(
+            Default,
+            v2::v1_and_v2_clients_in_one_room_each_see_their_own_protocol
+        ),
+        scenario!(Default, v2::batch_needs_v2_and_a_boolean),
+        scenario!(
+            Batch,
+            v2::batching_packs_the_same_frames_into_fewer_messages
+        ),
+        scenario!(
+            Batch,
+            v2::a_batch_joiners_burst_comes_in_batches_of_batch_max
+        ),
     ]
 }
 
