@@ -45,6 +45,23 @@ pub struct Args {
     /// server's resident memory per connection (needs --server-pid).
     #[arg(long)]
     pub idle_connections: Option<usize>,
+    /// Join with protocol v2 (`"v": 2`).
+    #[arg(long)]
+    pub v2: bool,
+    /// Join with protocol v2 and batching (`"v": 2, "batch": true`); receivers unwrap
+    /// batches and count each frame as a delivery.
+    #[arg(long)]
+    pub batch: bool,
+}
+
+impl Args {
+    /// The hello fields besides the name.
+    pub fn protocol(&self) -> client::Protocol {
+        client::Protocol {
+            v2: self.v2 || self.batch,
+            batch: self.batch,
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,9 +86,14 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    let protocol = args.protocol();
     println!(
-        "# {} receivers + 1 sender, {} B messages, room {:?} at {}",
-        args.receivers, args.size, args.room, args.url
+        "# {} receivers + 1 sender, {} B messages, room {:?} at {}, protocol {}",
+        args.receivers,
+        args.size,
+        args.room,
+        args.url,
+        protocol.describe()
     );
     if let Some(n) = args.idle_connections {
         return idle_memory(&args, n).await;
@@ -93,11 +115,26 @@ async fn run(args: Args) -> Result<(), String> {
 
 async fn one_rate(args: &Args, url: &str, rate: u32) -> Result<report::Report, String> {
     let start = Instant::now();
-    let receivers = client::connect_receivers(url, args.receivers, start).await?;
+    let protocol = args.protocol();
+    let receivers = client::connect_receivers(url, args.receivers, start, protocol).await?;
+    println!(
+        "# {} receivers joined in {:.2} s",
+        args.receivers,
+        start.elapsed().as_secs_f64()
+    );
     let measure_from = Duration::from_secs(args.warmup);
     let measure_to = measure_from + Duration::from_secs(args.duration);
     let cpu_before = cpu(&args.server_pids)?;
-    let sent = client::send_at_rate(url, rate, args.size, start, measure_from, measure_to).await?;
+    let sent = client::send_at_rate(
+        url,
+        protocol,
+        rate,
+        args.size,
+        start,
+        measure_from,
+        measure_to,
+    )
+    .await?;
     let cpu_used = match (cpu_before, cpu(&args.server_pids)?) {
         (Some(before), Some(after)) => Some(after.saturating_sub(before)),
         _ => None,
@@ -129,7 +166,7 @@ async fn idle_memory(args: &Args, n: usize) -> Result<(), String> {
     }
     let url = client::websocket_url(&args.url, &args.room)?;
     let before = procfs::total_rss_kib(&args.server_pids)?;
-    let clients = client::connect_receivers(&url, n, Instant::now()).await?;
+    let clients = client::connect_receivers(&url, n, Instant::now(), args.protocol()).await?;
     // Let the server settle (buffers allocated on first read/write are in by now).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = procfs::total_rss_kib(&args.server_pids)?;

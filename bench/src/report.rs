@@ -36,7 +36,7 @@ impl Report {
     }
 
     pub fn header() -> &'static str {
-        "msgs/s  target_deliv/s  deliveries/s  loss%    p50_ms   p99_ms   max_ms  dropped  cpu_us/deliv"
+        "msgs/s  target_deliv/s  deliveries/s  loss%    p50_ms   p99_ms   max_ms  dropped  cpu_us/deliv  ws_msgs/s"
     }
 
     fn percentile(&self, p: f64) -> f64 {
@@ -61,7 +61,7 @@ impl Report {
             100.0 * (1.0 - self.stats.delivered as f64 / expected as f64)
         };
         format!(
-            "{:>6}  {:>14}  {:>12.0}  {:>5.2}  {:>8.2} {:>8.2} {:>8.2}  {:>7}  {:>12}",
+            "{:>6}  {:>14}  {:>12.0}  {:>5.2}  {:>8.2} {:>8.2} {:>8.2}  {:>7}  {:>12}  {:>9.0}",
             self.rate,
             u64::from(self.rate) * self.sessions as u64,
             per_sec,
@@ -72,6 +72,9 @@ impl Report {
             self.stats.dropped_receivers,
             self.cpu_per_delivery_us()
                 .map_or_else(|| "-".to_owned(), |us| format!("{us:.2}")),
+            // Received by the receivers, scaled like deliveries to every session.
+            self.stats.messages as f64 / self.seconds as f64 * self.sessions as f64
+                / receivers.max(1) as f64,
         )
     }
 
