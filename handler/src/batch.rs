@@ -41,7 +41,6 @@ use crate::config::Config;
 use crate::room::{Action, Audience};
 use crate::server_frame::Frame;
 use crate::session::{ConnId, Session};
-use std::collections::BTreeMap;
 
 /// The opening and closing text of a batch message.
 const OPEN: &str = r#"{"batch":["#;
@@ -52,8 +51,11 @@ pub(crate) struct Batcher {
     window_max_ms: u64,
     budget: u64,
     max: usize,
-    /// Joined v2 sessions with batching on.
-    members: BTreeMap<ConnId, Member>,
+    /// Joined v2 sessions with batching on, sorted by id. A sorted `Vec` rather than a
+    /// map: lookups are binary searches, a flush walks it in order, and it keeps the
+    /// Worker's wasm small; a join or leave moves at most one entry per member, a few
+    /// microseconds even in a room of 10,000.
+    members: Vec<(ConnId, Member)>,
     /// Members the room forgot during the event being handled, kept until its actions
     /// are routed: a closed session still gets what was pending for it before its close.
     leaving: Vec<(ConnId, Member)>,
@@ -91,6 +93,7 @@ impl Batcher {
             window_max_ms: config.batch_window_ms,
             budget: config.batch_send_budget.max(1),
             max: config.batch_max.max(1),
+            // The room's sessions come sorted by id.
             members: sessions
                 .filter(|s| s.is_batched())
                 .map(|s| (s.id, Member::of(s, 0)))
@@ -106,15 +109,23 @@ impl Batcher {
     /// before that event's actions are routed: the log's current end is where its own
     /// frames start.
     pub(crate) fn add(&mut self, session: &Session) {
-        self.members
-            .insert(session.id, Member::of(session, self.log.len()));
+        let member = Member::of(session, self.log.len());
+        match self.find(session.id) {
+            Ok(i) => self.members[i].1 = member,
+            Err(i) => self.members.insert(i, (session.id, member)),
+        }
     }
 
     /// The room forgot `conn` (closed or disconnected) during the current event.
     pub(crate) fn remove(&mut self, conn: ConnId) {
-        if let Some(member) = self.members.remove(&conn) {
+        if let Ok(i) = self.find(conn) {
+            let (_, member) = self.members.remove(i);
             self.leaving.push((conn, member));
         }
+    }
+
+    fn find(&self, conn: ConnId) -> Result<usize, usize> {
+        self.members.binary_search_by_key(&conn, |(c, _)| *c)
     }
 
     /// Batch sessions in the room.
@@ -170,8 +181,9 @@ impl Batcher {
                     // A leaving session gets no broadcast of this event (it is not in the
                     // room when the event ends), so its pending frames stop at the
                     // event's start; a member's include this event's so far.
-                    let (member, end) = match self.members.get_mut(&to) {
-                        Some(m) => (m, self.log.len()),
+                    let found = self.find(to).ok();
+                    let (member, end) = match found.and_then(|i| self.members.get_mut(i)) {
+                        Some((_, m)) => (m, self.log.len()),
                         None => match self.leaving.iter_mut().find(|(c, _)| *c == to) {
                             Some((_, m)) => (m, event_start),
                             None => {
@@ -228,18 +240,31 @@ impl Batcher {
             return;
         }
         let len = self.log.len();
-        let mut groups: BTreeMap<(usize, u8), Vec<ConnId>> = BTreeMap::new();
+        // Members grouped by where their pending frames start (a log index), then by
+        // audiences (a handful of distinct values at most): one list per distinct batch.
+        let mut groups: Vec<Vec<(u8, Vec<ConnId>)>> = vec![Vec::new(); len];
         for (conn, member) in &mut self.members {
-            if member.start < len {
-                groups
-                    .entry((member.start, member.audiences))
-                    .or_default()
-                    .push(*conn);
+            if let Some(by_audiences) = groups.get_mut(member.start) {
+                match by_audiences
+                    .iter_mut()
+                    .find(|(a, _)| *a == member.audiences)
+                {
+                    Some((_, to)) => to.push(*conn),
+                    None => by_audiences.push((member.audiences, vec![*conn])),
+                }
             }
             member.start = 0;
         }
         let mut sent = false;
-        for ((start, audiences), to) in groups {
+        let groups = groups
+            .into_iter()
+            .enumerate()
+            .flat_map(|(start, by_audiences)| {
+                by_audiences
+                    .into_iter()
+                    .map(move |(audiences, to)| (start, audiences, to))
+            });
+        for (start, audiences, to) in groups {
             let frames: Vec<Frame> = self.log[start..]
                 .iter()
                 .filter(|(_, a)| audiences & a.bit() != 0)
