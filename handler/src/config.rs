@@ -162,13 +162,14 @@ config_keys! {
     /// with `"batch": true`) before its batch is flushed. The room's actual window is
     /// `batch members × 1000 / batch_send_budget`, capped by this; 0 turns batching
     /// across events off.
-    batch_window_ms: u64 = 100, least 0, most 10_000;
+    batch_window_ms: u64 = 200, least 0, most 10_000;
     /// Most frames in one `{"batch": […]}` message: a batch that reaches it is flushed
     /// at once, and longer runs (a large join burst) go as several batches.
     batch_max: usize = 1000, least 1, most 10_000;
     /// Batch flushes, in `send` calls per second per room, that the adaptive window
     /// aims to stay within: big rooms wait longer between flushes, small ones less.
-    batch_send_budget: u64 = 10_000, least 1, most 10_000_000;
+    /// With the defaults, a room of up to 1000 batch sessions stays within it.
+    batch_send_budget: u64 = 5_000, least 1, most 10_000_000;
     /// Origins (e.g. `https://chat.example.com`) allowed besides same-origin and
     /// no-Origin. In text form, a comma-separated list.
     allow_origins: Vec<String> = Vec::new();
@@ -380,9 +381,9 @@ mod tests {
         assert_eq!(c.rate_strikes, 30);
         assert_eq!(c.room_capacity, 1000);
         assert_eq!(c.hello_timeout_ms, 10_000);
-        assert_eq!(c.batch_window_ms, 100);
+        assert_eq!(c.batch_window_ms, 200);
         assert_eq!(c.batch_max, 1000);
-        assert_eq!(c.batch_send_budget, 10_000);
+        assert_eq!(c.batch_send_budget, 5_000);
         c.validate().unwrap();
     }
 
