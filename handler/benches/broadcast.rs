@@ -42,8 +42,8 @@ fn one_message(c: &mut Criterion) {
             })
         });
     }
-    // One message per ms: with 1000 batch members the window is 100 ms, so each flush
-    // carries 100 messages.
+    // One message per ms: with 1000 batch members the window is 200 ms (the defaults),
+    // so each flush carries 200 messages.
     for members in [10u64, 1000] {
         let mut room = room_with(members, r#"{"name":"member","v":2,"batch":true}"#);
         let mut now = 1u64;
