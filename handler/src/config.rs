@@ -152,7 +152,7 @@ config_keys! {
     /// Most connections (named or not) per room; the next gets 1013 "Room is full".
     room_capacity: usize = 1000, least 1, most 100_000;
     /// Frames a connection may have queued beyond its join burst before it is closed
-    /// with 1013 as a slow consumer (backends with a send queue).
+    /// with 1013 as a slow consumer (backends with a send queue). A batch counts as one.
     send_queue_frames: usize = 1024, least 1, most 1_000_000;
     /// Milliseconds a connection may stay without sending its hello; past it:
     /// `{"error"}` and close 1008. Unnamed sockets count toward `room_capacity`, so
