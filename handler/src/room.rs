@@ -103,14 +103,14 @@ impl<S: Storage> Room<S> {
         let epoch = storage.load_or_init_epoch(epoch_candidate)?;
         let (last_seq, last_timestamp) = storage.latest()?.map_or((0, 0), |m| (m.seq, m.timestamp));
         let mut room = Room {
-            config: config.clone(),
+            batcher: Batcher::new(&config, std::iter::empty()),
+            config,
             storage,
             epoch,
             last_seq,
             last_timestamp,
             sessions: BTreeMap::new(),
             addresses: HashMap::new(),
-            batcher: Batcher::new(&config, std::iter::empty()),
         };
         for s in sessions {
             let address = room.addresses.entry(s.addr.clone()).or_default();
@@ -127,7 +127,8 @@ impl<S: Storage> Room<S> {
             }
             room.sessions.insert(s.id, s);
         }
-        room.batcher = Batcher::new(&config, room.sessions.values());
+        // Batch members are known once every session is in.
+        room.batcher = Batcher::new(&room.config, room.sessions.values());
         Ok(room)
     }
 
