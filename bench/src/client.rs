@@ -11,10 +11,54 @@ use tokio_tungstenite::{connect_async_with_config, MaybeTlsStream, WebSocketStre
 
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// What the clients say in their hello besides the name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Protocol {
+    pub v2: bool,
+    pub batch: bool,
+}
+
+impl Protocol {
+    pub fn describe(&self) -> &'static str {
+        match (self.v2, self.batch) {
+            (_, true) => "v2 + batch",
+            (true, false) => "v2",
+            (false, false) => "v1",
+        }
+    }
+
+    fn hello(&self, name: &str) -> String {
+        let mut hello = serde_json::json!({ "name": name });
+        if self.v2 {
+            hello["v"] = 2.into();
+        }
+        if self.batch {
+            hello["batch"] = true.into();
+        }
+        hello.to_string()
+    }
+}
+
+/// The frames of one WebSocket message: a batch's frames, or the message itself.
+fn frames(text: &str) -> Vec<Value> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(mut map)) => match map.remove("batch") {
+            Some(Value::Array(frames)) => frames,
+            Some(other) => vec![other],
+            None => vec![Value::Object(map)],
+        },
+        _ => Vec::new(),
+    }
+}
+
 /// What the receivers saw inside the measured window.
 #[derive(Default)]
 pub struct Stats {
+    /// Chat frames (logical deliveries), a batch counting each frame it holds.
     pub delivered: u64,
+    /// WebSocket messages that carried measured chat frames (a batch is one): what the
+    /// server paid `send` calls for.
+    pub messages: u64,
     /// Delivery latency of each measured message, in microseconds.
     pub latencies_us: Vec<u32>,
     /// Receivers that were closed or failed during the run.
@@ -34,13 +78,12 @@ pub fn websocket_url(base: &str, room: &str) -> Result<String, String> {
     ))
 }
 
-async fn join(url: &str, name: &str) -> Result<Socket, String> {
+async fn join(url: &str, name: &str, protocol: Protocol) -> Result<Socket, String> {
     // TCP_NODELAY on: a load generator with Nagle on measures Nagle's delays.
     let (mut ws, _) = connect_async_with_config(url, None, true)
         .await
         .map_err(|e| format!("connect {url}: {e}"))?;
-    let hello = serde_json::json!({ "name": name }).to_string();
-    ws.send(Message::text(hello))
+    ws.send(Message::text(protocol.hello(name)))
         .await
         .map_err(|e| format!("hello: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -51,12 +94,13 @@ async fn join(url: &str, name: &str) -> Result<Socket, String> {
             .map_err(|_| "no ready frame within 30 s".to_owned())?;
         match msg {
             Some(Ok(Message::Text(t))) => {
-                let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
-                if v.get("ready").is_some() {
-                    return Ok(ws);
-                }
-                if let Some(e) = v.get("error") {
-                    return Err(format!("server refused {name}: {e}"));
+                for v in frames(&t) {
+                    if v.get("ready").is_some() {
+                        return Ok(ws);
+                    }
+                    if let Some(e) = v.get("error") {
+                        return Err(format!("server refused {name}: {e}"));
+                    }
                 }
             }
             Some(Ok(Message::Close(c))) => return Err(format!("closed while joining: {c:?}")),
@@ -85,10 +129,11 @@ pub async fn connect_receivers(
     url: &str,
     n: usize,
     start: Instant,
+    protocol: Protocol,
 ) -> Result<Vec<Receiver>, String> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let mut ws = join(url, &format!("r{i}")).await?;
+        let mut ws = join(url, &format!("r{i}"), protocol).await?;
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             let mut stats = Stats::default();
@@ -109,10 +154,19 @@ pub async fn connect_receivers(
     Ok(out)
 }
 
+/// Counts and timestamps the measured chat frames of one message.
 fn record(text: &str, start: Instant, stats: &mut Stats) {
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
-        return;
-    };
+    let now_us = start.elapsed().as_micros() as u64;
+    let before = stats.delivered;
+    for v in frames(text) {
+        record_frame(&v, now_us, stats);
+    }
+    if stats.delivered > before {
+        stats.messages += 1;
+    }
+}
+
+fn record_frame(v: &Value, now_us: u64, stats: &mut Stats) {
     let Some(sent_us) = v
         .get("message")
         .and_then(Value::as_str)
@@ -121,7 +175,6 @@ fn record(text: &str, start: Instant, stats: &mut Stats) {
     else {
         return;
     };
-    let now_us = start.elapsed().as_micros() as u64;
     // Only messages sent inside the measured window carry a window mark ("m").
     if v["message"].as_str().is_some_and(|m| m.contains("|m")) {
         stats.delivered += 1;
@@ -136,13 +189,14 @@ fn record(text: &str, start: Instant, stats: &mut Stats) {
 /// since `clock`, the receivers' clock. Returns how many marked messages were sent.
 pub async fn send_at_rate(
     url: &str,
+    protocol: Protocol,
     rate: u32,
     size: usize,
     clock: Instant,
     from: Duration,
     to: Duration,
 ) -> Result<u64, String> {
-    let ws = join(url, "sender").await?;
+    let ws = join(url, "sender", protocol).await?;
     // The schedule starts now, not when the receivers began connecting; otherwise the
     // first tick would send a burst to catch up, and measure its queueing.
     let start = Instant::now();
@@ -195,6 +249,7 @@ pub async fn collect(receivers: Vec<Receiver>, grace: Duration) -> Stats {
         let _ = r.stop.send(());
         if let Ok(s) = r.task.await {
             total.delivered += s.delivered;
+            total.messages += s.messages;
             total.latencies_us.extend(s.latencies_us);
             total.dropped_receivers += s.dropped_receivers;
         }

@@ -88,6 +88,23 @@ pub struct Args {
     pub summarize: Option<PathBuf>,
     #[arg(long, default_value = "docs/bench")]
     pub charts_dir: PathBuf,
+    /// Join with protocol v2 (`"v": 2`).
+    #[arg(long)]
+    pub v2: bool,
+    /// Join with protocol v2 and batching (`"v": 2, "batch": true`); receivers unwrap
+    /// batches and count each frame as a delivery.
+    #[arg(long)]
+    pub batch: bool,
+}
+
+impl Args {
+    /// The hello fields besides the name.
+    pub fn protocol(&self) -> client::Protocol {
+        client::Protocol {
+            v2: self.v2 || self.batch,
+            batch: self.batch,
+        }
+    }
 }
 
 /// `100x100` -> (100, 100).
@@ -141,9 +158,14 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(n) = args.idle_connections {
         return idle_memory(&args, n).await;
     }
+    let protocol = args.protocol();
     println!(
-        "# {} receivers + 1 sender, {} B messages, room {:?} at {}",
-        args.receivers, args.size, args.room, args.url
+        "# {} receivers + 1 sender, {} B messages, room {:?} at {}, protocol {}",
+        args.receivers,
+        args.size,
+        args.room,
+        args.url,
+        if args.raw { "raw" } else { protocol.describe() }
     );
     println!("{}", report::Report::header());
     for (i, &rate) in args.rates.iter().enumerate() {
@@ -165,18 +187,33 @@ async fn run(args: Args) -> Result<(), String> {
 
 async fn one_rate(args: &Args, url: &str, rate: u32) -> Result<report::Report, String> {
     let start = Instant::now();
+    let protocol = args.protocol();
     let receivers = if args.raw {
         raw::connect_receivers(url, args.receivers, start).await?
     } else {
-        client::connect_receivers(url, args.receivers, start).await?
+        client::connect_receivers(url, args.receivers, start, protocol).await?
     };
+    println!(
+        "# {} receivers joined in {:.2} s",
+        args.receivers,
+        start.elapsed().as_secs_f64()
+    );
     let measure_from = Duration::from_secs(args.warmup);
     let measure_to = measure_from + Duration::from_secs(args.duration);
     let cpu_before = cpu(&args.server_pids)?;
     let sent = if args.raw {
         raw::send_at_rate(url, rate, args.size, start, measure_from, measure_to).await?
     } else {
-        client::send_at_rate(url, rate, args.size, start, measure_from, measure_to).await?
+        client::send_at_rate(
+            url,
+            protocol,
+            rate,
+            args.size,
+            start,
+            measure_from,
+            measure_to,
+        )
+        .await?
     };
     let cpu_used = match (cpu_before, cpu(&args.server_pids)?) {
         (Some(before), Some(after)) => Some(after.saturating_sub(before)),

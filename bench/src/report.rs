@@ -14,6 +14,9 @@ pub struct Figures {
     pub max_ms: f64,
     pub dropped: usize,
     pub cpu_us: Option<f64>,
+    /// WebSocket messages received per second, scaled like deliveries to every session
+    /// (a batch is one message).
+    pub ws_msgs_per_sec: f64,
 }
 
 pub struct Report {
@@ -50,7 +53,7 @@ impl Report {
     }
 
     pub fn header() -> &'static str {
-        "msgs/s  target_deliv/s  deliveries/s  loss%    p50_ms   p99_ms   max_ms  dropped  cpu_us/deliv"
+        "msgs/s  target_deliv/s  deliveries/s  loss%    p50_ms   p99_ms   max_ms  dropped  cpu_us/deliv  ws_msgs/s"
     }
 
     fn percentile(&self, p: f64) -> f64 {
@@ -86,13 +89,16 @@ impl Report {
             max_ms: self.percentile(1.0),
             dropped: self.stats.dropped_receivers,
             cpu_us: self.cpu_per_delivery_us(),
+            ws_msgs_per_sec: self.stats.messages as f64 / self.seconds as f64
+                * self.sessions as f64
+                / receivers.max(1) as f64,
         }
     }
 
     pub fn row(&self) -> String {
         let f = self.figures();
         format!(
-            "{:>6}  {:>14}  {:>12.0}  {:>5.2}  {:>8.2} {:>8.2} {:>8.2}  {:>7}  {:>12}",
+            "{:>6}  {:>14}  {:>12.0}  {:>5.2}  {:>8.2} {:>8.2} {:>8.2}  {:>7}  {:>12}  {:>9.0}",
             f.rate,
             f.target_per_sec,
             f.per_sec,
@@ -103,6 +109,7 @@ impl Report {
             f.dropped,
             f.cpu_us
                 .map_or_else(|| "-".to_owned(), |us| format!("{us:.2}")),
+            f.ws_msgs_per_sec,
         )
     }
 

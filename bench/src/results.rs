@@ -358,6 +358,7 @@ mod tests {
             max_ms: 3.0,
             dropped: 0,
             cpu_us: None,
+            ws_msgs_per_sec: 29.5,
         };
         append_load(&dir, &tag, &f).unwrap();
         append_idle(&dir, &tag, 7.5, 100).unwrap();

@@ -1,11 +1,14 @@
 //! Cost of handling one chat message in a room of 1000 joined sessions. The handler
 //! encodes the frame once and returns one Broadcast action, so this must not grow with
-//! the number of recipients; `room_of_10` is the comparison point.
+//! the number of recipients; `room_of_10` is the comparison point. `batched_room_of`
+//! is the same with every member batched (v2, `"batch": true`): the message is held and
+//! each window's flush encodes one batch for all of them, so its cost per message is
+//! the flush's (one recipient list per window) shared by the messages of the window.
 
 use chat_handler::{Config, MemoryStorage, Peer, Room};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 
-fn room_with(members: u64) -> Room<MemoryStorage> {
+fn room_with(members: u64, hello: &str) -> Room<MemoryStorage> {
     let config = Config {
         rate_burst: u32::MAX,
         rate_per_sec: 1e12,
@@ -21,7 +24,7 @@ fn room_with(members: u64) -> Room<MemoryStorage> {
             0,
         )
         .expect("the room has space");
-        room.on_text(c, r#"{"name":"member"}"#, 0);
+        room.on_text(c, hello, 0);
     }
     room
 }
@@ -30,7 +33,7 @@ fn one_message(c: &mut Criterion) {
     let mut group = c.benchmark_group("one_chat_message");
     let frame = format!(r#"{{"message":"{}"}}"#, "x".repeat(128));
     for members in [10u64, 1000] {
-        let mut room = room_with(members);
+        let mut room = room_with(members, r#"{"name":"member"}"#);
         let mut now = 1u64;
         group.bench_with_input(BenchmarkId::new("room_of", members), &members, |b, _| {
             b.iter(|| {
@@ -38,6 +41,22 @@ fn one_message(c: &mut Criterion) {
                 black_box(room.on_text(black_box(3), black_box(&frame), now))
             })
         });
+    }
+    // One message per ms: with 1000 batch members the window is 200 ms (the defaults),
+    // so each flush carries 200 messages.
+    for members in [10u64, 1000] {
+        let mut room = room_with(members, r#"{"name":"member","v":2,"batch":true}"#);
+        let mut now = 1u64;
+        group.bench_with_input(
+            BenchmarkId::new("batched_room_of", members),
+            &members,
+            |b, _| {
+                b.iter(|| {
+                    now += 1;
+                    black_box(room.on_text(black_box(3), black_box(&frame), now))
+                })
+            },
+        );
     }
     group.finish();
 }

@@ -55,6 +55,9 @@ pub struct Hello {
     /// string is kept as an empty one, which verification refuses as malformed: it
     /// must not pass for no token at all.
     pub token: Option<String>,
+    /// `"batch": true` in a v2 hello opts in to batched delivery. Always false for v1:
+    /// a v1 hello's `batch` is ignored like any unknown field.
+    pub batch: bool,
 }
 
 impl ClientFrame {
@@ -146,11 +149,20 @@ fn decode_hello(text: &str, config: &Config) -> Result<Hello, ErrorKind> {
         Some(Value::String(t)) => Some(t.clone()),
         Some(_) => Some(String::new()),
     };
+    // Only v2 knows `batch`. A v2 client that sends something other than a boolean is
+    // told so, as for `v`, rather than left to wonder why nothing is batched; a v1
+    // hello keeps ignoring it, like every field v1 does not know.
+    let batch = match (version, map.get("batch")) {
+        (Version::V1, _) | (_, None | Some(Value::Null)) => false,
+        (_, Some(Value::Bool(b))) => *b,
+        (_, Some(_)) => return Err(ErrorKind::BatchNotBoolean),
+    };
     Ok(Hello {
         name,
         resume,
         version,
         token,
+        batch,
     })
 }
 
@@ -353,6 +365,7 @@ mod tests {
                 resume: None,
                 version: Version::V1,
                 token: None,
+                batch: false,
             }
         );
         assert_eq!(hello("{}").unwrap().name, ANONYMOUS);
@@ -411,6 +424,31 @@ mod tests {
             assert_eq!(
                 hello(&format!(r#"{{"name":"a","v":{bad}}}"#)),
                 Err(ErrorKind::UnsupportedVersion),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn batch_is_a_v2_opt_in() {
+        for (hello_text, want) in [
+            (r#"{"v":2,"batch":true}"#, true),
+            (r#"{"v":2,"batch":false}"#, false),
+            (r#"{"v":2,"batch":null}"#, false),
+            (r#"{"v":2}"#, false),
+            // v1 ignores it, whatever it is.
+            (r#"{"batch":true}"#, false),
+            (r#"{"v":1,"batch":true}"#, false),
+            (r#"{"batch":"yes"}"#, false),
+            (r#"{"v":null,"batch":[1]}"#, false),
+        ] {
+            let h = hello(hello_text).unwrap();
+            assert_eq!(h.batch, want, "{hello_text}");
+        }
+        for bad in ["1", "0", "\"true\"", "[true]", "{}"] {
+            assert_eq!(
+                hello(&format!(r#"{{"v":2,"batch":{bad}}}"#)),
+                Err(ErrorKind::BatchNotBoolean),
                 "{bad}"
             );
         }

@@ -174,7 +174,7 @@ config_keys! {
     /// with no token left gets an error and 1013 "Joining too fast".
     join_per_sec: f64 = 0.5, most 1_000_000.0;
     /// Frames a connection may have queued beyond its join burst before it is closed
-    /// with 1013 as a slow consumer (backends with a send queue).
+    /// with 1013 as a slow consumer (backends with a send queue). A batch counts as one.
     send_queue_frames: usize = 1024, least 1, most 1_000_000;
     /// Milliseconds a connection may stay without sending its hello; past it:
     /// `{"error"}` and close 1008. Unnamed sockets count toward `room_capacity`, so
@@ -192,6 +192,18 @@ config_keys! {
     /// quiet room and whatever pongs it sends unasked (backends that see their sockets'
     /// pongs).
     drain_timeout_ms: u64 = 30_000, least 100, most 600_000;
+    /// Longest wait, in milliseconds, of a frame held for a batch session (a v2 hello
+    /// with `"batch": true`) before its batch is flushed. The room's actual window is
+    /// `batch members × 1000 / batch_send_budget`, capped by this; 0 turns batching
+    /// across events off.
+    batch_window_ms: u64 = 200, least 0, most 10_000;
+    /// Most frames in one `{"batch": […]}` message: a batch that reaches it is flushed
+    /// at once, and longer runs (a large join burst) go as several batches.
+    batch_max: usize = 1000, least 1, most 10_000;
+    /// Batch flushes, in `send` calls per second per room, that the adaptive window
+    /// aims to stay within: big rooms wait longer between flushes, small ones less.
+    /// With the defaults, a room of up to 1000 batch sessions stays within it.
+    batch_send_budget: u64 = 5_000, least 1, most 10_000_000;
     /// Origins (e.g. `https://chat.example.com`) allowed besides same-origin and
     /// no-Origin. In text form, a comma-separated list.
     allow_origins: Vec<String> = Vec::new();
@@ -479,6 +491,9 @@ mod tests {
         assert_eq!(c.history_page_max, 100);
         assert_eq!(c.cid_window_messages, 1000);
         assert_eq!(c.cid_window_ms, 600_000);
+        assert_eq!(c.batch_window_ms, 200);
+        assert_eq!(c.batch_max, 1000);
+        assert_eq!(c.batch_send_budget, 5_000);
         c.validate().unwrap();
     }
 

@@ -84,11 +84,13 @@ pub enum ErrorKind {
     TooManySeats,
     /// Sent before close 1013 "Joining too fast": the address's join bucket is empty.
     JoiningTooFast,
+    /// A v2 hello's `batch` is neither a boolean nor null.
+    BatchNotBoolean,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 45] = [
+    pub const ALL: [ErrorKind; 46] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -134,6 +136,7 @@ impl ErrorKind {
         ErrorKind::RoomFull,
         ErrorKind::TooManySeats,
         ErrorKind::JoiningTooFast,
+        ErrorKind::BatchNotBoolean,
     ];
 
     /// A stable snake_case name, for metric labels and log fields (never sent to
@@ -156,6 +159,7 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::HelloTimeout => "hello_timeout",
             ErrorKind::UnsupportedVersion => "unsupported_version",
+            ErrorKind::BatchNotBoolean => "batch_not_boolean",
             ErrorKind::TokenTooLong => "token_too_long",
             ErrorKind::TokenMalformed => "token_malformed",
             ErrorKind::TokenAlgorithm => "token_algorithm",
@@ -268,6 +272,7 @@ impl ErrorKind {
             ErrorKind::JoiningTooFast => {
                 "Too many joins from your address; wait a little before reconnecting."
             }
+            ErrorKind::BatchNotBoolean => "\"batch\" must be true or false.",
         }
     }
 }

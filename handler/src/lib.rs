@@ -16,6 +16,7 @@
 
 mod address;
 mod address_limits;
+mod batch;
 mod client_frame;
 mod close;
 mod config;

@@ -1,6 +1,7 @@
 //! The room state machine: events in, actions out.
 
 use crate::address_limits::{Addresses, Limit};
+use crate::batch::Batcher;
 use crate::client_frame::{self, ClientFrame, Hello, Resume};
 use crate::close::Close;
 use crate::config::Config;
@@ -22,8 +23,12 @@ pub enum Action {
     Send { to: ConnId, frame: Frame },
     /// Send one frame to every recipient in `audience` ([`Room::recipients`]) as the
     /// room is after the event. The frame is encoded once; backends send the same bytes
-    /// to each recipient.
+    /// to each recipient. Batch sessions are not among the recipients: they get the
+    /// frame through [`Action::Multicast`] or [`Action::Send`] (see `batch.rs`).
     Broadcast { frame: Frame, audience: Audience },
+    /// Send one frame (usually a `{"batch": […]}` shared by sessions that had the same
+    /// frames pending) to each listed connection, in the listed order. Encoded once.
+    Multicast { to: Vec<ConnId>, frame: Frame },
     /// Close a connection. The room has already forgotten it (and announced its quit).
     Close { conn: ConnId, close: Close },
     /// The session's state changed: backends that persist sessions (the Durable
@@ -43,6 +48,27 @@ pub enum Audience {
     Members,
     /// Members that opted in to protocol v2: frame kinds v1 does not have.
     V2Members,
+}
+
+impl Audience {
+    /// Every audience, for per-audience bookkeeping.
+    pub const ALL: [Audience; 2] = [Audience::Members, Audience::V2Members];
+
+    /// Whether `session` is in the audience (batched or not).
+    pub fn includes(self, session: &Session) -> bool {
+        match self {
+            Audience::Members => session.is_joined(),
+            Audience::V2Members => session.is_joined() && session.version == Version::V2,
+        }
+    }
+
+    /// A distinct bit per audience (the batcher keeps each member's audiences as bits).
+    pub(crate) const fn bit(self) -> u8 {
+        match self {
+            Audience::Members => 1,
+            Audience::V2Members => 2,
+        }
+    }
 }
 
 /// One chat room.
@@ -66,6 +92,8 @@ pub struct Room<S> {
     members: usize,
     /// Told about each [`Event`] (see [`Room::set_observer`]).
     observer: Box<dyn Observer>,
+    /// Frames held for batch sessions (see `batch.rs`).
+    batcher: Batcher,
 }
 
 impl<S: Storage> Room<S> {
@@ -95,6 +123,7 @@ impl<S: Storage> Room<S> {
             .unwrap_or_else(|| epoch_candidate.to_owned());
         let (last_seq, last_timestamp) = storage.latest()?.map_or((0, 0), |m| (m.seq, m.timestamp));
         let mut room = Room {
+            batcher: Batcher::new(&config, std::iter::empty()),
             config,
             storage,
             epoch,
@@ -113,6 +142,8 @@ impl<S: Storage> Room<S> {
             room.members += usize::from(s.is_joined());
             room.sessions.insert(s.id, s);
         }
+        // Batch members are known once every session is in.
+        room.batcher = Batcher::new(&room.config, room.sessions.values());
         Ok(room)
     }
 
@@ -159,20 +190,20 @@ impl<S: Storage> Room<S> {
         self.sessions.values()
     }
 
-    /// Connections that have sent their hello: the recipients of a broadcast to
-    /// [`Audience::Members`].
+    /// Connections that have sent their hello, batched or not.
     pub fn members(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.recipients(Audience::Members)
+        self.sessions
+            .values()
+            .filter(|s| s.is_joined())
+            .map(|s| s.id)
     }
 
-    /// The recipients of a broadcast to `audience`.
+    /// The recipients of a broadcast to `audience`: its sessions that take frames one
+    /// by one. Batch sessions get theirs through the batcher.
     pub fn recipients(&self, audience: Audience) -> impl Iterator<Item = ConnId> + '_ {
         self.sessions
             .values()
-            .filter(move |s| match audience {
-                Audience::Members => s.is_joined(),
-                Audience::V2Members => s.is_joined() && s.version == Version::V2,
-            })
+            .filter(move |s| audience.includes(s) && !s.is_batched())
             .map(|s| s.id)
     }
 
@@ -208,31 +239,33 @@ impl<S: Storage> Room<S> {
     /// A text frame arrived.
     pub fn on_text(&mut self, conn: ConnId, text: &str, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
+        self.text(conn, text, now_ms, &mut out);
+        // Every return of `text` goes through here: batch sessions get their frames
+        // from the batcher (and a direct frame must not overtake what it holds).
+        self.batcher.route(out, now_ms)
+    }
+
+    fn text(&mut self, conn: ConnId, text: &str, now_ms: u64, out: &mut Vec<Action>) {
         let Some(session) = self.sessions.get(&conn) else {
-            return out;
+            return;
         };
         let joined = session.is_joined();
         if text.len() > self.config.max_frame_bytes {
-            self.close(conn, Close::TooBig, now_ms, &mut out);
-            return out;
+            self.close(conn, Close::TooBig, now_ms, out);
+            return;
         }
         // Every frame after the hello costs a token, garbage included, before decoding.
-        if joined && !self.take_token(conn, now_ms, &mut out) {
-            return out;
+        if joined && !self.take_token(conn, now_ms, out) {
+            return;
         }
         match ClientFrame::decode(text, joined, &self.config) {
-            Ok(ClientFrame::Hello(hello)) => self.join(conn, hello, now_ms, &mut out),
-            Ok(ClientFrame::Chat { message, cid }) => {
-                self.chat(conn, &message, cid, now_ms, &mut out)
-            }
-            Ok(ClientFrame::History { before, limit }) => {
-                self.history(conn, before, limit, &mut out)
-            }
-            Ok(ClientFrame::Moderate(request)) => self.moderate(conn, request, now_ms, &mut out),
-            Err(e) if !joined => self.refuse_hello(conn, e, now_ms, &mut out),
-            Err(e) => self.send_error(&mut out, conn, e),
+            Ok(ClientFrame::Hello(hello)) => self.join(conn, hello, now_ms, out),
+            Ok(ClientFrame::Chat { message, cid }) => self.chat(conn, &message, cid, now_ms, out),
+            Ok(ClientFrame::History { before, limit }) => self.history(conn, before, limit, out),
+            Ok(ClientFrame::Moderate(request)) => self.moderate(conn, request, now_ms, out),
+            Err(e) if !joined => self.refuse_hello(conn, e, now_ms, out),
+            Err(e) => self.send_error(out, conn, e),
         }
-        out
     }
 
     /// A binary frame of `len` bytes arrived. The protocol is text-only.
@@ -248,7 +281,7 @@ impl<S: Storage> Room<S> {
         } else if self.take_token(conn, now_ms, &mut out) {
             self.send_error(&mut out, conn, ErrorKind::Binary);
         }
-        out
+        self.batcher.route(out, now_ms)
     }
 
     /// The backend refused an incoming message for exceeding `max_frame_bytes` before
@@ -256,7 +289,7 @@ impl<S: Storage> Room<S> {
     pub fn on_too_big(&mut self, conn: ConnId, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         self.close(conn, Close::TooBig, now_ms, &mut out);
-        out
+        self.batcher.route(out, now_ms)
     }
 
     /// The backend closes a connection for its own reasons (slow consumer, missed
@@ -264,7 +297,7 @@ impl<S: Storage> Room<S> {
     pub fn kick(&mut self, conn: ConnId, close: Close, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         self.close(conn, close, now_ms, &mut out);
-        out
+        self.batcher.route(out, now_ms)
     }
 
     /// The connection closed (by the peer, or after a [`Action::Close`]). Unknown or
@@ -272,13 +305,13 @@ impl<S: Storage> Room<S> {
     pub fn disconnect(&mut self, conn: ConnId, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         self.forget(conn, now_ms, &mut out);
-        out
+        self.batcher.route(out, now_ms)
     }
 
     /// Time passed: closes connections that have not sent their hello within
-    /// `hello_timeout_ms` (error, then 1008). Backends call it at
-    /// [`Room::next_deadline`] (a timer, or a Durable Object alarm); calling it at any
-    /// other time is harmless.
+    /// `hello_timeout_ms` (error, then 1008), and flushes pending batches whose time has
+    /// come. Backends call it at [`Room::next_deadline`] (a timer, or a Durable Object
+    /// alarm); calling it at any other time is harmless.
     pub fn on_tick(&mut self, now_ms: u64) -> Vec<Action> {
         let timeout = self.config.hello_timeout_ms;
         let late: Vec<ConnId> = self
@@ -292,17 +325,57 @@ impl<S: Storage> Room<S> {
             self.send_error(&mut out, conn, ErrorKind::HelloTimeout);
             self.close(conn, Close::HelloTimeout, now_ms, &mut out);
         }
-        out
+        // Routing flushes the batches that are due.
+        self.batcher.route(out, now_ms)
     }
 
-    /// When [`Room::on_tick`] next has something to do: the earliest hello deadline of
-    /// the connections still without a hello. `None` when every connection has joined.
+    /// When [`Room::on_tick`] next has something to do: the earlier of
+    /// [`Room::next_durable_deadline`] and [`Room::next_flush`]. `None` when there is
+    /// nothing to time.
     pub fn next_deadline(&self) -> Option<u64> {
+        match (self.next_durable_deadline(), self.next_flush()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The deadlines that still hold for a room rebuilt from its sessions
+    /// ([`Room::restore`]): the earliest hello deadline of the connections still without
+    /// a hello. A Durable Object sets its alarm for these.
+    pub fn next_durable_deadline(&self) -> Option<u64> {
         self.sessions
             .values()
             .filter(|s| !s.is_joined())
             .map(|s| s.opened_ms.saturating_add(self.config.hello_timeout_ms))
             .min()
+    }
+
+    /// When the frames pending for batch sessions must be flushed; `None` when nothing
+    /// is pending. They live only in memory: a backend keeps the room in memory until
+    /// then (a timer), or flushes them with [`Room::flush`] before dropping it.
+    pub fn next_flush(&self) -> Option<u64> {
+        self.batcher.due()
+    }
+
+    /// Flushes every pending batch now, whatever the window: for a backend about to
+    /// drop the room (hibernation, shutdown), which would otherwise lose them.
+    pub fn flush(&mut self, now_ms: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.batcher.flush(now_ms, &mut out);
+        out
+    }
+
+    /// True when no batch is pending and none was flushed within `batch_window_ms`: a
+    /// room rebuilt now from its sessions and storage behaves exactly like this one.
+    pub fn is_quiet(&self, now_ms: u64) -> bool {
+        self.batcher.is_idle(now_ms)
+    }
+
+    /// Batch sessions in the room, and the current batch window in ms
+    /// (`batch sessions × 1000 / batch_send_budget` rounded up, at most
+    /// `batch_window_ms`).
+    pub fn batch_window(&self) -> (usize, u64) {
+        (self.batcher.member_count(), self.batcher.window_ms())
     }
 
     fn refuse_hello(&mut self, conn: ConnId, error: ErrorKind, now_ms: u64, out: &mut Vec<Action>) {
@@ -381,6 +454,10 @@ impl<S: Storage> Room<S> {
             s.version = hello.version;
             s.verified = verified;
             self.members += 1;
+            s.batch = hello.batch;
+            if s.is_batched() {
+                self.batcher.add(s);
+            }
         }
         let outcome = match (&hello.resume, recovered) {
             (None, _) => JoinOutcome::Fresh,
@@ -614,6 +691,7 @@ impl<S: Storage> Room<S> {
         let Some(session) = self.sessions.remove(&conn) else {
             return;
         };
+        self.batcher.remove(conn);
         if let Some(name) = &session.name {
             self.members = self.members.saturating_sub(1);
             out.push(Action::Broadcast {

@@ -1,6 +1,7 @@
 //! Encoding what the server sends. Every server frame is one [`ServerFrame`] variant,
 //! encoded once into a shared [`Frame`]: a broadcast hands the same bytes to every
-//! recipient.
+//! recipient. The one message that is not a frame of its own, `{"batch": […]}`, wraps
+//! frames already encoded here, byte for byte (`batch.rs`).
 
 use crate::error_kind::ErrorKind;
 use crate::identity::Role;

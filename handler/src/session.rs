@@ -48,6 +48,11 @@ pub struct Session {
     /// Who a valid join token says this is; `None` for an anonymous session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<Verified>,
+    /// The v2 hello asked for batched delivery (`"batch": true`). Kept in the session, so
+    /// the opt-in survives hibernation; left out of the serialized form when off, to keep
+    /// attachments small.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub batch: bool,
 }
 
 /// A verified session's identity, from its join token. At most a user id of 64
@@ -72,6 +77,10 @@ impl Verified {
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A session's protocol version, chosen in its hello (`"v": 2`). A v1 session never
@@ -116,11 +125,18 @@ impl Session {
             version: Version::V1,
             room_epoch: None,
             verified: None,
+            batch: false,
         }
     }
 
     /// True once the session has sent its hello and is in the room.
     pub fn is_joined(&self) -> bool {
         self.name.is_some()
+    }
+
+    /// True for a joined v2 session that opted in to batching: its broadcast frames go
+    /// through the room's batcher instead of [`crate::Action::Broadcast`].
+    pub fn is_batched(&self) -> bool {
+        self.batch && self.version == Version::V2 && self.is_joined()
     }
 }

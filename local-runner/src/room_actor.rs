@@ -78,9 +78,9 @@ struct RoomActor {
     state: HibernatingRoom,
     links: HashMap<ConnId, ConnLink>,
     last_event: Instant,
-    /// When the room's next hello deadline passes (`Room::next_deadline`): the one
-    /// timer for every connection still without a hello.
-    hello_due: Option<Instant>,
+    /// When the room next has something to do on its own (`Room::next_deadline`): a
+    /// hello deadline, or a batch to flush. One timer for all of them.
+    due: Option<Instant>,
     shutting_down: bool,
     /// Frames waiting for the room's stored messages to be committed.
     outbox: Outbox,
@@ -112,7 +112,7 @@ pub(crate) fn spawn(
         state,
         links: HashMap::new(),
         last_event: Instant::now(),
-        hello_due: None,
+        due: None,
         shutting_down: false,
         outbox: Outbox::default(),
     };
@@ -143,7 +143,7 @@ impl RoomActor {
         let mut shutdown = self.ctx.shutdown.clone();
         loop {
             let deadline = self.deadline();
-            let hello_due = self.hello_due;
+            let due = self.due;
             tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|down| *down), if !self.shutting_down => {
@@ -152,8 +152,8 @@ impl RoomActor {
                 // Ahead of the inboxes: with `biased`, a room that always has an event
                 // waiting would otherwise never get to its deadline. Once handled, the
                 // timer moves to a later deadline, so it cannot starve them in turn.
-                _ = async { sleep_until(hello_due.unwrap_or_else(Instant::now)).await },
-                    if hello_due.is_some() => self.tick(),
+                _ = async { sleep_until(due.unwrap_or_else(Instant::now)).await },
+                    if due.is_some() => self.tick(),
                 join = joins.recv() => match join {
                     Some(join) => self.join(join),
                     None => break,
@@ -166,7 +166,7 @@ impl RoomActor {
                             break;
                         }
                     } else {
-                        self.state.hibernate();
+                        self.hibernate();
                     }
                 }
             }
@@ -174,7 +174,7 @@ impl RoomActor {
                 self.gather(&mut joins, &mut events);
                 self.commit().await;
             }
-            self.arm_hello_timer();
+            self.arm_timer();
             if self.shutting_down && self.links.is_empty() && self.try_retire(&mut joins) {
                 break;
             }
@@ -194,24 +194,26 @@ impl RoomActor {
         }
     }
 
-    /// Sets the hello timer from the room, after anything that may have changed it.
+    /// Sets the timer from the room, after anything that may have changed it: a hello
+    /// deadline, or a batch to flush (`Room::next_deadline`).
     ///
-    /// A hibernated room keeps the timer it had, and when it fires, `tick` restores
-    /// the room as any event would: the Durable Object's alarm wakes it the same way.
-    /// That is simpler than keeping such a room awake (no special case in `deadline`,
-    /// nothing to re-check when a hello arrives) and still correct, since nothing
-    /// changes a dropped room's deadlines: any event restores it first.
-    fn arm_hello_timer(&mut self) {
-        self.hello_due = match self.state.live() {
+    /// A hibernated room keeps the timer it had (its hello deadlines: `hibernate`
+    /// flushed every batch), and when it fires, `tick` restores the room as any event
+    /// would: the Durable Object's alarm wakes it the same way. That is simpler than
+    /// keeping such a room awake (no special case in `deadline`, nothing to re-check when
+    /// a hello arrives) and still correct, since nothing changes a dropped room's
+    /// deadlines: any event restores it first.
+    fn arm_timer(&mut self) {
+        self.due = match self.state.live() {
             Some(room) => room.next_deadline().map(instant_at),
-            None if !self.links.is_empty() => self.hello_due,
+            None if !self.links.is_empty() => self.due,
             // No connections (or storage failed and closed them): nothing to time.
             None => None,
         };
     }
 
-    /// A hello deadline passed: the handler closes the connections still unnamed.
-    /// Waking a hibernated room does not count as activity, so a room with nothing
+    /// A deadline passed: the handler closes the connections still unnamed, or flushes
+    /// a batch. Waking a hibernated room does not count as activity, so a room with nothing
     /// else to do goes back to sleep on its usual schedule.
     fn tick(&mut self) {
         let now = now_ms();
@@ -297,6 +299,23 @@ impl RoomActor {
                 self.state.discard();
             }
         }
+    }
+
+    /// Hibernates the room (see [`HibernatingRoom::hibernate`]). Frames pending for
+    /// batch sessions live only in the room, so they go out first. (A Durable Object
+    /// is not evicted with any pending: its flush timer keeps it in memory. Here the
+    /// hibernation delay may be shorter than the batch window.) Nothing is uncommitted
+    /// here: every event's stores are committed before the actor waits again.
+    fn hibernate(&mut self) {
+        let now = now_ms();
+        let Some(room) = self.state.live_mut() else {
+            return;
+        };
+        let flushed = room.flush(now);
+        // What is left to time are hello deadlines, which the dropped room keeps.
+        self.due = room.next_deadline().map(instant_at);
+        self.apply(flushed, now);
+        self.state.hibernate();
     }
 
     /// The live room, rebuilt if it hibernated (see [`HibernatingRoom::room`]). `None`
@@ -403,6 +422,16 @@ impl RoomActor {
                         (None, None) => {}
                     }
                 }
+                Delivery::Multicast { to, frame } => {
+                    let bytes = frame_bytes(&frame);
+                    for id in to {
+                        if let Some(link) = self.links.get(&id) {
+                            if let Queued::Full = link.send(bytes.clone()) {
+                                slow.push(id);
+                            }
+                        }
+                    }
+                }
                 Delivery::Close { conn, close } => {
                     if let Some(link) = self.links.remove(&conn) {
                         debug!(room = %self.tag, conn, ?close, "closing");
@@ -430,11 +459,17 @@ impl RoomActor {
     /// of everyone else.
     fn shut_down(&mut self) {
         self.shutting_down = true;
+        // Pending batches first: everything the room said before the shutdown arrives,
+        // as it would have unbatched.
+        let now = now_ms();
+        if let Some(room) = self.state.live_mut() {
+            let flushed = room.flush(now);
+            self.apply(flushed, now);
+        }
         let count = self.links.len();
         for (_, link) in self.links.drain() {
             link.close(Close::GoingAway);
         }
-        let now = now_ms();
         if self.state.has_sessions() {
             if let Some(room) = self.room() {
                 let ids: Vec<ConnId> = room.sessions().map(|s| s.id).collect();

@@ -4,7 +4,9 @@
 use crate::error::Context;
 use crate::{bail, ensure, Error, Result};
 use futures_util::{SinkExt, StreamExt};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -354,11 +356,35 @@ impl Join {
 }
 
 /// A connected WebSocket client.
+/// What the session asked for in its hello, which decides what it may receive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Protocol {
+    /// `"v": 2`: v2 frames (`roster`, `deleted`, `history`) and `ready.v` are allowed.
+    pub v2: bool,
+    /// `"batch": true` with v2: `{"batch": […]}` messages are allowed.
+    pub batch: bool,
+}
+
+/// What arrived, counted per WebSocket message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Text messages, a batch counting as one.
+    pub messages: usize,
+    /// The number of frames in each batch, in order.
+    pub batches: Vec<usize>,
+}
+
 pub struct Client {
     ws: WebSocketStream<TcpStream>,
     /// Shown in failure messages.
     pub label: String,
     closed: bool,
+    protocol: Protocol,
+    /// Frames of a batch not handed out yet, as their raw text.
+    pending: VecDeque<String>,
+    /// The raw text of the last frame handed out (one from a batch, or a message).
+    last_raw: String,
+    received: Received,
 }
 
 impl Client {
@@ -443,6 +469,10 @@ impl Client {
             ws,
             label: label.to_owned(),
             closed: false,
+            protocol: Protocol::default(),
+            pending: VecDeque::new(),
+            last_raw: String::new(),
+            received: Received::default(),
         }))
     }
 
@@ -507,9 +537,95 @@ impl Client {
         }
     }
 
+    /// What the session asked for in its hello (set by [`Self::hello_with`]).
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Sets what the session may receive, for a hello sent by hand.
+    pub fn set_protocol(&mut self, protocol: Protocol) {
+        self.protocol = protocol;
+    }
+
+    /// What arrived so far, per WebSocket message.
+    pub fn received(&self) -> &Received {
+        &self.received
+    }
+
+    /// The raw text of the frame [`Self::recv`] last returned: byte for byte as the
+    /// server sent it, alone or inside a batch.
+    pub fn last_raw(&self) -> &str {
+        &self.last_raw
+    }
+
+    /// The next frame's raw text, and the frame.
+    pub async fn recv_raw(&mut self) -> Result<(String, Frame)> {
+        let f = self.recv().await?;
+        Ok((self.last_raw.clone(), f))
+    }
+
+    /// Checks a frame against the session's protocol: a v1 session never gets a v2
+    /// frame kind or field.
+    fn checked(&self, text: &str) -> Result<Frame> {
+        let f = Frame::parse(text).context(format!("{}: decoding", self.label))?;
+        let v2_only = match &f {
+            Frame::Roster(_) | Frame::Deleted(_) | Frame::History(_) => true,
+            Frame::Ready(r) => r.v.is_some(),
+            _ => false,
+        };
+        ensure!(
+            !v2_only || self.protocol.v2,
+            "{}: a v1 session got a v2 frame: {text}",
+            self.label
+        );
+        Ok(f)
+    }
+
+    /// Splits a batch into its frames' raw text, checking its shape: only for a batch
+    /// session, 2 or more frames, none itself a batch.
+    fn unbatch(&self, text: &str) -> Result<Option<VecDeque<String>>> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Batch<'a> {
+            #[serde(borrow)]
+            batch: Vec<&'a RawValue>,
+        }
+        if !text.trim_start().starts_with("{\"batch\"") {
+            return Ok(None);
+        }
+        let label = &self.label;
+        ensure!(
+            self.protocol.batch,
+            "{label}: a batch for a session that did not opt in: {text}"
+        );
+        let b: Batch = serde_json::from_str(text).context(format!(
+            "{label}: a batch must be exactly {{\"batch\": [frames]}}: {text}"
+        ))?;
+        ensure!(
+            b.batch.len() >= 2,
+            "{label}: a batch of {} frame(s): {text}",
+            b.batch.len()
+        );
+        let mut frames = VecDeque::with_capacity(b.batch.len());
+        for f in b.batch {
+            ensure!(
+                !f.get().starts_with("{\"batch\""),
+                "{label}: a batch inside a batch: {text}"
+            );
+            frames.push_back(f.get().to_owned());
+        }
+        Ok(Some(frames))
+    }
+
     /// The next event, waiting at most `timeout`. Pings and pongs are skipped (the
-    /// library answers pings itself). `Ok(None)` on timeout.
+    /// library answers pings itself). A batch is handed out one frame at a time.
+    /// `Ok(None)` on timeout.
     pub async fn next_event_within(&mut self, timeout: Duration) -> Result<Option<Event>> {
+        if let Some(raw) = self.pending.pop_front() {
+            let f = self.checked(&raw)?;
+            self.last_raw = raw;
+            return Ok(Some(Event::Frame(f)));
+        }
         if self.closed {
             return Ok(Some(Event::Ended("already closed".into())));
         }
@@ -522,9 +638,24 @@ impl Client {
             let event = match next {
                 None => Event::Ended("stream ended".into()),
                 Some(Err(e)) => Event::Ended(e.to_string()),
-                Some(Ok(Message::Text(t))) => Event::Frame(
-                    Frame::parse(t.as_str()).context(format!("{}: decoding", self.label))?,
-                ),
+                Some(Ok(Message::Text(t))) => {
+                    self.received.messages += 1;
+                    match self.unbatch(t.as_str())? {
+                        Some(mut frames) => {
+                            self.received.batches.push(frames.len());
+                            let first = frames.pop_front().unwrap_or_default();
+                            self.pending = frames;
+                            let f = self.checked(&first)?;
+                            self.last_raw = first;
+                            Event::Frame(f)
+                        }
+                        None => {
+                            let f = self.checked(t.as_str())?;
+                            self.last_raw = t.as_str().to_owned();
+                            Event::Frame(f)
+                        }
+                    }
+                }
                 Some(Ok(Message::Binary(b))) => Event::Binary(b.len()),
                 Some(Ok(Message::Close(frame))) => Event::Close(
                     frame.map(|CloseFrame { code, reason }| (u16::from(code), reason.to_string())),
@@ -644,10 +775,16 @@ impl Client {
     /// Sends `hello` and reads the join sequence; `own` is the name the server should
     /// announce for this session.
     pub async fn hello_with(&mut self, hello: &Value, own: &str) -> Result<Join> {
+        // What the hello asks for (`"v": 2`, `"batch": true`) decides what the session
+        // may receive from then on.
+        let v2 = hello.get("v").and_then(Value::as_u64) == Some(2);
+        self.protocol = Protocol {
+            v2,
+            batch: v2 && hello.get("batch") == Some(&json!(true)),
+        };
         self.send_json(hello).await?;
         let join = self.read_join(own).await?;
         // A v2 hello gets the v2 join (one roster frame, ready.v = 2), any other the v1 one.
-        let v2 = hello.get("v").and_then(Value::as_u64) == Some(2);
         ensure!(
             join.roster_frame == v2 && join.ready.v == v2.then_some(2),
             "{}: hello {hello} got the join of the other version (roster frame: {}, ready.v: {:?})",

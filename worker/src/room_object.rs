@@ -17,6 +17,13 @@
 //! every connection has sent its hello. The alarm is stored with the object, so it also
 //! wakes an evicted one, which then rebuilds the room like any other event does.
 //!
+//! Batch flushes: frames held for batch sessions ([`Room::next_flush`]) live only in
+//! memory, so they are timed with a `setTimeout` ([`worker::Delay`] in a spawned task),
+//! never the alarm. An alarm survives an eviction but the frames would not, and setting
+//! one is a storage write per flush; a pending timer, on the other hand, keeps the
+//! runtime from hibernating the object, so it cannot be evicted with frames pending. An
+//! idle room has no timer and hibernates as before.
+//!
 //! Storage failure: if the room cannot be opened, every socket of the object is closed
 //! with [`Close::Internal`] (as the local runner does), rather than left waiting in a room that can
 //! serve no one.
@@ -33,16 +40,17 @@ use crate::event_log::{self, LogEvents};
 use crate::{config, random, sql_storage::DoSqlStorage};
 use chat_handler::edge;
 use chat_handler::{
-    Action, Audience, Auth, AuthSecret, Close, Config, ConnId, Frame, Peer, Room, ServerFrame,
-    Session,
+    Action, Auth, AuthSecret, Close, Config, ConnId, Frame, Peer, Room, ServerFrame, Session,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
 use wasm_bindgen::prelude::*;
 use worker::web_sys;
 use worker::{
-    console_error, console_log, durable_object, Date, Env, RateLimiter, Request, Response, Result,
-    ScheduledTime, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
+    console_error, console_log, durable_object, Date, Delay, Env, RateLimiter, Request, Response,
+    Result, ScheduledTime, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
 /// Printed by the constructor, followed by ` room=<edge::log_tag>`: a named room's name,
@@ -78,7 +86,12 @@ struct Live {
     sockets: HashMap<ConnId, WebSocket>,
     /// The object's alarm as far as this instance knows (see [`Live::alarm_change`]).
     alarm: Alarm,
+    /// When the pending flush timer fires, if one is pending (see the module comment).
+    flush_timer: Option<u64>,
 }
+
+/// The room, shared with the flush timer's task (which outlives the event that armed it).
+type Slot = Rc<RefCell<Option<Live>>>;
 
 /// The object's alarm as this instance last left it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,8 +126,8 @@ pub struct ChatRoom {
     /// or a hibernated socket wakes it), else the 64-hex id of a private room.
     room_id: String,
     /// `None` until an event needs the room. Borrowed only inside synchronous code: no
-    /// handler awaits while holding it.
-    live: RefCell<Option<Live>>,
+    /// handler or timer awaits while holding it.
+    live: Slot,
     /// The room-open limiter, if the binding is configured.
     opens: Option<RateLimiter>,
 }
@@ -142,7 +155,7 @@ impl worker::DurableObject for ChatRoom {
             room_id: name.unwrap_or_else(|| id.to_string()),
             state,
             config: config::load_with_secret(&env),
-            live: RefCell::new(None),
+            live: Rc::new(RefCell::new(None)),
             opens,
         }
     }
@@ -230,6 +243,7 @@ impl ChatRoom {
                         self.state.accept_web_socket(&server);
                         live.sockets.insert(conn, server);
                         live.apply(actions);
+                        arm_flush_timer(&self.live, live, now);
                         live.alarm_change()
                     }
                     Err(close) => {
@@ -281,6 +295,7 @@ impl ChatRoom {
             }
         };
         live.apply(actions);
+        arm_flush_timer(&self.live, live, now);
         live.alarm_change()
     }
 
@@ -295,6 +310,7 @@ impl ChatRoom {
         live.sockets.remove(&session.id);
         let actions = live.room.disconnect(session.id, now);
         live.apply(actions);
+        arm_flush_timer(&self.live, live, now);
         live.alarm_change()
     }
 
@@ -307,8 +323,57 @@ impl ChatRoom {
         live.alarm = Alarm::Unset;
         let actions = live.room.on_tick(now);
         live.apply(actions);
+        arm_flush_timer(&self.live, live, now);
         live.alarm_change()
     }
+}
+
+/// Makes sure a timer will flush what the room holds for batch sessions by
+/// [`Room::next_flush`]: arms one unless one already fires at or before it.
+fn arm_flush_timer(slot: &Slot, live: &mut Live, now: u64) {
+    let Some(due) = live.room.next_flush() else {
+        return;
+    };
+    if live.flush_timer.is_some_and(|at| at <= due) {
+        return;
+    }
+    live.flush_timer = Some(due);
+    let slot = Rc::clone(slot);
+    let wait = Duration::from_millis(due.saturating_sub(now));
+    worker::wasm_bindgen_futures::spawn_local(async move {
+        Delay::from(wait).await;
+        flush_timer_fired(&slot, due);
+    });
+}
+
+/// A flush timer armed for `due` fired: flush what is due (and close connections past
+/// their hello deadline, if any are: `on_tick` does both), then arm for what is left.
+/// A timer superseded by an earlier one finds nothing due, or the next batch.
+fn flush_timer_fired(slot: &Slot, due: u64) {
+    let Ok(mut guard) = slot.try_borrow_mut() else {
+        // Cannot happen (borrows never span an await), but frames must not be
+        // stranded: try again shortly rather than give up.
+        let slot = Rc::clone(slot);
+        worker::wasm_bindgen_futures::spawn_local(async move {
+            Delay::from(Duration::from_millis(1)).await;
+            flush_timer_fired(&slot, due);
+        });
+        return;
+    };
+    // The object may have been rebuilt since (after a storage failure): its room arms
+    // its own timers.
+    let Some(live) = guard.as_mut() else {
+        return;
+    };
+    if live.flush_timer == Some(due) {
+        live.flush_timer = None;
+    }
+    let now = now_ms();
+    let actions = live.room.on_tick(now);
+    live.apply(actions);
+    // Hello closes can only move the durable deadline later, so the alarm, set at or
+    // before it, stays valid; it needs no update here.
+    arm_flush_timer(slot, live, now);
 }
 
 impl ChatRoom {
@@ -346,6 +411,7 @@ impl ChatRoom {
                         room,
                         sockets,
                         alarm: Alarm::Unknown,
+                        flush_timer: None,
                     });
                 }
                 Err(e) => {
@@ -362,6 +428,9 @@ impl ChatRoom {
                 // evicted). Rebuild once more with its session added, so its frame is
                 // handled and its quit announced. Storage already holds the epoch, so
                 // passing the current one changes nothing.
+                // What the room holds for batch sessions would go with it: out first.
+                let flushed = live.room.flush(now_ms());
+                live.apply(flushed);
                 let mut sessions: Vec<Session> = live.room.sessions().cloned().collect();
                 sessions.push(s.clone());
                 let epoch = live.room.epoch().to_owned();
@@ -467,11 +536,12 @@ impl ChatRoom {
 
 impl Live {
     /// What the alarm needs after an event, and records it as done. With a hello
-    /// deadline ([`Room::next_deadline`]): an alarm at it, unless one is already set at
-    /// or before it (so most events change nothing). Without one: no alarm, as a stray
-    /// one would wake the room for nothing and keep it from hibernating meanwhile.
+    /// deadline ([`Room::next_durable_deadline`]; batch flushes use a timer): an alarm
+    /// at it, unless one is already set at or before it (so most events change
+    /// nothing). Without one: no alarm, as a stray one would wake the room for nothing
+    /// and keep it from hibernating meanwhile.
     fn alarm_change(&mut self) -> Option<AlarmChange> {
-        let (next, change) = match self.room.next_deadline() {
+        let (next, change) = match self.room.next_durable_deadline() {
             Some(deadline) => match self.alarm {
                 Alarm::At(at) if at <= deadline => return None,
                 _ => (Alarm::At(deadline), AlarmChange::Set(deadline)),
@@ -512,7 +582,10 @@ impl Live {
                         let _ = ws.send_with_str(&*frame);
                     }
                 }
-                Action::Broadcast { frame, audience } => self.broadcast(&frame, audience),
+                Action::Broadcast { frame, audience } => {
+                    self.send_each(&frame, self.room.recipients(audience))
+                }
+                Action::Multicast { to, frame } => self.send_each(&frame, to.into_iter()),
                 Action::Close { conn, close } => {
                     if let Some(ws) = self.sockets.remove(&conn) {
                         clear_attachment(&ws);
@@ -532,10 +605,10 @@ impl Live {
         }
     }
 
-    /// One frame, encoded once, to every recipient.
-    fn broadcast(&self, frame: &Frame, audience: Audience) {
+    /// One frame, encoded once (and converted to a JS string once), to every recipient.
+    fn send_each(&self, frame: &Frame, recipients: impl Iterator<Item = ConnId>) {
         let text = JsValue::from_str(frame);
-        for conn in self.room.recipients(audience) {
+        for conn in recipients {
             if let Some(ws) = self.sockets.get(&conn) {
                 let socket: &web_sys::WebSocket = ws.as_ref();
                 let _ = socket.unchecked_ref::<AnySend>().send(&text);

@@ -3,7 +3,8 @@
 
 #![allow(dead_code)]
 
-use chat_handler::{Action, Close, Config, ConnId, MemoryStorage, Peer, Room};
+use chat_handler::{Action, Close, Config, ConnId, Frame, MemoryStorage, Peer, Room};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 pub const EPOCH: &str = "epoch-1";
@@ -18,20 +19,59 @@ pub fn peer(addr: &str) -> Peer {
     }
 }
 
-/// What one connection would receive from `actions`, given the room's members now.
-pub fn frames_for(room: &Room<MemoryStorage>, actions: &[Action], conn: ConnId) -> Vec<Value> {
+/// The WebSocket messages one connection would receive from `actions`, given the
+/// room's members now, as sent (a batch is one message).
+pub fn messages_for(room: &Room<MemoryStorage>, actions: &[Action], conn: ConnId) -> Vec<Frame> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Send { to, frame } if *to == conn => Some(frame),
+            Action::Send { to, frame } if *to == conn => Some(frame.clone()),
+            Action::Multicast { to, frame } if to.contains(&conn) => Some(frame.clone()),
             Action::Broadcast { frame, audience }
                 if room.recipients(*audience).any(|c| c == conn) =>
             {
-                Some(frame)
+                Some(frame.clone())
             }
             _ => None,
         })
-        .map(|f| serde_json::from_str(f).expect("server frames are JSON"))
+        .collect()
+}
+
+/// The frames of one message: a batch's frames as their raw text, or the message.
+/// Checks what a batch must be: two frames at least, none itself a batch.
+pub fn unbatch(message: &str) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Batch<'a> {
+        #[serde(borrow)]
+        batch: Vec<&'a RawValue>,
+    }
+    if !message.starts_with(r#"{"batch":"#) {
+        return vec![message.to_owned()];
+    }
+    let b: Batch = serde_json::from_str(message).expect("a batch is {\"batch\": [frames]}");
+    assert!(
+        b.batch.len() >= 2,
+        "a batch of fewer than 2 frames: {message}"
+    );
+    b.batch
+        .iter()
+        .map(|f| {
+            assert!(
+                !f.get().starts_with(r#"{"batch""#),
+                "nested batch: {message}"
+            );
+            f.get().to_owned()
+        })
+        .collect()
+}
+
+/// What one connection would receive from `actions`, given the room's members now:
+/// every frame, batches unwrapped.
+pub fn frames_for(room: &Room<MemoryStorage>, actions: &[Action], conn: ConnId) -> Vec<Value> {
+    messages_for(room, actions, conn)
+        .iter()
+        .flat_map(|m| unbatch(m))
+        .map(|f| serde_json::from_str(&f).expect("server frames are JSON"))
         .collect()
 }
 

@@ -24,6 +24,12 @@ pub(super) enum Delivery {
         /// were when the handler returned it.
         to: Option<Vec<ConnId>>,
     },
+    /// One frame (a batch shared by sessions with the same pending frames) to each of
+    /// `to`, in order.
+    Multicast {
+        to: Vec<ConnId>,
+        frame: Frame,
+    },
     Close {
         conn: ConnId,
         close: Close,
@@ -46,6 +52,7 @@ impl Delivery {
                 audience,
                 to: None,
             },
+            Action::Multicast { to, frame } => Delivery::Multicast { to, frame },
             Action::Close { conn, close } => Delivery::Close { conn, close },
             // Only the Durable Object persists sessions as they change; here they are
             // serialized when the room hibernates.

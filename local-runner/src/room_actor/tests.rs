@@ -198,6 +198,54 @@ async fn a_hibernated_room_carries_on() {
     assert_eq!(a.until("quit").await, r#"{"quit":"bob"}"#);
 }
 
+#[tokio::test]
+async fn a_batch_flushes_on_its_timer_and_before_the_room_hibernates() {
+    // A budget of one send per second: the window is 1 s for any number of members.
+    let config = Config {
+        batch_window_ms: 1_000,
+        batch_send_budget: 1,
+        ..Config::default()
+    };
+    let hello = |name: &str| format!(r#"{{"name":"{name}","v":2,"batch":true}}"#);
+    // Without hibernation, the actor's timer flushes at the window.
+    let (rooms_awake, _s1) = rooms(config.clone(), None);
+    let mut a = join(&rooms_awake, "t", 1, 64).await;
+    a.text(&hello("alice")).await;
+    a.until("ready").await;
+    a.text(r#"{"message":"lead"}"#).await;
+    assert!(
+        a.next().await.unwrap().contains("lead"),
+        "a lone frame goes at once"
+    );
+    a.text(r#"{"message":"held"}"#).await;
+    let started = Instant::now();
+    assert!(a.next().await.unwrap().contains("held"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "held for the window"
+    );
+
+    // A room that hibernates first sends what it holds, long before the window.
+    let store = StoreFactory::memory();
+    let (rooms, _s2) = rooms_on(store.clone(), config, Some(Duration::from_millis(50)));
+    let mut b = join(&rooms, "h", 2, 64).await;
+    b.text(&hello("bob")).await;
+    b.until("ready").await;
+    b.text(r#"{"message":"lead"}"#).await;
+    assert!(b.next().await.unwrap().contains("lead"));
+    b.text(r#"{"message":"pending"}"#).await;
+    let started = Instant::now();
+    assert!(b.next().await.unwrap().contains("pending"));
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "flushed at hibernation"
+    );
+    hibernated(&store, "h").await;
+    // The woken room still batches for bob: a lead frame, then one held for the window.
+    b.text(r#"{"message":"after"}"#).await;
+    assert!(b.next().await.unwrap().contains("after"));
+}
+
 /// The client's frames until its close, within `within`.
 async fn until_closed(c: &mut Client, within: Duration) -> (Vec<String>, Close) {
     let mut frames = Vec::new();

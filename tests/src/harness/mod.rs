@@ -49,6 +49,9 @@ pub enum Group {
     Signed,
     /// A tiny join bucket (no refill to speak of), for join/quit churn.
     Churn,
+    /// Batching made visible in small rooms: a budget of 1 send per second, so the
+    /// window is always its cap, and small batches. Rate limit out of the way.
+    Batch,
 }
 
 /// Limits of the `Fast` group, used by its scenarios to compute expectations.
@@ -85,6 +88,16 @@ pub mod identity {
 /// Limits of the `Churn` group.
 pub mod churn {
     pub const JOIN_BURST: usize = 3;
+}
+
+/// Settings of the `Batch` group.
+pub mod batch {
+    /// Long enough that frames sent back to back are always held together, short
+    /// enough to wait for.
+    pub const WINDOW_MS: u64 = 1000;
+    /// One send per second per room: any room's window is [`WINDOW_MS`].
+    pub const SEND_BUDGET: u64 = 1;
+    pub const MAX: usize = 5;
 }
 
 /// Limits of the `Tight` group.
@@ -129,6 +142,13 @@ impl Group {
                 ("rate_per_sec", "0.001"),
                 ("rate_strikes", &strict::RATE_STRIKES.to_string()),
                 ("room_capacity", &strict::ROOM_CAPACITY.to_string()),
+            ]),
+            Group::Batch => InstanceSpec::with(&[
+                ("rate_burst", "1000000"),
+                ("rate_per_sec", "1000000"),
+                ("batch_window_ms", &batch::WINDOW_MS.to_string()),
+                ("batch_send_budget", &batch::SEND_BUDGET.to_string()),
+                ("batch_max", &batch::MAX.to_string()),
             ]),
             Group::Tight => InstanceSpec::with(&[
                 ("hello_timeout_ms", &tight::HELLO_TIMEOUT_MS.to_string()),
@@ -193,6 +213,7 @@ impl Group {
             Group::Identity => "identity",
             Group::Signed => "signed",
             Group::Churn => "churn",
+            Group::Batch => "batch",
         }
     }
 }
@@ -450,6 +471,7 @@ mod tests {
             Group::Identity,
             Group::Signed,
             Group::Churn,
+            Group::Batch,
         ] {
             if let Err(e) = group.config() {
                 panic!("{e}");

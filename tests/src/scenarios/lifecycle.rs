@@ -172,22 +172,36 @@ pub async fn rate_limit_bucket_survives_hibernation(ctx: Ctx) -> Result<()> {
 }
 
 /// An idle room with open sockets is evicted and rebuilt: seqs continue, the roster
-/// is intact, and messages still reach the sockets that were there before.
+/// is intact, and messages still reach the sockets that were there before, a batch
+/// session's still batched.
 pub async fn hibernation_keeps_the_room(ctx: Ctx) -> Result<()> {
     let backend = ctx.backend();
-    let spec = InstanceSpec {
+    let mut spec = InstanceSpec {
         hibernate: true,
         ..no_rate_limit()
     };
+    // A budget of one send per second makes the window its cap (1 s) even in a room
+    // this small, so a batch session's batches show.
+    spec.overrides.extend([
+        ("batch_window_ms".to_owned(), "1000".to_owned()),
+        ("batch_send_budget".to_owned(), "1".to_owned()),
+    ]);
     let instance = ctx.start_own("hibernation", spec).await?;
     let base = instance.base_url();
     let room = ctx.room("hibernate");
     let (mut a, _) = join(&base, &room, "alice").await?;
     let (mut b, _) = join(&base, &room, "bob").await?;
     a.expect_frame(Frame::Joined("bob".into())).await?;
+    let mut d = Client::connect(&base, &room, "dave").await?;
+    d.hello_with(&json!({"name": "dave", "v": 2, "batch": true}), "dave")
+        .await?;
+    for m in [&mut a, &mut b] {
+        m.expect_frame(Frame::Joined("dave".into())).await?;
+    }
     a.say("before").await?;
     let m1 = a.recv_message().await?;
     ensure_eq!(b.recv_message().await?, m1, "bob gets the first message");
+    ensure_eq!(d.recv_message().await?, m1, "dave gets the first message");
 
     let mark = instance.logs().mark();
     backend.await_eviction(&instance, mark).await?;
@@ -202,12 +216,13 @@ pub async fn hibernation_keeps_the_room(ctx: Ctx) -> Result<()> {
         m2,
         "bob, connected before the eviction, gets it"
     );
-    backend.confirm_restored(&instance, mark, 2).await?;
+    ensure_eq!(d.recv_message().await?, m2, "dave gets it too");
+    backend.confirm_restored(&instance, mark, 3).await?;
 
     let (mut c, jc) = join(&base, &room, "carol").await?;
     ensure_eq!(
         jc.roster_sorted(),
-        vec!["alice".to_string(), "bob".to_string()],
+        vec!["alice".to_string(), "bob".to_string(), "dave".to_string()],
         "roster after the eviction"
     );
     ensure_eq!(
@@ -216,26 +231,54 @@ pub async fn hibernation_keeps_the_room(ctx: Ctx) -> Result<()> {
         "history after the eviction"
     );
     ensure_eq!(jc.ready.seq, 2, "ready.seq after the eviction");
-    for m in [&mut a, &mut b] {
+    for m in [&mut a, &mut b, &mut d] {
         m.expect_frame(Frame::Joined("carol".into())).await?;
     }
     b.say("to everyone").await?;
     let m3 = b.recv_message().await?;
     ensure_next(&m2, &m3)?;
-    for m in [&mut a, &mut c] {
+    for m in [&mut a, &mut c, &mut d] {
         let got = m.recv_message().await?;
         if got != m3 {
             bail!("{}: got {got:?}, expected {m3:?}", m.label);
         }
     }
+    // Dave's opt-in lived through the eviction: frames sent back to back reach him
+    // in batches.
+    let batches_before = d.received().batches.len();
+    for i in 0..3 {
+        b.feed_text(json!({ "message": format!("burst {i}") }).to_string())
+            .await?;
+    }
+    b.flush().await?;
+    for m in [&mut a, &mut b, &mut c, &mut d] {
+        for i in 0..3 {
+            let got = m.recv_message().await?;
+            ensure_eq!(got.message, format!("burst {i}"), "{}: burst", m.label);
+        }
+    }
+    ensure!(
+        d.received().batches.len() > batches_before,
+        "dave got no batch after the eviction: {:?}",
+        d.received()
+    );
     // Leaving still works for the sockets that lived through the eviction, and is
     // announced once: a restored session must not be closed (and quit) twice.
     a.close().await?;
-    b.expect_frame(Frame::Quit("alice".into())).await?;
-    c.expect_frame(Frame::Quit("alice".into())).await?;
-    tokio::try_join!(b.expect_silence(SILENCE), c.expect_silence(SILENCE))?;
+    for m in [&mut b, &mut c, &mut d] {
+        m.expect_frame(Frame::Quit("alice".into())).await?;
+    }
+    tokio::try_join!(
+        b.expect_silence(SILENCE),
+        c.expect_silence(SILENCE),
+        d.expect_silence(SILENCE)
+    )?;
     c.close().await?;
-    b.expect_frame(Frame::Quit("carol".into())).await?;
+    for m in [&mut b, &mut d] {
+        m.expect_frame(Frame::Quit("carol".into())).await?;
+    }
     b.expect_silence(SILENCE).await?;
+    d.close().await?;
+    b.expect_frame(Frame::Quit("dave".into())).await?;
     b.close().await
 }

@@ -20,6 +20,7 @@ mod retry;
 mod routes;
 mod slow;
 mod storage;
+mod v2;
 
 use crate::client::{Client, Join, Msg, Options};
 use crate::harness::{BackendKind, Ctx, Group};
@@ -263,6 +264,20 @@ pub fn all() -> Vec<Scenario> {
             Default,
             abuse::opening_rooms_too_fast_is_refused_429,
             only = &[Wrangler]
+        ),
+        scenario!(Default, v2::v2_joiner_gets_the_roster_as_one_frame),
+        scenario!(
+            Default,
+            v2::v1_and_v2_clients_in_one_room_each_see_their_own_protocol
+        ),
+        scenario!(Default, v2::batch_needs_v2_and_a_boolean),
+        scenario!(
+            Batch,
+            v2::batching_packs_the_same_frames_into_fewer_messages
+        ),
+        scenario!(
+            Batch,
+            v2::a_batch_joiners_burst_comes_in_batches_of_batch_max
         ),
     ]
 }

@@ -1,0 +1,518 @@
+//! Property tests of batching and the v2 opt-ins over random sequences of opens, frames,
+//! Each step is also applied to a room rebuilt from serialized sessions plus a copy of
+//! storage (what a Durable Object does after hibernation), and the two must agree.
+
+mod common;
+
+use chat_handler::{Action, Config, ConnId, Frame, MemoryStorage, Peer, Room, Session, Version};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Connect {
+        conn: ConnId,
+        addr: u8,
+    },
+    Hello {
+        conn: ConnId,
+        name: usize,
+        resume: Option<(bool, u64)>,
+        /// An index into [`OPT_INS`].
+        opt_in: usize,
+    },
+    Chat {
+        conn: ConnId,
+        text: usize,
+    },
+    Text {
+        conn: ConnId,
+        raw: String,
+    },
+    Binary {
+        conn: ConnId,
+        len: usize,
+    },
+    Close {
+        conn: ConnId,
+    },
+    Advance {
+        ms: u64,
+    },
+    Tick,
+}
+
+const NAMES: &[&str] = &[
+    "alice",
+    "bob",
+    "  carol ",
+    "",
+    "x\u{202e}y",
+    "a\tb",
+    "ddddddddddddddddddddddddddddddddd",
+];
+const TEXTS: &[&str] = &["hi", "  spaced  ", "", "   ", "<img src=x>", "ü😀"];
+/// Hello fields besides the name: v1, v2, v2 with batching, and the ignored or refused
+/// shapes of `batch`.
+const OPT_INS: &[&str] = &[
+    "",
+    r#""v":2"#,
+    r#""v":2,"batch":true"#,
+    r#""v":2,"batch":true"#,
+    r#""v":2,"batch":false"#,
+    r#""batch":true"#,
+    r#""v":2,"batch":"yes""#,
+];
+
+fn op() -> impl Strategy<Value = Op> {
+    let conn = 0u64..6;
+    prop_oneof![
+        (conn.clone(), 0u8..3).prop_map(|(conn, addr)| Op::Connect { conn, addr }),
+        (
+            conn.clone(),
+            0..NAMES.len(),
+            proptest::option::of((any::<bool>(), 0u64..40)),
+            0..OPT_INS.len(),
+        )
+            .prop_map(|(conn, name, resume, opt_in)| Op::Hello {
+                conn,
+                name,
+                resume,
+                opt_in
+            }),
+        (conn.clone(), 0..TEXTS.len()).prop_map(|(conn, text)| Op::Chat { conn, text }),
+        (conn.clone(), ".{0,40}").prop_map(|(conn, raw)| Op::Text { conn, raw }),
+        (conn.clone(), 0usize..300).prop_map(|(conn, len)| Op::Binary { conn, len }),
+        conn.prop_map(|conn| Op::Close { conn }),
+        (0u64..3000).prop_map(|ms| Op::Advance { ms }),
+        Just(Op::Tick),
+    ]
+}
+
+fn config() -> Config {
+    Config {
+        room_capacity: 4,
+        rate_burst: 3,
+        rate_per_sec: 1.0,
+        rate_strikes: 4,
+        retention: 20,
+        backlog: 5,
+        resume_max: 10,
+        max_frame_bytes: 200,
+        hello_timeout_ms: 2000,
+        // Windows that the clock steps of the ops cross often, and small batches.
+        batch_window_ms: 1500,
+        batch_send_budget: 2,
+        batch_max: 3,
+        ..Config::default()
+    }
+}
+
+const EPOCH: &str = "epoch-1";
+
+fn apply(room: &mut Room<MemoryStorage>, op: &Op, now: u64) -> Vec<Action> {
+    match op {
+        Op::Connect { conn, addr } => {
+            if room.session(*conn).is_some() {
+                return Vec::new(); // a backend never reuses a live id
+            }
+            let peer = Peer {
+                addr: format!("10.0.0.{addr}"),
+            };
+            // A refusal reads like the close the backend then sends.
+            room.connect(*conn, peer, now)
+                .unwrap_or_else(|close| vec![Action::Close { conn: *conn, close }])
+        }
+        Op::Hello {
+            conn,
+            name,
+            resume,
+            opt_in,
+        } => room.on_text(*conn, &hello_text(*name, resume, OPT_INS[*opt_in]), now),
+        Op::Chat { conn, text } => {
+            room.on_text(*conn, &json!({ "message": TEXTS[*text] }).to_string(), now)
+        }
+        Op::Text { conn, raw } => room.on_text(*conn, raw, now),
+        Op::Binary { conn, len } => room.on_binary(*conn, *len, now),
+        Op::Close { conn } => room.disconnect(*conn, now),
+        Op::Advance { .. } => Vec::new(),
+        Op::Tick => room.on_tick(now),
+    }
+}
+
+fn hello_text(name: usize, resume: &Option<(bool, u64)>, opt_in: &str) -> String {
+    let mut hello = json!({ "name": NAMES[name] });
+    if let Some((good_epoch, seq)) = resume {
+        hello["resume"] = json!({"epoch": if *good_epoch { EPOCH } else { "stale" }, "seq": seq});
+    }
+    let text = hello.to_string();
+    if opt_in.is_empty() {
+        text
+    } else {
+        format!("{},{opt_in}}}", &text[..text.len() - 1])
+    }
+}
+
+/// Every message each connection is sent by `actions`, in order, as sent.
+fn messages(room: &Room<MemoryStorage>, actions: &[Action]) -> Vec<(ConnId, Frame)> {
+    let mut out = Vec::new();
+    for a in actions {
+        match a {
+            Action::Send { to, frame } => out.push((*to, frame.clone())),
+            Action::Multicast { to, frame } => {
+                out.extend(to.iter().map(|c| (*c, frame.clone())));
+            }
+            Action::Broadcast { frame, audience } => {
+                out.extend(room.recipients(*audience).map(|c| (c, frame.clone())));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Every frame each connection is sent by `actions`, in order, batches unwrapped.
+fn frames(room: &Room<MemoryStorage>, actions: &[Action]) -> Vec<(ConnId, String)> {
+    messages(room, actions)
+        .into_iter()
+        .flat_map(|(c, m)| common::unbatch(&m).into_iter().map(move |f| (c, f)))
+        .collect()
+}
+
+fn rebuilt(room: &Room<MemoryStorage>) -> Room<MemoryStorage> {
+    let sessions: Vec<Session> = room
+        .sessions()
+        .map(|s| serde_json::from_str(&serde_json::to_string(s).unwrap()).unwrap())
+        .collect();
+    Room::restore(
+        room.config().clone(),
+        room.storage().clone(),
+        "never-used",
+        sessions,
+    )
+    .unwrap()
+}
+
+/// Applies a `roster`/`joined`/`quit` frame to a roster view (a multiset of names).
+fn apply_roster_frame(view: &mut Vec<String>, v: &Value) {
+    if let Some(roster) = v.get("roster").and_then(Value::as_array) {
+        view.extend(
+            roster
+                .iter()
+                .filter_map(|e| e["name"].as_str())
+                .map(str::to_owned),
+        );
+    } else if let Some(name) = v.get("joined").and_then(Value::as_str) {
+        view.push(name.to_owned());
+    } else if let Some(name) = v.get("quit").and_then(Value::as_str) {
+        if let Some(i) = view.iter().position(|n| n == name) {
+            view.remove(i);
+        }
+    }
+}
+
+fn parse(frame: &str) -> Value {
+    serde_json::from_str(frame).expect("every server frame is JSON")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn room_invariants_hold(ops in proptest::collection::vec(op(), 1..120)) {
+        let cfg = config();
+        let mut room = Room::open(cfg.clone(), MemoryStorage::new(), EPOCH).unwrap();
+        let mut now = 1_000u64;
+        let (mut last_seq, mut last_ts) = (0u64, 0u64);
+        // Every message ever broadcast, by seq: the model of history.
+        let mut history: BTreeMap<u64, Value> = BTreeMap::new();
+        // What each connection believes the roster is, from the joined/quit frames it
+        // was sent: the model the roster invariant is checked against.
+        let mut views: BTreeMap<ConnId, Vec<String>> = BTreeMap::new();
+
+        // Each joined connection's protocol, as of its join: (version, batched).
+        let mut kinds: BTreeMap<ConnId, (Version, bool)> = BTreeMap::new();
+
+        for (i, op) in ops.iter().enumerate() {
+            if let Op::Advance { ms } = op {
+                // The clock may also step backwards a little.
+                now = (now + ms).saturating_sub(500);
+            }
+            // After the last op, everything pending is flushed, as a backend does before
+            // it drops a room.
+            let last = i + 1 == ops.len();
+            let before: Vec<ConnId> = room.members().collect();
+            let joining = match op {
+                Op::Hello { conn, .. } if room.session(*conn).is_some() && !before.contains(conn) => Some(*conn),
+                _ => None,
+            };
+
+            // A backend drops a room (hibernation) only once nothing is pending for batch
+            // sessions; a room rebuilt then must behave exactly the same.
+            let mut shadow = room.is_quiet(now).then(|| rebuilt(&room));
+            let mut actions = apply(&mut room, op, now);
+            if let Some(shadow) = shadow.as_mut() {
+                let shadow_actions = apply(shadow, op, now);
+                prop_assert_eq!(&actions, &shadow_actions, "a rebuilt room must behave the same");
+            }
+            if last {
+                actions.extend(room.flush(now));
+            }
+
+            let members: Vec<ConnId> = room.members().collect();
+            for s in room.sessions().filter(|s| s.is_joined()) {
+                kinds.insert(s.id, (s.version, s.is_batched()));
+            }
+            views.retain(|c, _| room.session(*c).is_some());
+            for (to, message) in messages(&room, &actions) {
+                let kind = kinds.get(&to).copied();
+                if message.starts_with(r#"{"batch""#) {
+                    prop_assert_eq!(kind.map(|k| k.1), Some(true), "a batch to {} ({:?}): {}", to, kind, message);
+                }
+                for frame in common::unbatch(&message) {
+                    let v = parse(&frame);
+                    if !members.contains(&to) {
+                        // Only errors, except what was pending for a batch session that
+                        // the room closed in this op.
+                        let closed_batch = before.contains(&to) && kind.is_some_and(|k| k.1);
+                        prop_assert!(v.get("error").is_some() || closed_batch, "non-member got {}", frame);
+                        continue;
+                    }
+                    if kind.is_some_and(|k| k.0 == Version::V1) {
+                        prop_assert!(v.get("roster").is_none() && v.get("v").is_none(), "v1 session got {}", frame);
+                    }
+                    apply_roster_frame(views.entry(to).or_default(), &v);
+                }
+            }
+            for a in &actions {
+                if let Action::Broadcast { frame, .. } = a {
+                    let v = parse(frame);
+                    if let Some(seq) = v.get("seq").and_then(Value::as_u64) {
+                        let ts = v["timestamp"].as_u64().unwrap();
+                        prop_assert_eq!(seq, last_seq + 1, "seq has no gaps");
+                        prop_assert!(ts > last_ts, "timestamp strictly increases");
+                        last_seq = seq;
+                        last_ts = ts;
+                        history.insert(seq, v);
+                    }
+                }
+            }
+
+            // Every member's roster, as told by the frames it got, equals the named open
+            // sessions, itself included; for a batch session, once nothing is pending.
+            let mut roster: Vec<String> = room.sessions().filter_map(|s| s.name.clone()).collect();
+            roster.sort();
+            let settled = room.next_flush().is_none();
+            for m in &members {
+                if !settled && room.session(*m).is_some_and(Session::is_batched) {
+                    continue;
+                }
+                let mut view = views.get(m).cloned().unwrap_or_default();
+                view.sort();
+                prop_assert_eq!(&view, &roster, "roster seen by {}", m);
+            }
+
+            // Resume delivers exactly the missing messages, or recovered: false.
+            if let (Some(conn), Op::Hello { resume, .. }) = (joining, op) {
+                if !members.contains(&conn) {
+                    continue; // refused hello
+                }
+                let mine: Vec<Value> = frames(&room, &actions)
+                    .into_iter()
+                    .filter(|(c, _)| *c == conn)
+                    .map(|(_, f)| parse(&f))
+                    .collect();
+                let ready = mine.iter().find(|v| v.get("ready").is_some()).expect("ready");
+                let backlog: Vec<&Value> = mine.iter().filter(|v| v.get("message").is_some()).collect();
+                let recovered = ready["recovered"].as_bool().unwrap();
+                prop_assert_eq!(ready["seq"].as_u64().unwrap(), last_seq);
+                let retained_from = last_seq.saturating_sub(cfg.retention as u64) + 1;
+                let expect_recovered = match resume {
+                    Some((true, seq)) => *seq <= last_seq
+                        && last_seq - seq <= cfg.resume_max as u64
+                        && (*seq + 1 >= retained_from || *seq == last_seq),
+                    _ => false,
+                };
+                prop_assert_eq!(recovered, expect_recovered);
+                let expected: Vec<&Value> = match (recovered, resume) {
+                    (true, Some((_, seq))) => history.range(seq + 1..).map(|(_, v)| v).collect(),
+                    _ => {
+                        let from = last_seq.saturating_sub(cfg.backlog as u64) + 1;
+                        history.range(from..).map(|(_, v)| v).collect()
+                    }
+                };
+                prop_assert_eq!(backlog, expected);
+            }
+        }
+    }
+
+    /// The same ops with and without `"batch": true`: every connection gets the same
+    /// frames in the same order, byte for byte; batching changes only how they are
+    /// packed into messages (and when). A connection that goes away on its own loses
+    /// what was still pending for it, so it got a prefix.
+    #[test]
+    fn batching_changes_only_the_packaging(ops in proptest::collection::vec(op(), 1..150)) {
+        let cfg = config();
+        let mut batched = Room::open(cfg.clone(), MemoryStorage::new(), EPOCH).unwrap();
+        let mut plain = Room::open(cfg, MemoryStorage::new(), EPOCH).unwrap();
+        let mut now = 1_000u64;
+        // Frames per connection, per life of the connection id: (conn, nth connect).
+        type Key = (ConnId, usize);
+        let mut got: BTreeMap<Key, (Vec<String>, Vec<String>)> = BTreeMap::new();
+        let mut lives: BTreeMap<ConnId, usize> = BTreeMap::new();
+        let mut left_early: Vec<Key> = Vec::new();
+        let unbatched = |op: &Op| match op {
+            // "batch": true becomes plain v2.
+            Op::Hello { conn, name, resume, opt_in: 2 | 3 } => Op::Hello {
+                conn: *conn,
+                name: *name,
+                resume: *resume,
+                opt_in: 1,
+            },
+            other => other.clone(),
+        };
+        for (i, op) in ops.iter().enumerate() {
+            if let Op::Advance { ms } = op {
+                now = (now + ms).saturating_sub(500);
+            }
+            if let Op::Connect { conn, .. } = op {
+                if batched.session(*conn).is_none() {
+                    *lives.entry(*conn).or_default() += 1;
+                }
+            }
+            if let Op::Close { conn } = op {
+                if batched.session(*conn).is_some() {
+                    left_early.push((*conn, lives[conn]));
+                }
+            }
+            let mut a = apply(&mut batched, op, now);
+            let b = apply(&mut plain, &unbatched(op), now);
+            if i + 1 == ops.len() {
+                a.extend(batched.flush(now));
+            }
+            for (conn, f) in frames(&batched, &a) {
+                got.entry((conn, lives[&conn])).or_default().0.push(f);
+            }
+            for (conn, f) in frames(&plain, &b) {
+                got.entry((conn, lives[&conn])).or_default().1.push(f);
+            }
+        }
+        for (key, (with, without)) in &got {
+            if left_early.contains(key) {
+                prop_assert!(without.starts_with(with), "{:?}: {:?} is not a prefix of {:?}", key, with, without);
+            } else {
+                prop_assert_eq!(with, without, "{:?}", key);
+            }
+        }
+    }
+
+    /// A stream of messages into a room of batch sessions, with the backend ticking at
+    /// each deadline: flushes are at least the window apart (so batched sends stay
+    /// within the budget), and no frame waits longer than `batch_window_ms`.
+    #[test]
+    fn flushes_keep_to_the_window_and_the_budget(
+        members in 1u64..40,
+        budget in 1u64..3000,
+        window_max in 0u64..400,
+        gaps in proptest::collection::vec(0u64..60, 1..150),
+    ) {
+        let cfg = Config {
+            rate_burst: u32::MAX,
+            rate_per_sec: 1_000_000.0,
+            batch_window_ms: window_max,
+            batch_send_budget: budget,
+            batch_max: 10_000,
+            ..Config::default()
+        };
+        let mut room = Room::open(cfg, MemoryStorage::new(), EPOCH).unwrap();
+        let join = |room: &mut Room<MemoryStorage>, c: ConnId, hello: &str| {
+            room.connect(c, Peer { addr: format!("10.0.0.{c}") }, 0).unwrap();
+            room.on_text(c, hello, 0)
+        };
+        join(&mut room, 0, r#"{"name":"sender"}"#);
+        for c in 1..=members {
+            join(&mut room, c, r#"{"name":"m","v":2,"batch":true}"#);
+        }
+        let mut now = 100_000u64;
+        room.on_tick(now);
+        let (_, window) = room.batch_window();
+        prop_assert_eq!(window, (members * 1000).div_ceil(budget).min(window_max));
+        // Per message, when it was sent and when member 1 got it.
+        let mut queued: Vec<u64> = Vec::new();
+        let mut delivered: Vec<(u64, u64)> = Vec::new(); // (seq, at)
+        let mut flushes: Vec<u64> = Vec::new();
+        let record = |room: &Room<MemoryStorage>, actions: &[Action], at: u64, delivered: &mut Vec<(u64, u64)>, flushes: &mut Vec<u64>| {
+            let mine: Vec<u64> = frames(room, actions)
+                .into_iter()
+                .filter(|(c, _)| *c == 1)
+                .map(|(_, f)| parse(&f)["seq"].as_u64().unwrap())
+                .collect();
+            if !mine.is_empty() {
+                flushes.push(at);
+            }
+            delivered.extend(mine.into_iter().map(|seq| (seq, at)));
+        };
+        for (i, gap) in gaps.iter().enumerate() {
+            let at = now + gap;
+            while let Some(due) = room.next_flush().filter(|d| *d <= at) {
+                let actions = room.on_tick(due);
+                record(&room, &actions, due, &mut delivered, &mut flushes);
+            }
+            now = at;
+            let actions = room.on_text(0, &json!({"message": format!("m{i}")}).to_string(), now);
+            queued.push(now);
+            record(&room, &actions, now, &mut delivered, &mut flushes);
+        }
+        while let Some(due) = room.next_flush() {
+            let at = due.max(now);
+            let actions = room.on_tick(at);
+            record(&room, &actions, at, &mut delivered, &mut flushes);
+        }
+        let seqs: Vec<u64> = delivered.iter().map(|(seq, _)| *seq).collect();
+        let all: Vec<u64> = (1..=gaps.len() as u64).collect();
+        prop_assert_eq!(&seqs, &all, "every frame once, in order");
+        for (seq, at) in &delivered {
+            let sent = queued[*seq as usize - 1];
+            prop_assert!(at - sent <= window_max, "seq {} waited {} ms", seq, at - sent);
+        }
+        for pair in flushes.windows(2) {
+            prop_assert!(pair[1] - pair[0] >= window, "flushes {:?} closer than {} ms", pair, window);
+        }
+        // One send per member per flush, flushes at least the window apart: over the
+        // run, batched sends per second stay within the budget (plus the flush that
+        // opens the run), unless the window is at its cap, where latency wins.
+        let uncapped = (members * 1000).div_ceil(budget) < window_max;
+        if let (true, Some(first), Some(last)) = (uncapped, flushes.first(), flushes.last()) {
+            let sends = members * flushes.len() as u64;
+            prop_assert!(
+                sends * 1000 <= budget * (last - first) + members * 1000,
+                "{} sends over {} ms", sends, last - first
+            );
+        }
+    }
+
+    #[test]
+    fn decoding_arbitrary_text_never_panics(s in ".*") {
+        let cfg = Config::default();
+        let _ = chat_handler::ClientFrame::decode(&s, false, &cfg);
+        let _ = chat_handler::ClientFrame::decode(&s, true, &cfg);
+        let _ = chat_handler::edge::validate_room(&s);
+        let _ = chat_handler::edge::route("GET", &s);
+        let _ = chat_handler::edge::normalize_origin(&s);
+        let _ = chat_handler::edge::origin_allowed(Some(&s), Some(&s), "http", &[]);
+    }
+
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let text = String::from_utf8_lossy(&bytes);
+        let mut room = Room::open(Config::default(), MemoryStorage::new(), EPOCH).unwrap();
+        room.connect(1, Peer { addr: "a".into() }, 0).unwrap();
+        room.on_text(1, r#"{"name":"a"}"#, 0);
+        for a in room.on_text(1, &text, 1) {
+            if let Action::Send { frame, .. } | Action::Broadcast { frame, .. } = a {
+                parse(&frame);
+            }
+        }
+    }
+}
