@@ -1,5 +1,6 @@
 #!/bin/sh
-# Builds the Worker bundle (build/index.js + wasm) with worker-build --release.
+# Builds the Worker bundle (build/index.js + wasm) with worker-build, in the `worker`
+# profile of Cargo.toml (optimised for size, names stripped).
 # wrangler runs this as its [build] command, on `wrangler dev` and `wrangler deploy`.
 #
 #   EDGE_CHAT_SKIP_BUILD=1  reuse the existing build/ (a harness that built once);
@@ -35,4 +36,4 @@ WORKER_BUILD="${WORKER_BUILD_BIN:-$(command -v worker-build || echo "${CARGO_HOM
 # worker-build writes build/ next to the crate it builds; the bundle lives at the repo
 # root (wrangler.toml: main = "build/index.js").
 cd worker
-"$WORKER_BUILD" --release --out-dir ../build
+"$WORKER_BUILD" --profile worker --out-dir ../build
