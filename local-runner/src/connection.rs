@@ -1,9 +1,9 @@
 //! One WebSocket: a reader (this task) that forwards frames to the room actor and
 //! checks that the client reads (`liveness`), and a writer task that drains the
-//! connection's bounded queue into the socket in batches.
+//! connection's bounded queue (`link`) into the socket in batches.
 
 use crate::clock::next_conn_id;
-use crate::link::{ConnLink, Out};
+use crate::link::{self, Out, Outbox, Pinger, Pop, Queued};
 use crate::liveness::{random_payload, Liveness, Verdict};
 use crate::metrics::Metrics;
 use crate::registry::Rooms;
@@ -11,10 +11,13 @@ use crate::room_inbox::{Event, Join};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use chat_handler::{Close, ConnId, Peer};
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, StreamExt};
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{interval_at, sleep, sleep_until, timeout, Instant, MissedTickBehavior};
 use tracing::debug;
@@ -40,54 +43,63 @@ pub(crate) struct ConnSettings {
     pub(crate) drain_timeout: Duration,
 }
 
-/// Serves one upgraded socket until it closes. `_alive` is held for the life of the
+/// Serves one upgraded socket until it closes. `alive` is held for the life of the
 /// connection so shutdown can wait for every socket to finish; the connection counts in
 /// `metrics` for as long.
-pub(crate) async fn serve(
+///
+/// Not an `async fn`: an async fn's future keeps room for its arguments for its whole
+/// life, and the `WebSocket` is 0.4 KiB. Split (into two handles on one shared state)
+/// and joined before the future is built, it does not sit in every connection's task;
+/// nor do `rooms` and `room`, needed only to join.
+pub(crate) fn serve(
     socket: WebSocket,
     rooms: Arc<Rooms>,
     room: String,
     peer: Peer,
     settings: ConnSettings,
     metrics: Arc<Metrics>,
-    _alive: mpsc::Sender<()>,
-) {
-    let _open = metrics.connection();
+    alive: mpsc::Sender<()>,
+) -> impl Future<Output = ()> {
+    let open = metrics.connection();
     let conn = next_conn_id();
     let (sink, stream) = socket.split();
-    let (queue_tx, queue_rx) = mpsc::channel(settings.queue_bound.max(1));
-    let (urgent_tx, urgent_rx) = oneshot::channel();
+    let (link, outbox) = link::queue(settings.queue_bound, metrics);
+    let pinger = outbox.pinger();
     let liveness = Arc::new(Liveness::new(
         settings.drain_timeout,
         settings.ping_interval,
         Instant::now(),
     ));
-    let writer = tokio::spawn(write_loop(sink, queue_rx, urgent_rx, liveness.clone()));
-    let link = ConnLink::new(queue_tx.clone(), urgent_tx, metrics);
-    let events = match rooms.join(&room, Join { conn, peer, link }) {
-        Ok(events) => events,
-        Err(join) => {
-            // Shutting down: this socket slipped in as the server stopped.
-            join.link.close(Close::GoingAway);
-            drop(queue_tx);
-            finish_writer(writer).await;
-            return;
-        }
-    };
-    let reader = Reader {
-        conn,
-        events,
-        queue: queue_tx,
-        liveness,
-    };
-    reader.run(stream, writer).await;
+    let writer = tokio::spawn(write_loop(sink, outbox, liveness.clone()));
+    let joined = rooms.join(&room, Join { conn, peer, link });
+    async move {
+        let _alive = alive;
+        let _open = open;
+        let events = match joined {
+            Ok(events) => events,
+            Err(join) => {
+                // Shutting down: this socket slipped in as the server stopped.
+                join.link.close(Close::GoingAway);
+                drop(pinger);
+                finish_writer(writer).await;
+                return;
+            }
+        };
+        let reader = Reader {
+            conn,
+            events,
+            pinger,
+            liveness,
+        };
+        reader.run(stream, writer).await;
+    }
 }
 
 struct Reader {
     conn: ConnId,
     events: mpsc::Sender<Event>,
     /// For probes only; frames come from the room actor.
-    queue: mpsc::Sender<Out>,
+    pinger: Pinger,
     liveness: Arc<Liveness>,
 }
 
@@ -145,9 +157,9 @@ impl Reader {
                     let close = match self.liveness.check(Instant::now(), random_payload) {
                         Verdict::Fine => None,
                         // A full queue is frames the client has not read.
-                        Verdict::Probe(payload) => match self.queue.try_send(Out::Ping(payload)) {
-                            Err(mpsc::error::TrySendError::Full(_)) => Some(Close::SlowConsumer),
-                            _ => None,
+                        Verdict::Probe(payload) => match self.pinger.ping(payload) {
+                            Queued::Full => Some(Close::SlowConsumer),
+                            Queued::Ok | Queued::Gone => None,
                         },
                         Verdict::SlowConsumer => Some(Close::SlowConsumer),
                         // Not a policy close: the client broke no rule (it is most
@@ -169,9 +181,9 @@ impl Reader {
             }
         };
         // The room forgets the connection (if it has not already) and drops its link;
-        // with ours gone too, the writer drains what is queued and stops.
+        // with our pinger gone too, the writer drains what is queued and stops.
         let _ = self.events.send(Event::Disconnect { conn }).await;
-        drop(self.queue);
+        drop(self.pinger);
         if !writer_done {
             finish_writer(writer).await;
         }
@@ -213,61 +225,159 @@ fn close_message(close: Close) -> Message {
     }))
 }
 
-/// Waits for an urgent close. Once the link is gone (the sender dropped) it never
-/// resolves, and the queue alone drives the writer.
-async fn urgent_close(urgent: &mut Option<oneshot::Receiver<Close>>) -> Close {
-    if let Some(rx) = urgent {
-        if let Ok(req) = rx.await {
-            return req;
-        }
-        *urgent = None;
-    }
-    std::future::pending().await
-}
-
-/// Writes queued frames in batches: wait for one, take whatever else is queued (up to
-/// [`BATCH`]), then flush once. A close ends the writer, whether it came through the
-/// queue (after the frames before it) or the urgent line (the queue is stuck).
+/// The writer task: writes queued frames until a close is out, the queue ended, or the
+/// socket failed. A close that jumped the queue (the client is not reading) gets the
+/// grace period to go out, and no more.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<Out>,
-    urgent: oneshot::Receiver<Close>,
+    outbox: Outbox,
     liveness: Arc<Liveness>,
 ) {
-    let mut urgent = Some(urgent);
-    let mut writer = Written {
-        liveness,
-        unprobed: false,
-    };
-    loop {
-        let first = tokio::select! {
-            biased;
-            req = urgent_close(&mut urgent) => Err(req),
-            out = queue.recv() => Ok(out),
-        };
-        let first = match first {
-            Err(req) => return close_now(&mut sink, req).await,
-            Ok(Some(out)) => out,
-            Ok(None) => return,
-        };
-        let step = tokio::select! {
-            biased;
-            req = urgent_close(&mut urgent) => Err(req),
-            wrote = write_batch(&mut sink, &mut queue, first, &mut writer) => Ok(wrote),
-        };
-        match step {
-            // The client stopped reading mid-batch: abandon the batch.
-            Err(req) => return close_now(&mut sink, req).await,
-            Ok(Ok(Sent::Frames)) => {}
-            Ok(Ok(Sent::Close) | Err(_)) => return,
+    let mut writer = Writer::new(liveness);
+    poll_fn(|cx| match writer.poll_write(cx, &mut sink, &outbox) {
+        Poll::Pending if !writer.urgent => Poll::Pending,
+        _ => Poll::Ready(()),
+    })
+    .await;
+    if !writer.done {
+        let close = poll_fn(|cx| writer.poll_write(cx, &mut sink, &outbox));
+        if timeout(CLOSE_GRACE, close).await.is_err() {
+            debug!("close frame not sent in time");
         }
     }
 }
 
-/// What a batch ended with.
-enum Sent {
-    Frames,
-    Close,
+/// Writes queued frames in batches: take what is queued (up to [`BATCH`]), then flush
+/// once. A close ends the writing, whether it came through the queue (after the frames
+/// before it) or the urgent line (the queue is stuck, so no more frames are taken, and
+/// a frame the socket would not take is abandoned).
+///
+/// A poll function over state kept here rather than a future holding a channel: the
+/// urgent line is looked at before every step, with no oneshot or select! per
+/// connection, and the writer task can tell when an urgent close is on its way (and
+/// give it the grace period).
+struct Writer {
+    /// A message taken from the queue that the sink could not take yet.
+    pending: Option<Message>,
+    /// Messages handed to the sink since the last flush.
+    unflushed: usize,
+    /// Our close frame is on its way: take no more frames.
+    closing: bool,
+    /// That close jumped the queue.
+    urgent: bool,
+    /// Nothing more to write: the close is out, the queue ended, or the socket failed.
+    done: bool,
+    written: Written,
+}
+
+impl Writer {
+    fn new(liveness: Arc<Liveness>) -> Self {
+        Writer {
+            pending: None,
+            unflushed: 0,
+            closing: false,
+            urgent: false,
+            done: false,
+            written: Written {
+                liveness,
+                unprobed: false,
+            },
+        }
+    }
+
+    /// Writes until there is nothing to write, or the sink cannot take more; ready once
+    /// the writing is over ([`Writer::done`]).
+    fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        sink: &mut SplitSink<WebSocket, Message>,
+        outbox: &Outbox,
+    ) -> Poll<()> {
+        match self.write(cx, sink, outbox) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => debug!(error = %e, "websocket write failed"),
+            Poll::Pending => return Poll::Pending,
+        }
+        self.done = true;
+        Poll::Ready(())
+    }
+
+    fn write(
+        &mut self,
+        cx: &mut Context<'_>,
+        sink: &mut SplitSink<WebSocket, Message>,
+        outbox: &Outbox,
+    ) -> Poll<Result<(), axum::Error>> {
+        let mut sink = Pin::new(sink);
+        loop {
+            if let Some(close) = outbox.poll_urgent(cx) {
+                if !self.closing {
+                    debug!(?close, "close frame sent past the queue");
+                    // Abandon the batch: frames already handed to the sink stay ahead of
+                    // the close (the library writes in order); no more are taken.
+                    self.pending = Some(close_message(close));
+                    self.closing = true;
+                    self.urgent = true;
+                }
+            }
+            if let Some(msg) = self.pending.take() {
+                if sink.as_mut().poll_ready(cx)?.is_pending() {
+                    self.pending = Some(msg);
+                    return Poll::Pending;
+                }
+                sink.as_mut().start_send(msg)?;
+                self.unflushed += 1;
+                continue;
+            }
+            let ended = if self.closing || self.unflushed >= BATCH {
+                false
+            } else {
+                match outbox.pop() {
+                    Pop::Item(out) => {
+                        self.pending = Some(self.message(out));
+                        continue;
+                    }
+                    Pop::Empty => false,
+                    Pop::Ended => true,
+                }
+            };
+            if self.unflushed > 0 {
+                let full = self.unflushed >= BATCH;
+                ready!(sink.as_mut().poll_flush(cx))?;
+                self.unflushed = 0;
+                if !self.closing {
+                    if full {
+                        // One batch per turn: let the other connections write too.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    continue;
+                }
+            }
+            if self.closing || ended {
+                return Poll::Ready(Ok(()));
+            }
+            return Poll::Pending;
+        }
+    }
+
+    /// The message for a queued item, telling `liveness` what goes out in what order.
+    fn message(&mut self, out: Out) -> Message {
+        match out {
+            Out::Text(text) => {
+                self.written.frame();
+                Message::Text(text)
+            }
+            Out::Ping(payload) => {
+                self.written.probe(&payload);
+                Message::Ping(payload)
+            }
+            Out::Close(close) => {
+                self.closing = true;
+                close_message(close)
+            }
+        }
+    }
 }
 
 /// What the writer tells `liveness` about the order of frames and probes.
@@ -291,48 +401,5 @@ impl Written {
     fn probe(&mut self, payload: &[u8]) {
         self.liveness.wrote_ping(payload, self.unprobed);
         self.unprobed = false;
-    }
-}
-
-async fn write_batch(
-    sink: &mut SplitSink<WebSocket, Message>,
-    queue: &mut mpsc::Receiver<Out>,
-    first: Out,
-    writer: &mut Written,
-) -> Result<Sent, axum::Error> {
-    let mut next = Some(first);
-    let mut written = 0;
-    let mut sent = Sent::Frames;
-    while let Some(out) = next.take() {
-        let msg = match out {
-            Out::Text(text) => {
-                writer.frame();
-                Message::Text(text)
-            }
-            Out::Ping(payload) => {
-                writer.probe(&payload);
-                Message::Ping(payload)
-            }
-            Out::Close(close) => {
-                sent = Sent::Close;
-                close_message(close)
-            }
-        };
-        sink.feed(msg).await?;
-        written += 1;
-        if written < BATCH && matches!(sent, Sent::Frames) {
-            next = queue.try_recv().ok();
-        }
-    }
-    sink.flush().await?;
-    Ok(sent)
-}
-
-/// Best effort: the close frame, within the grace period.
-async fn close_now(sink: &mut SplitSink<WebSocket, Message>, close: Close) {
-    match timeout(CLOSE_GRACE, sink.send(close_message(close))).await {
-        Ok(Ok(())) => debug!(?close, "close frame sent past the queue"),
-        Ok(Err(e)) => debug!(error = %e, "close frame not sent"),
-        Err(_) => debug!("close frame not sent in time"),
     }
 }

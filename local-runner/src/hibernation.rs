@@ -205,14 +205,11 @@ pub(crate) fn log_tag(room: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::Out;
+    use crate::link::{self, Out, Outbox, Pop};
     use chat_handler::Peer;
-    use tokio::sync::{mpsc, oneshot};
 
-    fn link() -> (ConnLink, mpsc::Receiver<Out>) {
-        let (tx, rx) = mpsc::channel(8);
-        let (utx, _urx) = oneshot::channel();
-        (ConnLink::new(tx, utx, Arc::default()), rx)
+    fn link() -> (ConnLink, Outbox) {
+        link::queue(8, Arc::default())
     }
 
     #[test]
@@ -250,13 +247,13 @@ mod tests {
         let thread = crate::storage_thread::StorageThread::start(&dir.path().join("db")).unwrap();
         let store = StoreFactory::sqlite(thread.clone());
         let mut room = HibernatingRoom::new("r".into(), Config::default(), store, Arc::default());
-        let (a, mut a_rx) = link();
-        let (b, mut b_rx) = link();
+        let (a, a_rx) = link();
+        let (b, b_rx) = link();
         let mut links = HashMap::from([(1, a), (2, b)]);
         assert!(room.room(&mut links).is_none());
         assert!(links.is_empty());
-        for rx in [&mut a_rx, &mut b_rx] {
-            assert!(matches!(rx.try_recv(), Ok(Out::Close(Close::Internal))));
+        for rx in [&a_rx, &b_rx] {
+            assert!(matches!(rx.pop(), Pop::Item(Out::Close(Close::Internal))));
         }
         thread.stop(std::time::Duration::from_secs(5)).await;
     }

@@ -27,10 +27,14 @@ use tower::ServiceExt;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::services::ServeDir;
 
-/// tungstenite reads in chunks of this size. Its 128 KiB default would cost every idle
-/// connection that much; chat frames are small, and a big message still reassembles
-/// (up to `max_frame_bytes`) in a buffer that grows on demand.
-const READ_BUFFER: usize = 4 * 1024;
+/// tungstenite reads in chunks of this size, into a buffer allocated (and zero-filled)
+/// at the upgrade: every idle connection pays for it. Its 128 KiB default would cost
+/// that much per connection; at 4 KiB it was still the largest part of an idle
+/// connection. Chat frames are small (a hello, a message of at most
+/// `max_message_chars`), so 1 KiB takes a client's usual frame in one read, and a big
+/// message still reassembles (up to `max_frame_bytes`) in a buffer that grows to its
+/// size.
+const READ_BUFFER: usize = 1024;
 /// Bytes buffered before tungstenite writes to the socket (batches flush anyway).
 const WRITE_BUFFER: usize = 16 * 1024;
 /// Largest request body. No route reads a body (`POST /api/room` ignores it), so a
@@ -275,9 +279,10 @@ async fn websocket(
         .max_write_buffer_size(max_write)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| async move {
-            let _permit = permit;
-            connection::serve(
+        .on_upgrade(move |socket| {
+            // Served outside the async block: a block keeps room for what it captures
+            // for its whole life, and the socket is 0.4 KiB (see `connection::serve`).
+            let served = connection::serve(
                 socket,
                 rooms,
                 room.to_string(),
@@ -285,8 +290,11 @@ async fn websocket(
                 settings,
                 metrics,
                 alive,
-            )
-            .await
+            );
+            async move {
+                let _permit = permit;
+                served.await
+            }
         })
 }
 

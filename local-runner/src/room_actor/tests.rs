@@ -2,17 +2,14 @@
 //! and closes out of each client's link.
 
 use super::*;
-use crate::link::Out;
+use crate::link::{self, Out, Outbox, Pop};
 use crate::registry::Rooms;
 use chat_handler::Peer;
-use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::oneshot;
 use tokio::time::{sleep, timeout};
 
 struct Client {
     conn: ConnId,
-    frames: mpsc::Receiver<Out>,
-    urgent: oneshot::Receiver<Close>,
+    frames: Outbox,
     events: mpsc::Sender<Event>,
 }
 
@@ -40,20 +37,18 @@ fn rooms_on(
 }
 
 async fn join(rooms: &Arc<Rooms>, room: &str, conn: ConnId, bound: usize) -> Client {
-    let (tx, frames) = mpsc::channel(bound);
-    let (utx, urgent) = oneshot::channel();
+    let (link, frames) = link::queue(bound, Arc::default());
     let join = Join {
         conn,
         peer: Peer {
             addr: format!("10.0.0.{conn}"),
         },
-        link: ConnLink::new(tx, utx, Arc::default()),
+        link,
     };
     let events = rooms.join(room, join).map_err(|_| "refused").unwrap();
     Client {
         conn,
         frames,
-        urgent,
         events,
     }
 }
@@ -69,7 +64,7 @@ impl Client {
 
     /// The next frame's text, or the close it got.
     async fn next(&mut self) -> Result<String, Close> {
-        match timeout(Duration::from_secs(5), self.frames.recv()).await {
+        match timeout(Duration::from_secs(5), self.frames.next()).await {
             Ok(Some(Out::Text(t))) => Ok(t.to_string()),
             Ok(Some(Out::Close(close))) => Err(close),
             other => panic!("no frame: {other:?}"),
@@ -87,11 +82,7 @@ impl Client {
 
     /// True if the room has sent this client nothing yet (no frame, no close).
     fn heard_nothing(&mut self) -> bool {
-        matches!(self.frames.try_recv(), Err(TryRecvError::Empty))
-            && matches!(
-                self.urgent.try_recv(),
-                Err(oneshot::error::TryRecvError::Empty)
-            )
+        matches!(self.frames.pop(), Pop::Empty) && self.frames.urgent().is_none()
     }
 }
 
@@ -138,7 +129,7 @@ async fn slow_consumer_is_closed_and_the_room_goes_on() {
     let bound = config.send_queue_bound();
     let (rooms, _shutdown) = rooms(config, None);
     let mut talker = join(&rooms, "r", 1, bound).await;
-    let mut sloth = join(&rooms, "r", 2, bound).await;
+    let sloth = join(&rooms, "r", 2, bound).await;
     talker.text(r#"{"name":"talker"}"#).await;
     talker.until("ready").await;
     sloth.text(r#"{"name":"sloth"}"#).await;
@@ -155,11 +146,11 @@ async fn slow_consumer_is_closed_and_the_room_goes_on() {
         }
     }
     // The sloth never read: its queue filled, so its close came the urgent way.
-    assert_eq!(sloth.urgent.try_recv().unwrap(), Close::SlowConsumer);
+    assert_eq!(sloth.frames.urgent(), Some(Close::SlowConsumer));
     assert!(seen.iter().any(|f| f == r#"{"quit":"sloth"}"#), "{seen:?}");
     // Its queue holds at most the bound, however much the room said.
     let mut queued = 0;
-    while sloth.frames.try_recv().is_ok() {
+    while let Pop::Item(_) = sloth.frames.pop() {
         queued += 1;
     }
     assert!(queued <= bound, "{queued} > {bound}");
@@ -346,12 +337,11 @@ async fn shutdown_closes_everyone_as_going_away_and_refuses_joins() {
     rooms.begin_shutdown();
     shutdown.send(true).unwrap();
     assert_eq!(a.next().await, Err(Close::GoingAway));
-    let (tx, _rx) = mpsc::channel(1);
-    let (utx, _urx) = oneshot::channel();
+    let (link, _outbox) = link::queue(1, Arc::default());
     let late = Join {
         conn: 9,
         peer: Peer { addr: "x".into() },
-        link: ConnLink::new(tx, utx, Arc::default()),
+        link,
     };
     assert!(rooms.join("s", late).is_err());
 }
