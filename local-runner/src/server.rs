@@ -90,6 +90,11 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        // Chat frames are small and latency-bound, and the connection's writer already
+        // coalesces what is queued into one flush: Nagle would only hold the second
+        // write of a burst (a join sequence) until the client's delayed ACK, up to 40 ms
+        // per join on Linux.
+        let _ = stream.set_nodelay(true);
         let conn = Conn {
             stream,
             peer,
