@@ -304,6 +304,31 @@ mod tests {
     }
 
     #[test]
+    fn a_quoted_forwarded_value_is_one_value_even_if_it_starts_like_an_address() {
+        let p = proxies(&["10.0.0.1"]);
+        // Inside quotes a `,` or `;` separates nothing, so this is one `for=` value
+        // that is no address: the proxy stands for the client. Split at the `,` or
+        // the `;`, it would name 203.0.113.9 as the client.
+        for fwd in [
+            r#"for="203.0.113.9,6.6.6.6""#,
+            r#"for="203.0.113.9;for=6.6.6.6""#,
+        ] {
+            assert_eq!(
+                p.client_address(ip("10.0.0.1"), &[], &[fwd]),
+                ip("10.0.0.1"),
+                "{fwd}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_proxy_list_is_empty() {
+        assert!(TrustedProxies::default().is_empty());
+        assert!(TrustedProxies::parse(&[]).unwrap().is_empty());
+        assert!(!proxies(&["10.0.0.1"]).is_empty());
+    }
+
+    #[test]
     fn proxy_lists_parse_addresses_and_prefixes() {
         let p = proxies(&["127.0.0.1", " 10.0.0.0/8 ", "::1", "fd00::/8", "10.1.2.3/8"]);
         assert!(p.contains(ip("127.0.0.1")));

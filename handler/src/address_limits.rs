@@ -166,3 +166,75 @@ impl Addresses {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStorage;
+
+    /// One token per bucket, refilled in one second (both kinds), so a second frame in
+    /// the same millisecond is refused and a bucket is full again 1000 ms after its
+    /// last charge.
+    fn one_token() -> Config {
+        Config {
+            rate_burst: 1,
+            rate_per_sec: 1.0,
+            join_burst: 1,
+            join_per_sec: 1.0,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn a_drained_bucket_limits_its_address_even_when_its_write_was_lost() {
+        let cfg = one_token();
+        let mut storage = MemoryStorage::new();
+        let mut addrs = Addresses::default();
+        addrs.add("a", 1);
+        addrs.add("b", 2);
+        assert!(addrs.take(Limit::Frames, "a", &cfg, &mut storage, 5_000));
+        // The write of the drained bucket is lost (a failed save): storage would read
+        // it back as full. The room keeps the bucket it charged, so the client is only
+        // forgiven if the room is rebuilt, not on its very next frame.
+        storage.take_bucket("a").unwrap();
+        assert!(!addrs.take(Limit::Frames, "a", &cfg, &mut storage, 5_000));
+        // Another address leaving prunes the buckets that have refilled; "a"'s was
+        // charged just now, so the room keeps it and goes on refusing.
+        addrs.remove("b", 2, &cfg, &mut storage, 5_500);
+        assert!(!addrs.take(Limit::Frames, "a", &cfg, &mut storage, 5_500));
+        // Once refilled, "a" is served again.
+        assert!(addrs.take(Limit::Frames, "a", &cfg, &mut storage, 6_000));
+    }
+
+    #[test]
+    fn a_prune_keeps_in_memory_exactly_the_buckets_storage_keeps() {
+        let cfg = one_token();
+        let mut storage = MemoryStorage::new();
+        let mut addrs = Addresses::default();
+        for (conn, addr) in ["old", "edge", "new", "leaving"].iter().enumerate() {
+            addrs.add(addr, conn as ConnId);
+        }
+        // "old" is charged long before the prune (full again by then), "edge" exactly
+        // one full refill before it, "new" just before it.
+        for limit in [Limit::Frames, Limit::Joins] {
+            assert!(addrs.take(limit, "old", &cfg, &mut storage, 1_000));
+            assert!(addrs.take(limit, "edge", &cfg, &mut storage, 4_000));
+            assert!(addrs.take(limit, "new", &cfg, &mut storage, 4_900));
+        }
+        // The last connection of "leaving" goes at 5000: buckets last updated before
+        // 4000 are full, so they go from storage.
+        addrs.remove("leaving", 3, &cfg, &mut storage, 5_000);
+        for addr in ["old", "edge", "new"] {
+            for limit in [Limit::Frames, Limit::Joins] {
+                let stored = storage.load_bucket(&limit.key(addr)).unwrap();
+                let kept = addrs.map.get_mut(addr).unwrap().slot(limit).clone();
+                assert_eq!(kept, stored, "{addr} {limit:?}: memory agrees with storage");
+                assert_eq!(
+                    kept.is_some(),
+                    addr != "old",
+                    "{addr} {limit:?}: only the refilled bucket is let go"
+                );
+            }
+        }
+    }
+}
