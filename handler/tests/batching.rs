@@ -336,6 +336,56 @@ fn a_closed_batch_session_gets_what_was_pending_before_its_close() {
 }
 
 #[test]
+fn a_flooder_closed_in_a_batch_gets_its_pending_frames_then_its_error_then_the_close() {
+    // Two tokens per address and no second chance: a third message in a row is refused
+    // with an error and closes its sender (1008), in the same event.
+    let config = Config {
+        rate_burst: 2,
+        rate_per_sec: 0.001,
+        rate_strikes: 1,
+        ..windowed(100)
+    };
+    let mut r = room(config);
+    join(&mut r, 1, "a", &hello_batch("alice"), 1000);
+    join(&mut r, 2, "b", &hello_batch("bob"), 1000);
+    r.on_tick(2000);
+    say(&mut r, 1, "lead", 3000);
+    say(&mut r, 1, "pending", 3010);
+    say(&mut r, 2, "one", 3015);
+    say(&mut r, 2, "two", 3016);
+    let acts = say(&mut r, 2, "three", 3017);
+    // Everything for bob comes before his close, in the unbatched order: what was
+    // pending for him, then the error about the frame that closed him.
+    let closed = acts
+        .iter()
+        .position(|a| {
+            matches!(
+                a,
+                Action::Close {
+                    conn: 2,
+                    close: Close::Flooding
+                }
+            )
+        })
+        .unwrap_or_else(|| panic!("bob is not closed: {acts:?}"));
+    let before: Vec<Value> = messages_for(&r, &acts[..closed], 2)
+        .iter()
+        .flat_map(|m| unbatch(m))
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .collect();
+    let texts: Vec<&Value> = before.iter().map(|f| &f["message"]).collect();
+    assert_eq!(texts[..3], ["pending", "one", "two"], "{before:?}");
+    assert_eq!(before.len(), 4, "{before:?}");
+    assert!(before[3]["error"].is_string(), "{before:?}");
+    assert!(
+        messages_for(&r, &acts[closed..], 2).is_empty(),
+        "nothing for bob after his close: {acts:?}"
+    );
+    // One message: nothing for him as a plain frame ahead of his batch.
+    assert_eq!(messages_for(&r, &acts, 2).len(), 1, "{acts:?}");
+}
+
+#[test]
 fn a_peer_that_disconnects_takes_nothing_with_it() {
     let mut r = room(windowed(100));
     join(&mut r, 1, "a", &hello_batch("alice"), 1000);
