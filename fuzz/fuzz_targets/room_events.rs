@@ -135,13 +135,19 @@ fuzz_target!(|ops: Vec<Op>| {
                 now + u64::from(*ms)
             };
         }
+        // Frames held for batch sessions live only in the room, so a room rebuilt while
+        // any are pending (or within a window of the last flush) may package the next
+        // frames differently; once quiet it must behave the same.
+        let quiet = room.is_quiet(now);
         let mut shadow = rebuilt(&room);
         let actions = apply(&mut room, op, now);
-        assert_eq!(
-            actions,
-            apply(&mut shadow, op, now),
-            "a rebuilt room must behave the same"
-        );
+        let shadow_actions = apply(&mut shadow, op, now);
+        if quiet {
+            assert_eq!(
+                actions, shadow_actions,
+                "a rebuilt room must behave the same"
+            );
+        }
         let members: Vec<ConnId> = room.members().collect();
         for action in &actions {
             match action {
@@ -166,6 +172,11 @@ fuzz_target!(|ops: Vec<Op>| {
                         room.session(*conn).is_none(),
                         "a closed connection is forgotten"
                     );
+                }
+                // A batch (or a lone frame) for batch sessions; one closed in this
+                // event still gets what was pending before its close.
+                Action::Multicast { frame, .. } => {
+                    let _: Value = serde_json::from_str(frame).expect("batches are JSON");
                 }
                 Action::Save { .. } | Action::Audit { .. } => {}
             }
