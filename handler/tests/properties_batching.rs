@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{parse, rebuilt, EPOCH};
+
 use chat_handler::{Action, Config, ConnId, Frame, MemoryStorage, Peer, Room, Session, Version};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -109,8 +111,6 @@ fn config() -> Config {
     }
 }
 
-const EPOCH: &str = "epoch-1";
-
 fn apply(room: &mut Room<MemoryStorage>, op: &Op, now: u64) -> Vec<Action> {
     match op {
         Op::Connect { conn, addr } => {
@@ -180,20 +180,6 @@ fn frames(room: &Room<MemoryStorage>, actions: &[Action]) -> Vec<(ConnId, String
         .collect()
 }
 
-fn rebuilt(room: &Room<MemoryStorage>) -> Room<MemoryStorage> {
-    let sessions: Vec<Session> = room
-        .sessions()
-        .map(|s| serde_json::from_str(&serde_json::to_string(s).unwrap()).unwrap())
-        .collect();
-    Room::restore(
-        room.config().clone(),
-        room.storage().clone(),
-        "never-used",
-        sessions,
-    )
-    .unwrap()
-}
-
 /// Applies a `roster`/`joined`/`quit` frame to a roster view (a multiset of names).
 fn apply_roster_frame(view: &mut Vec<String>, v: &Value) {
     if let Some(roster) = v.get("roster").and_then(Value::as_array) {
@@ -210,10 +196,6 @@ fn apply_roster_frame(view: &mut Vec<String>, v: &Value) {
             view.remove(i);
         }
     }
-}
-
-fn parse(frame: &str) -> Value {
-    serde_json::from_str(frame).expect("every server frame is JSON")
 }
 
 proptest! {

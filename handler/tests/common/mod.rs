@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use chat_handler::{Action, Close, Config, ConnId, Frame, MemoryStorage, Peer, Room};
+use chat_handler::{Action, Close, Config, ConnId, Frame, MemoryStorage, Peer, Room, Session};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -125,4 +125,25 @@ pub fn unlimited() -> Config {
         rate_per_sec: 1_000_000.0,
         ..Config::default()
     }
+}
+
+/// `room` rebuilt the way a Durable Object rebuilds one after hibernation: its sessions
+/// through their serialized form, plus a copy of its storage.
+pub fn rebuilt(room: &Room<MemoryStorage>) -> Room<MemoryStorage> {
+    let sessions: Vec<Session> = room
+        .sessions()
+        .map(|s| serde_json::from_str(&serde_json::to_string(s).unwrap()).unwrap())
+        .collect();
+    Room::restore(
+        room.config().clone(),
+        room.storage().clone(),
+        "never-used",
+        sessions,
+    )
+    .unwrap()
+}
+
+/// A server frame as JSON; every frame the room sends must be.
+pub fn parse(frame: &str) -> Value {
+    serde_json::from_str(frame).expect("every server frame is JSON")
 }
