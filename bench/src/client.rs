@@ -226,6 +226,19 @@ fn record_frame(v: &Value, now_us: u64, stats: &mut Stats) {
     }
 }
 
+/// A message text of `size` bytes that starts with its send time in µs on `clock` and
+/// whether it falls in the measured window (`m`) or the warm-up (`w`): what receivers
+/// time and count.
+pub fn stamped(clock: Instant, marked: bool, size: usize) -> String {
+    let head = format!(
+        "{}|{}",
+        clock.elapsed().as_micros(),
+        if marked { "m" } else { "w" }
+    );
+    let pad = size.saturating_sub(head.len());
+    format!("{head}{}", "x".repeat(pad))
+}
+
 /// Sends `rate` messages per second for `to` after the sender has joined, marking those
 /// sent inside `[from, to)` of that schedule. Each text starts with the send time in µs
 /// since `clock`, the receivers' clock. Returns how many marked messages were sent.
@@ -262,11 +275,8 @@ pub async fn send_at_rate(
             while sent_total < due {
                 let now = start.elapsed();
                 let marked = now >= from && now < to;
-                let stamp = clock.elapsed().as_micros();
-                let head = format!("{stamp}|{}", if marked { "m" } else { "w" });
-                let pad = size.saturating_sub(head.len());
-                let text = format!("{head}{}", "x".repeat(pad));
-                let frame = serde_json::json!({ "message": text }).to_string();
+                let frame = serde_json::json!({ "message": stamped(clock, marked, size) });
+                let frame = frame.to_string();
                 sink.feed(Message::text(frame))
                     .await
                     .map_err(|e| format!("send: {e}"))?;

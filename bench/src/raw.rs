@@ -85,12 +85,7 @@ pub async fn send_at_rate(
             while sent_total < due {
                 let now = start.elapsed();
                 let marked = now >= from && now < to;
-                let head = format!(
-                    "{}|{}",
-                    clock.elapsed().as_micros(),
-                    if marked { "m" } else { "w" }
-                );
-                let text = format!("{head}{}", "x".repeat(size.saturating_sub(head.len())));
+                let text = crate::client::stamped(clock, marked, size);
                 sink.feed(Message::text(text))
                     .await
                     .map_err(|e| format!("send: {e}"))?;
