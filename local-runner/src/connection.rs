@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{interval_at, sleep, sleep_until, timeout, Instant, MissedTickBehavior};
 use tracing::debug;
@@ -121,6 +121,8 @@ impl Reader {
         let mut check = interval_at(Instant::now() + period, period);
         check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut writer_done = false;
+        // The room has let the connection go ([`Reader::leave`]).
+        let mut left = false;
         // Set once we are closing: stop reading then at the latest.
         let mut deadline: Option<Instant> = None;
         let end = loop {
@@ -138,8 +140,24 @@ impl Reader {
                         }
                     }
                     Some(Ok(Message::Pong(payload))) => self.liveness.pong(&payload),
-                    // The library answers pings and replies to the client's close.
-                    Some(Ok(Message::Ping(_) | Message::Close(_))) => {}
+                    // The library answers pings.
+                    Some(Ok(Message::Ping(_))) => {}
+                    // The client closes (not a reply to our close). The library answers
+                    // it on our next read; first the room lets the member go, so that
+                    // whoever reconnects once the close is answered finds the quit
+                    // processed (docs/PROTOCOL.md, "Closing"). From now on the writer
+                    // could only fail (nothing may follow a close) or flush that answer
+                    // early, so it stops here; frames it already wrote go out with the
+                    // answer.
+                    Some(Ok(Message::Close(_))) if deadline.is_none() && !left => {
+                        if !writer_done {
+                            writer.abort();
+                            writer_done = true;
+                        }
+                        self.leave().await;
+                        left = true;
+                    }
+                    Some(Ok(Message::Close(_))) => {}
                     Some(Err(e)) => {
                         if is_too_big(e) {
                             let _ = self.events.send(Event::TooBig { conn }).await;
@@ -182,7 +200,9 @@ impl Reader {
         };
         // The room forgets the connection (if it has not already) and drops its link;
         // with our pinger gone too, the writer drains what is queued and stops.
-        let _ = self.events.send(Event::Disconnect { conn }).await;
+        if !left {
+            let _ = self.events.send(Event::Disconnect { conn }).await;
+        }
         drop(self.pinger);
         if !writer_done {
             finish_writer(writer).await;
@@ -191,6 +211,23 @@ impl Reader {
             sleep(TOO_BIG_LINGER).await;
         }
         debug!(conn, "socket closed");
+    }
+}
+
+impl Reader {
+    /// Has the room let the connection go, and waits (bounded) until it has: its quit
+    /// is then queued for every member.
+    async fn leave(&self) {
+        let (done, processed) = oneshot::channel();
+        let event = Event::Leave {
+            conn: self.conn,
+            done,
+        };
+        if self.events.send(event).await.is_ok() {
+            // A room that is gone drops `done`; one that is stuck past the grace does
+            // not keep the socket either.
+            let _ = timeout(CLOSE_GRACE, processed).await;
+        }
     }
 }
 

@@ -96,26 +96,7 @@ pub(crate) fn spawn(
 ) -> RoomHandle {
     let (joins_tx, joins) = mpsc::unbounded_channel();
     let (events_tx, events) = mpsc::channel(EVENT_INBOX);
-    let state = HibernatingRoom::new(
-        name.clone(),
-        ctx.config.clone(),
-        ctx.store.clone(),
-        ctx.metrics.clone(),
-    )
-    .with_auth_secret(ctx.auth_secret.clone());
-    let actor = RoomActor {
-        ctx,
-        registry,
-        tag: log_tag(&name),
-        name,
-        id,
-        state,
-        links: HashMap::new(),
-        last_event: Instant::now(),
-        due: None,
-        shutting_down: false,
-        outbox: Outbox::default(),
-    };
+    let actor = RoomActor::new(ctx, registry, name, id);
     tokio::spawn(actor.run(joins, events));
     RoomHandle {
         id,
@@ -134,6 +115,29 @@ fn instant_at(wall_ms: u64) -> Instant {
 // reads wait without stalling the runtime (`storage_thread`), and what depends on a
 // write is held until `commit`.
 impl RoomActor {
+    fn new(ctx: Arc<RoomContext>, registry: Arc<dyn Retire>, name: String, id: u64) -> Self {
+        let state = HibernatingRoom::new(
+            name.clone(),
+            ctx.config.clone(),
+            ctx.store.clone(),
+            ctx.metrics.clone(),
+        )
+        .with_auth_secret(ctx.auth_secret.clone());
+        RoomActor {
+            ctx,
+            registry,
+            tag: log_tag(&name),
+            name,
+            id,
+            state,
+            links: HashMap::new(),
+            last_event: Instant::now(),
+            due: None,
+            shutting_down: false,
+            outbox: Outbox::default(),
+        }
+    }
+
     async fn run(
         mut self,
         mut joins: mpsc::UnboundedReceiver<Join>,
@@ -158,7 +162,7 @@ impl RoomActor {
                     Some(join) => self.join(join),
                     None => break,
                 },
-                Some(event) = events.recv() => self.event(event),
+                Some(event) = events.recv() => self.event(event, &mut joins),
                 _ = async { sleep_until(deadline.unwrap_or_else(Instant::now)).await },
                     if deadline.is_some() => {
                     if self.links.is_empty() {
@@ -266,7 +270,7 @@ impl RoomActor {
             if let Ok(join) = joins.try_recv() {
                 self.join(join);
             } else if let Ok(event) = events.try_recv() {
-                self.event(event);
+                self.event(event, joins);
             } else {
                 break;
             }
@@ -354,25 +358,45 @@ impl RoomActor {
         }
     }
 
-    fn event(&mut self, event: Event) {
+    fn event(&mut self, event: Event, joins: &mut mpsc::UnboundedReceiver<Join>) {
+        let conn = event.conn();
+        if !self.links.contains_key(&conn) {
+            // A connection is joined before it reports anything, but joins and events
+            // come through two channels, and `select!` polls one, then the other: a
+            // join that arrives between the two polls is still waiting when the
+            // connection's first frame (its hello, sent after the join) is taken. Its
+            // join is in the inbox by now, so take the waiting joins first. Without
+            // this the hello reached a room that did not know the connection, which
+            // dropped it, and the client waited out its hello deadline (10 s) to be
+            // closed: the "stall" of `joins_racing_a_retiring_actor_are_never_lost`.
+            while let Ok(join) = joins.try_recv() {
+                self.join(join);
+            }
+        }
         self.last_event = Instant::now();
         let now = now_ms();
-        if let Event::Disconnect { conn } = event {
-            if self.links.remove(&conn).is_some() {
+        if let Event::Disconnect { conn } | Event::Leave { conn, .. } = &event {
+            if self.links.remove(conn).is_some() {
                 debug!(room = %self.tag, conn, "disconnected");
             }
         }
-        let Some(room) = self.room() else {
-            return;
-        };
-        let actions = match event {
-            Event::Text { conn, text } => room.on_text(conn, &text, now),
-            Event::Binary { conn, len } => room.on_binary(conn, len, now),
-            Event::TooBig { conn } => room.on_too_big(conn, now),
-            Event::Kick { conn, close } => room.kick(conn, close, now),
-            Event::Disconnect { conn } => room.disconnect(conn, now),
+        let (actions, done) = match self.room() {
+            None => (Vec::new(), None),
+            Some(room) => match event {
+                Event::Text { conn, text } => (room.on_text(conn, &text, now), None),
+                Event::Binary { conn, len } => (room.on_binary(conn, len, now), None),
+                Event::TooBig { conn } => (room.on_too_big(conn, now), None),
+                Event::Kick { conn, close } => (room.kick(conn, close, now), None),
+                Event::Disconnect { conn } => (room.disconnect(conn, now), None),
+                Event::Leave { conn, done } => (room.disconnect(conn, now), Some(done)),
+            },
         };
         self.apply(actions, now);
+        // The quit is queued for every member (or held, in order, for the commit):
+        // the connection may answer its client's close now.
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
     }
 
     /// Carries out the handler's actions in order, or holds them in the outbox while

@@ -6,7 +6,7 @@
 use crate::link::ConnLink;
 use axum::extract::ws::Utf8Bytes;
 use chat_handler::{Close, ConnId, Peer};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// A connection asking to enter a room.
 pub(crate) struct Join {
@@ -35,9 +35,32 @@ pub(crate) enum Event {
         conn: ConnId,
         close: Close,
     },
+    /// The socket is gone (or failed), or its reader stopped: the room lets it go.
     Disconnect {
         conn: ConnId,
     },
+    /// The client sent a close frame: the room lets it go as for [`Event::Disconnect`],
+    /// then says so through `done`. Only then does the connection complete the close
+    /// handshake, so a client that reconnects once its close is answered always finds
+    /// its quit processed (docs/PROTOCOL.md, "Closing").
+    Leave {
+        conn: ConnId,
+        done: oneshot::Sender<()>,
+    },
+}
+
+impl Event {
+    /// The connection the event is about.
+    pub(crate) fn conn(&self) -> ConnId {
+        match self {
+            Event::Text { conn, .. }
+            | Event::Binary { conn, .. }
+            | Event::TooBig { conn }
+            | Event::Kick { conn, .. }
+            | Event::Disconnect { conn }
+            | Event::Leave { conn, .. } => *conn,
+        }
+    }
 }
 
 /// A running actor's inboxes. Joins get an unbounded channel of their own so that

@@ -116,6 +116,55 @@ async fn joins_racing_a_retiring_actor_are_never_lost() {
     }
 }
 
+/// The cause of the rare failures of the test above. Joins and socket events reach the
+/// actor through two channels, and `select!` polls one, then the other: a join that
+/// arrives between the two polls is still waiting when the connection's hello (sent
+/// after the join) is taken. Here that moment is set up exactly: the hello is handed to
+/// the actor while its join waits in the inbox. Before the fix the room did not know the
+/// connection yet and dropped the hello, so the client heard nothing until its hello
+/// deadline closed it, 10 s later.
+#[tokio::test]
+async fn a_hello_taken_before_its_join_is_handled_after_it() {
+    let (_stop, shutdown) = watch::channel(false);
+    let ctx = Arc::new(RoomContext {
+        auth_secret: None,
+        config: Config::default(),
+        store: StoreFactory::memory(),
+        metrics: Arc::default(),
+        hibernate_after: None,
+        idle_exit: Duration::ZERO,
+        shutdown,
+    });
+    let registry = Rooms::new(RoomContext {
+        auth_secret: None,
+        config: Config::default(),
+        store: StoreFactory::memory(),
+        metrics: Arc::default(),
+        hibernate_after: None,
+        idle_exit: Duration::ZERO,
+        shutdown: ctx.shutdown.clone(),
+    });
+    let mut actor = RoomActor::new(ctx, registry, "r".into(), 1);
+    let (joins_tx, mut joins) = mpsc::unbounded_channel();
+    let (link, frames) = link::queue(64, Arc::default());
+    let peer = Peer {
+        addr: "10.0.0.1".into(),
+    };
+    let conn = 1;
+    joins_tx.send(Join { conn, peer, link }).unwrap();
+    let hello = Event::Text {
+        conn,
+        text: r#"{"name":"ana"}"#.into(),
+    };
+    actor.event(hello, &mut joins);
+    let mut c = Client {
+        conn,
+        frames,
+        events: mpsc::channel(1).0,
+    };
+    assert!(c.until("ready").await.contains("ready"));
+}
+
 #[tokio::test]
 async fn slow_consumer_is_closed_and_the_room_goes_on() {
     let config = Config {

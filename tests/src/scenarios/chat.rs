@@ -184,3 +184,39 @@ pub async fn nothing_reaches_a_socket_before_its_hello(ctx: Ctx) -> Result<()> {
     lurker.close().await?;
     a.close().await
 }
+
+/// How many times [`a_quit_comes_before_the_same_clients_next_join`] closes and rejoins:
+/// within the default join burst (20 per address and room), with the watcher's join.
+const REJOINS: usize = 15;
+
+/// A client that closes (and waits for the server to answer its close) and at once
+/// joins again under the same name is announced as `quit`, then `joined`, never the
+/// other way round: when the server completes a client's close handshake, the room has
+/// already processed that member's quit (docs/PROTOCOL.md, "Closing"). Repeated, since
+/// a backend that answers the close before the room lets the member go gets the order
+/// wrong only when the new join overtakes the quit.
+pub async fn a_quit_comes_before_the_same_clients_next_join(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let room = ctx.room("rejoin");
+    let (mut watcher, _) = join(&base, &room, "watcher").await?;
+    let (mut back, _) = join(&base, &room, "back").await?;
+    watcher.expect_frame(Frame::Joined("back".into())).await?;
+    for round in 0..REJOINS {
+        back.close().await?;
+        let (again, j) = join(&base, &room, "back").await?;
+        ensure_eq!(
+            j.roster,
+            vec!["watcher".to_string()],
+            "the roster of round {round}'s rejoin has no earlier self"
+        );
+        watcher
+            .expect_frame(Frame::Quit("back".into()))
+            .await
+            .map_err(|e| crate::Error(format!("round {round}: {}", e.0)))?;
+        watcher.expect_frame(Frame::Joined("back".into())).await?;
+        back = again;
+    }
+    back.close().await?;
+    watcher.expect_frame(Frame::Quit("back".into())).await?;
+    watcher.close().await
+}

@@ -146,6 +146,10 @@ pub fn all() -> Vec<Scenario> {
         scenario!(Default, chat::chat_reaches_everyone),
         scenario!(Default, chat::rooms_are_isolated),
         scenario!(Default, chat::joins_and_quits_are_announced),
+        scenario!(
+            Default,
+            chat::a_quit_comes_before_the_same_clients_next_join
+        ),
         scenario!(Default, chat::nothing_reaches_a_socket_before_its_hello),
         scenario!(Default, hello::bad_hello_gets_error_and_close_1008),
         scenario!(Default, hello::valid_hellos_join_trimmed_or_anonymous),
