@@ -1,10 +1,9 @@
 //! The backends under test and one running instance of a backend.
 
-use super::process::{has_count, Logs, Proc};
+use super::process::{has_count, port_after, Logs, Proc};
 use super::{local, wrangler};
 use crate::http;
 use crate::{bail, Result};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,6 +48,15 @@ impl BackendKind {
             }
         }
         Ok(out)
+    }
+
+    /// The start of the log line that gives the port the backend listens on, right
+    /// before its digits.
+    fn listening_line(self) -> &'static str {
+        match self {
+            BackendKind::Local => local::LISTENING_LINE,
+            BackendKind::Wrangler => wrangler::LISTENING_LINE,
+        }
     }
 
     fn startup_timeout(self) -> Duration {
@@ -375,39 +383,30 @@ impl Instance {
         Ok(())
     }
 
+    /// Starts the backend and waits until it serves. Each backend binds port 0 itself
+    /// and logs the port it got, which is read from that line: a port chosen here and
+    /// handed over could be taken in between by any socket of the suite, since
+    /// outgoing connections draw their ports from the same ephemeral range.
     async fn launch(&self) -> Result<()> {
         self.write_secrets()?;
-        let port = free_port()?;
         let spec = self.spec.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let base = format!("http://127.0.0.1:{port}");
-        let mut metrics_base = base.clone();
+        let data_dir = self.data_dir.path();
         let cmd = match self.kind {
-            BackendKind::Local => {
-                let metrics_port = if spec.metrics_bind {
-                    let p = free_port()?;
-                    metrics_base = format!("http://127.0.0.1:{p}");
-                    Some(p)
-                } else {
-                    None
-                };
-                local::command(
-                    &self.local_bin,
-                    port,
-                    metrics_port,
-                    self.data_dir.path(),
-                    &spec,
-                )
-            }
+            BackendKind::Local => local::command(&self.local_bin, data_dir, &spec),
             BackendKind::Wrangler => {
-                wrangler::command(port, free_port()?, self.data_dir.path(), &spec)
+                wrangler::command(&wrangler::write_config(data_dir)?, data_dir, &spec)?
             }
         };
         let label = format!("{} backend ({})", self.kind.name(), self.label);
+        let mark = self.logs.mark();
         self.logs.push(format!("--- conformance: {cmd:?} ---"));
         let mut proc = Proc::spawn(cmd, &label, &self.logs)?;
         let timeout = self.kind.startup_timeout();
         let deadline = tokio::time::Instant::now() + timeout;
-        // Poll /healthz: bounded by the deadline, and failing at once if the process dies.
+        let mut base = None;
+        let mut metrics_base = None;
+        // Bounded by the deadline, and failing at once if the process dies: first the
+        // ports from the log, then `/healthz` answering 200.
         loop {
             if let Some(status) = proc.exited() {
                 bail!(
@@ -416,26 +415,39 @@ impl Instance {
                     self.logs.tail(30).join("\n")
                 );
             }
-            if let Ok(resp) = http::request(&base, "GET", "/healthz", &[]).await {
-                if resp.status == 200 {
-                    break;
+            if base.is_none() {
+                base = port_after(&self.logs, mark, self.kind.listening_line())
+                    .map(|port| format!("http://127.0.0.1:{port}"));
+            }
+            if metrics_base.is_none() {
+                metrics_base = if spec.metrics_bind && self.kind == BackendKind::Local {
+                    port_after(&self.logs, mark, local::METRICS_LINE)
+                        .map(|port| format!("http://127.0.0.1:{port}"))
+                } else {
+                    base.clone()
+                };
+            }
+            if let (Some(base), Some(metrics_base)) = (&base, &metrics_base) {
+                if let Ok(resp) = http::request(base, "GET", "/healthz", &[]).await {
+                    if resp.status == 200 {
+                        *self.lock() = Some(Running {
+                            proc,
+                            base: base.clone(),
+                            metrics_base: metrics_base.clone(),
+                        });
+                        return Ok(());
+                    }
                 }
             }
             if tokio::time::Instant::now() >= deadline {
                 bail!(
-                    "{} did not answer GET /healthz within {timeout:?}; output:\n{}",
+                    "{} did not report its port and answer GET /healthz within {timeout:?}; output:\n{}",
                     proc.label(),
                     self.logs.tail(30).join("\n")
                 );
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        *self.lock() = Some(Running {
-            proc,
-            base,
-            metrics_base,
-        });
-        Ok(())
     }
 }
 
@@ -445,10 +457,4 @@ impl Drop for Instance {
         // process goes before its data dir is deleted).
         self.lock().take();
     }
-}
-
-/// A port that was free a moment ago (bind to port 0, read it, release it).
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
 }

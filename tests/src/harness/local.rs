@@ -17,14 +17,14 @@ pub const EVICTION_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bounded wait for `/healthz` after start.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The runner's command line; `metrics_port` is its `--metrics-bind` port, if any.
-pub fn command(
-    bin: &Path,
-    port: u16,
-    metrics_port: Option<u16>,
-    data_dir: &Path,
-    spec: &InstanceSpec,
-) -> Command {
+/// What the runner logs once it listens, right before its port (it binds port 0).
+pub const LISTENING_LINE: &str = "edge-chat listening on http://127.0.0.1:";
+/// What it logs for a `--metrics-bind` listener of its own, right before its port.
+pub const METRICS_LINE: &str = "metrics at http://127.0.0.1:";
+
+/// The runner's command line. It listens on a port of its own choosing (port 0), and so
+/// does its `/metrics` listener when the spec asks for one: see [`LISTENING_LINE`].
+pub fn command(bin: &Path, data_dir: &Path, spec: &InstanceSpec) -> Command {
     let mut cmd = Command::new(bin);
     // The runner reads EDGE_CHAT_* variables as flag defaults; the suite's own
     // environment must not change the configuration under test.
@@ -36,7 +36,7 @@ pub fn command(
     cmd.arg("--static-dir")
         .arg(super::wrangler::repo_root().join("static"))
         .arg("--port")
-        .arg(port.to_string())
+        .arg("0")
         .arg("--data-dir")
         .arg(data_dir);
     for (key, value) in &spec.settings() {
@@ -64,8 +64,8 @@ pub fn command(
     if let Some(marker) = &spec.storage_fault_marker {
         cmd.arg("--test-storage-faults").arg(marker);
     }
-    if let Some(p) = metrics_port {
-        cmd.arg("--metrics-bind").arg(format!("127.0.0.1:{p}"));
+    if spec.metrics_bind {
+        cmd.arg("--metrics-bind").arg("127.0.0.1:0");
     }
     if let Some(soft) = spec.open_files_soft {
         start_with_open_files(&mut cmd, soft);

@@ -94,6 +94,19 @@ impl Logs {
     }
 }
 
+/// The port in the first line at position `from` or later that contains `needle`
+/// followed by the port's digits (`…listening on http://127.0.0.1:` then `41234`).
+pub fn port_after(logs: &Logs, from: usize, needle: &str) -> Option<u16> {
+    let lines = logs.lines.lock().unwrap_or_else(|e| e.into_inner());
+    lines.iter().skip(from).find_map(|line| {
+        let rest = &line[line.find(needle)? + needle.len()..];
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        rest[..digits].parse().ok()
+    })
+}
+
 /// Whether `line` has the field `key=n` with exactly this number: `sessions=2`
 /// matches `… sessions=2 seq=5` and `… sessions=2`, but not `sessions=20` or
 /// `old_sessions=2`.

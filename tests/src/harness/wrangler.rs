@@ -85,18 +85,38 @@ pub fn idle_for_eviction() -> Duration {
         .unwrap_or(DEFAULT_IDLE)
 }
 
-pub fn command(port: u16, inspector_port: u16, data_dir: &Path, spec: &InstanceSpec) -> Command {
+/// What `wrangler dev` logs once it serves, right before its port (it binds port 0).
+pub const LISTENING_LINE: &str = "Ready on http://127.0.0.1:";
+
+/// Writes the instance's config into `dir` (`scripts/wrangler-dev-config`: wrangler.toml
+/// without its build step, which would run again once wrangler is up and reload the
+/// Worker under the scenarios' sockets) and returns its path.
+pub fn write_config(dir: &Path) -> crate::Result<PathBuf> {
+    let config = dir.join("wrangler.toml");
+    let status = Command::new(repo_root().join("scripts/wrangler-dev-config"))
+        .arg(&config)
+        .status()?;
+    if !status.success() {
+        crate::bail!("scripts/wrangler-dev-config failed ({status})");
+    }
+    Ok(config)
+}
+
+/// `wrangler dev` with the instance's `config` ([`write_config`]), on ports of its own
+/// choosing: port 0 for the server (see [`LISTENING_LINE`]) and for the inspector.
+pub fn command(config: &Path, data_dir: &Path, spec: &InstanceSpec) -> crate::Result<Command> {
     let root = repo_root();
     let mut cmd = Command::new(wrangler_bin());
     cmd.current_dir(&root)
         .arg("dev")
+        .arg("--config")
+        .arg(config)
         .arg("--ip")
         .arg("127.0.0.1")
         .arg("--port")
-        .arg(port.to_string())
-        // Several instances may run at once; the default inspector port would clash.
+        .arg("0")
         .arg("--inspector-port")
-        .arg(inspector_port.to_string())
+        .arg("0")
         .arg("--persist-to")
         .arg(data_dir)
         // Secrets as `.dev.vars` gives them (the secret `AUTH_SECRET`, never a var),
@@ -108,9 +128,8 @@ pub fn command(port: u16, inspector_port: u16, data_dir: &Path, spec: &InstanceS
         cmd.arg("--var")
             .arg(format!("{}:{}", key.to_ascii_uppercase(), value));
     }
-    cmd.env("EDGE_CHAT_SKIP_BUILD", "1")
-        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+    cmd.env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
         .env("WRANGLER_SEND_METRICS", "false")
         .env("CI", "true");
-    cmd
+    Ok(cmd)
 }
