@@ -46,25 +46,30 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [ -z "${EDGE_CHAT_URL:-}" ]; then
-  free_port() {
-    node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"
-  }
-  port=$(free_port)
   runner_log=$(mktemp)
   if [ "$BACKEND" = local ]; then
     cargo build -q -p local-runner
     target_dir=$(cargo metadata --format-version 1 --no-deps | node -e "let d='';process.stdin.on('data',c=>d+=c).on('end',()=>console.log(JSON.parse(d).target_directory))")
-    setsid "$target_dir/debug/local-runner" --port "$port" --in-memory \
+    setsid "$target_dir/debug/local-runner" --port 0 --in-memory \
       "--${RATE[0]//_/-}" "${RATE[1]}" "--${RATE[2]//_/-}" "${RATE[3]}" >"$runner_log" 2>&1 &
   else
     [ -f build/index.js ] || bash scripts/build-worker.sh
     persist_dir=$(mktemp -d)
-    EDGE_CHAT_SKIP_BUILD=1 CLOUDFLARE_CF_FETCH_ENABLED=false WRANGLER_SEND_METRICS=false CI=true \
-      setsid node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$port" \
-      --inspector-port "$(free_port)" --persist-to "$persist_dir" \
+    # No build step (scripts/wrangler-dev-config says why), ports of its own choosing.
+    scripts/wrangler-dev-config "$persist_dir/wrangler.toml"
+    CLOUDFLARE_CF_FETCH_ENABLED=false WRANGLER_SEND_METRICS=false CI=true \
+      setsid node_modules/.bin/wrangler dev --config "$persist_dir/wrangler.toml" \
+      --ip 127.0.0.1 --port 0 --inspector-port 0 --persist-to "$persist_dir" \
       --var "${RATE[0]^^}:${RATE[1]}" --var "${RATE[2]^^}:${RATE[3]}" >"$runner_log" 2>&1 &
   fi
   runner_pid=$!
+  # shellcheck source=scripts/ports.sh
+  . scripts/ports.sh
+  if ! port=$(listened_port "$runner_log" "$runner_pid" "$HEALTH_TIMEOUT_S"); then
+    echo "run.sh: the $BACKEND backend reported no port:" >&2
+    cat "$runner_log" >&2
+    exit 1
+  fi
   export EDGE_CHAT_URL="http://127.0.0.1:$port"
 
   healthy=""
