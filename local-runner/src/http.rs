@@ -262,9 +262,10 @@ async fn websocket(
     // The connection's place under the cap goes with the socket (see `server`).
     let permit = parts.extensions.get::<ConnPermit>().cloned();
     let max = state.config.max_frame_bytes;
-    // The write buffer may hold up to two of the largest server frames beyond its
-    // target without refusing one.
-    let max_write = WRITE_BUFFER + state.config.max_server_frame_bytes() * 2;
+    // The write buffer may hold up to two of the largest server messages (a frame
+    // alone, or a batch of at most `batch_max_bytes`) beyond its target without refusing
+    // one: a message it refused would drop the socket (1006) in the middle of a join.
+    let max_write = WRITE_BUFFER + state.config.max_server_message_bytes() * 2;
     let peer = Peer { addr };
     let AppState {
         rooms,
