@@ -19,6 +19,10 @@
 //!   broadcast still pending for its recipient, and a joiner gets its whole join burst
 //!   (roster, backlog, own `joined`, `ready`) as one batch.
 //! - A session the room closes first gets what was pending for it, then the close.
+//! - Every run of frames to one recipient is cut into messages of at most `batch_max`
+//!   frames and `batch_max_bytes` bytes ([`split`]), so no message outgrows a write
+//!   buffer or Cloudflare's 1 MiB: a frame that cannot share a message within the bound
+//!   goes alone, as itself.
 //! - A flush sends each member the log from its cursor. Members with the same cursor
 //!   share ONE encoded message ([`Action::Multicast`]), so a flush costs the bytes of
 //!   its distinct batches plus one entry per recipient, never recipients × bytes.
@@ -27,7 +31,7 @@
 //! without a clock): the room's window is `w = min(⌈members × 1000 / batch_send_budget⌉,
 //! batch_window_ms)` ms, where members counts batch sessions. Pending frames go out at
 //! `min(last flush + w, first pending frame + batch_window_ms)`, or at once when
-//! `batch_max` frames are pending. Flushes are thus at least `w` apart, which keeps
+//! `batch_max` frames or `batch_max_bytes` bytes of frames are pending. Flushes are thus at least `w` apart, which keeps
 //! batched sends near `members × 1000 / w ≤ batch_send_budget` per second while the room
 //! sends fewer than `batch_max` frames per window; a frame after a quiet spell (no flush
 //! within `w`) goes out at once, so a quiet or small room adds no latency.
@@ -51,6 +55,7 @@ pub(crate) struct Batcher {
     window_max_ms: u64,
     budget: u64,
     max: usize,
+    max_bytes: usize,
     /// Joined v2 sessions with batching on, sorted by id. A sorted `Vec` rather than a
     /// map: lookups are binary searches, a flush walks it in order, and it keeps the
     /// Worker's wasm small; a join or leave moves at most one entry per member, a few
@@ -60,8 +65,11 @@ pub(crate) struct Batcher {
     /// are routed: a closed session still gets what was pending for it before its close.
     leaving: Vec<(ConnId, Member)>,
     /// Broadcast frames queued since the last flush, oldest first, each with its
-    /// audience. At most `batch_max` plus the frames of one event.
+    /// audience. At most `batch_max` frames (or `batch_max_bytes` bytes) plus the
+    /// frames of one event.
     log: Vec<(Frame, Audience)>,
+    /// The bytes of `log` as one batch would hold them: each frame and its comma.
+    log_bytes: usize,
     /// When the oldest frame in `log` was queued; `None` when the log is empty.
     first_at: Option<u64>,
     /// When a flush last sent something; the window counts from here.
@@ -93,6 +101,7 @@ impl Batcher {
             window_max_ms: config.batch_window_ms,
             budget: config.batch_send_budget.max(1),
             max: config.batch_max.max(1),
+            max_bytes: config.batch_max_bytes,
             // The room's sessions come sorted by id.
             members: sessions
                 .filter(|s| s.is_batched())
@@ -100,6 +109,7 @@ impl Batcher {
                 .collect(),
             leaving: Vec::new(),
             log: Vec::new(),
+            log_bytes: 0,
             first_at: None,
             last_flush: None,
         }
@@ -163,7 +173,7 @@ impl Batcher {
     }
 
     /// Rewrites one event's actions for batch sessions (see the module comment), then
-    /// flushes if the window or `batch_max` says so. Without batch sessions the actions
+    /// flushes if the window, `batch_max` or `batch_max_bytes` says so. Without batch sessions the actions
     /// pass through untouched.
     pub(crate) fn route(&mut self, actions: Vec<Action>, now: u64) -> Vec<Action> {
         if self.members.is_empty() && self.leaving.is_empty() {
@@ -200,6 +210,7 @@ impl Batcher {
                     if self.log.is_empty() {
                         self.first_at = Some(now);
                     }
+                    self.log_bytes += frame.len() + 1;
                     self.log.push((frame.clone(), audience));
                     out.push(Action::Broadcast { frame, audience });
                 }
@@ -224,10 +235,7 @@ impl Batcher {
         self.leaving.clear();
         if self.members.is_empty() {
             self.drop_log();
-        } else if self
-            .due()
-            .is_some_and(|due| now >= due || self.log.len() >= self.max)
-        {
+        } else if self.due().is_some_and(|due| now >= due || self.is_full()) {
             self.flush(now, &mut out);
         }
         out
@@ -273,8 +281,7 @@ impl Batcher {
             sent |= !frames.is_empty();
             self.push_messages(out, to, &frames);
         }
-        self.log.clear();
-        self.first_at = None;
+        self.drop_log();
         // A flush that had nothing to send (every member already had its frames, as
         // a lone joiner does) does not start a window.
         if sent {
@@ -282,21 +289,20 @@ impl Batcher {
         }
     }
 
+    /// `batch_max` frames, or a full batch's bytes, are pending: no reason to wait.
+    fn is_full(&self) -> bool {
+        self.log.len() >= self.max || OPEN.len() + self.log_bytes + CLOSE.len() > self.max_bytes
+    }
+
     fn drop_log(&mut self) {
         self.log.clear();
+        self.log_bytes = 0;
         self.first_at = None;
     }
 
-    /// `frames` to every connection in `to`, as messages of at most `batch_max` frames;
-    /// a message of one frame is that frame alone.
+    /// `frames` to every connection in `to`, as the messages of [`split`].
     fn push_messages(&self, out: &mut Vec<Action>, to: Vec<ConnId>, frames: &[Frame]) {
-        let mut messages: Vec<Frame> = frames
-            .chunks(self.max)
-            .map(|chunk| match chunk {
-                [one] => one.clone(),
-                many => encode(many),
-            })
-            .collect();
+        let mut messages = split(frames, self.max, self.max_bytes);
         let Some(last) = messages.pop() else {
             return;
         };
@@ -341,6 +347,34 @@ fn entry(direct: &mut Vec<(ConnId, Vec<Frame>)>, conn: ConnId) -> &mut Vec<Frame
     &mut direct[i].1
 }
 
+/// `frames` as WebSocket messages, in order: each a batch of consecutive frames, as
+/// many as fit in `max_bytes` bytes and `max` frames, or a frame alone (as itself) when
+/// no second frame fits with it. So a message holds 2 or more frames and at most
+/// `max_bytes` bytes, or is one frame, whatever its size: a frame is never cut.
+pub(crate) fn split(frames: &[Frame], max: usize, max_bytes: usize) -> Vec<Frame> {
+    let mut messages = Vec::new();
+    let mut rest = frames;
+    while let Some((first, more)) = rest.split_first() {
+        let mut bytes = OPEN.len() + first.len() + CLOSE.len();
+        let mut n = 1;
+        for f in more.iter().take(max.saturating_sub(1)) {
+            let next = bytes + 1 + f.len();
+            if next > max_bytes {
+                break;
+            }
+            bytes = next;
+            n += 1;
+        }
+        let (chunk, after) = rest.split_at(n);
+        messages.push(match chunk {
+            [one] => one.clone(),
+            many => encode(many),
+        });
+        rest = after;
+    }
+    messages
+}
+
 /// `{"batch":[f1,f2,…]}` from already encoded frames: each frame's bytes are copied as
 /// they are, never decoded or serialized again.
 pub(crate) fn encode(frames: &[Frame]) -> Frame {
@@ -355,4 +389,109 @@ pub(crate) fn encode(frames: &[Frame]) -> Frame {
     }
     text.push_str(CLOSE);
     text.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frames(lens: &[usize]) -> Vec<Frame> {
+        lens.iter()
+            .enumerate()
+            .map(|(i, &len)| format!(r#"{{"n":{i},"p":"{}"}}"#, "x".repeat(len)).into())
+            .collect()
+    }
+
+    /// The frames of each message, as the client unwraps them.
+    fn unwrap(message: &Frame) -> Vec<String> {
+        match message
+            .strip_prefix(OPEN)
+            .and_then(|m| m.strip_suffix(CLOSE))
+        {
+            Some(_) => serde_json::from_str::<serde_json::Value>(message).unwrap()["batch"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.to_string())
+                .collect(),
+            None => vec![message.to_string()],
+        }
+    }
+
+    #[test]
+    fn frames_are_packed_up_to_the_byte_bound() {
+        // {"n":0,"p":""} is 14 bytes, so each frame is 24.
+        let fs = frames(&[10, 10, 10, 10]);
+        assert!(fs.iter().all(|f| f.len() == 24));
+        // A batch of two is 10 + 24 + 1 + 24 + 2 = 61 bytes, of three 86.
+        let sizes = |max_bytes| -> Vec<usize> {
+            split(&fs, 100, max_bytes)
+                .iter()
+                .map(|m| unwrap(m).len())
+                .collect()
+        };
+        assert_eq!(sizes(86), vec![3, 1]);
+        assert_eq!(sizes(85), vec![2, 2]);
+        assert_eq!(sizes(61), vec![2, 2]);
+        assert_eq!(sizes(60), vec![1, 1, 1, 1]);
+        // The count bound still holds.
+        assert_eq!(
+            split(&fs, 3, 10_000)
+                .iter()
+                .map(|m| unwrap(m).len())
+                .collect::<Vec<_>>(),
+            vec![3, 1]
+        );
+    }
+
+    #[test]
+    fn a_frame_over_the_bound_goes_alone_as_itself() {
+        let fs = frames(&[5, 500, 5, 5]);
+        let messages = split(&fs, 100, 100);
+        assert_eq!(messages.len(), 3);
+        assert_eq!(messages[0], fs[0]);
+        assert_eq!(messages[1], fs[1]);
+        assert_eq!(&*messages[2], &*encode(&fs[2..]));
+        assert!(split(&[], 100, 100).is_empty());
+    }
+
+    proptest! {
+        /// Every frame once, in order; every message a lone frame, or a batch of 2 to
+        /// `max` frames within `max_bytes`; and no batch could have taken the frame
+        /// that follows it (the split packs as much as the bounds allow).
+        #[test]
+        fn split_keeps_every_frame_in_order_within_the_bounds(
+            lens in proptest::collection::vec(0usize..300, 0..60),
+            max in 1usize..8,
+            max_bytes in 16usize..700,
+        ) {
+            let fs = frames(&lens);
+            let messages = split(&fs, max, max_bytes);
+            let mut all = Vec::new();
+            for (i, m) in messages.iter().enumerate() {
+                let inside = unwrap(m);
+                if inside.len() > 1 {
+                    prop_assert!(inside.len() <= max, "{} frames", inside.len());
+                    prop_assert!(m.len() <= max_bytes, "{} bytes over {}", m.len(), max_bytes);
+                    prop_assert_eq!(&**m, &*encode(&fs[all.len()..all.len() + inside.len()]));
+                }
+                let next = all.len() + inside.len();
+                all.extend(inside.iter().cloned());
+                if let Some(following) = fs.get(next) {
+                    let batch_bytes = if inside.len() > 1 {
+                        m.len()
+                    } else {
+                        OPEN.len() + m.len() + CLOSE.len()
+                    };
+                    prop_assert!(
+                        inside.len() == max || batch_bytes + 1 + following.len() > max_bytes,
+                        "message {} could have taken the next frame", i
+                    );
+                }
+            }
+            let want: Vec<String> = fs.iter().map(|f| f.to_string()).collect();
+            prop_assert_eq!(all, want);
+        }
+    }
 }

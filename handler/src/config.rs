@@ -200,6 +200,13 @@ config_keys! {
     /// Most frames in one `{"batch": […]}` message: a batch that reaches it is flushed
     /// at once, and longer runs (a large join burst) go as several batches.
     batch_max: usize = 1000, least 1, most 10_000;
+    /// Largest `{"batch": […]}` message, in bytes: a batch session's frames are packed
+    /// into messages of at most this size (and at most `batch_max` frames), and pending
+    /// frames that reach it are flushed at once. A frame too big to share a message
+    /// with another goes alone, as itself. At most 1 MiB, Cloudflare's limit on one
+    /// WebSocket message; the default stays well under it and under the local runner's
+    /// write buffer.
+    batch_max_bytes: usize = 256 * 1024, least 1024, most 1 << 20;
     /// Batch flushes, in `send` calls per second per room, that the adaptive window
     /// aims to stay within: big rooms wait longer between flushes, small ones less.
     /// With the defaults, a room of up to 1000 batch sessions stays within it.
@@ -438,12 +445,28 @@ impl Config {
         6 * chars + 384
     }
 
-    /// An upper bound on one server frame in bytes: the larger of a chat frame and a
-    /// full history page (`history_page_max` chat frames, their commas and the
-    /// envelope). A backend's write buffer must take a frame this large.
+    /// An upper bound on one `roster` entry in bytes, its comma included: the name and
+    /// the user id, every character escaped as `\uXXXX` at worst, plus the keys and the
+    /// longest role.
+    fn max_roster_entry_bytes(&self) -> usize {
+        6 * (self.max_name_chars + crate::identity::MAX_USER_CHARS) + 64
+    }
+
+    /// An upper bound on one server frame in bytes: the largest of a chat frame, a full
+    /// history page (`history_page_max` chat frames, their commas and the envelope) and
+    /// the v2 roster of a full room. A frame this large is never split: it goes out as
+    /// one WebSocket message, so a backend's write buffer must take it.
     pub fn max_server_frame_bytes(&self) -> usize {
         let chat = self.max_chat_frame_bytes();
-        chat.max(self.history_page_max * (chat + 1) + 64)
+        let page = self.history_page_max * (chat + 1) + 64;
+        let roster = self.room_capacity * self.max_roster_entry_bytes() + 16;
+        chat.max(page).max(roster)
+    }
+
+    /// An upper bound on one WebSocket message the server sends: a frame alone
+    /// ([`Config::max_server_frame_bytes`]) or a batch (`batch_max_bytes`).
+    pub fn max_server_message_bytes(&self) -> usize {
+        self.max_server_frame_bytes().max(self.batch_max_bytes)
     }
 
     /// The limits a client checks before sending, as the JSON body of
@@ -493,6 +516,7 @@ mod tests {
         assert_eq!(c.cid_window_ms, 600_000);
         assert_eq!(c.batch_window_ms, 200);
         assert_eq!(c.batch_max, 1000);
+        assert_eq!(c.batch_max_bytes, 262_144);
         assert_eq!(c.batch_send_budget, 5_000);
         c.validate().unwrap();
     }
@@ -783,6 +807,54 @@ mod tests {
         })
         .to_string();
         assert!(worst.len() <= c.max_chat_frame_bytes(), "{}", worst.len());
+        // The roster of a full room, every entry as long as it can be.
+        let name = "\u{1}".repeat(8);
+        let user = "\"".repeat(user);
+        let entry = crate::server_frame::RosterEntry {
+            name: &name,
+            user: Some(&user),
+            role: Some(crate::identity::Role::Moderator),
+        };
+        let roster = crate::server_frame::ServerFrame::Roster {
+            roster: vec![entry; c.room_capacity],
+        }
+        .encode();
+        assert!(
+            roster.len() <= c.max_server_frame_bytes(),
+            "{}",
+            roster.len()
+        );
+        // In a big room the roster is the largest frame.
+        let big = Config {
+            room_capacity: 5000,
+            ..c.clone()
+        };
+        assert_eq!(
+            big.max_server_frame_bytes(),
+            5000 * (6 * (8 + crate::identity::MAX_USER_CHARS) + 64) + 16
+        );
+        // A message is a frame alone or a batch.
+        assert_eq!(c.max_server_message_bytes(), c.batch_max_bytes);
+        assert_eq!(big.max_server_message_bytes(), big.max_server_frame_bytes());
+    }
+
+    /// Cloudflare refuses WebSocket messages over 1 MiB: with the defaults, no frame
+    /// and no batch comes near it (the largest frame is a history page of the longest
+    /// messages, about 680 KiB), and `batch_max_bytes` cannot be set past it.
+    #[test]
+    fn default_messages_fit_in_one_mebibyte() {
+        let c = Config::default();
+        assert!(c.max_server_message_bytes() <= 1 << 20);
+        assert_eq!(c.max_server_frame_bytes(), 100 * (6960 + 1) + 64);
+        let over = Config {
+            batch_max_bytes: (1 << 20) + 1,
+            ..Config::default()
+        };
+        assert!(over
+            .validate()
+            .unwrap_err()
+            .0
+            .starts_with("batch_max_bytes"));
     }
 
     #[test]

@@ -89,6 +89,108 @@ fn a_join_burst_longer_than_batch_max_comes_in_several_batches() {
     assert_eq!(frames[7]["ready"], json!(true));
 }
 
+/// `n` characters that JSON escapes as `\u00XX`: 6 bytes each on the wire (U+000E to
+/// U+001B: no short escape such as `\b`, and none is trimmed as white space).
+fn controls(n: usize) -> String {
+    (0..n).map(|i| char::from(0x0E + (i % 14) as u8)).collect()
+}
+
+/// The issue-18 case in small: a resume of large messages. The join burst is split by
+/// bytes as well as by count: every batch within `batch_max_bytes`, every frame once
+/// and in order.
+#[test]
+fn a_join_burst_over_batch_max_bytes_comes_in_batches_within_it() {
+    let config = Config {
+        batch_max_bytes: 4096,
+        ..unlimited()
+    };
+    let mut r = room(config.clone());
+    join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1000);
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let acts = say(&mut r, 1, &controls(200), 1001 + i);
+        sent.push(broadcasts(&acts).remove(0));
+    }
+    let hello = r#"{"name":"bob","v":2,"batch":true,"resume":{"epoch":"epoch-1","seq":0}}"#;
+    let acts = join(&mut r, 2, "b", hello, 1100);
+    let messages = messages_for(&r, &acts, 2);
+    for m in &messages {
+        assert!(
+            m.len() <= config.batch_max_bytes,
+            "a message of {} bytes",
+            m.len()
+        );
+    }
+    // Each chat frame is about 1.2 KB: three fit in 4 KiB, so several batches.
+    assert!(messages.len() >= 7, "{} messages", messages.len());
+    let frames = frames_for(&r, &acts, 2);
+    assert_eq!(frames[0], json!({"roster": [{"name": "alice"}]}));
+    assert_eq!(&frames[1..21], &sent[..]);
+    assert_eq!(frames[21], json!({"joined": "bob"}));
+    assert_eq!(frames[22]["ready"], json!(true));
+    assert_eq!(frames[22]["recovered"], json!(true));
+    assert_eq!(frames.len(), 23);
+}
+
+/// Pending frames that fill `batch_max_bytes` are flushed at once, like `batch_max`
+/// frames, and a frame too big to share a message goes alone, as itself.
+#[test]
+fn pending_bytes_over_batch_max_bytes_flush_at_once_and_a_big_frame_goes_alone() {
+    let config = Config {
+        batch_max_bytes: 4096,
+        ..windowed(1000)
+    };
+    let mut r = room(config);
+    join(&mut r, 1, "a", &hello_batch("alice"), 1000);
+    join(&mut r, 2, "b", &hello_batch("bob"), 1000);
+    r.on_tick(5000);
+    let acts = say(&mut r, 1, "lead", 6000);
+    assert_eq!(messages_for(&r, &acts, 2).len(), 1);
+    // About 1.2 KB each: the third would fill more than 4 KiB of batch.
+    for i in 0..2 {
+        let acts = say(&mut r, 1, &controls(200), 6001 + i);
+        assert!(messages_for(&r, &acts, 2).is_empty(), "held");
+    }
+    let acts = say(&mut r, 1, &controls(200), 6003);
+    assert!(messages_for(&r, &acts, 2).is_empty(), "3 frames still fit");
+    let acts = say(&mut r, 1, &controls(200), 6004);
+    let messages = messages_for(&r, &acts, 2);
+    assert_eq!(
+        messages
+            .iter()
+            .map(|m| unbatch(m).len())
+            .collect::<Vec<_>>(),
+        vec![3, 1],
+        "flushed at once, split at the bound"
+    );
+    assert!(messages.iter().all(|m| m.len() <= 4096));
+    assert_eq!(r.next_flush(), None);
+
+    // A message of 900 escaped characters makes a frame over the bound: it fills the
+    // pending bytes (so the batch before it goes at once) and goes alone, unwrapped.
+    r.on_tick(9000);
+    say(&mut r, 1, "lead", 10_000);
+    let mut acts = Vec::new();
+    for (i, text) in ["before", "before too", &controls(900), "after", "last"]
+        .into_iter()
+        .enumerate()
+    {
+        acts.extend(say(&mut r, 1, text, 10_001 + i as u64));
+    }
+    acts.extend(r.on_tick(12_000));
+    let messages = messages_for(&r, &acts, 2);
+    let sizes: Vec<usize> = messages.iter().map(|m| unbatch(m).len()).collect();
+    assert_eq!(sizes, vec![2, 1, 2], "{messages:?}");
+    assert!(messages[1].starts_with(r#"{"name":"alice","message":""#));
+    assert!(messages[1].len() > 4096);
+    let all = frames_for(&r, &acts, 2);
+    let texts: Vec<&str> = all.iter().map(|f| f["message"].as_str().unwrap()).collect();
+    assert_eq!(
+        texts,
+        ["before", "before too", &controls(900), "after", "last"]
+    );
+}
+
 #[test]
 fn batch_without_v2_is_ignored_and_v2_without_batch_is_unbatched() {
     for hello in [

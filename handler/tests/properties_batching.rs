@@ -28,6 +28,11 @@ enum Op {
         conn: ConnId,
         text: usize,
     },
+    /// A message of `len` characters that JSON escapes as `\u00XX` (6 bytes each).
+    Spam {
+        conn: ConnId,
+        len: usize,
+    },
     Text {
         conn: ConnId,
         raw: String,
@@ -92,6 +97,25 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// [`op`], plus messages long on the wire: frames of up to about 6 KB.
+fn op_with_spam() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => op(),
+        1 => (0u64..6, 1usize..1000).prop_map(|(conn, len)| Op::Spam { conn, len }),
+    ]
+}
+
+/// [`config`] with room for long messages, batches long in frames and short in
+/// bytes: `batch_max_bytes` rather than `batch_max` cuts them.
+fn bytes_config(batch_max_bytes: usize) -> Config {
+    Config {
+        max_frame_bytes: 8192,
+        batch_max: 1000,
+        batch_max_bytes,
+        ..config()
+    }
+}
+
 fn config() -> Config {
     Config {
         room_capacity: 4,
@@ -132,6 +156,12 @@ fn apply(room: &mut Room<MemoryStorage>, op: &Op, now: u64) -> Vec<Action> {
         } => room.on_text(*conn, &hello_text(*name, resume, OPT_INS[*opt_in]), now),
         Op::Chat { conn, text } => {
             room.on_text(*conn, &json!({ "message": TEXTS[*text] }).to_string(), now)
+        }
+        Op::Spam { conn, len } => {
+            let text: String = (0..*len)
+                .map(|i| char::from(0x0E + (i % 14) as u8))
+                .collect();
+            room.on_text(*conn, &json!({ "message": text }).to_string(), now)
         }
         Op::Text { conn, raw } => room.on_text(*conn, raw, now),
         Op::Binary { conn, len } => room.on_binary(*conn, *len, now),
@@ -329,64 +359,20 @@ proptest! {
         }
     }
 
-    /// The same ops with and without `"batch": true`: every connection gets the same
-    /// frames in the same order, byte for byte; batching changes only how they are
-    /// packed into messages (and when). A connection that goes away on its own loses
-    /// what was still pending for it, so it got a prefix.
+    /// The same ops with and without `"batch": true`: see [`packaging`].
     #[test]
     fn batching_changes_only_the_packaging(ops in proptest::collection::vec(op(), 1..150)) {
-        let cfg = config();
-        let mut batched = Room::open(cfg.clone(), MemoryStorage::new(), EPOCH).unwrap();
-        let mut plain = Room::open(cfg, MemoryStorage::new(), EPOCH).unwrap();
-        let mut now = 1_000u64;
-        // Frames per connection, per life of the connection id: (conn, nth connect).
-        type Key = (ConnId, usize);
-        let mut got: BTreeMap<Key, (Vec<String>, Vec<String>)> = BTreeMap::new();
-        let mut lives: BTreeMap<ConnId, usize> = BTreeMap::new();
-        let mut left_early: Vec<Key> = Vec::new();
-        let unbatched = |op: &Op| match op {
-            // "batch": true becomes plain v2.
-            Op::Hello { conn, name, resume, opt_in: 2 | 3 } => Op::Hello {
-                conn: *conn,
-                name: *name,
-                resume: *resume,
-                opt_in: 1,
-            },
-            other => other.clone(),
-        };
-        for (i, op) in ops.iter().enumerate() {
-            if let Op::Advance { ms } = op {
-                now = (now + ms).saturating_sub(500);
-            }
-            if let Op::Connect { conn, .. } = op {
-                if batched.session(*conn).is_none() {
-                    *lives.entry(*conn).or_default() += 1;
-                }
-            }
-            if let Op::Close { conn } = op {
-                if batched.session(*conn).is_some() {
-                    left_early.push((*conn, lives[conn]));
-                }
-            }
-            let mut a = apply(&mut batched, op, now);
-            let b = apply(&mut plain, &unbatched(op), now);
-            if i + 1 == ops.len() {
-                a.extend(batched.flush(now));
-            }
-            for (conn, f) in frames(&batched, &a) {
-                got.entry((conn, lives[&conn])).or_default().0.push(f);
-            }
-            for (conn, f) in frames(&plain, &b) {
-                got.entry((conn, lives[&conn])).or_default().1.push(f);
-            }
-        }
-        for (key, (with, without)) in &got {
-            if left_early.contains(key) {
-                prop_assert!(without.starts_with(with), "{:?}: {:?} is not a prefix of {:?}", key, with, without);
-            } else {
-                prop_assert_eq!(with, without, "{:?}", key);
-            }
-        }
+        packaging(config(), &ops)?;
+    }
+
+    /// The same with long frames and a small `batch_max_bytes`: batches are cut by
+    /// bytes, and still carry every frame once, in order.
+    #[test]
+    fn batches_keep_to_batch_max_bytes(
+        ops in proptest::collection::vec(op_with_spam(), 1..150),
+        batch_max_bytes in 1024usize..16_384,
+    ) {
+        packaging(bytes_config(batch_max_bytes), &ops)?;
     }
 
     /// A stream of messages into a room of batch sessions, with the backend ticking at
@@ -497,4 +483,87 @@ proptest! {
             }
         }
     }
+}
+
+/// The same ops with and without `"batch": true`: every connection gets the same
+/// frames in the same order, byte for byte; batching changes only how they are packed
+/// into messages (and when), and every batch keeps to `batch_max` frames and
+/// `batch_max_bytes` bytes. A connection that goes away on its own loses what was
+/// still pending for it, so it got a prefix.
+fn packaging(cfg: Config, ops: &[Op]) -> Result<(), TestCaseError> {
+    let (max, max_bytes) = (cfg.batch_max, cfg.batch_max_bytes);
+    let mut batched = Room::open(cfg.clone(), MemoryStorage::new(), EPOCH).unwrap();
+    let mut plain = Room::open(cfg, MemoryStorage::new(), EPOCH).unwrap();
+    let mut now = 1_000u64;
+    // Frames per connection, per life of the connection id: (conn, nth connect).
+    type Key = (ConnId, usize);
+    let mut got: BTreeMap<Key, (Vec<String>, Vec<String>)> = BTreeMap::new();
+    let mut lives: BTreeMap<ConnId, usize> = BTreeMap::new();
+    let mut left_early: Vec<Key> = Vec::new();
+    let unbatched = |op: &Op| match op {
+        // "batch": true becomes plain v2.
+        Op::Hello {
+            conn,
+            name,
+            resume,
+            opt_in: 2 | 3,
+        } => Op::Hello {
+            conn: *conn,
+            name: *name,
+            resume: *resume,
+            opt_in: 1,
+        },
+        other => other.clone(),
+    };
+    for (i, op) in ops.iter().enumerate() {
+        if let Op::Advance { ms } = op {
+            now = (now + ms).saturating_sub(500);
+        }
+        if let Op::Connect { conn, .. } = op {
+            if batched.session(*conn).is_none() {
+                *lives.entry(*conn).or_default() += 1;
+            }
+        }
+        if let Op::Close { conn } = op {
+            if batched.session(*conn).is_some() {
+                left_early.push((*conn, lives[conn]));
+            }
+        }
+        let mut a = apply(&mut batched, op, now);
+        let b = apply(&mut plain, &unbatched(op), now);
+        if i + 1 == ops.len() {
+            a.extend(batched.flush(now));
+        }
+        for (_, message) in messages(&batched, &a) {
+            if message.starts_with(r#"{"batch""#) {
+                let n = common::unbatch(&message).len();
+                prop_assert!(n <= max, "a batch of {} frames", n);
+                prop_assert!(
+                    message.len() <= max_bytes,
+                    "a batch of {} bytes",
+                    message.len()
+                );
+            }
+        }
+        for (conn, f) in frames(&batched, &a) {
+            got.entry((conn, lives[&conn])).or_default().0.push(f);
+        }
+        for (conn, f) in frames(&plain, &b) {
+            got.entry((conn, lives[&conn])).or_default().1.push(f);
+        }
+    }
+    for (key, (with, without)) in &got {
+        if left_early.contains(key) {
+            prop_assert!(
+                without.starts_with(with),
+                "{:?}: {:?} is not a prefix of {:?}",
+                key,
+                with,
+                without
+            );
+        } else {
+            prop_assert_eq!(with, without, "{:?}", key);
+        }
+    }
+    Ok(())
 }

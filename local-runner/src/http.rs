@@ -262,9 +262,7 @@ async fn websocket(
     // The connection's place under the cap goes with the socket (see `server`).
     let permit = parts.extensions.get::<ConnPermit>().cloned();
     let max = state.config.max_frame_bytes;
-    // The write buffer may hold up to two of the largest server frames beyond its
-    // target without refusing one.
-    let max_write = WRITE_BUFFER + state.config.max_server_frame_bytes() * 2;
+    let max_write = max_write_buffer(&state.config);
     let peer = Peer { addr };
     let AppState {
         rooms,
@@ -319,9 +317,41 @@ fn client_key(config: &Config, peer: SocketAddr, headers: &HeaderMap) -> String 
     edge::address_key(&client.to_string())
 }
 
+/// The most a socket's write buffer may hold: two of the largest server messages (a
+/// frame alone, or a batch of at most `batch_max_bytes`) beyond its target. tungstenite
+/// refuses a message that would pass it (`Write buffer is full`), and the socket would
+/// drop (1006) in the middle of a join burst.
+fn max_write_buffer(config: &Config) -> usize {
+    WRITE_BUFFER + config.max_server_message_bytes() * 2
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The write buffer takes the largest message on top of a full target, whatever
+    /// the settings: a batch at its largest, a history page, the roster of a big room.
+    #[test]
+    fn the_write_buffer_takes_the_largest_server_message() {
+        let defaults = Config::default();
+        // With the defaults the largest is a history page of escaped messages (680 KiB).
+        assert_eq!(max_write_buffer(&defaults), WRITE_BUFFER + 2 * 696_164);
+        for config in [
+            defaults.clone(),
+            Config {
+                batch_max_bytes: 1 << 20,
+                history_page_max: 1,
+                ..defaults.clone()
+            },
+            Config {
+                room_capacity: 100_000,
+                ..defaults.clone()
+            },
+        ] {
+            let largest = config.max_server_frame_bytes().max(config.batch_max_bytes);
+            assert!(max_write_buffer(&config) >= WRITE_BUFFER + largest);
+        }
+    }
     use crate::room_actor::RoomContext;
     use crate::store::StoreFactory;
     use std::time::Duration;

@@ -372,6 +372,10 @@ pub struct Received {
     pub messages: usize,
     /// The number of frames in each batch, in order.
     pub batches: Vec<usize>,
+    /// The largest text message, in bytes (a batch counted whole).
+    pub largest: usize,
+    /// The bytes of every text message.
+    pub bytes: usize,
 }
 
 pub struct Client {
@@ -640,6 +644,8 @@ impl Client {
                 Some(Err(e)) => Event::Ended(e.to_string()),
                 Some(Ok(Message::Text(t))) => {
                     self.received.messages += 1;
+                    self.received.largest = self.received.largest.max(t.len());
+                    self.received.bytes += t.len();
                     match self.unbatch(t.as_str())? {
                         Some(mut frames) => {
                             self.received.batches.push(frames.len());

@@ -18,6 +18,7 @@ mod origin;
 mod paging;
 mod retry;
 mod routes;
+mod sizes;
 mod slow;
 mod storage;
 mod v2;
@@ -282,6 +283,14 @@ pub fn all() -> Vec<Scenario> {
         scenario!(
             Batch,
             v2::a_batch_joiners_burst_comes_in_batches_of_batch_max
+        ),
+        scenario!(
+            Fast,
+            sizes::a_resume_of_resume_max_longest_messages_stays_within_the_bound
+        ),
+        scenario!(
+            Default,
+            sizes::a_resume_of_260_escaped_messages_from_26_addresses_gets_ready
         ),
     ]
 }
