@@ -224,16 +224,27 @@ impl<S: Storage> Room<S> {
             return Err(Close::Internal);
         }
         if self.sessions.len() >= self.config.room_capacity {
-            return Err(Close::RoomFull);
+            return Err(self.refuse_connection(conn, Close::RoomFull));
         }
         let mut session = Session::new(conn, peer, now_ms);
         session.room_epoch = (!self.epoch_stored).then(|| self.epoch.clone());
         if self.addresses.seats(&session.addr) >= self.config.seats_per_address {
-            return Err(Close::TooManySeats);
+            return Err(self.refuse_connection(conn, Close::TooManySeats));
         }
         self.addresses.add(&session.addr, conn);
         self.sessions.insert(conn, session);
         Ok(vec![Action::Save { conn }])
+    }
+
+    /// A refusal at connect: the backend sends [`Close::refusal_error`] as an error
+    /// frame and closes, and the room reports that error as [`Event::Rejected`] here,
+    /// like every other `{"error"}` frame, so that both backends count it
+    /// (`rejections_total{reason="room_full"}`, the Worker's `rejection` lines).
+    fn refuse_connection(&mut self, conn: ConnId, close: Close) -> Close {
+        if let Some(kind) = close.refusal_error() {
+            self.observer.observe(Event::Rejected { conn, kind });
+        }
+        close
     }
 
     /// A text frame arrived.
