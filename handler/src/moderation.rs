@@ -307,11 +307,13 @@ impl<S: Storage> Room<S> {
 }
 
 /// The structured log line of a moderator action: one JSON object,
-/// `{"audit": action, "room", "moderator", "user"?, "seq"?, "secs"?, "at_ms"}`.
+/// `{"audit": action, "room", "moderator", "user"?, "seq"?, "secs"?, "at_ms"}`. `room`
+/// is the room's log tag ([`crate::edge::log_tag_of`]): a named room's name, a private
+/// room's `private:` tag, never its id, which is its only secret.
 pub fn audit_line(room: &str, e: &AuditEntry) -> String {
     let mut line = Map::new();
     line.insert("audit".into(), e.action.clone().into());
-    line.insert("room".into(), room.into());
+    line.insert("room".into(), crate::edge::log_tag_of(room).into());
     line.insert("moderator".into(), e.moderator.clone().into());
     if let Some(user) = &e.user {
         line.insert("user".into(), user.clone().into());
@@ -424,5 +426,11 @@ mod tests {
             v,
             json!({"audit": "kick", "room": "lobby", "moderator": "m\"1", "user": "u9", "secs": 300, "at_ms": 5})
         );
+        // A private room is named by its tag only.
+        let id = "0123456789abcdef".repeat(4);
+        let line = audit_line(&id, &e);
+        assert!(!line.contains(&id), "{line}");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["room"], "private:a8ae6e6e");
     }
 }

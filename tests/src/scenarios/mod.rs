@@ -242,6 +242,10 @@ pub fn all() -> Vec<Scenario> {
         ),
         scenario!(Identity, moderation::moderation_bounds_answer_with_errors),
         scenario!(
+            Identity,
+            moderation::a_moderator_in_a_private_room_is_audited_under_its_tag
+        ),
+        scenario!(
             Signed,
             identity::a_room_requiring_tokens_refuses_a_hello_without_one
         ),

@@ -89,7 +89,7 @@ pub async fn refusals_at_connect_are_counted(ctx: Ctx) -> Result<()> {
     seat.expect_error(
         "Too many connections from your address in this room; close one and try again.",
     )
-        .await?;
+    .await?;
     seat.expect_close(1013, Some("Too many connections from your address"))
         .await?;
     // The last place, from the other address; then the room is full for anyone.
