@@ -86,11 +86,14 @@ pub enum ErrorKind {
     JoiningTooFast,
     /// A v2 hello's `batch` is neither a boolean nor null.
     BatchNotBoolean,
+    /// A v1 session retried a `cid` whose message a moderator deleted (a v2 session gets
+    /// the tombstone instead).
+    MessageDeleted,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 46] = [
+    pub const ALL: [ErrorKind; 47] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -137,6 +140,7 @@ impl ErrorKind {
         ErrorKind::TooManySeats,
         ErrorKind::JoiningTooFast,
         ErrorKind::BatchNotBoolean,
+        ErrorKind::MessageDeleted,
     ];
 
     /// A stable snake_case name, for metric labels and log fields (never sent to
@@ -160,6 +164,7 @@ impl ErrorKind {
             ErrorKind::HelloTimeout => "hello_timeout",
             ErrorKind::UnsupportedVersion => "unsupported_version",
             ErrorKind::BatchNotBoolean => "batch_not_boolean",
+            ErrorKind::MessageDeleted => "message_deleted",
             ErrorKind::TokenTooLong => "token_too_long",
             ErrorKind::TokenMalformed => "token_malformed",
             ErrorKind::TokenAlgorithm => "token_algorithm",
@@ -273,6 +278,7 @@ impl ErrorKind {
                 "Too many joins from your address; wait a little before reconnecting."
             }
             ErrorKind::BatchNotBoolean => "\"batch\" must be true or false.",
+            ErrorKind::MessageDeleted => "That message was deleted by a moderator.",
         }
     }
 }

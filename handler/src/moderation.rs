@@ -94,7 +94,13 @@ fn decode_target(kind: &str, v: &Value, config: &Config) -> Result<Moderation, E
 pub(crate) fn history_frame(m: &StoredMessage, version: Version) -> Option<Frame> {
     match (m.deleted, version) {
         (false, _) => Some(chat_frame(m)),
-        (true, Version::V2) => Some(ServerFrame::Deleted { deleted: m.seq }.encode()),
+        (true, Version::V2) => Some(
+            ServerFrame::Deleted {
+                deleted: m.seq,
+                cid: None,
+            }
+            .encode(),
+        ),
         (true, Version::V1) => None,
     }
 }
@@ -196,7 +202,11 @@ impl<S: Storage> Room<S> {
         match self.storage.delete_message(seq, self.last_seq) {
             Ok(true) => {
                 out.push(Action::Broadcast {
-                    frame: ServerFrame::Deleted { deleted: seq }.encode(),
+                    frame: ServerFrame::Deleted {
+                        deleted: seq,
+                        cid: None,
+                    }
+                    .encode(),
                     audience: Audience::V2Members,
                 });
                 Ok(())

@@ -350,6 +350,69 @@ fn delete_tombstones_the_message_for_everyone() {
     assert_eq!(back.storage_mut().last_n(10).unwrap().len(), 1);
 }
 
+#[test]
+fn a_retried_cid_of_a_deleted_message_gets_its_tombstone_never_a_chat_frame() {
+    let mut r = auth_room(unlimited());
+    join(
+        &mut r,
+        1,
+        "m",
+        &hello("", Some(&moderator("mod")), true),
+        T0,
+    );
+    join(&mut r, 2, "a", &hello("v2", None, true), T0);
+    join(&mut r, 3, "b", &hello("v1", None, false), T0);
+    send(
+        &mut r,
+        2,
+        json!({"message": "from v2", "cid": "c2"}),
+        T0 + 1,
+    );
+    send(
+        &mut r,
+        3,
+        json!({"message": "from v1", "cid": "c1"}),
+        T0 + 2,
+    );
+    for seq in [1, 2] {
+        send(&mut r, 1, json!({"delete": seq}), T0 + 3);
+    }
+    // The room rebuilt in between changes nothing: the tombstone is in storage.
+    let mut r = rebuilt(&r);
+    for (conn, text, cid) in [(2, "from v2", "c2"), (3, "from v1", "c1")] {
+        let acts = send(&mut r, conn, json!({"message": text, "cid": cid}), T0 + 4);
+        let frames = frames_for(&r, &acts, conn);
+        let want = if conn == 2 {
+            json!({"deleted": 1, "cid": "c2"})
+        } else {
+            json!({"error": ErrorKind::MessageDeleted.sentence()})
+        };
+        assert_eq!(frames, vec![want], "the sender alone gets one answer");
+        assert!(broadcasts(&acts).is_empty(), "nothing for anyone else");
+        assert_eq!(r.last_seq(), 2, "not stored again");
+    }
+    // A retry of a message still there is its chat frame, as ever.
+    say(&mut r, 2, "kept", T0 + 5);
+    send(
+        &mut r,
+        2,
+        json!({"message": "kept too", "cid": "c3"}),
+        T0 + 6,
+    );
+    let acts = send(
+        &mut r,
+        2,
+        json!({"message": "kept too", "cid": "c3"}),
+        T0 + 7,
+    );
+    let frames = frames_for(&r, &acts, 2);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(
+        (frames[0]["message"].as_str(), frames[0]["seq"].as_u64()),
+        (Some("kept too"), Some(4))
+    );
+}
+
 /// What a v2 client resuming from `seq` receives before its own `joined`.
 fn resumed(
     r: &mut Room<MemoryStorage>,

@@ -246,6 +246,10 @@ pub fn all() -> Vec<Scenario> {
             moderation::a_moderator_in_a_private_room_is_audited_under_its_tag
         ),
         scenario!(
+            Identity,
+            moderation::a_retried_cid_of_a_deleted_message_gets_no_chat_frame
+        ),
+        scenario!(
             Signed,
             identity::a_room_requiring_tokens_refuses_a_hello_without_one
         ),

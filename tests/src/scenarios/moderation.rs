@@ -500,3 +500,57 @@ pub async fn a_moderator_in_a_private_room_is_audited_under_its_tag(ctx: Ctx) ->
     ensure_eq!(leaks, 0, "log lines holding the private room id {id}");
     Ok(())
 }
+
+/// Identity group, both backends: a retried `cid` whose message a moderator deleted is
+/// answered to its sender alone, never with a chat frame: a v2 session gets the
+/// tombstone with the cid, `{"deleted": seq, "cid"}`, a v1 session the error
+/// `That message was deleted by a moderator.`; nothing is stored, nobody else hears of
+/// it, and both sockets stay open.
+pub async fn a_retried_cid_of_a_deleted_message_gets_no_chat_frame(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let room = ctx.room("deleted-cid");
+    let t = token::token(
+        SECRET,
+        "u-mod",
+        json!({"name": "Mod", "role": "moderator", "room": room}),
+    );
+    let (mut m, _) = enter(&base, &room, "Mod", json!({"v": 2, "token": t})).await?;
+    let (mut ana, _) = enter(&base, &room, "ana", json!({"name": "ana", "v": 2})).await?;
+    let (mut bob, _) = enter(&base, &room, "bob", json!({"name": "bob"})).await?;
+    m.expect_frame(Frame::Joined("ana".into())).await?;
+    m.expect_frame(Frame::Joined("bob".into())).await?;
+    ana.expect_frame(Frame::Joined("bob".into())).await?;
+    ana.say_with_cid("from ana", "cid-ana").await?;
+    let a = ana.recv_message().await?;
+    ensure_eq!(bob.recv_message().await?, a, "bob gets ana's");
+    bob.say_with_cid("from bob", "cid-bob").await?;
+    let b = bob.recv_message().await?;
+    ensure_eq!(ana.recv_message().await?, b, "ana gets bob's");
+    ensure_eq!(
+        messages(&mut m, 2).await?,
+        vec![a.clone(), b.clone()],
+        "the moderator's copies"
+    );
+    for seq in [a.seq, b.seq] {
+        m.send_json(&json!({"delete": seq})).await?;
+        m.expect_frame(Frame::Deleted(seq)).await?;
+        ana.expect_frame(Frame::Deleted(seq)).await?;
+    }
+
+    ana.say_with_cid("from ana", "cid-ana").await?;
+    ana.expect_frame(Frame::DeletedCid(a.seq, "cid-ana".into()))
+        .await?;
+    bob.say_with_cid("from bob", "cid-bob").await?;
+    bob.expect_error("That message was deleted by a moderator.")
+        .await?;
+    m.expect_silence(SILENCE).await?;
+    // Both still chat, and nothing was stored by the repeats: the next seq follows.
+    ana.say("still here").await?;
+    let next = ana.recv_message().await?;
+    ensure_eq!(next.seq, b.seq + 1, "the repeats stored nothing");
+    ensure_eq!(bob.recv_message().await?, next, "bob's socket is open");
+    for c in [m, ana, bob] {
+        c.close().await?;
+    }
+    Ok(())
+}
