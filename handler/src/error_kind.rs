@@ -86,6 +86,9 @@ pub enum ErrorKind {
     JoiningTooFast,
     /// A v2 hello's `batch` is neither a boolean nor null.
     BatchNotBoolean,
+    /// A join token with `role: moderator` and no `room` claim (a moderator token must
+    /// name its room, or `*` for every room).
+    ModeratorTokenNeedsRoom,
     /// A v1 session retried a `cid` whose message a moderator deleted (a v2 session gets
     /// the tombstone instead).
     MessageDeleted,
@@ -93,7 +96,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 47] = [
+    pub const ALL: [ErrorKind; 48] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -141,6 +144,7 @@ impl ErrorKind {
         ErrorKind::JoiningTooFast,
         ErrorKind::BatchNotBoolean,
         ErrorKind::MessageDeleted,
+        ErrorKind::ModeratorTokenNeedsRoom,
     ];
 
     /// A stable snake_case name, for metric labels and log fields (never sent to
@@ -165,6 +169,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedVersion => "unsupported_version",
             ErrorKind::BatchNotBoolean => "batch_not_boolean",
             ErrorKind::MessageDeleted => "message_deleted",
+            ErrorKind::ModeratorTokenNeedsRoom => "moderator_token_needs_room",
             ErrorKind::TokenTooLong => "token_too_long",
             ErrorKind::TokenMalformed => "token_malformed",
             ErrorKind::TokenAlgorithm => "token_algorithm",
@@ -279,6 +284,9 @@ impl ErrorKind {
             }
             ErrorKind::BatchNotBoolean => "\"batch\" must be true or false.",
             ErrorKind::MessageDeleted => "That message was deleted by a moderator.",
+            ErrorKind::ModeratorTokenNeedsRoom => {
+                "A moderator token must name its room: \"room\": \"<room>\", or \"*\" for every room."
+            }
         }
     }
 }

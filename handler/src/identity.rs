@@ -22,6 +22,8 @@ use std::fmt;
 pub const MAX_USER_CHARS: usize = 64;
 /// Shortest secret accepted: HS256 keys should carry at least the hash's 256 bits.
 pub const MIN_SECRET_BYTES: usize = 32;
+/// The `room` claim of a token valid in every room. It is never a room name.
+pub const ALL_ROOMS: &str = "*";
 /// Clock skew forgiven on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 60;
 
@@ -158,12 +160,14 @@ pub fn verify(
             return Err(ErrorKind::TokenNotYetValid);
         }
     }
-    match claims.get("room") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(r)) if r == room => {}
+    // Whether the token names its room: this one, or every room with `*` (never a room
+    // name, so never ambiguous).
+    let names_its_room = match claims.get("room") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(r)) if r == room || r == ALL_ROOMS => true,
         Some(Value::String(_)) => return Err(ErrorKind::TokenWrongRoom),
         Some(_) => return Err(ErrorKind::TokenClaims),
-    }
+    };
     let user = match claims.get("sub") {
         Some(Value::String(s)) if is_user_id(s) => s.clone(),
         _ => return Err(ErrorKind::TokenClaims),
@@ -173,6 +177,12 @@ pub fn verify(
         Some(Value::String(r)) if r == Role::Moderator.as_str() => Some(Role::Moderator),
         Some(_) => return Err(ErrorKind::TokenClaims),
     };
+    // A moderator token moderates where it says: a token minted without a room (for
+    // a user's identity everywhere) must not silently moderate every room. Refused
+    // rather than taken as a plain user's, so the app's mistake shows at once.
+    if role == Some(Role::Moderator) && !names_its_room {
+        return Err(ErrorKind::ModeratorTokenNeedsRoom);
+    }
     let name = match claims.get("name") {
         None | Some(Value::Null) => None,
         Some(Value::String(n)) if !n.trim().is_empty() => Some(n.as_str()),
@@ -492,6 +502,53 @@ mod tests {
         let head = r#"{"alg":"HS256"}"#;
         let numeric = format!(r#"{{"sub":"u","exp":{},"room":7}}"#, NOW + 10);
         assert_eq!(check(&signed(head, &numeric)), Err(ErrorKind::TokenClaims));
+    }
+
+    #[test]
+    fn a_moderator_token_names_its_room_or_every_room() {
+        let moderator = |room: Option<&str>| {
+            mint(
+                &secret(),
+                &Claims {
+                    role: Some(Role::Moderator),
+                    room: room.map(str::to_owned),
+                    ..claims()
+                },
+            )
+        };
+        assert_eq!(
+            check(&moderator(None)),
+            Err(ErrorKind::ModeratorTokenNeedsRoom)
+        );
+        assert_eq!(
+            check(&moderator(Some("lobby"))).unwrap().role,
+            Some(Role::Moderator)
+        );
+        assert_eq!(
+            check(&moderator(Some(ALL_ROOMS))).unwrap().role,
+            Some(Role::Moderator)
+        );
+        assert_eq!(
+            check(&moderator(Some("other"))),
+            Err(ErrorKind::TokenWrongRoom)
+        );
+        // `"room": null` is no room.
+        let head = r#"{"alg":"HS256"}"#;
+        let null_room = format!(
+            r#"{{"sub":"u","exp":{},"role":"moderator","room":null}}"#,
+            NOW + 10
+        );
+        assert_eq!(
+            check(&signed(head, &null_room)),
+            Err(ErrorKind::ModeratorTokenNeedsRoom)
+        );
+        // `*` is valid in every room for a plain user's token too, and is no room name.
+        let everywhere = Claims {
+            room: Some(ALL_ROOMS.into()),
+            ..claims()
+        };
+        assert!(check(&mint(&secret(), &everywhere)).is_ok());
+        assert!(crate::edge::validate_room(ALL_ROOMS).is_err());
     }
 
     #[test]

@@ -250,6 +250,10 @@ pub fn all() -> Vec<Scenario> {
             moderation::a_retried_cid_of_a_deleted_message_gets_no_chat_frame
         ),
         scenario!(
+            Identity,
+            moderation::a_moderator_token_moderates_the_rooms_it_names
+        ),
+        scenario!(
             Signed,
             identity::a_room_requiring_tokens_refuses_a_hello_without_one
         ),

@@ -3,7 +3,7 @@
 //! rejoins refused for `secs`), mute; refusals for everyone else; the bounds; and
 //! durability across a restart.
 
-use super::identity::enter;
+use super::identity::{enter, refused};
 use super::SILENCE;
 use crate::client::{Client, Frame, Msg};
 use crate::harness::identity::{
@@ -21,8 +21,13 @@ const KICKED: &str = "A moderator removed you from this room.";
 const STILL_KICKED: &str = "A moderator removed you from this room; try again later.";
 const MUTED: &str = "You are muted in this room.";
 
-fn moderator_hello(v2: bool) -> Value {
-    let t = token::token(SECRET, "u-mod", json!({"name": "Mod", "role": "moderator"}));
+/// A moderator of `room` (its token names the room, as a moderator's must).
+fn moderator_hello(room: &str, v2: bool) -> Value {
+    let t = token::token(
+        SECRET,
+        "u-mod",
+        json!({"name": "Mod", "role": "moderator", "room": room}),
+    );
     if v2 {
         json!({"v": 2, "token": t})
     } else {
@@ -64,7 +69,7 @@ async fn messages(c: &mut Client, n: usize) -> Result<Vec<Msg>> {
 pub async fn a_moderator_deletes_a_message_for_everyone(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("delete");
-    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(true)).await?;
+    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(&room, true)).await?;
     let (mut ana, _) = enter(&base, &room, "ana", json!({"name": "ana", "v": 2})).await?;
     let (mut carl, _) = enter(&base, &room, "carl", json!({"name": "carl"})).await?;
     m.expect_frame(Frame::Joined("ana".into())).await?;
@@ -162,7 +167,7 @@ pub async fn a_moderator_deletes_a_message_for_everyone(ctx: Ctx) -> Result<()> 
 pub async fn a_moderator_kicks_a_user(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("kick");
-    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(false)).await?;
+    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(&room, false)).await?;
     let (mut by, _) = enter(&base, &room, "bystander", json!({"name": "bystander"})).await?;
     m.expect_frame(Frame::Joined("bystander".into())).await?;
     let (mut v1, _) = enter(&base, &room, "u-vic", user_hello("u-vic", false)).await?;
@@ -204,7 +209,7 @@ pub async fn a_moderator_kicks_a_user(ctx: Ctx) -> Result<()> {
 pub async fn a_moderator_mutes_a_user(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("mute");
-    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(true)).await?;
+    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(&room, true)).await?;
     let (mut loud, _) = enter(&base, &room, "u-loud", user_hello("u-loud", false)).await?;
     let (mut listener, _) = enter(&base, &room, "listener", json!({"name": "listener"})).await?;
     m.expect_frame(Frame::Joined("u-loud".into())).await?;
@@ -288,7 +293,7 @@ pub async fn non_moderators_are_refused_and_stay_open(ctx: Ctx) -> Result<()> {
 pub async fn moderation_bounds_answer_with_errors(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("mod-bounds");
-    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(false)).await?;
+    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(&room, false)).await?;
     let over = MAX_MODERATION_SECS + 1;
     m.send_json(&json!({"mute": {"user": "u1", "secs": over}}))
         .await?;
@@ -353,7 +358,7 @@ pub async fn kicks_mutes_and_deletions_survive_a_restart(ctx: Ctx) -> Result<()>
     let instance = ctx.start_own("moderation-restart", spec).await?;
     let base = instance.base_url();
     let room = ctx.room("mod-restart");
-    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(true)).await?;
+    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(&room, true)).await?;
     m.say("gone soon").await?;
     let doomed = m.recv_message().await?;
     m.say("stays").await?;
@@ -404,7 +409,7 @@ pub async fn identity_and_mutes_survive_hibernation(ctx: Ctx) -> Result<()> {
     let instance = ctx.start_own("moderation-hibernation", spec).await?;
     let base = instance.base_url();
     let room = ctx.room("mod-hibernate");
-    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(true)).await?;
+    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(&room, true)).await?;
     let (mut loud, _) = enter(&base, &room, "u-loud", user_hello("u-loud", false)).await?;
     m.expect_frame(Frame::Joined("u-loud".into())).await?;
     m.send_json(&json!({"mute": {"user": "u-loud", "secs": 600}}))
@@ -553,4 +558,52 @@ pub async fn a_retried_cid_of_a_deleted_message_gets_no_chat_frame(ctx: Ctx) -> 
         c.close().await?;
     }
     Ok(())
+}
+
+/// Identity group, both backends: `role: moderator` is honoured only where the token
+/// says. Without a `room` claim the token is refused (its own error, close 1008); with
+/// `"room": "*"` it moderates every room; with a room, that room only (elsewhere it is
+/// a token for another room).
+pub async fn a_moderator_token_moderates_the_rooms_it_names(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let (one, two) = (ctx.room("mod-one"), ctx.room("mod-two"));
+    let roomless = token::token(SECRET, "u-mod", json!({"role": "moderator"}));
+    refused(
+        &base,
+        &one,
+        json!({"v": 2, "token": roomless}),
+        r#"A moderator token must name its room: "room": "<room>", or "*" for every room."#,
+        "a room-less moderator",
+    )
+    .await?;
+    let everywhere = token::token(SECRET, "u-all", json!({"role": "moderator", "room": "*"}));
+    for room in [&one, &two] {
+        let (mut m, j) = enter(&base, room, "u-all", json!({"v": 2, "token": everywhere})).await?;
+        ensure_eq!(
+            j.ready.role.as_deref(),
+            Some("moderator"),
+            "a `*` moderator in {room}"
+        );
+        let (mut ana, _) = enter(&base, room, "ana", json!({"name": "ana"})).await?;
+        m.expect_frame(Frame::Joined("ana".into())).await?;
+        ana.say("delete me").await?;
+        let said = ana.recv_message().await?;
+        ensure_eq!(m.recv_message().await?, said, "the moderator's copy");
+        m.send_json(&json!({"delete": said.seq})).await?;
+        m.expect_frame(Frame::Deleted(said.seq)).await?;
+        ana.close().await?;
+        m.close().await?;
+    }
+    let only_one = token::token(SECRET, "u-one", json!({"role": "moderator", "room": one}));
+    let (m, j) = enter(&base, &one, "u-one", json!({"token": only_one})).await?;
+    ensure_eq!(j.ready.role.as_deref(), Some("moderator"), "in its room");
+    m.close().await?;
+    refused(
+        &base,
+        &two,
+        json!({"token": only_one}),
+        "Token is for another room.",
+        "a moderator of another room",
+    )
+    .await
 }
