@@ -89,6 +89,10 @@ pub enum ErrorKind {
     /// A join token with `role: moderator` and no `room` claim (a moderator token must
     /// name its room, or `*` for every room).
     ModeratorTokenNeedsRoom,
+    /// `auth_issuer` is set and the token's `iss` is not it.
+    TokenIssuer,
+    /// `auth_audience` is set and the token's `aud` does not name it.
+    TokenAudience,
     /// A v1 session retried a `cid` whose message a moderator deleted (a v2 session gets
     /// the tombstone instead).
     MessageDeleted,
@@ -96,7 +100,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 48] = [
+    pub const ALL: [ErrorKind; 50] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -145,6 +149,8 @@ impl ErrorKind {
         ErrorKind::BatchNotBoolean,
         ErrorKind::MessageDeleted,
         ErrorKind::ModeratorTokenNeedsRoom,
+        ErrorKind::TokenIssuer,
+        ErrorKind::TokenAudience,
     ];
 
     /// A stable snake_case name, for metric labels and log fields (never sent to
@@ -170,6 +176,8 @@ impl ErrorKind {
             ErrorKind::BatchNotBoolean => "batch_not_boolean",
             ErrorKind::MessageDeleted => "message_deleted",
             ErrorKind::ModeratorTokenNeedsRoom => "moderator_token_needs_room",
+            ErrorKind::TokenIssuer => "token_issuer",
+            ErrorKind::TokenAudience => "token_audience",
             ErrorKind::TokenTooLong => "token_too_long",
             ErrorKind::TokenMalformed => "token_malformed",
             ErrorKind::TokenAlgorithm => "token_algorithm",
@@ -284,6 +292,8 @@ impl ErrorKind {
             }
             ErrorKind::BatchNotBoolean => "\"batch\" must be true or false.",
             ErrorKind::MessageDeleted => "That message was deleted by a moderator.",
+            ErrorKind::TokenIssuer => "Token issuer is not accepted by this server.",
+            ErrorKind::TokenAudience => "Token is not for this server (audience).",
             ErrorKind::ModeratorTokenNeedsRoom => {
                 "A moderator token must name its room: \"room\": \"<room>\", or \"*\" for every room."
             }

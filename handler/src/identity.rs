@@ -160,6 +160,16 @@ pub fn verify(
             return Err(ErrorKind::TokenNotYetValid);
         }
     }
+    // The issuer and audience, when the server names them (RFC 7519 4.1.1, 4.1.3).
+    if !config.auth_issuer.is_empty()
+        && claims.get("iss") != Some(&config.auth_issuer.as_str().into())
+    {
+        return Err(ErrorKind::TokenIssuer);
+    }
+    if !config.auth_audience.is_empty() && !names_audience(claims.get("aud"), &config.auth_audience)
+    {
+        return Err(ErrorKind::TokenAudience);
+    }
     // Whether the token names its room: this one, or every room with `*` (never a room
     // name, so never ambiguous).
     let names_its_room = match claims.get("room") {
@@ -192,6 +202,16 @@ pub fn verify(
     // The display name obeys the hello's rules, whichever claim it comes from.
     let name = validate_name(name.unwrap_or(&user), config)?;
     Ok(Identity { user, name, role })
+}
+
+/// True when an `aud` claim names `audience`: the string itself, or an array of strings
+/// holding it (RFC 7519 4.1.3).
+fn names_audience(aud: Option<&Value>, audience: &str) -> bool {
+    match aud {
+        Some(Value::String(a)) => a == audience,
+        Some(Value::Array(items)) => items.iter().any(|a| a.as_str() == Some(audience)),
+        _ => false,
+    }
 }
 
 /// The length of `header.payload`, the signed part (the text before the last dot).
@@ -502,6 +522,60 @@ mod tests {
         let head = r#"{"alg":"HS256"}"#;
         let numeric = format!(r#"{{"sub":"u","exp":{},"room":7}}"#, NOW + 10);
         assert_eq!(check(&signed(head, &numeric)), Err(ErrorKind::TokenClaims));
+    }
+
+    #[test]
+    fn iss_and_aud_are_checked_only_when_the_server_names_them() {
+        let head = r#"{"alg":"HS256"}"#;
+        let exp = NOW + 10;
+        let with = |extra: &str| signed(head, &format!(r#"{{"sub":"u","exp":{exp}{extra}}}"#));
+        let at = |config: &Config, token: &str| verify(token, &secret(), "lobby", NOW_MS, config);
+        // Not set: any iss and aud, or none, are ignored.
+        let open = Config::default();
+        for extra in ["", r#","iss":"x","aud":"y""#, r#","iss":7,"aud":[1]"#] {
+            assert!(at(&open, &with(extra)).is_ok(), "{extra}");
+        }
+        let strict = Config {
+            auth_issuer: "https://app.example".into(),
+            auth_audience: "chat".into(),
+            ..Config::default()
+        };
+        let good = r#","iss":"https://app.example","aud":"chat""#;
+        assert!(at(&strict, &with(good)).is_ok());
+        // `aud` may be an array naming the audience among others.
+        let listed = r#","iss":"https://app.example","aud":["other","chat"]"#;
+        assert!(at(&strict, &with(listed)).is_ok());
+        for (extra, want) in [
+            (r#","aud":"chat""#, ErrorKind::TokenIssuer),
+            (
+                r#","iss":"https://evil.example","aud":"chat""#,
+                ErrorKind::TokenIssuer,
+            ),
+            (
+                r#","iss":["https://app.example"],"aud":"chat""#,
+                ErrorKind::TokenIssuer,
+            ),
+            (r#","iss":"https://app.example""#, ErrorKind::TokenAudience),
+            (
+                r#","iss":"https://app.example","aud":"Chat""#,
+                ErrorKind::TokenAudience,
+            ),
+            (
+                r#","iss":"https://app.example","aud":["other"]"#,
+                ErrorKind::TokenAudience,
+            ),
+            (
+                r#","iss":"https://app.example","aud":null"#,
+                ErrorKind::TokenAudience,
+            ),
+        ] {
+            assert_eq!(at(&strict, &with(extra)), Err(want), "{extra}");
+        }
+        // Checked after expiry, before the room.
+        let expired = signed(head, r#"{"sub":"u","exp":1,"iss":"nope"}"#);
+        assert_eq!(at(&strict, &expired), Err(ErrorKind::TokenExpired));
+        let elsewhere = with(r#","iss":"nope","room":"other""#);
+        assert_eq!(at(&strict, &elsewhere), Err(ErrorKind::TokenIssuer));
     }
 
     #[test]

@@ -107,6 +107,7 @@ pub fn all() -> Vec<Scenario> {
             observability::closes_rejections_and_resumes_are_counted
         ),
         scenario!(Own, observability::refusals_at_connect_are_counted),
+        scenario!(Own, identity::issuer_and_audience_are_checked_when_set),
         // The fault tests below stop, kill and flood the runner's own process, and read
         // its /metrics; a Durable Object's process is workerd's.
         scenario!(
