@@ -93,6 +93,9 @@ pub enum ErrorKind {
     TokenIssuer,
     /// `auth_audience` is set and the token's `aud` does not name it.
     TokenAudience,
+    /// The name holds a check mark (✓ and its look-alikes), which would imitate the
+    /// verified mark.
+    NameCheckMark,
     /// A v1 session retried a `cid` whose message a moderator deleted (a v2 session gets
     /// the tombstone instead).
     MessageDeleted,
@@ -100,7 +103,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 50] = [
+    pub const ALL: [ErrorKind; 51] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -151,6 +154,7 @@ impl ErrorKind {
         ErrorKind::ModeratorTokenNeedsRoom,
         ErrorKind::TokenIssuer,
         ErrorKind::TokenAudience,
+        ErrorKind::NameCheckMark,
     ];
 
     /// A stable snake_case name, for metric labels and log fields (never sent to
@@ -178,6 +182,7 @@ impl ErrorKind {
             ErrorKind::ModeratorTokenNeedsRoom => "moderator_token_needs_room",
             ErrorKind::TokenIssuer => "token_issuer",
             ErrorKind::TokenAudience => "token_audience",
+            ErrorKind::NameCheckMark => "name_check_mark",
             ErrorKind::TokenTooLong => "token_too_long",
             ErrorKind::TokenMalformed => "token_malformed",
             ErrorKind::TokenAlgorithm => "token_algorithm",
@@ -294,6 +299,9 @@ impl ErrorKind {
             ErrorKind::MessageDeleted => "That message was deleted by a moderator.",
             ErrorKind::TokenIssuer => "Token issuer is not accepted by this server.",
             ErrorKind::TokenAudience => "Token is not for this server (audience).",
+            ErrorKind::NameCheckMark => {
+                "Name may not contain check marks: only the server marks verified users."
+            }
             ErrorKind::ModeratorTokenNeedsRoom => {
                 "A moderator token must name its room: \"room\": \"<room>\", or \"*\" for every room."
             }

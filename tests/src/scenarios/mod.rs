@@ -271,6 +271,7 @@ pub fn all() -> Vec<Scenario> {
             abuse::join_quit_churn_costs_members_at_most_the_join_burst
         ),
         scenario!(Default, abuse::invisible_names_are_refused_1008),
+        scenario!(Default, abuse::check_marks_in_names_are_refused_1008),
         scenario!(Default, abuse::private_room_ids_stay_out_of_the_logs),
         // Room opens on the local runner are limited by the runner itself (its own
         // scenario); on Cloudflare by the Workers rate-limiting binding.
