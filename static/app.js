@@ -263,11 +263,13 @@ import { EdgeChat } from './edge-chat.js';
     return !verifiedUser(m) && m.name === (me.name ?? myName);
   }
 
-  // The mark of a verified user id, for messages and roster entries that carry one.
+  // The mark of a verified user id, for messages and roster entries that carry one: a
+  // badge drawn by the style sheet, outside the name and with no character in it, so
+  // that no name (whatever it holds, ✓ or look-alikes) can draw the same thing. Its
+  // meaning is in its label, for screen readers and on hover.
   function verifiedMark(user) {
     const mark = document.createElement('span');
     mark.className = 'verified';
-    mark.textContent = '✓';
     mark.title = `verified user ${user}`;
     mark.setAttribute('role', 'img');
     mark.setAttribute('aria-label', `verified user ${user}`);

@@ -156,7 +156,8 @@ export declare class EdgeChat extends EventTarget {
   readonly name: string | undefined;
   readonly room: string;
   /** Resolves with the stored message once the server has it, exactly once however
-   * the connection behaves; rejects with RefusedError (the server's sentence) or
+   * the connection behaves; rejects with RefusedError (the server's sentence; also
+   * when a moderator deleted the message before a repeat of it was answered) or
    * ClosedError. */
   send(text: string): Promise<ChatMessage>;
   /** A page of up to `limit` messages older than `beforeSeq` (newest when omitted). */

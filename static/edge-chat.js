@@ -65,6 +65,9 @@ const JOIN_TIMEOUT_CODE = 4000; // our own, never sent by a server
 // and whose answer tells that the moderator frame before it has had its own (see
 // #transmitModeration).
 const FENCE = JSON.stringify({ history: { before: 0, limit: 1 } });
+// The rejection of a send whose message a moderator deleted before its repeat was
+// answered: the server's sentence for the same case in v1.
+const MESSAGE_DELETED = 'That message was deleted by a moderator.';
 const UNANSWERED = 'The connection closed before the server answered; the action may or may not have been taken.';
 
 function isChatFrame(f) {
@@ -326,7 +329,7 @@ export class EdgeChat extends EventTarget {
       this.#emit('roster', { roster });
     } else if (typeof f.joined === 'string') this.#emit('joined', { name: f.joined });
     else if (typeof f.quit === 'string') this.#emit('quit', { name: f.quit });
-    else if (Number.isSafeInteger(f.deleted)) this.#emit('deleted', { seq: f.deleted });
+    else if (Number.isSafeInteger(f.deleted)) this.#onDeleted(f);
     else if (f.ready === true) this.#onReady(f);
     // Anything else is a frame kind this module does not know yet: ignored.
   }
@@ -356,6 +359,20 @@ export class EdgeChat extends EventTarget {
       this.#lastSeq = f.seq;
       this.#emit('message', f);
     }
+  }
+
+  /** A tombstone. With our cid, it answers the repeat of a send whose message a
+   * moderator deleted meanwhile: that send rejects (its message is gone), as if refused. */
+  #onDeleted(f) {
+    this.#emit('deleted', { seq: f.deleted });
+    if (typeof f.cid !== 'string') return;
+    const entry = this.#outbox.get(f.cid);
+    if (!entry) return;
+    this.#outbox.delete(f.cid);
+    const i = this.#inflight.findIndex((r) => r.cid === f.cid);
+    if (i >= 0) this.#inflight.splice(i, 1);
+    entry.reject(new RefusedError(MESSAGE_DELETED));
+    if (this.#state === 'live') this.#pump();
   }
 
   #onHistory(f) {

@@ -99,6 +99,10 @@ pub fn validate_name(raw: &str, config: &Config) -> Result<String, ErrorKind> {
     if crate::names::is_blank(name) {
         return Err(ErrorKind::NameInvisible);
     }
+    // A check mark would imitate the mark clients give verified users.
+    if crate::names::has_check_mark(name) {
+        return Err(ErrorKind::NameCheckMark);
+    }
     Ok(name.to_owned())
 }
 
@@ -322,6 +326,14 @@ mod tests {
             Err(ErrorKind::NameBidi)
         );
         assert_eq!(validate_name("x\u{2066}", &c), Err(ErrorKind::NameBidi));
+        // The verified mark is the server's: no name may carry a check mark.
+        for fake in ["Alice ✓", "Alice\u{2714}", "☑ Bob", "\u{2705}"] {
+            assert_eq!(
+                validate_name(fake, &c),
+                Err(ErrorKind::NameCheckMark),
+                "{fake:?}"
+            );
+        }
         for blank in [
             "\u{200B}",
             "\u{3164}",

@@ -61,6 +61,7 @@ macro_rules! config_keys {
                     doc: concat!($($doc, "\n"),+),
                     list: <$ty as Value>::LIST,
                     switch: <$ty as Value>::SWITCH,
+                    text: <$ty as Value>::TEXT,
                 }
             ),+];
 
@@ -219,6 +220,13 @@ config_keys! {
     auth_required: bool = false;
     /// Longest join token accepted, in bytes, checked before it is decoded.
     max_token_bytes: usize = 4096, least 64, most 65_536;
+    /// The audience a join token must name in its `aud` claim (a string equal to it, or
+    /// an array holding it), e.g. `chat.example.com`. Empty: `aud` is not checked. Set it
+    /// when the app's secret also signs tokens for other services.
+    auth_audience: String = String::new();
+    /// The issuer a join token's `iss` claim must equal, e.g. `https://app.example.com`.
+    /// Empty: `iss` is not checked.
+    auth_issuer: String = String::new();
     /// Longest kick or mute a moderator may give, in seconds.
     max_moderation_secs: u64 = 604_800, least 1, most 31_536_000;
     /// Most users a room keeps kicked or muted at once; expired ones do not count.
@@ -240,6 +248,8 @@ trait Value: Sized {
     const LIST: bool = false;
     /// An on/off switch (`true` or `false`) rather than a number.
     const SWITCH: bool = false;
+    /// Free text (one string) rather than a number.
+    const TEXT: bool = false;
     fn parse(key: &str, text: &str) -> Result<Self, ConfigError>;
     fn text(&self) -> String;
 }
@@ -273,6 +283,17 @@ impl Value for bool {
     }
     fn text(&self) -> String {
         self.to_string()
+    }
+}
+
+/// One string, taken as given (white space around it trimmed, like every value).
+impl Value for String {
+    const TEXT: bool = true;
+    fn parse(_key: &str, text: &str) -> Result<Self, ConfigError> {
+        Ok(text.to_owned())
+    }
+    fn text(&self) -> String {
+        self.clone()
     }
 }
 
@@ -320,6 +341,7 @@ pub struct ConfigKey {
     doc: &'static str,
     list: bool,
     switch: bool,
+    text: bool,
 }
 
 impl ConfigKey {
@@ -361,6 +383,11 @@ impl ConfigKey {
     /// True for an on/off switch, written `true` or `false` (`auth_required`).
     pub fn is_switch(&self) -> bool {
         self.switch
+    }
+
+    /// True for free text, one string (`auth_issuer`); empty by default.
+    pub fn is_text(&self) -> bool {
+        self.text
     }
 
     /// The environment variable of a native backend: `EDGE_CHAT_` and the key in upper
@@ -545,10 +572,13 @@ mod tests {
                 "rate_per_sec" => "2.5",
                 "allow_origins" => "https://a.example, http://b.example:8080",
                 "auth_required" => "TRUE",
+                "auth_issuer" => " https://app.example ",
                 _ => "7",
             };
             c.set(key, v).unwrap();
         }
+        assert_eq!(c.auth_issuer, "https://app.example");
+        assert_eq!(c.auth_audience, "7");
         assert_eq!(c.rate_per_sec, 2.5);
         assert_eq!(c.room_capacity, 7);
         assert_eq!(c.allow_origins.len(), 2);
@@ -657,6 +687,13 @@ mod tests {
                     c.get(name).unwrap(),
                     "https://a.example,http://b.example:8080"
                 );
+                continue;
+            }
+            if key.is_text() {
+                assert_eq!((key.least(), key.most()), (None, None));
+                c.set(name, "  https://app.example  ").unwrap();
+                assert_eq!(c.get(name).unwrap(), "https://app.example");
+                c.validate().unwrap();
                 continue;
             }
             let most = key

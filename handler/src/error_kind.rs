@@ -86,11 +86,24 @@ pub enum ErrorKind {
     JoiningTooFast,
     /// A v2 hello's `batch` is neither a boolean nor null.
     BatchNotBoolean,
+    /// A join token with `role: moderator` and no `room` claim (a moderator token must
+    /// name its room, or `*` for every room).
+    ModeratorTokenNeedsRoom,
+    /// `auth_issuer` is set and the token's `iss` is not it.
+    TokenIssuer,
+    /// `auth_audience` is set and the token's `aud` does not name it.
+    TokenAudience,
+    /// The name holds a check mark (✓ and its look-alikes), which would imitate the
+    /// verified mark.
+    NameCheckMark,
+    /// A v1 session retried a `cid` whose message a moderator deleted (a v2 session gets
+    /// the tombstone instead).
+    MessageDeleted,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 46] = [
+    pub const ALL: [ErrorKind; 51] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -137,6 +150,11 @@ impl ErrorKind {
         ErrorKind::TooManySeats,
         ErrorKind::JoiningTooFast,
         ErrorKind::BatchNotBoolean,
+        ErrorKind::MessageDeleted,
+        ErrorKind::ModeratorTokenNeedsRoom,
+        ErrorKind::TokenIssuer,
+        ErrorKind::TokenAudience,
+        ErrorKind::NameCheckMark,
     ];
 
     /// A stable snake_case name, for metric labels and log fields (never sent to
@@ -160,6 +178,11 @@ impl ErrorKind {
             ErrorKind::HelloTimeout => "hello_timeout",
             ErrorKind::UnsupportedVersion => "unsupported_version",
             ErrorKind::BatchNotBoolean => "batch_not_boolean",
+            ErrorKind::MessageDeleted => "message_deleted",
+            ErrorKind::ModeratorTokenNeedsRoom => "moderator_token_needs_room",
+            ErrorKind::TokenIssuer => "token_issuer",
+            ErrorKind::TokenAudience => "token_audience",
+            ErrorKind::NameCheckMark => "name_check_mark",
             ErrorKind::TokenTooLong => "token_too_long",
             ErrorKind::TokenMalformed => "token_malformed",
             ErrorKind::TokenAlgorithm => "token_algorithm",
@@ -273,6 +296,15 @@ impl ErrorKind {
                 "Too many joins from your address; wait a little before reconnecting."
             }
             ErrorKind::BatchNotBoolean => "\"batch\" must be true or false.",
+            ErrorKind::MessageDeleted => "That message was deleted by a moderator.",
+            ErrorKind::TokenIssuer => "Token issuer is not accepted by this server.",
+            ErrorKind::TokenAudience => "Token is not for this server (audience).",
+            ErrorKind::NameCheckMark => {
+                "Name may not contain check marks: only the server marks verified users."
+            }
+            ErrorKind::ModeratorTokenNeedsRoom => {
+                "A moderator token must name its room: \"room\": \"<room>\", or \"*\" for every room."
+            }
         }
     }
 }

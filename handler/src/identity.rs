@@ -22,6 +22,8 @@ use std::fmt;
 pub const MAX_USER_CHARS: usize = 64;
 /// Shortest secret accepted: HS256 keys should carry at least the hash's 256 bits.
 pub const MIN_SECRET_BYTES: usize = 32;
+/// The `room` claim of a token valid in every room. It is never a room name.
+pub const ALL_ROOMS: &str = "*";
 /// Clock skew forgiven on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 60;
 
@@ -158,12 +160,24 @@ pub fn verify(
             return Err(ErrorKind::TokenNotYetValid);
         }
     }
-    match claims.get("room") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(r)) if r == room => {}
+    // The issuer and audience, when the server names them (RFC 7519 4.1.1, 4.1.3).
+    if !config.auth_issuer.is_empty()
+        && claims.get("iss") != Some(&config.auth_issuer.as_str().into())
+    {
+        return Err(ErrorKind::TokenIssuer);
+    }
+    if !config.auth_audience.is_empty() && !names_audience(claims.get("aud"), &config.auth_audience)
+    {
+        return Err(ErrorKind::TokenAudience);
+    }
+    // Whether the token names its room: this one, or every room with `*` (never a room
+    // name, so never ambiguous).
+    let names_its_room = match claims.get("room") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(r)) if r == room || r == ALL_ROOMS => true,
         Some(Value::String(_)) => return Err(ErrorKind::TokenWrongRoom),
         Some(_) => return Err(ErrorKind::TokenClaims),
-    }
+    };
     let user = match claims.get("sub") {
         Some(Value::String(s)) if is_user_id(s) => s.clone(),
         _ => return Err(ErrorKind::TokenClaims),
@@ -173,6 +187,12 @@ pub fn verify(
         Some(Value::String(r)) if r == Role::Moderator.as_str() => Some(Role::Moderator),
         Some(_) => return Err(ErrorKind::TokenClaims),
     };
+    // A moderator token moderates where it says: a token minted without a room (for
+    // a user's identity everywhere) must not silently moderate every room. Refused
+    // rather than taken as a plain user's, so the app's mistake shows at once.
+    if role == Some(Role::Moderator) && !names_its_room {
+        return Err(ErrorKind::ModeratorTokenNeedsRoom);
+    }
     let name = match claims.get("name") {
         None | Some(Value::Null) => None,
         Some(Value::String(n)) if !n.trim().is_empty() => Some(n.as_str()),
@@ -182,6 +202,16 @@ pub fn verify(
     // The display name obeys the hello's rules, whichever claim it comes from.
     let name = validate_name(name.unwrap_or(&user), config)?;
     Ok(Identity { user, name, role })
+}
+
+/// True when an `aud` claim names `audience`: the string itself, or an array of strings
+/// holding it (RFC 7519 4.1.3).
+fn names_audience(aud: Option<&Value>, audience: &str) -> bool {
+    match aud {
+        Some(Value::String(a)) => a == audience,
+        Some(Value::Array(items)) => items.iter().any(|a| a.as_str() == Some(audience)),
+        _ => false,
+    }
 }
 
 /// The length of `header.payload`, the signed part (the text before the last dot).
@@ -492,6 +522,107 @@ mod tests {
         let head = r#"{"alg":"HS256"}"#;
         let numeric = format!(r#"{{"sub":"u","exp":{},"room":7}}"#, NOW + 10);
         assert_eq!(check(&signed(head, &numeric)), Err(ErrorKind::TokenClaims));
+    }
+
+    #[test]
+    fn iss_and_aud_are_checked_only_when_the_server_names_them() {
+        let head = r#"{"alg":"HS256"}"#;
+        let exp = NOW + 10;
+        let with = |extra: &str| signed(head, &format!(r#"{{"sub":"u","exp":{exp}{extra}}}"#));
+        let at = |config: &Config, token: &str| verify(token, &secret(), "lobby", NOW_MS, config);
+        // Not set: any iss and aud, or none, are ignored.
+        let open = Config::default();
+        for extra in ["", r#","iss":"x","aud":"y""#, r#","iss":7,"aud":[1]"#] {
+            assert!(at(&open, &with(extra)).is_ok(), "{extra}");
+        }
+        let strict = Config {
+            auth_issuer: "https://app.example".into(),
+            auth_audience: "chat".into(),
+            ..Config::default()
+        };
+        let good = r#","iss":"https://app.example","aud":"chat""#;
+        assert!(at(&strict, &with(good)).is_ok());
+        // `aud` may be an array naming the audience among others.
+        let listed = r#","iss":"https://app.example","aud":["other","chat"]"#;
+        assert!(at(&strict, &with(listed)).is_ok());
+        for (extra, want) in [
+            (r#","aud":"chat""#, ErrorKind::TokenIssuer),
+            (
+                r#","iss":"https://evil.example","aud":"chat""#,
+                ErrorKind::TokenIssuer,
+            ),
+            (
+                r#","iss":["https://app.example"],"aud":"chat""#,
+                ErrorKind::TokenIssuer,
+            ),
+            (r#","iss":"https://app.example""#, ErrorKind::TokenAudience),
+            (
+                r#","iss":"https://app.example","aud":"Chat""#,
+                ErrorKind::TokenAudience,
+            ),
+            (
+                r#","iss":"https://app.example","aud":["other"]"#,
+                ErrorKind::TokenAudience,
+            ),
+            (
+                r#","iss":"https://app.example","aud":null"#,
+                ErrorKind::TokenAudience,
+            ),
+        ] {
+            assert_eq!(at(&strict, &with(extra)), Err(want), "{extra}");
+        }
+        // Checked after expiry, before the room.
+        let expired = signed(head, r#"{"sub":"u","exp":1,"iss":"nope"}"#);
+        assert_eq!(at(&strict, &expired), Err(ErrorKind::TokenExpired));
+        let elsewhere = with(r#","iss":"nope","room":"other""#);
+        assert_eq!(at(&strict, &elsewhere), Err(ErrorKind::TokenIssuer));
+    }
+
+    #[test]
+    fn a_moderator_token_names_its_room_or_every_room() {
+        let moderator = |room: Option<&str>| {
+            mint(
+                &secret(),
+                &Claims {
+                    role: Some(Role::Moderator),
+                    room: room.map(str::to_owned),
+                    ..claims()
+                },
+            )
+        };
+        assert_eq!(
+            check(&moderator(None)),
+            Err(ErrorKind::ModeratorTokenNeedsRoom)
+        );
+        assert_eq!(
+            check(&moderator(Some("lobby"))).unwrap().role,
+            Some(Role::Moderator)
+        );
+        assert_eq!(
+            check(&moderator(Some(ALL_ROOMS))).unwrap().role,
+            Some(Role::Moderator)
+        );
+        assert_eq!(
+            check(&moderator(Some("other"))),
+            Err(ErrorKind::TokenWrongRoom)
+        );
+        // `"room": null` is no room.
+        let head = r#"{"alg":"HS256"}"#;
+        let null_room = format!(
+            r#"{{"sub":"u","exp":{},"role":"moderator","room":null}}"#,
+            NOW + 10
+        );
+        assert_eq!(
+            check(&signed(head, &null_room)),
+            Err(ErrorKind::ModeratorTokenNeedsRoom)
+        );
+        // `*` is valid in every room for a plain user's token too, and is no room name.
+        let everywhere = Claims {
+            room: Some(ALL_ROOMS.into()),
+            ..claims()
+        };
+        assert!(check(&mint(&secret(), &everywhere)).is_ok());
+        assert!(crate::edge::validate_room(ALL_ROOMS).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! private id never appears in them, only a tag that tells rooms apart and gives
 //! nothing back.
 
-use crate::edge::RoomId;
+use crate::edge::{validate_room, RoomId};
 use sha2::{Digest, Sha256};
 
 /// The room as logs show it: a named room by its name (public by definition), a
@@ -15,6 +15,13 @@ pub fn log_tag(room: &RoomId) -> String {
         RoomId::Named(name) => name.clone(),
         RoomId::Private(id) => private_tag(id),
     }
+}
+
+/// The tag of a room known by its text (a token's room, a name not validated here): a
+/// valid room name as [`log_tag`] shows it, anything else tagged as if it were private,
+/// to be safe. Every log line that names a room goes through this or [`log_tag`].
+pub fn log_tag_of(room: &str) -> String {
+    validate_room(room).map_or_else(|_| private_tag(room), |r| log_tag(&r))
 }
 
 /// The tag of a private id, whatever its text (also for a Durable Object id that the
@@ -31,7 +38,6 @@ pub fn private_tag(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::edge::validate_room;
 
     #[test]
     fn named_rooms_show_their_name_and_private_ones_a_tag() {
@@ -45,5 +51,9 @@ mod tests {
         let other = log_tag(&validate_room(&"f".repeat(64)).unwrap());
         assert_ne!(other, tag);
         assert_eq!(other.len(), "private:".len() + 8);
+        // From text: the same tags, and text that is no room name is never shown.
+        assert_eq!(log_tag_of("lobby"), "lobby");
+        assert_eq!(log_tag_of(&id), tag);
+        assert_eq!(log_tag_of("not a room"), private_tag("not a room"));
     }
 }

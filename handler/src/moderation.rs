@@ -94,7 +94,13 @@ fn decode_target(kind: &str, v: &Value, config: &Config) -> Result<Moderation, E
 pub(crate) fn history_frame(m: &StoredMessage, version: Version) -> Option<Frame> {
     match (m.deleted, version) {
         (false, _) => Some(chat_frame(m)),
-        (true, Version::V2) => Some(ServerFrame::Deleted { deleted: m.seq }.encode()),
+        (true, Version::V2) => Some(
+            ServerFrame::Deleted {
+                deleted: m.seq,
+                cid: None,
+            }
+            .encode(),
+        ),
         (true, Version::V1) => None,
     }
 }
@@ -196,7 +202,11 @@ impl<S: Storage> Room<S> {
         match self.storage.delete_message(seq, self.last_seq) {
             Ok(true) => {
                 out.push(Action::Broadcast {
-                    frame: ServerFrame::Deleted { deleted: seq }.encode(),
+                    frame: ServerFrame::Deleted {
+                        deleted: seq,
+                        cid: None,
+                    }
+                    .encode(),
                     audience: Audience::V2Members,
                 });
                 Ok(())
@@ -307,11 +317,13 @@ impl<S: Storage> Room<S> {
 }
 
 /// The structured log line of a moderator action: one JSON object,
-/// `{"audit": action, "room", "moderator", "user"?, "seq"?, "secs"?, "at_ms"}`.
+/// `{"audit": action, "room", "moderator", "user"?, "seq"?, "secs"?, "at_ms"}`. `room`
+/// is the room's log tag ([`crate::edge::log_tag_of`]): a named room's name, a private
+/// room's `private:` tag, never its id, which is its only secret.
 pub fn audit_line(room: &str, e: &AuditEntry) -> String {
     let mut line = Map::new();
     line.insert("audit".into(), e.action.clone().into());
-    line.insert("room".into(), room.into());
+    line.insert("room".into(), crate::edge::log_tag_of(room).into());
     line.insert("moderator".into(), e.moderator.clone().into());
     if let Some(user) = &e.user {
         line.insert("user".into(), user.clone().into());
@@ -424,5 +436,11 @@ mod tests {
             v,
             json!({"audit": "kick", "room": "lobby", "moderator": "m\"1", "user": "u9", "secs": 300, "at_ms": 5})
         );
+        // A private room is named by its tag only.
+        let id = "0123456789abcdef".repeat(4);
+        let line = audit_line(&id, &e);
+        assert!(!line.contains(&id), "{line}");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["room"], "private:a8ae6e6e");
     }
 }

@@ -57,9 +57,47 @@ pub fn is_blank(name: &str) -> bool {
     name.chars().all(is_invisible)
 }
 
+/// Characters drawn as a check mark, which a name could use to pass itself off as a
+/// verified user's (clients show verification as a mark next to the name). Refused in
+/// names; the server alone says who is verified (`"user"` on frames).
+const CHECK_MARKS: &[char] = &[
+    '\u{221A}',  // SQUARE ROOT, drawn like a check mark
+    '\u{2611}',  // BALLOT BOX WITH CHECK
+    '\u{2705}',  // WHITE HEAVY CHECK MARK (emoji)
+    '\u{2713}',  // CHECK MARK
+    '\u{2714}',  // HEAVY CHECK MARK
+    '\u{10102}', // AEGEAN CHECK MARK
+    '\u{1F5F8}', // LIGHT CHECK MARK
+    '\u{1F5F9}', // BALLOT BOX WITH BOLD CHECK
+];
+
+/// True if `name` holds a character drawn as a check mark (see [`CHECK_MARKS`]).
+pub fn has_check_mark(name: &str) -> bool {
+    name.chars().any(|c| CHECK_MARKS.contains(&c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_marks_are_found_anywhere_in_a_name() {
+        for name in [
+            "Alice ✓",
+            "✔Bob",
+            "a☑b",
+            "ok ✅",
+            "√",
+            "x\u{1F5F8}",
+            "\u{10102}",
+        ] {
+            assert!(has_check_mark(name), "{name}");
+        }
+        // Near misses stay allowed: letters, ticks that are not marks, other symbols.
+        for name in ["Alice", "V", "v/", "✗ no", "×", "★ star"] {
+            assert!(!has_check_mark(name), "{name}");
+        }
+    }
 
     #[test]
     fn the_table_is_sorted_and_disjoint() {

@@ -224,16 +224,27 @@ impl<S: Storage> Room<S> {
             return Err(Close::Internal);
         }
         if self.sessions.len() >= self.config.room_capacity {
-            return Err(Close::RoomFull);
+            return Err(self.refuse_connection(conn, Close::RoomFull));
         }
         let mut session = Session::new(conn, peer, now_ms);
         session.room_epoch = (!self.epoch_stored).then(|| self.epoch.clone());
         if self.addresses.seats(&session.addr) >= self.config.seats_per_address {
-            return Err(Close::TooManySeats);
+            return Err(self.refuse_connection(conn, Close::TooManySeats));
         }
         self.addresses.add(&session.addr, conn);
         self.sessions.insert(conn, session);
         Ok(vec![Action::Save { conn }])
+    }
+
+    /// A refusal at connect: the backend sends [`Close::refusal_error`] as an error
+    /// frame and closes, and the room reports that error as [`Event::Rejected`] here,
+    /// like every other `{"error"}` frame, so that both backends count it
+    /// (`rejections_total{reason="room_full"}`, the Worker's `rejection` lines).
+    fn refuse_connection(&mut self, conn: ConnId, close: Close) -> Close {
+        if let Some(kind) = close.refusal_error() {
+            self.observer.observe(Event::Rejected { conn, kind });
+        }
+        close
     }
 
     /// A text frame arrived.
@@ -514,11 +525,13 @@ impl<S: Storage> Room<S> {
                                 // More to tell than a resume may replay: start afresh.
                                 return self.last_backlog(version);
                             }
-                            frames.extend(
-                                deleted
-                                    .into_iter()
-                                    .map(|seq| ServerFrame::Deleted { deleted: seq }.encode()),
-                            );
+                            frames.extend(deleted.into_iter().map(|seq| {
+                                ServerFrame::Deleted {
+                                    deleted: seq,
+                                    cid: None,
+                                }
+                                .encode()
+                            }));
                         }
                         frames.extend(msgs.iter().filter_map(|m| history_frame(m, version)));
                         return Ok((frames, true));
@@ -614,10 +627,8 @@ impl<S: Storage> Room<S> {
         let sender = match checked {
             Ok(Retry::New { sender }) => sender,
             Ok(Retry::Stored(original)) => {
-                return out.push(Action::Send {
-                    to: conn,
-                    frame: chat_frame(&original),
-                })
+                let version = session.version;
+                return self.answer_retry(conn, &original, version, out);
             }
             Err(e) => return self.send_error(out, conn, e),
         };
@@ -651,6 +662,30 @@ impl<S: Storage> Room<S> {
             frame: chat_frame(&msg),
             audience: Audience::Members,
         });
+    }
+
+    /// Answers a retried chat frame whose original is stored: its chat frame again; for
+    /// an original a moderator deleted, never its chat frame (its text is gone, and an
+    /// empty message is no message) but its tombstone with the cid, `{"deleted": seq,
+    /// "cid"}`, to a v2 session, and an error to a v1 one (which never sees a v2 frame).
+    /// Either way one frame answers the retry, as for any frame.
+    fn answer_retry(
+        &mut self,
+        conn: ConnId,
+        original: &StoredMessage,
+        version: Version,
+        out: &mut Vec<Action>,
+    ) {
+        let frame = match (original.deleted, version) {
+            (false, _) => chat_frame(original),
+            (true, Version::V2) => ServerFrame::Deleted {
+                deleted: original.seq,
+                cid: original.cid.as_deref(),
+            }
+            .encode(),
+            (true, Version::V1) => return self.send_error(out, conn, ErrorKind::MessageDeleted),
+        };
+        out.push(Action::Send { to: conn, frame });
     }
 
     /// Stores the epoch if storage does not hold it yet. Only a room with history needs

@@ -51,8 +51,13 @@ pub enum ServerFrame<'a> {
         role: Option<Role>,
     },
     /// v2: `{"deleted": seq}`, a moderator deleted message `seq` (live, or in a resumed
-    /// gap). Its text is gone from the server.
-    Deleted { deleted: u64 },
+    /// gap). Its text is gone from the server. With `"cid"`, to its sender only: the
+    /// answer to a retried chat frame whose original was deleted (see `retry.rs`).
+    Deleted {
+        deleted: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cid: Option<&'a str>,
+    },
     /// v2: `{"roster": [{"name"}, …]}`, the members already in the room, sent once at join
     /// instead of one `joined` each. Entries are objects so that later v2 features can
     /// add fields without breaking clients.
@@ -179,8 +184,18 @@ mod tests {
             r#"{"name":"Ana","message":"hi","timestamp":5,"seq":2,"user":"u42"}"#
         );
         assert_eq!(
-            enc(ServerFrame::Deleted { deleted: 17 }),
+            enc(ServerFrame::Deleted {
+                deleted: 17,
+                cid: None
+            }),
             r#"{"deleted":17}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::Deleted {
+                deleted: 17,
+                cid: Some("c1")
+            }),
+            r#"{"deleted":17,"cid":"c1"}"#
         );
         assert_eq!(
             enc(ServerFrame::Ready {

@@ -40,7 +40,10 @@ fn token(sub: &str, f: impl FnOnce(&mut Claims)) -> String {
 }
 
 fn moderator(sub: &str) -> String {
-    token(sub, |c| c.role = Some(Role::Moderator))
+    token(sub, |c| {
+        c.role = Some(Role::Moderator);
+        c.room = Some(ROOM.to_owned());
+    })
 }
 
 /// A hello with a token (v2 when `v2`).
@@ -96,6 +99,7 @@ fn a_verified_session_carries_its_user_and_role_everywhere() {
     let t = token("u42", |c| {
         c.name = Some("Ana".into());
         c.role = Some(Role::Moderator);
+        c.room = Some(ROOM.to_owned());
     });
     // The token's name wins over the hello's.
     let acts = join(&mut r, 1, "a", &hello("mallory", Some(&t), false), T0);
@@ -348,6 +352,111 @@ fn delete_tombstones_the_message_for_everyone() {
     let acts = send(&mut back, 1, json!({"delete": 3}), T0 + 7);
     assert_eq!(broadcasts(&acts), vec![json!({"deleted": 3})]);
     assert_eq!(back.storage_mut().last_n(10).unwrap().len(), 1);
+}
+
+#[test]
+fn a_moderator_token_must_name_its_room_or_every_room() {
+    let mut r = auth_room(unlimited());
+    join(&mut r, 1, "a", &hello("ana", None, true), T0);
+    say(&mut r, 1, "hi", T0 + 1);
+    // Room-less: refused at the hello with its own sentence and 1008, never joined.
+    let roomless = token("u-mod", |c| c.role = Some(Role::Moderator));
+    r.connect(2, peer("m"), T0).unwrap();
+    let acts = r.on_text(2, &hello("", Some(&roomless), false), T0 + 2);
+    assert_eq!(
+        errors(&frames_for(&r, &acts, 2)),
+        [ErrorKind::ModeratorTokenNeedsRoom.sentence()]
+    );
+    assert_eq!(close_of(&acts, 2), Some(Close::BadToken));
+    // `*`: a moderator here (and anywhere).
+    let everywhere = token("u-mod", |c| {
+        c.role = Some(Role::Moderator);
+        c.room = Some("*".into());
+    });
+    join(&mut r, 3, "m", &hello("", Some(&everywhere), false), T0 + 3);
+    let acts = send(&mut r, 3, json!({"delete": 1}), T0 + 4);
+    assert_eq!(broadcasts(&acts), vec![json!({"deleted": 1})]);
+    // The named room: a moderator here; another room's token is refused as ever.
+    join(
+        &mut r,
+        4,
+        "m",
+        &hello("", Some(&moderator("u-mod2")), false),
+        T0 + 5,
+    );
+    say(&mut r, 1, "again", T0 + 6);
+    let acts = send(&mut r, 4, json!({"delete": 2}), T0 + 7);
+    assert_eq!(broadcasts(&acts), vec![json!({"deleted": 2})]);
+    // A plain user's token may name no room, this one or every room.
+    for room in [None, Some(ROOM), Some("*")] {
+        let t = token("u-plain", |c| c.room = room.map(str::to_owned));
+        let conn = 10 + u64::from(room.map_or(0, |r| r.len() as u8));
+        let acts = join(&mut r, conn, "p", &hello("", Some(&t), false), T0 + 8);
+        assert!(close_of(&acts, conn).is_none(), "{room:?}");
+    }
+}
+
+#[test]
+fn a_retried_cid_of_a_deleted_message_gets_its_tombstone_never_a_chat_frame() {
+    let mut r = auth_room(unlimited());
+    join(
+        &mut r,
+        1,
+        "m",
+        &hello("", Some(&moderator("mod")), true),
+        T0,
+    );
+    join(&mut r, 2, "a", &hello("v2", None, true), T0);
+    join(&mut r, 3, "b", &hello("v1", None, false), T0);
+    send(
+        &mut r,
+        2,
+        json!({"message": "from v2", "cid": "c2"}),
+        T0 + 1,
+    );
+    send(
+        &mut r,
+        3,
+        json!({"message": "from v1", "cid": "c1"}),
+        T0 + 2,
+    );
+    for seq in [1, 2] {
+        send(&mut r, 1, json!({"delete": seq}), T0 + 3);
+    }
+    // The room rebuilt in between changes nothing: the tombstone is in storage.
+    let mut r = rebuilt(&r);
+    for (conn, text, cid) in [(2, "from v2", "c2"), (3, "from v1", "c1")] {
+        let acts = send(&mut r, conn, json!({"message": text, "cid": cid}), T0 + 4);
+        let frames = frames_for(&r, &acts, conn);
+        let want = if conn == 2 {
+            json!({"deleted": 1, "cid": "c2"})
+        } else {
+            json!({"error": ErrorKind::MessageDeleted.sentence()})
+        };
+        assert_eq!(frames, vec![want], "the sender alone gets one answer");
+        assert!(broadcasts(&acts).is_empty(), "nothing for anyone else");
+        assert_eq!(r.last_seq(), 2, "not stored again");
+    }
+    // A retry of a message still there is its chat frame, as ever.
+    say(&mut r, 2, "kept", T0 + 5);
+    send(
+        &mut r,
+        2,
+        json!({"message": "kept too", "cid": "c3"}),
+        T0 + 6,
+    );
+    let acts = send(
+        &mut r,
+        2,
+        json!({"message": "kept too", "cid": "c3"}),
+        T0 + 7,
+    );
+    let frames = frames_for(&r, &acts, 2);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(
+        (frames[0]["message"].as_str(), frames[0]["seq"].as_u64()),
+        (Some("kept too"), Some(4))
+    );
 }
 
 /// What a v2 client resuming from `seq` receives before its own `joined`.

@@ -74,6 +74,36 @@ fn each_error_frame_is_reported_with_its_kind() {
 }
 
 #[test]
+fn refusals_at_connect_are_reported_like_error_frames() {
+    let (mut r, seen) = observed(Config {
+        room_capacity: 3,
+        seats_per_address: 2,
+        ..Config::default()
+    });
+    r.connect(1, peer("a"), 1).unwrap();
+    r.connect(2, peer("a"), 1).unwrap();
+    assert_eq!(r.connect(3, peer("a"), 1), Err(Close::TooManySeats));
+    r.connect(4, peer("b"), 1).unwrap();
+    assert_eq!(r.connect(5, peer("c"), 1), Err(Close::RoomFull));
+    assert_eq!(
+        take(&seen),
+        [
+            Event::Rejected {
+                conn: 3,
+                kind: ErrorKind::TooManySeats
+            },
+            Event::Rejected {
+                conn: 5,
+                kind: ErrorKind::RoomFull
+            },
+        ]
+    );
+    // A backend's bug (a conn id in use) is no client's refusal: no error, no event.
+    assert_eq!(r.connect(1, peer("a"), 1), Err(Close::Internal));
+    assert_eq!(take(&seen), []);
+}
+
+#[test]
 fn joins_report_whether_a_resume_recovered() {
     let (mut r, seen) = observed(unlimited());
     join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
@@ -220,10 +250,18 @@ proptest! {
         });
         let mut now = 1u64;
         for op in &ops {
+            // A refused connection gets its error frame from the backend (the frame
+            // `Close::refusal_error` names), not as an action.
+            let mut refused = None;
             let actions = match op {
                 Op::Connect(c) if r.session(*c).is_none() => {
                     let peer = Peer { addr: format!("10.0.0.{c}") };
-                    r.connect(*c, peer, now).unwrap_or_default()
+                    r.connect(*c, peer, now).unwrap_or_else(|close| {
+                        if close.refusal_error().is_some() {
+                            refused = Some(*c);
+                        }
+                        Vec::new()
+                    })
                 }
                 Op::Connect(_) => Vec::new(),
                 Op::Hello(c, resume) => {
@@ -244,7 +282,8 @@ proptest! {
                 }
             };
             let events = take(&seen);
-            let mut want = Vec::new();
+            let mut want: Vec<String> =
+                refused.iter().map(|c| format!("rejected {c}")).collect();
             for a in &actions {
                 match a {
                     Action::Send { to, frame } => {

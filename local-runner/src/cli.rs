@@ -107,8 +107,11 @@ pub enum Tool {
     Token(TokenArgs),
 }
 
-/// The claims of `local-runner token`.
+/// The claims of `local-runner token`. A moderator's token must say where it
+/// moderates: `--room NAME` or `--all-rooms` (the server refuses a moderator token
+/// without a `room`).
 #[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("scope").args(["room", "all_rooms"]).multiple(false)))]
 pub struct TokenArgs {
     /// The user id (`sub`): 1 to 64 characters.
     #[arg(long)]
@@ -116,12 +119,16 @@ pub struct TokenArgs {
     /// The display name (`name`); the user id when absent.
     #[arg(long)]
     pub name: Option<String>,
-    /// The role (`role`): only `moderator` exists.
-    #[arg(long, value_parser = ["moderator"])]
+    /// The role (`role`): only `moderator` exists. Needs `--room` or `--all-rooms`.
+    #[arg(long, value_parser = ["moderator"], requires = "scope")]
     pub role: Option<String>,
-    /// The one room (name or private id) the token is valid for (`room`); any when absent.
+    /// The one room (name or private id) the token is valid for (`room`); any when absent
+    /// (a plain user's token only).
     #[arg(long)]
     pub room: Option<String>,
+    /// Valid in every room (`"room": "*"`): for a moderator of every room.
+    #[arg(long)]
+    pub all_rooms: bool,
     /// Seconds until the token expires (`exp` = now + ttl).
     #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub ttl: u64,
@@ -618,6 +625,8 @@ mod tests {
             "Ana",
             "--role",
             "moderator",
+            "--room",
+            "lobby",
             "--ttl",
             "60",
             "--auth-secret-file",
@@ -630,6 +639,7 @@ mod tests {
             (t.sub.as_str(), t.name.as_deref(), t.role.as_deref(), t.ttl),
             ("u42", Some("Ana"), Some("moderator"), 60)
         );
+        assert_eq!((t.room.as_deref(), t.all_rooms), (Some("lobby"), false));
         assert_eq!(cli.auth_secret_file.as_deref(), Some(Path::new("/s")));
         assert!(
             Cli::try_parse_args(["local-runner", "token", "--sub", "u", "--role", "admin"])
@@ -642,6 +652,45 @@ mod tests {
             Cli::try_parse_args(["local-runner", "token"]).is_err(),
             "--sub is required"
         );
+    }
+
+    #[test]
+    fn a_moderator_token_needs_room_or_all_rooms() {
+        let token = |extra: &[&str]| {
+            let mut args = vec!["local-runner", "token", "--sub", "u"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_args(args)
+        };
+        let err = token(&["--role", "moderator"]).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "{err}"
+        );
+        assert!(err.to_string().contains("--room"), "{err}");
+        assert!(token(&["--role", "moderator", "--room", "lobby"]).is_ok());
+        let Some(Tool::Token(t)) = token(&["--role", "moderator", "--all-rooms"])
+            .unwrap()
+            .command
+        else {
+            panic!("no token subcommand");
+        };
+        assert!(t.all_rooms && t.room.is_none());
+        // It mints `"room": "*"`: a moderator in any room.
+        let secret = chat_handler::AuthSecret::new(&"k".repeat(32)).unwrap();
+        let now_ms = 1_764_000_000_000;
+        let minted = crate::token_for(&secret, &t, now_ms).unwrap();
+        let c = Config::default();
+        for room in ["lobby", "other"] {
+            let id = identity::verify(&minted, &secret, room, now_ms, &c).unwrap();
+            assert_eq!(id.role, Some(chat_handler::Role::Moderator), "{room}");
+        }
+        assert!(
+            token(&["--room", "a", "--all-rooms"]).is_err(),
+            "one room or all, not both"
+        );
+        // A plain user's token needs neither.
+        assert!(token(&[]).is_ok() && token(&["--all-rooms"]).is_ok());
     }
 
     #[test]

@@ -199,7 +199,7 @@ fn random_epoch() -> String {
 /// A room as logs show it: never a private room's id (see `edge::log_tag`). Room names
 /// reach the runner validated; anything else is tagged as if private, to be safe.
 pub(crate) fn log_tag(room: &str) -> String {
-    edge::validate_room(room).map_or_else(|_| edge::private_tag(room), |r| edge::log_tag(&r))
+    edge::log_tag_of(room)
 }
 
 #[cfg(test)]

@@ -139,7 +139,11 @@ pub fn token_for(secret: &AuthSecret, args: &TokenArgs, now_ms: u64) -> Result<S
         sub: args.sub.clone(),
         name: args.name.clone(),
         role: args.role.as_ref().map(|_| Role::Moderator),
-        room: args.room.clone(),
+        room: if args.all_rooms {
+            Some(identity::ALL_ROOMS.to_owned())
+        } else {
+            args.room.clone()
+        },
         exp: now_ms / 1000 + args.ttl,
         nbf: None,
     };

@@ -784,6 +784,56 @@ test('a refused token is shown, not retried, and forgotten', { skip: skipIdentit
   assert.equal(eve.frames.filter((f) => f.ready === true).at(-1).user, undefined, 'an anonymous session');
 });
 
+test('a name cannot imitate the verified mark', { skip: skipIdentity, timeout: TEST_MS }, async () => {
+  const room = `${ROOM}-mark`;
+  const stamp = Date.now();
+  // An anonymous name with a check mark in it is refused by the server, and the page
+  // says why.
+  const fake = await newUser('fake');
+  await fake.page.goto(`${BASE}/#${room}`);
+  await fake.page.locator('#setup').waitFor({ state: 'visible' });
+  await fake.page.fill('#name-input', 'Alice ✓');
+  await fake.page.click('#join-btn');
+  await fake.page.locator('#form-error').waitFor({ state: 'visible' });
+  assert.match(await fake.page.textContent('#form-error'),
+    /Name may not contain check marks: only the server marks verified users\./);
+  assert.deepEqual(fake.frames.filter((f) => 'error' in f),
+    [{ error: 'Name may not contain check marks: only the server marks verified users.' }]);
+  assert.equal(fake.frames.some((f) => f.ready === true), false, 'never joined');
+
+  // A verified user's mark is a badge outside the name, with no character in it; an
+  // anonymous "Alice" next to it has none.
+  const ali = await newUser('ali');
+  await openSignedIn(ali, room, { sub: 'u-alice', name: 'Alice' });
+  const anon = await newUser('anon');
+  await join(anon, 'Alice', room);
+  const texts = { ali: `verified ${stamp}`, anon: `anonymous ${stamp}` };
+  await send(ali.page, texts.ali);
+  await waitForMessage(anon.page, texts.ali);
+  await send(anon.page, texts.anon);
+  for (const { page } of [ali, anon]) await waitForMessage(page, texts.anon);
+  for (const { page } of [ali, anon]) {
+    const shown = await page.$$eval('#messages li.msg', (els) => els.map((e) => ({
+      name: e.querySelector('.who').textContent,
+      marks: [...e.querySelectorAll('.verified')].map((m) => ({
+        text: m.textContent,
+        label: m.getAttribute('aria-label'),
+        role: m.getAttribute('role'),
+        inName: Boolean(m.closest('.who')),
+        // Drawn, not typed: a box of its own with a background.
+        drawn: getComputedStyle(m).backgroundColor !== 'rgba(0, 0, 0, 0)' && m.getBoundingClientRect().width > 0,
+      })),
+    })));
+    assert.deepEqual(shown, [
+      { name: 'Alice', marks: [{ text: '', label: 'verified user u-alice', role: 'img', inName: false, drawn: true }] },
+      { name: 'Alice', marks: [] },
+    ]);
+    // Every mark on the page (roster and identity line included) is such a badge.
+    const texts = await page.$$eval('.verified', (els) => els.map((e) => e.textContent));
+    assert.ok(texts.length >= 2 && texts.every((t) => t === ''), JSON.stringify(texts));
+  }
+});
+
 test('no page raised an uncaught error', () => {
   for (const user of everyone) {
     assert.deepEqual(user.errors, [], `page errors on ${user.label}'s page`);

@@ -320,6 +320,34 @@ test('a send whose echo comes in the resumed backlog is settled there, not sent 
   assert.deepEqual((await settled(p)).value, stored);
 });
 
+test('a repeat answered with the tombstone of its message rejects; the next send still settles', async () => {
+  const { chat, sockets, clock, events } = await setup();
+  serveJoin(sockets[0]);
+  const gone = track(chat.send('deleted meanwhile'));
+  const { cid } = sockets[0].frames[0];
+  sockets[0].drop(1006);
+  clock.advance(10_000);
+  // Stored as seq 1 and deleted by a moderator before the repeat: the resumed gap holds
+  // its tombstone, and the repeat is answered with it, carrying the cid.
+  serveJoin(sockets[1], { seq: 1, recovered: true, backlog: [{ deleted: 1 }] });
+  assert.deepEqual(sockets[1].frames, [{ message: 'deleted meanwhile', cid }], 'sent again');
+  const next = track(chat.send('next'));
+  assert.equal(sockets[1].frames.length, 2);
+  sockets[1].receive({ deleted: 1, cid });
+  const err = (await settled(gone)).error;
+  assert.ok(err instanceof RefusedError);
+  assert.equal(err.message, 'That message was deleted by a moderator.');
+  // A tombstone with another cid, or none, settles nothing.
+  sockets[1].receive({ deleted: 1, cid: 'c-someone-else' });
+  assert.equal((await settled(next)).state, 'pending');
+  const echo = { name: 'ana', message: 'next', timestamp: 8, seq: 2, cid: sockets[1].frames[1].cid };
+  sockets[1].receive(echo);
+  assert.deepEqual((await settled(next)).value, echo);
+  assert.deepEqual(of(events, 'deleted'), [{ seq: 1 }, { seq: 1 }, { seq: 1 }]);
+  assert.deepEqual(seqs(events), [2]);
+  assert.equal(chat.pending, 0);
+});
+
 test('a refused message rejects with the server sentence; the others go on', async () => {
   const { chat, sockets, events } = await setup();
   serveJoin(sockets[0]);

@@ -178,6 +178,9 @@ pub enum Frame {
     Roster(Vec<Member>),
     /// v2: a moderator deleted this message.
     Deleted(u64),
+    /// v2: `{"deleted", "cid"}`, to a sender only: the answer to its retry of a `cid`
+    /// whose message a moderator deleted.
+    DeletedCid(u64, String),
     /// v2: a history page.
     History(Page),
 }
@@ -269,6 +272,7 @@ impl Frame {
                 })
             }
             ["deleted"] => Frame::Deleted(uint("deleted")?),
+            ["cid", "deleted"] => Frame::DeletedCid(uint("deleted")?, string("cid")?),
             ["roster"] => {
                 let Some(entries) = map.get("roster").and_then(Value::as_array) else {
                     bail!("roster must be an array in {text}");
@@ -573,7 +577,9 @@ impl Client {
     fn checked(&self, text: &str) -> Result<Frame> {
         let f = Frame::parse(text).context(format!("{}: decoding", self.label))?;
         let v2_only = match &f {
-            Frame::Roster(_) | Frame::Deleted(_) | Frame::History(_) => true,
+            Frame::Roster(_) | Frame::Deleted(_) | Frame::DeletedCid(..) | Frame::History(_) => {
+                true
+            }
             Frame::Ready(r) => r.v.is_some(),
             _ => false,
         };

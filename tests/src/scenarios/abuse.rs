@@ -155,6 +155,36 @@ pub async fn invisible_names_are_refused_1008(ctx: Ctx) -> Result<()> {
     watcher.close().await
 }
 
+/// Default group: a name with a check mark in it (✓ and its look-alikes), which could
+/// pass for a verified user's mark, gets an error and close 1008; nobody hears of it.
+/// A name with another symbol joins.
+pub async fn check_marks_in_names_are_refused_1008(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let room = ctx.room("check-mark");
+    let (mut watcher, _) = join(&base, &room, "watcher").await?;
+    for name in [
+        "Alice ✓",
+        "Alice\u{2714}",
+        "☑ Bob",
+        "ok \u{2705}",
+        "\u{1F5F8}",
+        "√",
+    ] {
+        let mut c = Client::connect(&base, &room, &format!("{name:?}")).await?;
+        c.send_json(&json!({ "name": name })).await?;
+        c.expect_error("Name may not contain check marks: only the server marks verified users.")
+            .await?;
+        c.expect_close(1008, Some("Invalid hello")).await?;
+    }
+    watcher.expect_silence(SILENCE).await?;
+    let (c, _) = join(&base, &room, "Alice ★").await?;
+    watcher
+        .expect_frame(Frame::Joined("Alice ★".into()))
+        .await?;
+    c.close().await?;
+    watcher.close().await
+}
+
 /// Cloudflare (room opens limited by the Workers rate-limiting binding, 60 per 60 s
 /// per address): an address that opens room after room is refused with 429, the
 /// documented body and `Retry-After: 60`, and may still join a room that is open.

@@ -4,7 +4,7 @@
 
 use super::SILENCE;
 use crate::client::{Client, Frame, Join, Member};
-use crate::harness::{identity::SECRET, Ctx};
+use crate::harness::{identity::SECRET, Ctx, InstanceSpec};
 use crate::token::{self, now_secs, sign, unsigned, HS256};
 use crate::{ensure, ensure_eq, http, Result};
 use serde_json::{json, Value};
@@ -40,7 +40,12 @@ fn member(name: &str, user: Option<&str>, role: Option<&str>) -> Member {
 pub async fn a_valid_token_makes_a_verified_session(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("verified");
-    let ana_token = token::token(SECRET, "u-ana", json!({"name": "Ana"}));
+    // `iss` and `aud` are not checked where the server names neither (the default).
+    let ana_token = token::token(
+        SECRET,
+        "u-ana",
+        json!({"name": "Ana", "iss": "whoever", "aud": ["whatever"]}),
+    );
     let (mut ana, ja) = enter(
         &base,
         &room,
@@ -282,4 +287,57 @@ pub async fn a_room_requiring_tokens_refuses_a_hello_without_one(ctx: Ctx) -> Re
     v2.close().await?;
     v1.expect_frame(Frame::Quit("Two".into())).await?;
     v1.close().await
+}
+
+/// Own instance with `auth_issuer` and `auth_audience` set, both backends: a token must
+/// carry that `iss` and name that `aud` (a string, or an array holding it); without
+/// them, or with others, it is refused with its own sentence and close 1008.
+pub async fn issuer_and_audience_are_checked_when_set(ctx: Ctx) -> Result<()> {
+    const ISSUER: &str = "https://app.example";
+    const AUDIENCE: &str = "edge-chat";
+    let spec = InstanceSpec::with(&[("auth_issuer", ISSUER), ("auth_audience", AUDIENCE)])
+        .with_secret(SECRET);
+    let instance = ctx.start_own("iss-aud", spec).await?;
+    let base = instance.base_url();
+    let room = ctx.room("iss-aud");
+    let bad_issuer = "Token issuer is not accepted by this server.";
+    let bad_audience = "Token is not for this server (audience).";
+    for (claims, error, what) in [
+        (json!({}), bad_issuer, "neither"),
+        (json!({"aud": AUDIENCE}), bad_issuer, "no iss"),
+        (
+            json!({"iss": "https://other.example", "aud": AUDIENCE}),
+            bad_issuer,
+            "another iss",
+        ),
+        (json!({"iss": ISSUER}), bad_audience, "no aud"),
+        (
+            json!({"iss": ISSUER, "aud": "other"}),
+            bad_audience,
+            "another aud",
+        ),
+        (
+            json!({"iss": ISSUER, "aud": ["other"]}),
+            bad_audience,
+            "aud without it",
+        ),
+    ] {
+        let t = token::token(SECRET, "u1", claims);
+        refused(&base, &room, json!({"token": t}), error, what).await?;
+    }
+    for (i, aud) in [json!(AUDIENCE), json!(["other", AUDIENCE])]
+        .into_iter()
+        .enumerate()
+    {
+        let user = format!("u{i}");
+        let t = token::token(SECRET, &user, json!({"iss": ISSUER, "aud": aud}));
+        let (c, j) = enter(&base, &room, &user, json!({"token": t})).await?;
+        ensure_eq!(
+            j.ready.user.as_deref(),
+            Some(user.as_str()),
+            "joined with aud {aud}"
+        );
+        c.close().await?;
+    }
+    Ok(())
 }

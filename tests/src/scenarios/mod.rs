@@ -107,6 +107,8 @@ pub fn all() -> Vec<Scenario> {
             Own,
             observability::closes_rejections_and_resumes_are_counted
         ),
+        scenario!(Own, observability::refusals_at_connect_are_counted),
+        scenario!(Own, identity::issuer_and_audience_are_checked_when_set),
         // The fault tests below stop, kill and flood the runner's own process, and read
         // its /metrics; a Durable Object's process is workerd's.
         scenario!(
@@ -246,6 +248,18 @@ pub fn all() -> Vec<Scenario> {
         ),
         scenario!(Identity, moderation::moderation_bounds_answer_with_errors),
         scenario!(
+            Identity,
+            moderation::a_moderator_in_a_private_room_is_audited_under_its_tag
+        ),
+        scenario!(
+            Identity,
+            moderation::a_retried_cid_of_a_deleted_message_gets_no_chat_frame
+        ),
+        scenario!(
+            Identity,
+            moderation::a_moderator_token_moderates_the_rooms_it_names
+        ),
+        scenario!(
             Signed,
             identity::a_room_requiring_tokens_refuses_a_hello_without_one
         ),
@@ -262,6 +276,7 @@ pub fn all() -> Vec<Scenario> {
             abuse::join_quit_churn_costs_members_at_most_the_join_burst
         ),
         scenario!(Default, abuse::invisible_names_are_refused_1008),
+        scenario!(Default, abuse::check_marks_in_names_are_refused_1008),
         scenario!(Default, abuse::private_room_ids_stay_out_of_the_logs),
         // Room opens on the local runner are limited by the runner itself (its own
         // scenario); on Cloudflare by the Workers rate-limiting binding.

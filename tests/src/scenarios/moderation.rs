@@ -3,16 +3,17 @@
 //! rejoins refused for `secs`), mute; refusals for everyone else; the bounds; and
 //! durability across a restart.
 
-use super::identity::enter;
+use super::identity::{enter, refused};
 use super::SILENCE;
 use crate::client::{Client, Frame, Msg};
 use crate::harness::identity::{
     MAX_MODERATION_SECS, MAX_RESTRICTED_USERS, SECRET, SIGNED_RATE_BURST,
 };
 use crate::harness::{Ctx, InstanceSpec};
-use crate::token;
-use crate::{ensure, ensure_eq, Result};
+use crate::{ensure, ensure_eq, http, token, Result};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
 
 const NOT_MODERATOR: &str = "Only moderators may delete, kick or mute.";
 const NO_SUCH_MESSAGE: &str = "There is no message with that seq to delete.";
@@ -20,8 +21,13 @@ const KICKED: &str = "A moderator removed you from this room.";
 const STILL_KICKED: &str = "A moderator removed you from this room; try again later.";
 const MUTED: &str = "You are muted in this room.";
 
-fn moderator_hello(v2: bool) -> Value {
-    let t = token::token(SECRET, "u-mod", json!({"name": "Mod", "role": "moderator"}));
+/// A moderator of `room` (its token names the room, as a moderator's must).
+fn moderator_hello(room: &str, v2: bool) -> Value {
+    let t = token::token(
+        SECRET,
+        "u-mod",
+        json!({"name": "Mod", "role": "moderator", "room": room}),
+    );
     if v2 {
         json!({"v": 2, "token": t})
     } else {
@@ -63,7 +69,7 @@ async fn messages(c: &mut Client, n: usize) -> Result<Vec<Msg>> {
 pub async fn a_moderator_deletes_a_message_for_everyone(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("delete");
-    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(true)).await?;
+    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(&room, true)).await?;
     let (mut ana, _) = enter(&base, &room, "ana", json!({"name": "ana", "v": 2})).await?;
     let (mut carl, _) = enter(&base, &room, "carl", json!({"name": "carl"})).await?;
     m.expect_frame(Frame::Joined("ana".into())).await?;
@@ -161,7 +167,7 @@ pub async fn a_moderator_deletes_a_message_for_everyone(ctx: Ctx) -> Result<()> 
 pub async fn a_moderator_kicks_a_user(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("kick");
-    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(false)).await?;
+    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(&room, false)).await?;
     let (mut by, _) = enter(&base, &room, "bystander", json!({"name": "bystander"})).await?;
     m.expect_frame(Frame::Joined("bystander".into())).await?;
     let (mut v1, _) = enter(&base, &room, "u-vic", user_hello("u-vic", false)).await?;
@@ -203,7 +209,7 @@ pub async fn a_moderator_kicks_a_user(ctx: Ctx) -> Result<()> {
 pub async fn a_moderator_mutes_a_user(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("mute");
-    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(true)).await?;
+    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(&room, true)).await?;
     let (mut loud, _) = enter(&base, &room, "u-loud", user_hello("u-loud", false)).await?;
     let (mut listener, _) = enter(&base, &room, "listener", json!({"name": "listener"})).await?;
     m.expect_frame(Frame::Joined("u-loud".into())).await?;
@@ -287,7 +293,7 @@ pub async fn non_moderators_are_refused_and_stay_open(ctx: Ctx) -> Result<()> {
 pub async fn moderation_bounds_answer_with_errors(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("mod-bounds");
-    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(false)).await?;
+    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(&room, false)).await?;
     let over = MAX_MODERATION_SECS + 1;
     m.send_json(&json!({"mute": {"user": "u1", "secs": over}}))
         .await?;
@@ -352,7 +358,7 @@ pub async fn kicks_mutes_and_deletions_survive_a_restart(ctx: Ctx) -> Result<()>
     let instance = ctx.start_own("moderation-restart", spec).await?;
     let base = instance.base_url();
     let room = ctx.room("mod-restart");
-    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(true)).await?;
+    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(&room, true)).await?;
     m.say("gone soon").await?;
     let doomed = m.recv_message().await?;
     m.say("stays").await?;
@@ -403,7 +409,7 @@ pub async fn identity_and_mutes_survive_hibernation(ctx: Ctx) -> Result<()> {
     let instance = ctx.start_own("moderation-hibernation", spec).await?;
     let base = instance.base_url();
     let room = ctx.room("mod-hibernate");
-    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(true)).await?;
+    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(&room, true)).await?;
     let (mut loud, _) = enter(&base, &room, "u-loud", user_hello("u-loud", false)).await?;
     m.expect_frame(Frame::Joined("u-loud".into())).await?;
     m.send_json(&json!({"mute": {"user": "u-loud", "secs": 600}}))
@@ -441,4 +447,163 @@ pub async fn identity_and_mutes_survive_hibernation(ctx: Ctx) -> Result<()> {
         c.close().await?;
     }
     Ok(())
+}
+
+/// Identity group, both backends: a moderator acting in a private room is audited under
+/// the room's tag (`private:` and the first 8 hex digits of the SHA-256 of its id),
+/// and no log line of the backend holds the id itself, the room's only secret.
+pub async fn a_moderator_in_a_private_room_is_audited_under_its_tag(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let logs = ctx.instance().logs().clone();
+    let mark = logs.mark();
+    let created = http::request(&base, "POST", "/api/room", &[]).await?;
+    ensure_eq!(created.status, 200, "POST /api/room status");
+    let id = created.body;
+    let digest = Sha256::digest(id.as_bytes());
+    let tag: String = std::iter::once("private:".to_owned())
+        .chain(digest.iter().take(4).map(|b| format!("{b:02x}")))
+        .collect();
+    let t = token::token(
+        SECRET,
+        "u-mod",
+        json!({"name": "Mod", "role": "moderator", "room": id}),
+    );
+    let (mut m, _) = enter(&base, &id, "Mod", json!({"v": 2, "token": t})).await?;
+    let (mut carl, _) = enter(&base, &id, "carl", json!({"name": "carl"})).await?;
+    m.expect_frame(Frame::Joined("carl".into())).await?;
+    carl.say("to be deleted").await?;
+    let said = carl.recv_message().await?;
+    ensure_eq!(m.recv_message().await?, said, "the moderator's copy");
+    m.send_json(&json!({"delete": said.seq})).await?;
+    m.expect_frame(Frame::Deleted(said.seq)).await?;
+    m.send_json(&json!({"mute": {"user": "u-someone", "secs": 60}}))
+        .await?;
+    // The audit lines name the room by its tag (log lines come through a pipe: a
+    // bounded wait).
+    let room_field = format!(r#""room":"{tag}""#);
+    for action in ["delete", "mute"] {
+        let audit = format!(r#""audit":"{action}""#);
+        let mut tries = 0;
+        while logs.count_since_matching(mark, |l| l.contains(&audit) && l.contains(&room_field))
+            == 0
+        {
+            tries += 1;
+            ensure!(
+                tries < 100,
+                "no audit line {audit} with {room_field}; the last lines:\n{}",
+                logs.tail(20).join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    carl.close().await?;
+    m.close().await?;
+    // Lines that arrive a little late are still checked. wrangler's own request lines
+    // (`[wrangler:info] GET /api/room/<id>/websocket`) are the platform's, not ours.
+    tokio::time::sleep(SILENCE).await;
+    let leaks = logs.count_since_matching(0, |l| l.contains(&id) && !l.contains("[wrangler:"));
+    ensure_eq!(leaks, 0, "log lines holding the private room id {id}");
+    Ok(())
+}
+
+/// Identity group, both backends: a retried `cid` whose message a moderator deleted is
+/// answered to its sender alone, never with a chat frame: a v2 session gets the
+/// tombstone with the cid, `{"deleted": seq, "cid"}`, a v1 session the error
+/// `That message was deleted by a moderator.`; nothing is stored, nobody else hears of
+/// it, and both sockets stay open.
+pub async fn a_retried_cid_of_a_deleted_message_gets_no_chat_frame(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let room = ctx.room("deleted-cid");
+    let t = token::token(
+        SECRET,
+        "u-mod",
+        json!({"name": "Mod", "role": "moderator", "room": room}),
+    );
+    let (mut m, _) = enter(&base, &room, "Mod", json!({"v": 2, "token": t})).await?;
+    let (mut ana, _) = enter(&base, &room, "ana", json!({"name": "ana", "v": 2})).await?;
+    let (mut bob, _) = enter(&base, &room, "bob", json!({"name": "bob"})).await?;
+    m.expect_frame(Frame::Joined("ana".into())).await?;
+    m.expect_frame(Frame::Joined("bob".into())).await?;
+    ana.expect_frame(Frame::Joined("bob".into())).await?;
+    ana.say_with_cid("from ana", "cid-ana").await?;
+    let a = ana.recv_message().await?;
+    ensure_eq!(bob.recv_message().await?, a, "bob gets ana's");
+    bob.say_with_cid("from bob", "cid-bob").await?;
+    let b = bob.recv_message().await?;
+    ensure_eq!(ana.recv_message().await?, b, "ana gets bob's");
+    ensure_eq!(
+        messages(&mut m, 2).await?,
+        vec![a.clone(), b.clone()],
+        "the moderator's copies"
+    );
+    for seq in [a.seq, b.seq] {
+        m.send_json(&json!({"delete": seq})).await?;
+        m.expect_frame(Frame::Deleted(seq)).await?;
+        ana.expect_frame(Frame::Deleted(seq)).await?;
+    }
+
+    ana.say_with_cid("from ana", "cid-ana").await?;
+    ana.expect_frame(Frame::DeletedCid(a.seq, "cid-ana".into()))
+        .await?;
+    bob.say_with_cid("from bob", "cid-bob").await?;
+    bob.expect_error("That message was deleted by a moderator.")
+        .await?;
+    m.expect_silence(SILENCE).await?;
+    // Both still chat, and nothing was stored by the repeats: the next seq follows.
+    ana.say("still here").await?;
+    let next = ana.recv_message().await?;
+    ensure_eq!(next.seq, b.seq + 1, "the repeats stored nothing");
+    ensure_eq!(bob.recv_message().await?, next, "bob's socket is open");
+    for c in [m, ana, bob] {
+        c.close().await?;
+    }
+    Ok(())
+}
+
+/// Identity group, both backends: `role: moderator` is honoured only where the token
+/// says. Without a `room` claim the token is refused (its own error, close 1008); with
+/// `"room": "*"` it moderates every room; with a room, that room only (elsewhere it is
+/// a token for another room).
+pub async fn a_moderator_token_moderates_the_rooms_it_names(ctx: Ctx) -> Result<()> {
+    let base = ctx.base();
+    let (one, two) = (ctx.room("mod-one"), ctx.room("mod-two"));
+    let roomless = token::token(SECRET, "u-mod", json!({"role": "moderator"}));
+    refused(
+        &base,
+        &one,
+        json!({"v": 2, "token": roomless}),
+        r#"A moderator token must name its room: "room": "<room>", or "*" for every room."#,
+        "a room-less moderator",
+    )
+    .await?;
+    let everywhere = token::token(SECRET, "u-all", json!({"role": "moderator", "room": "*"}));
+    for room in [&one, &two] {
+        let (mut m, j) = enter(&base, room, "u-all", json!({"v": 2, "token": everywhere})).await?;
+        ensure_eq!(
+            j.ready.role.as_deref(),
+            Some("moderator"),
+            "a `*` moderator in {room}"
+        );
+        let (mut ana, _) = enter(&base, room, "ana", json!({"name": "ana"})).await?;
+        m.expect_frame(Frame::Joined("ana".into())).await?;
+        ana.say("delete me").await?;
+        let said = ana.recv_message().await?;
+        ensure_eq!(m.recv_message().await?, said, "the moderator's copy");
+        m.send_json(&json!({"delete": said.seq})).await?;
+        m.expect_frame(Frame::Deleted(said.seq)).await?;
+        ana.close().await?;
+        m.close().await?;
+    }
+    let only_one = token::token(SECRET, "u-one", json!({"role": "moderator", "room": one}));
+    let (m, j) = enter(&base, &one, "u-one", json!({"token": only_one})).await?;
+    ensure_eq!(j.ready.role.as_deref(), Some("moderator"), "in its room");
+    m.close().await?;
+    refused(
+        &base,
+        &two,
+        json!({"token": only_one}),
+        "Token is for another room.",
+        "a moderator of another room",
+    )
+    .await
 }

@@ -2,8 +2,8 @@
 //! rejections, resume outcomes, restores), through the local runner's `GET /metrics`
 //! and the Durable Object's JSON log lines; and the runner's gauges and figures.
 
-use super::join;
-use crate::client::Client;
+use super::{join, join_from, OTHER_ADDRESS};
+use crate::client::{Client, Options};
 use crate::harness::{Ctx, InstanceSpec};
 use crate::http;
 use crate::observed::{EventCounts, MetricsPage};
@@ -65,6 +65,54 @@ pub async fn closes_rejections_and_resumes_are_counted(ctx: Ctx) -> Result<()> {
     // A restore would only mean the platform evicted the room meanwhile.
     EventCounts::wait_for(&instance, &before, &expected, |k| k == "restore").await?;
     for c in [alice, bob, carol] {
+        c.close().await?;
+    }
+    Ok(())
+}
+
+/// Own instance (capacity 3, 2 seats per address), both backends: a connection refused
+/// at connect, before any hello, is a rejection like any other error frame: counted
+/// under `room_full` and `too_many_seats` (on the runner in
+/// `edge_chat_rejections_total`, on the Worker in `rejection` log lines), next to its
+/// close.
+pub async fn refusals_at_connect_are_counted(ctx: Ctx) -> Result<()> {
+    let spec = InstanceSpec::with(&[("room_capacity", "3"), ("seats_per_address", "2")]);
+    let instance = ctx.start_own("refused", spec).await?;
+    let base = instance.base_url();
+    let room = ctx.room("refused");
+    let before = EventCounts::of(&instance).await?;
+
+    let (a, _) = join(&base, &room, "alice").await?;
+    let (b, _) = join(&base, &room, "bob").await?;
+    // A third seat from 127.0.0.1: refused at connect.
+    let mut seat = Client::connect(&base, &room, "third seat").await?;
+    seat.expect_error(
+        "Too many connections from your address in this room; close one and try again.",
+    )
+    .await?;
+    seat.expect_close(1013, Some("Too many connections from your address"))
+        .await?;
+    // The last place, from the other address; then the room is full for anyone.
+    let (c, _) = join_from(&base, &room, "carol", OTHER_ADDRESS).await?;
+    let options = Options {
+        local_ip: Some(OTHER_ADDRESS),
+        ..Options::default()
+    };
+    let mut over = Client::connect_with(&base, &room, "one too many", &options).await?;
+    over.expect_error("Room is full; try again later.").await?;
+    over.expect_close(1013, Some("Room is full")).await?;
+
+    let expected: BTreeMap<String, u64> = [
+        ("rejection too_many_seats", 1),
+        ("close 1013 too_many_seats", 1),
+        ("rejection room_full", 1),
+        ("close 1013 room_full", 1),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_owned(), n))
+    .collect();
+    EventCounts::wait_for(&instance, &before, &expected, |k| k == "restore").await?;
+    for c in [a, b, c] {
         c.close().await?;
     }
     Ok(())
