@@ -83,6 +83,12 @@ pub(crate) struct Cli {
     #[arg(long, env = "EDGE_CHAT_IDLE_TIMEOUT_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) idle_timeout_secs: u64,
+    /// Most rooms kept in storage (a room is kept once it has stored a message). Past
+    /// it, an upgrade that would open a new room is answered 507; stored rooms keep
+    /// working.
+    #[arg(long, env = "EDGE_CHAT_MAX_ROOMS_STORED", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub(crate) max_rooms_stored: u64,
     /// Emulate Durable Object hibernation: a room with connections but no events for
     /// this many seconds drops its state and rebuilds it on the next event. 0 = never.
     #[arg(long, env = "EDGE_CHAT_HIBERNATE_AFTER_SECS", default_value_t = 0)]

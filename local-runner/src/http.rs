@@ -9,7 +9,7 @@ use crate::address_cap::AddressCap;
 use crate::clock::now_ms;
 use crate::connection::{self, ConnSettings};
 use crate::metrics::{self, Metrics};
-use crate::registry::Rooms;
+use crate::registry::{Refused, Rooms};
 use crate::server::ConnPermit;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
@@ -275,13 +275,17 @@ async fn websocket(
     } else {
         None
     };
-    if let Err(wait_ms) = state.rooms.admit(room.as_str(), &addr, now_ms()) {
-        let mut refused = rejection(&edge::TOO_MANY_ROOM_OPENS);
-        refused.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(edge::retry_after_secs(wait_ms)),
-        );
-        return refused;
+    match state.rooms.admit(room.as_str(), &addr, now_ms()) {
+        Ok(()) => {}
+        Err(Refused::TooManyOpens(wait_ms)) => {
+            let mut refused = rejection(&edge::TOO_MANY_ROOM_OPENS);
+            refused.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(edge::retry_after_secs(wait_ms)),
+            );
+            return refused;
+        }
+        Err(Refused::StorageFull) => return rejection(&edge::STORAGE_FULL),
     }
     // The connection's place under the cap goes with the socket (see `server`).
     let permit = parts.extensions.get::<ConnPermit>().cloned();

@@ -24,6 +24,7 @@ mod shutdown;
 mod sqlite_storage;
 mod storage_thread;
 mod store;
+mod stored_rooms;
 mod timed_io;
 
 use crate::address_cap::AddressCap;
@@ -34,9 +35,11 @@ use crate::metrics::Metrics;
 use crate::registry::Rooms;
 use crate::room_actor::RoomContext;
 use crate::store::{StorageFaults, StoreFactory};
+use crate::stored_rooms::StoredRooms;
 use crate::timed_io::Timeouts;
 use chat_handler::identity::{self, Claims};
 use chat_handler::{AuthSecret, Config, Role};
+use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -156,15 +159,29 @@ async fn run(
     auth_secret: Option<AuthSecret>,
     open_file_limit: Option<u64>,
 ) -> Result<(), String> {
-    let (store, storage_thread) = if cli.in_memory {
+    let metrics = Arc::new(Metrics::new());
+    let (store, storage_thread, stored) = if cli.in_memory {
         info!("history in memory only (--in-memory)");
-        (StoreFactory::memory(), None)
+        (StoreFactory::memory(), None, HashSet::new())
     } else {
         let path = sqlite_storage::init_database(&cli.data_dir)?;
+        let stored = sqlite_storage::stored_rooms(&path)?;
         let thread = storage_thread::StorageThread::start(&path)?;
         info!(database = %path.display(), "history in SQLite");
-        (StoreFactory::sqlite(thread.clone()), Some(thread))
+        metrics.set_database(path);
+        (StoreFactory::sqlite(thread.clone()), Some(thread), stored)
     };
+    let max_rooms = usize::try_from(cli.max_rooms_stored).unwrap_or(usize::MAX);
+    info!(
+        rooms = stored.len(),
+        max_rooms_stored = max_rooms,
+        "rooms in storage"
+    );
+    if stored.len() >= max_rooms {
+        warn!("storage holds --max-rooms-stored rooms or more: no new room can be opened");
+    }
+    let gauge = metrics.storage_rooms(max_rooms);
+    let store = store.with_stored_rooms(StoredRooms::new(max_rooms, stored, gauge));
     let store = match cli
         .test_storage_faults
         .as_deref()
@@ -198,7 +215,6 @@ async fn run(
         None => None,
     };
 
-    let metrics = Arc::new(Metrics::new());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     if auth_secret.is_some() {
         info!(

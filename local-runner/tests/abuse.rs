@@ -637,3 +637,83 @@ async fn websockets_through_a_trusted_proxy_count_for_the_forwarded_client() {
     let (status, answer) = get_from([127, 0, 0, 1], runner.port, "/healthz").await;
     assert_eq!(status, 200, "{answer}");
 }
+
+/// A series' value on the runner's `/metrics` page.
+fn metric(runner: &Runner, series: &str) -> f64 {
+    let (status, page) = http(runner.port, "GET /metrics HTTP/1.1", "");
+    assert_eq!(status, 200, "{page}");
+    page.lines()
+        .find_map(|l| {
+            let (name, v) = l.rsplit_once(' ')?;
+            (name == series).then(|| v.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("{series} missing from {page}"))
+}
+
+/// Joins `room`, stores one message in it, and leaves.
+async fn store_one(runner: &Runner, room: &str) {
+    let (mut ws, _) = join(&runner.ws_url(room), r#"{"name":"filler"}"#).await;
+    send(&mut ws, &format!(r#"{{"message":"kept in {room}"}}"#)).await;
+    until(&mut ws, &format!("kept in {room}")).await;
+    ws.close(None).await.expect("close");
+    while let Some(Ok(_)) = ws.next().await {}
+}
+
+/// Issue 18: storage had no total bound (one address may open 20 rooms, then one a
+/// second, each with its own history). With `--max-rooms-stored 3`, a fourth room is
+/// refused with 507 before the upgrade, a room opened earlier that stores its first
+/// message after the bound gets the not-stored error, stored rooms keep working, the
+/// figures are on /metrics, and all of it holds after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_past_the_storage_bound_are_refused_507() {
+    const MAX_ROOMS: usize = 3;
+    let mut runner = Runner::start(&["--max-rooms-stored", &MAX_ROOMS.to_string()]);
+    assert_eq!(metric(&runner, "edge_chat_storage_rooms"), 0.0);
+    assert_eq!(
+        metric(&runner, "edge_chat_storage_rooms_max"),
+        MAX_ROOMS as f64
+    );
+    // Open before the bound is reached, with no message yet: nothing stored.
+    let (mut early, _) = join(&runner.ws_url("early"), r#"{"name":"early"}"#).await;
+    for i in 0..MAX_ROOMS {
+        store_one(&runner, &format!("kept-{i}")).await;
+    }
+    assert_eq!(metric(&runner, "edge_chat_storage_rooms"), MAX_ROOMS as f64);
+    assert!(metric(&runner, "edge_chat_storage_bytes") > 0.0);
+    let refused_with = |result: Result<Ws, tungstenite::Error>| match result {
+        Err(tungstenite::Error::Http(response)) => {
+            let body = String::from_utf8(response.body().clone().unwrap_or_default()).unwrap();
+            (response.status().as_u16(), body)
+        }
+        other => panic!("a new room past the bound: {other:?}"),
+    };
+    let want = (
+        507,
+        "Storage full: no new room can be opened here; existing rooms still work.".to_owned(),
+    );
+    assert_eq!(
+        refused_with(connect(&runner.ws_url("one-too-many")).await),
+        want
+    );
+    // The room opened earlier cannot start its history either: its first message is
+    // refused, and the bound holds.
+    send(&mut early, r#"{"message":"too late"}"#).await;
+    let error = until(&mut early, r#""error""#).await;
+    assert!(error.contains("could not be stored"), "{error}");
+    assert_eq!(metric(&runner, "edge_chat_storage_rooms"), MAX_ROOMS as f64);
+    drop(early);
+    // Stored rooms work as before, history and all.
+    store_one(&runner, "kept-0").await;
+    // After a restart the count comes from the database.
+    runner.kill9();
+    runner.restart();
+    assert_eq!(metric(&runner, "edge_chat_storage_rooms"), MAX_ROOMS as f64);
+    assert_eq!(
+        refused_with(connect(&runner.ws_url("one-too-many")).await),
+        want
+    );
+    let (mut ws, ready) = join(&runner.ws_url("kept-1"), r#"{"name":"back"}"#).await;
+    assert_eq!(ready["seq"].as_u64(), Some(1), "{ready}");
+    send(&mut ws, r#"{"message":"still stored"}"#).await;
+    until(&mut ws, "still stored").await;
+}
