@@ -78,9 +78,10 @@ pub(crate) struct Cli {
     #[arg(long, env = "EDGE_CHAT_WRITE_TIMEOUT_SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub(crate) write_timeout_secs: u64,
-    /// Seconds an HTTP connection may move no byte either way (between requests, or in
-    /// a request body) before it is closed. Not for WebSockets, which have pings.
-    #[arg(long, env = "EDGE_CHAT_IDLE_TIMEOUT_SECS", default_value_t = 30,
+    /// Seconds an HTTP connection with no answer waiting may go without receiving a
+    /// byte (an idle keep-alive connection, or headers that stop coming) before it is
+    /// closed. Not for WebSockets, which have pings.
+    #[arg(long, env = "EDGE_CHAT_IDLE_TIMEOUT_SECS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) idle_timeout_secs: u64,
     /// Most rooms kept in storage (a room is kept once it has stored a message). Past

@@ -5,11 +5,12 @@
 //!   reads the answers (pipelining `GET`s behind a small receive window) fills the
 //!   socket's buffers; hyper would then wait on the write forever, and the header
 //!   timeout never runs because the next requests are already buffered.
-//! - **idle timeout** (`--idle-timeout-secs`): a connection with no write waiting on
-//!   which no byte moves for this long is closed, whatever hyper is waiting for: the
-//!   next request on a keep-alive connection, or the rest of a request's headers
-//!   (both also bounded by hyper's header timeout, which counts from the moment the
-//!   connection waits for a request, however many bytes come).
+//! - **idle timeout** (`--idle-timeout-secs`, 5 s by default): a connection with no
+//!   write waiting on which no byte moves for this long is closed, whatever hyper is
+//!   waiting for: the next request on a keep-alive connection, or the rest of a
+//!   request's headers. hyper's header timeout (10 s) bounds the same wait as a whole,
+//!   however many bytes come, so a slowloris that sends a byte now and then is closed
+//!   by that one, and a silent client by this one, sooner.
 //!
 //! Both stop at the upgrade to a WebSocket ([`ConnPermit::upgraded`]): from then on the
 //! connection's own liveness rules (pings, `drain_timeout_ms`) decide, and the socket
