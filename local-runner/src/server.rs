@@ -162,7 +162,7 @@ pub(crate) async fn serve(
             {
                 Some(slot) => Some(slot),
                 None => {
-                    conn.refuse_if_room(&answers, Refusal::PerAddress);
+                    conn.refuse_if_room(&answers, Refusal::PerAddress, limits.timeouts);
                     continue;
                 }
             }
@@ -172,7 +172,7 @@ pub(crate) async fn serve(
                 let permit = ConnPermit::new(place, slot);
                 tokio::spawn(conn.serve(app.clone(), permit, limits.timeouts));
             }
-            Err(_) => conn.refuse_if_room(&answers, Refusal::Busy),
+            Err(_) => conn.refuse_if_room(&answers, Refusal::Busy, limits.timeouts),
         }
     }
     drop(listener);
@@ -230,7 +230,7 @@ impl Conn {
     async fn serve(self, app: Router, permit: ConnPermit, timeouts: Timeouts) {
         let peer = self.peer;
         let builder = self.builder();
-        let io = TimedIo::new(self.stream, permit.clone(), timeouts);
+        let io = TimedIo::new(self.stream, Some(permit.clone()), timeouts);
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let mut req = req.map(Body::new);
             req.extensions_mut().insert(ConnectInfo(peer));
@@ -245,26 +245,29 @@ impl Conn {
 
     /// Answers with `refusal` if fewer than [`OVER_CAP_ANSWERS`] answers are under way;
     /// otherwise closes at once.
-    fn refuse_if_room(self, answers: &Arc<Semaphore>, refusal: Refusal) {
+    /// The answer gets the same timeouts as any connection, so a silent client holds
+    /// an answer's place for the idle timeout at most.
+    fn refuse_if_room(self, answers: &Arc<Semaphore>, refusal: Refusal, timeouts: Timeouts) {
         let peer = self.peer;
         match answers.clone().try_acquire_owned() {
             Ok(answer) => {
                 debug!(%peer, ?refusal, "refused");
-                tokio::spawn(self.refuse(answer, refusal));
+                tokio::spawn(self.refuse(answer, refusal, timeouts));
             }
             Err(_) => debug!(%peer, ?refusal, "refused; closed unanswered"),
         }
     }
 
     /// Answers one request with the refusal and closes.
-    async fn refuse(self, _answer: OwnedSemaphorePermit, refusal: Refusal) {
+    async fn refuse(self, _answer: OwnedSemaphorePermit, refusal: Refusal, timeouts: Timeouts) {
         let service =
             hyper::service::service_fn(move |_req: hyper::Request<Incoming>| async move {
                 Ok::<_, Infallible>(refusal.response())
             });
         let mut builder = self.builder();
         builder.keep_alive(false);
-        let conn = builder.serve_connection(TokioIo::new(self.stream), service);
+        let io = TimedIo::new(self.stream, None, timeouts);
+        let conn = builder.serve_connection(TokioIo::new(io), service);
         drive!(conn, self.stop);
     }
 }

@@ -35,7 +35,9 @@ pub(crate) struct Timeouts {
 
 pub(crate) struct TimedIo {
     stream: TcpStream,
-    permit: ConnPermit,
+    /// Tells when the connection is upgraded; a refused connection (answered 503 or
+    /// 429 and closed) has none, and is never upgraded.
+    permit: Option<ConnPermit>,
     /// `None` once upgraded: a WebSocket carries no timer (boxed, so that it costs a
     /// pointer then).
     timing: Option<Box<Timing>>,
@@ -79,7 +81,7 @@ fn timed_out(what: &'static str) -> io::Error {
 }
 
 impl TimedIo {
-    pub(crate) fn new(stream: TcpStream, permit: ConnPermit, timeouts: Timeouts) -> Self {
+    pub(crate) fn new(stream: TcpStream, permit: Option<ConnPermit>, timeouts: Timeouts) -> Self {
         let now = Instant::now();
         TimedIo {
             stream,
@@ -95,7 +97,7 @@ impl TimedIo {
 
     /// The timers, unless the connection is a WebSocket now (then they are dropped).
     fn timing(&mut self) -> Option<&mut Timing> {
-        if self.timing.is_some() && self.permit.is_upgraded() {
+        if self.timing.is_some() && self.permit.as_ref().is_some_and(ConnPermit::is_upgraded) {
             self.timing = None;
         }
         self.timing.as_deref_mut()
