@@ -463,7 +463,7 @@ async fn until_none_held(port: u16, remote: [u8; 4], bound: Duration) -> Option<
 async fn never_reading_pipeliners_hold_only_their_share_and_are_closed() {
     const CLIENTS: usize = 20;
     const PIPELINED: usize = 200;
-    const WRITE_TIMEOUT_SECS: u64 = 3;
+    const WRITE_TIMEOUT_SECS: u64 = 5;
     const IDLE_TIMEOUT_SECS: u64 = 1;
     let runner = Runner::start(&[
         "--max-connections",
