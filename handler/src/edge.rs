@@ -313,6 +313,23 @@ pub const TOO_MANY_ROOM_OPENS: Rejection = Rejection::new(
 /// `--max-connections`).
 pub const SERVER_BUSY: Rejection = Rejection::new(503, "Server busy; try again later.");
 
+/// The refusal of a connection from an address that already holds a server's
+/// per-address share of connections (the local runner's
+/// `--max-connections-per-address`). Backends add `Retry-After` themselves.
+pub const TOO_MANY_CONNECTIONS: Rejection = Rejection::new(
+    429,
+    "Too many connections from your address; close one and try again.",
+);
+
+/// The refusal of an upgrade that would open a room the server could not keep: it
+/// already stores as many rooms as it may (the local runner's `--max-rooms-stored`).
+/// Rooms it stores stay open to everyone; only new ones are refused, and waiting does
+/// not help, so no `Retry-After`.
+pub const STORAGE_FULL: Rejection = Rejection::new(
+    507,
+    "Storage full: no new room can be opened here; existing rooms still work.",
+);
+
 /// The refusal of a request whose body is over the server's cap. No route reads a
 /// body, so the cap is small.
 pub const BODY_TOO_LARGE: Rejection = Rejection::new(413, "Request body too large.");

@@ -60,11 +60,36 @@ pub(crate) struct Cli {
     /// the open-file limit (raised to its hard limit at start), less a reserve.
     #[arg(long, env = "EDGE_CHAT_MAX_CONNECTIONS", default_value_t = 0)]
     pub(crate) max_connections: usize,
+    /// Most connections at once from one client address (IPv4 address, IPv6 /64),
+    /// WebSockets included; one more is answered 429. Counted by the TCP peer, except
+    /// for `--trusted-proxies`, whose WebSockets count for the client they forward.
+    /// Default: 64, or half of --max-connections if that is less.
+    #[arg(long, env = "EDGE_CHAT_MAX_CONNECTIONS_PER_ADDRESS",
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub(crate) max_connections_per_address: Option<u64>,
     /// Seconds a client has to send a request's headers; an idle keep-alive connection
     /// is closed after as long.
     #[arg(long, env = "EDGE_CHAT_HEADER_TIMEOUT_SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub(crate) header_timeout_secs: u64,
+    /// Seconds an HTTP answer may wait for the client to read any of it (the socket
+    /// taking no byte); then the connection is closed. Not for WebSockets, which have
+    /// --drain-timeout-ms.
+    #[arg(long, env = "EDGE_CHAT_WRITE_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub(crate) write_timeout_secs: u64,
+    /// Seconds an HTTP connection with no answer waiting may go without receiving a
+    /// byte (an idle keep-alive connection, or headers that stop coming) before it is
+    /// closed. Not for WebSockets, which have pings.
+    #[arg(long, env = "EDGE_CHAT_IDLE_TIMEOUT_SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) idle_timeout_secs: u64,
+    /// Most rooms kept in storage (a room is kept once it has stored a message). Past
+    /// it, an upgrade that would open a new room is answered 507; stored rooms keep
+    /// working.
+    #[arg(long, env = "EDGE_CHAT_MAX_ROOMS_STORED", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub(crate) max_rooms_stored: u64,
     /// Emulate Durable Object hibernation: a room with connections but no events for
     /// this many seconds drops its state and rebuilds it on the next event. 0 = never.
     #[arg(long, env = "EDGE_CHAT_HIBERNATE_AFTER_SECS", default_value_t = 0)]

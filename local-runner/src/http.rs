@@ -5,10 +5,11 @@
 //! method rule is restated here. The one route of the runner's own is `GET /metrics`
 //! (the Worker has none): on the public listener, or alone on `--metrics-bind`.
 
+use crate::address_cap::AddressCap;
 use crate::clock::now_ms;
 use crate::connection::{self, ConnSettings};
 use crate::metrics::{self, Metrics};
-use crate::registry::Rooms;
+use crate::registry::{Refused, Rooms};
 use crate::server::ConnPermit;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
@@ -57,6 +58,9 @@ pub(crate) struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     /// Whether `/metrics` is served here (no `--metrics-bind`).
     pub(crate) public_metrics: bool,
+    /// The per-address connection cap, for WebSockets that come through a trusted
+    /// proxy (the others were counted at accept time, see `server`).
+    pub(crate) per_address: Arc<AddressCap>,
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -250,14 +254,38 @@ async fn websocket(
         Err(rejection) => return rejection.into_response(),
     };
     // The client address keys the per-address limits.
-    let addr = client_key(&state.config, addr, &parts.headers);
-    if let Err(wait_ms) = state.rooms.admit(room.as_str(), &addr, now_ms()) {
-        let mut refused = rejection(&edge::TOO_MANY_ROOM_OPENS);
-        refused.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(edge::retry_after_secs(wait_ms)),
-        );
-        return refused;
+    let trusted = trusted_proxies(&state.config);
+    let through_proxy = trusted.contains(addr.ip());
+    let addr = client_key(&trusted, addr, &parts.headers);
+    // Through a trusted proxy, the connection was not counted at accept time (it is
+    // the proxy's); a WebSocket is one client's for its whole life, so it counts for
+    // the client the proxy names, and holds that place until it closes.
+    let proxied_slot = if through_proxy {
+        match state.per_address.try_take(addr.clone()) {
+            Some(slot) => Some(slot),
+            None => {
+                let mut refused = rejection(&edge::TOO_MANY_CONNECTIONS);
+                refused.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(crate::server::PER_ADDRESS_RETRY_SECS),
+                );
+                return refused;
+            }
+        }
+    } else {
+        None
+    };
+    match state.rooms.admit(room.as_str(), &addr, now_ms()) {
+        Ok(()) => {}
+        Err(Refused::TooManyOpens(wait_ms)) => {
+            let mut refused = rejection(&edge::TOO_MANY_ROOM_OPENS);
+            refused.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(edge::retry_after_secs(wait_ms)),
+            );
+            return refused;
+        }
+        Err(Refused::StorageFull) => return rejection(&edge::STORAGE_FULL),
     }
     // The connection's place under the cap goes with the socket (see `server`).
     let permit = parts.extensions.get::<ConnPermit>().cloned();
@@ -289,8 +317,13 @@ async fn websocket(
                 metrics,
                 alive,
             );
+            // The socket's HTTP timeouts stop here; its liveness rules take over.
+            if let Some(permit) = &permit {
+                permit.upgraded();
+            }
             async move {
                 let _permit = permit;
+                let _proxied_slot = proxied_slot;
                 served.await
             }
         })
@@ -302,7 +335,7 @@ async fn websocket(
 /// the peer is one of `trusted_proxies`, the client its `X-Forwarded-For` / `Forwarded`
 /// headers name (the handler's rule: the right-most hop that is not a trusted proxy).
 /// Headers are never read from an untrusted peer.
-fn client_key(config: &Config, peer: SocketAddr, headers: &HeaderMap) -> String {
+fn client_key(trusted: &edge::TrustedProxies, peer: SocketAddr, headers: &HeaderMap) -> String {
     let values = |name: &str| -> Vec<&str> {
         headers
             .get_all(name)
@@ -310,8 +343,6 @@ fn client_key(config: &Config, peer: SocketAddr, headers: &HeaderMap) -> String 
             .filter_map(|v| v.to_str().ok())
             .collect()
     };
-    // The list was validated at start-up; should it not parse, trust no one.
-    let trusted = edge::TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default();
     let client =
         trusted.client_address(peer.ip(), &values("x-forwarded-for"), &values("forwarded"));
     edge::address_key(&client.to_string())
@@ -323,6 +354,12 @@ fn client_key(config: &Config, peer: SocketAddr, headers: &HeaderMap) -> String 
 /// drop (1006) in the middle of a join burst.
 fn max_write_buffer(config: &Config) -> usize {
     WRITE_BUFFER + config.max_server_message_bytes() * 2
+}
+
+/// `--trusted-proxies`. The list was validated at start-up; should it not parse, trust
+/// no one.
+pub(crate) fn trusted_proxies(config: &Config) -> edge::TrustedProxies {
+    edge::TrustedProxies::parse(&config.trusted_proxies).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -388,6 +425,7 @@ mod tests {
             alive,
             metrics: Arc::default(),
             public_metrics: true,
+            per_address: AddressCap::new(64),
         })
     }
 
@@ -443,23 +481,32 @@ mod tests {
         let peer = SocketAddr::from(([10, 0, 0, 1], 4000));
         // Not trusted by default: the TCP peer is the client.
         let config = Config::default();
-        assert_eq!(client_key(&config, peer, &headers), "10.0.0.1");
+        assert_eq!(
+            client_key(&trusted_proxies(&config), peer, &headers),
+            "10.0.0.1"
+        );
         // Trusted proxies: the right-most hop that is not one of them.
         let config = Config {
             trusted_proxies: vec!["10.0.0.0/8".to_owned()],
             ..Config::default()
         };
-        assert_eq!(client_key(&config, peer, &headers), "203.0.113.7");
+        assert_eq!(
+            client_key(&trusted_proxies(&config), peer, &headers),
+            "203.0.113.7"
+        );
         // An untrusted peer's headers are ignored even with a list.
         let stranger = SocketAddr::from(([198, 51, 100, 9], 4000));
-        assert_eq!(client_key(&config, stranger, &headers), "198.51.100.9");
+        assert_eq!(
+            client_key(&trusted_proxies(&config), stranger, &headers),
+            "198.51.100.9"
+        );
         // IPv6 clients are keyed by their /64.
         let v6 = SocketAddr::from((
             std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 3, 4, 5, 6),
             4000,
         ));
         assert_eq!(
-            client_key(&Config::default(), v6, &HeaderMap::new()),
+            client_key(&edge::TrustedProxies::default(), v6, &HeaderMap::new()),
             edge::address_key("2001:db8:1:2::")
         );
     }

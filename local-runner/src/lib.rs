@@ -5,6 +5,7 @@
 //! both call it.
 
 // Private: nothing but `main` is for use outside this crate.
+mod address_cap;
 mod cli;
 mod clock;
 mod connection;
@@ -23,7 +24,10 @@ mod shutdown;
 mod sqlite_storage;
 mod storage_thread;
 mod store;
+mod stored_rooms;
+mod timed_io;
 
+use crate::address_cap::AddressCap;
 use crate::cli::{Cli, TokenArgs, Tool};
 use crate::connection::ConnSettings;
 use crate::http::AppState;
@@ -31,8 +35,11 @@ use crate::metrics::Metrics;
 use crate::registry::Rooms;
 use crate::room_actor::RoomContext;
 use crate::store::{StorageFaults, StoreFactory};
+use crate::stored_rooms::StoredRooms;
+use crate::timed_io::Timeouts;
 use chat_handler::identity::{self, Claims};
 use chat_handler::{AuthSecret, Config, Role};
+use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -156,15 +163,29 @@ async fn run(
     auth_secret: Option<AuthSecret>,
     open_file_limit: Option<u64>,
 ) -> Result<(), String> {
-    let (store, storage_thread) = if cli.in_memory {
+    let metrics = Arc::new(Metrics::new());
+    let (store, storage_thread, stored) = if cli.in_memory {
         info!("history in memory only (--in-memory)");
-        (StoreFactory::memory(), None)
+        (StoreFactory::memory(), None, HashSet::new())
     } else {
         let path = sqlite_storage::init_database(&cli.data_dir)?;
+        let stored = sqlite_storage::stored_rooms(&path)?;
         let thread = storage_thread::StorageThread::start(&path)?;
         info!(database = %path.display(), "history in SQLite");
-        (StoreFactory::sqlite(thread.clone()), Some(thread))
+        metrics.set_database(path);
+        (StoreFactory::sqlite(thread.clone()), Some(thread), stored)
     };
+    let max_rooms = usize::try_from(cli.max_rooms_stored).unwrap_or(usize::MAX);
+    info!(
+        rooms = stored.len(),
+        max_rooms_stored = max_rooms,
+        "rooms in storage"
+    );
+    if stored.len() >= max_rooms {
+        warn!("storage holds --max-rooms-stored rooms or more: no new room can be opened");
+    }
+    let gauge = metrics.storage_rooms(max_rooms);
+    let store = store.with_stored_rooms(StoredRooms::new(max_rooms, stored, gauge));
     let store = match cli
         .test_storage_faults
         .as_deref()
@@ -198,7 +219,6 @@ async fn run(
         None => None,
     };
 
-    let metrics = Arc::new(Metrics::new());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     if auth_secret.is_some() {
         info!(
@@ -216,6 +236,17 @@ async fn run(
         idle_exit: ROOM_IDLE_EXIT,
         shutdown: shutdown_rx.clone(),
     });
+    let max_connections = match cli.max_connections {
+        0 => server::default_max_connections(open_file_limit.unwrap_or(1024)),
+        n => n,
+    };
+    let per_address = cli.max_connections_per_address.map_or_else(
+        || address_cap::default_per_address(max_connections),
+        |n| usize::try_from(n).unwrap_or(usize::MAX),
+    );
+    info!(max_connections, per_address, "connection cap");
+    let per_address = AddressCap::new(per_address);
+    let trusted = http::trusted_proxies(&config);
     let (alive, alive_rx) = mpsc::channel::<()>(1);
     let state = AppState {
         rooms: rooms.clone(),
@@ -229,13 +260,9 @@ async fn run(
         alive,
         metrics: metrics.clone(),
         public_metrics: metrics_listener.is_none(),
+        per_address: per_address.clone(),
     };
     let app = http::router(state);
-    let max_connections = match cli.max_connections {
-        0 => server::default_max_connections(open_file_limit.unwrap_or(1024)),
-        n => n,
-    };
-    info!(max_connections, "connection cap");
     let metrics_server = match metrics_listener {
         Some(listener) => Some(serve_metrics(listener, metrics, shutdown_rx.clone())?),
         None => {
@@ -257,7 +284,13 @@ async fn run(
     info!("edge-chat listening on http://{addr}");
     let limits = server::Limits {
         header_timeout: Duration::from_secs(cli.header_timeout_secs),
+        timeouts: Timeouts {
+            write: Duration::from_secs(cli.write_timeout_secs),
+            idle: Duration::from_secs(cli.idle_timeout_secs),
+        },
         max_connections,
+        per_address,
+        trusted,
     };
     server::serve(listener, app, limits, shutdown_rx).await;
     // The router (and its `alive` sender) is gone; sockets hold the rest.

@@ -25,7 +25,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Every series is named `edge_chat_…`.
@@ -70,6 +71,11 @@ pub(crate) struct Metrics {
     joins: Family<OutcomeLabel, Counter>,
     restores: Counter,
     append_seconds: Histogram,
+    storage_rooms: Gauge,
+    storage_rooms_max: Gauge,
+    storage_bytes: Gauge,
+    /// The database file, whose size (with its log) is `storage_bytes`; none in memory.
+    database: OnceLock<PathBuf>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -98,6 +104,10 @@ impl Metrics {
             joins: Family::default(),
             restores: Counter::default(),
             append_seconds: Histogram::new(append_buckets()),
+            storage_rooms: Gauge::default(),
+            storage_rooms_max: Gauge::default(),
+            storage_bytes: Gauge::default(),
+            database: OnceLock::new(),
         };
         let r = &mut m.registry;
         r.register(
@@ -154,6 +164,23 @@ impl Metrics {
             Unit::Seconds,
             m.append_seconds.clone(),
         );
+        r.register(
+            "storage_rooms",
+            "Rooms kept in storage (with history); new rooms are refused once it reaches \
+             storage_rooms_max",
+            m.storage_rooms.clone(),
+        );
+        r.register(
+            "storage_rooms_max",
+            "The bound on rooms kept in storage (--max-rooms-stored)",
+            m.storage_rooms_max.clone(),
+        );
+        r.register_with_unit(
+            "storage",
+            "Size of the SQLite database file and its write-ahead log (0 with --in-memory)",
+            Unit::Bytes,
+            m.storage_bytes.clone(),
+        );
         // Every known label value from the start, at 0, so that a rate over a series
         // that has not happened yet reads 0 rather than nothing.
         for kind in ErrorKind::ALL {
@@ -193,6 +220,18 @@ impl Metrics {
         self.rooms.set(i64::try_from(rooms).unwrap_or(i64::MAX));
     }
 
+    /// The gauge of rooms kept in storage, for `StoredRooms` to keep, and their bound.
+    pub(crate) fn storage_rooms(&self, max: usize) -> Gauge {
+        self.storage_rooms_max
+            .set(i64::try_from(max).unwrap_or(i64::MAX));
+        self.storage_rooms.clone()
+    }
+
+    /// The database file, whose size the page reports.
+    pub(crate) fn set_database(&self, path: PathBuf) {
+        let _ = self.database.set(path);
+    }
+
     /// A hibernated room was rebuilt.
     pub(crate) fn room_restored(&self) {
         self.restores.inc();
@@ -216,6 +255,10 @@ impl Metrics {
             .map(|rt| rt.metrics().num_alive_tasks())
             .unwrap_or(0);
         self.tasks.set(i64::try_from(tasks).unwrap_or(i64::MAX));
+        if let Some(path) = self.database.get() {
+            self.storage_bytes
+                .set(i64::try_from(database_bytes(path)).unwrap_or(i64::MAX));
+        }
         let mut page = String::new();
         if let Err(e) = prometheus_text::encode(&mut page, &self.registry) {
             // Writing to a String cannot fail; should the encoder, say so in the page.
@@ -223,6 +266,15 @@ impl Metrics {
         }
         page
     }
+}
+
+/// The database file's size plus its write-ahead log's (`<file>-wal`), as the file
+/// system reports them; a file that cannot be read counts 0.
+fn database_bytes(path: &Path) -> u64 {
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    size(path) + size(Path::new(&wal))
 }
 
 fn close_labels(close: Close) -> CloseLabels {
@@ -396,6 +448,9 @@ mod tests {
             ("edge_chat_messages_delivered_total", "counter"),
             ("edge_chat_room_restores_total", "counter"),
             ("edge_chat_storage_append_seconds", "histogram"),
+            ("edge_chat_storage_rooms", "gauge"),
+            ("edge_chat_storage_rooms_max", "gauge"),
+            ("edge_chat_storage_bytes", "gauge"),
         ] {
             assert!(
                 page.contains(&format!("\n# TYPE {series} {kind}\n")),

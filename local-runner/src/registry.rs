@@ -20,6 +20,15 @@ struct Inner {
     opens: OpenLimit,
 }
 
+/// Why a connection may not open its room.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The address opened too many rooms lately: the milliseconds until it may again.
+    TooManyOpens(u64),
+    /// Storage holds `--max-rooms-stored` rooms, and this one is not among them.
+    StorageFull,
+}
+
 /// All rooms of this process.
 pub(crate) struct Rooms {
     inner: Mutex<Inner>,
@@ -47,17 +56,23 @@ impl Rooms {
     }
 
     /// Decides, before the upgrade, whether a connection from client address `addr` may
-    /// enter `room`: always if the room is open (has an actor), else if the address
-    /// has a room opening left (`room_open_burst`). `Err` holds the milliseconds until
-    /// it has one. A room whose actor retires between this check and the join is
-    /// reopened without a charge: a narrow race, worth at most one room per admitted
-    /// connection.
-    pub(crate) fn admit(&self, room: &str, addr: &str, now_ms: u64) -> Result<(), u64> {
+    /// enter `room`: always if the room is open (has an actor), else if storage may
+    /// keep it (it is stored, or `--max-rooms-stored` is not reached) and the address
+    /// has a room opening left (`room_open_burst`; a refusal for storage charges
+    /// none). A room whose actor retires between this check and the join is reopened
+    /// without a charge: a narrow race, worth at most one room per admitted connection.
+    pub(crate) fn admit(&self, room: &str, addr: &str, now_ms: u64) -> Result<(), Refused> {
         let mut inner = self.lock();
         if inner.rooms.contains_key(room) {
             return Ok(());
         }
-        inner.opens.charge(addr, now_ms)
+        if !self.ctx.store.stored_rooms().may_open(room) {
+            return Err(Refused::StorageFull);
+        }
+        inner
+            .opens
+            .charge(addr, now_ms)
+            .map_err(Refused::TooManyOpens)
     }
 
     /// Hands the connection to its room's actor, starting one if needed. Returns the

@@ -10,10 +10,23 @@
 //!   and is closed; while [`OVER_CAP_ANSWERS`] such answers are already under way,
 //!   further ones are closed without an answer. The default comes from the process's
 //!   open-file limit, so the cap is reached before the file descriptors run out.
+//! - **Connections per address** (`--max-connections-per-address`): at most this many
+//!   of those places per client address ([`AddressCap`]), counted at accept time by
+//!   the TCP peer's address, so that one address cannot hold every place. One more gets
+//!   `429` with the handler's [`edge::TOO_MANY_CONNECTIONS`] text and a `Retry-After`
+//!   (sent like the 503s). A trusted proxy (`--trusted-proxies`) is not counted here:
+//!   its connections carry many clients, and which client a connection is for is only
+//!   known from a request's headers; its WebSockets are counted by the forwarded
+//!   client instead, at the upgrade (see `http`).
+//! - **Write and idle timeouts** (`--write-timeout-secs`, `--idle-timeout-secs`): a
+//!   client that never reads its answers, or moves no byte, is closed (see
+//!   [`TimedIo`]).
 //! - **Bounded shutdown**: once the shutdown signal fires, no connection is accepted,
 //!   each is asked to finish its request and close, and those still open after
 //!   [`SHUTDOWN_GRACE`] (a half-sent request, say) are dropped.
 
+use crate::address_cap::{AddressCap, AddressSlot};
+use crate::timed_io::{TimedIo, Timeouts};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -23,6 +36,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -53,15 +67,50 @@ pub(crate) fn default_max_connections(open_file_limit: u64) -> usize {
 /// fails every attempt until something closes, and retrying at once would spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// A connection's place under the cap. Requests carry it as an extension; the
-/// WebSocket endpoint moves it into the upgraded socket's task, so the place is held
-/// until the socket closes.
+/// `Retry-After` of the per-address refusal: places come back as soon as the address
+/// closes a connection of its own, so a short wait.
+pub(crate) const PER_ADDRESS_RETRY_SECS: u64 = 5;
+
+/// A connection's place under the cap (and in its address's count). Requests carry it
+/// as an extension; the WebSocket endpoint moves it into the upgraded socket's task, so
+/// the place is held until the socket closes.
 #[derive(Clone)]
-pub(crate) struct ConnPermit(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+pub(crate) struct ConnPermit(Arc<ConnHold>);
+
+struct ConnHold {
+    _place: OwnedSemaphorePermit,
+    _slot: Option<AddressSlot>,
+    /// Set at the upgrade: the socket's HTTP timeouts stop (see [`TimedIo`]).
+    upgraded: AtomicBool,
+}
+
+impl ConnPermit {
+    fn new(place: OwnedSemaphorePermit, slot: Option<AddressSlot>) -> Self {
+        ConnPermit(Arc::new(ConnHold {
+            _place: place,
+            _slot: slot,
+            upgraded: AtomicBool::new(false),
+        }))
+    }
+
+    /// The connection is a WebSocket from now on.
+    pub(crate) fn upgraded(&self) {
+        self.0.upgraded.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_upgraded(&self) -> bool {
+        self.0.upgraded.load(Ordering::Relaxed)
+    }
+}
 
 pub(crate) struct Limits {
     pub(crate) header_timeout: Duration,
+    pub(crate) timeouts: Timeouts,
     pub(crate) max_connections: usize,
+    /// Shared with the WebSocket endpoint, which counts proxied clients in it.
+    pub(crate) per_address: Arc<AddressCap>,
+    /// `--trusted-proxies`, whose connections are not counted per address.
+    pub(crate) trusted: edge::TrustedProxies,
 }
 
 /// Serves `app` on `listener` until `stop` turns true, then for at most
@@ -102,18 +151,28 @@ pub(crate) async fn serve(
             stop: stop.clone(),
             _alive: alive.clone(),
         };
+        // The TCP peer's share first: an address over it is refused for itself, and
+        // takes no place from anyone else.
+        let slot = if limits.trusted.contains(peer.ip()) {
+            None
+        } else {
+            match limits
+                .per_address
+                .try_take(edge::address_key(&peer.ip().to_string()))
+            {
+                Some(slot) => Some(slot),
+                None => {
+                    conn.refuse_if_room(&answers, Refusal::PerAddress, limits.timeouts);
+                    continue;
+                }
+            }
+        };
         match places.clone().try_acquire_owned() {
             Ok(place) => {
-                let permit = ConnPermit(Arc::new(place));
-                tokio::spawn(conn.serve(app.clone(), permit));
+                let permit = ConnPermit::new(place, slot);
+                tokio::spawn(conn.serve(app.clone(), permit, limits.timeouts));
             }
-            Err(_) => match answers.clone().try_acquire_owned() {
-                Ok(answer) => {
-                    debug!(%peer, "over the connection cap");
-                    tokio::spawn(conn.refuse(answer));
-                }
-                Err(_) => debug!(%peer, "over the connection cap; closed unanswered"),
-            },
+            Err(_) => conn.refuse_if_room(&answers, Refusal::Busy, limits.timeouts),
         }
     }
     drop(listener);
@@ -168,30 +227,73 @@ impl Conn {
     }
 
     /// Serves requests (and an upgrade) with the router.
-    async fn serve(self, app: Router, permit: ConnPermit) {
+    async fn serve(self, app: Router, permit: ConnPermit, timeouts: Timeouts) {
         let peer = self.peer;
+        let builder = self.builder();
+        let io = TimedIo::new(self.stream, Some(permit.clone()), timeouts);
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let mut req = req.map(Body::new);
             req.extensions_mut().insert(ConnectInfo(peer));
             req.extensions_mut().insert(permit.clone());
             app.clone().oneshot(req)
         });
-        let builder = self.builder();
         let conn = builder
-            .serve_connection(TokioIo::new(self.stream), service)
+            .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
         drive!(conn, self.stop);
     }
 
-    /// Answers one request with 503 and closes.
-    async fn refuse(self, _answer: OwnedSemaphorePermit) {
-        let service = hyper::service::service_fn(|_req: hyper::Request<Incoming>| async {
-            Ok::<_, Infallible>(crate::http::rejection(&edge::SERVER_BUSY))
-        });
+    /// Answers with `refusal` if fewer than [`OVER_CAP_ANSWERS`] answers are under way;
+    /// otherwise closes at once.
+    /// The answer gets the same timeouts as any connection, so a silent client holds
+    /// an answer's place for the idle timeout at most.
+    fn refuse_if_room(self, answers: &Arc<Semaphore>, refusal: Refusal, timeouts: Timeouts) {
+        let peer = self.peer;
+        match answers.clone().try_acquire_owned() {
+            Ok(answer) => {
+                debug!(%peer, ?refusal, "refused");
+                tokio::spawn(self.refuse(answer, refusal, timeouts));
+            }
+            Err(_) => debug!(%peer, ?refusal, "refused; closed unanswered"),
+        }
+    }
+
+    /// Answers one request with the refusal and closes.
+    async fn refuse(self, _answer: OwnedSemaphorePermit, refusal: Refusal, timeouts: Timeouts) {
+        let service =
+            hyper::service::service_fn(move |_req: hyper::Request<Incoming>| async move {
+                Ok::<_, Infallible>(refusal.response())
+            });
         let mut builder = self.builder();
         builder.keep_alive(false);
-        let conn = builder.serve_connection(TokioIo::new(self.stream), service);
+        let io = TimedIo::new(self.stream, None, timeouts);
+        let conn = builder.serve_connection(TokioIo::new(io), service);
         drive!(conn, self.stop);
+    }
+}
+
+/// Why a connection is refused at accept time.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    /// Over `--max-connections`.
+    Busy,
+    /// Its address holds `--max-connections-per-address`.
+    PerAddress,
+}
+
+impl Refusal {
+    fn response(self) -> axum::response::Response {
+        match self {
+            Refusal::Busy => crate::http::rejection(&edge::SERVER_BUSY),
+            Refusal::PerAddress => {
+                let mut response = crate::http::rejection(&edge::TOO_MANY_CONNECTIONS);
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(PER_ADDRESS_RETRY_SECS),
+                );
+                response
+            }
+        }
     }
 }
 

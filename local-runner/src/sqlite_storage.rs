@@ -5,6 +5,7 @@ use chat_handler::{sql, StorageResult, MIGRATIONS, SCHEMA};
 use chat_handler::{AuditEntry, Bucket, Restriction};
 use chat_handler::{Storage, StorageError, StoredMessage};
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -49,6 +50,21 @@ pub(crate) fn init_database(data_dir: &Path) -> Result<PathBuf, String> {
         open_connection(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     migrate(&conn).map_err(|e| format!("cannot create schema in {}: {e}", path.display()))?;
     Ok(path)
+}
+
+/// The rooms the database keeps (a room has a row once it stored a message): the
+/// runner's own query, for `--max-rooms-stored` (see `stored_rooms`).
+const SELECT_STORED_ROOMS: &str = "SELECT room FROM chat_rooms";
+
+/// The rooms stored in the database at `path` (its schema must exist).
+pub(crate) fn stored_rooms(path: &Path) -> Result<HashSet<String>, String> {
+    let read = || -> rusqlite::Result<HashSet<String>> {
+        let conn = open_connection(path)?;
+        let mut stmt = conn.prepare(SELECT_STORED_ROOMS)?;
+        let rooms = stmt.query_map([], |r| r.get(0))?;
+        rooms.collect()
+    };
+    read().map_err(|e| format!("cannot read the rooms in {}: {e}", path.display()))
 }
 
 /// Creates the first schema, then runs the migrations the database has not had yet, each

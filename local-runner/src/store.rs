@@ -8,6 +8,7 @@
 //! storage fails in a real backend.
 
 use crate::storage_thread::{RoomStorage, StorageThread};
+use crate::stored_rooms::StoredRooms;
 use chat_handler::{AuditEntry, Bucket, Restriction};
 use chat_handler::{MemoryStorage, Storage, StoredMessage};
 use chat_handler::{StorageError, StorageResult};
@@ -20,6 +21,7 @@ pub struct Store {
     room: String,
     backing: Backing,
     faults: Option<Arc<StorageFaults>>,
+    stored: Arc<StoredRooms>,
 }
 
 enum Backing {
@@ -41,6 +43,8 @@ enum Source {
 pub struct StoreFactory {
     source: Source,
     faults: Option<Arc<StorageFaults>>,
+    /// The rooms kept, under `--max-rooms-stored`.
+    stored: Arc<StoredRooms>,
 }
 
 /// Test only: storage calls that fail on purpose. With marker `M`:
@@ -82,6 +86,7 @@ impl StoreFactory {
         StoreFactory {
             source: Source::Sqlite(thread),
             faults: None,
+            stored: StoredRooms::unbounded(),
         }
     }
 
@@ -89,7 +94,18 @@ impl StoreFactory {
         StoreFactory {
             source: Source::Memory(Arc::default()),
             faults: None,
+            stored: StoredRooms::unbounded(),
         }
+    }
+
+    /// The same, with the rooms it holds counted (and bounded) by `stored`.
+    pub(crate) fn with_stored_rooms(self, stored: Arc<StoredRooms>) -> Self {
+        StoreFactory { stored, ..self }
+    }
+
+    /// The rooms stored, and their bound.
+    pub(crate) fn stored_rooms(&self) -> &Arc<StoredRooms> {
+        &self.stored
     }
 
     /// Whether `room`'s memory storage is parked: it was opened, and no room holds it
@@ -133,6 +149,7 @@ impl StoreFactory {
             room: room.to_owned(),
             backing,
             faults: self.faults.clone(),
+            stored: self.stored.clone(),
         })
     }
 }
@@ -199,7 +216,16 @@ impl Storage for Store {
     fn load_epoch(&mut self) -> StorageResult<Option<String>> {
         self.inner().load_epoch()
     }
+    /// A room's epoch is stored with its first message: from then on the room counts
+    /// under `--max-rooms-stored`, and past the bound it cannot start (see
+    /// `stored_rooms`).
     fn save_epoch(&mut self, epoch: &str) -> StorageResult<()> {
+        if !self.stored.mark(&self.room) {
+            return Err(StorageError(format!(
+                "--max-rooms-stored ({}) reached: a new room stores nothing",
+                self.stored.max()
+            )));
+        }
         self.inner().save_epoch(epoch)
     }
     fn latest(&mut self) -> StorageResult<Option<StoredMessage>> {
@@ -312,6 +338,23 @@ mod tests {
             ..Default::default()
         }));
         assert!(factory.is_parked("kept"));
+    }
+
+    #[test]
+    fn a_new_room_cannot_store_its_epoch_past_the_bound() {
+        use prometheus_client::metrics::gauge::Gauge;
+        let stored = StoredRooms::new(1, Default::default(), Gauge::default());
+        let factory = StoreFactory::memory().with_stored_rooms(stored.clone());
+        let mut first = factory.open("first").unwrap();
+        first.save_epoch("e1").unwrap();
+        first.append(&msg(1, "kept")).unwrap();
+        let mut second = factory.open("second").unwrap();
+        assert!(second.save_epoch("e2").is_err());
+        assert_eq!(second.load_epoch().unwrap(), None, "nothing stored");
+        // The stored room goes on storing.
+        first.save_epoch("e1").unwrap();
+        first.append(&msg(2, "more")).unwrap();
+        assert_eq!(stored.count(), 1);
     }
 
     fn msg(seq: u64, message: &str) -> StoredMessage {

@@ -275,7 +275,13 @@ async fn sigterm_with_a_half_sent_request_exits_within_the_bound() {
 /// and a freed place is usable again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connection_cap_counts_websockets_and_answers_503() {
-    let runner = Runner::start(&["--max-connections", "3"]);
+    // All from 127.0.0.1: its share (by default half the cap) is lifted above the cap.
+    let runner = Runner::start(&[
+        "--max-connections",
+        "3",
+        "--max-connections-per-address",
+        "4",
+    ]);
     let mut sockets = Vec::new();
     for name in ["a", "b", "c"] {
         let (ws, _) = join(&runner.ws_url("capped"), &format!(r#"{{"name":"{name}"}}"#)).await;
@@ -370,4 +376,344 @@ async fn lost_commits_are_never_resumed_silently() {
         !same_epoch || seq < 5,
         "seqs 4 and 5 would be reused silently: {ready}"
     );
+}
+
+/// A TCP connection to the runner from `local` (any 127.0.0.0/8 address works on
+/// Linux), with a receive buffer of `recv_buffer` bytes when given (set before the
+/// connect, so that the window it advertises is that small).
+async fn connect_from(
+    local: [u8; 4],
+    port: u16,
+    recv_buffer: Option<u32>,
+) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+    }
+    socket
+        .bind((std::net::Ipv4Addr::from(local), 0).into())
+        .expect("bind");
+    socket
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .expect("connect")
+}
+
+/// A `Connection: close` request from `local`; the status of the answer, and the
+/// whole answer.
+async fn get_from(local: [u8; 4], port: u16, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = connect_from(local, port, None).await;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.expect("request");
+    let mut answer = Vec::new();
+    tokio::time::timeout(FRAME_WAIT, s.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+/// Connections the runner on `port` holds open from `remote` (its sockets in state
+/// ESTABLISHED, from /proc/net/tcp: once the runner closes one, it is FIN_WAIT, however
+/// long the client keeps its end).
+fn held_from(port: u16, remote: [u8; 4]) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    // Addresses are hex in host byte order (little-endian here), ports big-endian.
+    let local_port = format!(":{port:04X}");
+    let remote_ip = format!("{:08X}", u32::from_le_bytes(remote));
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3
+                && fields[1].ends_with(&local_port)
+                && fields[2].starts_with(&remote_ip)
+                && fields[3] == "01"
+        })
+        .count()
+}
+
+/// Waits (boundedly) until the runner holds no connection from `remote`; returns how
+/// long that took, or `None` if it still held one after `bound`.
+async fn until_none_held(port: u16, remote: [u8; 4], bound: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < bound {
+        if held_from(port, remote) == 0 {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// Issue 18: one address held every HTTP place with clients that pipeline requests for
+/// a static file behind a 2 KiB receive buffer and never read. Now the address holds at
+/// most its share (the default: half of `--max-connections` 20) and one more from it
+/// gets 429, while a second address gets 200 and a WebSocket; the non-readers are closed
+/// by the write timeout; and the WebSocket is not touched by the HTTP timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_reading_pipeliners_hold_only_their_share_and_are_closed() {
+    const CLIENTS: usize = 20;
+    const PIPELINED: usize = 200;
+    const WRITE_TIMEOUT_SECS: u64 = 5;
+    const IDLE_TIMEOUT_SECS: u64 = 1;
+    let runner = Runner::start(&[
+        "--max-connections",
+        "20",
+        "--write-timeout-secs",
+        &WRITE_TIMEOUT_SECS.to_string(),
+        "--idle-timeout-secs",
+        &IDLE_TIMEOUT_SECS.to_string(),
+    ]);
+    let first = [127, 0, 0, 1];
+    let requests = "GET /app.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(PIPELINED);
+    let mut pipeliners = Vec::new();
+    for _ in 0..CLIENTS {
+        let s = connect_from(first, runner.port, Some(2048)).await;
+        // What the socket takes at once: once the runner stops reading, the rest stays
+        // unsent, and the client never reads.
+        let mut sent = 0;
+        while sent < requests.len() {
+            match s.try_write(&requests.as_bytes()[sent..]) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        pipeliners.push(s);
+    }
+    let attacked = Instant::now();
+    // The runner serves the address's share (each blocked writing app.js to a client
+    // that does not read); the rest of the address's connections were refused.
+    let mut held = 0;
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        held = held.max(held_from(runner.port, first));
+    }
+    eprintln!("the runner holds {held} of the {CLIENTS} pipeliners");
+    assert!(
+        (1..=10).contains(&held),
+        "one address holds {held} connections of 20"
+    );
+    // One more from that address: 429, with the handler's words and a Retry-After.
+    let (status, answer) = get_from(first, runner.port, "/healthz").await;
+    assert_eq!(status, 429, "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nretry-after: 5\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.ends_with("Too many connections from your address; close one and try again."),
+        "{answer}"
+    );
+    // A second address is served meanwhile, HTTP and WebSocket alike.
+    let second = [127, 0, 0, 2];
+    assert_eq!(get_from(second, runner.port, "/healthz").await.0, 200);
+    let stream = connect_from(second, runner.port, None).await;
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (mut ws, response) = tokio_tungstenite::client_async(runner.ws_url("second"), stream)
+        .await
+        .expect("a WebSocket from the second address");
+    assert_eq!(response.status().as_u16(), 101);
+    send(&mut ws, r#"{"name":"second"}"#).await;
+    until(&mut ws, r#""ready""#).await;
+    assert!(
+        held_from(runner.port, first) > 0,
+        "the pipeliners were gone before the second address was tried"
+    );
+    // The pipeliners are closed by the write timeout (their buffered requests never
+    // let the header or idle timeout run), within a bound: the timeout, plus a margin
+    // for a loaded machine.
+    let bound = Duration::from_secs(WRITE_TIMEOUT_SECS + 5);
+    let closed_after = until_none_held(runner.port, first, bound)
+        .await
+        .map(|_| attacked.elapsed())
+        .unwrap_or_else(|| panic!("pipeliners still open {bound:?} after the attack"));
+    eprintln!("the pipeliners were closed {closed_after:?} after the attack");
+    assert!(closed_after >= Duration::from_secs(WRITE_TIMEOUT_SECS) - Duration::from_millis(500));
+    // The WebSocket, idle for longer than both HTTP timeouts, still chats.
+    tokio::time::sleep(Duration::from_secs(IDLE_TIMEOUT_SECS + 1)).await;
+    send(&mut ws, r#"{"message":"still here"}"#).await;
+    until(&mut ws, "still here").await;
+    // The first address is welcome again.
+    assert_eq!(get_from(first, runner.port, "/healthz").await.0, 200);
+    drop(pipeliners);
+}
+
+/// The idle timeout closes an HTTP connection that moves no byte, before the header
+/// timeout would: a keep-alive connection between requests, and one whose request
+/// headers stop coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http_connections_are_closed_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const IDLE_TIMEOUT_SECS: u64 = 1;
+    let runner = Runner::start(&[
+        "--idle-timeout-secs",
+        &IDLE_TIMEOUT_SECS.to_string(),
+        "--header-timeout-secs",
+        "30",
+    ]);
+    let requests = [
+        // Kept alive after its answer, then nothing.
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        // Headers that stop half-way: closed unanswered.
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ",
+    ];
+    for request in requests {
+        let mut s = connect_from([127, 0, 0, 1], runner.port, None).await;
+        s.write_all(request.as_bytes()).await.expect("request");
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        // EOF (or a reset) once the runner closes; bounded by the test's own wait.
+        let _ = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut answer))
+            .await
+            .unwrap_or_else(|_| panic!("still open 15 s after {request:?}"));
+        let closed_after = started.elapsed();
+        eprintln!("closed {closed_after:?} after {request:?}");
+        let answered = String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200");
+        assert_eq!(answered, request.ends_with("\r\n\r\n"), "{request:?}");
+        assert!(
+            closed_after >= Duration::from_secs(IDLE_TIMEOUT_SECS) - Duration::from_millis(100)
+        );
+        assert!(closed_after < Duration::from_secs(IDLE_TIMEOUT_SECS + 5));
+    }
+}
+
+/// Behind a trusted proxy, the proxy's TCP connections are not capped per address (they
+/// carry many clients), but each WebSocket counts for the client the proxy names: the
+/// third from one forwarded client gets 429, another client still connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_through_a_trusted_proxy_count_for_the_forwarded_client() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let runner = Runner::start(&[
+        "--trusted-proxies",
+        "127.0.0.1",
+        "--max-connections-per-address",
+        "2",
+    ]);
+    let forwarded = |client: &'static str| {
+        let mut request = runner.ws_url("proxied").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", client.parse().unwrap());
+        request
+    };
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let (ws, _) = tokio_tungstenite::connect_async(forwarded("203.0.113.7"))
+            .await
+            .expect("within the client's share");
+        open.push(ws);
+    }
+    match tokio_tungstenite::connect_async(forwarded("203.0.113.7")).await {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 429);
+            let body = String::from_utf8(response.body().clone().unwrap_or_default()).unwrap();
+            assert_eq!(
+                body,
+                "Too many connections from your address; close one and try again."
+            );
+        }
+        other => panic!("a third WebSocket for the client: {other:?}"),
+    }
+    let (ws, _) = tokio_tungstenite::connect_async(forwarded("203.0.113.8"))
+        .await
+        .expect("another client behind the proxy");
+    open.push(ws);
+    // The proxy itself (127.0.0.1) holds more plain connections than the share.
+    let mut plain = Vec::new();
+    for _ in 0..4 {
+        plain.push(connect_from([127, 0, 0, 1], runner.port, None).await);
+    }
+    let (status, answer) = get_from([127, 0, 0, 1], runner.port, "/healthz").await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// A series' value on the runner's `/metrics` page.
+fn metric(runner: &Runner, series: &str) -> f64 {
+    let (status, page) = http(runner.port, "GET /metrics HTTP/1.1", "");
+    assert_eq!(status, 200, "{page}");
+    page.lines()
+        .find_map(|l| {
+            let (name, v) = l.rsplit_once(' ')?;
+            (name == series).then(|| v.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("{series} missing from {page}"))
+}
+
+/// Joins `room`, stores one message in it, and leaves.
+async fn store_one(runner: &Runner, room: &str) {
+    let (mut ws, _) = join(&runner.ws_url(room), r#"{"name":"filler"}"#).await;
+    send(&mut ws, &format!(r#"{{"message":"kept in {room}"}}"#)).await;
+    until(&mut ws, &format!("kept in {room}")).await;
+    ws.close(None).await.expect("close");
+    while let Some(Ok(_)) = ws.next().await {}
+}
+
+/// Issue 18: storage had no total bound (one address may open 20 rooms, then one a
+/// second, each with its own history). With `--max-rooms-stored 3`, a fourth room is
+/// refused with 507 before the upgrade, a room opened earlier that stores its first
+/// message after the bound gets the not-stored error, stored rooms keep working, the
+/// figures are on /metrics, and all of it holds after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_past_the_storage_bound_are_refused_507() {
+    const MAX_ROOMS: usize = 3;
+    let mut runner = Runner::start(&["--max-rooms-stored", &MAX_ROOMS.to_string()]);
+    assert_eq!(metric(&runner, "edge_chat_storage_rooms"), 0.0);
+    assert_eq!(
+        metric(&runner, "edge_chat_storage_rooms_max"),
+        MAX_ROOMS as f64
+    );
+    // Open before the bound is reached, with no message yet: nothing stored.
+    let (mut early, _) = join(&runner.ws_url("early"), r#"{"name":"early"}"#).await;
+    for i in 0..MAX_ROOMS {
+        store_one(&runner, &format!("kept-{i}")).await;
+    }
+    assert_eq!(metric(&runner, "edge_chat_storage_rooms"), MAX_ROOMS as f64);
+    assert!(metric(&runner, "edge_chat_storage_bytes") > 0.0);
+    let refused_with = |result: Result<Ws, tungstenite::Error>| match result {
+        Err(tungstenite::Error::Http(response)) => {
+            let body = String::from_utf8(response.body().clone().unwrap_or_default()).unwrap();
+            (response.status().as_u16(), body)
+        }
+        other => panic!("a new room past the bound: {other:?}"),
+    };
+    let want = (
+        507,
+        "Storage full: no new room can be opened here; existing rooms still work.".to_owned(),
+    );
+    assert_eq!(
+        refused_with(connect(&runner.ws_url("one-too-many")).await),
+        want
+    );
+    // The room opened earlier cannot start its history either: its first message is
+    // refused, and the bound holds.
+    send(&mut early, r#"{"message":"too late"}"#).await;
+    let error = until(&mut early, r#""error""#).await;
+    assert!(error.contains("could not be stored"), "{error}");
+    assert_eq!(metric(&runner, "edge_chat_storage_rooms"), MAX_ROOMS as f64);
+    drop(early);
+    // Stored rooms work as before, history and all.
+    store_one(&runner, "kept-0").await;
+    // After a restart the count comes from the database.
+    runner.kill9();
+    runner.restart();
+    assert_eq!(metric(&runner, "edge_chat_storage_rooms"), MAX_ROOMS as f64);
+    assert_eq!(
+        refused_with(connect(&runner.ws_url("one-too-many")).await),
+        want
+    );
+    let (mut ws, ready) = join(&runner.ws_url("kept-1"), r#"{"name":"back"}"#).await;
+    assert_eq!(ready["seq"].as_u64(), Some(1), "{ready}");
+    send(&mut ws, r#"{"message":"still stored"}"#).await;
+    until(&mut ws, "still stored").await;
 }
