@@ -4,6 +4,7 @@
 mod abuse;
 mod api_limits;
 mod chat;
+mod churn_cost;
 mod errors;
 mod faults;
 mod hello;
@@ -262,6 +263,13 @@ pub fn all() -> Vec<Scenario> {
             abuse::join_quit_churn_costs_members_at_most_the_join_burst
         ),
         scenario!(Default, abuse::invisible_names_are_refused_1008),
+        // The storage line is the Durable Object's: the runner times hello deadlines
+        // in memory and reports no storage counts (docs/PROTOCOL.md).
+        scenario!(
+            Default,
+            churn_cost::connect_close_churn_costs_the_object_o1_storage,
+            only = &[Wrangler]
+        ),
         scenario!(Default, abuse::private_room_ids_stay_out_of_the_logs),
         // Room opens on the local runner are limited by the runner itself (its own
         // scenario); on Cloudflare by the Workers rate-limiting binding.
