@@ -17,8 +17,9 @@ const CYCLES: u64 = 400;
 /// The most storage operations (SQL statements plus alarm sets) 100 cycles may cost,
 /// whichever 100: an alarm fired meanwhile re-armed (one set per 10 s hello timeout)
 /// and a bucket prune (at most one per 40 s) fit several times over. Before the
-/// object set its alarm lazily and pruned buckets lazily, 100 cycles cost 300: an
-/// alarm set and delete per socket, and a prune per close.
+/// object set its alarm lazily and pruned buckets lazily, 100 cycles cost 275
+/// (measured): an alarm set and delete per socket, and a prune per close of an
+/// address's last connection.
 const MAX_OPS_PER_WINDOW: u64 = 10;
 
 /// One `{"event":"storage",…}` line of a room.
@@ -56,8 +57,8 @@ fn reports(lines: &[String], room: &str) -> Vec<Report> {
 }
 
 /// Default group, `wrangler dev`: 400 connect-then-close cycles (no hello; from four
-/// loopback addresses in turn, each close its address's last connection) into a room
-/// a member keeps open cost the room's Durable Object at most
+/// loopback addresses in turn, so that three closes in four are their address's last
+/// connection, the member being on 127.0.0.1) into a room a member keeps open cost the room's Durable Object at most
 /// [`MAX_OPS_PER_WINDOW`] storage operations per 100 cycles, in every window of 100:
 /// O(1) per cycle, not growing with the cycles before.
 pub async fn connect_close_churn_costs_the_object_o1_storage(ctx: Ctx) -> Result<()> {
