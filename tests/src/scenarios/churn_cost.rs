@@ -1,10 +1,11 @@
 //! What connect-then-close churn costs a room's storage on Cloudflare: the Durable
 //! Object counts its SQL statements and alarm sets and reports them every 100 connect
-//! attempts as `{"event":"storage",…}` (docs/PROTOCOL.md, "Observability").
+//! attempts as `{"event":"storage",…}` (docs/PROTOCOL.md, "Observability"); and that
+//! hello deadlines hold after such churn, which leaves the object's alarm pending.
 
-use super::join;
+use super::{join, SILENCE};
 use crate::client::{Client, Options};
-use crate::harness::Ctx;
+use crate::harness::{tight, Ctx};
 use crate::{bail, ensure, Result};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -117,4 +118,43 @@ pub async fn connect_close_churn_costs_the_object_o1_storage(ctx: Ctx) -> Result
     member.recv_message().await?;
     member.close().await?;
     Ok(())
+}
+
+/// Tight group (hello_timeout_ms 1000), both backends: sockets that connect and leave
+/// without a hello leave the Durable Object's alarm pending for their deadline (it is
+/// never deleted); a silent socket opened three quarters of a deadline later is still
+/// closed by its own deadline, once that alarm has fired for nothing and been set
+/// again: not at the stale alarm, and not never. The member hears nothing of it.
+pub async fn a_silent_socket_after_churn_is_closed_by_its_own_deadline(ctx: Ctx) -> Result<()> {
+    let deadline = Duration::from_millis(tight::HELLO_TIMEOUT_MS);
+    let base = ctx.base();
+    let room = ctx.room("churn-deadline");
+    let (mut member, _) = join(&base, &room, "member").await?;
+    for _ in 0..20 {
+        Client::connect(&base, &room, "cycle")
+            .await?
+            .close()
+            .await?;
+    }
+    tokio::time::sleep(deadline * 3 / 4).await;
+    let opened = Instant::now();
+    let mut silent = Client::connect(&base, &room, "silent").await?;
+    silent
+        .expect_error(r#"No hello received in time: send {"name": "alice"} first."#)
+        .await?;
+    let waited = opened.elapsed();
+    ensure!(
+        waited >= deadline / 2,
+        "closed for a late hello after only {waited:?}: by the churn's stale alarm?"
+    );
+    let latest = deadline + Duration::from_millis(tight::HELLO_CLOSE_MARGIN_MS);
+    ensure!(
+        waited <= latest,
+        "closed for a late hello only after {waited:?} (allowed up to {latest:?})"
+    );
+    silent.expect_close(1008, Some("Hello timeout")).await?;
+    member.expect_silence(SILENCE).await?;
+    member.say("still here").await?;
+    member.recv_message().await?;
+    member.close().await
 }

@@ -219,6 +219,10 @@ pub fn all() -> Vec<Scenario> {
         scenario!(Strict, paging::a_history_request_costs_one_token),
         scenario!(Fast, origin::allowlisted_origin_is_accepted),
         scenario!(Tight, hello::hello_timeout_closes_1008),
+        scenario!(
+            Tight,
+            churn_cost::a_silent_socket_after_churn_is_closed_by_its_own_deadline
+        ),
         scenario!(Tight, errors::fragmented_message_over_the_cap_closes_1009),
         scenario!(
             Tight,
