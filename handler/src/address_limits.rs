@@ -8,6 +8,13 @@
 //! so nothing about a bucket is kept in a session, and a reconnecting address finds
 //! its bucket where it left it. In memory the room keeps the buckets it has read, and
 //! what it keeps always equals what storage holds (see [`Addresses::prune`]).
+//!
+//! Pruning is lazy: at most once per [`Addresses::prune_every_ms`] (the slower full
+//! refill, at least [`PRUNE_EVERY_MIN_MS`]), when an address's last connection leaves.
+//! A connect-then-close loop into an open room would otherwise cost a `DELETE` per
+//! close; a bucket that stays in storage a little longer is full when read back, which
+//! is what a pruned one reads as, so only the number of rows kept changes: at most the
+//! addresses charged within two such intervals.
 
 use crate::config::Config;
 use crate::ratelimit::Bucket;
@@ -42,10 +49,18 @@ impl Limit {
     }
 }
 
+/// The least time between two prunes of the stored buckets, whatever the refill rates:
+/// with both rates near their maximum a full refill takes a millisecond, and pruning
+/// that often would put a `DELETE` back on nearly every close.
+pub(crate) const PRUNE_EVERY_MIN_MS: u64 = 1_000;
+
 /// The addresses with at least one open connection in the room.
 #[derive(Default)]
 pub(crate) struct Addresses {
     map: HashMap<String, Address>,
+    /// When the stored buckets were last pruned by this instance (`None`: not yet; a
+    /// rebuilt room prunes at the first leave, which is once per rebuild).
+    pruned_ms: Option<u64>,
 }
 
 /// One address: its connections and the buckets read from storage so far (`None`: not
@@ -81,8 +96,9 @@ impl Addresses {
     }
 
     /// Forgets a connection. When it was the address's last, the address goes from
-    /// memory (its buckets stay in storage, so reconnecting does not refill them) and
-    /// buckets that have refilled by now are pruned from storage.
+    /// memory (its buckets stay in storage, so reconnecting does not refill them) and,
+    /// if the last prune is [`Addresses::prune_every_ms`] old, buckets that have
+    /// refilled by now are pruned from storage.
     pub(crate) fn remove(
         &mut self,
         addr: &str,
@@ -97,8 +113,34 @@ impl Addresses {
         address.conns.remove(&conn);
         if address.conns.is_empty() {
             self.map.remove(addr);
-            self.prune(config, storage, now_ms);
+            let every = Self::prune_every_ms(config);
+            // A clock that stepped back prunes too, rather than waiting for it to catch up.
+            let due = self
+                .pruned_ms
+                .is_none_or(|at| now_ms < at || now_ms - at >= every);
+            if due {
+                self.prune(config, storage, now_ms);
+            }
         }
+    }
+
+    /// Milliseconds from empty to full for the slower kind of bucket: older buckets are
+    /// full, so they can go.
+    fn refill_ms(config: &Config) -> u64 {
+        [Limit::Frames, Limit::Joins]
+            .iter()
+            .map(|l| {
+                let (burst, rate) = l.burst_and_rate(config);
+                Bucket::full_refill_ms(burst, rate)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The least time between two prunes: the slower full refill, at least
+    /// [`PRUNE_EVERY_MIN_MS`]. Pruning more often would find little new to delete.
+    pub(crate) fn prune_every_ms(config: &Config) -> u64 {
+        Self::refill_ms(config).max(PRUNE_EVERY_MIN_MS)
     }
 
     /// Takes one token from `addr`'s bucket of kind `limit`. False (and no change) if
@@ -143,15 +185,9 @@ impl Addresses {
     /// go of the same ones in memory, so that memory and storage keep agreeing: a
     /// forgotten bucket is read back as full, which it is.
     fn prune(&mut self, config: &Config, storage: &mut impl Storage, now_ms: u64) {
-        let refill_ms = [Limit::Frames, Limit::Joins]
-            .iter()
-            .map(|l| {
-                let (burst, rate) = l.burst_and_rate(config);
-                Bucket::full_refill_ms(burst, rate)
-            })
-            .max()
-            .unwrap_or(0);
-        let before = now_ms.saturating_sub(refill_ms);
+        let before = now_ms.saturating_sub(Self::refill_ms(config));
+        // Attempted, whatever the outcome: a failing store is not retried on every close.
+        self.pruned_ms = Some(now_ms);
         if storage.prune_buckets(before).is_err() {
             // Nothing was deleted, so memory still agrees with storage.
             return;

@@ -359,3 +359,31 @@ fn attachments_saved_with_a_bucket_still_restore() {
     );
     assert!(r.expect("restore").session(7).is_some());
 }
+
+/// Storage writes of `cycles` connect-then-close cycles, one every `step_ms`, from
+/// `addrs` addresses in turn, into a room a member keeps open.
+fn cost_of_connect_close_cycles(cycles: u64, step_ms: u64, addrs: u64) -> usize {
+    let mut r = Room::open(Config::default(), Counting::default(), EPOCH).unwrap();
+    r.connect(0, peer("member"), 0).unwrap();
+    r.on_text(0, &hello("m"), 0);
+    r.on_text(0, &json!({"message": "history"}).to_string(), 0);
+    let before = r.storage().writes;
+    for i in 1..=cycles {
+        let now = i * step_ms;
+        r.connect(i, peer(&format!("10.0.0.{}", i % addrs)), now)
+            .unwrap();
+        r.disconnect(i, now);
+    }
+    r.storage().writes - before
+}
+
+#[test]
+fn connect_then_close_loops_prune_buckets_at_most_once_per_refill() {
+    // Default limits: the join bucket is the slower to refill (20 at 0.5/s, 40 s), so
+    // the stored buckets are pruned at most once per 40 s, however many closes come.
+    // 1,000 cycles 10 ms apart (10 s): the first close prunes, no other does.
+    assert_eq!(cost_of_connect_close_cycles(1_000, 10, 1), 1);
+    assert_eq!(cost_of_connect_close_cycles(1_000, 10, 50), 1);
+    // Twice as many cycles, 100 s: one prune per 40 s, not one per close.
+    assert_eq!(cost_of_connect_close_cycles(2_000, 50, 50), 3);
+}

@@ -408,6 +408,8 @@ struct Case {
     next_conn: ConnId,
     conns: BTreeMap<ConnId, Conn>,
     buckets: BTreeMap<String, Tokens>,
+    /// When the room last pruned its stored buckets (`None`: not since it was built).
+    buckets_pruned: Option<u64>,
     /// Every message ever broadcast, by seq: the model of history.
     history: BTreeMap<u64, Value>,
     last_seq: u64,
@@ -430,6 +432,7 @@ impl Case {
             next_conn: 1,
             conns: BTreeMap::new(),
             buckets: BTreeMap::new(),
+            buckets_pruned: None,
             history: BTreeMap::new(),
             last_seq: 0,
             last_ts: 0,
@@ -614,6 +617,7 @@ impl Case {
                 let keeps_epoch = self.room.storage().clone().load_epoch().unwrap().is_some()
                     || self.room.sessions().next().is_some();
                 self.room = rebuilt(&self.room, cfg, "never-used");
+                self.buckets_pruned = None;
                 if keeps_epoch {
                     prop_assert_eq!(self.room.epoch(), self.epoch.as_str());
                 } else {
@@ -665,11 +669,22 @@ impl Case {
         // (frames or joins): pruned are the buckets whose last token was taken more than
         // that kind's full refill time ago (exactly that long ago is still kept). A
         // pruned bucket is read back full, which it is while the clock goes forward;
-        // only a clock stepping back tells a pruned bucket from a kept one.
+        // only a clock stepping back tells a pruned bucket from a kept one. The prune
+        // is lazy: only if the last one is that refill time old (at least 1 s), or the
+        // clock stepped back before it, or the room was built since.
         let refill_ms = full_refill_ms(cfg.rate_burst, cfg.rate_per_sec)
             .max(full_refill_ms(cfg.join_burst, cfg.join_per_sec));
-        let before = self.now.saturating_sub(refill_ms);
-        self.buckets.retain(|_, b| b.updated >= before);
+        let every = refill_ms.max(1_000);
+        let now = self.now;
+        let due = match self.buckets_pruned {
+            None => true,
+            Some(at) => now < at || now - at >= every,
+        };
+        if due {
+            self.buckets_pruned = Some(now);
+            let before = now.saturating_sub(refill_ms);
+            self.buckets.retain(|_, b| b.updated >= before);
+        }
         // The last connection left a room that never stored a message: it keeps no
         // bucket at all (an empty room leaves no row).
         if self.conns.is_empty() && self.last_seq == 0 {

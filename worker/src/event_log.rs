@@ -7,12 +7,17 @@
 //! - `{"event":"rejection","reason":"rate_limited"}`: every `{"error": …}` frame;
 //! - `{"event":"resume","recovered":true}`: every hello that asked to resume;
 //! - `{"event":"restore","sessions":3,"seq":42}`: the room rebuilt with open sockets
-//!   after an eviction.
+//!   after an eviction;
+//! - `{"event":"storage","room":"lobby","connects":100,"alarms":0,"sql":9,"alarm_sets":1}`:
+//!   every 100th connect attempt, what this instance has cost its storage so far
+//!   ([`crate::storage_ops`]). The one line that names its room, by its log tag only.
 //!
 //! Labels are the handler's (`Close::label`, `ErrorKind::label`), as on `/metrics`. No
-//! line names the room: a private room's id is its only secret. Fresh joins and
+//! line shows a private room's id, its only secret: the storage line names its room
+//! by the log tag, the others not at all. Fresh joins and
 //! messages get no line: one per message would cost more than it tells.
 
+use crate::storage_ops::Counts;
 use chat_handler::{Close, Event, JoinOutcome, Observer};
 use serde::Serialize;
 use worker::{console_error, console_log};
@@ -20,14 +25,31 @@ use worker::{console_error, console_log};
 /// One line.
 #[derive(Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-enum Line {
-    Close { code: u16, reason: &'static str },
-    Rejection { reason: &'static str },
-    Resume { recovered: bool },
-    Restore { sessions: usize, seq: u64 },
+enum Line<'a> {
+    Close {
+        code: u16,
+        reason: &'static str,
+    },
+    Rejection {
+        reason: &'static str,
+    },
+    Resume {
+        recovered: bool,
+    },
+    Restore {
+        sessions: usize,
+        seq: u64,
+    },
+    Storage {
+        room: &'a str,
+        connects: u64,
+        alarms: u64,
+        sql: u64,
+        alarm_sets: u64,
+    },
 }
 
-fn log(line: Line) {
+fn log(line: Line<'_>) {
     match serde_json::to_string(&line) {
         Ok(text) => console_log!("{text}"),
         Err(e) => console_error!("edge-chat: cannot encode a log line: {e}"),
@@ -47,6 +69,18 @@ pub(crate) fn restored(sessions: usize, seq: u64) {
     if sessions > 0 {
         log(Line::Restore { sessions, seq });
     }
+}
+
+/// What the object of the room tagged `room` ([`chat_handler::edge::log_tag`]) has cost
+/// its storage since it was constructed.
+pub(crate) fn storage(room: &str, counts: Counts) {
+    log(Line::Storage {
+        room,
+        connects: counts.connects,
+        alarms: counts.alarms,
+        sql: counts.sql,
+        alarm_sets: counts.alarm_sets,
+    });
 }
 
 /// The observer of every room: the handler's events as lines.

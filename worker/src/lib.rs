@@ -15,6 +15,7 @@ mod event_log;
 mod random;
 mod room_object;
 mod sql_storage;
+mod storage_ops;
 
 pub use room_object::ChatRoom;
 

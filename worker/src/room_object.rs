@@ -13,9 +13,17 @@
 //!
 //! Hello deadline: a connection that sends no hello within `hello_timeout_ms` is closed
 //! by [`Room::on_tick`], which the Durable Object alarm runs. After every event the
-//! object makes sure an alarm is set at or before [`Room::next_deadline`], or none when
-//! every connection has sent its hello. The alarm is stored with the object, so it also
-//! wakes an evicted one, which then rebuilds the room like any other event does.
+//! object makes sure an alarm is set at or before [`Room::next_durable_deadline`]. It
+//! sets one only when there is no alarm or the earliest deadline moved before it, and
+//! never deletes one: a deadline is always `hello_timeout_ms` after its connect, so a
+//! later connect never needs an earlier alarm, and a connect-then-close loop into an open
+//! room costs one alarm set at most per alarm fired, not a set and a delete per socket.
+//! An alarm whose socket has gone fires once, closes nothing and is not set again (or is
+//! set for the next deadline). The alarm is stored with the object, so it also wakes an
+//! evicted one, which then rebuilds the room like any other event does.
+//!
+//! Storage operations (SQL statements, alarm sets) are counted and reported every
+//! [`crate::storage_ops::REPORT_EVERY_CONNECTS`] connect attempts (see [`crate::storage_ops`]).
 //!
 //! Batch flushes: frames held for batch sessions ([`Room::next_flush`]) live only in
 //! memory, so they are timed with a `setTimeout` ([`worker::Delay`] in a spawned task),
@@ -37,6 +45,7 @@
 //! Logs never show a private room's id (the room's secret), only [`edge::log_tag`].
 
 use crate::event_log::{self, LogEvents};
+use crate::storage_ops::StorageOps;
 use crate::{config, random, sql_storage::DoSqlStorage};
 use chat_handler::edge;
 use chat_handler::{
@@ -104,12 +113,10 @@ enum Alarm {
     At(u64),
 }
 
-/// What an event requires of the object's alarm.
+/// What an event requires of the object's alarm: set it at this time (ms since the Unix
+/// epoch). It is never deleted (see the module comment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AlarmChange {
-    Set(u64),
-    Delete,
-}
+struct AlarmChange(u64);
 
 // Exports fetch and the WebSocket handlers; `alarm` is exported below by hand. (The bare
 // `#[durable_object]` would export it too, but also `connect`, unused here, for ~5 KB of
@@ -130,6 +137,10 @@ pub struct ChatRoom {
     live: Slot,
     /// The room-open limiter, if the binding is configured.
     opens: Option<RateLimiter>,
+    /// The room's [`edge::log_tag`], for the lines that name the room.
+    tag: String,
+    /// What this instance has cost its storage (shared with its [`DoSqlStorage`]).
+    ops: Rc<StorageOps>,
 }
 
 impl worker::DurableObject for ChatRoom {
@@ -157,28 +168,20 @@ impl worker::DurableObject for ChatRoom {
             config: config::load_with_secret(&env),
             live: Rc::new(RefCell::new(None)),
             opens,
+            tag: room,
+            ops: Rc::new(StorageOps::default()),
         }
     }
 
     /// The upgrade request, already checked by the Worker (method, room, Origin, Upgrade).
+    /// Every one is a connect attempt for the storage report, counted whatever its fate.
     async fn fetch(&self, req: Request) -> Result<Response> {
-        if let Err(e) = &self.config {
-            return Response::error(e.clone(), 500);
+        let report = self.ops.connect();
+        let response = self.upgrade(req).await;
+        if report {
+            event_log::storage(&self.tag, self.ops.counts());
         }
-        let addr = req
-            .headers()
-            .get("CF-Connecting-IP")
-            .ok()
-            .flatten()
-            .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| "unknown".to_owned());
-        if let Some(refusal) = self.refuse_open(&addr).await {
-            return refusal;
-        }
-        let pair = WebSocketPair::new()?;
-        let alarm = self.connected(pair.server, addr)?;
-        self.update_alarm(alarm).await;
-        Response::from_websocket(pair.client)
+        response
     }
 
     async fn websocket_message(
@@ -224,6 +227,7 @@ impl ChatRoom {
     /// room that cannot be opened has closed its sockets, so a retry has nothing to do.
     #[wasm_bindgen(js_name = alarm)]
     pub async fn alarm_event(&self) -> std::result::Result<JsValue, JsValue> {
+        self.ops.alarm();
         let alarm = self.ticked();
         self.update_alarm(alarm).await;
         Ok(JsValue::UNDEFINED)
@@ -380,6 +384,27 @@ fn flush_timer_fired(slot: &Slot, due: u64) {
 }
 
 impl ChatRoom {
+    /// [`ChatRoom::fetch`]: the upgrade, unless the room is refused or cannot open.
+    async fn upgrade(&self, req: Request) -> Result<Response> {
+        if let Err(e) = &self.config {
+            return Response::error(e.clone(), 500);
+        }
+        let addr = req
+            .headers()
+            .get("CF-Connecting-IP")
+            .ok()
+            .flatten()
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| "unknown".to_owned());
+        if let Some(refusal) = self.refuse_open(&addr).await {
+            return refusal;
+        }
+        let pair = WebSocketPair::new()?;
+        let alarm = self.connected(pair.server, addr)?;
+        self.update_alarm(alarm).await;
+        Response::from_websocket(pair.client)
+    }
+
     /// The live room, rebuilt from the sockets' attachments and SQLite if the object was
     /// just constructed. `event` is the socket (and its session) the current event is
     /// about: after an eviction a closing socket may already be missing from
@@ -496,20 +521,19 @@ impl ChatRoom {
         }
     }
 
-    /// Sets or deletes the object's alarm, if an event requires it. On failure the
-    /// room no longer knows its alarm, so the next event tries again.
+    /// Sets the object's alarm, if an event requires it. On failure the room no longer
+    /// knows its alarm, so the next event tries again.
     async fn update_alarm(&self, change: Option<AlarmChange>) {
-        let Some(change) = change else {
+        let Some(AlarmChange(at)) = change else {
             return;
         };
-        let storage = self.state.storage();
-        let done = match change {
-            AlarmChange::Set(at) => {
-                let date = js_sys::Date::new(&JsValue::from_f64(at as f64));
-                storage.set_alarm(ScheduledTime::new(date)).await
-            }
-            AlarmChange::Delete => storage.delete_alarm().await,
-        };
+        self.ops.alarm_set();
+        let date = js_sys::Date::new(&JsValue::from_f64(at as f64));
+        let done = self
+            .state
+            .storage()
+            .set_alarm(ScheduledTime::new(date))
+            .await;
         if let Err(e) = done {
             console_error!("edge-chat: cannot update alarm ({change:?}): {e}");
             if let Some(live) = self.live.borrow_mut().as_mut() {
@@ -524,7 +548,7 @@ impl ChatRoom {
         epoch_candidate: &str,
         sessions: Vec<Session>,
     ) -> std::result::Result<Room<DoSqlStorage>, chat_handler::StorageError> {
-        let storage = DoSqlStorage::open(self.state.storage().sql())?;
+        let storage = DoSqlStorage::open(self.state.storage().sql(), Rc::clone(&self.ops))?;
         let auth = self.config.as_ref().ok().and_then(|(_, secret)| {
             secret.clone().map(|secret| Auth {
                 secret,
@@ -541,21 +565,19 @@ impl Live {
     /// What the alarm needs after an event, and records it as done. With a hello
     /// deadline ([`Room::next_durable_deadline`]; batch flushes use a timer): an alarm
     /// at it, unless one is already set at or before it (so most events change
-    /// nothing). Without one: no alarm, as a stray one would wake the room for nothing
-    /// and keep it from hibernating meanwhile.
+    /// nothing: deadlines only come later than the ones before). Without one: nothing.
+    /// An alarm left pending wakes the room once for nothing, which costs less than a
+    /// delete on every close of a socket that never said hello; a pending alarm does
+    /// not keep the object from hibernating.
     fn alarm_change(&mut self) -> Option<AlarmChange> {
-        let (next, change) = match self.room.next_durable_deadline() {
-            Some(deadline) => match self.alarm {
-                Alarm::At(at) if at <= deadline => return None,
-                _ => (Alarm::At(deadline), AlarmChange::Set(deadline)),
-            },
-            None => match self.alarm {
-                Alarm::Unset => return None,
-                _ => (Alarm::Unset, AlarmChange::Delete),
-            },
-        };
-        self.alarm = next;
-        Some(change)
+        let deadline = self.room.next_durable_deadline()?;
+        if let Alarm::At(at) = self.alarm {
+            if at <= deadline {
+                return None;
+            }
+        }
+        self.alarm = Alarm::At(deadline);
+        Some(AlarmChange(deadline))
     }
 
     /// A random connection id not in use. Random rather than counted, so ids stay unique

@@ -2,11 +2,13 @@
 //! running exactly the handler's schema and statements so both backends share one
 //! definition of the data.
 
+use crate::storage_ops::StorageOps;
 use chat_handler::{sql, MIGRATIONS, SCHEMA};
 use chat_handler::{AuditEntry, Bucket, Restriction};
 use chat_handler::{Storage, StorageError, StoredMessage};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use std::rc::Rc;
 use worker::{SqlStorage, SqlStorageValue};
 
 /// The room key bound as `?1` in every statement. One Durable Object is one room and owns
@@ -23,6 +25,8 @@ const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 pub struct DoSqlStorage {
     sql: SqlStorage,
+    /// Every statement run is counted here (the object's report line).
+    ops: Rc<StorageOps>,
 }
 
 #[derive(Deserialize)]
@@ -50,11 +54,12 @@ impl DoSqlStorage {
     /// has not had yet. `CREATE ... IF NOT EXISTS` and one version read make this cheap
     /// on every construction of the object. A Durable Object runs a synchronous block of
     /// storage calls atomically (output gates), so a step and its version land together.
-    pub fn open(sql: SqlStorage) -> Result<Self, StorageError> {
+    pub fn open(sql: SqlStorage, ops: Rc<StorageOps>) -> Result<Self, StorageError> {
         for statement in SCHEMA {
+            ops.sql();
             sql.exec(statement, None).map_err(err)?;
         }
-        let storage = DoSqlStorage { sql };
+        let storage = DoSqlStorage { sql, ops };
         let rows: Vec<VersionRow> = storage.rows(sql::SELECT_SCHEMA_VERSION, vec![])?;
         let done = rows.first().map_or(0, |r| r.value as usize);
         for (step, statements) in MIGRATIONS.iter().enumerate().skip(done) {
@@ -68,6 +73,7 @@ impl DoSqlStorage {
 
     fn run(&self, query: &str, params: Vec<SqlStorageValue>) -> Result<(), StorageError> {
         // `exec` runs the statement eagerly; the cursor only matters for reads.
+        self.ops.sql();
         self.sql.exec(query, params).map(drop).map_err(err)
     }
 
@@ -76,6 +82,7 @@ impl DoSqlStorage {
         query: &str,
         params: Vec<SqlStorageValue>,
     ) -> Result<Vec<T>, StorageError> {
+        self.ops.sql();
         self.sql
             .exec(query, params)
             .and_then(|cursor| cursor.to_array())

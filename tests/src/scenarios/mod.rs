@@ -4,6 +4,7 @@
 mod abuse;
 mod api_limits;
 mod chat;
+mod churn_cost;
 mod errors;
 mod faults;
 mod hello;
@@ -220,6 +221,10 @@ pub fn all() -> Vec<Scenario> {
         scenario!(Strict, paging::a_history_request_costs_one_token),
         scenario!(Fast, origin::allowlisted_origin_is_accepted),
         scenario!(Tight, hello::hello_timeout_closes_1008),
+        scenario!(
+            Tight,
+            churn_cost::a_silent_socket_after_churn_is_closed_by_its_own_deadline
+        ),
         scenario!(Tight, errors::fragmented_message_over_the_cap_closes_1009),
         scenario!(
             Tight,
@@ -277,6 +282,13 @@ pub fn all() -> Vec<Scenario> {
         ),
         scenario!(Default, abuse::invisible_names_are_refused_1008),
         scenario!(Default, abuse::check_marks_in_names_are_refused_1008),
+        // The storage line is the Durable Object's: the runner times hello deadlines
+        // in memory and reports no storage counts (docs/PROTOCOL.md).
+        scenario!(
+            Default,
+            churn_cost::connect_close_churn_costs_the_object_o1_storage,
+            only = &[Wrangler]
+        ),
         scenario!(Default, abuse::private_room_ids_stay_out_of_the_logs),
         // Room opens on the local runner are limited by the runner itself (its own
         // scenario); on Cloudflare by the Workers rate-limiting binding.
