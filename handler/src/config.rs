@@ -221,8 +221,16 @@ config_keys! {
     max_token_bytes: usize = 4096, least 64, most 65_536;
     /// Longest kick or mute a moderator may give, in seconds.
     max_moderation_secs: u64 = 604_800, least 1, most 31_536_000;
-    /// Most users a room keeps kicked or muted at once; expired ones do not count.
+    /// Most users a room keeps kicked or muted at once; expired ones do not count. With
+    /// `moderation_binds_address`, each client address a kick or mute is bound to holds
+    /// a place too.
     max_restricted_users: usize = 1000, least 1, most 100_000;
+    /// A kick or mute also holds for the client addresses (IPv4 /32, IPv6 /64) of the
+    /// user's sessions in the room: a kick refuses every hello from them (4001), a mute
+    /// mutes every session from them, with or without a token, for the same time
+    /// (moderators excepted). Without it, a kicked or muted user could come back
+    /// anonymous. The cost: everyone behind one NAT address shares the kick or mute.
+    moderation_binds_address: bool = true;
     /// Moderator actions kept in a room's audit table; older ones are pruned.
     audit_retention: usize = 1000, least 1, most 1_000_000;
     /// Reverse proxies (IP addresses or CIDR prefixes such as `10.0.0.0/8`) whose
@@ -545,6 +553,7 @@ mod tests {
                 "rate_per_sec" => "2.5",
                 "allow_origins" => "https://a.example, http://b.example:8080",
                 "auth_required" => "TRUE",
+                "moderation_binds_address" => "false",
                 _ => "7",
             };
             c.set(key, v).unwrap();
@@ -553,6 +562,7 @@ mod tests {
         assert_eq!(c.room_capacity, 7);
         assert_eq!(c.allow_origins.len(), 2);
         assert!(c.auth_required);
+        assert!(!c.moderation_binds_address);
         assert!(c
             .set("auth_required", "yes")
             .unwrap_err()

@@ -86,11 +86,14 @@ pub enum ErrorKind {
     JoiningTooFast,
     /// A v2 hello's `batch` is neither a boolean nor null.
     BatchNotBoolean,
+    /// An anonymous hello whose name is the name or user id of a verified member in the
+    /// room.
+    NameOfVerified,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 46] = [
+    pub const ALL: [ErrorKind; 47] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -137,6 +140,7 @@ impl ErrorKind {
         ErrorKind::TooManySeats,
         ErrorKind::JoiningTooFast,
         ErrorKind::BatchNotBoolean,
+        ErrorKind::NameOfVerified,
     ];
 
     /// A stable snake_case name, for metric labels and log fields (never sent to
@@ -160,6 +164,7 @@ impl ErrorKind {
             ErrorKind::HelloTimeout => "hello_timeout",
             ErrorKind::UnsupportedVersion => "unsupported_version",
             ErrorKind::BatchNotBoolean => "batch_not_boolean",
+            ErrorKind::NameOfVerified => "name_of_verified",
             ErrorKind::TokenTooLong => "token_too_long",
             ErrorKind::TokenMalformed => "token_malformed",
             ErrorKind::TokenAlgorithm => "token_algorithm",
@@ -273,6 +278,7 @@ impl ErrorKind {
                 "Too many joins from your address; wait a little before reconnecting."
             }
             ErrorKind::BatchNotBoolean => "\"batch\" must be true or false.",
+            ErrorKind::NameOfVerified => "That name belongs to a verified member.",
         }
     }
 }

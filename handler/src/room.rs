@@ -404,6 +404,17 @@ impl<S: Storage> Room<S> {
                 return;
             }
         };
+        let addr_muted_until = match self.address_restriction(conn, verified.as_ref(), now_ms) {
+            Ok(until) => until,
+            Err((error, close)) => {
+                self.send_error(out, conn, error);
+                self.close(conn, close, now_ms, out);
+                return;
+            }
+        };
+        if verified.is_none() && self.auth.is_some() && self.is_name_of_verified(&hello.name) {
+            return self.refuse_hello(conn, ErrorKind::NameOfVerified, now_ms, out);
+        }
         let (backlog, recovered) = match self.backlog_for(hello.resume.as_ref(), hello.version) {
             Ok(b) => b,
             Err(_) => {
@@ -453,6 +464,7 @@ impl<S: Storage> Room<S> {
             s.name = Some(hello.name);
             s.version = hello.version;
             s.verified = verified;
+            s.addr_muted_until = addr_muted_until;
             self.members += 1;
             s.batch = hello.batch;
             if s.is_batched() {
@@ -599,6 +611,7 @@ impl<S: Storage> Room<S> {
             .verified
             .as_ref()
             .is_some_and(|v| v.muted_until > now_ms)
+            || session.addr_muted_until > now_ms
         {
             return self.send_error(out, conn, ErrorKind::Muted);
         }
