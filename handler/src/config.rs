@@ -166,6 +166,11 @@ config_keys! {
     /// gets an error and 1013 "Too many connections from your address". Keeps one
     /// address from holding every seat of a room.
     seats_per_address: usize = 20, least 1, most 100_000;
+    /// The per-address limits count per IPv6 /64 and also per /48 (65,536 /64s, what
+    /// a site is commonly given), with caps this many times the /64's: seats
+    /// (`seats_per_address`), the join bucket (`join_burst`, `join_per_sec`) and room
+    /// opens (`room_open_burst`, `room_open_per_sec`). An IPv4 address has no /48.
+    address_48_factor: u32 = 4, least 1, most 1_000;
     /// Join-bucket size per client address within a room: hellos accepted back to back
     /// before `join_per_sec` applies. Bounds the `joined`/`quit` frames that join/quit
     /// churn puts on every member.

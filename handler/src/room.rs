@@ -228,7 +228,7 @@ impl<S: Storage> Room<S> {
         }
         let mut session = Session::new(conn, peer, now_ms);
         session.room_epoch = (!self.epoch_stored).then(|| self.epoch.clone());
-        if self.addresses.seats(&session.addr) >= self.config.seats_per_address {
+        if self.addresses.seats_full(&session.addr, &self.config) {
             return Err(Close::TooManySeats);
         }
         self.addresses.add(&session.addr, conn);
@@ -384,7 +384,15 @@ impl<S: Storage> Room<S> {
     }
 
     fn join(&mut self, conn: ConnId, mut hello: Hello, now_ms: u64, out: &mut Vec<Action>) {
-        if !self.take(Limit::Joins, conn, now_ms) {
+        let joins = self
+            .sessions
+            .get(&conn)
+            .map(|s| s.addr.clone())
+            .is_some_and(|addr| {
+                self.addresses
+                    .take_join(&addr, &self.config, &mut self.storage, now_ms)
+            });
+        if !joins {
             // Refused before anything is sent to anyone (and before a token costs a
             // signature check): churn costs members nothing.
             self.send_error(out, conn, ErrorKind::JoiningTooFast);
