@@ -141,9 +141,14 @@ fn stored_addrs(r: &Restriction) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A name as compared for impersonation.
+/// A name as compared for impersonation: without the characters that draw nothing
+/// (`A\u{200B}na` looks like `Ana`), surrounding white space or case.
 fn fold(name: &str) -> String {
-    name.trim().to_lowercase()
+    name.chars()
+        .filter(|&c| !crate::names::is_default_ignorable(c))
+        .collect::<String>()
+        .trim()
+        .to_lowercase()
 }
 
 /// The deadline `secs` from now, or 0 (none) for 0 seconds.
@@ -425,8 +430,9 @@ impl<S: Storage> Room<S> {
     }
 
     /// True if `name`, the name of an anonymous hello, is the name or the user id of a
-    /// verified member in the room, compared without regard to case or surrounding
-    /// white space: an anonymous session may not pass itself off as one.
+    /// verified member in the room, compared without regard to case, surrounding white
+    /// space or invisible characters: an anonymous session may not pass itself off as
+    /// one.
     pub(crate) fn is_name_of_verified(&self, name: &str) -> bool {
         let wanted = fold(name);
         self.sessions

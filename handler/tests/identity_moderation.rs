@@ -1156,7 +1156,13 @@ fn an_anonymous_hello_may_not_take_the_name_or_user_id_of_a_verified_member() {
         Some(Close::BadHello),
     );
     assert_eq!(Close::BadHello.code(), 1008);
-    for (conn, name) in [(2, "Ana"), (3, " ana "), (4, "U42"), (5, "u42")] {
+    for (conn, name) in [
+        (2, "Ana"),
+        (3, " ana "),
+        (4, "U42"),
+        (5, "u42"),
+        (9, "A\u{200B}na\u{FEFF}"),
+    ] {
         let acts = join(&mut r, conn, "10.0.0.2", &hello(name, None, true), T0);
         assert_eq!(refusal(&r, &acts, conn), refused, "{name:?}");
         assert!(broadcasts(&acts).is_empty(), "{name:?} never joined");
