@@ -19,6 +19,17 @@ pub fn address_key(addr: &str) -> String {
     }
 }
 
+/// The wider limit key of an address key ([`address_key`]): the /48 of an IPv6 /64
+/// (`2001:db8:1:2::/64` → `2001:db8:1::/48`), `None` for anything else. A /48 is what a
+/// site is commonly given, 65,536 /64s: keyed by /64 alone, one site would get 65,536
+/// sets of seats and buckets, so the per-address limits also count per /48, with caps
+/// `address_48_factor` times larger.
+pub fn wide_key(key: &str) -> Option<String> {
+    let prefix = key.strip_suffix("/64")?.parse::<Ipv6Addr>().ok()?;
+    let wide = u128::from(prefix) & !((1u128 << 80) - 1);
+    Some(format!("{}/48", Ipv6Addr::from(wide)))
+}
+
 fn ip_key(ip: IpAddr) -> String {
     match ip.to_canonical() {
         IpAddr::V4(v4) => v4.to_string(),
@@ -204,6 +215,33 @@ mod tests {
         assert_eq!(address_key("10.1.2.3"), "10.1.2.3");
         assert_eq!(address_key(" 10.1.2.3 "), "10.1.2.3");
         assert_eq!(address_key("unknown"), "unknown");
+    }
+
+    #[test]
+    fn a_64_key_widens_to_its_48_and_nothing_else_does() {
+        assert_eq!(
+            wide_key(&address_key("2001:db8:1:2:3:4:5:6")).as_deref(),
+            Some("2001:db8:1::/48")
+        );
+        assert_eq!(
+            wide_key(&address_key("2001:db8:1:ffff::1")),
+            wide_key(&address_key("2001:db8:1:0::1")),
+            "every /64 of a /48 is one wide key"
+        );
+        assert_ne!(
+            wide_key(&address_key("2001:db8:2::1")),
+            wide_key(&address_key("2001:db8:1::1"))
+        );
+        assert_eq!(wide_key(&address_key("::1")).as_deref(), Some("::/48"));
+        for other in [
+            "10.1.2.3",
+            "::ffff:10.1.2.3",
+            "unknown",
+            "2001:db8::/48",
+            "x/64",
+        ] {
+            assert_eq!(wide_key(&address_key(other)), None, "{other}");
+        }
     }
 
     #[test]

@@ -1,6 +1,12 @@
 //! What a room limits per client address: its seats (open connections) and its two
 //! token buckets, one for frames after the hello and one for hellos (joins).
 //!
+//! An IPv6 address is keyed by its /64, and its seats and joins also count for its /48
+//! ([`wide_key`]) with caps `address_48_factor` times larger, so a site with a /48 does
+//! not get 65,536 times the seats and joins of one address. The /48 is an entry of the
+//! same map under its own key (`2001:db8:1::/48`), holding the connections of all its
+//! /64s and a join bucket of its own.
+//!
 //! The buckets live in storage, written through on every token taken: one storage
 //! write per charged frame, however many sockets the address has, and none for a
 //! refused frame (a refusal leaves the bucket as it was). A rebuilt room (a Durable
@@ -16,6 +22,7 @@
 //! is what a pruned one reads as, so only the number of rows kept changes: at most the
 //! addresses charged within two such intervals.
 
+use crate::address::wide_key;
 use crate::config::Config;
 use crate::ratelimit::Bucket;
 use crate::session::ConnId;
@@ -29,6 +36,9 @@ pub(crate) enum Limit {
     Frames,
     /// Every accepted hello (`join_burst`, `join_per_sec`).
     Joins,
+    /// Every accepted hello, per /48 (`address_48_factor` × `join_burst`, ×
+    /// `join_per_sec`). Kept in the joins slot of the /48's entry.
+    WideJoins,
 }
 
 impl Limit {
@@ -37,7 +47,7 @@ impl Limit {
     fn key(self, addr: &str) -> String {
         match self {
             Limit::Frames => addr.to_owned(),
-            Limit::Joins => format!("join {addr}"),
+            Limit::Joins | Limit::WideJoins => format!("join {addr}"),
         }
     }
 
@@ -45,6 +55,13 @@ impl Limit {
         match self {
             Limit::Frames => (config.rate_burst, config.rate_per_sec),
             Limit::Joins => (config.join_burst, config.join_per_sec),
+            Limit::WideJoins => {
+                let f = config.address_48_factor;
+                (
+                    config.join_burst.saturating_mul(f),
+                    config.join_per_sec * f64::from(f),
+                )
+            }
         }
     }
 }
@@ -76,7 +93,7 @@ impl Address {
     fn slot(&mut self, limit: Limit) -> &mut Option<Bucket> {
         match limit {
             Limit::Frames => &mut self.frames,
-            Limit::Joins => &mut self.joins,
+            Limit::Joins | Limit::WideJoins => &mut self.joins,
         }
     }
 }
@@ -87,18 +104,42 @@ impl Addresses {
         self.map.get(addr).map_or(0, |a| a.conns.len())
     }
 
-    pub(crate) fn add(&mut self, addr: &str, conn: ConnId) {
-        self.map
-            .entry(addr.to_owned())
-            .or_default()
-            .conns
-            .insert(conn);
+    /// True when `addr` (or its /48) holds all the seats it may: `seats_per_address`
+    /// (`address_48_factor` times that for the /48).
+    pub(crate) fn seats_full(&self, addr: &str, config: &Config) -> bool {
+        let wide_cap = config
+            .seats_per_address
+            .saturating_mul(config.address_48_factor as usize);
+        self.seats(addr) >= config.seats_per_address
+            || wide_key(addr).is_some_and(|wide| self.seats(&wide) >= wide_cap)
     }
 
-    /// Forgets a connection. When it was the address's last, the address goes from
-    /// memory (its buckets stay in storage, so reconnecting does not refill them) and,
-    /// if the last prune is [`Addresses::prune_every_ms`] old, buckets that have
-    /// refilled by now are pruned from storage.
+    /// Seats `conn` for `addr` and its /48.
+    pub(crate) fn add(&mut self, addr: &str, conn: ConnId) {
+        for key in std::iter::once(addr.to_owned()).chain(wide_key(addr)) {
+            self.map.entry(key).or_default().conns.insert(conn);
+        }
+    }
+
+    /// Takes a join token from `addr` and then from its /48. False if either bucket is
+    /// empty (a token taken from the /64 before the /48 refused stays taken: the hello
+    /// is refused either way).
+    pub(crate) fn take_join(
+        &mut self,
+        addr: &str,
+        config: &Config,
+        storage: &mut impl Storage,
+        now_ms: u64,
+    ) -> bool {
+        self.take(Limit::Joins, addr, config, storage, now_ms)
+            && wide_key(addr)
+                .is_none_or(|wide| self.take(Limit::WideJoins, &wide, config, storage, now_ms))
+    }
+
+    /// Forgets a connection, for its address and its /48. When it was the address's
+    /// last, the address goes from memory (its buckets stay in storage, so reconnecting
+    /// does not refill them) and, if the last prune is [`Addresses::prune_every_ms`]
+    /// old, buckets that have refilled by now are pruned from storage.
     pub(crate) fn remove(
         &mut self,
         addr: &str,
@@ -107,12 +148,18 @@ impl Addresses {
         storage: &mut impl Storage,
         now_ms: u64,
     ) {
-        let Some(address) = self.map.get_mut(addr) else {
-            return;
-        };
-        address.conns.remove(&conn);
-        if address.conns.is_empty() {
-            self.map.remove(addr);
+        let mut emptied = false;
+        for key in std::iter::once(addr.to_owned()).chain(wide_key(addr)) {
+            let Some(address) = self.map.get_mut(&key) else {
+                continue;
+            };
+            address.conns.remove(&conn);
+            if address.conns.is_empty() {
+                self.map.remove(&key);
+                emptied = true;
+            }
+        }
+        if emptied {
             let every = Self::prune_every_ms(config);
             // A clock that stepped back prunes too, rather than waiting for it to catch up.
             let due = self
@@ -127,7 +174,7 @@ impl Addresses {
     /// Milliseconds from empty to full for the slower kind of bucket: older buckets are
     /// full, so they can go.
     fn refill_ms(config: &Config) -> u64 {
-        [Limit::Frames, Limit::Joins]
+        [Limit::Frames, Limit::Joins, Limit::WideJoins]
             .iter()
             .map(|l| {
                 let (burst, rate) = l.burst_and_rate(config);

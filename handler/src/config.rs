@@ -167,6 +167,11 @@ config_keys! {
     /// gets an error and 1013 "Too many connections from your address". Keeps one
     /// address from holding every seat of a room.
     seats_per_address: usize = 20, least 1, most 100_000;
+    /// The per-address limits count per IPv6 /64 and also per /48 (65,536 /64s, what
+    /// a site is commonly given), with caps this many times the /64's: seats
+    /// (`seats_per_address`), the join bucket (`join_burst`, `join_per_sec`) and room
+    /// opens (`room_open_burst`, `room_open_per_sec`). An IPv4 address has no /48.
+    address_48_factor: u32 = 4, least 1, most 1_000;
     /// Join-bucket size per client address within a room: hellos accepted back to back
     /// before `join_per_sec` applies. Bounds the `joined`/`quit` frames that join/quit
     /// churn puts on every member.
@@ -229,8 +234,16 @@ config_keys! {
     auth_issuer: String = String::new();
     /// Longest kick or mute a moderator may give, in seconds.
     max_moderation_secs: u64 = 604_800, least 1, most 31_536_000;
-    /// Most users a room keeps kicked or muted at once; expired ones do not count.
+    /// Most users a room keeps kicked or muted at once; expired ones do not count. With
+    /// `moderation_binds_address`, each client address a kick or mute is bound to holds
+    /// a place too.
     max_restricted_users: usize = 1000, least 1, most 100_000;
+    /// A kick or mute also holds for the client addresses (IPv4 /32, IPv6 /64) of the
+    /// user's sessions in the room: a kick refuses every hello from them (4001), a mute
+    /// mutes every session from them, with or without a token, for the same time
+    /// (moderators excepted). Without it, a kicked or muted user could come back
+    /// anonymous. The cost: everyone behind one NAT address shares the kick or mute.
+    moderation_binds_address: bool = true;
     /// Moderator actions kept in a room's audit table; older ones are pruned.
     audit_retention: usize = 1000, least 1, most 1_000_000;
     /// Reverse proxies (IP addresses or CIDR prefixes such as `10.0.0.0/8`) whose
@@ -573,6 +586,7 @@ mod tests {
                 "allow_origins" => "https://a.example, http://b.example:8080",
                 "auth_required" => "TRUE",
                 "auth_issuer" => " https://app.example ",
+                "moderation_binds_address" => "false",
                 _ => "7",
             };
             c.set(key, v).unwrap();
@@ -583,6 +597,7 @@ mod tests {
         assert_eq!(c.room_capacity, 7);
         assert_eq!(c.allow_origins.len(), 2);
         assert!(c.auth_required);
+        assert!(!c.moderation_binds_address);
         assert!(c
             .set("auth_required", "yes")
             .unwrap_err()

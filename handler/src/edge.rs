@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-pub use crate::address::{address_key, BadProxy, TrustedProxies};
+pub use crate::address::{address_key, wide_key, BadProxy, TrustedProxies};
 pub use crate::log_tag::{log_tag, log_tag_of, private_tag};
 
 /// The path prefix of every room endpoint: `/api/room/{room}/websocket`.

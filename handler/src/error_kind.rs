@@ -99,11 +99,14 @@ pub enum ErrorKind {
     /// A v1 session retried a `cid` whose message a moderator deleted (a v2 session gets
     /// the tombstone instead).
     MessageDeleted,
+    /// An anonymous hello whose name is the name or user id of a verified member in the
+    /// room.
+    NameOfVerified,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 51] = [
+    pub const ALL: [ErrorKind; 52] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -155,6 +158,7 @@ impl ErrorKind {
         ErrorKind::TokenIssuer,
         ErrorKind::TokenAudience,
         ErrorKind::NameCheckMark,
+        ErrorKind::NameOfVerified,
     ];
 
     /// A stable snake_case name, for metric labels and log fields (never sent to
@@ -183,6 +187,7 @@ impl ErrorKind {
             ErrorKind::TokenIssuer => "token_issuer",
             ErrorKind::TokenAudience => "token_audience",
             ErrorKind::NameCheckMark => "name_check_mark",
+            ErrorKind::NameOfVerified => "name_of_verified",
             ErrorKind::TokenTooLong => "token_too_long",
             ErrorKind::TokenMalformed => "token_malformed",
             ErrorKind::TokenAlgorithm => "token_algorithm",
@@ -305,6 +310,7 @@ impl ErrorKind {
             ErrorKind::ModeratorTokenNeedsRoom => {
                 "A moderator token must name its room: \"room\": \"<room>\", or \"*\" for every room."
             }
+            ErrorKind::NameOfVerified => "That name belongs to a verified member.",
         }
     }
 }

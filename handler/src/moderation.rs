@@ -108,6 +108,55 @@ pub(crate) fn history_frame(m: &StoredMessage, version: Version) -> Option<Frame
 /// A hello refused by identity: the error to send and the close that follows.
 pub(crate) type Refusal = (ErrorKind, Close);
 
+/// Which deadline of a [`Restriction`] a kick or a mute sets.
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    Kicked,
+    Muted,
+}
+
+impl Field {
+    fn get(self, r: &Restriction) -> u64 {
+        match self {
+            Field::Kicked => r.kicked_until,
+            Field::Muted => r.muted_until,
+        }
+    }
+
+    fn set(self, r: &mut Restriction, until: u64) {
+        match self {
+            Field::Kicked => r.kicked_until = until,
+            Field::Muted => r.muted_until = until,
+        }
+    }
+}
+
+/// The row key of a client address's kick and mute, in the table of the users'. A user
+/// id has no control characters ([`is_user_id`]), so no user's row can be an
+/// address's.
+pub(crate) fn address_row(addr: &str) -> String {
+    format!("\u{1}addr {addr}")
+}
+
+/// The address keys stored with a user's row. Unreadable text (never written by us)
+/// binds none.
+fn stored_addrs(r: &Restriction) -> Vec<String> {
+    r.addrs
+        .as_deref()
+        .and_then(|a| serde_json::from_str(a).ok())
+        .unwrap_or_default()
+}
+
+/// A name as compared for impersonation: without the characters that draw nothing
+/// (`A\u{200B}na` looks like `Ana`), surrounding white space or case.
+fn fold(name: &str) -> String {
+    name.chars()
+        .filter(|&c| !crate::names::is_default_ignorable(c))
+        .collect::<String>()
+        .trim()
+        .to_lowercase()
+}
+
 /// The deadline `secs` from now, or 0 (none) for 0 seconds.
 fn until(now_ms: u64, secs: u64) -> u64 {
     if secs == 0 {
@@ -223,7 +272,7 @@ impl<S: Storage> Room<S> {
         now_ms: u64,
         out: &mut Vec<Action>,
     ) -> Result<(), ErrorKind> {
-        self.restrict(user, now_ms, |r| r.kicked_until = until(now_ms, secs))?;
+        self.restrict(user, Field::Kicked, until(now_ms, secs), now_ms)?;
         for conn in self.sessions_of(user) {
             self.send_error(out, conn, ErrorKind::Kicked);
             self.close(conn, Close::Kicked, now_ms, out);
@@ -238,7 +287,7 @@ impl<S: Storage> Room<S> {
         now_ms: u64,
         out: &mut Vec<Action>,
     ) -> Result<(), ErrorKind> {
-        let r = self.restrict(user, now_ms, |r| r.muted_until = until(now_ms, secs))?;
+        let (r, addrs) = self.restrict(user, Field::Muted, until(now_ms, secs), now_ms)?;
         for conn in self.sessions_of(user) {
             if let Some(v) = self
                 .sessions
@@ -247,6 +296,16 @@ impl<S: Storage> Room<S> {
             {
                 v.muted_until = r.muted_until;
                 out.push(Action::Save { conn });
+            }
+        }
+        // Every session from a bound address is muted (or unmuted) with the user.
+        for (addr, muted_until) in addrs {
+            for s in self.sessions.values_mut() {
+                let moderator = s.verified.as_ref().is_some_and(|v| v.is_moderator());
+                if s.addr == addr && !moderator && s.addr_muted_until != muted_until {
+                    s.addr_muted_until = muted_until;
+                    out.push(Action::Save { conn: s.id });
+                }
             }
         }
         Ok(())
@@ -261,31 +320,137 @@ impl<S: Storage> Room<S> {
             .collect()
     }
 
-    /// Changes a user's stored kick and mute with `change` and stores the result. A
-    /// user who gets a row holds one of at most `max_restricted_users` places: expired
-    /// rows are pruned first, and with no place left the moderation is refused.
+    /// Sets a user's stored kick or mute (`field`) to `until` (0 lifts it), and with
+    /// `moderation_binds_address` the same on the addresses bound to the user: those
+    /// stored with its row (bound by an earlier kick or mute) and those of its sessions
+    /// in the room now. An address keeps the later of its own deadline and the new one,
+    /// so a shorter kick or mute of another user from it does not shorten it; a lift
+    /// clears it.
+    ///
+    /// Every row that is new (nothing in force before) holds one of at most
+    /// `max_restricted_users` places: expired rows are pruned first, and when the new
+    /// rows do not all fit, nothing is changed and the moderation is refused.
+    ///
+    /// Returns the user's new row and each bound address with its new mute deadline.
     fn restrict(
         &mut self,
         user: &str,
+        field: Field,
+        until: u64,
         now_ms: u64,
-        change: impl FnOnce(&mut Restriction),
-    ) -> Result<Restriction, ErrorKind> {
+    ) -> Result<(Restriction, Vec<(String, u64)>), ErrorKind> {
         let failed = |_| ErrorKind::ModerationNotStored;
         let old = self.storage.restriction(user).map_err(failed)?;
-        let mut new = old;
-        change(&mut new);
-        if new.is_over(now_ms) {
-            // Nothing in force: no row at all (an unmute, or a kick without `secs`).
-            new = Restriction::default();
-        } else if old.is_over(now_ms) {
+        let mut addrs = Vec::new();
+        if self.config.moderation_binds_address {
+            // The addresses of a row that is over are stale: a new kick or mute binds
+            // only where the user is now.
+            if !old.is_over(now_ms) {
+                addrs = stored_addrs(&old);
+            }
+            addrs.extend(
+                self.sessions
+                    .values()
+                    .filter(|s| s.verified.as_ref().is_some_and(|v| v.user == user))
+                    .map(|s| s.addr.clone()),
+            );
+            addrs.sort();
+            addrs.dedup();
+        }
+        let mut new = old.clone();
+        field.set(&mut new, until);
+        new.addrs = if addrs.is_empty() {
+            None
+        } else {
+            serde_json::to_string(&addrs).ok()
+        };
+        let mut rows = vec![(user.to_owned(), old, new)];
+        for addr in &addrs {
+            let key = address_row(addr);
+            let old = self.storage.restriction(&key).map_err(failed)?;
+            let mut new = old.clone();
+            let kept = if until == 0 {
+                0
+            } else {
+                field.get(&old).max(until)
+            };
+            field.set(&mut new, kept);
+            rows.push((key, old, new));
+        }
+        let mut fresh = 0u64;
+        for (_, old, new) in &mut rows {
+            if new.is_over(now_ms) {
+                // Nothing in force: no row at all (a lift, or a kick without `secs`).
+                *new = Restriction::default();
+            } else if old.is_over(now_ms) {
+                fresh += 1;
+            }
+        }
+        if fresh > 0 {
             self.storage.prune_restrictions(now_ms).map_err(failed)?;
             let held = self.storage.restricted_users().map_err(failed)?;
-            if held >= self.config.max_restricted_users as u64 {
+            if held.saturating_add(fresh) > self.config.max_restricted_users as u64 {
                 return Err(ErrorKind::TooManyRestricted);
             }
         }
-        self.storage.set_restriction(user, &new).map_err(failed)?;
-        Ok(new)
+        for (key, _, new) in &rows {
+            self.storage.set_restriction(key, new).map_err(failed)?;
+        }
+        let mut rows = rows.into_iter();
+        let user_row = rows.next().map(|(_, _, new)| new).unwrap_or_default();
+        let bound = addrs
+            .into_iter()
+            .zip(rows)
+            .map(|(addr, (_, _, new))| (addr, new.muted_until))
+            .collect();
+        Ok((user_row, bound))
+    }
+
+    /// The kick and mute of the session's client address that a hello must honour:
+    /// `Ok(muted_until)` (0 for none), or the refusal of a kicked address. Nothing
+    /// applies to a moderator, with `moderation_binds_address` off, or without identity
+    /// (no one can moderate then).
+    pub(crate) fn address_restriction(
+        &mut self,
+        conn: ConnId,
+        verified: Option<&Verified>,
+        now_ms: u64,
+    ) -> Result<u64, Refusal> {
+        if !self.config.moderation_binds_address
+            || self.auth.is_none()
+            || verified.is_some_and(Verified::is_moderator)
+        {
+            return Ok(0);
+        }
+        let Some(addr) = self.sessions.get(&conn).map(|s| address_row(&s.addr)) else {
+            return Ok(0);
+        };
+        let r = self
+            .storage
+            .restriction(&addr)
+            .map_err(|_| (ErrorKind::Internal, Close::Internal))?;
+        if r.kicked_until > now_ms {
+            return Err((ErrorKind::StillKicked, Close::Kicked));
+        }
+        Ok(if r.muted_until > now_ms {
+            r.muted_until
+        } else {
+            0
+        })
+    }
+
+    /// True if `name`, the name of an anonymous hello, is the name or the user id of a
+    /// verified member in the room, compared without regard to case, surrounding white
+    /// space or invisible characters: an anonymous session may not pass itself off as
+    /// one.
+    pub(crate) fn is_name_of_verified(&self, name: &str) -> bool {
+        let wanted = fold(name);
+        self.sessions
+            .values()
+            .any(|s| match (&s.name, &s.verified) {
+                (Some(n), Some(v)) => fold(n) == wanted || fold(&v.user) == wanted,
+                _ => false,
+            })
     }
 
     /// Stores the action in the audit table and has the backend log it as one JSON

@@ -228,7 +228,7 @@ impl<S: Storage> Room<S> {
         }
         let mut session = Session::new(conn, peer, now_ms);
         session.room_epoch = (!self.epoch_stored).then(|| self.epoch.clone());
-        if self.addresses.seats(&session.addr) >= self.config.seats_per_address {
+        if self.addresses.seats_full(&session.addr, &self.config) {
             return Err(self.refuse_connection(conn, Close::TooManySeats));
         }
         self.addresses.add(&session.addr, conn);
@@ -395,7 +395,15 @@ impl<S: Storage> Room<S> {
     }
 
     fn join(&mut self, conn: ConnId, mut hello: Hello, now_ms: u64, out: &mut Vec<Action>) {
-        if !self.take(Limit::Joins, conn, now_ms) {
+        let joins = self
+            .sessions
+            .get(&conn)
+            .map(|s| s.addr.clone())
+            .is_some_and(|addr| {
+                self.addresses
+                    .take_join(&addr, &self.config, &mut self.storage, now_ms)
+            });
+        if !joins {
             // Refused before anything is sent to anyone (and before a token costs a
             // signature check): churn costs members nothing.
             self.send_error(out, conn, ErrorKind::JoiningTooFast);
@@ -415,6 +423,17 @@ impl<S: Storage> Room<S> {
                 return;
             }
         };
+        let addr_muted_until = match self.address_restriction(conn, verified.as_ref(), now_ms) {
+            Ok(until) => until,
+            Err((error, close)) => {
+                self.send_error(out, conn, error);
+                self.close(conn, close, now_ms, out);
+                return;
+            }
+        };
+        if verified.is_none() && self.auth.is_some() && self.is_name_of_verified(&hello.name) {
+            return self.refuse_hello(conn, ErrorKind::NameOfVerified, now_ms, out);
+        }
         let (backlog, recovered) = match self.backlog_for(hello.resume.as_ref(), hello.version) {
             Ok(b) => b,
             Err(_) => {
@@ -464,6 +483,7 @@ impl<S: Storage> Room<S> {
             s.name = Some(hello.name);
             s.version = hello.version;
             s.verified = verified;
+            s.addr_muted_until = addr_muted_until;
             self.members += 1;
             s.batch = hello.batch;
             if s.is_batched() {
@@ -612,6 +632,7 @@ impl<S: Storage> Room<S> {
             .verified
             .as_ref()
             .is_some_and(|v| v.muted_until > now_ms)
+            || session.addr_muted_until > now_ms
         {
             return self.send_error(out, conn, ErrorKind::Muted);
         }

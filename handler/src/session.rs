@@ -53,6 +53,11 @@ pub struct Session {
     /// attachments small.
     #[serde(default, skip_serializing_if = "is_false")]
     pub batch: bool,
+    /// Until when (ms since the Unix epoch) the session's address is muted
+    /// (`moderation_binds_address`): read from storage at the hello and updated by
+    /// later mutes, so a chat message needs no storage read. Never set for a moderator.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub addr_muted_until: u64,
 }
 
 /// A verified session's identity, from its join token. At most a user id of 64
@@ -126,6 +131,7 @@ impl Session {
             room_epoch: None,
             verified: None,
             batch: false,
+            addr_muted_until: 0,
         }
     }
 

@@ -67,10 +67,19 @@ fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 
 /// The kick and the mute in force for one user of a room: until when (ms since the Unix
 /// epoch) the user may not join, and may not send. 0, or any time past, is none.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The same table holds the kicks and mutes of client addresses
+/// (`moderation_binds_address`), under keys no user id can be (see
+/// `moderation::address_row`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Restriction {
     pub kicked_until: u64,
     pub muted_until: u64,
+    /// A user's row only: the address keys its kick or mute was bound to, as a JSON
+    /// array of strings, so that lifting it lifts theirs too even when the user is
+    /// not in the room. `None` for none (and in an address's row).
+    #[serde(default)]
+    pub addrs: Option<String>,
 }
 
 impl Restriction {
@@ -259,6 +268,8 @@ pub const MIGRATIONS: &[&[&str]] = &[
             PRIMARY KEY (room, id)
         ) WITHOUT ROWID",
     ],
+    // 3: kicks and mutes bound to client addresses: the addresses a user's row bound.
+    &["ALTER TABLE chat_restrictions ADD COLUMN addrs TEXT"],
 ];
 
 /// SQL statements, each with the room key as `?1`. Result columns are named as the
@@ -307,14 +318,14 @@ pub mod sql {
     /// `?2` seq, `?3` limit: tombstones at or below seq, deleted at seq or later.
     pub const SELECT_DELETED_SINCE: &str = "SELECT seq FROM chat_messages
         WHERE room = ?1 AND deleted_at >= ?2 AND seq <= ?2 ORDER BY seq ASC LIMIT ?3";
-    /// `?2` user.
-    pub const SELECT_RESTRICTION: &str = "SELECT kicked_until, muted_until
+    /// `?2` user (or address row key).
+    pub const SELECT_RESTRICTION: &str = "SELECT kicked_until, muted_until, addrs
         FROM chat_restrictions WHERE room = ?1 AND user = ?2";
-    /// `?2` user, `?3` kicked_until, `?4` muted_until.
+    /// `?2` user, `?3` kicked_until, `?4` muted_until, `?5` addrs (may be NULL).
     pub const UPSERT_RESTRICTION: &str = "INSERT INTO chat_restrictions
-        (room, user, kicked_until, muted_until) VALUES (?1, ?2, ?3, ?4)
+        (room, user, kicked_until, muted_until, addrs) VALUES (?1, ?2, ?3, ?4, ?5)
         ON CONFLICT(room, user) DO UPDATE SET kicked_until = excluded.kicked_until,
-        muted_until = excluded.muted_until";
+        muted_until = excluded.muted_until, addrs = excluded.addrs";
     /// `?2` user.
     pub const DELETE_RESTRICTION: &str =
         "DELETE FROM chat_restrictions WHERE room = ?1 AND user = ?2";
@@ -526,14 +537,14 @@ impl Storage for MemoryStorage {
     }
 
     fn restriction(&mut self, user: &str) -> StorageResult<Restriction> {
-        Ok(self.restrictions.get(user).copied().unwrap_or_default())
+        Ok(self.restrictions.get(user).cloned().unwrap_or_default())
     }
 
     fn set_restriction(&mut self, user: &str, r: &Restriction) -> StorageResult<()> {
         if *r == Restriction::default() {
             self.restrictions.remove(user);
         } else {
-            self.restrictions.insert(user.to_owned(), *r);
+            self.restrictions.insert(user.to_owned(), r.clone());
         }
         Ok(())
     }

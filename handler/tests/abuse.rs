@@ -387,3 +387,102 @@ fn connect_then_close_loops_prune_buckets_at_most_once_per_refill() {
     // Twice as many cycles, 100 s: one prune per 40 s, not one per close.
     assert_eq!(cost_of_connect_close_cycles(2_000, 50, 50), 3);
 }
+
+/// A /48 is 65,536 /64s: seats also count per /48, `address_48_factor` times the /64's
+/// cap, so a site cannot hold a whole room by spreading over its /64s. (IPv6 cannot be
+/// tested over loopback beyond `::1`, so the /48 caps are tested here, at the handler.)
+#[test]
+fn ipv6_seats_also_count_per_48_with_a_larger_cap() {
+    let cfg = Config {
+        seats_per_address: 2,
+        address_48_factor: 3,
+        ..Config::default()
+    };
+    let mut r = room(cfg.clone());
+    let mut conn = 0;
+    // Three /64s of one /48 with two seats each: the /48's six.
+    for net in 1..=3 {
+        for host in 1..=2 {
+            conn += 1;
+            r.connect(conn, peer(&format!("2001:db8:7:{net}::{host}")), 0)
+                .expect("within both caps");
+        }
+    }
+    assert_eq!(
+        r.connect(100, peer("2001:db8:7:4::1"), 0),
+        Err(Close::TooManySeats),
+        "a fresh /64 of a full /48"
+    );
+    assert!(
+        r.connect(101, peer("2001:db8:8:4::1"), 0).is_ok(),
+        "another /48"
+    );
+    assert!(
+        r.connect(102, peer("10.0.0.1"), 0).is_ok(),
+        "IPv4 has no /48"
+    );
+    // Rebuilt from its sessions, the room counts the same.
+    let mut back = rebuilt(&r);
+    assert_eq!(
+        back.connect(103, peer("2001:db8:7:ffff::1"), 0),
+        Err(Close::TooManySeats)
+    );
+    // A seat of the /48 frees when one of its connections goes.
+    back.disconnect(1, 1);
+    assert!(back.connect(104, peer("2001:db8:7:4::1"), 1).is_ok());
+    assert_eq!(
+        back.connect(105, peer("2001:db8:7:5::1"), 1),
+        Err(Close::TooManySeats)
+    );
+}
+
+/// Joins also count per /48: its join bucket holds `address_48_factor` × `join_burst`
+/// and refills that many times faster. A hello refused by it gets the same error and
+/// 1013 as one refused by its /64's bucket.
+#[test]
+fn ipv6_joins_also_count_per_48_with_a_larger_bucket() {
+    let cfg = Config {
+        join_burst: 2,
+        join_per_sec: 1.0,
+        address_48_factor: 2,
+        ..Config::default()
+    };
+    let mut r = room(cfg);
+    let mut conn = 0;
+    let mut try_join = |r: &mut Room<MemoryStorage>, addr: &str, now: u64| {
+        conn += 1;
+        let acts = join(r, conn, addr, &hello("x"), now);
+        (conn, close_of(&acts, conn), frames_for(r, &acts, conn))
+    };
+    // Two /64s take the /48's four tokens between them, two each.
+    for addr in [
+        "2001:db8:7:1::1",
+        "2001:db8:7:1::2",
+        "2001:db8:7:2::1",
+        "2001:db8:7:2::2",
+    ] {
+        assert_eq!(try_join(&mut r, addr, 0).1, None, "{addr}");
+    }
+    let (_, close, frames) = try_join(&mut r, "2001:db8:7:3::1", 0);
+    assert_eq!(
+        close,
+        Some(Close::JoiningTooFast),
+        "a fresh /64 of a drained /48"
+    );
+    assert_eq!(
+        frames,
+        vec![json!({"error": ErrorKind::JoiningTooFast.sentence()})]
+    );
+    assert_eq!(
+        try_join(&mut r, "2001:db8:8:3::1", 0).1,
+        None,
+        "another /48"
+    );
+    assert_eq!(try_join(&mut r, "10.0.0.1", 0).1, None, "IPv4");
+    // The /48 refills at 2 per second: one token after 500 ms.
+    assert_eq!(try_join(&mut r, "2001:db8:7:4::1", 500).1, None);
+    assert_eq!(
+        try_join(&mut r, "2001:db8:7:5::1", 500).1,
+        Some(Close::JoiningTooFast)
+    );
+}

@@ -944,3 +944,351 @@ proptest! {
         }
     }
 }
+
+/// The first error sentence `conn` got, and how it was closed.
+fn refusal(
+    r: &Room<MemoryStorage>,
+    acts: &[Action],
+    conn: ConnId,
+) -> (Option<String>, Option<Close>) {
+    let frames = frames_for(r, acts, conn);
+    let error = errors(&frames).first().map(|e| e.to_string());
+    (error, close_of(acts, conn))
+}
+
+#[test]
+fn a_kick_refuses_hellos_from_the_users_address_anonymous_or_not_for_its_secs() {
+    let mut r = auth_room(unlimited());
+    let victim = token("u9", |c| c.name = Some("vic".into()));
+    join(
+        &mut r,
+        1,
+        "10.0.0.1",
+        &hello("", Some(&moderator("mod")), false),
+        T0,
+    );
+    join(&mut r, 2, "10.0.0.9", &hello("", Some(&victim), true), T0);
+    join(
+        &mut r,
+        3,
+        "2001:db8:0:1::5",
+        &hello("", Some(&victim), false),
+        T0,
+    );
+    // Already in the room from the victim's address: stays (a kick refuses hellos).
+    join(&mut r, 4, "10.0.0.9", &hello("early", None, false), T0);
+    send(
+        &mut r,
+        1,
+        json!({"kick": {"user": "u9", "secs": 300}}),
+        T0 + 1,
+    );
+    assert_eq!(r.members().collect::<Vec<_>>(), [1, 4]);
+    let still = (
+        Some(ErrorKind::StillKicked.sentence().to_owned()),
+        Some(Close::Kicked),
+    );
+    // Anonymous under another name, from either address (an IPv6 one by its /64), and
+    // after a rebuild from storage.
+    let mut r = rebuilt(&r);
+    for (conn, addr) in [
+        (5, "10.0.0.9"),
+        (6, "2001:db8:0:1:ffff::1"),
+        (7, "::ffff:10.0.0.9"),
+    ] {
+        let acts = join(
+            &mut r,
+            conn,
+            addr,
+            &hello("owner", None, false),
+            T0 + 299_000,
+        );
+        assert_eq!(refusal(&r, &acts, conn), still, "{addr}");
+    }
+    // Another user's token from there too; the moderator's is let in.
+    let other = token("u10", |_| {});
+    let acts = join(
+        &mut r,
+        8,
+        "10.0.0.9",
+        &hello("", Some(&other), false),
+        T0 + 299_000,
+    );
+    assert_eq!(refusal(&r, &acts, 8), still);
+    let acts = join(
+        &mut r,
+        9,
+        "10.0.0.9",
+        &hello("", Some(&moderator("mod2")), false),
+        T0 + 299_000,
+    );
+    assert_eq!(close_of(&acts, 9), None);
+    // Another address, the neighbouring /64 included, is not kicked.
+    for (conn, addr) in [(10, "10.0.0.10"), (11, "2001:db8:0:2::5")] {
+        let acts = join(
+            &mut r,
+            conn,
+            addr,
+            &hello("owner", None, false),
+            T0 + 299_000,
+        );
+        assert_eq!(close_of(&acts, conn), None, "{addr}");
+        r.disconnect(conn, T0 + 299_000);
+    }
+    // A kick given while the first is in force binds the stored addresses again, though
+    // the user is not here: still refused once the first one would be over.
+    send(
+        &mut r,
+        1,
+        json!({"kick": {"user": "u9", "secs": 600}}),
+        T0 + 299_500,
+    );
+    let acts = join(
+        &mut r,
+        12,
+        "10.0.0.9",
+        &hello("owner", None, false),
+        T0 + 301_000,
+    );
+    assert_eq!(refusal(&r, &acts, 12), still);
+    // Lifting the user's kick lifts the address's, though the user is not here.
+    send(&mut r, 1, json!({"kick": {"user": "u9"}}), T0 + 303_000);
+    let acts = join(
+        &mut r,
+        13,
+        "10.0.0.9",
+        &hello("owner", None, false),
+        T0 + 303_000,
+    );
+    assert_eq!(close_of(&acts, 13), None);
+    assert_eq!(
+        r.storage_mut().restricted_users().unwrap(),
+        0,
+        "no row left"
+    );
+    r.disconnect(13, T0 + 303_000);
+    // A kick is over for the address when its secs are.
+    join(
+        &mut r,
+        14,
+        "10.0.0.9",
+        &hello("", Some(&victim), false),
+        T0 + 304_000,
+    );
+    send(
+        &mut r,
+        1,
+        json!({"kick": {"user": "u9", "secs": 10}}),
+        T0 + 304_000,
+    );
+    let acts = join(
+        &mut r,
+        15,
+        "10.0.0.9",
+        &hello("owner", None, false),
+        T0 + 313_999,
+    );
+    assert_eq!(refusal(&r, &acts, 15), still);
+    let acts = join(
+        &mut r,
+        16,
+        "10.0.0.9",
+        &hello("owner", None, false),
+        T0 + 314_001,
+    );
+    assert_eq!(close_of(&acts, 16), None);
+}
+
+#[test]
+fn with_the_binding_off_a_kick_or_mute_holds_for_the_user_only() {
+    let mut r = auth_room(Config {
+        moderation_binds_address: false,
+        ..unlimited()
+    });
+    let victim = token("u9", |_| {});
+    join(
+        &mut r,
+        1,
+        "m",
+        &hello("", Some(&moderator("mod")), false),
+        T0,
+    );
+    join(&mut r, 2, "10.0.0.9", &hello("", Some(&victim), false), T0);
+    send(
+        &mut r,
+        1,
+        json!({"kick": {"user": "u9", "secs": 300}}),
+        T0 + 1,
+    );
+    let acts = join(&mut r, 3, "10.0.0.9", &hello("owner", None, false), T0 + 2);
+    assert_eq!(close_of(&acts, 3), None);
+    assert_eq!(r.storage_mut().restricted_users().unwrap(), 1);
+}
+
+#[test]
+fn a_mute_mutes_every_session_from_the_users_address_with_or_without_a_token() {
+    let mut r = auth_room(unlimited());
+    let loud = token("u9", |c| c.name = Some("loud".into()));
+    let other = token("u10", |_| {});
+    join(
+        &mut r,
+        1,
+        "10.0.0.9",
+        &hello("", Some(&moderator("mod")), false),
+        T0,
+    );
+    join(&mut r, 2, "10.0.0.9", &hello("", Some(&loud), false), T0);
+    join(&mut r, 3, "10.0.0.9", &hello("early", None, false), T0);
+    join(&mut r, 4, "10.0.0.7", &hello("elsewhere", None, false), T0);
+    let acts = send(&mut r, 1, json!({"mute": {"user": "u9", "secs": 60}}), T0);
+    assert!(acts.iter().any(|a| matches!(a, Action::Save { conn: 3 })));
+    let muted = [ErrorKind::Muted.sentence()];
+    // Present and new sessions from the address, anonymous or with another token, also
+    // after a rebuild; the moderator there and the other address talk.
+    let mut r = rebuilt(&r);
+    join(&mut r, 5, "10.0.0.9", &hello("owner", None, true), T0 + 1);
+    join(
+        &mut r,
+        6,
+        "10.0.0.9",
+        &hello("", Some(&other), false),
+        T0 + 1,
+    );
+    for conn in [2, 3, 5, 6] {
+        let acts = say(&mut r, conn, "shout", T0 + 2);
+        assert_eq!(errors(&frames_for(&r, &acts, conn)), muted, "conn {conn}");
+        assert!(broadcasts(&acts).is_empty());
+    }
+    for conn in [1, 4] {
+        assert_eq!(broadcasts(&say(&mut r, conn, "ok", T0 + 2)).len(), 1);
+    }
+    // Lifting the user's mute lifts the address's, for present sessions at once and for
+    // new ones, even after the user left.
+    r.disconnect(2, T0 + 3);
+    send(
+        &mut r,
+        1,
+        json!({"mute": {"user": "u9", "secs": 0}}),
+        T0 + 4,
+    );
+    join(&mut r, 7, "10.0.0.9", &hello("late", None, false), T0 + 5);
+    for conn in [3, 5, 6, 7] {
+        assert_eq!(
+            broadcasts(&say(&mut r, conn, "free", T0 + 5)).len(),
+            1,
+            "conn {conn}"
+        );
+    }
+    assert_eq!(r.storage_mut().restricted_users().unwrap(), 0);
+    // A mute of an absent user binds the addresses it was last bound to while in force.
+    join(
+        &mut r,
+        8,
+        "10.0.0.8",
+        &hello("", Some(&loud), false),
+        T0 + 6,
+    );
+    send(
+        &mut r,
+        1,
+        json!({"mute": {"user": "u9", "secs": 60}}),
+        T0 + 7,
+    );
+    r.disconnect(8, T0 + 8);
+    send(
+        &mut r,
+        1,
+        json!({"mute": {"user": "u9", "secs": 120}}),
+        T0 + 9,
+    );
+    join(
+        &mut r,
+        9,
+        "10.0.0.8",
+        &hello("again", None, false),
+        T0 + 70_000,
+    );
+    let acts = say(&mut r, 9, "shout", T0 + 70_001);
+    assert_eq!(errors(&frames_for(&r, &acts, 9)), muted);
+}
+
+#[test]
+fn each_bound_address_holds_a_place_and_a_moderation_that_does_not_fit_changes_nothing() {
+    let mut r = auth_room(Config {
+        max_restricted_users: 3,
+        ..unlimited()
+    });
+    join(
+        &mut r,
+        1,
+        "m",
+        &hello("", Some(&moderator("mod")), false),
+        T0,
+    );
+    join(
+        &mut r,
+        2,
+        "10.0.0.1",
+        &hello("", Some(&token("u1", |_| {})), false),
+        T0,
+    );
+    join(
+        &mut r,
+        3,
+        "10.0.0.2",
+        &hello("", Some(&token("u2", |_| {})), false),
+        T0,
+    );
+    let acts = send(&mut r, 1, json!({"mute": {"user": "u1", "secs": 60}}), T0);
+    assert!(errors(&frames_for(&r, &acts, 1)).is_empty());
+    assert_eq!(
+        r.storage_mut().restricted_users().unwrap(),
+        2,
+        "user and address"
+    );
+    let acts = send(&mut r, 1, json!({"mute": {"user": "u2", "secs": 60}}), T0);
+    assert_eq!(
+        errors(&frames_for(&r, &acts, 1)),
+        [ErrorKind::TooManyRestricted.sentence()]
+    );
+    assert_eq!(broadcasts(&say(&mut r, 3, "not muted", T0 + 1)).len(), 1);
+    assert_eq!(r.storage_mut().restricted_users().unwrap(), 2);
+}
+
+#[test]
+fn an_anonymous_hello_may_not_take_the_name_or_user_id_of_a_verified_member() {
+    let mut r = auth_room(unlimited());
+    let ana = token("u42", |c| c.name = Some("Ana".into()));
+    join(&mut r, 1, "10.0.0.1", &hello("", Some(&ana), false), T0);
+    let refused = (
+        Some(ErrorKind::NameOfVerified.sentence().to_owned()),
+        Some(Close::BadHello),
+    );
+    assert_eq!(Close::BadHello.code(), 1008);
+    for (conn, name) in [
+        (2, "Ana"),
+        (3, " ana "),
+        (4, "U42"),
+        (5, "u42"),
+        (9, "A\u{200B}na\u{FEFF}"),
+    ] {
+        let acts = join(&mut r, conn, "10.0.0.2", &hello(name, None, true), T0);
+        assert_eq!(refusal(&r, &acts, conn), refused, "{name:?}");
+        assert!(broadcasts(&acts).is_empty(), "{name:?} never joined");
+    }
+    let acts = join(&mut r, 6, "10.0.0.2", &hello("Anna", None, false), T0);
+    assert_eq!(close_of(&acts, 6), None);
+    // A verified user is who its token says, whatever names are in the room.
+    let acts = join(
+        &mut r,
+        7,
+        "10.0.0.3",
+        &hello("", Some(&token("Anna", |_| {})), false),
+        T0,
+    );
+    assert_eq!(close_of(&acts, 7), None);
+    // Once Ana has left, the name is free.
+    r.disconnect(1, T0 + 1);
+    let acts = join(&mut r, 8, "10.0.0.2", &hello("Ana", None, false), T0 + 1);
+    assert_eq!(close_of(&acts, 8), None);
+}

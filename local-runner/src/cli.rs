@@ -491,7 +491,10 @@ mod tests {
             let Some((var, rest)) = comment.trim().split_once(" = \"") else {
                 continue;
             };
-            if !var.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+            if !var
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            {
                 continue;
             }
             let value = rest.split_once('"').map(|(v, _)| v).unwrap_or(rest);

@@ -338,6 +338,7 @@ impl Storage for SqliteStorage {
                     Ok(Restriction {
                         kicked_until: r.get("kicked_until")?,
                         muted_until: r.get("muted_until")?,
+                        addrs: r.get("addrs")?,
                     })
                 })
                 .optional()
@@ -358,7 +359,7 @@ impl Storage for SqliteStorage {
         let (kicked, muted) = (to_i64(r.kicked_until)?, to_i64(r.muted_until)?);
         self.conn
             .prepare_cached(sql::UPSERT_RESTRICTION)
-            .and_then(|mut s| s.execute(params![self.room, user, kicked, muted]))
+            .and_then(|mut s| s.execute(params![self.room, user, kicked, muted, r.addrs]))
             .map(drop)
             .map_err(storage_error)
     }
@@ -819,9 +820,12 @@ mod tests {
         let mut s = SqliteStorage::open(&path, "lobby").unwrap();
         let mut other = SqliteStorage::open(&path, "other").unwrap();
         assert_eq!(s.restriction("u9").unwrap(), Restriction::default());
+        // The addresses a user's row bound round-trip; an address's own row has a key
+        // no user id can have (a control character).
         let r = Restriction {
             kicked_until: 5_000,
             muted_until: 9_000,
+            addrs: Some(r#"["10.0.0.9","2001:db8::/64"]"#.into()),
         };
         s.set_restriction("u9", &r).unwrap();
         s.set_restriction(
@@ -829,6 +833,7 @@ mod tests {
             &Restriction {
                 kicked_until: 1_000,
                 muted_until: 0,
+                addrs: None,
             },
         )
         .unwrap();
@@ -909,6 +914,7 @@ mod tests {
             &Restriction {
                 kicked_until: 1,
                 muted_until: 2,
+                addrs: None,
             },
         )
         .unwrap();

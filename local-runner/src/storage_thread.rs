@@ -393,7 +393,7 @@ impl Storage for RoomStorage {
         self.read(move |s| s.restriction(&user))
     }
     fn set_restriction(&mut self, user: &str, r: &Restriction) -> StorageResult<()> {
-        let (user, r) = (user.to_owned(), *r);
+        let (user, r) = (user.to_owned(), r.clone());
         self.write(Kind::Durable, move |s| s.set_restriction(&user, &r))
     }
     fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<()> {

@@ -73,6 +73,11 @@ pub const CONSTRUCTED_LOG: &str = "edge-chat: room constructed";
 /// `[[ratelimits]]`). Without it, opens are not limited (and the constructor says so).
 const ROOM_OPENS_BINDING: &str = "ROOM_OPENS";
 
+/// The binding that limits room opens per IPv6 /48, with a higher limit than
+/// [`ROOM_OPENS_BINDING`]'s. Optional: without it, /48 keys are charged on
+/// `ROOM_OPENS` (so a /48 gets the cap of one address).
+const ROOM_OPENS_48_BINDING: &str = "ROOM_OPENS_48";
+
 /// The binding's `period` in wrangler.toml, in seconds: its counters are fixed windows
 /// of this length, so a refused open may succeed again at most this long after.
 const ROOM_OPENS_PERIOD_SECS: u32 = 60;
@@ -141,6 +146,8 @@ pub struct ChatRoom {
     tag: String,
     /// What this instance has cost its storage (shared with its [`DoSqlStorage`]).
     ops: Rc<StorageOps>,
+    /// [`ROOM_OPENS_48_BINDING`], if configured.
+    opens_48: Option<RateLimiter>,
 }
 
 impl worker::DurableObject for ChatRoom {
@@ -159,6 +166,7 @@ impl worker::DurableObject for ChatRoom {
         };
         console_log!("{CONSTRUCTED_LOG} room={room}");
         let opens = env.rate_limiter(ROOM_OPENS_BINDING).ok();
+        let opens_48 = env.rate_limiter(ROOM_OPENS_48_BINDING).ok();
         if opens.is_none() {
             console_log!("edge-chat: no {ROOM_OPENS_BINDING} binding: room opens are not limited");
         }
@@ -170,6 +178,7 @@ impl worker::DurableObject for ChatRoom {
             opens,
             tag: room,
             ops: Rc::new(StorageOps::default()),
+            opens_48,
         }
     }
 
@@ -494,13 +503,25 @@ impl ChatRoom {
     /// 429 with `Retry-After` if this upgrade opens the room (see the module comment) and
     /// `addr` has used up its opens; `None` lets it through. A limiter that fails lets
     /// it through too: refusing everyone because the limiter is down would be worse.
+    ///
+    /// An IPv6 client is charged for its /64 and then for its /48 (65,536 /64s), on
+    /// `ROOM_OPENS_48` when that binding exists (its limit set `address_48_factor` times
+    /// `ROOM_OPENS`'s in wrangler.toml), else on `ROOM_OPENS` itself under the /48 key.
     async fn refuse_open(&self, addr: &str) -> Option<Result<Response>> {
         let limiter = self.opens.as_ref()?;
         let opening = self.live.borrow().is_none() && self.state.get_websockets().is_empty();
         if !opening {
             return None;
         }
-        match limiter.limit(edge::address_key(addr)).await {
+        let key = edge::address_key(addr);
+        let mut outcome = limiter.limit(key.clone()).await;
+        if let (Ok(o), Some(wide)) = (&outcome, edge::wide_key(&key)) {
+            if o.success {
+                let wide_limiter = self.opens_48.as_ref().unwrap_or(limiter);
+                outcome = wide_limiter.limit(wide).await;
+            }
+        }
+        match outcome {
             Ok(outcome) if !outcome.success => {
                 let refusal = edge::TOO_MANY_ROOM_OPENS;
                 let retry_after = ROOM_OPENS_PERIOD_SECS.to_string();

@@ -239,6 +239,7 @@ impl Storage for DoSqlStorage {
             user.into(),
             int(r.kicked_until)?,
             int(r.muted_until)?,
+            r.addrs.as_deref().into(),
         ];
         self.run(sql::UPSERT_RESTRICTION, params)
     }

@@ -249,6 +249,10 @@ pub fn all() -> Vec<Scenario> {
         scenario!(Identity, moderation::a_moderator_mutes_a_user),
         scenario!(
             Identity,
+            moderation::a_kick_or_mute_holds_for_the_users_address
+        ),
+        scenario!(
+            Identity,
             moderation::non_moderators_are_refused_and_stay_open
         ),
         scenario!(Identity, moderation::moderation_bounds_answer_with_errors),

@@ -5,7 +5,7 @@
 
 use super::identity::{enter, refused};
 use super::SILENCE;
-use crate::client::{Client, Frame, Msg};
+use crate::client::{Client, Frame, Join, Msg, Options};
 use crate::harness::identity::{
     MAX_MODERATION_SECS, MAX_RESTRICTED_USERS, SECRET, SIGNED_RATE_BURST,
 };
@@ -13,6 +13,7 @@ use crate::harness::{Ctx, InstanceSpec};
 use crate::{ensure, ensure_eq, http, token, Result};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 const NOT_MODERATOR: &str = "Only moderators may delete, kick or mute.";
@@ -20,6 +21,7 @@ const NO_SUCH_MESSAGE: &str = "There is no message with that seq to delete.";
 const KICKED: &str = "A moderator removed you from this room.";
 const STILL_KICKED: &str = "A moderator removed you from this room; try again later.";
 const MUTED: &str = "You are muted in this room.";
+const NAME_OF_VERIFIED: &str = "That name belongs to a verified member.";
 
 /// A moderator of `room` (its token names the room, as a moderator's must).
 fn moderator_hello(room: &str, v2: bool) -> Value {
@@ -606,4 +608,120 @@ pub async fn a_moderator_token_moderates_the_rooms_it_names(ctx: Ctx) -> Result<
         "a moderator of another room",
     )
     .await
+}
+
+/// Connects from source address `ip` (one of 127.0.0.0/8) and sends `hello`, reading
+/// the join sequence.
+async fn enter_from(
+    base: &str,
+    room: &str,
+    own: &str,
+    hello: Value,
+    ip: Ipv4Addr,
+) -> Result<(Client, Join)> {
+    let mut c = Client::connect_with(base, room, own, &from(ip)).await?;
+    let j = c.hello_with(&hello, own).await?;
+    Ok((c, j))
+}
+
+fn from(ip: Ipv4Addr) -> Options {
+    Options {
+        local_ip: Some(ip),
+        ..Options::default()
+    }
+}
+
+/// The moderator's next frame is answered in order, so once its own message comes back
+/// every moderator frame before it has been taken.
+async fn fence(m: &mut Client, text: &str) -> Result<()> {
+    m.say(text).await?;
+    let got = m.recv_message_past_presence().await?;
+    ensure_eq!(got.message, text, "the moderator's fence");
+    Ok(())
+}
+
+/// With `moderation_binds_address` (the default), a kick or a mute holds for the user's
+/// client address too: the kicked user coming back from its address without a token,
+/// under another name, is refused with 4001 "Kicked" until the kick is over; the muted
+/// user coming back anonymous is muted. From another address the same hellos are let
+/// in and may talk. And an anonymous hello may not take the name or the user id of a
+/// verified member in the room (1008).
+pub async fn a_kick_or_mute_holds_for_the_users_address(ctx: Ctx) -> Result<()> {
+    const KICK_SECS: u64 = 5;
+    let base = ctx.base();
+    let (vic_ip, loud_ip, elsewhere) = (
+        Ipv4Addr::new(127, 0, 0, 3),
+        Ipv4Addr::new(127, 0, 0, 4),
+        Ipv4Addr::new(127, 0, 0, 5),
+    );
+    // Two rooms: the group keeps `MAX_RESTRICTED_USERS` rows per room, and a kick or a
+    // mute bound to one address holds two (the user's and the address's).
+    let kick_room = ctx.room("bound-kick");
+    let room = kick_room.clone();
+    let (mut m, _) = enter(&base, &room, "Mod", moderator_hello(&room, true)).await?;
+    let (mut vic, _) =
+        enter_from(&base, &room, "u-vic", user_hello("u-vic", false), vic_ip).await?;
+
+    // The kick: the user's session goes; back anonymous from its address, refused.
+    m.send_json(&json!({"kick": {"user": "u-vic", "secs": KICK_SECS}}))
+        .await?;
+    vic.expect_error(KICKED).await?;
+    vic.expect_close(4001, Some("Kicked")).await?;
+    let kicked_at = std::time::Instant::now();
+    let mut back = Client::connect_with(&base, &room, "owner", &from(vic_ip)).await?;
+    back.send_json(&json!({"name": "owner"})).await?;
+    back.expect_error(STILL_KICKED).await?;
+    back.expect_close(4001, Some("Kicked")).await?;
+    // From another address, the same hello is let in.
+    let (other, _) = enter_from(&base, &room, "owner", json!({"name": "owner"}), elsewhere).await?;
+
+    // The mute: back anonymous from the user's address, muted; another address talks.
+    let room = ctx.room("bound-mute");
+    let (mut m2, _) = enter(&base, &room, "Mod", moderator_hello(&room, true)).await?;
+    let (loud, _) =
+        enter_from(&base, &room, "u-loud", user_hello("u-loud", false), loud_ip).await?;
+    m2.send_json(&json!({"mute": {"user": "u-loud", "secs": 600}}))
+        .await?;
+    fence(&mut m2, "muted them").await?;
+    loud.close().await?;
+    let (mut talker, _) =
+        enter_from(&base, &room, "talker", json!({"name": "talker"}), elsewhere).await?;
+    let (mut quiet, _) =
+        enter_from(&base, &room, "quiet", json!({"name": "quiet"}), loud_ip).await?;
+    quiet.say("SHOUT").await?;
+    quiet.expect_error(MUTED).await?;
+    talker.say("from elsewhere").await?;
+    let said = talker.recv_message_past_presence().await?;
+    ensure_eq!(said.message, "from elsewhere", "another address talks");
+    ensure_eq!(
+        quiet.recv_message_past_presence().await?,
+        said,
+        "nothing of the shout came before it"
+    );
+
+    // Impersonation: the name (any case) and the user id of a verified member present.
+    let ana = token::token(SECRET, "u-ana", json!({"name": "Ana"}));
+    let (ana_c, _) = enter_from(&base, &room, "Ana", json!({"token": ana}), elsewhere).await?;
+    for name in ["Ana", "ana", "u-ana"] {
+        let mut fake = Client::connect_with(&base, &room, name, &from(elsewhere)).await?;
+        fake.send_json(&json!({"name": name})).await?;
+        fake.expect_error(NAME_OF_VERIFIED).await?;
+        fake.expect_close(1008, Some("Invalid hello")).await?;
+    }
+
+    // Once the kick is over, its address is let in again.
+    let over = Duration::from_millis(KICK_SECS * 1000 + 500);
+    tokio::time::sleep(over.saturating_sub(kicked_at.elapsed())).await;
+    let (again, _) = enter_from(
+        &base,
+        &kick_room,
+        "owner2",
+        json!({"name": "owner2"}),
+        vic_ip,
+    )
+    .await?;
+    for c in [again, other, m, talker, quiet, ana_c, m2] {
+        c.close().await?;
+    }
+    Ok(())
 }
