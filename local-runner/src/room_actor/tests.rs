@@ -24,16 +24,27 @@ fn rooms_on(
     hibernate: Option<Duration>,
 ) -> (Arc<Rooms>, watch::Sender<bool>) {
     let (tx, rx) = watch::channel(false);
-    let rooms = Rooms::new(RoomContext {
+    let rooms = Rooms::new(context(store, config, hibernate, rx));
+    (rooms, tx)
+}
+
+/// What actors of the tests run with: no identity, and an empty room's actor retires at
+/// once (`idle_exit` zero).
+fn context(
+    store: StoreFactory,
+    config: Config,
+    hibernate: Option<Duration>,
+    shutdown: watch::Receiver<bool>,
+) -> RoomContext {
+    RoomContext {
         auth_secret: None,
         config,
         store,
         metrics: Arc::default(),
         hibernate_after: hibernate,
         idle_exit: Duration::ZERO,
-        shutdown: rx,
-    });
-    (rooms, tx)
+        shutdown,
+    }
 }
 
 async fn join(rooms: &Arc<Rooms>, room: &str, conn: ConnId, bound: usize) -> Client {
@@ -125,26 +136,10 @@ async fn joins_racing_a_retiring_actor_are_never_lost() {
 /// deadline closed it, 10 s later.
 #[tokio::test]
 async fn a_hello_taken_before_its_join_is_handled_after_it() {
-    let (_stop, shutdown) = watch::channel(false);
-    let ctx = Arc::new(RoomContext {
-        auth_secret: None,
-        config: Config::default(),
-        store: StoreFactory::memory(),
-        metrics: Arc::default(),
-        hibernate_after: None,
-        idle_exit: Duration::ZERO,
-        shutdown,
-    });
-    let registry = Rooms::new(RoomContext {
-        auth_secret: None,
-        config: Config::default(),
-        store: StoreFactory::memory(),
-        metrics: Arc::default(),
-        hibernate_after: None,
-        idle_exit: Duration::ZERO,
-        shutdown: ctx.shutdown.clone(),
-    });
-    let mut actor = RoomActor::new(ctx, registry, "r".into(), 1);
+    let (registry, _stop) = rooms(Config::default(), None);
+    let (_stop_actor, shutdown) = watch::channel(false);
+    let ctx = context(StoreFactory::memory(), Config::default(), None, shutdown);
+    let mut actor = RoomActor::new(Arc::new(ctx), registry, "r".into(), 1);
     let (joins_tx, mut joins) = mpsc::unbounded_channel();
     let (link, frames) = link::queue(64, Arc::default());
     let peer = Peer {
