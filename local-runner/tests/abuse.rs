@@ -412,12 +412,7 @@ async fn get_from(local: [u8; 4], port: u16, path: &str) -> (u16, String) {
         .expect("an answer in time")
         .expect("read");
     let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, answer)
+    (status_of(&answer), answer)
 }
 
 /// Connections the runner on `port` holds open from `remote` (its sockets in state

@@ -198,12 +198,16 @@ pub fn http(port: u16, request_line: &str, extra_headers: &str) -> (u16, String)
     .unwrap();
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
-    let status = answer
+    (status_of(&answer), answer)
+}
+
+/// The status code of an HTTP answer (0 if it has none).
+pub fn status_of(answer: &str) -> u16 {
+    answer
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, answer)
+        .unwrap_or(0)
 }
 
 /// A WebSocket client with Nagle off.

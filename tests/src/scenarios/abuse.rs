@@ -260,9 +260,7 @@ pub async fn private_room_ids_stay_out_of_the_logs(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let logs = ctx.instance().logs().clone();
     let mark = logs.mark();
-    let created = http::request(&base, "POST", "/api/room", &[]).await?;
-    ensure_eq!(created.status, 200, "POST /api/room status");
-    let id = created.body;
+    let id = super::create_private_room(&base).await?;
     let (mut a, _) = join(&base, &id, "alice").await?;
     a.say("a secret room").await?;
     a.recv_message().await?;

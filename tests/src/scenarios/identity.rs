@@ -6,7 +6,7 @@ use super::SILENCE;
 use crate::client::{Client, Frame, Join, Member};
 use crate::harness::{identity::SECRET, Ctx, InstanceSpec};
 use crate::token::{self, now_secs, sign, unsigned, HS256};
-use crate::{ensure, ensure_eq, http, Result};
+use crate::{ensure, ensure_eq, Result};
 use serde_json::{json, Value};
 
 /// Connects and sends `hello`, reading the join sequence; `own` is the name the server
@@ -223,9 +223,7 @@ pub async fn a_token_for_a_room_is_valid_there_only(ctx: Ctx) -> Result<()> {
         "elsewhere",
     )
     .await?;
-    let created = http::request(&base, "POST", "/api/room", &[]).await?;
-    ensure_eq!(created.status, 200, "POST /api/room");
-    let private = created.body.clone();
+    let private = super::create_private_room(&base).await?;
     let for_private = token::token(SECRET, "u2", json!({"room": private}));
     let (c, j) = enter(&base, &private, "u2", json!({"token": for_private})).await?;
     ensure_eq!(

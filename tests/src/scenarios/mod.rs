@@ -347,6 +347,13 @@ pub fn ensure_plausible_timestamp(ts: u64) -> Result<()> {
 }
 
 /// Connects and joins as `name`.
+/// Creates a private room (`POST /api/room`) and returns its id.
+pub async fn create_private_room(base: &str) -> Result<String> {
+    let created = crate::http::request(base, "POST", "/api/room", &[]).await?;
+    crate::ensure_eq!(created.status, 200, "POST /api/room status");
+    Ok(created.body)
+}
+
 pub async fn join(base: &str, room: &str, name: &str) -> Result<(Client, Join)> {
     let mut c = Client::connect(base, room, name).await?;
     let j = c.hello(name).await?;

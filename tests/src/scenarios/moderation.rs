@@ -10,7 +10,7 @@ use crate::harness::identity::{
     MAX_MODERATION_SECS, MAX_RESTRICTED_USERS, SECRET, SIGNED_RATE_BURST,
 };
 use crate::harness::{Ctx, InstanceSpec};
-use crate::{ensure, ensure_eq, http, token, Result};
+use crate::{ensure, ensure_eq, token, Result};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::net::Ipv4Addr;
@@ -458,9 +458,7 @@ pub async fn a_moderator_in_a_private_room_is_audited_under_its_tag(ctx: Ctx) ->
     let base = ctx.base();
     let logs = ctx.instance().logs().clone();
     let mark = logs.mark();
-    let created = http::request(&base, "POST", "/api/room", &[]).await?;
-    ensure_eq!(created.status, 200, "POST /api/room status");
-    let id = created.body;
+    let id = super::create_private_room(&base).await?;
     let digest = Sha256::digest(id.as_bytes());
     let tag: String = std::iter::once("private:".to_owned())
         .chain(digest.iter().take(4).map(|b| format!("{b:02x}")))
