@@ -16,7 +16,7 @@ fn room_with(members: u64, hello: &str) -> Room<MemoryStorage> {
     };
     let mut room = Room::open(config, MemoryStorage::new(), "bench").expect("memory storage");
     for c in 0..members {
-        room.connect(
+        room.try_connect(
             c,
             Peer {
                 addr: format!("10.0.{}.{}", c / 256, c % 256),

@@ -7,7 +7,7 @@
 //! one per frame.
 //!
 //! How frames flow:
-//! - Broadcast frames stay [`Action::Broadcast`] for the sessions that take frames one by
+//! - Broadcast frames stay [`crate::Action::Broadcast`] for the sessions that take frames one by
 //!   one, and are also appended to the room's pending `log` for batch sessions. Each
 //!   batch member has a cursor (`start`) into the log: the first pending frame that is
 //!   its. A member that joins mid-window starts at the end of the log as it was before
@@ -24,7 +24,7 @@
 //!   buffer or Cloudflare's 1 MiB: a frame that cannot share a message within the bound
 //!   goes alone, as itself.
 //! - A flush sends each member the log from its cursor. Members with the same cursor
-//!   share ONE encoded message ([`Action::Multicast`]), so a flush costs the bytes of
+//!   share ONE encoded message (one [`crate::Action::Broadcast`]), so a flush costs the bytes of
 //!   its distinct batches plus one entry per recipient, never recipients × bytes.
 //!
 //! When to flush (all times are the room's `now`, so this is deterministic and tested
@@ -41,8 +41,8 @@
 //! pending, which keeps it from hibernating), so a rebuilt room starts with nothing
 //! pending and loses nothing.
 
+use crate::action::{Audience, Effect};
 use crate::config::Config;
-use crate::room::{Action, Audience};
 use crate::server_frame::Frame;
 use crate::session::{ConnId, Session};
 
@@ -175,7 +175,7 @@ impl Batcher {
     /// Rewrites one event's actions for batch sessions (see the module comment), then
     /// flushes if the window, `batch_max` or `batch_max_bytes` says so. Without batch sessions the actions
     /// pass through untouched.
-    pub(crate) fn route(&mut self, actions: Vec<Action>, now: u64) -> Vec<Action> {
+    pub(crate) fn route(&mut self, actions: Vec<Effect>, now: u64) -> Vec<Effect> {
         if self.members.is_empty() && self.leaving.is_empty() {
             self.drop_log();
             return actions;
@@ -187,7 +187,7 @@ impl Batcher {
         let mut direct: Vec<(ConnId, Vec<Frame>)> = Vec::new();
         for action in actions {
             match action {
-                Action::Send { to, frame } => {
+                Effect::Send { to, frame } => {
                     // A leaving session gets no broadcast of this event (it is not in the
                     // room when the event ends), so its pending frames stop at the
                     // event's start; a member's include this event's so far.
@@ -197,7 +197,7 @@ impl Batcher {
                         None => match self.leaving.iter_mut().find(|(c, _)| *c == to) {
                             Some((_, m)) => (m, event_start),
                             None => {
-                                out.push(Action::Send { to, frame });
+                                out.push(Effect::Send { to, frame });
                                 continue;
                             }
                         },
@@ -206,15 +206,15 @@ impl Batcher {
                     take(&self.log, member, end, frames);
                     frames.push(frame);
                 }
-                Action::Broadcast { frame, audience } => {
+                Effect::Broadcast { frame, audience } => {
                     if self.log.is_empty() {
                         self.first_at = Some(now);
                     }
                     self.log_bytes += frame.len() + 1;
                     self.log.push((frame.clone(), audience));
-                    out.push(Action::Broadcast { frame, audience });
+                    out.push(Effect::Broadcast { frame, audience });
                 }
-                Action::Close { conn, close } => {
+                Effect::Close { conn, close } => {
                     if let Some(i) = self.leaving.iter().position(|(c, _)| *c == conn) {
                         let (_, mut member) = self.leaving.swap_remove(i);
                         let mut frames = match direct.iter().position(|(c, _)| *c == conn) {
@@ -224,7 +224,7 @@ impl Batcher {
                         take(&self.log, &mut member, event_start, &mut frames);
                         self.push_messages(&mut out, vec![conn], &frames);
                     }
-                    out.push(Action::Close { conn, close });
+                    out.push(Effect::Close { conn, close });
                 }
                 other => out.push(other),
             }
@@ -243,7 +243,7 @@ impl Batcher {
 
     /// Sends every member what is pending for it, whatever the window. Members with
     /// the same cursor and audiences share one encoded message.
-    pub(crate) fn flush(&mut self, now: u64, out: &mut Vec<Action>) {
+    pub(crate) fn flush(&mut self, now: u64, out: &mut Vec<Effect>) {
         if self.log.is_empty() {
             return;
         }
@@ -301,7 +301,7 @@ impl Batcher {
     }
 
     /// `frames` to every connection in `to`, as the messages of [`split`].
-    fn push_messages(&self, out: &mut Vec<Action>, to: Vec<ConnId>, frames: &[Frame]) {
+    fn push_messages(&self, out: &mut Vec<Effect>, to: Vec<ConnId>, frames: &[Frame]) {
         let mut messages = split(frames, self.max, self.max_bytes);
         let Some(last) = messages.pop() else {
             return;
@@ -314,11 +314,11 @@ impl Batcher {
 }
 
 /// One message to `to`: a plain send for one recipient, a multicast for several.
-fn push_message(out: &mut Vec<Action>, to: Vec<ConnId>, frame: Frame) {
+fn push_message(out: &mut Vec<Effect>, to: Vec<ConnId>, frame: Frame) {
     match to.as_slice() {
         [] => {}
-        [one] => out.push(Action::Send { to: *one, frame }),
-        _ => out.push(Action::Multicast { to, frame }),
+        [one] => out.push(Effect::Send { to: *one, frame }),
+        _ => out.push(Effect::Multicast { to, frame }),
     }
 }
 

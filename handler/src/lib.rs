@@ -14,6 +14,7 @@
 //! What a backend may want to count (rejections, join outcomes, stored messages) the
 //! room reports as typed [`Event`]s to the backend's [`Observer`].
 
+mod action;
 mod address;
 mod address_limits;
 mod batch;
@@ -35,6 +36,7 @@ mod server_frame;
 mod session;
 mod storage;
 
+pub use action::Action;
 pub use client_frame::{ClientFrame, Hello, Resume, ANONYMOUS};
 pub use close::Close;
 pub use config::{Config, ConfigError, ConfigKey};
@@ -43,7 +45,7 @@ pub use identity::{Auth, AuthSecret, Role};
 pub use observe::{Event, JoinOutcome, Observer, Unobserved};
 pub use ratelimit::Bucket;
 pub use retry::{sender_key, MAX_CID_LEN};
-pub use room::{Action, Audience, Room};
+pub use room::Room;
 pub use server_frame::{Frame, RosterEntry, ServerFrame, True};
 pub use session::{ConnId, Peer, Session, Verified, Version};
 pub use storage::{

@@ -6,17 +6,18 @@
 //! [`Storage::restriction`]), so they hold across reconnects, restarts and
 //! hibernation. A mute is also copied into the sessions of its user
 //! ([`Verified::muted_until`]), so a chat message is checked without a storage read.
-//! Every action is stored in the audit table and logged ([`Action::Audit`]).
+//! Every action is stored in the audit table and logged ([`crate::Action::Audit`]).
 //! A deleted message is a tombstone: its text is overwritten in storage, and
 //! [`history_frame`] is the one place that turns a stored message into what a session
 //! may see of it.
 
+use crate::action::{Audience, Effect};
 use crate::client_frame::Hello;
 use crate::close::Close;
 use crate::config::Config;
 use crate::error_kind::ErrorKind;
 use crate::identity::{self, is_user_id};
-use crate::room::{chat_frame, Action, Audience, Room};
+use crate::room::{chat_frame, Room};
 use crate::server_frame::{Frame, ServerFrame};
 use crate::session::{ConnId, Verified, Version};
 use crate::storage::{AuditEntry, Restriction, Storage, StoredMessage};
@@ -221,7 +222,7 @@ impl<S: Storage> Room<S> {
         conn: ConnId,
         request: Result<Moderation, ErrorKind>,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Vec<Effect>,
     ) {
         let moderator = self
             .sessions
@@ -247,10 +248,11 @@ impl<S: Storage> Room<S> {
         }
     }
 
-    fn delete_message(&mut self, seq: u64, out: &mut Vec<Action>) -> Result<(), ErrorKind> {
+    fn delete_message(&mut self, seq: u64, out: &mut Vec<Effect>) -> Result<(), ErrorKind> {
         match self.storage.delete_message(seq, self.last_seq) {
             Ok(true) => {
-                out.push(Action::Broadcast {
+                out.push(Effect::Commit);
+                out.push(Effect::Broadcast {
                     frame: ServerFrame::Deleted {
                         deleted: seq,
                         cid: None,
@@ -270,9 +272,11 @@ impl<S: Storage> Room<S> {
         user: &str,
         secs: u64,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Vec<Effect>,
     ) -> Result<(), ErrorKind> {
         self.restrict(user, Field::Kicked, until(now_ms, secs), now_ms)?;
+        // Stored before the sessions go: a kick that a crash forgets closes nobody.
+        out.push(Effect::Commit);
         for conn in self.sessions_of(user) {
             self.send_error(out, conn, ErrorKind::Kicked);
             self.close(conn, Close::Kicked, now_ms, out);
@@ -285,9 +289,10 @@ impl<S: Storage> Room<S> {
         user: &str,
         secs: u64,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Vec<Effect>,
     ) -> Result<(), ErrorKind> {
         let (r, addrs) = self.restrict(user, Field::Muted, until(now_ms, secs), now_ms)?;
+        out.push(Effect::Commit);
         for conn in self.sessions_of(user) {
             if let Some(v) = self
                 .sessions
@@ -295,7 +300,7 @@ impl<S: Storage> Room<S> {
                 .and_then(|s| s.verified.as_mut())
             {
                 v.muted_until = r.muted_until;
-                out.push(Action::Save { conn });
+                out.push(Effect::Save { conn });
             }
         }
         // Every session from a bound address is muted (or unmuted) with the user.
@@ -304,7 +309,7 @@ impl<S: Storage> Room<S> {
                 let moderator = s.verified.as_ref().is_some_and(|v| v.is_moderator());
                 if s.addr == addr && !moderator && s.addr_muted_until != muted_until {
                     s.addr_muted_until = muted_until;
-                    out.push(Action::Save { conn: s.id });
+                    out.push(Effect::Save { conn: s.id });
                 }
             }
         }
@@ -456,7 +461,7 @@ impl<S: Storage> Room<S> {
     /// Stores the action in the audit table and has the backend log it as one JSON
     /// line. The action is done by now: a failure to store its record loses only the
     /// row (the log line still goes out), so it is not reported to the moderator.
-    fn audit(&mut self, moderator: &str, request: &Moderation, now_ms: u64, out: &mut Vec<Action>) {
+    fn audit(&mut self, moderator: &str, request: &Moderation, now_ms: u64, out: &mut Vec<Effect>) {
         let (user, seq, secs) = match request {
             Moderation::Delete { seq } => (None, Some(*seq), None),
             Moderation::Kick { user, secs } | Moderation::Mute { user, secs } => {
@@ -475,7 +480,9 @@ impl<S: Storage> Room<S> {
             .storage
             .append_audit(&entry, self.config.audit_retention);
         let room = self.auth.as_ref().map_or("", |a| a.room.as_str());
-        out.push(Action::Audit {
+        // Logged once the row is as durable as what it records.
+        out.push(Effect::Commit);
+        out.push(Effect::Audit {
             line: audit_line(room, &entry),
         });
     }

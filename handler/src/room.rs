@@ -1,5 +1,6 @@
 //! The room state machine: events in, actions out.
 
+use crate::action::{Action, Audience, Effect};
 use crate::address_limits::{Addresses, Limit};
 use crate::batch::Batcher;
 use crate::client_frame::{self, ClientFrame, Hello, Resume};
@@ -15,61 +16,7 @@ use crate::server_frame::{Frame, RosterEntry, ServerFrame, True};
 use crate::session::{ConnId, Peer, Session, Version};
 use crate::storage::{Storage, StorageResult, StoredMessage};
 use std::collections::BTreeMap;
-
-/// What the backend must do, in order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Send a frame to one connection.
-    Send { to: ConnId, frame: Frame },
-    /// Send one frame to every recipient in `audience` ([`Room::recipients`]) as the
-    /// room is after the event. The frame is encoded once; backends send the same bytes
-    /// to each recipient. Batch sessions are not among the recipients: they get the
-    /// frame through [`Action::Multicast`] or [`Action::Send`] (see `batch.rs`).
-    Broadcast { frame: Frame, audience: Audience },
-    /// Send one frame (usually a `{"batch": […]}` shared by sessions that had the same
-    /// frames pending) to each listed connection, in the listed order. Encoded once.
-    Multicast { to: Vec<ConnId>, frame: Frame },
-    /// Close a connection. The room has already forgotten it (and announced its quit).
-    Close { conn: ConnId, close: Close },
-    /// The session's state changed: backends that persist sessions (the Durable
-    /// Object's socket attachments) save [`Room::session`] again.
-    Save { conn: ConnId },
-    /// A moderator acted: write `line` (one JSON object, see
-    /// [`crate::moderation::audit_line`]) to the server's log. The room has stored it in
-    /// its audit table already.
-    Audit { line: String },
-}
-
-/// Who receives a [`Action::Broadcast`]. The room decides membership; a backend only
-/// iterates [`Room::recipients`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Audience {
-    /// Every member (a session that sent its hello), whatever its protocol version.
-    Members,
-    /// Members that opted in to protocol v2: frame kinds v1 does not have.
-    V2Members,
-}
-
-impl Audience {
-    /// Every audience, for per-audience bookkeeping.
-    pub const ALL: [Audience; 2] = [Audience::Members, Audience::V2Members];
-
-    /// Whether `session` is in the audience (batched or not).
-    pub fn includes(self, session: &Session) -> bool {
-        match self {
-            Audience::Members => session.is_joined(),
-            Audience::V2Members => session.is_joined() && session.version == Version::V2,
-        }
-    }
-
-    /// A distinct bit per audience (the batcher keeps each member's audiences as bits).
-    pub(crate) const fn bit(self) -> u8 {
-        match self {
-            Audience::Members => 1,
-            Audience::V2Members => 2,
-        }
-    }
-}
+use std::sync::Arc;
 
 /// One chat room.
 pub struct Room<S> {
@@ -94,6 +41,10 @@ pub struct Room<S> {
     observer: Box<dyn Observer>,
     /// Frames held for batch sessions (see `batch.rs`).
     batcher: Batcher,
+    /// The recipients of a broadcast to each audience ([`Audience::index`]), built when
+    /// first needed and dropped when someone joins or leaves: every broadcast in
+    /// between shares one list, so a broadcast to 10,000 allocates nothing.
+    recipients: [Option<Arc<[ConnId]>>; 2],
 }
 
 impl<S: Storage> Room<S> {
@@ -135,6 +86,7 @@ impl<S: Storage> Room<S> {
             auth: None,
             members: 0,
             observer: Box::new(Unobserved),
+            recipients: [None, None],
         };
         for s in sessions {
             // The buckets are read from storage when first needed.
@@ -178,6 +130,8 @@ impl<S: Storage> Room<S> {
         &self.storage
     }
 
+    /// Test only: the room's storage, to inspect it or make it fail.
+    #[cfg(feature = "testing")]
     pub fn storage_mut(&mut self) -> &mut S {
         &mut self.storage
     }
@@ -199,12 +153,62 @@ impl<S: Storage> Room<S> {
     }
 
     /// The recipients of a broadcast to `audience`: its sessions that take frames one
-    /// by one. Batch sessions get theirs through the batcher.
-    pub fn recipients(&self, audience: Audience) -> impl Iterator<Item = ConnId> + '_ {
-        self.sessions
-            .values()
-            .filter(move |s| audience.includes(s) && !s.is_batched())
-            .map(|s| s.id)
+    /// by one (batch sessions get theirs through the batcher). Shared until the
+    /// membership changes ([`Room::members_changed`]).
+    fn recipients(&mut self, audience: Audience) -> Arc<[ConnId]> {
+        let sessions = &self.sessions;
+        self.recipients[audience.index()]
+            .get_or_insert_with(|| {
+                sessions
+                    .values()
+                    .filter(|s| audience.includes(s) && !s.is_batched())
+                    .map(|s| s.id)
+                    .collect()
+            })
+            .clone()
+    }
+
+    /// Someone joined or left: the cached recipient lists are stale.
+    fn members_changed(&mut self) {
+        self.recipients = [None, None];
+    }
+
+    /// The event is done: routes its effects through the batcher (batch sessions get
+    /// their frames from it, and a direct frame must not overtake what it holds), then
+    /// makes each one a self-contained [`Action`], resolving audiences to the room's
+    /// members as they are now.
+    fn finish(&mut self, effects: Vec<Effect>, now_ms: u64) -> Vec<Action> {
+        let routed = self.batcher.route(effects, now_ms);
+        self.actions(routed)
+    }
+
+    fn actions(&mut self, effects: Vec<Effect>) -> Vec<Action> {
+        let mut actions = Vec::with_capacity(effects.len());
+        for effect in effects {
+            actions.push(match effect {
+                Effect::Send { to, frame } => Action::Send { to, frame },
+                Effect::Broadcast { frame, audience } => Action::Broadcast {
+                    to: self.recipients(audience),
+                    frame,
+                },
+                Effect::Multicast { to, frame } => Action::Broadcast {
+                    to: to.into(),
+                    frame,
+                },
+                Effect::Close { conn, close } => Action::Close { conn, close },
+                Effect::Save { conn } => match self.sessions.get(&conn) {
+                    Some(session) => Action::Save {
+                        conn,
+                        session: Box::new(session.clone()),
+                    },
+                    // Closed during the event: nothing to save.
+                    None => continue,
+                },
+                Effect::Audit { line } => Action::Audit { line },
+                Effect::Commit => Action::Commit,
+            });
+        }
+        actions
     }
 
     /// Open connections, named or not.
@@ -216,47 +220,73 @@ impl<S: Storage> Room<S> {
         self.sessions.is_empty()
     }
 
-    /// A connection opened. `conn` must be new to this room. `Err` refuses it: the
-    /// backend closes the socket with that [`Close`], and the room does not keep it.
-    pub fn connect(&mut self, conn: ConnId, peer: Peer, now_ms: u64) -> Result<Vec<Action>, Close> {
+    /// A connection opened. `conn` must be new to this room. A refusal (the room is
+    /// full, the address holds too many seats) is actions too: the reason as an error
+    /// frame, then [`Action::Close`] of `conn` (see [`Action::closes`]); the room does
+    /// not keep the connection, and reports the refusal as [`Event::Rejected`] like
+    /// every other `{"error"}` frame, so both backends count it.
+    pub fn connect(&mut self, conn: ConnId, peer: Peer, now_ms: u64) -> Vec<Action> {
+        let mut out = Vec::new();
         if self.sessions.contains_key(&conn) {
             // A backend bug, not a client's doing: refuse the newcomer, keep the room.
-            return Err(Close::Internal);
-        }
-        if self.sessions.len() >= self.config.room_capacity {
-            return Err(self.refuse_connection(conn, Close::RoomFull));
+            out.push(Effect::Close {
+                conn,
+                close: Close::Internal,
+            });
+            return self.actions(out);
         }
         let mut session = Session::new(conn, peer, now_ms);
         session.room_epoch = (!self.epoch_stored).then(|| self.epoch.clone());
-        if self.addresses.seats_full(&session.addr, &self.config) {
-            return Err(self.refuse_connection(conn, Close::TooManySeats));
+        let refusal = if self.sessions.len() >= self.config.room_capacity {
+            Some(Close::RoomFull)
+        } else if self.addresses.seats_full(&session.addr, &self.config) {
+            Some(Close::TooManySeats)
+        } else {
+            None
+        };
+        match refusal {
+            Some(close) => {
+                if let Some(kind) = close.refusal_error() {
+                    self.send_error(&mut out, conn, kind);
+                }
+                out.push(Effect::Close { conn, close });
+            }
+            None => {
+                self.addresses.add(&session.addr, conn);
+                self.sessions.insert(conn, session);
+                out.push(Effect::Save { conn });
+            }
         }
-        self.addresses.add(&session.addr, conn);
-        self.sessions.insert(conn, session);
-        Ok(vec![Action::Save { conn }])
+        // No broadcast, and the connection is no member yet: nothing for the batcher.
+        self.actions(out)
     }
 
-    /// A refusal at connect: the backend sends [`Close::refusal_error`] as an error
-    /// frame and closes, and the room reports that error as [`Event::Rejected`] here,
-    /// like every other `{"error"}` frame, so that both backends count it
-    /// (`rejections_total{reason="room_full"}`, the Worker's `rejection` lines).
-    fn refuse_connection(&mut self, conn: ConnId, close: Close) -> Close {
-        if let Some(kind) = close.refusal_error() {
-            self.observer.observe(Event::Rejected { conn, kind });
+    /// Test only: [`Room::connect`] as a `Result`, `Err` with the close of a refusal.
+    #[cfg(feature = "testing")]
+    pub fn try_connect(
+        &mut self,
+        conn: ConnId,
+        peer: Peer,
+        now_ms: u64,
+    ) -> Result<Vec<Action>, Close> {
+        let actions = self.connect(conn, peer, now_ms);
+        match actions.iter().find_map(|a| match a {
+            Action::Close { conn: c, close } if *c == conn => Some(*close),
+            _ => None,
+        }) {
+            Some(close) => Err(close),
+            None => Ok(actions),
         }
-        close
     }
 
     /// A text frame arrived.
     pub fn on_text(&mut self, conn: ConnId, text: &str, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         self.text(conn, text, now_ms, &mut out);
-        // Every return of `text` goes through here: batch sessions get their frames
-        // from the batcher (and a direct frame must not overtake what it holds).
-        self.batcher.route(out, now_ms)
+        self.finish(out, now_ms)
     }
 
-    fn text(&mut self, conn: ConnId, text: &str, now_ms: u64, out: &mut Vec<Action>) {
+    fn text(&mut self, conn: ConnId, text: &str, now_ms: u64, out: &mut Vec<Effect>) {
         let Some(session) = self.sessions.get(&conn) else {
             return;
         };
@@ -283,7 +313,7 @@ impl<S: Storage> Room<S> {
     pub fn on_binary(&mut self, conn: ConnId, len: usize, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         let Some(session) = self.sessions.get(&conn) else {
-            return out;
+            return Vec::new();
         };
         if len > self.config.max_frame_bytes {
             self.close(conn, Close::TooBig, now_ms, &mut out);
@@ -292,7 +322,7 @@ impl<S: Storage> Room<S> {
         } else if self.take_token(conn, now_ms, &mut out) {
             self.send_error(&mut out, conn, ErrorKind::Binary);
         }
-        self.batcher.route(out, now_ms)
+        self.finish(out, now_ms)
     }
 
     /// The backend refused an incoming message for exceeding `max_frame_bytes` before
@@ -300,7 +330,7 @@ impl<S: Storage> Room<S> {
     pub fn on_too_big(&mut self, conn: ConnId, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         self.close(conn, Close::TooBig, now_ms, &mut out);
-        self.batcher.route(out, now_ms)
+        self.finish(out, now_ms)
     }
 
     /// The backend closes a connection for its own reasons (slow consumer, missed
@@ -308,15 +338,15 @@ impl<S: Storage> Room<S> {
     pub fn kick(&mut self, conn: ConnId, close: Close, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         self.close(conn, close, now_ms, &mut out);
-        self.batcher.route(out, now_ms)
+        self.finish(out, now_ms)
     }
 
-    /// The connection closed (by the peer, or after a [`Action::Close`]). Unknown or
+    /// The connection closed (by the peer, or after a [`Effect::Close`]). Unknown or
     /// already-forgotten connections are ignored.
     pub fn disconnect(&mut self, conn: ConnId, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         self.forget(conn, now_ms, &mut out);
-        self.batcher.route(out, now_ms)
+        self.finish(out, now_ms)
     }
 
     /// Time passed: closes connections that have not sent their hello within
@@ -337,7 +367,7 @@ impl<S: Storage> Room<S> {
             self.close(conn, Close::HelloTimeout, now_ms, &mut out);
         }
         // Routing flushes the batches that are due.
-        self.batcher.route(out, now_ms)
+        self.finish(out, now_ms)
     }
 
     /// When [`Room::on_tick`] next has something to do: the earlier of
@@ -373,7 +403,7 @@ impl<S: Storage> Room<S> {
     pub fn flush(&mut self, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         self.batcher.flush(now_ms, &mut out);
-        out
+        self.actions(out)
     }
 
     /// True when no batch is pending and none was flushed within `batch_window_ms`: a
@@ -389,12 +419,12 @@ impl<S: Storage> Room<S> {
         (self.batcher.member_count(), self.batcher.window_ms())
     }
 
-    fn refuse_hello(&mut self, conn: ConnId, error: ErrorKind, now_ms: u64, out: &mut Vec<Action>) {
+    fn refuse_hello(&mut self, conn: ConnId, error: ErrorKind, now_ms: u64, out: &mut Vec<Effect>) {
         self.send_error(out, conn, error);
         self.close(conn, Close::BadHello, now_ms, out);
     }
 
-    fn join(&mut self, conn: ConnId, mut hello: Hello, now_ms: u64, out: &mut Vec<Action>) {
+    fn join(&mut self, conn: ConnId, mut hello: Hello, now_ms: u64, out: &mut Vec<Effect>) {
         let joins = self
             .sessions
             .get(&conn)
@@ -456,20 +486,20 @@ impl<S: Storage> Room<S> {
                     })
                 })
                 .collect();
-            out.push(Action::Send {
+            out.push(Effect::Send {
                 to: conn,
                 frame: ServerFrame::Roster { roster }.encode(),
             });
         } else {
             for name in present.filter_map(|s| s.name.as_deref()) {
-                out.push(Action::Send {
+                out.push(Effect::Send {
                     to: conn,
                     frame: ServerFrame::Joined { joined: name }.encode(),
                 });
             }
         }
         for frame in backlog {
-            out.push(Action::Send { to: conn, frame });
+            out.push(Effect::Send { to: conn, frame });
         }
         let frame = ServerFrame::Joined {
             joined: &hello.name,
@@ -490,17 +520,18 @@ impl<S: Storage> Room<S> {
                 self.batcher.add(s);
             }
         }
+        self.members_changed();
         let outcome = match (&hello.resume, recovered) {
             (None, _) => JoinOutcome::Fresh,
             (Some(_), true) => JoinOutcome::Recovered,
             (Some(_), false) => JoinOutcome::NotRecovered,
         };
         self.observer.observe(Event::Joined { conn, outcome });
-        out.push(Action::Broadcast {
+        out.push(Effect::Broadcast {
             frame,
             audience: Audience::Members,
         });
-        out.push(Action::Send {
+        out.push(Effect::Send {
             to: conn,
             frame: ServerFrame::Ready {
                 ready: True,
@@ -513,7 +544,7 @@ impl<S: Storage> Room<S> {
             }
             .encode(),
         });
-        out.push(Action::Save { conn });
+        out.push(Effect::Save { conn });
     }
 
     /// The backlog for a joiner, as the frames a session of `version` may see
@@ -587,7 +618,7 @@ impl<S: Storage> Room<S> {
     /// closes the session after `rate_strikes` refusals in a row. Only the sender's
     /// session is saved, and only when its strikes change: the bucket is the address's,
     /// written to storage once (see `address_limits`).
-    fn take_token(&mut self, conn: ConnId, now_ms: u64, out: &mut Vec<Action>) -> bool {
+    fn take_token(&mut self, conn: ConnId, now_ms: u64, out: &mut Vec<Effect>) -> bool {
         let allowed = self.take(Limit::Frames, conn, now_ms);
         let Some(session) = self.sessions.get_mut(&conn) else {
             return false;
@@ -595,13 +626,13 @@ impl<S: Storage> Room<S> {
         if allowed {
             if session.strikes != 0 {
                 session.strikes = 0;
-                out.push(Action::Save { conn });
+                out.push(Effect::Save { conn });
             }
             return true;
         }
         session.strikes += 1;
         let strikes = session.strikes;
-        out.push(Action::Save { conn });
+        out.push(Effect::Save { conn });
         self.send_error(out, conn, ErrorKind::RateLimited);
         if strikes >= self.config.rate_strikes {
             self.close(conn, Close::Flooding, now_ms, out);
@@ -615,7 +646,7 @@ impl<S: Storage> Room<S> {
         raw: &str,
         cid: Option<String>,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Vec<Effect>,
     ) {
         let text = match client_frame::validate_message(raw, &self.config) {
             Ok(t) => t,
@@ -668,6 +699,8 @@ impl<S: Storage> Room<S> {
         if !self.epoch_persisted() || self.storage.append(&msg).is_err() {
             return self.send_error(out, conn, ErrorKind::NotStored);
         }
+        // Durable before anyone sees it (see `Action::Commit`).
+        out.push(Effect::Commit);
         self.last_seq = msg.seq;
         self.last_timestamp = msg.timestamp;
         if let Some(cut) = msg.seq.checked_sub(self.config.retention as u64) {
@@ -679,7 +712,7 @@ impl<S: Storage> Room<S> {
             seq: msg.seq,
             recipients: self.members,
         });
-        out.push(Action::Broadcast {
+        out.push(Effect::Broadcast {
             frame: chat_frame(&msg),
             audience: Audience::Members,
         });
@@ -695,7 +728,7 @@ impl<S: Storage> Room<S> {
         conn: ConnId,
         original: &StoredMessage,
         version: Version,
-        out: &mut Vec<Action>,
+        out: &mut Vec<Effect>,
     ) {
         let frame = match (original.deleted, version) {
             (false, _) => chat_frame(original),
@@ -706,7 +739,7 @@ impl<S: Storage> Room<S> {
             .encode(),
             (true, Version::V1) => return self.send_error(out, conn, ErrorKind::MessageDeleted),
         };
-        out.push(Action::Send { to: conn, frame });
+        out.push(Effect::Send { to: conn, frame });
     }
 
     /// Stores the epoch if storage does not hold it yet. Only a room with history needs
@@ -722,7 +755,7 @@ impl<S: Storage> Room<S> {
 
     /// A history request: a page for a v2 session, an error for a v1 one (which never
     /// receives a v2 frame kind).
-    fn history(&mut self, conn: ConnId, before: Option<u64>, limit: usize, out: &mut Vec<Action>) {
+    fn history(&mut self, conn: ConnId, before: Option<u64>, limit: usize, out: &mut Vec<Effect>) {
         let Some(session) = self.sessions.get(&conn) else {
             return;
         };
@@ -730,27 +763,28 @@ impl<S: Storage> Room<S> {
             return self.send_error(out, conn, ErrorKind::HistoryNeedsV2);
         }
         match history::page(&mut self.storage, before, limit, self.last_seq) {
-            Ok(frame) => out.push(Action::Send { to: conn, frame }),
+            Ok(frame) => out.push(Effect::Send { to: conn, frame }),
             Err(e) => self.send_error(out, conn, e),
         }
     }
 
     /// Forgets the connection, then tells the backend to close it.
-    pub(crate) fn close(&mut self, conn: ConnId, close: Close, now_ms: u64, out: &mut Vec<Action>) {
+    pub(crate) fn close(&mut self, conn: ConnId, close: Close, now_ms: u64, out: &mut Vec<Effect>) {
         if self.sessions.contains_key(&conn) {
-            out.push(Action::Close { conn, close });
+            out.push(Effect::Close { conn, close });
             self.forget(conn, now_ms, out);
         }
     }
 
-    fn forget(&mut self, conn: ConnId, now_ms: u64, out: &mut Vec<Action>) {
+    fn forget(&mut self, conn: ConnId, now_ms: u64, out: &mut Vec<Effect>) {
         let Some(session) = self.sessions.remove(&conn) else {
             return;
         };
         self.batcher.remove(conn);
+        self.members_changed();
         if let Some(name) = &session.name {
             self.members = self.members.saturating_sub(1);
-            out.push(Action::Broadcast {
+            out.push(Effect::Broadcast {
                 frame: ServerFrame::Quit { quit: name }.encode(),
                 audience: Audience::Members,
             });
@@ -769,9 +803,9 @@ impl<S: Storage> Room<S> {
     }
 
     /// `{"error": …}` to one connection, reported as [`Event::Rejected`].
-    pub(crate) fn send_error(&mut self, out: &mut Vec<Action>, conn: ConnId, kind: ErrorKind) {
+    pub(crate) fn send_error(&mut self, out: &mut Vec<Effect>, conn: ConnId, kind: ErrorKind) {
         self.observer.observe(Event::Rejected { conn, kind });
-        out.push(Action::Send {
+        out.push(Effect::Send {
             to: conn,
             frame: ServerFrame::error(kind).encode(),
         });

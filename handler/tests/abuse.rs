@@ -18,10 +18,13 @@ fn hello(name: &str) -> String {
 fn the_21st_connection_from_one_address_is_refused_and_others_still_join() {
     let mut r = room(Config::default());
     for conn in 0..20 {
-        r.connect(conn, peer("1.2.3.4"), 0)
+        r.try_connect(conn, peer("1.2.3.4"), 0)
             .expect("within the seat cap");
     }
-    assert_eq!(r.connect(20, peer("1.2.3.4"), 0), Err(Close::TooManySeats));
+    assert_eq!(
+        r.try_connect(20, peer("1.2.3.4"), 0),
+        Err(Close::TooManySeats)
+    );
     assert_eq!(
         Close::TooManySeats.refusal_error(),
         Some(ErrorKind::TooManySeats)
@@ -31,8 +34,11 @@ fn the_21st_connection_from_one_address_is_refused_and_others_still_join() {
     assert!(broadcasts(&acts).contains(&json!({"joined": "bob"})));
     // A seat frees when one of the address's connections goes.
     r.disconnect(3, 1);
-    assert!(r.connect(21, peer("1.2.3.4"), 1).is_ok());
-    assert_eq!(r.connect(22, peer("1.2.3.4"), 1), Err(Close::TooManySeats));
+    assert!(r.try_connect(21, peer("1.2.3.4"), 1).is_ok());
+    assert_eq!(
+        r.try_connect(22, peer("1.2.3.4"), 1),
+        Err(Close::TooManySeats)
+    );
 }
 
 #[test]
@@ -42,10 +48,10 @@ fn room_full_comes_before_the_seat_cap_and_both_explain_themselves() {
         seats_per_address: 1,
         ..Config::default()
     });
-    r.connect(1, peer("a"), 0).unwrap();
-    assert_eq!(r.connect(2, peer("a"), 0), Err(Close::TooManySeats));
-    r.connect(3, peer("b"), 0).unwrap();
-    assert_eq!(r.connect(4, peer("a"), 0), Err(Close::RoomFull));
+    r.try_connect(1, peer("a"), 0).unwrap();
+    assert_eq!(r.try_connect(2, peer("a"), 0), Err(Close::TooManySeats));
+    r.try_connect(3, peer("b"), 0).unwrap();
+    assert_eq!(r.try_connect(4, peer("a"), 0), Err(Close::RoomFull));
     assert_eq!(Close::RoomFull.refusal_error(), Some(ErrorKind::RoomFull));
     assert_eq!(Close::Internal.refusal_error(), None);
 }
@@ -56,20 +62,20 @@ fn ipv6_addresses_share_limits_by_their_64() {
         seats_per_address: 2,
         ..Config::default()
     });
-    r.connect(1, peer("2001:db8:1:2::1"), 0).unwrap();
-    r.connect(2, peer("2001:db8:1:2:ffff::9"), 0).unwrap();
+    r.try_connect(1, peer("2001:db8:1:2::1"), 0).unwrap();
+    r.try_connect(2, peer("2001:db8:1:2:ffff::9"), 0).unwrap();
     assert_eq!(
-        r.connect(3, peer("2001:db8:1:2::abcd"), 0),
+        r.try_connect(3, peer("2001:db8:1:2::abcd"), 0),
         Err(Close::TooManySeats),
         "another address of the same /64 is the same client"
     );
-    assert!(r.connect(4, peer("2001:db8:1:3::1"), 0).is_ok());
+    assert!(r.try_connect(4, peer("2001:db8:1:3::1"), 0).is_ok());
     assert_eq!(
         r.session(1).map(|s| s.addr.as_str()),
         Some("2001:db8:1:2::/64")
     );
     // IPv4-mapped IPv6 is the IPv4 address.
-    r.connect(5, peer("::ffff:10.0.0.1"), 0).unwrap();
+    r.try_connect(5, peer("::ffff:10.0.0.1"), 0).unwrap();
     assert_eq!(r.session(5).map(|s| s.addr.as_str()), Some("10.0.0.1"));
 }
 
@@ -88,7 +94,7 @@ fn join_quit_churn_is_bounded_by_the_join_bucket() {
     let mut refused = 0;
     for i in 1..=500u64 {
         let now = i;
-        r.connect(i, peer("1.2.3.4"), now).unwrap();
+        r.try_connect(i, peer("1.2.3.4"), now).unwrap();
         let acts = r.on_text(i, &hello("churn"), now);
         member_frames.extend(frames_for(&r, &acts, 0));
         if close_of(&acts, i) == Some(Close::JoiningTooFast) {
@@ -125,14 +131,14 @@ fn the_join_bucket_refills_and_is_per_address() {
         ..Config::default()
     });
     join(&mut r, 1, "a", &hello("x"), 0);
-    r.connect(2, peer("a"), 0).unwrap();
+    r.try_connect(2, peer("a"), 0).unwrap();
     assert_eq!(
         close_of(&r.on_text(2, &hello("y"), 500), 2),
         Some(Close::JoiningTooFast)
     );
     let acts = join(&mut r, 3, "b", &hello("z"), 500);
     assert!(close_of(&acts, 3).is_none(), "another address joins");
-    r.connect(4, peer("a"), 1000).unwrap();
+    r.try_connect(4, peer("a"), 1000).unwrap();
     assert!(close_of(&r.on_text(4, &hello("y"), 1000), 4).is_none());
 }
 
@@ -153,7 +159,7 @@ fn the_join_bucket_survives_reconnects_and_rebuilds() {
     r.disconnect(2, 0);
     // Rebuilt from storage with no sessions at all (an evicted, empty object).
     let mut back = Room::restore(cfg, r.storage().clone(), "x", Vec::<Session>::new()).unwrap();
-    back.connect(3, peer("a"), 10).unwrap();
+    back.try_connect(3, peer("a"), 10).unwrap();
     let acts = back.on_text(3, &hello("x"), 10);
     assert_eq!(close_of(&acts, 3), Some(Close::JoiningTooFast));
 }
@@ -199,7 +205,7 @@ fn names_that_show_nothing_are_refused() {
     .enumerate()
     {
         let conn = conn as u64;
-        r.connect(conn, peer("a"), 0).unwrap();
+        r.try_connect(conn, peer("a"), 0).unwrap();
         let acts = r.on_text(conn, &hello(name), 0);
         assert_eq!(
             frames_for(&r, &acts, conn),
@@ -314,7 +320,7 @@ fn cost_of_one_frame(sockets: u64) -> Vec<(usize, usize)> {
     };
     let mut r = Room::open(cfg, Counting::default(), EPOCH).unwrap();
     for conn in 0..sockets {
-        r.connect(conn, peer("1.2.3.4"), 0).unwrap();
+        r.try_connect(conn, peer("1.2.3.4"), 0).unwrap();
         r.on_text(conn, &hello("x"), 0);
     }
     let mut costs = Vec::new();
@@ -364,13 +370,13 @@ fn attachments_saved_with_a_bucket_still_restore() {
 /// `addrs` addresses in turn, into a room a member keeps open.
 fn cost_of_connect_close_cycles(cycles: u64, step_ms: u64, addrs: u64) -> usize {
     let mut r = Room::open(Config::default(), Counting::default(), EPOCH).unwrap();
-    r.connect(0, peer("member"), 0).unwrap();
+    r.try_connect(0, peer("member"), 0).unwrap();
     r.on_text(0, &hello("m"), 0);
     r.on_text(0, &json!({"message": "history"}).to_string(), 0);
     let before = r.storage().writes;
     for i in 1..=cycles {
         let now = i * step_ms;
-        r.connect(i, peer(&format!("10.0.0.{}", i % addrs)), now)
+        r.try_connect(i, peer(&format!("10.0.0.{}", i % addrs)), now)
             .unwrap();
         r.disconnect(i, now);
     }
@@ -404,34 +410,34 @@ fn ipv6_seats_also_count_per_48_with_a_larger_cap() {
     for net in 1..=3 {
         for host in 1..=2 {
             conn += 1;
-            r.connect(conn, peer(&format!("2001:db8:7:{net}::{host}")), 0)
+            r.try_connect(conn, peer(&format!("2001:db8:7:{net}::{host}")), 0)
                 .expect("within both caps");
         }
     }
     assert_eq!(
-        r.connect(100, peer("2001:db8:7:4::1"), 0),
+        r.try_connect(100, peer("2001:db8:7:4::1"), 0),
         Err(Close::TooManySeats),
         "a fresh /64 of a full /48"
     );
     assert!(
-        r.connect(101, peer("2001:db8:8:4::1"), 0).is_ok(),
+        r.try_connect(101, peer("2001:db8:8:4::1"), 0).is_ok(),
         "another /48"
     );
     assert!(
-        r.connect(102, peer("10.0.0.1"), 0).is_ok(),
+        r.try_connect(102, peer("10.0.0.1"), 0).is_ok(),
         "IPv4 has no /48"
     );
     // Rebuilt from its sessions, the room counts the same.
     let mut back = rebuilt(&r);
     assert_eq!(
-        back.connect(103, peer("2001:db8:7:ffff::1"), 0),
+        back.try_connect(103, peer("2001:db8:7:ffff::1"), 0),
         Err(Close::TooManySeats)
     );
     // A seat of the /48 frees when one of its connections goes.
     back.disconnect(1, 1);
-    assert!(back.connect(104, peer("2001:db8:7:4::1"), 1).is_ok());
+    assert!(back.try_connect(104, peer("2001:db8:7:4::1"), 1).is_ok());
     assert_eq!(
-        back.connect(105, peer("2001:db8:7:5::1"), 1),
+        back.try_connect(105, peer("2001:db8:7:5::1"), 1),
         Err(Close::TooManySeats)
     );
 }

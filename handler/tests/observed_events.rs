@@ -61,7 +61,7 @@ fn each_error_frame_is_reported_with_its_kind() {
         ]
     );
     // A refused hello is reported too; its close is an action, not an event.
-    r.connect(2, peer("b"), 5).unwrap();
+    r.try_connect(2, peer("b"), 5).unwrap();
     let acts = r.on_text(2, "[]", 5);
     assert_eq!(close_of(&acts, 2), Some(Close::BadHello));
     assert_eq!(
@@ -80,11 +80,11 @@ fn refusals_at_connect_are_reported_like_error_frames() {
         seats_per_address: 2,
         ..Config::default()
     });
-    r.connect(1, peer("a"), 1).unwrap();
-    r.connect(2, peer("a"), 1).unwrap();
-    assert_eq!(r.connect(3, peer("a"), 1), Err(Close::TooManySeats));
-    r.connect(4, peer("b"), 1).unwrap();
-    assert_eq!(r.connect(5, peer("c"), 1), Err(Close::RoomFull));
+    r.try_connect(1, peer("a"), 1).unwrap();
+    r.try_connect(2, peer("a"), 1).unwrap();
+    assert_eq!(r.try_connect(3, peer("a"), 1), Err(Close::TooManySeats));
+    r.try_connect(4, peer("b"), 1).unwrap();
+    assert_eq!(r.try_connect(5, peer("c"), 1), Err(Close::RoomFull));
     assert_eq!(
         take(&seen),
         [
@@ -99,7 +99,7 @@ fn refusals_at_connect_are_reported_like_error_frames() {
         ]
     );
     // A backend's bug (a conn id in use) is no client's refusal: no error, no event.
-    assert_eq!(r.connect(1, peer("a"), 1), Err(Close::Internal));
+    assert_eq!(r.try_connect(1, peer("a"), 1), Err(Close::Internal));
     assert_eq!(take(&seen), []);
 }
 
@@ -141,7 +141,7 @@ fn stored_messages_count_the_members_they_reach() {
     join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
     join(&mut r, 2, "b", r#"{"name":"bob"}"#, 1);
     // Connected without a hello: not a member, so not a recipient.
-    r.connect(3, peer("c"), 1).unwrap();
+    r.try_connect(3, peer("c"), 1).unwrap();
     take(&seen);
     say(&mut r, 1, "hi", 2);
     assert_eq!(
@@ -179,7 +179,7 @@ fn a_restored_room_counts_its_members() {
     let mut r = room(unlimited());
     join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
     join(&mut r, 2, "b", r#"{"name":"bob"}"#, 1);
-    r.connect(3, peer("c"), 1).unwrap();
+    r.try_connect(3, peer("c"), 1).unwrap();
     let sessions: Vec<Session> = r.sessions().cloned().collect();
     let mut back =
         Room::restore(r.config().clone(), r.storage().clone(), "x", sessions).expect("restore");
@@ -256,7 +256,7 @@ proptest! {
             let actions = match op {
                 Op::Connect(c) if r.session(*c).is_none() => {
                     let peer = Peer { addr: format!("10.0.0.{c}") };
-                    r.connect(*c, peer, now).unwrap_or_else(|close| {
+                    r.try_connect(*c, peer, now).unwrap_or_else(|close| {
                         if close.refusal_error().is_some() {
                             refused = Some(*c);
                         }
@@ -296,10 +296,10 @@ proptest! {
                             want.push(format!("joined {to} {recovered}"));
                         }
                     }
-                    Action::Broadcast { frame, audience } => {
+                    Action::Broadcast { to, frame } => {
                         let v = parse(frame);
                         if let Some(seq) = v.get("seq") {
-                            let n = r.recipients(*audience).count();
+                            let n = to.len();
                             want.push(format!("stored {seq} {n}"));
                         }
                     }

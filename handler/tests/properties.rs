@@ -286,7 +286,7 @@ fn apply(room: &mut Room<MemoryStorage>, ev: &Event, now: u64) -> Vec<Action> {
     match ev {
         // A refusal reads like the close the backend then sends.
         Event::Connect { conn, addr } => room
-            .connect(*conn, peer(addr), now)
+            .try_connect(*conn, peer(addr), now)
             .unwrap_or_else(|close| vec![Action::Close { conn: *conn, close }]),
         Event::Text { conn, text, .. } => room.on_text(*conn, text, now),
         Event::Binary { conn, len } => room.on_binary(*conn, *len, now),
@@ -1151,7 +1151,7 @@ proptest! {
     fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         let text = String::from_utf8_lossy(&bytes);
         let mut room = Room::open(Config::default(), MemoryStorage::new(), EPOCH).unwrap();
-        room.connect(1, peer("a"), 0).unwrap();
+        room.try_connect(1, peer("a"), 0).unwrap();
         room.on_text(1, r#"{"name":"a"}"#, 0);
         for a in room.on_text(1, &text, 1) {
             if let Action::Send { frame, .. } | Action::Broadcast { frame, .. } = a {

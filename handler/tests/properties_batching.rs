@@ -145,7 +145,7 @@ fn apply(room: &mut Room<MemoryStorage>, op: &Op, now: u64) -> Vec<Action> {
                 addr: format!("10.0.0.{addr}"),
             };
             // A refusal reads like the close the backend then sends.
-            room.connect(*conn, peer, now)
+            room.try_connect(*conn, peer, now)
                 .unwrap_or_else(|close| vec![Action::Close { conn: *conn, close }])
         }
         Op::Hello {
@@ -185,16 +185,13 @@ fn hello_text(name: usize, resume: &Option<(bool, u64)>, opt_in: &str) -> String
 }
 
 /// Every message each connection is sent by `actions`, in order, as sent.
-fn messages(room: &Room<MemoryStorage>, actions: &[Action]) -> Vec<(ConnId, Frame)> {
+fn messages(_room: &Room<MemoryStorage>, actions: &[Action]) -> Vec<(ConnId, Frame)> {
     let mut out = Vec::new();
     for a in actions {
         match a {
             Action::Send { to, frame } => out.push((*to, frame.clone())),
-            Action::Multicast { to, frame } => {
+            Action::Broadcast { to, frame } => {
                 out.extend(to.iter().map(|c| (*c, frame.clone())));
-            }
-            Action::Broadcast { frame, audience } => {
-                out.extend(room.recipients(*audience).map(|c| (c, frame.clone())));
             }
             _ => {}
         }
@@ -395,7 +392,7 @@ proptest! {
         };
         let mut room = Room::open(cfg, MemoryStorage::new(), EPOCH).unwrap();
         let join = |room: &mut Room<MemoryStorage>, c: ConnId, hello: &str| {
-            room.connect(c, Peer { addr: format!("10.0.0.{c}") }, 0).unwrap();
+            room.try_connect(c, Peer { addr: format!("10.0.0.{c}") }, 0).unwrap();
             room.on_text(c, hello, 0)
         };
         join(&mut room, 0, r#"{"name":"sender"}"#);
@@ -475,7 +472,7 @@ proptest! {
     fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         let text = String::from_utf8_lossy(&bytes);
         let mut room = Room::open(Config::default(), MemoryStorage::new(), EPOCH).unwrap();
-        room.connect(1, Peer { addr: "a".into() }, 0).unwrap();
+        room.try_connect(1, Peer { addr: "a".into() }, 0).unwrap();
         room.on_text(1, r#"{"name":"a"}"#, 0);
         for a in room.on_text(1, &text, 1) {
             if let Action::Send { frame, .. } | Action::Broadcast { frame, .. } = a {

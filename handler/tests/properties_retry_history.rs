@@ -125,7 +125,7 @@ fn apply(room: &mut Room<MemoryStorage>, op: &Op, now: u64) -> Vec<Action> {
                 addr: format!("10.0.0.{addr}"),
             };
             // A refusal reads like the close the backend then sends.
-            room.connect(*conn, peer, now)
+            room.try_connect(*conn, peer, now)
                 .unwrap_or_else(|close| vec![Action::Close { conn: *conn, close }])
         }
         Op::Hello {
@@ -349,7 +349,7 @@ proptest! {
     fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         let text = String::from_utf8_lossy(&bytes);
         let mut room = Room::open(Config::default(), MemoryStorage::new(), EPOCH).unwrap();
-        room.connect(1, Peer { addr: "a".into() }, 0).unwrap();
+        room.try_connect(1, Peer { addr: "a".into() }, 0).unwrap();
         room.on_text(1, r#"{"name":"a"}"#, 0);
         for a in room.on_text(1, &text, 1) {
             if let Action::Send { frame, .. } | Action::Broadcast { frame, .. } = a {

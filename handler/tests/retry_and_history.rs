@@ -246,7 +246,7 @@ impl Storage for Unreadable {
 #[test]
 fn unreadable_storage_refuses_a_cid_send_and_a_page_but_keeps_the_socket() {
     let mut r = Room::open(unlimited(), Unreadable(MemoryStorage::new()), EPOCH).unwrap();
-    r.connect(1, peer("a"), 0).unwrap();
+    r.try_connect(1, peer("a"), 0).unwrap();
     r.on_text(1, V2, 0);
     let errors = |acts: &[Action]| -> Vec<String> {
         acts.iter()

@@ -221,7 +221,7 @@ mod tests {
         assert!(room.live().is_none(), "opened before it was needed");
         let live = room.room(&mut links).unwrap();
         let peer = Peer { addr: "a".into() };
-        live.connect(1, peer, 1).unwrap();
+        live.try_connect(1, peer, 1).unwrap();
         live.on_text(1, r#"{"name":"alice"}"#, 2);
         live.on_text(1, r#"{"message":"hi"}"#, 3);
         let epoch = live.epoch().to_owned();

@@ -323,16 +323,6 @@ pub(crate) struct Timed<S> {
     metrics: Arc<Metrics>,
 }
 
-impl<S> Timed<S> {
-    /// The storage being timed (the actor commits through it).
-    pub(crate) fn inner(&self) -> &S {
-        &self.inner
-    }
-    pub(crate) fn inner_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-}
-
 impl<S: Storage> Storage for Timed<S> {
     fn append(&mut self, msg: &StoredMessage) -> StorageResult<()> {
         let started = Instant::now();
@@ -466,7 +456,8 @@ mod tests {
         let mut room = Room::open(Config::default(), storage, "e").unwrap();
         room.set_observer(metrics.observer());
         for (conn, name) in [(1, "alice"), (2, "bob")] {
-            room.connect(conn, Peer { addr: "a".into() }, 1).unwrap();
+            room.try_connect(conn, Peer { addr: "a".into() }, 1)
+                .unwrap();
             room.on_text(conn, &format!(r#"{{"name":"{name}"}}"#), 1);
         }
         room.on_text(1, r#"{"message":"hi"}"#, 2);

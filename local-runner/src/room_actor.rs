@@ -7,10 +7,11 @@
 //! The actor knows nothing of the registry that starts it beyond [`Retire`], its one
 //! call back into it; the room itself, live or hibernated, is a [`HibernatingRoom`].
 //!
-//! Group commit: when an event stored a message, the actor takes whatever else is
-//! waiting in its inboxes, then asks for one commit of all of it (which the storage
-//! thread shares with every other room that wrote meanwhile) and holds every frame in
-//! its [`Outbox`] until the commit is on disk (see `storage_thread`).
+//! Group commit: when an event's actions hold a commit barrier ([`Action::Commit`]), the
+//! actor takes whatever else is waiting in its inboxes, then asks for one commit of all
+//! of it (which the storage thread shares with every other room that wrote meanwhile)
+//! and holds every action from the barrier on in its [`HeldActions`] until the commit
+//! is on disk (see `storage_thread`).
 
 use crate::clock::now_ms;
 use crate::hibernation::log_tag;
@@ -18,9 +19,9 @@ use crate::hibernation::{HibernatingRoom, RoomStorage};
 use crate::link::{frame_bytes, ConnLink, Queued};
 use crate::metrics::Metrics;
 use crate::room_inbox::{Event, Join, RoomHandle};
-use crate::store::StoreFactory;
-use chat_handler::{Action, AuthSecret, Close, Config, ConnId, Room, ServerFrame};
-use outbox::{Delivery, Outbox};
+use crate::store::{Committer, StoreFactory};
+use chat_handler::{Action, AuthSecret, Close, Config, ConnId, Room};
+use outbox::HeldActions;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,8 +83,10 @@ struct RoomActor {
     /// hello deadline, or a batch to flush. One timer for all of them.
     due: Option<Instant>,
     shutting_down: bool,
-    /// Frames waiting for the room's stored messages to be committed.
-    outbox: Outbox,
+    /// Actions waiting for the room's stored messages to be committed.
+    held: HeldActions,
+    /// Commits the room's storage when a barrier asks for it.
+    committer: Committer,
 }
 
 /// Starts the actor for `name`; the caller registers the returned handle, and the
@@ -124,6 +127,7 @@ impl RoomActor {
         )
         .with_auth_secret(ctx.auth_secret.clone());
         RoomActor {
+            committer: ctx.store.committer(&name),
             ctx,
             registry,
             tag: log_tag(&name),
@@ -134,7 +138,7 @@ impl RoomActor {
             last_event: Instant::now(),
             due: None,
             shutting_down: false,
-            outbox: Outbox::default(),
+            held: HeldActions::default(),
         }
     }
 
@@ -174,7 +178,7 @@ impl RoomActor {
                     }
                 }
             }
-            if self.has_uncommitted() {
+            if self.held.awaiting_commit() {
                 self.gather(&mut joins, &mut events);
                 self.commit().await;
             }
@@ -252,13 +256,6 @@ impl RoomActor {
         retired
     }
 
-    /// Whether the room stored something not yet committed.
-    fn has_uncommitted(&self) -> bool {
-        self.state
-            .live()
-            .is_some_and(|room| room.storage().inner().has_uncommitted())
-    }
-
     /// Handles the joins and events already waiting (at most [`MAX_GATHER`]), so that
     /// they share the coming commit.
     fn gather(
@@ -284,17 +281,14 @@ impl RoomActor {
     /// but was never sent reaches clients then, in their backlog; a seq that is not
     /// stored was seen by no one, so it is free to be used again.
     async fn commit(&mut self) {
-        let Some(room) = self.state.live_mut() else {
-            return;
-        };
-        let committed = room.storage_mut().inner_mut().commit().await;
+        let committed = self.committer.commit().await;
         match committed {
             Ok(()) => {
-                let held = self.outbox.release();
+                let held = self.held.release();
                 self.deliver(held, now_ms());
             }
             Err(e) => {
-                let dropped = self.outbox.discard();
+                let dropped = self.held.discard();
                 warn!(room = %self.tag, error = %e, frames = dropped,
                       "commit failed; closing the room's connections");
                 for (_, link) in self.links.drain() {
@@ -339,23 +333,12 @@ impl RoomActor {
             join.link.close(Close::Internal);
             return;
         };
-        match room.connect(join.conn, join.peer, now) {
-            Ok(actions) => {
-                debug!(room = %self.tag, conn = join.conn, "connected");
-                self.links.insert(join.conn, join.link);
-                self.apply(actions, now);
-            }
-            Err(close) => {
-                debug!(room = %self.tag, conn = join.conn, ?close, "connection refused");
-                // The reason as an error frame first (see `Close::refusal_error`).
-                if let Some(kind) = close.refusal_error() {
-                    let _ = join
-                        .link
-                        .send(frame_bytes(&ServerFrame::error(kind).encode()));
-                }
-                join.link.close(close);
-            }
-        }
+        // A refusal is actions too (its error frame, then its close), carried out
+        // like any others: the link is the room's until then.
+        let actions = room.connect(join.conn, join.peer, now);
+        debug!(room = %self.tag, conn = join.conn, "connected");
+        self.links.insert(join.conn, join.link);
+        self.apply(actions, now);
     }
 
     fn event(&mut self, event: Event, joins: &mut mpsc::UnboundedReceiver<Join>) {
@@ -399,64 +382,39 @@ impl RoomActor {
         }
     }
 
-    /// Carries out the handler's actions in order, or holds them in the outbox while
-    /// the room has a stored message not yet committed (or holds earlier ones).
+    /// Carries out the handler's actions in order, up to a commit barrier; holds the
+    /// rest (and everything while a commit is awaited) until the commit.
     fn apply(&mut self, actions: Vec<Action>, now: u64) {
-        if self.outbox.is_holding() || self.has_uncommitted() {
-            if let Some(room) = self.state.live() {
-                self.outbox.hold(actions, room);
-            }
-            return;
-        }
-        self.deliver(actions.into_iter().filter_map(Delivery::now), now);
+        let ready = self.held.split(actions);
+        self.deliver(ready, now);
     }
 
-    /// Carries out deliveries in order. Kicking a slow consumer produces more actions
-    /// (its close, its quit), which run after the current ones.
-    fn deliver(&mut self, deliveries: impl IntoIterator<Item = Delivery>, now: u64) {
-        let mut todo: VecDeque<Delivery> = deliveries.into_iter().collect();
+    /// Carries out actions in order. Kicking a slow consumer produces more actions (its
+    /// close, its quit), which run after the current ones.
+    fn deliver(&mut self, actions: Vec<Action>, now: u64) {
+        let mut todo: VecDeque<Action> = actions.into();
         let mut slow = Vec::new();
-        while let Some(delivery) = todo.pop_front() {
-            match delivery {
-                Delivery::Send { to, frame } => {
+        while let Some(action) = todo.pop_front() {
+            match action {
+                Action::Send { to, frame } => {
                     if let Some(link) = self.links.get(&to) {
                         if let Queued::Full = link.send(frame_bytes(&frame)) {
                             slow.push(to);
                         }
                     }
                 }
-                Delivery::Broadcast {
-                    frame,
-                    audience,
-                    to,
-                } => {
+                Action::Broadcast { to, frame } => {
                     // One encoding and one buffer for every recipient.
                     let bytes = frame_bytes(&frame);
-                    let links = &self.links;
-                    let mut send = |id: ConnId| {
-                        if let Some(link) = links.get(&id) {
+                    for id in to.iter() {
+                        if let Some(link) = self.links.get(id) {
                             if let Queued::Full = link.send(bytes.clone()) {
-                                slow.push(id);
-                            }
-                        }
-                    };
-                    match (to, self.state.live()) {
-                        (Some(to), _) => to.into_iter().for_each(&mut send),
-                        (None, Some(room)) => room.recipients(audience).for_each(&mut send),
-                        (None, None) => {}
-                    }
-                }
-                Delivery::Multicast { to, frame } => {
-                    let bytes = frame_bytes(&frame);
-                    for id in to {
-                        if let Some(link) = self.links.get(&id) {
-                            if let Queued::Full = link.send(bytes.clone()) {
-                                slow.push(id);
+                                slow.push(*id);
                             }
                         }
                     }
                 }
-                Delivery::Close { conn, close } => {
+                Action::Close { conn, close } => {
                     if let Some(link) = self.links.remove(&conn) {
                         debug!(room = %self.tag, conn, ?close, "closing");
                         link.close(close);
@@ -464,14 +422,20 @@ impl RoomActor {
                 }
                 // The moderator action, already in the room's audit table, as one JSON
                 // line under its own target (`RUST_LOG=edge_chat::audit=info` keeps it).
-                Delivery::Audit { line } => info!(target: "edge_chat::audit", "{line}"),
+                Action::Audit { line } => info!(target: "edge_chat::audit", "{line}"),
+                // Only the Durable Object persists sessions as they change; here they
+                // are serialized when the room hibernates.
+                Action::Save { .. } => {}
+                // Never here: `HeldActions::split` takes the barriers out of what it
+                // lets through (a slow consumer's kick goes through it too).
+                Action::Commit => {}
             }
             if !slow.is_empty() {
                 if let Some(room) = self.state.live_mut() {
                     for conn in slow.drain(..) {
                         info!(room = %self.tag, conn, "closing slow consumer");
                         let kicked = room.kick(conn, Close::SlowConsumer, now);
-                        todo.extend(kicked.into_iter().filter_map(Delivery::now));
+                        todo.extend(self.held.split(kicked));
                     }
                 }
             }

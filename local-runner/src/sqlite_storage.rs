@@ -730,7 +730,7 @@ mod tests {
         let epoch = {
             let storage = SqliteStorage::open(&path, "lobby").unwrap();
             let mut room = Room::open(Config::default(), storage, "epoch-1").unwrap();
-            room.connect(1, peer(), 10).unwrap();
+            room.try_connect(1, peer(), 10).unwrap();
             room.on_text(1, r#"{"name":"alice"}"#, 10);
             for i in 0..3 {
                 let out = room.on_text(1, &format!(r#"{{"message":"hi {i}"}}"#), 20 + i);
@@ -743,7 +743,7 @@ mod tests {
         let mut room = Room::open(Config::default(), storage, "epoch-2").unwrap();
         assert_eq!(room.epoch(), epoch);
         assert_eq!(room.last_seq(), 3);
-        room.connect(2, peer(), 100).unwrap();
+        room.try_connect(2, peer(), 100).unwrap();
         let hello = format!(r#"{{"name":"bob","resume":{{"epoch":"{epoch}","seq":1}}}}"#);
         let out = frames(&room.on_text(2, &hello, 100));
         assert!(

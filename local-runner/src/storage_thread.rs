@@ -7,9 +7,9 @@
 //! commits when no job is waiting (or after [`MAX_JOBS_PER_COMMIT`]): one commit, and
 //! with `synchronous=FULL` one sync of the log, for whatever all rooms wrote meanwhile.
 //!
-//! - Writes do not wait: they return `Ok` at once. A durable write (a message, the epoch)
-//!   marks the room's storage as holding uncommitted data, and its failure is reported by
-//!   the room's next [`RoomStorage::commit`]. The other writes (pruning, kept rate
+//! - Writes do not wait: they return `Ok` at once. A durable write's failure (a message,
+//!   the epoch) is reported by the room's next [`RoomStorage::commit`], which the room
+//!   actor asks for when the handler returns a commit barrier. The other writes (pruning, kept rate
 //!   buckets) are best effort, as the handler already treats them: a failure is logged.
 //! - Reads wait for their answer, in a way that does not stall the async runtime
 //!   (`block_in_place`). They run on the same connection after every job sent before
@@ -104,7 +104,6 @@ impl StorageThread {
         RoomStorage {
             room: Arc::from(room),
             jobs: self.jobs.clone(),
-            uncommitted: false,
         }
     }
 
@@ -248,22 +247,13 @@ impl Batch {
 pub(crate) struct RoomStorage {
     room: Arc<str>,
     jobs: std_mpsc::Sender<Job>,
-    /// A durable write was sent and no commit requested since.
-    uncommitted: bool,
 }
 
 impl RoomStorage {
-    /// True once a durable write was sent and not yet covered by [`RoomStorage::commit`]:
-    /// until then, nothing that depends on it may be sent to a client.
-    pub(crate) fn has_uncommitted(&self) -> bool {
-        self.uncommitted
-    }
-
     /// Asks for everything sent so far to be committed; the future resolves when it is
     /// on disk (`Ok`), or could not be put there (`Err`: some of this room's durable
     /// writes since its last commit may be missing).
     pub(crate) fn commit(&mut self) -> impl Future<Output = StorageResult<()>> + Send + 'static {
-        self.uncommitted = false;
         let (reply, answer) = oneshot::channel();
         let sent = self.jobs.send(Job::Commit {
             room: self.room.clone(),
@@ -280,9 +270,6 @@ impl RoomStorage {
         kind: Kind,
         work: impl FnOnce(&mut SqliteStorage) -> StorageResult<()> + Send + 'static,
     ) -> StorageResult<()> {
-        if kind == Kind::Durable {
-            self.uncommitted = true;
-        }
         self.jobs
             .send(Job::Run {
                 room: self.room.clone(),
@@ -381,9 +368,7 @@ impl Storage for RoomStorage {
     fn delete_message(&mut self, seq: u64, at_seq: u64) -> StorageResult<bool> {
         // The handler needs the answer, so this waits like a read; the tombstone is a
         // durable write all the same: what is sent about it waits for its commit.
-        let deleted = self.read(move |s| s.delete_message(seq, at_seq))?;
-        self.uncommitted = true;
-        Ok(deleted)
+        self.read(move |s| s.delete_message(seq, at_seq))
     }
     fn deleted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<u64>> {
         self.read(move |s| s.deleted_since(seq, limit))
@@ -444,15 +429,13 @@ mod tests {
     async fn a_room_reads_its_writes_before_the_commit_and_others_see_them_after() {
         let (_dir, path, thread) = fresh();
         let mut a = thread.room("a");
-        assert!(!a.has_uncommitted());
         a.save_epoch("e").unwrap();
         a.append(&msg(1, "one")).unwrap();
-        assert!(a.has_uncommitted());
         // The same connection, in order: the room sees its own write at once.
         assert_eq!(a.latest().unwrap(), Some(msg(1, "one")));
         assert_eq!(a.load_epoch().unwrap().as_deref(), Some("e"));
+        assert_eq!(count(&path, "chat_messages"), 0, "not committed yet");
         a.commit().await.unwrap();
-        assert!(!a.has_uncommitted());
         // Committed: another connection (another process after a crash) sees it.
         assert_eq!(count(&path, "chat_messages"), 1);
         let mut b = thread.room("b");
@@ -485,10 +468,6 @@ mod tests {
         let (_dir, path, thread) = fresh();
         let mut a = thread.room("a");
         a.save_bucket("1.2.3.4", &Bucket::full(3, 5)).unwrap();
-        assert!(
-            !a.has_uncommitted(),
-            "a bucket needs no commit before sending"
-        );
         a.commit().await.unwrap();
         assert_eq!(a.take_bucket("1.2.3.4").unwrap(), Some(Bucket::full(3, 5)));
         assert_eq!(a.take_bucket("1.2.3.4").unwrap(), None);

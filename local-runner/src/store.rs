@@ -130,6 +130,14 @@ impl StoreFactory {
         }
     }
 
+    /// The commit handle of `room`'s storage.
+    pub(crate) fn committer(&self, room: &str) -> Committer {
+        Committer(match &self.source {
+            Source::Sqlite(thread) => Some(thread.room(room)),
+            Source::Memory(_) => None,
+        })
+    }
+
     pub fn open(&self, room: &str) -> StorageResult<Store> {
         let backing = match &self.source {
             Source::Sqlite(thread) => Backing::Sqlite(thread.room(room)),
@@ -186,23 +194,17 @@ impl Store {
             _ => Ok(()),
         }
     }
+}
 
-    /// Whether a message (or the epoch) was stored and not yet committed: nothing may be
-    /// sent until [`Store::commit`] says it is durable. Memory storage has nothing to
-    /// commit.
-    pub(crate) fn has_uncommitted(&self) -> bool {
-        match &self.backing {
-            Backing::Sqlite(s) => s.has_uncommitted(),
-            Backing::Memory { .. } => false,
-        }
-    }
+/// Commits what one room has stored (see `storage_thread`), for the actor to call when
+/// the handler returns a commit barrier. A handle of its own: the storage thread tracks
+/// each room's failed writes by name, so it need not be the room's storage itself.
+pub(crate) struct Committer(Option<RoomStorage>);
 
-    /// Commits what this room has stored (see `storage_thread`).
+impl Committer {
     pub(crate) fn commit(&mut self) -> impl Future<Output = StorageResult<()>> + Send + 'static {
-        let sqlite = match &mut self.backing {
-            Backing::Sqlite(s) => Some(s.commit()),
-            Backing::Memory { .. } => None,
-        };
+        // Memory storage has nothing to commit.
+        let sqlite = self.0.as_mut().map(RoomStorage::commit);
         async move {
             match sqlite {
                 Some(commit) => commit.await,

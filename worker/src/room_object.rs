@@ -48,9 +48,7 @@ use crate::event_log::{self, LogEvents};
 use crate::storage_ops::StorageOps;
 use crate::{config, random, sql_storage::DoSqlStorage};
 use chat_handler::edge;
-use chat_handler::{
-    Action, Auth, AuthSecret, Close, Config, ConnId, Frame, Peer, Room, ServerFrame, Session,
-};
+use chat_handler::{Action, Auth, AuthSecret, Close, Config, ConnId, Frame, Peer, Room, Session};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -254,28 +252,20 @@ impl ChatRoom {
         let alarm = match self.live(&mut guard, None) {
             Some(live) => {
                 let conn = live.fresh_conn_id();
-                match live.room.connect(conn, Peer { addr }, now) {
-                    Ok(actions) => {
-                        self.state.accept_web_socket(&server);
-                        live.sockets.insert(conn, server);
-                        live.apply(actions);
-                        arm_flush_timer(&self.live, live, now);
-                        live.alarm_change()
-                    }
-                    Err(close) => {
-                        // A close on a hibernatable socket before this response is
-                        // returned never reaches the client (seen in workerd), while a
-                        // plainly accepted one delivers it; the socket needs no
-                        // hibernation, and the room does not keep it. The reason goes
-                        // first as an error frame (`Close::refusal_error`).
-                        server.accept()?;
-                        if let Some(kind) = close.refusal_error() {
-                            let _ = server.send_with_str(&*ServerFrame::error(kind).encode());
-                        }
-                        close_socket(&server, close);
-                        None
-                    }
+                let actions = live.room.connect(conn, Peer { addr }, now);
+                if actions.iter().any(|a| a.closes(conn)) {
+                    // Refused (its error frame, then its close). A close on a
+                    // hibernatable socket before this response is returned never reaches
+                    // the client (seen in workerd), while a plainly accepted one delivers
+                    // it; the socket needs no hibernation, and the room does not keep it.
+                    server.accept()?;
+                } else {
+                    self.state.accept_web_socket(&server);
                 }
+                live.sockets.insert(conn, server);
+                live.apply(actions);
+                arm_flush_timer(&self.live, live, now);
+                live.alarm_change()
             }
             None => {
                 // Storage unreadable: the protocol answers with a close on the socket,
@@ -628,34 +618,32 @@ impl Live {
                         let _ = ws.send_with_str(&*frame);
                     }
                 }
-                Action::Broadcast { frame, audience } => {
-                    self.send_each(&frame, self.room.recipients(audience))
-                }
-                Action::Multicast { to, frame } => self.send_each(&frame, to.into_iter()),
+                Action::Broadcast { to, frame } => self.send_each(&frame, &to),
                 Action::Close { conn, close } => {
                     if let Some(ws) = self.sockets.remove(&conn) {
                         clear_attachment(&ws);
                         close_socket(&ws, close);
                     }
                 }
-                Action::Save { conn } => {
-                    if let (Some(ws), Some(session)) =
-                        (self.sockets.get(&conn), self.room.session(conn))
-                    {
-                        save_attachment(ws, session);
+                Action::Save { conn, session } => {
+                    if let Some(ws) = self.sockets.get(&conn) {
+                        save_attachment(ws, &session);
                     }
                 }
                 // Already in the room's audit table; this is the log line.
                 Action::Audit { line } => console_log!("{line}"),
+                // Storage writes are held by the runtime's output gate: no message leaves
+                // the object before what it depends on is durable.
+                Action::Commit => {}
             }
         }
     }
 
     /// One frame, encoded once (and converted to a JS string once), to every recipient.
-    fn send_each(&self, frame: &Frame, recipients: impl Iterator<Item = ConnId>) {
+    fn send_each(&self, frame: &Frame, recipients: &[ConnId]) {
         let text = JsValue::from_str(frame);
         for conn in recipients {
-            if let Some(ws) = self.sockets.get(&conn) {
+            if let Some(ws) = self.sockets.get(conn) {
                 let socket: &web_sys::WebSocket = ws.as_ref();
                 let _ = socket.unchecked_ref::<AnySend>().send(&text);
             }
