@@ -14,41 +14,28 @@
 //! What a backend may want to count (rejections, join outcomes, stored messages) the
 //! room reports as typed [`Event`]s to the backend's [`Observer`].
 
-mod action;
-mod address;
-mod address_limits;
-mod batch;
-mod client_frame;
-mod close;
-mod config;
 pub mod edge;
-mod error_kind;
-mod history;
-pub mod identity;
-mod log_tag;
-pub mod moderation;
-mod names;
-mod observe;
-mod ratelimit;
-mod retry;
+mod protocol;
 mod room;
-mod server_frame;
-mod session;
-mod storage;
 
-pub use action::Action;
-pub use client_frame::{ClientFrame, Hello, Resume, ANONYMOUS};
-pub use close::Close;
-pub use config::{Config, ConfigError, ConfigKey};
-pub use error_kind::ErrorKind;
-pub use identity::{Auth, AuthSecret, Role};
-pub use observe::{Event, JoinOutcome, Observer, Unobserved};
-pub use ratelimit::Bucket;
-pub use retry::{sender_key, MAX_CID_LEN};
-pub use room::Room;
-pub use server_frame::{Frame, RosterEntry, ServerFrame, True};
-pub use session::{ConnId, Peer, Session, Verified, Version};
-pub use storage::{
+pub use edge::identity;
+pub use edge::identity::{Auth, AuthSecret};
+pub use protocol::client_frame::{ClientFrame, Hello, Resume, ANONYMOUS};
+pub use protocol::close::Close;
+pub use protocol::config::{Config, ConfigError, ConfigKey};
+pub use protocol::error_kind::ErrorKind;
+pub use protocol::requests::MAX_CID_LEN;
+pub use protocol::server_frame::{Frame, RosterEntry, ServerFrame, True};
+pub use protocol::user::Role;
+pub use protocol::version::Version;
+pub use room::action::Action;
+pub use room::moderation;
+pub use room::observe::{Event, JoinOutcome, Observer, Unobserved};
+pub use room::ratelimit::Bucket;
+pub use room::retry::sender_key;
+pub use room::session::{ConnId, Peer, Session, Verified};
+pub use room::storage::{
     sql, AuditEntry, MemoryStorage, Restriction, Storage, StorageError, StorageResult,
     StoredMessage, MIGRATIONS, SCHEMA,
 };
+pub use room::Room;

@@ -41,10 +41,10 @@
 //! pending, which keeps it from hibernating), so a rebuilt room starts with nothing
 //! pending and loses nothing.
 
-use crate::action::{Audience, Effect};
-use crate::config::Config;
-use crate::server_frame::Frame;
-use crate::session::{ConnId, Session};
+use crate::protocol::config::Config;
+use crate::protocol::server_frame::Frame;
+use crate::room::action::{Audience, Effect};
+use crate::room::session::{ConnId, Session};
 
 /// The opening and closing text of a batch message.
 const OPEN: &str = r#"{"batch":["#;

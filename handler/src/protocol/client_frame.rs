@@ -2,11 +2,10 @@
 //! internals: every failure is an [`ErrorKind`], a short sentence for the person using
 //! the client.
 
-use crate::config::Config;
-use crate::error_kind::ErrorKind;
-use crate::moderation::{self, Moderation};
-use crate::session::Version;
-use crate::{history, retry};
+use crate::protocol::config::Config;
+use crate::protocol::error_kind::ErrorKind;
+use crate::protocol::requests::{self, Moderation};
+use crate::protocol::version::Version;
 use serde_json::{Map, Value};
 
 /// The name given to a session whose hello carries no name, or an empty one.
@@ -20,12 +19,12 @@ pub enum ClientFrame {
     /// The first frame: `{"name": …, "resume": {"epoch": …, "seq": …}}`, every field optional.
     Hello(Hello),
     /// `{"message": …, "cid": …}`: the message untrimmed and unchecked (the room
-    /// validates it); the `cid`, if given, already checked ([`retry::parse_cid`]).
+    /// validates it); the `cid`, if given, already checked ([`requests::parse_cid`]).
     Chat {
         message: String,
         cid: Option<String>,
     },
-    /// v2: `{"history": {"before": …, "limit": …}}`, checked ([`history::parse_request`]):
+    /// v2: `{"history": {"before": …, "limit": …}}`, checked ([`requests::parse_history`]):
     /// `before` is `None` when left out (the newest messages), `limit` within
     /// 1..=`history_page_max` (that maximum when left out).
     History { before: Option<u64>, limit: usize },
@@ -96,11 +95,11 @@ pub fn validate_name(raw: &str, config: &Config) -> Result<String, ErrorKind> {
     // Refused rather than renamed `anonymous`: a client that wants no name sends none,
     // so an invisible one is either a mistake the user should see or an attempt to
     // speak unseen.
-    if crate::names::is_blank(name) {
+    if crate::protocol::names::is_blank(name) {
         return Err(ErrorKind::NameInvisible);
     }
     // A check mark would imitate the mark clients give verified users.
-    if crate::names::has_check_mark(name) {
+    if crate::protocol::names::has_check_mark(name) {
         return Err(ErrorKind::NameCheckMark);
     }
     Ok(name.to_owned())
@@ -179,17 +178,17 @@ fn decode_joined(text: &str, config: &Config) -> Result<ClientFrame, ErrorKind> 
     };
     match map.remove("message") {
         Some(Value::String(message)) => {
-            let cid = retry::parse_cid(map.get("cid"))?;
+            let cid = requests::parse_cid(map.get("cid"))?;
             Ok(ClientFrame::Chat { message, cid })
         }
         // Without a message: a history request, or a moderator's frame.
         None | Some(Value::Null) => match map.get("history") {
-            None | Some(Value::Null) => match moderation::decode(&map, config) {
+            None | Some(Value::Null) => match requests::decode_moderation(&map, config) {
                 Some(request) => Ok(ClientFrame::Moderate(request)),
                 None => Err(ErrorKind::WrongShape),
             },
             Some(request) => {
-                let (before, limit) = history::parse_request(request, config)?;
+                let (before, limit) = requests::parse_history(request, config)?;
                 Ok(ClientFrame::History { before, limit })
             }
         },

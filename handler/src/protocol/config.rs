@@ -446,8 +446,11 @@ impl Config {
                 "join_per_sec must be a positive number".to_owned(),
             ));
         }
-        if let Err(e) = crate::address::TrustedProxies::parse(&self.trusted_proxies) {
-            return Err(ConfigError(format!("trusted_proxies: {e}")));
+        if let Some(bad) = self.trusted_proxies.iter().find(|e| proxy_net(e).is_none()) {
+            return Err(ConfigError(format!(
+                "trusted_proxies: {:?} is not an IP address or a CIDR prefix like 10.0.0.0/8",
+                bad.trim()
+            )));
         }
         if self.backlog > self.retention || self.resume_max > self.retention {
             return Err(ConfigError(
@@ -455,7 +458,7 @@ impl Config {
             ));
         }
         for origin in &self.allow_origins {
-            if crate::edge::normalize_origin(origin).is_none() {
+            if crate::protocol::origin::normalize_origin(origin).is_none() {
                 return Err(ConfigError(format!(
                     "allow_origins: {origin:?} is not an origin like https://host[:port]"
                 )));
@@ -481,7 +484,8 @@ impl Config {
     /// (keys, numbers and a `cid`, which needs no escaping).
     pub fn max_chat_frame_bytes(&self) -> usize {
         // The sender's verified user id rides along on chat frames.
-        let chars = self.max_message_chars + self.max_name_chars + crate::identity::MAX_USER_CHARS;
+        let chars =
+            self.max_message_chars + self.max_name_chars + crate::protocol::user::MAX_USER_CHARS;
         6 * chars + 384
     }
 
@@ -489,7 +493,7 @@ impl Config {
     /// the user id, every character escaped as `\uXXXX` at worst, plus the keys and the
     /// longest role.
     fn max_roster_entry_bytes(&self) -> usize {
-        6 * (self.max_name_chars + crate::identity::MAX_USER_CHARS) + 64
+        6 * (self.max_name_chars + crate::protocol::user::MAX_USER_CHARS) + 64
     }
 
     /// An upper bound on one server frame in bytes: the largest of a chat frame, a full
@@ -510,7 +514,7 @@ impl Config {
     }
 
     /// The limits a client checks before sending, as the JSON body of
-    /// [`crate::edge::LIMITS_PATH`]: `{"max_name_chars", "max_message_chars",
+    /// `/api/limits`: `{"max_name_chars", "max_message_chars",
     /// "max_frame_bytes", "max_moderation_secs", "history_page_max"}` (the moderation
     /// bound for a moderator's kick and mute controls, the page size for history).
     pub fn client_limits_json(&self) -> String {
@@ -523,6 +527,16 @@ impl Config {
         })
         .to_string()
     }
+}
+
+/// One `trusted_proxies` entry as a network: a CIDR prefix, or a single address (a
+/// network of one). `None` if it is neither.
+pub(crate) fn proxy_net(entry: &str) -> Option<ipnet::IpNet> {
+    let e = entry.trim();
+    e.parse::<ipnet::IpNet>()
+        .or_else(|_| e.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .ok()
+        .map(|net| net.trunc())
 }
 
 #[cfg(test)]
@@ -839,7 +853,7 @@ mod tests {
         let c = Config { backlog: 30, ..c };
         assert_eq!(c.join_burst_frames(), 10 + 30 + 2);
         assert_eq!(c.send_queue_bound(), 42 + 100);
-        let user = crate::identity::MAX_USER_CHARS;
+        let user = crate::protocol::user::MAX_USER_CHARS;
         let chat = 6 * (40 + 8 + user) + 384;
         assert_eq!(c.max_chat_frame_bytes(), chat);
         // A full history page is the largest frame.
@@ -862,12 +876,12 @@ mod tests {
         // The roster of a full room, every entry as long as it can be.
         let name = "\u{1}".repeat(8);
         let user = "\"".repeat(user);
-        let entry = crate::server_frame::RosterEntry {
+        let entry = crate::protocol::server_frame::RosterEntry {
             name: &name,
             user: Some(&user),
-            role: Some(crate::identity::Role::Moderator),
+            role: Some(crate::protocol::user::Role::Moderator),
         };
-        let roster = crate::server_frame::ServerFrame::Roster {
+        let roster = crate::protocol::server_frame::ServerFrame::Roster {
             roster: vec![entry; c.room_capacity],
         }
         .encode();
@@ -883,7 +897,7 @@ mod tests {
         };
         assert_eq!(
             big.max_server_frame_bytes(),
-            5000 * (6 * (8 + crate::identity::MAX_USER_CHARS) + 64) + 16
+            5000 * (6 * (8 + crate::protocol::user::MAX_USER_CHARS) + 64) + 16
         );
         // A message is a frame alone or a batch.
         assert_eq!(c.max_server_message_bytes(), c.batch_max_bytes);

@@ -1,20 +1,31 @@
 //! The room state machine: events in, actions out.
 
-use crate::action::{Action, Audience, Effect};
-use crate::address_limits::{Addresses, Limit};
-use crate::batch::Batcher;
-use crate::client_frame::{self, ClientFrame, Hello, Resume};
-use crate::close::Close;
-use crate::config::Config;
-use crate::error_kind::ErrorKind;
-use crate::history;
-use crate::identity::Auth;
-use crate::moderation::history_frame;
-use crate::observe::{Event, JoinOutcome, Observer, Unobserved};
-use crate::retry::{self, Retry};
-use crate::server_frame::{Frame, RosterEntry, ServerFrame, True};
-use crate::session::{ConnId, Peer, Session, Version};
-use crate::storage::{Storage, StorageResult, StoredMessage};
+pub(crate) mod action;
+pub(crate) mod address_limits;
+pub(crate) mod batch;
+pub(crate) mod history;
+pub mod moderation;
+pub(crate) mod observe;
+pub(crate) mod ratelimit;
+pub(crate) mod retry;
+pub(crate) mod session;
+pub(crate) mod storage;
+
+use crate::edge::identity::Auth;
+use crate::protocol::client_frame::{self, ClientFrame, Hello, Resume};
+use crate::protocol::close::Close;
+use crate::protocol::config::Config;
+use crate::protocol::error_kind::ErrorKind;
+use crate::protocol::server_frame::{Frame, RosterEntry, ServerFrame, True};
+use crate::protocol::version::Version;
+use crate::room::action::{Action, Audience, Effect};
+use crate::room::address_limits::{Addresses, Limit};
+use crate::room::batch::Batcher;
+use crate::room::moderation::history_frame;
+use crate::room::observe::{Event, JoinOutcome, Observer, Unobserved};
+use crate::room::retry::Retry;
+use crate::room::session::{ConnId, Peer, Session};
+use crate::room::storage::{Storage, StorageResult, StoredMessage};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

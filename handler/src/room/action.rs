@@ -11,9 +11,10 @@
 //! (a join, a close). [`Room::finish`](crate::Room) turns them into actions once the
 //! event is done, resolving each audience to the room's members as they are then.
 
-use crate::close::Close;
-use crate::server_frame::Frame;
-use crate::session::{ConnId, Session, Version};
+use crate::protocol::close::Close;
+use crate::protocol::server_frame::Frame;
+use crate::protocol::version::Version;
+use crate::room::session::{ConnId, Session};
 use std::sync::Arc;
 
 /// What the backend must do, in order.
@@ -33,7 +34,7 @@ pub enum Action {
     /// Object's socket attachments) save `session` (as it is after the event).
     Save { conn: ConnId, session: Box<Session> },
     /// A moderator acted: write `line` (one JSON object, see
-    /// [`crate::moderation::audit_line`]) to the server's log. The room has stored it in
+    /// [`crate::room::moderation::audit_line`]) to the server's log. The room has stored it in
     /// its audit table already.
     Audit { line: String },
     /// A commit barrier: what the room wrote to storage so far must be durable before

@@ -3,7 +3,7 @@
 //! defined once. Every statement is parameterised by the room key (`?1`): the local
 //! runner keeps all rooms in one database, a Durable Object keeps one room per database.
 
-use crate::ratelimit::Bucket;
+use crate::room::ratelimit::Bucket;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -3,6 +3,7 @@
 //! trusted reverse proxies ([`TrustedProxies::client_address`]). Both backends call
 //! these, so one client is one key on either of them.
 
+use crate::protocol::config::proxy_net;
 use ipnet::IpNet;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -64,13 +65,7 @@ impl TrustedProxies {
     pub fn parse(entries: &[String]) -> Result<Self, BadProxy> {
         entries
             .iter()
-            .map(|e| {
-                let e = e.trim();
-                e.parse::<IpNet>()
-                    .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
-                    .map(|net| net.trunc())
-                    .map_err(|_| BadProxy(e.to_owned()))
-            })
+            .map(|e| proxy_net(e).ok_or_else(|| BadProxy(e.trim().to_owned())))
             .collect::<Result<Vec<_>, _>>()
             .map(TrustedProxies)
     }

@@ -3,33 +3,9 @@
 //! client walks back page by page with no gap and no overlap: each next request's
 //! `before` is the lowest seq of the page it has.
 
-use crate::config::Config;
-use crate::error_kind::ErrorKind;
-use crate::server_frame::{Frame, ServerFrame};
-use crate::storage::{Storage, StoredMessage};
-use serde_json::Value;
-
-/// Checks the request object: `before` a seq (a whole number ≥ 0) or absent/`null`;
-/// `limit` a whole number from 1 to `history_page_max`, or absent/`null` for that
-/// maximum. Other fields are ignored.
-pub fn parse_request(request: &Value, config: &Config) -> Result<(Option<u64>, usize), ErrorKind> {
-    let Value::Object(map) = request else {
-        return Err(ErrorKind::HistoryShape);
-    };
-    let before = match map.get("before") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or(ErrorKind::HistoryBefore)?),
-    };
-    let limit = match map.get("limit") {
-        None | Some(Value::Null) => config.history_page_max,
-        Some(v) => v
-            .as_u64()
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|n| (1..=config.history_page_max).contains(n))
-            .ok_or(ErrorKind::HistoryLimit)?,
-    };
-    Ok((before, limit))
-}
+use crate::protocol::error_kind::ErrorKind;
+use crate::protocol::server_frame::{Frame, ServerFrame};
+use crate::room::storage::{Storage, StoredMessage};
 
 /// The answer to a checked request in a room whose newest seq is `last_seq`:
 /// `{"history": [...], "before": <the request's before, or last_seq + 1>, "more": <bool>}`.
@@ -81,7 +57,8 @@ pub fn chat(m: &StoredMessage) -> ServerFrame<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::MemoryStorage;
+    use crate::room::storage::MemoryStorage;
+    use serde_json::Value;
 
     fn storage_with(seqs: std::ops::RangeInclusive<u64>) -> MemoryStorage {
         let mut s = MemoryStorage::new();

@@ -11,83 +11,18 @@
 //! [`history_frame`] is the one place that turns a stored message into what a session
 //! may see of it.
 
-use crate::action::{Audience, Effect};
-use crate::client_frame::Hello;
-use crate::close::Close;
-use crate::config::Config;
-use crate::error_kind::ErrorKind;
-use crate::identity::{self, is_user_id};
+use crate::edge::identity;
+use crate::protocol::client_frame::Hello;
+use crate::protocol::close::Close;
+use crate::protocol::error_kind::ErrorKind;
+use crate::protocol::requests::Moderation;
+use crate::protocol::server_frame::{Frame, ServerFrame};
+use crate::protocol::version::Version;
+use crate::room::action::{Audience, Effect};
+use crate::room::session::{ConnId, Verified};
+use crate::room::storage::{AuditEntry, Restriction, Storage, StoredMessage};
 use crate::room::{chat_frame, Room};
-use crate::server_frame::{Frame, ServerFrame};
-use crate::session::{ConnId, Verified, Version};
-use crate::storage::{AuditEntry, Restriction, Storage, StoredMessage};
 use serde_json::{Map, Value};
-
-/// A moderator's request, decoded and checked against the limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Moderation {
-    /// Tombstone message `seq`.
-    Delete { seq: u64 },
-    /// Close every session of `user` (4001), and refuse its hellos for `secs`.
-    Kick { user: String, secs: u64 },
-    /// Refuse the messages of `user` for `secs`; 0 unmutes.
-    Mute { user: String, secs: u64 },
-}
-
-impl Moderation {
-    fn action(&self) -> &'static str {
-        match self {
-            Moderation::Delete { .. } => "delete",
-            Moderation::Kick { .. } => "kick",
-            Moderation::Mute { .. } => "mute",
-        }
-    }
-}
-
-/// Recognises a moderator frame among the fields of a frame without a `message`:
-/// `None` when it has none of `delete`, `kick`, `mute` (then it is simply a frame of the
-/// wrong shape). More than one of them is refused rather than guessed at.
-pub(crate) fn decode(
-    map: &Map<String, Value>,
-    config: &Config,
-) -> Option<Result<Moderation, ErrorKind>> {
-    let given: Vec<(&str, &Value)> = ["delete", "kick", "mute"]
-        .into_iter()
-        .filter_map(|k| map.get(k).filter(|v| !v.is_null()).map(|v| (k, v)))
-        .collect();
-    Some(match given.as_slice() {
-        [] => return None,
-        [("delete", v)] => v
-            .as_u64()
-            .map(|seq| Moderation::Delete { seq })
-            .ok_or(ErrorKind::DeleteShape),
-        [(kind, v)] => decode_target(kind, v, config),
-        _ => Err(ErrorKind::ModerationShape),
-    })
-}
-
-/// `{"user": <user id>, "secs": <whole seconds>}`; a kick's `secs` defaults to 0, a
-/// mute's is required (a mute that forgot it must not silently unmute).
-fn decode_target(kind: &str, v: &Value, config: &Config) -> Result<Moderation, ErrorKind> {
-    let target = v.as_object().ok_or(ErrorKind::ModerationShape)?;
-    let user = match target.get("user") {
-        Some(Value::String(u)) if is_user_id(u) => u.clone(),
-        _ => return Err(ErrorKind::ModerationShape),
-    };
-    let secs = match target.get("secs") {
-        None | Some(Value::Null) if kind == "kick" => 0,
-        // For a mute, no `secs` (or `null`) is no number either.
-        None => return Err(ErrorKind::ModerationShape),
-        Some(s) => s.as_u64().ok_or(ErrorKind::ModerationShape)?,
-    };
-    if secs > config.max_moderation_secs {
-        return Err(ErrorKind::SecsTooLarge);
-    }
-    Ok(match kind {
-        "kick" => Moderation::Kick { user, secs },
-        _ => Moderation::Mute { user, secs },
-    })
-}
 
 /// What a session of `version` may see of a stored message: its chat frame; for a
 /// tombstone `{"deleted": seq}` to v2 and nothing to v1. Never the text of a tombstone
@@ -152,7 +87,7 @@ fn stored_addrs(r: &Restriction) -> Vec<String> {
 /// (`A\u{200B}na` looks like `Ana`), surrounding white space or case.
 fn fold(name: &str) -> String {
     name.chars()
-        .filter(|&c| !crate::names::is_default_ignorable(c))
+        .filter(|&c| !crate::protocol::names::is_default_ignorable(c))
         .collect::<String>()
         .trim()
         .to_lowercase()
@@ -514,84 +449,6 @@ pub fn audit_line(room: &str, e: &AuditEntry) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn dec(v: Value) -> Option<Result<Moderation, ErrorKind>> {
-        decode(v.as_object().unwrap(), &Config::default())
-    }
-
-    #[test]
-    fn moderator_frames_decode() {
-        assert_eq!(
-            dec(json!({"delete": 17})),
-            Some(Ok(Moderation::Delete { seq: 17 }))
-        );
-        assert_eq!(
-            dec(json!({"kick": {"user": "u9", "secs": 300}})),
-            Some(Ok(Moderation::Kick {
-                user: "u9".into(),
-                secs: 300
-            }))
-        );
-        assert_eq!(
-            dec(json!({"kick": {"user": "u9"}})),
-            Some(Ok(Moderation::Kick {
-                user: "u9".into(),
-                secs: 0
-            }))
-        );
-        assert_eq!(
-            dec(json!({"mute": {"user": "u9", "secs": 0, "why": "x"}})),
-            Some(Ok(Moderation::Mute {
-                user: "u9".into(),
-                secs: 0
-            }))
-        );
-        assert_eq!(dec(json!({"other": 1})), None);
-        assert_eq!(dec(json!({"delete": null})), None);
-    }
-
-    #[test]
-    fn bad_moderator_frames_say_why() {
-        let max = Config::default().max_moderation_secs;
-        for (v, want) in [
-            (json!({"delete": -1}), ErrorKind::DeleteShape),
-            (json!({"delete": 1.5}), ErrorKind::DeleteShape),
-            (json!({"delete": "3"}), ErrorKind::DeleteShape),
-            (json!({"mute": {"user": "u9"}}), ErrorKind::ModerationShape),
-            (json!({"mute": "u9"}), ErrorKind::ModerationShape),
-            (json!({"kick": {"user": 9}}), ErrorKind::ModerationShape),
-            (json!({"kick": {"user": ""}}), ErrorKind::ModerationShape),
-            (
-                json!({"kick": {"user": "x".repeat(65)}}),
-                ErrorKind::ModerationShape,
-            ),
-            (
-                json!({"kick": {"user": "u", "secs": -5}}),
-                ErrorKind::ModerationShape,
-            ),
-            (
-                json!({"kick": {"user": "u", "secs": max + 1}}),
-                ErrorKind::SecsTooLarge,
-            ),
-            (
-                json!({"mute": {"user": "u", "secs": max + 1}}),
-                ErrorKind::SecsTooLarge,
-            ),
-            (
-                json!({"kick": {"user": "u"}, "mute": {"user": "u", "secs": 1}}),
-                ErrorKind::ModerationShape,
-            ),
-            (
-                json!({"delete": 1, "kick": {"user": "u"}}),
-                ErrorKind::ModerationShape,
-            ),
-        ] {
-            assert_eq!(dec(v.clone()), Some(Err(want)), "{v}");
-        }
-        assert!(dec(json!({"mute": {"user": "u", "secs": max}}))
-            .unwrap()
-            .is_ok());
-    }
 
     #[test]
     fn audit_lines_are_json() {

@@ -1,7 +1,8 @@
 //! Per-connection state: small and serde-serializable, so a Durable Object can keep it
 //! in the socket's attachment (16 KiB at most) and rebuild the room after hibernation.
 
-use crate::identity::Role;
+use crate::protocol::user::Role;
+use crate::protocol::version::Version;
 use serde::{Deserialize, Serialize};
 
 /// A connection id, chosen by the backend and unique within the room for the life of
@@ -88,32 +89,9 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// A session's protocol version, chosen in its hello (`"v": 2`). A v1 session never
-/// receives a frame kind that v1 does not have.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Version {
-    #[default]
-    V1,
-    V2,
-}
-
-impl Version {
-    pub fn is_v1(&self) -> bool {
-        *self == Version::V1
-    }
-
-    /// The number clients send and `ready` echoes.
-    pub const fn number(self) -> u8 {
-        match self {
-            Version::V1 => 1,
-            Version::V2 => 2,
-        }
-    }
-}
-
 impl Session {
     pub fn new(id: ConnId, peer: Peer, opened_ms: u64) -> Self {
-        let mut addr = crate::address::address_key(&peer.addr);
+        let mut addr = crate::edge::address::address_key(&peer.addr);
         if addr.len() > MAX_ADDR_LEN {
             let mut cut = MAX_ADDR_LEN;
             while !addr.is_char_boundary(cut) {

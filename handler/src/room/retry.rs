@@ -6,32 +6,10 @@
 //! their index (migration 1). Keeping it with the message means it survives reconnects,
 //! restarts and hibernation with nothing held in memory or in a session.
 
-use crate::config::Config;
-use crate::error_kind::ErrorKind;
-use crate::session::Session;
-use crate::storage::{Storage, StoredMessage};
-use serde_json::Value;
-
-/// The longest `cid` a client may give.
-pub const MAX_CID_LEN: usize = 64;
-
-/// Checks a chat frame's `cid`: absent or `null` is none; otherwise 1 to
-/// [`MAX_CID_LEN`] characters of `[A-Za-z0-9_-]`, which need no escaping anywhere
-/// (JSON, SQL parameters, logs).
-pub fn parse_cid(value: Option<&Value>) -> Result<Option<String>, ErrorKind> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(cid))
-            if (1..=MAX_CID_LEN).contains(&cid.len())
-                && cid
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
-        {
-            Ok(Some(cid.clone()))
-        }
-        Some(_) => Err(ErrorKind::CidInvalid),
-    }
-}
+use crate::protocol::config::Config;
+use crate::protocol::error_kind::ErrorKind;
+use crate::room::session::Session;
+use crate::room::storage::{Storage, StoredMessage};
 
 /// Who sent a message, as far as retries are concerned: two sends are the same send
 /// when this key and the `cid` match. It is stored in the message's `sender` column and
@@ -96,7 +74,7 @@ pub fn check<S: Storage>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::Peer;
+    use crate::room::session::Peer;
 
     #[test]
     fn the_sender_key_needs_a_name_and_keeps_address_and_name_apart() {

@@ -22,11 +22,11 @@
 //! is what a pruned one reads as, so only the number of rows kept changes: at most the
 //! addresses charged within two such intervals.
 
-use crate::address::wide_key;
-use crate::config::Config;
-use crate::ratelimit::Bucket;
-use crate::session::ConnId;
-use crate::storage::Storage;
+use crate::edge::address::wide_key;
+use crate::protocol::config::Config;
+use crate::room::ratelimit::Bucket;
+use crate::room::session::ConnId;
+use crate::room::storage::Storage;
 use std::collections::{BTreeSet, HashMap};
 
 /// Which bucket of an address.
@@ -253,7 +253,7 @@ impl Addresses {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::MemoryStorage;
+    use crate::room::storage::MemoryStorage;
 
     /// One token per bucket, refilled in one second (both kinds), so a second frame in
     /// the same millisecond is refused and a bucket is full again 1000 ms after its

@@ -15,8 +15,8 @@
 //! [`Action::Close`]: crate::Action::Close
 //! [`Close`]: crate::Close
 
-use crate::error_kind::ErrorKind;
-use crate::session::ConnId;
+use crate::protocol::error_kind::ErrorKind;
+use crate::room::session::ConnId;
 
 /// Something a backend may want to count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,14 @@
 
 use std::fmt;
 
-pub use crate::address::{address_key, wide_key, BadProxy, TrustedProxies};
-pub use crate::log_tag::{log_tag, log_tag_of, private_tag};
+pub(crate) mod address;
+pub mod identity;
+pub(crate) mod log_tag;
+
+pub use crate::protocol::origin::normalize_origin;
+use crate::protocol::origin::{default_port, split_host_port};
+pub use address::{address_key, wide_key, BadProxy, TrustedProxies};
+pub use log_tag::{log_tag, log_tag_of, private_tag};
 
 /// The path prefix of every room endpoint: `/api/room/{room}/websocket`.
 pub const ROOM_PATH_PREFIX: &str = "/api/room/";
@@ -113,56 +119,6 @@ impl Rejection {
             header: Some((name, value)),
         }
     }
-}
-
-/// Normalizes an origin (`scheme://host[:port]`) to `scheme://host:port`, lower-case,
-/// with the default port made explicit. `None` if it is not such an origin (`null`,
-/// paths, user info, unknown schemes).
-pub fn normalize_origin(origin: &str) -> Option<String> {
-    let origin = origin.trim();
-    let (scheme, rest) = origin.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    let default_port = default_port(&scheme)?;
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty() || authority.contains(['/', '@', '?', '#']) {
-        return None;
-    }
-    let (host, port) = split_host_port(authority, default_port)?;
-    Some(format!("{scheme}://{host}:{port}"))
-}
-
-fn default_port(scheme: &str) -> Option<u16> {
-    match scheme {
-        "http" | "ws" => Some(80),
-        "https" | "wss" => Some(443),
-        _ => None,
-    }
-}
-
-/// Splits `host[:port]` (IPv6 in brackets) and lower-cases the host.
-fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (h, after) = rest.split_once(']')?;
-        let port = match after {
-            "" => None,
-            p => Some(p.strip_prefix(':')?),
-        };
-        (format!("[{h}]"), port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), Some(p)),
-            None => (authority.to_owned(), None),
-        }
-    };
-    if host.is_empty() || host.contains(':') && !host.starts_with('[') {
-        return None;
-    }
-    let port = match port {
-        None => default_port,
-        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
-        Some(_) => return None,
-    };
-    Some((host.to_ascii_lowercase(), port))
 }
 
 /// The Origin policy. Allowed: no `Origin` (non-browser clients); an Origin whose

@@ -7,19 +7,18 @@
 //! token cannot choose `none` or a public-key algorithm. The signature is checked in
 //! constant time (`Mac::verify_slice`). Time is passed in, like everywhere in the handler.
 
-use crate::client_frame::{is_bidi_control, validate_name};
-use crate::config::{Config, ConfigError};
-use crate::error_kind::ErrorKind;
+use crate::protocol::client_frame::validate_name;
+use crate::protocol::config::{Config, ConfigError};
+use crate::protocol::error_kind::ErrorKind;
+pub use crate::protocol::user::{is_user_id, Role, MAX_USER_CHARS};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 use std::fmt;
 
-/// Longest user id (`sub`), in Unicode scalar values.
-pub const MAX_USER_CHARS: usize = 64;
 /// Shortest secret accepted: HS256 keys should carry at least the hash's 256 bits.
 pub const MIN_SECRET_BYTES: usize = 32;
 /// The `room` claim of a token valid in every room. It is never a room name.
@@ -80,22 +79,6 @@ pub fn check_setup(config: &Config, secret: Option<&AuthSecret>) -> Result<(), C
     Ok(())
 }
 
-/// A verified session's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// May delete messages, kick and mute (see `docs/PROTOCOL.md`).
-    Moderator,
-}
-
-impl Role {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Role::Moderator => "moderator",
-        }
-    }
-}
-
 /// The identity a valid token gives a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -104,14 +87,6 @@ pub struct Identity {
     /// The token's `name` (checked like a hello name), or `user` when absent.
     pub name: String,
     pub role: Option<Role>,
-}
-
-/// True for a valid user id: 1–64 characters, none of them a control or a
-/// text-direction character (it is shown to others as the sender's id).
-pub fn is_user_id(s: &str) -> bool {
-    let count = s.chars().take(MAX_USER_CHARS + 1).count();
-    (1..=MAX_USER_CHARS).contains(&count)
-        && !s.chars().any(|c| c.is_control() || is_bidi_control(c))
 }
 
 /// Verifies a join token for room `room` at `now_ms`. Every refusal is a sentence for

@@ -3,8 +3,8 @@
 //! recipient. The one message that is not a frame of its own, `{"batch": […]}`, wraps
 //! frames already encoded here, byte for byte (`batch.rs`).
 
-use crate::error_kind::ErrorKind;
-use crate::identity::Role;
+use crate::protocol::error_kind::ErrorKind;
+use crate::protocol::user::Role;
 use serde::{Serialize, Serializer};
 use std::sync::Arc;
 

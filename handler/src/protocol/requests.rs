@@ -1,0 +1,200 @@
+//! The v2 requests inside a client frame, decoded and checked against the limits:
+//! moderator frames, history pages and a chat frame's `cid`.
+
+use crate::protocol::config::Config;
+use crate::protocol::error_kind::ErrorKind;
+use crate::protocol::user::is_user_id;
+use serde_json::{Map, Value};
+
+/// A moderator's request, decoded and checked against the limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moderation {
+    /// Tombstone message `seq`.
+    Delete { seq: u64 },
+    /// Close every session of `user` (4001), and refuse its hellos for `secs`.
+    Kick { user: String, secs: u64 },
+    /// Refuse the messages of `user` for `secs`; 0 unmutes.
+    Mute { user: String, secs: u64 },
+}
+
+impl Moderation {
+    pub(crate) fn action(&self) -> &'static str {
+        match self {
+            Moderation::Delete { .. } => "delete",
+            Moderation::Kick { .. } => "kick",
+            Moderation::Mute { .. } => "mute",
+        }
+    }
+}
+
+/// Recognises a moderator frame among the fields of a frame without a `message`:
+/// `None` when it has none of `delete`, `kick`, `mute` (then it is simply a frame of the
+/// wrong shape). More than one of them is refused rather than guessed at.
+pub(crate) fn decode_moderation(
+    map: &Map<String, Value>,
+    config: &Config,
+) -> Option<Result<Moderation, ErrorKind>> {
+    let given: Vec<(&str, &Value)> = ["delete", "kick", "mute"]
+        .into_iter()
+        .filter_map(|k| map.get(k).filter(|v| !v.is_null()).map(|v| (k, v)))
+        .collect();
+    Some(match given.as_slice() {
+        [] => return None,
+        [("delete", v)] => v
+            .as_u64()
+            .map(|seq| Moderation::Delete { seq })
+            .ok_or(ErrorKind::DeleteShape),
+        [(kind, v)] => decode_target(kind, v, config),
+        _ => Err(ErrorKind::ModerationShape),
+    })
+}
+
+/// `{"user": <user id>, "secs": <whole seconds>}`; a kick's `secs` defaults to 0, a
+/// mute's is required (a mute that forgot it must not silently unmute).
+fn decode_target(kind: &str, v: &Value, config: &Config) -> Result<Moderation, ErrorKind> {
+    let target = v.as_object().ok_or(ErrorKind::ModerationShape)?;
+    let user = match target.get("user") {
+        Some(Value::String(u)) if is_user_id(u) => u.clone(),
+        _ => return Err(ErrorKind::ModerationShape),
+    };
+    let secs = match target.get("secs") {
+        None | Some(Value::Null) if kind == "kick" => 0,
+        // For a mute, no `secs` (or `null`) is no number either.
+        None => return Err(ErrorKind::ModerationShape),
+        Some(s) => s.as_u64().ok_or(ErrorKind::ModerationShape)?,
+    };
+    if secs > config.max_moderation_secs {
+        return Err(ErrorKind::SecsTooLarge);
+    }
+    Ok(match kind {
+        "kick" => Moderation::Kick { user, secs },
+        _ => Moderation::Mute { user, secs },
+    })
+}
+
+/// The longest `cid` a client may give.
+pub const MAX_CID_LEN: usize = 64;
+
+/// Checks a chat frame's `cid`: absent or `null` is none; otherwise 1 to
+/// [`MAX_CID_LEN`] characters of `[A-Za-z0-9_-]`, which need no escaping anywhere
+/// (JSON, SQL parameters, logs).
+pub fn parse_cid(value: Option<&Value>) -> Result<Option<String>, ErrorKind> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(cid))
+            if (1..=MAX_CID_LEN).contains(&cid.len())
+                && cid
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+        {
+            Ok(Some(cid.clone()))
+        }
+        Some(_) => Err(ErrorKind::CidInvalid),
+    }
+}
+
+/// Checks the request object: `before` a seq (a whole number ≥ 0) or absent/`null`;
+/// `limit` a whole number from 1 to `history_page_max`, or absent/`null` for that
+/// maximum. Other fields are ignored.
+pub fn parse_history(request: &Value, config: &Config) -> Result<(Option<u64>, usize), ErrorKind> {
+    let Value::Object(map) = request else {
+        return Err(ErrorKind::HistoryShape);
+    };
+    let before = match map.get("before") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or(ErrorKind::HistoryBefore)?),
+    };
+    let limit = match map.get("limit") {
+        None | Some(Value::Null) => config.history_page_max,
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=config.history_page_max).contains(n))
+            .ok_or(ErrorKind::HistoryLimit)?,
+    };
+    Ok((before, limit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dec(v: Value) -> Option<Result<Moderation, ErrorKind>> {
+        decode_moderation(v.as_object().unwrap(), &Config::default())
+    }
+
+    #[test]
+    fn moderator_frames_decode() {
+        assert_eq!(
+            dec(json!({"delete": 17})),
+            Some(Ok(Moderation::Delete { seq: 17 }))
+        );
+        assert_eq!(
+            dec(json!({"kick": {"user": "u9", "secs": 300}})),
+            Some(Ok(Moderation::Kick {
+                user: "u9".into(),
+                secs: 300
+            }))
+        );
+        assert_eq!(
+            dec(json!({"kick": {"user": "u9"}})),
+            Some(Ok(Moderation::Kick {
+                user: "u9".into(),
+                secs: 0
+            }))
+        );
+        assert_eq!(
+            dec(json!({"mute": {"user": "u9", "secs": 0, "why": "x"}})),
+            Some(Ok(Moderation::Mute {
+                user: "u9".into(),
+                secs: 0
+            }))
+        );
+        assert_eq!(dec(json!({"other": 1})), None);
+        assert_eq!(dec(json!({"delete": null})), None);
+    }
+
+    #[test]
+    fn bad_moderator_frames_say_why() {
+        let max = Config::default().max_moderation_secs;
+        for (v, want) in [
+            (json!({"delete": -1}), ErrorKind::DeleteShape),
+            (json!({"delete": 1.5}), ErrorKind::DeleteShape),
+            (json!({"delete": "3"}), ErrorKind::DeleteShape),
+            (json!({"mute": {"user": "u9"}}), ErrorKind::ModerationShape),
+            (json!({"mute": "u9"}), ErrorKind::ModerationShape),
+            (json!({"kick": {"user": 9}}), ErrorKind::ModerationShape),
+            (json!({"kick": {"user": ""}}), ErrorKind::ModerationShape),
+            (
+                json!({"kick": {"user": "x".repeat(65)}}),
+                ErrorKind::ModerationShape,
+            ),
+            (
+                json!({"kick": {"user": "u", "secs": -5}}),
+                ErrorKind::ModerationShape,
+            ),
+            (
+                json!({"kick": {"user": "u", "secs": max + 1}}),
+                ErrorKind::SecsTooLarge,
+            ),
+            (
+                json!({"mute": {"user": "u", "secs": max + 1}}),
+                ErrorKind::SecsTooLarge,
+            ),
+            (
+                json!({"kick": {"user": "u"}, "mute": {"user": "u", "secs": 1}}),
+                ErrorKind::ModerationShape,
+            ),
+            (
+                json!({"delete": 1, "kick": {"user": "u"}}),
+                ErrorKind::ModerationShape,
+            ),
+        ] {
+            assert_eq!(dec(v.clone()), Some(Err(want)), "{v}");
+        }
+        assert!(dec(json!({"mute": {"user": "u", "secs": max}}))
+            .unwrap()
+            .is_ok());
+    }
+}
