@@ -1,10 +1,10 @@
 // edge-chat browser page: the UI only. The connection (resume, retry-safe sends, backoff,
 // history pages) is the client module edge-chat.js. Plain JS, no build step. Protocol:
-// docs/PROTOCOL.md. Everything that comes from the network is rendered with
+// docs/protocol.md. Everything that comes from the network is rendered with
 // textContent, never as HTML.
 //
 // The URL fragment names the room: `#lobby`, or `#room=lobby&token=<jwt>` for an app that
-// opens the page for a signed-in user (docs/PROTOCOL.md, "Signed identity"). The token is
+// opens the page for a signed-in user (docs/protocol.md, "Signed identity"). The token is
 // taken out of the address at once (it is kept for this tab only, in sessionStorage, so a
 // reload still signs in), so it does not end up in the history, a bookmark or a copied
 // link.
@@ -23,7 +23,7 @@ import { EdgeChat } from './edge-chat.js';
   const LIMITS_TIMEOUT_MS = 5000; // GET /api/limits; after that, no client-side length checks
   const COUNTER_FROM = 0.8;       // show a length counter from this fraction of a limit
 
-  // Room names are a fixed grammar of the protocol (docs/PROTOCOL.md, not configurable and
+  // Room names are a fixed grammar of the protocol (docs/protocol.md, not configurable and
   // not in /api/limits): 1–32 of [A-Za-z0-9._-] but not "." or "..", or a private room id
   // of 64 lower-case hex digits. Checked here because a refused upgrade gives the page no
   // reason, only a failed socket.

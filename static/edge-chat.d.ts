@@ -1,4 +1,4 @@
-// Types of edge-chat.js, the edge-chat client module (protocol v2, docs/PROTOCOL.md).
+// Types of edge-chat.js, the edge-chat client module (protocol v2, docs/protocol.md).
 
 /** A stored chat message, as the server broadcasts it. */
 export interface ChatMessage {

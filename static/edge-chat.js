@@ -1,4 +1,4 @@
-// edge-chat client module: one room over the edge-chat protocol v2 (docs/PROTOCOL.md),
+// edge-chat client module: one room over the edge-chat protocol v2 (docs/protocol.md),
 // with exact resume, retry-safe sends and history paging. An ES module with no
 // dependencies and no build step; types in edge-chat.d.ts.
 //

@@ -1,17 +1,24 @@
-//! docs/PROTOCOL.md's "Observability" section lists every label the backends report
-//! (`/metrics` and the Worker's log lines), each with what it stands for, so a new
-//! `ErrorKind`, `Close` or `JoinOutcome` cannot go undocumented.
+//! The labels the backends report (`/metrics` and the Worker's log lines) are all
+//! documented, so a new `ErrorKind`, `Close` or `JoinOutcome` cannot go undocumented:
+//! docs/protocol.md's "Error kinds and close reasons" lists every close reason and
+//! rejection reason with what it stands for, and docs/operating.md's "Observability"
+//! names every join outcome.
 
 use chat_handler::{Close, ErrorKind, JoinOutcome};
 
-fn section() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md");
-    let doc = std::fs::read_to_string(path).unwrap();
-    let after = doc
-        .split("## Observability")
+/// The text of `doc` under the heading `heading`, to the next `## ` heading.
+fn section(doc: &str, heading: &str) -> String {
+    let path = format!("{}/../docs/{doc}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let after = text
+        .split(&format!("\n{heading}\n"))
         .nth(1)
-        .expect("an Observability section");
+        .unwrap_or_else(|| panic!("no {heading:?} in {path}"));
     after.split("\n## ").next().unwrap_or(after).to_owned()
+}
+
+fn labels() -> String {
+    section("protocol.md", "## Error kinds and close reasons")
 }
 
 fn row<'a>(section: &'a str, label: &str) -> &'a str {
@@ -35,7 +42,7 @@ fn part(section: &str, from: &str, to: Option<&str>) -> String {
 
 #[test]
 fn every_close_reason_has_its_row() {
-    let section = part(&section(), "Close reasons", Some("Rejection reasons"));
+    let section = part(&labels(), "Close reasons", Some("Rejection reasons"));
     for close in Close::ALL {
         let row = row(&section, close.label());
         assert!(
@@ -47,7 +54,7 @@ fn every_close_reason_has_its_row() {
 
 #[test]
 fn every_rejection_reason_has_its_row() {
-    let section = part(&section(), "Rejection reasons", None);
+    let section = part(&labels(), "Rejection reasons", None);
     for kind in ErrorKind::ALL {
         let row = row(&section, kind.label());
         assert!(row.contains(kind.sentence()), "{kind:?}: {row}");
@@ -56,7 +63,7 @@ fn every_rejection_reason_has_its_row() {
 
 #[test]
 fn join_outcomes_are_named() {
-    let section = section();
+    let section = section("operating.md", "## Observability");
     for outcome in JoinOutcome::ALL {
         assert!(
             section.contains(&format!("`{}`", outcome.label())),

@@ -1,11 +1,11 @@
 //! What one hostile client can do to the local runner, tried on the real process:
 //! room spam, a socket that never reads, slowloris, a half-sent request at shutdown,
 //! too many connections, and lost commits. Each case and its figures are in
-//! docs/RELIABILITY.md; the limits and answers in docs/PROTOCOL.md.
+//! docs/RELIABILITY.md; the limits in docs/operating.md, the answers in docs/protocol.md.
 //!
 //! Local-runner only: the Durable Object has no process of its own to measure, and the
-//! platform owns its HTTP server and sockets (see PROTOCOL.md, "Where the backends
-//! differ").
+//! platform owns its HTTP server and sockets (see docs/operating.md, "Where the backends
+//! differ for operators").
 
 mod common;
 
@@ -146,7 +146,7 @@ async fn a_room_opener_is_throttled_with_429_and_retry_after() {
 
 /// A client that never reads, in a quiet room, answering with pongs nobody asked for:
 /// closed as a slow consumer once its frames have stayed unread for
-/// `drain_timeout_ms` (at most 1.5 times that, see PROTOCOL.md "Liveness"), while a
+/// `drain_timeout_ms` (at most 1.5 times that, see docs/protocol.md "Liveness"), while a
 /// member that reads stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_never_reads_is_closed_even_if_it_sends_pongs() {
@@ -250,7 +250,7 @@ fn a_slowloris_is_closed_after_the_header_timeout() {
 }
 
 /// SIGTERM with a half-sent request open (and a joined socket): the runner exits,
-/// with status 0, within the documented bound (PROTOCOL.md "Shutdown": 10 s).
+/// with status 0, within the documented bound (docs/operating.md "Shutdown": 10 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_half_sent_request_exits_within_the_bound() {
     let mut runner = Runner::start(&[]);

@@ -590,7 +590,7 @@ test('two tabs chatting (the README screenshot)', { timeout: TEST_MS }, async ()
 
 // ---- signed identity and moderation ------------------------------------------------
 
-// A join token as an app's backend mints one: a JWT signed with HS256 (docs/PROTOCOL.md,
+// A join token as an app's backend mints one: a JWT signed with HS256 (docs/protocol.md,
 // "Signed identity"), valid for ten minutes.
 function mintToken(claims, secret = SECRET) {
   const part = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');

@@ -1,5 +1,5 @@
 //! A small chat client over a real WebSocket, with every wait bounded and every server
-//! frame checked against the exact shapes of docs/PROTOCOL.md.
+//! frame checked against the exact shapes of docs/protocol.md.
 
 use crate::error::Context;
 use crate::{bail, ensure, Error, Result};

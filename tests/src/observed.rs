@@ -1,7 +1,7 @@
 //! What a backend reports about itself, read as an operator reads it: the local
 //! runner's `GET /metrics` page (Prometheus text format), and the Durable Object's JSON
-//! log lines (docs/PROTOCOL.md, "Observability"). Series names and label values are
-//! written here as literals, as the README and PROTOCOL.md give them.
+//! log lines (docs/operating.md, "Observability"). Series names and label values are
+//! written here as literals, as docs/operating.md and docs/protocol.md give them.
 
 use crate::harness::{BackendKind, Instance};
 use crate::{bail, ensure, Result};

@@ -188,7 +188,7 @@ impl Group {
 
     /// The handler configuration the group's instances run with: the defaults with
     /// the group's overrides applied, exactly as a backend applies them. (Only to check
-    /// the overrides; scenarios take their expectations from docs/PROTOCOL.md and the
+    /// the overrides; scenarios take their expectations from docs/protocol.md and the
     /// group's constants, never from the handler.)
     pub fn config(self) -> Result<Config> {
         let mut config = Config::default();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// Start of the JSON line the Durable Object logs when the first event after a
 /// construction rebuilds the room with open sockets, i.e. after an eviction:
-/// `{"event":"restore","sessions":N,"seq":M}` (docs/PROTOCOL.md, "Observability").
+/// `{"event":"restore","sessions":N,"seq":M}` (docs/operating.md, "Observability").
 pub const RESTORED_LOG: &str = r#"{"event":"restore""#;
 
 /// Whether `line` is the Durable Object's restore line with exactly `sessions` sessions.
@@ -25,7 +25,7 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// workerd evicts a Durable Object after 10 s without events (measured here: 9.8 s idle
 /// never evicted, 10.0 s always did) and logs nothing when it does. The object's alarm
 /// is an event too, and it is left pending after the hellos it was set for (never
-/// deleted, docs/PROTOCOL.md): it fires once at most `hello_timeout_ms` (10 s) after the
+/// deleted, docs/operating.md): it fires once at most `hello_timeout_ms` (10 s) after the
 /// room's last connect, so a room is evicted at most 20 s after its last connect. The
 /// suite idles a margin past that, then requires the restore log line, which only an
 /// evicted and rebuilt room prints. EDGE_CHAT_WRANGLER_IDLE_SECS overrides it.

@@ -19,7 +19,7 @@ struct Limits {
     history_page_max: usize,
 }
 
-/// Default group: the defaults docs/PROTOCOL.md states (32 chars, 1000 chars, 64 KiB).
+/// Default group: the defaults docs/protocol.md states (32 chars, 1000 chars, 64 KiB).
 pub async fn advertised_limits_are_the_defaults_and_enforced(ctx: Ctx) -> Result<()> {
     let defaults = Limits {
         max_name_chars: 32,

@@ -192,7 +192,7 @@ const REJOINS: usize = 15;
 /// A client that closes (and waits for the server to answer its close) and at once
 /// joins again under the same name is announced as `quit`, then `joined`, never the
 /// other way round: when the server completes a client's close handshake, the room has
-/// already processed that member's quit (docs/PROTOCOL.md, "Closing"). Repeated, since
+/// already processed that member's quit (docs/protocol.md, "Closing"). Repeated, since
 /// a backend that answers the close before the room lets the member go gets the order
 /// wrong only when the new join overtakes the quit.
 pub async fn a_quit_comes_before_the_same_clients_next_join(ctx: Ctx) -> Result<()> {

@@ -1,6 +1,6 @@
 //! What connect-then-close churn costs a room's storage on Cloudflare: the Durable
 //! Object counts its SQL statements and alarm sets and reports them every 100 connect
-//! attempts as `{"event":"storage",…}` (docs/PROTOCOL.md, "Observability"); and that
+//! attempts as `{"event":"storage",…}` (docs/operating.md, "Observability"); and that
 //! hello deadlines hold after such churn, which leaves the object's alarm pending.
 
 use super::{join, SILENCE};

@@ -27,7 +27,7 @@ pub async fn bad_message_gets_error_and_socket_stays_open(ctx: Ctx) -> Result<()
     );
 
     let text = |v: serde_json::Value| v.to_string();
-    // The error sentences of docs/PROTOCOL.md ("Client → server").
+    // The error sentences of docs/protocol.md ("Client → server").
     let empty = "Message is empty.";
     let too_long = "Message is too long.";
     let not_json = r#"Invalid JSON: send a text frame like {"message": "hello"}."#;

@@ -18,7 +18,7 @@ pub async fn bad_hello_gets_error_and_close_1008(ctx: Ctx) -> Result<()> {
     let room = ctx.room("hello-bad");
     let (mut observer, _) = join(&base, &room, "observer").await?;
     let name = |n: serde_json::Value| First::Text(json!({ "name": n }).to_string());
-    // The error sentences of docs/PROTOCOL.md ("Client → server").
+    // The error sentences of docs/protocol.md ("Client → server").
     let too_long = "Name is too long.";
     let control = "Name may not contain control characters.";
     let bidi = "Name may not contain text-direction override characters.";

@@ -42,7 +42,7 @@ pub struct Scenario {
     pub group: Group,
     /// The backends it runs on. A scenario asserts the same thing on each of them; a
     /// behaviour that differs by platform is a scenario per behaviour, each listed only
-    /// for the backends that have it (docs/PROTOCOL.md, "Where the backends differ").
+    /// for the backends that have it (docs/protocol.md, "Where the backends differ").
     pub backends: &'static [BackendKind],
     pub run: ScenarioFn,
 }
@@ -287,7 +287,7 @@ pub fn all() -> Vec<Scenario> {
         scenario!(Default, abuse::invisible_names_are_refused_1008),
         scenario!(Default, abuse::check_marks_in_names_are_refused_1008),
         // The storage line is the Durable Object's: the runner times hello deadlines
-        // in memory and reports no storage counts (docs/PROTOCOL.md).
+        // in memory and reports no storage counts (docs/operating.md).
         scenario!(
             Default,
             churn_cost::connect_close_churn_costs_the_object_o1_storage,

@@ -43,7 +43,7 @@ fn header_tokens(resp: &Response, name: &str) -> Vec<String> {
     tokens
 }
 
-/// An HTTP refusal as docs/PROTOCOL.md ("HTTP endpoints") states it: the status, the
+/// An HTTP refusal as docs/protocol.md ("HTTP endpoints") states it: the status, the
 /// plain-text body, and the header HTTP requires with the status (`Allow` with 405,
 /// `Upgrade` with 426).
 #[derive(Clone, Copy)]
@@ -175,7 +175,7 @@ pub async fn upgrade_refusals_come_in_the_documented_order(ctx: Ctx) -> Result<(
 
 /// A 426 carries `Upgrade: websocket`, saying what to upgrade to, as HTTP requires.
 /// Local runner only: workerd drops a Worker's `Upgrade` header on anything but a 101
-/// (docs/PROTOCOL.md, "Where the backends differ").
+/// (docs/protocol.md, "Where the backends differ").
 pub async fn upgrade_required_426_says_upgrade_websocket(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let path = ws_path(&ctx.room("426"));
@@ -234,7 +234,7 @@ const DEFLATE_OFFERS: [&str; 4] = [
     "x-webkit-deflate-frame",
 ];
 
-/// `max_frame_bytes` of the Default group: the default, 64 KiB (docs/PROTOCOL.md).
+/// `max_frame_bytes` of the Default group: the default, 64 KiB (docs/protocol.md).
 const DEFAULT_MAX_FRAME_BYTES: usize = 65536;
 
 /// An upgrade that offers permessage-deflate gets a 101 without any
@@ -305,7 +305,7 @@ async fn inflated_past_the_cap(base: &str, room: &str) -> Result<()> {
         "a raw upgrade offering permessage-deflate got extensions {extensions:?}: nothing \
          in front of the Worker negotiated deflate, so this scenario cannot send a \
          compressed message; if that is now how `wrangler dev` behaves, update \
-         docs/PROTOCOL.md and run `deflate_offer_gets_no_extension` on wrangler instead"
+         docs/protocol.md and run `deflate_offer_gets_no_extension` on wrangler instead"
     );
     let Some(mut socket) = socket else {
         bail!("no socket after a 101");

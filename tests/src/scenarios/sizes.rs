@@ -10,13 +10,13 @@ use crate::{bail, ensure, ensure_eq, Result};
 use serde_json::{json, Value};
 use std::net::Ipv4Addr;
 
-/// `batch_max_bytes` by default (docs/PROTOCOL.md, "Limits and close codes").
+/// `batch_max_bytes` by default (docs/protocol.md, "Limits and close codes").
 const BATCH_MAX_BYTES: usize = 262_144;
 /// Cloudflare's limit on one WebSocket message.
 const CLOUDFLARE_MAX: usize = 1 << 20;
 /// `max_message_chars` by default.
 const MAX_MESSAGE_CHARS: usize = 1000;
-/// The bound on one chat frame with the default limits (docs/PROTOCOL.md, "Message
+/// The bound on one chat frame with the default limits (docs/protocol.md, "Message
 /// size"): what a session that takes frames one by one may get at most.
 const MAX_CHAT_FRAME_BYTES: usize = 6960;
 
