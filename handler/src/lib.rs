@@ -9,7 +9,7 @@
 //! The protocol's vocabulary is typed and declared once: what clients send is a
 //! [`ClientFrame`], what the server sends a [`ServerFrame`], every close a [`Close`],
 //! every error sentence an [`ErrorKind`], every HTTP route an [`edge::Route`] and every
-//! limit a [`Config`] key. See `docs/PROTOCOL.md` for the wire protocol.
+//! limit a [`Config`] key. See `docs/protocol.md` for the wire protocol.
 //!
 //! What a backend may want to count (rejections, join outcomes, stored messages) the
 //! room reports as typed [`Event`]s to the backend's [`Observer`].

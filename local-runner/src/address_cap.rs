@@ -6,7 +6,7 @@
 //! Addresses are keyed as every per-address limit is (`edge::address_key`: IPv4 /32,
 //! IPv6 /64). Which address a connection counts against is decided by `server` (the TCP
 //! peer, at accept time) and `http` (the forwarded client of a WebSocket that came
-//! through a trusted proxy); see "HTTP limits of the local runner" in PROTOCOL.md.
+//! through a trusted proxy); see "HTTP limits of the local runner" in docs/operating.md.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

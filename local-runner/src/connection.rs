@@ -145,7 +145,7 @@ impl Reader {
                     // The client closes (not a reply to our close). The library answers
                     // it on our next read; first the room lets the member go, so that
                     // whoever reconnects once the close is answered finds the quit
-                    // processed (docs/PROTOCOL.md, "Closing"). From now on the writer
+                    // processed (docs/protocol.md, "Closing"). From now on the writer
                     // could only fail (nothing may follow a close) or flush that answer
                     // early, so it stops here; frames it already wrote go out with the
                     // answer.

@@ -1,5 +1,5 @@
 //! The runner's figures, for `GET /metrics` in the Prometheus text format (0.0.4). The
-//! README lists every series.
+//! docs/operating.md ("Observability") lists every series.
 //!
 //! One [`Metrics`] per process, shared (`Arc`) by the registry, the room actors and the
 //! connections; no global registry, so tests build their own. Each figure is recorded

@@ -42,7 +42,7 @@ pub(crate) enum Event {
     /// The client sent a close frame: the room lets it go as for [`Event::Disconnect`],
     /// then says so through `done`. Only then does the connection complete the close
     /// handshake, so a client that reconnects once its close is answered always finds
-    /// its quit processed (docs/PROTOCOL.md, "Closing").
+    /// its quit processed (docs/protocol.md, "Closing").
     Leave {
         conn: ConnId,
         done: oneshot::Sender<()>,

@@ -1,6 +1,6 @@
 //! Structured log lines, so that `wrangler tail` and Logpush users can count what the
 //! local runner counts on `GET /metrics`: one JSON object per line, its kind in
-//! `"event"` (format in docs/PROTOCOL.md, "Observability"):
+//! `"event"` (format in docs/operating.md, "Observability"):
 //!
 //! - `{"event":"close","code":1008,"reason":"bad_hello"}`: every close the object
 //!   orders (by the handler, a refused connection, unreadable storage);

@@ -210,7 +210,7 @@ impl worker::DurableObject for ChatRoom {
     ) -> Result<()> {
         // The room lets the member go first (its quit goes out to everyone), then the
         // handshake completes: a client that rejoins once its close is answered always
-        // comes after its quit (docs/PROTOCOL.md, "Closing"; wrangler.toml's date).
+        // comes after its quit (docs/protocol.md, "Closing"; wrangler.toml's date).
         let alarm = self.gone(&ws);
         // Complete the closing handshake with the peer's code, where it may be sent back.
         // A close reason is at most 123 bytes on the wire; the peer's fits by definition.

@@ -3,7 +3,7 @@
 //! the events that caused them (connect attempts, alarms fired). The counts are this
 //! instance's, since it was constructed; every [`REPORT_EVERY_CONNECTS`] connect
 //! attempts the object prints them as one `{"event":"storage",…}` log line
-//! (docs/PROTOCOL.md, "Observability"). Two lines of one instance, subtracted, give
+//! (docs/operating.md, "Observability"). Two lines of one instance, subtracted, give
 //! the cost of exactly that many connects.
 //!
 //! The object never deletes its alarm (a stale one fires once, finds nothing due and

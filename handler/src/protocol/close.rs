@@ -1,6 +1,6 @@
 //! Every way the chat closes a WebSocket, with its code and its reason, declared once.
 //! Backends name a [`Close`] and never write a code or a reason themselves, so both send
-//! the same bytes, and `docs/PROTOCOL.md`'s table of closes has one source.
+//! the same bytes, and `docs/protocol.md`'s table of closes has one source.
 
 /// Why a connection is closed. [`Close::code`] and [`Close::reason`] are what goes on the
 /// wire in the close frame.
@@ -114,7 +114,7 @@ impl Close {
         }
     }
 
-    /// The close reason: short, for people, fixed by `docs/PROTOCOL.md`.
+    /// The close reason: short, for people, fixed by `docs/protocol.md`.
     pub const fn reason(self) -> &'static str {
         match self {
             Close::RoomFull => "Room is full",

@@ -1,5 +1,5 @@
 //! Every error sentence the chat sends in an `{"error": …}` frame, declared once. The
-//! sentences are fixed by `docs/PROTOCOL.md`: they are for the person using a client,
+//! sentences are fixed by `docs/protocol.md`: they are for the person using a client,
 //! never parser internals.
 
 /// What went wrong, as told to the client.

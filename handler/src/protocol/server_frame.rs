@@ -12,7 +12,7 @@ use std::sync::Arc;
 pub type Frame = Arc<str>;
 
 /// A frame the server sends. Each variant serializes to exactly the JSON object
-/// `docs/PROTOCOL.md` gives, keys in the documented order (clients may compare bytes).
+/// `docs/protocol.md` gives, keys in the documented order (clients may compare bytes).
 /// Adding a frame kind means adding a variant; the compiler then points at every
 /// `match` that must handle it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -9,7 +9,7 @@ pub const MAX_USER_CHARS: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// May delete messages, kick and mute (see `docs/PROTOCOL.md`).
+    /// May delete messages, kick and mute (see `docs/protocol.md`).
     Moderator,
 }
 
