@@ -596,7 +596,7 @@ fn batch_sessions_survive_hibernation() {
 
 /// The conns that `actions` deliver anything to.
 fn recipients_of(room: &Room<MemoryStorage>, actions: &[Action]) -> Vec<ConnId> {
-    let mut all: Vec<ConnId> = room.sessions().map(|s| s.id).collect();
+    let mut all: Vec<ConnId> = room.sessions().map(|s| s.id()).collect();
     all.retain(|c| !messages_for(room, actions, *c).is_empty());
     all
 }

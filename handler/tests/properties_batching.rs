@@ -271,7 +271,7 @@ proptest! {
 
             let members: Vec<ConnId> = room.members().collect();
             for s in room.sessions().filter(|s| s.is_joined()) {
-                kinds.insert(s.id, (s.version, s.is_batched()));
+                kinds.insert(s.id(), (s.version(), s.is_batched()));
             }
             views.retain(|c, _| room.session(*c).is_some());
             for (to, message) in messages(&room, &actions) {
@@ -310,7 +310,7 @@ proptest! {
 
             // Every member's roster, as told by the frames it got, equals the named open
             // sessions, itself included; for a batch session, once nothing is pending.
-            let mut roster: Vec<String> = room.sessions().filter_map(|s| s.name.clone()).collect();
+            let mut roster: Vec<String> = room.sessions().filter_map(|s| s.name().map(str::to_owned)).collect();
             roster.sort();
             let settled = room.next_flush().is_none();
             for m in &members {

@@ -220,7 +220,7 @@ proptest! {
             let sender = match op {
                 Op::Chat { conn, cid: Some(cid), .. } => room
                     .session(*conn)
-                    .and_then(|s| Some((s.addr.clone(), s.name.clone()?, CIDS[*cid].to_owned()))),
+                    .and_then(|s| Some((s.addr().to_owned(), s.name().map(str::to_owned)?, CIDS[*cid].to_owned()))),
                 _ => None,
             };
             let seq_before = last_seq;
@@ -243,7 +243,7 @@ proptest! {
                         if members.contains(to) {
                             apply_roster_frame(views.entry(*to).or_default(), &v);
                         }
-                        let v1 = room.session(*to).is_some_and(|s| s.version == Version::V1);
+                        let v1 = room.session(*to).is_some_and(|s| s.version() == Version::V1);
                         if v1 {
                             prop_assert!(v.get("roster").is_none() && v.get("history").is_none(), "v1 got {}", frame);
                         }
@@ -293,7 +293,7 @@ proptest! {
 
             // Every member's roster, as told by the frames it got, equals the named open
             // sessions, itself included.
-            let mut roster: Vec<String> = room.sessions().filter_map(|s| s.name.clone()).collect();
+            let mut roster: Vec<String> = room.sessions().filter_map(|s| s.name().map(str::to_owned)).collect();
             roster.sort();
             for m in &members {
                 let mut view = views.get(m).cloned().unwrap_or_default();

@@ -113,7 +113,10 @@ pub(crate) struct Cli {
     pub(crate) metrics_bind: Option<SocketAddr>,
 
     // Every setting of the handler's `Config`, one flag each (see [`Limits`]).
-    #[command(flatten, next_help_heading = "Chat settings (docs/operating.md, Limits)")]
+    #[command(
+        flatten,
+        next_help_heading = "Chat settings (docs/operating.md, Limits)"
+    )]
     pub limits: Limits,
 
     /// Without a subcommand, the runner serves the chat.

@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(back.epoch(), epoch);
         assert_eq!(back.last_seq(), 1);
         let session = back.session(1).expect("session restored");
-        assert_eq!(session.name.as_deref(), Some("alice"));
+        assert_eq!(session.name(), Some("alice"));
     }
 
     #[tokio::test]

@@ -460,7 +460,7 @@ impl RoomActor {
         }
         if self.state.has_sessions() {
             if let Some(room) = self.room() {
-                let ids: Vec<ConnId> = room.sessions().map(|s| s.id).collect();
+                let ids: Vec<ConnId> = room.sessions().map(|s| s.id()).collect();
                 for id in ids {
                     // Links are gone, so the resulting actions have no one to reach.
                     let _ = room.kick(id, Close::GoingAway, now);

@@ -295,9 +295,9 @@ impl ChatRoom {
             return None;
         };
         let actions = match message {
-            WebSocketIncomingMessage::String(text) => live.room.on_text(session.id, &text, now),
+            WebSocketIncomingMessage::String(text) => live.room.on_text(session.id(), &text, now),
             WebSocketIncomingMessage::Binary(bytes) => {
-                live.room.on_binary(session.id, bytes.len(), now)
+                live.room.on_binary(session.id(), bytes.len(), now)
             }
         };
         live.apply(actions);
@@ -313,8 +313,8 @@ impl ChatRoom {
         let mut guard = self.live.borrow_mut();
         // On failure `live` has closed the other sockets; this one is closing.
         let live = self.live(&mut guard, Some((ws, &session)))?;
-        live.sockets.remove(&session.id);
-        let actions = live.room.disconnect(session.id, now);
+        live.sockets.remove(&session.id());
+        let actions = live.room.disconnect(session.id(), now);
         live.apply(actions);
         arm_flush_timer(&self.live, live, now);
         live.alarm_change()
@@ -425,7 +425,7 @@ impl ChatRoom {
             let mut sessions = Vec::new();
             for ws in self.state.get_websockets() {
                 if let Some(s) = attachment(&ws) {
-                    sockets.insert(s.id, ws);
+                    sockets.insert(s.id(), ws);
                     sessions.push(s);
                 }
             }
@@ -449,7 +449,7 @@ impl ChatRoom {
             }
         }
         if let (Some((ws, s)), Some(live)) = (event, slot.as_mut()) {
-            if live.room.session(s.id).is_none() {
+            if live.room.session(s.id()).is_none() {
                 // The socket's attachment says the room counts it, but the rebuild did not
                 // see it (absent from get_websockets(), e.g. closing while the object was
                 // evicted). Rebuild once more with its session added, so its frame is
@@ -464,7 +464,7 @@ impl ChatRoom {
                 match self.open(config.clone(), &epoch, sessions) {
                     Ok(room) => {
                         live.room = room;
-                        live.sockets.insert(s.id, ws.clone());
+                        live.sockets.insert(s.id(), ws.clone());
                     }
                     Err(e) => {
                         console_error!("edge-chat: cannot reopen room: {e}");

@@ -25,40 +25,40 @@ pub struct Peer {
 /// One connection's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
-    pub id: ConnId,
+    pub(crate) id: ConnId,
     /// The key of the per-address limits (seats, rate buckets):
     /// [`crate::edge::address_key`] of [`Peer::addr`].
-    pub addr: String,
+    pub(crate) addr: String,
     /// `None` until the hello arrives: the session is not in the room yet.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Frames rejected in a row by the rate limit. (The buckets themselves are the
     /// address's, kept in storage once per address, not per session.)
-    pub strikes: u32,
+    pub(crate) strikes: u32,
     /// When the connection opened (ms since the Unix epoch): the hello deadline counts
     /// from here.
     #[serde(default)]
-    pub opened_ms: u64,
+    pub(crate) opened_ms: u64,
     /// The protocol version the hello asked for (see [`Version`]).
     #[serde(default, skip_serializing_if = "Version::is_v1")]
-    pub version: Version,
+    pub(crate) version: Version,
     /// The room's epoch when the session opened in a room that had stored nothing yet
     /// (so storage had no epoch either): a room rebuilt from its sessions then keeps
     /// the epoch its clients were told. `None` in a room with history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub room_epoch: Option<String>,
+    pub(crate) room_epoch: Option<String>,
     /// Who a valid join token says this is; `None` for an anonymous session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verified: Option<Verified>,
+    pub(crate) verified: Option<Verified>,
     /// The v2 hello asked for batched delivery (`"batch": true`). Kept in the session, so
     /// the opt-in survives hibernation; left out of the serialized form when off, to keep
     /// attachments small.
     #[serde(default, skip_serializing_if = "is_false")]
-    pub batch: bool,
+    pub(crate) batch: bool,
     /// Until when (ms since the Unix epoch) the session's address is muted
     /// (`moderation_binds_address`): read from storage at the hello and updated by
     /// later mutes, so a chat message needs no storage read. Never set for a moderator.
     #[serde(default, skip_serializing_if = "is_zero")]
-    pub addr_muted_until: u64,
+    pub(crate) addr_muted_until: u64,
 }
 
 /// A verified session's identity, from its join token. At most a user id of 64
@@ -90,6 +90,35 @@ fn is_false(b: &bool) -> bool {
 }
 
 impl Session {
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The key of the address's limits ([`crate::edge::address_key`]).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The display name, once the hello is accepted.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Frames rejected in a row by the rate limit.
+    pub fn strikes(&self) -> u32 {
+        self.strikes
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Who a valid join token says this is; `None` when anonymous.
+    pub fn verified(&self) -> Option<&Verified> {
+        self.verified.as_ref()
+    }
+
     pub fn new(id: ConnId, peer: Peer, opened_ms: u64) -> Self {
         let mut addr = crate::edge::address::address_key(&peer.addr);
         if addr.len() > MAX_ADDR_LEN {
