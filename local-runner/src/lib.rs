@@ -8,6 +8,7 @@
 mod address_cap;
 mod cli;
 mod clock;
+mod conn_permit;
 mod connection;
 mod hibernation;
 mod http;
@@ -17,6 +18,7 @@ mod metrics;
 mod open_files;
 mod open_limit;
 mod registry;
+mod responses;
 mod room_actor;
 mod room_inbox;
 mod server;
@@ -282,7 +284,7 @@ async fn run(
     });
 
     info!("edge-chat listening on http://{addr}");
-    let limits = server::Limits {
+    let limits = server::ConnectionLimits {
         header_timeout: Duration::from_secs(cli.header_timeout_secs),
         timeouts: Timeouts {
             write: Duration::from_secs(cli.write_timeout_secs),
