@@ -354,6 +354,7 @@ mod tests {
     }
     use crate::room_actor::RoomContext;
     use crate::store::StoreFactory;
+    use chat_handler::edge::Rejection;
     use std::time::Duration;
     use tokio::sync::watch;
 
