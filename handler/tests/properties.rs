@@ -20,6 +20,7 @@ mod common;
 use chat_handler::{
     Action, Close, Config, ConnId, ErrorKind, MemoryStorage, Room, Session, Storage, ANONYMOUS,
 };
+use common::model::{self, feed, Input, ADDRS};
 use common::{peer, EPOCH};
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
@@ -28,25 +29,21 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::Write;
 
-/// Small limits, so that generated cases reach them: backlog < resume_max < retention.
+/// The shared small config (backlog 5 < resume_max < retention 20), with a faster
+/// refill, fewer strikes, a longer `resume_max` and a message limit the odd texts
+/// cross.
 fn config() -> Config {
     Config {
-        room_capacity: 4,
-        rate_burst: 3,
         rate_per_sec: 2.0,
         rate_strikes: 3,
-        retention: 20,
-        backlog: 5,
         resume_max: 12,
-        max_frame_bytes: 200,
         max_message_chars: 50,
-        hello_timeout_ms: 2000,
         // Seats and the join bucket are not in this model (tests/abuse.rs checks them):
         // out of the way here.
         seats_per_address: 1000,
         join_burst: 1_000_000,
         join_per_sec: 1_000_000.0,
-        ..Config::default()
+        ..model::config()
     }
 }
 
@@ -61,7 +58,6 @@ fn raised_config() -> Config {
     }
 }
 
-const ADDRS: u8 = 3;
 const STALE_EPOCH: &str = "an-older-epoch";
 
 /// Hello names and what the room makes of them.
@@ -282,19 +278,26 @@ enum Event {
     Tick,
 }
 
-fn apply(room: &mut Room<MemoryStorage>, ev: &Event, now: u64) -> Vec<Action> {
-    match ev {
-        // A refusal reads like the close the backend then sends.
-        Event::Connect { conn, addr } => room
-            .try_connect(*conn, peer(addr), now)
-            .unwrap_or_else(|close| vec![Action::Close { conn: *conn, close }]),
-        Event::Text { conn, text, .. } => room.on_text(*conn, text, now),
-        Event::Binary { conn, len } => room.on_binary(*conn, *len, now),
-        Event::TooBig { conn } => room.on_too_big(*conn, now),
-        Event::Kick { conn } => room.kick(*conn, Close::SlowConsumer, now),
-        Event::Disconnect { conn } => room.disconnect(*conn, now),
-        Event::Tick => room.on_tick(now),
+impl Event {
+    /// What the backend feeds the room.
+    fn input(&self) -> Input<'_> {
+        match self {
+            Event::Connect { conn, addr } => Input::Open { conn: *conn, addr },
+            Event::Text { conn, text, .. } => Input::Text { conn: *conn, text },
+            Event::Binary { conn, len } => Input::Binary {
+                conn: *conn,
+                len: *len,
+            },
+            Event::TooBig { conn } => Input::TooBig { conn: *conn },
+            Event::Kick { conn } => Input::Kick { conn: *conn },
+            Event::Disconnect { conn } => Input::Close { conn: *conn },
+            Event::Tick => Input::Tick,
+        }
     }
+}
+
+fn apply(room: &mut Room<MemoryStorage>, ev: &Event, now: u64) -> Vec<Action> {
+    feed(room, ev.input(), now)
 }
 
 fn serialized_sessions(room: &Room<MemoryStorage>) -> Vec<Session> {
@@ -722,6 +725,8 @@ impl Case {
         match ev {
             Event::Connect { conn, addr } => {
                 if self.conns.len() >= cfg.room_capacity {
+                    // The reason as an error frame, then the close.
+                    expect.errors.push((*conn, ErrorKind::RoomFull));
                     expect.closes.push((*conn, Close::RoomFull));
                 } else {
                     let c = Conn {

@@ -4,105 +4,31 @@
 
 mod common;
 
-use common::{parse, rebuilt, EPOCH};
+use common::model::{self, advance, apply, Op, EPOCH, OPT_INS};
+use common::{ops, parse, peer, rebuilt};
 
-use chat_handler::{Action, Config, ConnId, Frame, MemoryStorage, Peer, Room, Session, Version};
+use chat_handler::{Action, Config, ConnId, Frame, MemoryStorage, Room, Session, Version};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone)]
-enum Op {
-    Connect {
-        conn: ConnId,
-        addr: u8,
-    },
-    Hello {
-        conn: ConnId,
-        name: usize,
-        resume: Option<(bool, u64)>,
-        /// An index into [`OPT_INS`].
-        opt_in: usize,
-    },
-    Chat {
-        conn: ConnId,
-        text: usize,
-    },
-    /// A message of `len` characters that JSON escapes as `\u00XX` (6 bytes each).
-    Spam {
-        conn: ConnId,
-        len: usize,
-    },
-    Text {
-        conn: ConnId,
-        raw: String,
-    },
-    Binary {
-        conn: ConnId,
-        len: usize,
-    },
-    Close {
-        conn: ConnId,
-    },
-    Advance {
-        ms: u64,
-    },
-    Tick,
-}
-
-const NAMES: &[&str] = &[
-    "alice",
-    "bob",
-    "  carol ",
-    "",
-    "x\u{202e}y",
-    "a\tb",
-    "ddddddddddddddddddddddddddddddddd",
-];
-const TEXTS: &[&str] = &["hi", "  spaced  ", "", "   ", "<img src=x>", "ü😀"];
-/// Hello fields besides the name: v1, v2, v2 with batching, and the ignored or refused
-/// shapes of `batch`.
-const OPT_INS: &[&str] = &[
-    "",
-    r#""v":2"#,
-    r#""v":2,"batch":true"#,
-    r#""v":2,"batch":true"#,
-    r#""v":2,"batch":false"#,
-    r#""batch":true"#,
-    r#""v":2,"batch":"yes""#,
-];
-
+/// Traffic from v1, v2 and batch sessions (every opt-in of `model::OPT_INS`).
 fn op() -> impl Strategy<Value = Op> {
-    let conn = 0u64..6;
     prop_oneof![
-        (conn.clone(), 0u8..3).prop_map(|(conn, addr)| Op::Connect { conn, addr }),
-        (
-            conn.clone(),
-            0..NAMES.len(),
-            proptest::option::of((any::<bool>(), 0u64..40)),
-            0..OPT_INS.len(),
-        )
-            .prop_map(|(conn, name, resume, opt_in)| Op::Hello {
-                conn,
-                name,
-                resume,
-                opt_in
-            }),
-        (conn.clone(), 0..TEXTS.len()).prop_map(|(conn, text)| Op::Chat { conn, text }),
-        (conn.clone(), ".{0,40}").prop_map(|(conn, raw)| Op::Text { conn, raw }),
-        (conn.clone(), 0usize..300).prop_map(|(conn, len)| Op::Binary { conn, len }),
-        conn.prop_map(|conn| Op::Close { conn }),
-        (0u64..3000).prop_map(|ms| Op::Advance { ms }),
-        Just(Op::Tick),
+        ops::connect(),
+        ops::hello(0..OPT_INS.len() as u8),
+        ops::chat(false),
+        ops::text(),
+        ops::binary(),
+        ops::close(),
+        ops::advance(),
+        ops::tick(),
     ]
 }
 
 /// [`op`], plus messages long on the wire: frames of up to about 6 KB.
 fn op_with_spam() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        3 => op(),
-        1 => (0u64..6, 1usize..1000).prop_map(|(conn, len)| Op::Spam { conn, len }),
-    ]
+    prop_oneof![3 => op(), 1 => ops::spam()]
 }
 
 /// [`config`] with room for long messages, batches long in frames and short in
@@ -116,71 +42,14 @@ fn bytes_config(batch_max_bytes: usize) -> Config {
     }
 }
 
+/// The shared small config, with windows that the clock steps of the ops cross often,
+/// and small batches.
 fn config() -> Config {
     Config {
-        room_capacity: 4,
-        rate_burst: 3,
-        rate_per_sec: 1.0,
-        rate_strikes: 4,
-        retention: 20,
-        backlog: 5,
-        resume_max: 10,
-        max_frame_bytes: 200,
-        hello_timeout_ms: 2000,
-        // Windows that the clock steps of the ops cross often, and small batches.
         batch_window_ms: 1500,
         batch_send_budget: 2,
         batch_max: 3,
-        ..Config::default()
-    }
-}
-
-fn apply(room: &mut Room<MemoryStorage>, op: &Op, now: u64) -> Vec<Action> {
-    match op {
-        Op::Connect { conn, addr } => {
-            if room.session(*conn).is_some() {
-                return Vec::new(); // a backend never reuses a live id
-            }
-            let peer = Peer {
-                addr: format!("10.0.0.{addr}"),
-            };
-            // A refusal reads like the close the backend then sends.
-            room.try_connect(*conn, peer, now)
-                .unwrap_or_else(|close| vec![Action::Close { conn: *conn, close }])
-        }
-        Op::Hello {
-            conn,
-            name,
-            resume,
-            opt_in,
-        } => room.on_text(*conn, &hello_text(*name, resume, OPT_INS[*opt_in]), now),
-        Op::Chat { conn, text } => {
-            room.on_text(*conn, &json!({ "message": TEXTS[*text] }).to_string(), now)
-        }
-        Op::Spam { conn, len } => {
-            let text: String = (0..*len)
-                .map(|i| char::from(0x0E + (i % 14) as u8))
-                .collect();
-            room.on_text(*conn, &json!({ "message": text }).to_string(), now)
-        }
-        Op::Text { conn, raw } => room.on_text(*conn, raw, now),
-        Op::Binary { conn, len } => room.on_binary(*conn, *len, now),
-        Op::Close { conn } => room.disconnect(*conn, now),
-        Op::Advance { .. } => Vec::new(),
-        Op::Tick => room.on_tick(now),
-    }
-}
-
-fn hello_text(name: usize, resume: &Option<(bool, u64)>, opt_in: &str) -> String {
-    let mut hello = json!({ "name": NAMES[name] });
-    if let Some((good_epoch, seq)) = resume {
-        hello["resume"] = json!({"epoch": if *good_epoch { EPOCH } else { "stale" }, "seq": seq});
-    }
-    let text = hello.to_string();
-    if opt_in.is_empty() {
-        text
-    } else {
-        format!("{},{opt_in}}}", &text[..text.len() - 1])
+        ..model::config()
     }
 }
 
@@ -244,16 +113,14 @@ proptest! {
         let mut kinds: BTreeMap<ConnId, (Version, bool)> = BTreeMap::new();
 
         for (i, op) in ops.iter().enumerate() {
-            if let Op::Advance { ms } = op {
-                // The clock may also step backwards a little.
-                now = (now + ms).saturating_sub(500);
-            }
+            // The clock may also step backwards a little.
+            now = advance(now, op);
             // After the last op, everything pending is flushed, as a backend does before
             // it drops a room.
             let last = i + 1 == ops.len();
             let before: Vec<ConnId> = room.members().collect();
-            let joining = match op {
-                Op::Hello { conn, .. } if room.session(*conn).is_some() && !before.contains(conn) => Some(*conn),
+            let joining = match (op, op.conn()) {
+                (Op::Hello { .. }, Some(conn)) if room.session(conn).is_some() && !before.contains(&conn) => Some(conn),
                 _ => None,
             };
 
@@ -323,7 +190,7 @@ proptest! {
             }
 
             // Resume delivers exactly the missing messages, or recovered: false.
-            if let (Some(conn), Op::Hello { resume, .. }) = (joining, op) {
+            if let (Some(conn), resume) = (joining, op.resume()) {
                 if !members.contains(&conn) {
                     continue; // refused hello
                 }
@@ -338,9 +205,9 @@ proptest! {
                 prop_assert_eq!(ready["seq"].as_u64().unwrap(), last_seq);
                 let retained_from = last_seq.saturating_sub(cfg.retention as u64) + 1;
                 let expect_recovered = match resume {
-                    Some((true, seq)) => *seq <= last_seq
+                    Some((true, seq)) => seq <= last_seq
                         && last_seq - seq <= cfg.resume_max as u64
-                        && (*seq + 1 >= retained_from || *seq == last_seq),
+                        && (seq + 1 >= retained_from || seq == last_seq),
                     _ => false,
                 };
                 prop_assert_eq!(recovered, expect_recovered);
@@ -392,7 +259,7 @@ proptest! {
         };
         let mut room = Room::open(cfg, MemoryStorage::new(), EPOCH).unwrap();
         let join = |room: &mut Room<MemoryStorage>, c: ConnId, hello: &str| {
-            room.try_connect(c, Peer { addr: format!("10.0.0.{c}") }, 0).unwrap();
+            room.try_connect(c, peer(&format!("10.0.0.{c}")), 0).unwrap();
             room.on_text(c, hello, 0)
         };
         join(&mut room, 0, r#"{"name":"sender"}"#);
@@ -456,30 +323,6 @@ proptest! {
             );
         }
     }
-
-    #[test]
-    fn decoding_arbitrary_text_never_panics(s in ".*") {
-        let cfg = Config::default();
-        let _ = chat_handler::ClientFrame::decode(&s, false, &cfg);
-        let _ = chat_handler::ClientFrame::decode(&s, true, &cfg);
-        let _ = chat_handler::edge::validate_room(&s);
-        let _ = chat_handler::edge::route("GET", &s);
-        let _ = chat_handler::edge::normalize_origin(&s);
-        let _ = chat_handler::edge::origin_allowed(Some(&s), Some(&s), "http", &[]);
-    }
-
-    #[test]
-    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-        let text = String::from_utf8_lossy(&bytes);
-        let mut room = Room::open(Config::default(), MemoryStorage::new(), EPOCH).unwrap();
-        room.try_connect(1, Peer { addr: "a".into() }, 0).unwrap();
-        room.on_text(1, r#"{"name":"a"}"#, 0);
-        for a in room.on_text(1, &text, 1) {
-            if let Action::Send { frame, .. } | Action::Broadcast { frame, .. } = a {
-                parse(&frame);
-            }
-        }
-    }
 }
 
 /// The same ops with and without `"batch": true`: every connection gets the same
@@ -503,27 +346,27 @@ fn packaging(cfg: Config, ops: &[Op]) -> Result<(), TestCaseError> {
             conn,
             name,
             resume,
-            opt_in: 2 | 3,
-        } => Op::Hello {
-            conn: *conn,
-            name: *name,
-            resume: *resume,
-            opt_in: 1,
-        },
+            opt_in,
+        } if OPT_INS[usize::from(*opt_in) % OPT_INS.len()] == r#""v":2,"batch":true"# => {
+            Op::Hello {
+                conn: *conn,
+                name: *name,
+                resume: *resume,
+                opt_in: 1,
+            }
+        }
         other => other.clone(),
     };
     for (i, op) in ops.iter().enumerate() {
-        if let Op::Advance { ms } = op {
-            now = (now + ms).saturating_sub(500);
-        }
-        if let Op::Connect { conn, .. } = op {
-            if batched.session(*conn).is_none() {
-                *lives.entry(*conn).or_default() += 1;
+        now = advance(now, op);
+        if let (Op::Connect { .. }, Some(conn)) = (op, op.conn()) {
+            if batched.session(conn).is_none() {
+                *lives.entry(conn).or_default() += 1;
             }
         }
-        if let Op::Close { conn } = op {
-            if batched.session(*conn).is_some() {
-                left_early.push((*conn, lives[conn]));
+        if let (Op::Close { .. }, Some(conn)) = (op, op.conn()) {
+            if batched.session(conn).is_some() {
+                left_early.push((conn, lives[&conn]));
             }
         }
         let mut a = apply(&mut batched, op, now);

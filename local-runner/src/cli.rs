@@ -2,9 +2,9 @@
 //! `Config` built from them.
 //!
 //! The runner's own flags (`--port`, `--data-dir`, …) are derived below. The chat
-//! settings are not written here at all: [`Limits`] makes one flag per entry of
-//! `Config::DESCRIPTORS`, so a key added to the handler is a flag at once, and no key
-//! name, default or help text is restated. For key `room_capacity`:
+//! settings are not written here at all: [`ConfigOverrides`] makes one flag per entry
+//! of `Config::DESCRIPTORS`, so a key added to the handler is a flag at once, and no
+//! key name, default or help text is restated. For key `room_capacity`:
 //!
 //! - flag `--room-capacity`, the key with dashes;
 //! - environment twin `EDGE_CHAT_ROOM_CAPACITY` (`ConfigKey::env_var`);
@@ -112,12 +112,12 @@ pub(crate) struct Cli {
     #[arg(long, env = "EDGE_CHAT_METRICS_BIND", value_name = "ADDR:PORT")]
     pub(crate) metrics_bind: Option<SocketAddr>,
 
-    // Every setting of the handler's `Config`, one flag each (see [`Limits`]).
+    // Every setting of the handler's `Config`, one flag each (see [`ConfigOverrides`]).
     #[command(
         flatten,
         next_help_heading = "Chat settings (docs/operating.md, Limits)"
     )]
-    pub limits: Limits,
+    pub config: ConfigOverrides,
 
     /// Without a subcommand, the runner serves the chat.
     #[command(subcommand)]
@@ -191,7 +191,7 @@ impl Cli {
     /// given flags, validated.
     pub(crate) fn config(&self) -> Result<Config, ConfigError> {
         let mut c = Config::default();
-        for (key, value) in self.limits.overrides() {
+        for (key, value) in self.config.overrides() {
             c.set(key, value)?;
         }
         c.validate()?;
@@ -233,13 +233,13 @@ impl Cli {
 /// `Config::set`. Its clap arguments are built from `Config::DESCRIPTORS` (see the
 /// module docs), so it has no field per key.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Limits {
+pub(crate) struct ConfigOverrides {
     /// (key, value) for each setting given, in the order of `Config::KEYS`; a list's
     /// items joined with commas.
     overrides: Vec<(&'static str, String)>,
 }
 
-impl Limits {
+impl ConfigOverrides {
     /// The settings given, as (key, text) pairs.
     pub(crate) fn overrides(&self) -> &[(&'static str, String)] {
         &self.overrides
@@ -258,7 +258,7 @@ impl Limits {
                 overrides.push((key.name(), value));
             }
         }
-        Limits { overrides }
+        ConfigOverrides { overrides }
     }
 }
 
@@ -336,7 +336,7 @@ fn limit_arg(key: &ConfigKey) -> Arg {
     }
 }
 
-impl Args for Limits {
+impl Args for ConfigOverrides {
     fn augment_args(cmd: Command) -> Command {
         cmd.args(Config::DESCRIPTORS.iter().map(limit_arg))
     }
@@ -346,7 +346,7 @@ impl Args for Limits {
     }
 }
 
-impl FromArgMatches for Limits {
+impl FromArgMatches for ConfigOverrides {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
         Ok(Self::read(matches, |var| std::env::var(var).ok()))
     }
@@ -427,10 +427,10 @@ mod tests {
             let name = flag.trim_start_matches("--").replace('-', "_");
             want.set(&name, value).unwrap();
         }
-        let given: Vec<&str> = cli.limits.overrides().iter().map(|(k, _)| *k).collect();
+        let given: Vec<&str> = cli.config.overrides().iter().map(|(k, _)| *k).collect();
         assert_eq!(given, Config::KEYS);
         let mut got = Config::default();
-        for (k, v) in cli.limits.overrides() {
+        for (k, v) in cli.config.overrides() {
             got.set(k, v).unwrap();
         }
         assert_eq!(got, want);
@@ -569,9 +569,9 @@ mod tests {
             (var == "EDGE_CHAT_ALLOW_ORIGIN")
                 .then(|| "https://d.example, https://e.example".to_owned())
         };
-        let limits = Limits::read(&matches, env);
+        let given = ConfigOverrides::read(&matches, env);
         assert_eq!(
-            limits.overrides(),
+            given.overrides(),
             [(
                 "allow_origins",
                 "https://d.example, https://e.example".to_owned()
@@ -583,9 +583,9 @@ mod tests {
             "--allow-origin",
             "https://c.example",
         ]);
-        let limits = Limits::read(&matches, env);
+        let given = ConfigOverrides::read(&matches, env);
         assert_eq!(
-            limits.overrides(),
+            given.overrides(),
             [("allow_origins", "https://c.example".to_owned())]
         );
     }

@@ -3,7 +3,7 @@
 //! connection's bounded queue (`link`) into the socket in batches.
 
 use crate::clock::next_conn_id;
-use crate::link::{self, Out, Outbox, Pinger, Pop, Queued};
+use crate::link::{self, Out, Pinger, Pop, Queued, WriterEnd};
 use crate::liveness::{random_payload, Liveness, Verdict};
 use crate::metrics::Metrics;
 use crate::registry::Rooms;
@@ -63,14 +63,14 @@ pub(crate) fn serve(
     let open = metrics.connection();
     let conn = next_conn_id();
     let (sink, stream) = socket.split();
-    let (link, outbox) = link::queue(settings.queue_bound, metrics);
-    let pinger = outbox.pinger();
+    let (link, writer_end) = link::queue(settings.queue_bound, metrics);
+    let pinger = writer_end.pinger();
     let liveness = Arc::new(Liveness::new(
         settings.drain_timeout,
         settings.ping_interval,
         Instant::now(),
     ));
-    let writer = tokio::spawn(write_loop(sink, outbox, liveness.clone()));
+    let writer = tokio::spawn(write_loop(sink, writer_end, liveness.clone()));
     let joined = rooms.join(&room, Join { conn, peer, link });
     async move {
         let _alive = alive;
@@ -267,17 +267,17 @@ fn close_message(close: Close) -> Message {
 /// grace period to go out, and no more.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    outbox: Outbox,
+    writer_end: WriterEnd,
     liveness: Arc<Liveness>,
 ) {
     let mut writer = Writer::new(liveness);
-    poll_fn(|cx| match writer.poll_write(cx, &mut sink, &outbox) {
+    poll_fn(|cx| match writer.poll_write(cx, &mut sink, &writer_end) {
         Poll::Pending if !writer.urgent => Poll::Pending,
         _ => Poll::Ready(()),
     })
     .await;
     if !writer.done {
-        let close = poll_fn(|cx| writer.poll_write(cx, &mut sink, &outbox));
+        let close = poll_fn(|cx| writer.poll_write(cx, &mut sink, &writer_end));
         if timeout(CLOSE_GRACE, close).await.is_err() {
             debug!("close frame not sent in time");
         }
@@ -328,9 +328,9 @@ impl Writer {
         &mut self,
         cx: &mut Context<'_>,
         sink: &mut SplitSink<WebSocket, Message>,
-        outbox: &Outbox,
+        writer_end: &WriterEnd,
     ) -> Poll<()> {
-        match self.write(cx, sink, outbox) {
+        match self.write(cx, sink, writer_end) {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(e)) => debug!(error = %e, "websocket write failed"),
             Poll::Pending => return Poll::Pending,
@@ -343,11 +343,11 @@ impl Writer {
         &mut self,
         cx: &mut Context<'_>,
         sink: &mut SplitSink<WebSocket, Message>,
-        outbox: &Outbox,
+        writer_end: &WriterEnd,
     ) -> Poll<Result<(), axum::Error>> {
         let mut sink = Pin::new(sink);
         loop {
-            if let Some(close) = outbox.poll_urgent(cx) {
+            if let Some(close) = writer_end.poll_urgent(cx) {
                 if !self.closing {
                     debug!(?close, "close frame sent past the queue");
                     // Abandon the batch: frames already handed to the sink stay ahead of
@@ -369,7 +369,7 @@ impl Writer {
             let ended = if self.closing || self.unflushed >= BATCH {
                 false
             } else {
-                match outbox.pop() {
+                match writer_end.pop() {
                     Pop::Item(out) => {
                         self.pending = Some(self.message(out));
                         continue;

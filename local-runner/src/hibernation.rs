@@ -205,10 +205,10 @@ pub(crate) fn log_tag(room: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::{self, Out, Outbox, Pop};
+    use crate::link::{self, Out, Pop, WriterEnd};
     use chat_handler::Peer;
 
-    fn link() -> (ConnLink, Outbox) {
+    fn link() -> (ConnLink, WriterEnd) {
         link::queue(8, Arc::default())
     }
 

@@ -7,17 +7,18 @@
 
 use crate::address_cap::AddressCap;
 use crate::clock::now_ms;
+use crate::conn_permit::ConnPermit;
 use crate::connection::{self, ConnSettings};
 use crate::metrics::{self, Metrics};
 use crate::registry::{Refused, Rooms};
-use crate::server::ConnPermit;
+use crate::responses::{self, plain, rejection};
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use chat_handler::edge::{self, Rejection, RoomId, Route, UpgradeRequest};
+use chat_handler::edge::{self, RoomId, Route, UpgradeRequest};
 use chat_handler::{Config, Peer};
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -133,39 +134,6 @@ async fn dispatch(
     }
 }
 
-fn plain(status: u16, body: impl Into<String>) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        )],
-        body.into(),
-    )
-        .into_response()
-}
-
-/// A refusal from the handler's edge rules, with the header it carries (`Allow` on a
-/// 405, `Upgrade` on a 426).
-pub(crate) fn rejection(r: &Rejection) -> Response {
-    let mut response = plain(r.status, r.reason);
-    if let Some((name, value)) = r.header {
-        // `from_bytes` lower-cases the handler's spelling ("Allow"); both are constants,
-        // so a failure would be a handler bug, and the refusal still goes out without it.
-        match (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            (Ok(name), Ok(value)) => {
-                response.headers_mut().insert(name, value);
-            }
-            _ => tracing::error!(name, value, "invalid header on a rejection"),
-        }
-    }
-    response
-}
-
 /// The limits a client checks before sending, as JSON (axum drops the body of a HEAD
 /// answer).
 fn limits(state: &AppState) -> Response {
@@ -264,12 +232,7 @@ async fn websocket(
         match state.per_address.try_take(addr.clone()) {
             Some(slot) => Some(slot),
             None => {
-                let mut refused = rejection(&edge::TOO_MANY_CONNECTIONS);
-                refused.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(crate::server::PER_ADDRESS_RETRY_SECS),
-                );
-                return refused;
+                return responses::too_many_connections();
             }
         }
     } else {
@@ -391,6 +354,7 @@ mod tests {
     }
     use crate::room_actor::RoomContext;
     use crate::store::StoreFactory;
+    use chat_handler::edge::Rejection;
     use std::time::Duration;
     use tokio::sync::watch;
 

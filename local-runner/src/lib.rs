@@ -8,6 +8,7 @@
 mod address_cap;
 mod cli;
 mod clock;
+mod conn_permit;
 mod connection;
 mod hibernation;
 mod http;
@@ -17,6 +18,7 @@ mod metrics;
 mod open_files;
 mod open_limit;
 mod registry;
+mod responses;
 mod room_actor;
 mod room_inbox;
 mod server;
@@ -34,6 +36,7 @@ use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::registry::Rooms;
 use crate::room_actor::RoomContext;
+use crate::storage_thread::StorageThread;
 use crate::store::{StorageFaults, StoreFactory};
 use crate::stored_rooms::StoredRooms;
 use crate::timed_io::Timeouts;
@@ -41,9 +44,11 @@ use chat_handler::identity::{self, Claims};
 use chat_handler::{AuthSecret, Config, Role};
 use std::collections::HashSet;
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
@@ -157,6 +162,8 @@ pub fn token_for(secret: &AuthSecret, args: &TokenArgs, now_ms: u64) -> Result<S
     Ok(identity::mint(secret, &claims))
 }
 
+/// Serves until the shutdown signal, then winds down: storage, the two listeners, the
+/// rooms, the HTTP server, and the signal that ends it.
 async fn run(
     cli: Cli,
     config: Config,
@@ -164,13 +171,68 @@ async fn run(
     open_file_limit: Option<u64>,
 ) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new());
+    let (store, storage_thread) = open_storage(&cli, &metrics)?;
+    if !cli.static_dir.is_dir() {
+        warn!(dir = %cli.static_dir.display(), "static directory not found; / will answer 404");
+    }
+    let listeners = Listeners::bind(&cli).await?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let rooms = open_rooms(&cli, &config, auth_secret, store, &metrics, &shutdown_rx);
+    let limits = connection_limits(&cli, &config, open_file_limit);
+    let (alive, alive_rx) = mpsc::channel::<()>(1);
+    let state = AppState {
+        rooms: rooms.clone(),
+        settings: ConnSettings {
+            queue_bound: config.send_queue_bound(),
+            ping_interval: Duration::from_secs(cli.ping_interval_secs),
+            drain_timeout: Duration::from_millis(config.drain_timeout_ms),
+        },
+        config: Arc::new(config),
+        static_dir: cli.static_dir.clone(),
+        alive,
+        metrics: metrics.clone(),
+        public_metrics: listeners.metrics.is_none(),
+        per_address: limits.per_address.clone(),
+    };
+    let app = http::router(state);
+    let addr = listeners.addr;
+    let metrics_server = match listeners.metrics {
+        Some(listener) => Some(serve_metrics(listener, metrics, shutdown_rx.clone())?),
+        None => {
+            info!("metrics at http://{addr}/metrics");
+            None
+        }
+    };
+    shut_down_on_signal(rooms, shutdown_tx);
+
+    info!("edge-chat listening on http://{addr}");
+    server::serve(listeners.public, app, limits, shutdown_rx).await;
+    // The router (and its `alive` sender) is gone; sockets hold the rest.
+    shutdown::drain(alive_rx).await;
+    if let Some(server) = metrics_server {
+        let _ = server.await;
+    }
+    if let Some(thread) = storage_thread {
+        thread.stop(STORAGE_STOP_TIMEOUT).await;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// History in SQLite under `--data-dir` (on the storage thread, returned so shutdown
+/// can stop it), or in memory with `--in-memory`; bounded by `--max-rooms-stored`, and
+/// failing on purpose under `--test-storage-faults`.
+fn open_storage(
+    cli: &Cli,
+    metrics: &Metrics,
+) -> Result<(StoreFactory, Option<Arc<StorageThread>>), String> {
     let (store, storage_thread, stored) = if cli.in_memory {
         info!("history in memory only (--in-memory)");
         (StoreFactory::memory(), None, HashSet::new())
     } else {
         let path = sqlite_storage::init_database(&cli.data_dir)?;
         let stored = sqlite_storage::stored_rooms(&path)?;
-        let thread = storage_thread::StorageThread::start(&path)?;
+        let thread = StorageThread::start(&path)?;
         info!(database = %path.display(), "history in SQLite");
         metrics.set_database(path);
         (StoreFactory::sqlite(thread.clone()), Some(thread), stored)
@@ -200,33 +262,59 @@ async fn run(
         }
         None => store,
     };
-    if !cli.static_dir.is_dir() {
-        warn!(dir = %cli.static_dir.display(), "static directory not found; / will answer 404");
+    Ok((store, storage_thread))
+}
+
+/// The public listener (`--bind`, `--port`) and, with `--metrics-bind`, the metrics
+/// one; both bound before anything is served, so a taken port fails the start.
+struct Listeners {
+    public: TcpListener,
+    /// The public listener's address (the port, when `--port 0` picked one).
+    addr: SocketAddr,
+    metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(cli: &Cli) -> Result<Self, String> {
+        let public = TcpListener::bind((cli.bind, cli.port))
+            .await
+            .map_err(|e| format!("cannot listen on {}:{}: {e}", cli.bind, cli.port))?;
+        let addr = public
+            .local_addr()
+            .map_err(|e| format!("cannot read the bound address: {e}"))?;
+        let metrics = match cli.metrics_bind {
+            Some(at) => Some(
+                TcpListener::bind(at)
+                    .await
+                    .map_err(|e| format!("cannot listen on {at} for metrics: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(Listeners {
+            public,
+            addr,
+            metrics,
+        })
     }
-    let listener = tokio::net::TcpListener::bind((cli.bind, cli.port))
-        .await
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", cli.bind, cli.port))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+}
 
-    let metrics_listener = match cli.metrics_bind {
-        Some(at) => Some(
-            tokio::net::TcpListener::bind(at)
-                .await
-                .map_err(|e| format!("cannot listen on {at} for metrics: {e}"))?,
-        ),
-        None => None,
-    };
-
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+/// The room registry: each room an actor with this config, store and identity secret,
+/// hibernating after `--hibernate-after-secs`, stopping at the shutdown signal.
+fn open_rooms(
+    cli: &Cli,
+    config: &Config,
+    auth_secret: Option<AuthSecret>,
+    store: StoreFactory,
+    metrics: &Arc<Metrics>,
+    shutdown: &watch::Receiver<bool>,
+) -> Arc<Rooms> {
     if auth_secret.is_some() {
         info!(
             required = config.auth_required,
             "signed identity on: join tokens are verified"
         );
     }
-    let rooms = Rooms::new(RoomContext {
+    Rooms::new(RoomContext {
         config: config.clone(),
         auth_secret,
         store,
@@ -234,8 +322,17 @@ async fn run(
         hibernate_after: (cli.hibernate_after_secs > 0)
             .then(|| Duration::from_secs(cli.hibernate_after_secs)),
         idle_exit: ROOM_IDLE_EXIT,
-        shutdown: shutdown_rx.clone(),
-    });
+        shutdown: shutdown.clone(),
+    })
+}
+
+/// The HTTP server's bounds: the connection cap (by default from the open-file limit),
+/// the per-address cap (shared with the WebSocket endpoint), and the timeouts.
+fn connection_limits(
+    cli: &Cli,
+    config: &Config,
+    open_file_limit: Option<u64>,
+) -> server::ConnectionLimits {
     let max_connections = match cli.max_connections {
         0 => server::default_max_connections(open_file_limit.unwrap_or(1024)),
         n => n,
@@ -245,69 +342,32 @@ async fn run(
         |n| usize::try_from(n).unwrap_or(usize::MAX),
     );
     info!(max_connections, per_address, "connection cap");
-    let per_address = AddressCap::new(per_address);
-    let trusted = http::trusted_proxies(&config);
-    let (alive, alive_rx) = mpsc::channel::<()>(1);
-    let state = AppState {
-        rooms: rooms.clone(),
-        settings: ConnSettings {
-            queue_bound: config.send_queue_bound(),
-            ping_interval: Duration::from_secs(cli.ping_interval_secs),
-            drain_timeout: Duration::from_millis(config.drain_timeout_ms),
-        },
-        config: Arc::new(config),
-        static_dir: cli.static_dir.clone(),
-        alive,
-        metrics: metrics.clone(),
-        public_metrics: metrics_listener.is_none(),
-        per_address: per_address.clone(),
-    };
-    let app = http::router(state);
-    let metrics_server = match metrics_listener {
-        Some(listener) => Some(serve_metrics(listener, metrics, shutdown_rx.clone())?),
-        None => {
-            info!("metrics at http://{addr}/metrics");
-            None
-        }
-    };
-
-    tokio::spawn({
-        let rooms = rooms.clone();
-        async move {
-            shutdown::signal().await;
-            info!(rooms = rooms.active_rooms(), "shutting down");
-            rooms.begin_shutdown();
-            let _ = shutdown_tx.send(true);
-        }
-    });
-
-    info!("edge-chat listening on http://{addr}");
-    let limits = server::Limits {
+    server::ConnectionLimits {
         header_timeout: Duration::from_secs(cli.header_timeout_secs),
         timeouts: Timeouts {
             write: Duration::from_secs(cli.write_timeout_secs),
             idle: Duration::from_secs(cli.idle_timeout_secs),
         },
         max_connections,
-        per_address,
-        trusted,
-    };
-    server::serve(listener, app, limits, shutdown_rx).await;
-    // The router (and its `alive` sender) is gone; sockets hold the rest.
-    shutdown::drain(alive_rx).await;
-    if let Some(server) = metrics_server {
-        let _ = server.await;
+        per_address: AddressCap::new(per_address),
+        trusted: http::trusted_proxies(config),
     }
-    if let Some(thread) = storage_thread {
-        thread.stop(STORAGE_STOP_TIMEOUT).await;
-    }
-    info!("stopped");
-    Ok(())
+}
+
+/// On Ctrl-C or SIGTERM: the rooms stop taking joins and close their sockets, and the
+/// server (watching `shutdown`) stops accepting.
+fn shut_down_on_signal(rooms: Arc<Rooms>, shutdown: watch::Sender<bool>) {
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        info!(rooms = rooms.active_rooms(), "shutting down");
+        rooms.begin_shutdown();
+        let _ = shutdown.send(true);
+    });
 }
 
 /// Serves `GET /metrics` alone on its own listener (`--metrics-bind`) until shutdown.
 fn serve_metrics(
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {

@@ -1,6 +1,6 @@
 //! A connection's outgoing queue. The room actor holds one end (a [`ConnLink`]), the
-//! connection's writer task the other (an [`Outbox`]), and its reader a [`Pinger`] for
-//! liveness probes. Bounded (a full queue marks a slow consumer), with a "close now"
+//! connection's writer task the other (a [`WriterEnd`]), and its reader a [`Pinger`]
+//! for liveness probes. Bounded (a full queue marks a slow consumer), with a "close now"
 //! line that bypasses the queue when the queue is what is stuck. Every close the server
 //! orders goes through [`ConnLink::close`], which is where closes are counted for
 //! `/metrics`.
@@ -44,7 +44,7 @@ struct State {
     /// once none is left and the queue is drained, nothing more will come.
     senders: usize,
     /// The writer is gone: frames have nowhere to go.
-    outbox_gone: bool,
+    writer_gone: bool,
     /// The writer task, to wake when there is something for it.
     waker: Option<Waker>,
 }
@@ -52,7 +52,7 @@ struct State {
 impl State {
     /// Queues `out` unless the queue is at its bound or the writer is gone.
     fn push(&mut self, out: Out) -> Queued {
-        if self.outbox_gone {
+        if self.writer_gone {
             return Queued::Gone;
         }
         if self.frames.len() >= self.bound {
@@ -92,20 +92,20 @@ impl Shared {
 
 /// A new queue of at most `bound` items: the room's end and the writer's end. Closes
 /// ordered through the room's end are counted in `metrics`.
-pub(crate) fn queue(bound: usize, metrics: Arc<Metrics>) -> (ConnLink, Outbox) {
+pub(crate) fn queue(bound: usize, metrics: Arc<Metrics>) -> (ConnLink, WriterEnd) {
     let shared = Arc::new(Shared(Mutex::new(State {
         frames: VecDeque::new(),
         bound: bound.max(1),
         urgent: None,
         senders: 1,
-        outbox_gone: false,
+        writer_gone: false,
         waker: None,
     })));
     let link = ConnLink {
         shared: shared.clone(),
         metrics,
     };
-    (link, Outbox(shared))
+    (link, WriterEnd(shared))
 }
 
 /// The room actor's handle on one connection.
@@ -138,7 +138,7 @@ impl ConnLink {
     pub(crate) fn close(self, close: Close) {
         self.metrics.closed(close);
         let mut state = self.shared.lock();
-        if state.outbox_gone {
+        if state.writer_gone {
             return;
         }
         if close == Close::SlowConsumer || state.frames.len() >= state.bound {
@@ -160,7 +160,8 @@ impl Drop for ConnLink {
 #[derive(Debug)]
 pub(crate) enum Pop {
     Item(Out),
-    /// Nothing yet; the writer is woken when that changes (see [`Outbox::poll_urgent`]).
+    /// Nothing yet; the writer is woken when that changes (see
+    /// [`WriterEnd::poll_urgent`]).
     Empty,
     /// Drained, and every sending end let go: nothing more will come.
     Ended,
@@ -168,9 +169,9 @@ pub(crate) enum Pop {
 
 /// The writer task's end of the queue.
 #[derive(Debug)]
-pub(crate) struct Outbox(Arc<Shared>);
+pub(crate) struct WriterEnd(Arc<Shared>);
 
-impl Outbox {
+impl WriterEnd {
     /// Takes an urgent close, if one came, and has the writer woken by whatever happens
     /// next (an item, a close, an end letting go). Called at the start of every step of
     /// the writer, so no wake-up falls between a check and the next wait.
@@ -231,10 +232,10 @@ impl Outbox {
     }
 }
 
-impl Drop for Outbox {
+impl Drop for WriterEnd {
     fn drop(&mut self) {
         let mut state = self.0.lock();
-        state.outbox_gone = true;
+        state.writer_gone = true;
         // Items nobody will write: free them now rather than with the last end.
         state.frames = VecDeque::new();
         state.waker = None;
@@ -290,53 +291,53 @@ mod tests {
         assert_eq!(bytes.as_str().as_ptr(), frame.as_ptr());
     }
 
-    fn queue(bound: usize) -> (ConnLink, Outbox) {
+    fn queue(bound: usize) -> (ConnLink, WriterEnd) {
         super::queue(bound, Arc::default())
     }
 
     #[test]
     fn close_jumps_a_full_queue() {
-        let (link, outbox) = queue(1);
+        let (link, writer_end) = queue(1);
         assert_eq!(link.send("a".into()), Queued::Ok);
         assert_eq!(link.send("b".into()), Queued::Full);
         link.close(Close::Flooding);
-        assert_eq!(outbox.urgent(), Some(Close::Flooding));
-        assert!(matches!(outbox.pop(), Pop::Item(Out::Text(_))));
+        assert_eq!(writer_end.urgent(), Some(Close::Flooding));
+        assert!(matches!(writer_end.pop(), Pop::Item(Out::Text(_))));
         // The link went with its close: the queue ends once drained.
-        assert!(matches!(outbox.pop(), Pop::Ended));
+        assert!(matches!(writer_end.pop(), Pop::Ended));
     }
 
     #[test]
     fn a_slow_consumers_close_jumps_any_queue() {
-        let (link, outbox) = queue(8);
+        let (link, writer_end) = queue(8);
         assert_eq!(link.send("a".into()), Queued::Ok);
         link.close(Close::SlowConsumer);
-        assert_eq!(outbox.urgent(), Some(Close::SlowConsumer));
-        assert!(matches!(outbox.pop(), Pop::Item(Out::Text(_))));
+        assert_eq!(writer_end.urgent(), Some(Close::SlowConsumer));
+        assert!(matches!(writer_end.pop(), Pop::Item(Out::Text(_))));
         assert!(
-            matches!(outbox.pop(), Pop::Ended),
+            matches!(writer_end.pop(), Pop::Ended),
             "nothing queued behind the frame"
         );
     }
 
     #[test]
     fn a_close_with_room_goes_after_the_frames() {
-        let (link, outbox) = queue(4);
+        let (link, writer_end) = queue(4);
         assert_eq!(link.send("a".into()), Queued::Ok);
         link.close(Close::GoingAway);
-        assert!(matches!(outbox.pop(), Pop::Item(Out::Text(_))));
+        assert!(matches!(writer_end.pop(), Pop::Item(Out::Text(_))));
         assert!(matches!(
-            outbox.pop(),
+            writer_end.pop(),
             Pop::Item(Out::Close(Close::GoingAway))
         ));
-        assert!(matches!(outbox.pop(), Pop::Ended));
-        assert_eq!(outbox.urgent(), None);
+        assert!(matches!(writer_end.pop(), Pop::Ended));
+        assert_eq!(writer_end.urgent(), None);
     }
 
     #[test]
     fn closes_are_counted() {
         let metrics = Arc::new(Metrics::new());
-        let (link, _outbox) = super::queue(4, metrics.clone());
+        let (link, _writer_end) = super::queue(4, metrics.clone());
         link.close(Close::GoingAway);
         let page = metrics.render();
         let counted: Vec<&str> = page
@@ -350,54 +351,58 @@ mod tests {
 
     #[test]
     fn probes_share_the_bound_and_report_a_full_queue() {
-        let (link, outbox) = queue(2);
-        let pinger = outbox.pinger();
+        let (link, writer_end) = queue(2);
+        let pinger = writer_end.pinger();
         assert_eq!(pinger.ping(Bytes::from_static(b"p")), Queued::Ok);
         assert_eq!(link.send("a".into()), Queued::Ok);
         assert_eq!(pinger.ping(Bytes::from_static(b"q")), Queued::Full);
         assert_eq!(link.send("b".into()), Queued::Full);
-        assert!(matches!(outbox.pop(), Pop::Item(Out::Ping(p)) if &p[..] == b"p"));
-        assert!(matches!(outbox.pop(), Pop::Item(Out::Text(_))));
-        assert!(matches!(outbox.pop(), Pop::Empty));
+        assert!(matches!(writer_end.pop(), Pop::Item(Out::Ping(p)) if &p[..] == b"p"));
+        assert!(matches!(writer_end.pop(), Pop::Item(Out::Text(_))));
+        assert!(matches!(writer_end.pop(), Pop::Empty));
     }
 
     #[test]
     fn the_queue_ends_only_when_the_room_and_the_reader_let_go() {
-        let (link, outbox) = queue(4);
-        let pinger = outbox.pinger();
+        let (link, writer_end) = queue(4);
+        let pinger = writer_end.pinger();
         drop(link);
         // The reader may still probe, as with the room's link alive.
-        assert!(matches!(outbox.pop(), Pop::Empty));
+        assert!(matches!(writer_end.pop(), Pop::Empty));
         assert_eq!(pinger.ping(Bytes::new()), Queued::Ok);
         drop(pinger);
-        assert!(matches!(outbox.pop(), Pop::Item(Out::Ping(_))));
-        assert!(matches!(outbox.pop(), Pop::Ended));
+        assert!(matches!(writer_end.pop(), Pop::Item(Out::Ping(_))));
+        assert!(matches!(writer_end.pop(), Pop::Ended));
     }
 
     #[test]
     fn a_drained_burst_gives_its_storage_back() {
-        let (link, outbox) = queue(1000);
+        let (link, writer_end) = queue(1000);
         for _ in 0..100 {
             assert_eq!(link.send("joined".into()), Queued::Ok);
         }
-        assert!(outbox.capacity() >= 100);
-        while let Pop::Item(_) = outbox.pop() {}
-        assert!(outbox.capacity() <= IDLE_SLOTS, "{}", outbox.capacity());
+        assert!(writer_end.capacity() >= 100);
+        while let Pop::Item(_) = writer_end.pop() {}
+        assert!(
+            writer_end.capacity() <= IDLE_SLOTS,
+            "{}",
+            writer_end.capacity()
+        );
     }
 
     #[test]
     fn nothing_is_queued_for_a_gone_writer() {
-        let (link, outbox) = queue(4);
-        let pinger = outbox.pinger();
-        drop(outbox);
+        let (link, writer_end) = queue(4);
+        let pinger = writer_end.pinger();
+        drop(writer_end);
         assert_eq!(link.send("a".into()), Queued::Gone);
         assert_eq!(pinger.ping(Bytes::new()), Queued::Gone);
     }
 
     #[tokio::test]
     async fn a_frame_wakes_the_waiting_writer() {
-        let (link, outbox) = queue(4);
-        let waiting = tokio::spawn(async move { outbox.next().await });
+        let (link, writer_end) = queue(4);
+        let waiting = tokio::spawn(async move { writer_end.next().await });
         tokio::task::yield_now().await;
         assert_eq!(link.send("a".into()), Queued::Ok);
         let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
@@ -409,10 +414,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_urgent_close_wakes_the_waiting_writer() {
-        let (link, outbox) = queue(1);
+        let (link, writer_end) = queue(1);
         assert_eq!(link.send("a".into()), Queued::Ok);
-        let outbox = Arc::new(outbox);
-        let waiter = outbox.clone();
+        let writer_end = Arc::new(writer_end);
+        let waiter = writer_end.clone();
         // Waits as the writer does when the socket will not take the queued frame.
         let waiting = tokio::spawn(async move {
             std::future::poll_fn(|cx| match waiter.poll_urgent(cx) {

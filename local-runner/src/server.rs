@@ -25,7 +25,9 @@
 //!   each is asked to finish its request and close, and those still open after
 //!   [`SHUTDOWN_GRACE`] (a half-sent request, say) are dropped.
 
-use crate::address_cap::{AddressCap, AddressSlot};
+use crate::address_cap::AddressCap;
+use crate::conn_permit::ConnPermit;
+use crate::responses;
 use crate::timed_io::{TimedIo, Timeouts};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -36,7 +38,6 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -67,43 +68,8 @@ pub(crate) fn default_max_connections(open_file_limit: u64) -> usize {
 /// fails every attempt until something closes, and retrying at once would spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// `Retry-After` of the per-address refusal: places come back as soon as the address
-/// closes a connection of its own, so a short wait.
-pub(crate) const PER_ADDRESS_RETRY_SECS: u64 = 5;
-
-/// A connection's place under the cap (and in its address's count). Requests carry it
-/// as an extension; the WebSocket endpoint moves it into the upgraded socket's task, so
-/// the place is held until the socket closes.
-#[derive(Clone)]
-pub(crate) struct ConnPermit(Arc<ConnHold>);
-
-struct ConnHold {
-    _place: OwnedSemaphorePermit,
-    _slot: Option<AddressSlot>,
-    /// Set at the upgrade: the socket's HTTP timeouts stop (see [`TimedIo`]).
-    upgraded: AtomicBool,
-}
-
-impl ConnPermit {
-    fn new(place: OwnedSemaphorePermit, slot: Option<AddressSlot>) -> Self {
-        ConnPermit(Arc::new(ConnHold {
-            _place: place,
-            _slot: slot,
-            upgraded: AtomicBool::new(false),
-        }))
-    }
-
-    /// The connection is a WebSocket from now on.
-    pub(crate) fn upgraded(&self) {
-        self.0.upgraded.store(true, Ordering::Relaxed);
-    }
-
-    pub(crate) fn is_upgraded(&self) -> bool {
-        self.0.upgraded.load(Ordering::Relaxed)
-    }
-}
-
-pub(crate) struct Limits {
+/// The bounds `serve` keeps at accept time and on every HTTP connection.
+pub(crate) struct ConnectionLimits {
     pub(crate) header_timeout: Duration,
     pub(crate) timeouts: Timeouts,
     pub(crate) max_connections: usize,
@@ -118,7 +84,7 @@ pub(crate) struct Limits {
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
-    limits: Limits,
+    limits: ConnectionLimits,
     mut stop: watch::Receiver<bool>,
 ) {
     let places = Arc::new(Semaphore::new(limits.max_connections));
@@ -284,15 +250,8 @@ enum Refusal {
 impl Refusal {
     fn response(self) -> axum::response::Response {
         match self {
-            Refusal::Busy => crate::http::rejection(&edge::SERVER_BUSY),
-            Refusal::PerAddress => {
-                let mut response = crate::http::rejection(&edge::TOO_MANY_CONNECTIONS);
-                response.headers_mut().insert(
-                    axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from(PER_ADDRESS_RETRY_SECS),
-                );
-                response
-            }
+            Refusal::Busy => responses::rejection(&edge::SERVER_BUSY),
+            Refusal::PerAddress => responses::too_many_connections(),
         }
     }
 }

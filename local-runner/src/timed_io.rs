@@ -16,7 +16,7 @@
 //! connection's own liveness rules (pings, `drain_timeout_ms`) decide, and the socket
 //! carries no timer.
 
-use crate::server::ConnPermit;
+use crate::conn_permit::ConnPermit;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;

@@ -1,13 +1,19 @@
 //! Helpers shared by the handler's integration tests: a room over memory storage and
-//! readable views of the actions it returns.
+//! readable views of the actions it returns; the traffic model of the property suites
+//! (`model`, shared with the fuzz target) and its proptest strategies (`ops`).
 
 #![allow(dead_code)]
 
-use chat_handler::{Action, Close, Config, ConnId, Frame, MemoryStorage, Peer, Room, Session};
+pub mod model;
+pub mod ops;
+
+// Not every test file uses both.
+#[allow(unused_imports)]
+pub use model::{rebuilt, EPOCH};
+
+use chat_handler::{Action, Close, Config, ConnId, Frame, MemoryStorage, Peer, Room};
 use serde_json::value::RawValue;
 use serde_json::Value;
-
-pub const EPOCH: &str = "epoch-1";
 
 pub fn room(config: Config) -> Room<MemoryStorage> {
     Room::open(config, MemoryStorage::new(), EPOCH).expect("memory storage cannot fail")
@@ -120,30 +126,6 @@ pub fn unlimited() -> Config {
         rate_per_sec: 1_000_000.0,
         ..Config::default()
     }
-}
-
-/// `room` rebuilt the way a Durable Object rebuilds one after hibernation: its sessions
-/// through their serialized form, plus a copy of its storage.
-pub fn rebuilt(room: &Room<MemoryStorage>) -> Room<MemoryStorage> {
-    let sessions: Vec<Session> = room
-        .sessions()
-        .map(|s| serde_json::from_str(&serde_json::to_string(s).unwrap()).unwrap())
-        .collect();
-    // A room with sessions or history keeps its epoch, so the candidate must go
-    // unused; an empty room without history may take any (the backend's choice), and
-    // its new sessions carry it in their saved state, so it takes the same one here.
-    let candidate = if room.is_empty() && room.last_seq() == 0 {
-        room.epoch().to_owned()
-    } else {
-        "never-used".to_owned()
-    };
-    Room::restore(
-        room.config().clone(),
-        room.storage().clone(),
-        &candidate,
-        sessions,
-    )
-    .unwrap()
 }
 
 /// A server frame as JSON; every frame the room sends must be.

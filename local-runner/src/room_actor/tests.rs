@@ -2,14 +2,14 @@
 //! and closes out of each client's link.
 
 use super::*;
-use crate::link::{self, Out, Outbox, Pop};
+use crate::link::{self, Out, Pop, WriterEnd};
 use crate::registry::Rooms;
 use chat_handler::Peer;
 use tokio::time::{sleep, timeout};
 
 struct Client {
     conn: ConnId,
-    frames: Outbox,
+    frames: WriterEnd,
     events: mpsc::Sender<Event>,
 }
 
