@@ -14,6 +14,10 @@
 //! What a backend may want to count (rejections, join outcomes, stored messages) the
 //! room reports as typed [`Event`]s to the backend's [`Observer`].
 
+// Everything public is reachable from here: a `pub` item inside a private module would
+// claim an API it is not part of.
+#![warn(unreachable_pub)]
+
 pub mod edge;
 mod protocol;
 mod room;

@@ -78,7 +78,7 @@ pub(crate) fn is_bidi_control(c: char) -> bool {
 }
 
 /// Validates and trims a display name.
-pub fn validate_name(raw: &str, config: &Config) -> Result<String, ErrorKind> {
+pub(crate) fn validate_name(raw: &str, config: &Config) -> Result<String, ErrorKind> {
     let name = raw.trim();
     if name.is_empty() {
         return Ok(ANONYMOUS.to_owned());
@@ -107,7 +107,7 @@ pub fn validate_name(raw: &str, config: &Config) -> Result<String, ErrorKind> {
 
 /// Validates and trims a chat message. Control characters (newlines, tabs) and
 /// direction controls are allowed in messages.
-pub fn validate_message<'a>(raw: &'a str, config: &Config) -> Result<&'a str, ErrorKind> {
+pub(crate) fn validate_message<'a>(raw: &'a str, config: &Config) -> Result<&'a str, ErrorKind> {
     let text = raw.trim();
     if text.is_empty() {
         return Err(ErrorKind::MessageEmpty);

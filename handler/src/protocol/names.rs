@@ -33,7 +33,7 @@ const DEFAULT_IGNORABLE: &[(char, char)] = &[
 ];
 
 /// True if `c` is default-ignorable (see the module comment).
-pub fn is_default_ignorable(c: char) -> bool {
+pub(crate) fn is_default_ignorable(c: char) -> bool {
     DEFAULT_IGNORABLE
         .binary_search_by(|&(lo, hi)| {
             if hi < c {
@@ -48,12 +48,12 @@ pub fn is_default_ignorable(c: char) -> bool {
 }
 
 /// True if `c` draws nothing on its own: default-ignorable, white space, or U+2800.
-pub fn is_invisible(c: char) -> bool {
+pub(crate) fn is_invisible(c: char) -> bool {
     c.is_whitespace() || c == '\u{2800}' || is_default_ignorable(c)
 }
 
 /// True if nothing of `name` would show: empty once the invisible characters go.
-pub fn is_blank(name: &str) -> bool {
+pub(crate) fn is_blank(name: &str) -> bool {
     name.chars().all(is_invisible)
 }
 
@@ -72,7 +72,7 @@ const CHECK_MARKS: &[char] = &[
 ];
 
 /// True if `name` holds a character drawn as a check mark (see [`CHECK_MARKS`]).
-pub fn has_check_mark(name: &str) -> bool {
+pub(crate) fn has_check_mark(name: &str) -> bool {
     name.chars().any(|c| CHECK_MARKS.contains(&c))
 }
 

@@ -78,7 +78,7 @@ pub const MAX_CID_LEN: usize = 64;
 /// Checks a chat frame's `cid`: absent or `null` is none; otherwise 1 to
 /// [`MAX_CID_LEN`] characters of `[A-Za-z0-9_-]`, which need no escaping anywhere
 /// (JSON, SQL parameters, logs).
-pub fn parse_cid(value: Option<&Value>) -> Result<Option<String>, ErrorKind> {
+pub(crate) fn parse_cid(value: Option<&Value>) -> Result<Option<String>, ErrorKind> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(cid))
@@ -96,7 +96,7 @@ pub fn parse_cid(value: Option<&Value>) -> Result<Option<String>, ErrorKind> {
 /// Checks the request object: `before` a seq (a whole number ≥ 0) or absent/`null`;
 /// `limit` a whole number from 1 to `history_page_max`, or absent/`null` for that
 /// maximum. Other fields are ignored.
-pub fn parse_history(request: &Value, config: &Config) -> Result<(Option<u64>, usize), ErrorKind> {
+pub(crate) fn parse_history(request: &Value, config: &Config) -> Result<(Option<u64>, usize), ErrorKind> {
     let Value::Object(map) = request else {
         return Err(ErrorKind::HistoryShape);
     };

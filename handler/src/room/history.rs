@@ -9,7 +9,7 @@ use crate::room::storage::{Storage, StoredMessage};
 
 /// The answer to a checked request in a room whose newest seq is `last_seq`:
 /// `{"history": [...], "before": <the request's before, or last_seq + 1>, "more": <bool>}`.
-pub fn page<S: Storage>(
+pub(crate) fn page<S: Storage>(
     storage: &mut S,
     before: Option<u64>,
     limit: usize,
@@ -43,7 +43,7 @@ pub fn page<S: Storage>(
 }
 
 /// A stored message as the chat frame it was broadcast as.
-pub fn chat(m: &StoredMessage) -> ServerFrame<'_> {
+pub(crate) fn chat(m: &StoredMessage) -> ServerFrame<'_> {
     ServerFrame::Chat {
         name: &m.name,
         message: &m.message,

@@ -31,7 +31,7 @@ pub fn sender_key(session: &Session) -> Option<String> {
 
 /// The retry window as the two bounds [`crate::Storage::find_cid`] takes: an original
 /// counts if its seq is above the first, or its timestamp at or after the second.
-pub fn window(config: &Config, last_seq: u64, now_ms: u64) -> (u64, u64) {
+pub(crate) fn window(config: &Config, last_seq: u64, now_ms: u64) -> (u64, u64) {
     (
         last_seq.saturating_sub(config.cid_window_messages),
         now_ms.saturating_sub(config.cid_window_ms),
@@ -40,7 +40,7 @@ pub fn window(config: &Config, last_seq: u64, now_ms: u64) -> (u64, u64) {
 
 /// What a chat frame with (or without) a `cid` is, as far as retries go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Retry {
+pub(crate) enum Retry {
     /// A message to store, with its `sender` key (kept only when it has a cid).
     New { sender: Option<String> },
     /// A repeat: this is the message already stored.
@@ -51,7 +51,7 @@ pub enum Retry {
 /// of a room at `(last_seq, now_ms)`. A storage failure refuses the send
 /// ([`ErrorKind::NotStored`]): whether the original exists is unknown, and storing a
 /// possible duplicate would break the promise, while the client simply retries.
-pub fn check<S: Storage>(
+pub(crate) fn check<S: Storage>(
     storage: &mut S,
     config: &Config,
     session: &Session,

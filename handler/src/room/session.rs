@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub type ConnId = u64;
 
 /// The longest client address kept (IPv6 text is at most 45 bytes).
-pub const MAX_ADDR_LEN: usize = 64;
+pub(crate) const MAX_ADDR_LEN: usize = 64;
 
 /// What a backend knows about the peer when the socket opens.
 #[derive(Debug, Clone, PartialEq, Eq)]
