@@ -3,6 +3,7 @@
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Semaphore};
@@ -122,6 +123,49 @@ pub struct Receiver {
     stop: oneshot::Sender<()>,
 }
 
+/// When any receiver last got a message, in µs since the run's start: how the bench
+/// sees that a room has settled after its joins (see [`settle`]).
+#[derive(Clone, Default)]
+pub struct Activity(Arc<AtomicU64>);
+
+impl Activity {
+    /// A receiver got a message now.
+    pub fn touch(&self, start: Instant) {
+        let now = start.elapsed().as_micros() as u64;
+        self.0.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Duration {
+        Duration::from_micros(self.0.load(Ordering::Relaxed))
+    }
+}
+
+/// Waits until no receiver has got anything for `quiet`, at most `max`: the frames of
+/// the joins (each member's `joined`, quadratic in a v1 room) have drained, so the
+/// measured window sees chat traffic only. Returns how long it waited, or an error if
+/// the room never went quiet.
+pub async fn settle(
+    activity: &Activity,
+    start: Instant,
+    quiet: Duration,
+    max: Duration,
+) -> Result<Duration, String> {
+    let began = Instant::now();
+    loop {
+        let since = start.elapsed().saturating_sub(activity.last());
+        if since >= quiet {
+            return Ok(began.elapsed());
+        }
+        if began.elapsed() > max {
+            return Err(format!(
+                "the room did not settle: frames kept arriving for {} s after the joins",
+                max.as_secs()
+            ));
+        }
+        tokio::time::sleep(quiet - since).await;
+    }
+}
+
 impl Receiver {
     /// A receiver whose `task` counts until `stop` fires (raw mode builds its own).
     pub fn new(task: JoinHandle<Stats>, stop: oneshot::Sender<()>) -> Self {
@@ -142,6 +186,7 @@ pub async fn connect_receivers(
     n: usize,
     start: Instant,
     protocol: Protocol,
+    activity: &Activity,
 ) -> Result<Vec<Receiver>, String> {
     let gate = Arc::new(Semaphore::new(JOINS_IN_FLIGHT));
     let mut out = Vec::with_capacity(n);
@@ -154,6 +199,7 @@ pub async fn connect_receivers(
         let url = url.to_owned();
         let (ready, is_ready) = oneshot::channel::<Result<(), String>>();
         let (stop, mut stopped) = oneshot::channel();
+        let activity = activity.clone();
         // Each receiver reads from the moment it has joined, so that what the room
         // sends it while the others join never piles up in its queue.
         let task = tokio::spawn(async move {
@@ -172,7 +218,10 @@ pub async fn connect_receivers(
                 tokio::select! {
                     _ = &mut stopped => break,
                     msg = ws.next() => match msg {
-                        Some(Ok(Message::Text(t))) => record(&t, start, &mut stats),
+                        Some(Ok(Message::Text(t))) => {
+                            activity.touch(start);
+                            record(&t, start, &mut stats)
+                        }
                         Some(Ok(_)) => {}
                         Some(Err(_)) | None => { stats.dropped_receivers = 1; break }
                     }

@@ -3,7 +3,7 @@
 //! clock, then `|m` (sent inside the measured window) or `|w` (warm-up), then padding,
 //! so latency and counts are measured exactly as for our protocol.
 
-use crate::client::{Receiver, Stats};
+use crate::client::{Activity, Receiver, Stats};
 use crate::sockets;
 use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
@@ -15,18 +15,23 @@ pub async fn connect_receivers(
     url: &str,
     n: usize,
     start: Instant,
+    activity: &Activity,
 ) -> Result<Vec<Receiver>, String> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let mut ws = sockets::connect(url).await?;
         let (stop, mut stopped) = oneshot::channel();
+        let activity = activity.clone();
         let task = tokio::spawn(async move {
             let mut stats = Stats::default();
             loop {
                 tokio::select! {
                     _ = &mut stopped => break,
                     msg = ws.next() => match msg {
-                        Some(Ok(Message::Text(t))) => record(&t, start, &mut stats),
+                        Some(Ok(Message::Text(t))) => {
+                            activity.touch(start);
+                            record(&t, start, &mut stats)
+                        }
                         Some(Ok(_)) => {}
                         Some(Err(_)) | None => { stats.dropped_receivers = 1; break }
                     }

@@ -96,7 +96,10 @@ pub(crate) fn parse_cid(value: Option<&Value>) -> Result<Option<String>, ErrorKi
 /// Checks the request object: `before` a seq (a whole number ≥ 0) or absent/`null`;
 /// `limit` a whole number from 1 to `history_page_max`, or absent/`null` for that
 /// maximum. Other fields are ignored.
-pub(crate) fn parse_history(request: &Value, config: &Config) -> Result<(Option<u64>, usize), ErrorKind> {
+pub(crate) fn parse_history(
+    request: &Value,
+    config: &Config,
+) -> Result<(Option<u64>, usize), ErrorKind> {
     let Value::Object(map) = request else {
         return Err(ErrorKind::HistoryShape);
     };
