@@ -336,7 +336,7 @@ impl RoomActor {
         // A refusal is actions too (its error frame, then its close), carried out
         // like any others: the link is the room's until then.
         let actions = room.connect(join.conn, join.peer, now);
-        debug!(room = %self.tag, conn = join.conn, "connected");
+        debug!(room = %self.tag, conn = join.conn, "connection opened");
         self.links.insert(join.conn, join.link);
         self.apply(actions, now);
     }
