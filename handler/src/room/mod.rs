@@ -826,13 +826,5 @@ impl<S: Storage> Room<S> {
 /// A stored message as its chat frame. (History goes through
 /// [`history_frame`], which never sends a tombstone's text.)
 pub(crate) fn chat_frame(m: &StoredMessage) -> Frame {
-    ServerFrame::Chat {
-        name: &m.name,
-        message: &m.message,
-        timestamp: m.timestamp,
-        seq: m.seq,
-        user: m.user.as_deref(),
-        cid: m.cid.as_deref(),
-    }
-    .encode()
+    history::chat(m).encode()
 }
