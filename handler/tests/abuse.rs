@@ -251,10 +251,6 @@ impl Storage for Counting {
         self.writes += 1;
         self.inner.save_bucket(addr, bucket)
     }
-    fn take_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
-        self.writes += 1;
-        self.inner.take_bucket(addr)
-    }
     fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
         self.inner.load_bucket(addr)
     }
@@ -288,19 +284,13 @@ impl Storage for Counting {
         self.writes += 1;
         self.inner.set_restriction(u, r)
     }
-    fn prune_restrictions(&mut self, now: u64) -> StorageResult<()> {
+    fn prune_restrictions(&mut self, now: u64) -> StorageResult<u64> {
         self.writes += 1;
         self.inner.prune_restrictions(now)
-    }
-    fn restricted_users(&mut self) -> StorageResult<u64> {
-        self.inner.restricted_users()
     }
     fn append_audit(&mut self, e: &chat_handler::AuditEntry, keep: usize) -> StorageResult<()> {
         self.writes += 1;
         self.inner.append_audit(e, keep)
-    }
-    fn recent_audit(&mut self, n: usize) -> StorageResult<Vec<chat_handler::AuditEntry>> {
-        self.inner.recent_audit(n)
     }
 }
 

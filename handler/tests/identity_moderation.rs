@@ -711,11 +711,7 @@ fn a_mute_refuses_messages_until_it_ends_across_rebuilds_and_rejoins() {
     for conn in [2, 3] {
         assert_eq!(broadcasts(&say(&mut r, conn, "free", T0 + 61_003)).len(), 1);
     }
-    assert_eq!(
-        r.storage_mut().restricted_users().unwrap(),
-        0,
-        "no row left"
-    );
+    assert_eq!(r.storage().restricted_users(), 0, "no row left");
 }
 
 #[test]
@@ -760,7 +756,7 @@ fn kicks_and_mutes_are_bounded_per_room_and_expired_ones_make_room() {
         T0 + 10_000
     )
     .is_empty());
-    assert_eq!(r.storage_mut().restricted_users().unwrap(), 2);
+    assert_eq!(r.storage().restricted_users(), 2);
 }
 
 #[test]
@@ -795,7 +791,7 @@ fn every_moderator_action_is_audited_and_the_table_is_bounded() {
     send(&mut r, 1, json!({"delete": 2}), T0 + 13);
     // A refused action is not an action: no row.
     send(&mut r, 1, json!({"delete": 2}), T0 + 14);
-    let kept = r.storage_mut().recent_audit(10).unwrap();
+    let kept = r.storage().recent_audit(10);
     let entry = |at_ms, action: &str, user: Option<&str>, seq, secs| AuditEntry {
         at_ms,
         moderator: "mod".into(),
@@ -1063,11 +1059,7 @@ fn a_kick_refuses_hellos_from_the_users_address_anonymous_or_not_for_its_secs() 
         T0 + 303_000,
     );
     assert_eq!(close_of(&acts, 13), None);
-    assert_eq!(
-        r.storage_mut().restricted_users().unwrap(),
-        0,
-        "no row left"
-    );
+    assert_eq!(r.storage().restricted_users(), 0, "no row left");
     r.disconnect(13, T0 + 303_000);
     // A kick is over for the address when its secs are.
     join(
@@ -1124,7 +1116,7 @@ fn with_the_binding_off_a_kick_or_mute_holds_for_the_user_only() {
     );
     let acts = join(&mut r, 3, "10.0.0.9", &hello("owner", None, false), T0 + 2);
     assert_eq!(close_of(&acts, 3), None);
-    assert_eq!(r.storage_mut().restricted_users().unwrap(), 1);
+    assert_eq!(r.storage().restricted_users(), 1);
 }
 
 #[test]
@@ -1183,7 +1175,7 @@ fn a_mute_mutes_every_session_from_the_users_address_with_or_without_a_token() {
             "conn {conn}"
         );
     }
-    assert_eq!(r.storage_mut().restricted_users().unwrap(), 0);
+    assert_eq!(r.storage().restricted_users(), 0);
     // A mute of an absent user binds the addresses it was last bound to while in force.
     join(
         &mut r,
@@ -1245,18 +1237,14 @@ fn each_bound_address_holds_a_place_and_a_moderation_that_does_not_fit_changes_n
     );
     let acts = send(&mut r, 1, json!({"mute": {"user": "u1", "secs": 60}}), T0);
     assert!(errors(&frames_for(&r, &acts, 1)).is_empty());
-    assert_eq!(
-        r.storage_mut().restricted_users().unwrap(),
-        2,
-        "user and address"
-    );
+    assert_eq!(r.storage().restricted_users(), 2, "user and address");
     let acts = send(&mut r, 1, json!({"mute": {"user": "u2", "secs": 60}}), T0);
     assert_eq!(
         errors(&frames_for(&r, &acts, 1)),
         [ErrorKind::TooManyRestricted.sentence()]
     );
     assert_eq!(broadcasts(&say(&mut r, 3, "not muted", T0 + 1)).len(), 1);
-    assert_eq!(r.storage_mut().restricted_users().unwrap(), 2);
+    assert_eq!(r.storage().restricted_users(), 2);
 }
 
 #[test]

@@ -211,9 +211,6 @@ impl Storage for Unreadable {
     fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<chat_handler::Bucket>> {
         self.0.load_bucket(addr)
     }
-    fn take_bucket(&mut self, a: &str) -> StorageResult<Option<chat_handler::Bucket>> {
-        self.0.take_bucket(a)
-    }
     fn prune_buckets(&mut self, b: u64) -> StorageResult<()> {
         self.0.prune_buckets(b)
     }
@@ -229,17 +226,11 @@ impl Storage for Unreadable {
     fn set_restriction(&mut self, u: &str, r: &chat_handler::Restriction) -> StorageResult<()> {
         self.0.set_restriction(u, r)
     }
-    fn prune_restrictions(&mut self, now: u64) -> StorageResult<()> {
+    fn prune_restrictions(&mut self, now: u64) -> StorageResult<u64> {
         self.0.prune_restrictions(now)
-    }
-    fn restricted_users(&mut self) -> StorageResult<u64> {
-        self.0.restricted_users()
     }
     fn append_audit(&mut self, e: &chat_handler::AuditEntry, keep: usize) -> StorageResult<()> {
         self.0.append_audit(e, keep)
-    }
-    fn recent_audit(&mut self, n: usize) -> StorageResult<Vec<chat_handler::AuditEntry>> {
-        self.0.recent_audit(n)
     }
 }
 

@@ -826,11 +826,11 @@ fn a_join_that_cannot_read_history_closes_with_1011_and_forgets_the_address() {
         ) -> chat_handler::StorageResult<()> {
             self.0.save_bucket(a, b)
         }
-        fn take_bucket(
+        fn load_bucket(
             &mut self,
             a: &str,
         ) -> chat_handler::StorageResult<Option<chat_handler::Bucket>> {
-            self.0.take_bucket(a)
+            self.0.load_bucket(a)
         }
         fn prune_buckets(&mut self, before: u64) -> chat_handler::StorageResult<()> {
             self.0.prune_buckets(before)
@@ -847,17 +847,11 @@ fn a_join_that_cannot_read_history_closes_with_1011_and_forgets_the_address() {
         fn set_restriction(&mut self, u: &str, r: &Restriction) -> chat_handler::StorageResult<()> {
             self.0.set_restriction(u, r)
         }
-        fn prune_restrictions(&mut self, now: u64) -> chat_handler::StorageResult<()> {
+        fn prune_restrictions(&mut self, now: u64) -> chat_handler::StorageResult<u64> {
             self.0.prune_restrictions(now)
-        }
-        fn restricted_users(&mut self) -> chat_handler::StorageResult<u64> {
-            self.0.restricted_users()
         }
         fn append_audit(&mut self, e: &AuditEntry, keep: usize) -> chat_handler::StorageResult<()> {
             self.0.append_audit(e, keep)
-        }
-        fn recent_audit(&mut self, n: usize) -> chat_handler::StorageResult<Vec<AuditEntry>> {
-            self.0.recent_audit(n)
         }
     }
     let mut r = Room::open(Config::default(), Broken(MemoryStorage::new()), EPOCH).expect("open");
@@ -989,11 +983,11 @@ fn a_message_whose_epoch_cannot_be_stored_is_not_sent() {
         ) -> chat_handler::StorageResult<()> {
             self.0.save_bucket(a, b)
         }
-        fn take_bucket(
+        fn load_bucket(
             &mut self,
             a: &str,
         ) -> chat_handler::StorageResult<Option<chat_handler::Bucket>> {
-            self.0.take_bucket(a)
+            self.0.load_bucket(a)
         }
         fn prune_buckets(&mut self, before: u64) -> chat_handler::StorageResult<()> {
             self.0.prune_buckets(before)
@@ -1033,11 +1027,8 @@ fn a_message_whose_epoch_cannot_be_stored_is_not_sent() {
         ) -> chat_handler::StorageResult<()> {
             self.0.set_restriction(u, r)
         }
-        fn prune_restrictions(&mut self, now: u64) -> chat_handler::StorageResult<()> {
+        fn prune_restrictions(&mut self, now: u64) -> chat_handler::StorageResult<u64> {
             self.0.prune_restrictions(now)
-        }
-        fn restricted_users(&mut self) -> chat_handler::StorageResult<u64> {
-            self.0.restricted_users()
         }
         fn append_audit(
             &mut self,
@@ -1045,12 +1036,6 @@ fn a_message_whose_epoch_cannot_be_stored_is_not_sent() {
             keep: usize,
         ) -> chat_handler::StorageResult<()> {
             self.0.append_audit(e, keep)
-        }
-        fn recent_audit(
-            &mut self,
-            n: usize,
-        ) -> chat_handler::StorageResult<Vec<chat_handler::AuditEntry>> {
-            self.0.recent_audit(n)
         }
     }
     let mut r = Room::open(Config::default(), NoEpoch(MemoryStorage::new()), EPOCH).unwrap();

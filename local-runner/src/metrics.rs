@@ -366,9 +366,6 @@ impl<S: Storage> Storage for Timed<S> {
     fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<chat_handler::Bucket>> {
         self.inner.load_bucket(addr)
     }
-    fn take_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
-        self.inner.take_bucket(addr)
-    }
     fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()> {
         self.inner.prune_buckets(before_ms)
     }
@@ -384,17 +381,11 @@ impl<S: Storage> Storage for Timed<S> {
     fn set_restriction(&mut self, user: &str, r: &Restriction) -> StorageResult<()> {
         self.inner.set_restriction(user, r)
     }
-    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<()> {
+    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<u64> {
         self.inner.prune_restrictions(now_ms)
-    }
-    fn restricted_users(&mut self) -> StorageResult<u64> {
-        self.inner.restricted_users()
     }
     fn append_audit(&mut self, entry: &AuditEntry, keep: usize) -> StorageResult<()> {
         self.inner.append_audit(entry, keep)
-    }
-    fn recent_audit(&mut self, n: usize) -> StorageResult<Vec<AuditEntry>> {
-        self.inner.recent_audit(n)
     }
 }
 

@@ -147,6 +147,8 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
     })
 }
 
+/// Only tests read audit rows back (see [`SqliteStorage::recent_audit`]).
+#[cfg(test)]
 fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
     Ok(AuditEntry {
         at_ms: row.get("at_ms")?,
@@ -254,31 +256,6 @@ impl Storage for SqliteStorage {
             .map_err(storage_error)
     }
 
-    fn take_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
-        // Read and delete together, so a bucket is taken at most once. A savepoint, as
-        // this runs inside the storage thread's transaction.
-        let tx = self.conn.savepoint().map_err(storage_error)?;
-        let bucket = tx
-            .prepare_cached(sql::SELECT_BUCKET)
-            .and_then(|mut s| {
-                s.query_row(params![self.room, addr], |r| {
-                    Ok(Bucket {
-                        tokens: r.get("tokens")?,
-                        updated_ms: r.get("updated_ms")?,
-                    })
-                })
-                .optional()
-            })
-            .map_err(storage_error)?;
-        if bucket.is_some() {
-            tx.prepare_cached(sql::DELETE_BUCKET)
-                .and_then(|mut s| s.execute(params![self.room, addr]))
-                .map_err(storage_error)?;
-        }
-        tx.commit().map_err(storage_error)?;
-        Ok(bucket)
-    }
-
     fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
         self.conn
             .prepare_cached(sql::SELECT_BUCKET)
@@ -364,16 +341,12 @@ impl Storage for SqliteStorage {
             .map_err(storage_error)
     }
 
-    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<()> {
+    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<u64> {
         let now = to_i64(now_ms)?;
         self.conn
             .prepare_cached(sql::PRUNE_RESTRICTIONS)
             .and_then(|mut s| s.execute(params![self.room, now]))
-            .map(drop)
-            .map_err(storage_error)
-    }
-
-    fn restricted_users(&mut self) -> StorageResult<u64> {
+            .map_err(storage_error)?;
         self.conn
             .prepare_cached(sql::COUNT_RESTRICTIONS)
             .and_then(|mut s| s.query_row(params![self.room], |r| r.get("count")))
@@ -406,7 +379,12 @@ impl Storage for SqliteStorage {
             .map_err(storage_error)?;
         tx.commit().map_err(storage_error)
     }
+}
 
+impl SqliteStorage {
+    /// Up to `n` newest audit entries, newest first. Not the handler's: only tests read
+    /// the audit table back (operators read it with `sqlite3`).
+    #[cfg(test)]
     fn recent_audit(&mut self, n: usize) -> StorageResult<Vec<AuditEntry>> {
         let n = to_i64(n)?;
         let mut stmt = self
@@ -651,10 +629,10 @@ mod tests {
     }
 
     #[test]
-    fn buckets_are_taken_once() {
+    fn a_bucket_is_kept_per_room_until_replaced() {
         let (_dir, path) = fresh();
         let mut s = SqliteStorage::open(&path, "lobby").unwrap();
-        assert_eq!(s.take_bucket("127.0.0.1").unwrap(), None);
+        assert_eq!(s.load_bucket("127.0.0.1").unwrap(), None);
         let b = Bucket {
             tokens: 2.5,
             updated_ms: 1_764_000_000_000,
@@ -666,9 +644,13 @@ mod tests {
         };
         s.save_bucket("127.0.0.1", &newer).unwrap();
         let mut other_room = SqliteStorage::open(&path, "other").unwrap();
-        assert_eq!(other_room.take_bucket("127.0.0.1").unwrap(), None);
-        assert_eq!(s.take_bucket("127.0.0.1").unwrap(), Some(newer));
-        assert_eq!(s.take_bucket("127.0.0.1").unwrap(), None);
+        assert_eq!(other_room.load_bucket("127.0.0.1").unwrap(), None);
+        assert_eq!(s.load_bucket("127.0.0.1").unwrap(), Some(newer.clone()));
+        assert_eq!(
+            s.load_bucket("127.0.0.1").unwrap(),
+            Some(newer),
+            "still kept"
+        );
     }
 
     #[test]
@@ -685,15 +667,15 @@ mod tests {
         s.save_bucket("new", &at(3_000)).unwrap();
         other_room.save_bucket("old", &at(1_000)).unwrap();
         s.prune_buckets(2_000).unwrap();
-        assert_eq!(s.take_bucket("old").unwrap(), None);
+        assert_eq!(s.load_bucket("old").unwrap(), None);
         // "Before" is strict: a bucket updated at the cut-off stays.
-        assert_eq!(s.take_bucket("edge").unwrap(), Some(at(2_000)));
-        assert_eq!(s.take_bucket("new").unwrap(), Some(at(3_000)));
-        assert_eq!(other_room.take_bucket("old").unwrap(), Some(at(1_000)));
+        assert_eq!(s.load_bucket("edge").unwrap(), Some(at(2_000)));
+        assert_eq!(s.load_bucket("new").unwrap(), Some(at(3_000)));
+        assert_eq!(other_room.load_bucket("old").unwrap(), Some(at(1_000)));
         // A cut-off beyond SQLite's integers still means "everything before it".
-        s.save_bucket("new", &at(3_000)).unwrap();
         s.prune_buckets(u64::MAX).unwrap();
-        assert_eq!(s.take_bucket("new").unwrap(), None);
+        assert_eq!(s.load_bucket("new").unwrap(), None);
+        assert_eq!(s.load_bucket("edge").unwrap(), None);
     }
 
     #[test]
@@ -840,21 +822,19 @@ mod tests {
         .unwrap();
         other.set_restriction("u9", &r).unwrap();
         assert_eq!(s.restriction("u9").unwrap(), r);
-        assert_eq!(s.restricted_users().unwrap(), 2);
-        s.prune_restrictions(5_000).unwrap();
+        assert_eq!(s.prune_restrictions(0).unwrap(), 2, "both in force");
         assert_eq!(
-            s.restricted_users().unwrap(),
+            s.prune_restrictions(5_000).unwrap(),
             1,
             "u8 is over, u9 still muted"
         );
-        s.prune_restrictions(9_000).unwrap();
-        assert_eq!(s.restricted_users().unwrap(), 0);
+        assert_eq!(s.prune_restrictions(9_000).unwrap(), 0);
         assert_eq!(other.restriction("u9").unwrap(), r);
         other
             .set_restriction("u9", &Restriction::default())
             .unwrap();
         assert_eq!(
-            other.restricted_users().unwrap(),
+            other.prune_restrictions(0).unwrap(),
             0,
             "all zero removes the row"
         );

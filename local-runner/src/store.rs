@@ -265,9 +265,6 @@ impl Storage for Store {
     fn save_bucket(&mut self, addr: &str, bucket: &Bucket) -> StorageResult<()> {
         self.inner().save_bucket(addr, bucket)
     }
-    fn take_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
-        self.inner().take_bucket(addr)
-    }
     fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
         self.inner().load_bucket(addr)
     }
@@ -286,17 +283,11 @@ impl Storage for Store {
     fn set_restriction(&mut self, user: &str, r: &Restriction) -> StorageResult<()> {
         self.inner().set_restriction(user, r)
     }
-    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<()> {
+    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<u64> {
         self.inner().prune_restrictions(now_ms)
-    }
-    fn restricted_users(&mut self) -> StorageResult<u64> {
-        self.inner().restricted_users()
     }
     fn append_audit(&mut self, entry: &AuditEntry, keep: usize) -> StorageResult<()> {
         self.inner().append_audit(entry, keep)
-    }
-    fn recent_audit(&mut self, n: usize) -> StorageResult<Vec<AuditEntry>> {
-        self.inner().recent_audit(n)
     }
 }
 

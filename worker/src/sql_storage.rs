@@ -197,13 +197,9 @@ impl Storage for DoSqlStorage {
         self.run(sql::UPSERT_BUCKET, params)
     }
 
-    fn take_bucket(&mut self, addr: &str) -> Result<Option<Bucket>, StorageError> {
+    fn load_bucket(&mut self, addr: &str) -> Result<Option<Bucket>, StorageError> {
         let rows: Vec<Bucket> = self.rows(sql::SELECT_BUCKET, vec![key(), addr.into()])?;
-        let Some(bucket) = rows.into_iter().next() else {
-            return Ok(None);
-        };
-        self.run(sql::DELETE_BUCKET, vec![key(), addr.into()])?;
-        Ok(Some(bucket))
+        Ok(rows.into_iter().next())
     }
 
     fn prune_buckets(&mut self, before_ms: u64) -> Result<(), StorageError> {
@@ -244,11 +240,8 @@ impl Storage for DoSqlStorage {
         self.run(sql::UPSERT_RESTRICTION, params)
     }
 
-    fn prune_restrictions(&mut self, now_ms: u64) -> Result<(), StorageError> {
-        self.run(sql::PRUNE_RESTRICTIONS, vec![key(), int(now_ms)?])
-    }
-
-    fn restricted_users(&mut self) -> Result<u64, StorageError> {
+    fn prune_restrictions(&mut self, now_ms: u64) -> Result<u64, StorageError> {
+        self.run(sql::PRUNE_RESTRICTIONS, vec![key(), int(now_ms)?])?;
         let rows: Vec<CountRow> = self.rows(sql::COUNT_RESTRICTIONS, vec![key()])?;
         Ok(rows.first().map_or(0, |r| r.count as u64))
     }
@@ -266,9 +259,5 @@ impl Storage for DoSqlStorage {
         // Both in one synchronous block, which a Durable Object commits together.
         self.run(sql::INSERT_AUDIT, params)?;
         self.run(sql::PRUNE_AUDIT, vec![key(), int(keep as u64)?])
-    }
-
-    fn recent_audit(&mut self, n: usize) -> Result<Vec<AuditEntry>, StorageError> {
-        self.rows(sql::SELECT_AUDIT, vec![key(), int(n as u64)?])
     }
 }

@@ -327,8 +327,7 @@ impl<S: Storage> Room<S> {
             }
         }
         if fresh > 0 {
-            self.storage.prune_restrictions(now_ms).map_err(failed)?;
-            let held = self.storage.restricted_users().map_err(failed)?;
+            let held = self.storage.prune_restrictions(now_ms).map_err(failed)?;
             if held.saturating_add(fresh) > self.config.max_restricted_users as u64 {
                 return Err(ErrorKind::TooManyRestricted);
             }

@@ -1,5 +1,5 @@
-//! The room's persistent state behind a small synchronous trait, plus the SQL that both
-//! real backends (the Durable Object's `storage.sql` and rusqlite) run, so the schema is
+//! The room's persistent state behind a synchronous trait (what the handler needs, and
+//! nothing only tests need), plus the SQL that both real backends (the Durable Object's `storage.sql` and rusqlite) run, so the schema is
 //! defined once. Every statement is parameterised by the room key (`?1`): the local
 //! runner keeps all rooms in one database, a Durable Object keeps one room per database.
 
@@ -161,17 +161,8 @@ pub trait Storage {
     /// key, or `join ` and the address key for the join bucket), so that a rebuilt
     /// room and a reconnecting address go on from it. Written on every token taken.
     fn save_bucket(&mut self, addr: &str, bucket: &Bucket) -> StorageResult<()>;
-    /// Takes (reads and forgets) a kept bucket.
-    fn take_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>>;
-    /// Reads a kept bucket and keeps it. The default takes it and saves it back;
-    /// backends override it with a plain read.
-    fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
-        let bucket = self.take_bucket(addr)?;
-        if let Some(b) = &bucket {
-            self.save_bucket(addr, b)?;
-        }
-        Ok(bucket)
-    }
+    /// A kept bucket, if there is one (it stays kept).
+    fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>>;
     /// Forgets kept buckets last updated before `before_ms`: they have refilled by now,
     /// and a full bucket is what an unknown address gets anyway.
     fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()>;
@@ -188,14 +179,11 @@ pub trait Storage {
     /// Stores the kick and mute of `user`, replacing the previous ones; all zero
     /// removes the user's row.
     fn set_restriction(&mut self, user: &str, r: &Restriction) -> StorageResult<()>;
-    /// Removes the rows of users whose kick and mute are both over at `now_ms`.
-    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<()>;
-    /// How many users have a row (a kick or a mute, possibly expired).
-    fn restricted_users(&mut self) -> StorageResult<u64>;
+    /// Removes the rows of users whose kick and mute are both over at `now_ms`, and
+    /// returns how many rows are left (kicks and mutes in force).
+    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<u64>;
     /// Appends a moderator action to the audit table, keeping the newest `keep`.
     fn append_audit(&mut self, entry: &AuditEntry, keep: usize) -> StorageResult<()>;
-    /// Up to `n` newest audit entries, newest first.
-    fn recent_audit(&mut self, n: usize) -> StorageResult<Vec<AuditEntry>>;
 }
 
 /// The schema as first released (version 0), one statement per entry (the Durable
@@ -362,8 +350,6 @@ pub mod sql {
     /// `?2` addr.
     pub const SELECT_BUCKET: &str =
         "SELECT tokens, updated_ms FROM chat_buckets WHERE room = ?1 AND addr = ?2";
-    /// `?2` addr.
-    pub const DELETE_BUCKET: &str = "DELETE FROM chat_buckets WHERE room = ?1 AND addr = ?2";
     /// `?2` = updated before this time (ms).
     pub const PRUNE_BUCKETS: &str = "DELETE FROM chat_buckets WHERE room = ?1 AND updated_ms < ?2";
 }
@@ -407,6 +393,19 @@ impl MemoryStorage {
             || !self.messages.is_empty()
             || !self.restrictions.is_empty()
             || !self.audit.is_empty()
+    }
+
+    /// Up to `n` newest audit entries, newest first. Only tests read the audit table
+    /// back (the backends keep it for operators).
+    #[cfg(feature = "testing")]
+    pub fn recent_audit(&self, n: usize) -> Vec<AuditEntry> {
+        self.audit.iter().rev().take(n).cloned().collect()
+    }
+
+    /// How many users (and addresses) have a kick or mute row, possibly expired.
+    #[cfg(feature = "testing")]
+    pub fn restricted_users(&self) -> u64 {
+        self.restrictions.len() as u64
     }
 }
 
@@ -501,10 +500,6 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    fn take_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
-        Ok(self.buckets.remove(addr))
-    }
-
     fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<Bucket>> {
         Ok(self.buckets.get(addr).cloned())
     }
@@ -549,12 +544,8 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<()> {
+    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<u64> {
         self.restrictions.retain(|_, r| !r.is_over(now_ms));
-        Ok(())
-    }
-
-    fn restricted_users(&mut self) -> StorageResult<u64> {
         Ok(self.restrictions.len() as u64)
     }
 
@@ -564,10 +555,6 @@ impl Storage for MemoryStorage {
             self.audit.pop_front();
         }
         Ok(())
-    }
-
-    fn recent_audit(&mut self, n: usize) -> StorageResult<Vec<AuditEntry>> {
-        Ok(self.audit.iter().rev().take(n).cloned().collect())
     }
 }
 
@@ -636,9 +623,13 @@ mod tests {
         assert_eq!(s.kept_buckets(), 2);
         // Updated before 200: only "a" goes.
         s.prune_buckets(200).unwrap();
-        assert_eq!(s.take_bucket("a").unwrap(), None);
-        assert_eq!(s.take_bucket("b").unwrap(), Some(b(200)));
-        assert_eq!(s.take_bucket("b").unwrap(), None, "taking forgets it");
-        assert_eq!(s.kept_buckets(), 0);
+        assert_eq!(s.load_bucket("a").unwrap(), None);
+        assert_eq!(s.load_bucket("b").unwrap(), Some(b(200)));
+        assert_eq!(
+            s.load_bucket("b").unwrap(),
+            Some(b(200)),
+            "reading keeps it"
+        );
+        assert_eq!(s.kept_buckets(), 1);
     }
 }
