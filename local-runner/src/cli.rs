@@ -94,10 +94,12 @@ pub(crate) struct Cli {
     /// this many seconds drops its state and rebuilds it on the next event. 0 = never.
     #[arg(long, env = "EDGE_CHAT_HIBERNATE_AFTER_SECS", default_value_t = 0)]
     pub(crate) hibernate_after_secs: u64,
-    /// Test only, hidden from `--help`: storage fails on purpose, so the conformance
-    /// suite can check what clients get when it does. Storing a message whose text
-    /// contains MARKER fails, and so does reading history (backlog or resume gap) in a
-    /// room whose name contains MARKER. Never set it outside tests.
+    /// Test only, hidden from `--help`, and there only with the cargo feature
+    /// `test-faults` (the conformance build's): storage fails on purpose, so the
+    /// conformance suite can check what clients get when it does. Storing a message
+    /// whose text contains MARKER fails, and so does reading history (backlog or resume
+    /// gap) in a room whose name contains MARKER.
+    #[cfg(feature = "test-faults")]
     #[arg(long, env = "EDGE_CHAT_TEST_STORAGE_FAULTS", value_name = "MARKER", hide = true,
           value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub(crate) test_storage_faults: Option<String>,
@@ -613,6 +615,7 @@ mod tests {
     }
 
     /// The storage-fault hook is for tests: it parses, but `--help` does not show it.
+    #[cfg(feature = "test-faults")]
     #[test]
     fn the_test_storage_fault_hook_is_hidden() {
         let cli = Cli::parse_args(["local-runner", "--test-storage-faults", "BOOM"]);
@@ -622,6 +625,19 @@ mod tests {
         let help = Cli::command().render_long_help().to_string();
         assert!(!help.contains("test-storage-faults"), "{help}");
         assert!(!help.contains("EDGE_CHAT_TEST_STORAGE_FAULTS"), "{help}");
+    }
+
+    /// Built without the conformance suite's feature, the runner has no such hook.
+    #[cfg(not(feature = "test-faults"))]
+    #[test]
+    fn without_the_test_faults_feature_there_is_no_storage_fault_hook() {
+        let e = Cli::try_parse_args(["local-runner", "--test-storage-faults", "BOOM"]);
+        assert_eq!(
+            e.unwrap_err().kind(),
+            clap::error::ErrorKind::UnknownArgument
+        );
+        let help = Cli::command().render_long_help().to_string();
+        assert!(!help.contains("test-storage-faults"), "{help}");
     }
 
     #[test]

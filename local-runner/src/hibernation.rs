@@ -17,16 +17,14 @@
 //! [`hibernate`]: HibernatingRoom::hibernate
 
 use crate::link::ConnLink;
-use crate::metrics::{Metrics, Timed};
-use crate::store::{Store, StoreFactory};
+use crate::metrics::Metrics;
+pub(crate) use crate::storage_thread::RoomStorage;
+use crate::storage_thread::StorageThread;
 use chat_handler::edge;
 use chat_handler::{Auth, AuthSecret, Close, Config, ConnId, Room, Session};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tracing::{info, warn};
-
-/// A room's storage: the store, with its appends timed for `/metrics`.
-pub(crate) type RoomStorage = Timed<Store>;
 
 /// The room: live, or dropped with its sessions serialized (hibernated, or not opened
 /// yet when there are none).
@@ -45,7 +43,9 @@ pub(crate) struct HibernatingRoom {
     /// For logs: a private room's id never appears (`edge::log_tag`).
     tag: String,
     config: Config,
-    store: StoreFactory,
+    /// The room's storage (a handle on the storage thread); each rebuilt room gets a
+    /// clone of it.
+    storage: RoomStorage,
     /// Verifies join tokens when set; the room's id for the `room` claim is its name
     /// (private ids are names here too).
     auth: Option<Auth>,
@@ -55,18 +55,18 @@ pub(crate) struct HibernatingRoom {
 }
 
 impl HibernatingRoom {
-    /// A room not opened yet: its storage is opened by the first event that needs it.
+    /// A room not opened yet: the first event that needs it reads it from `storage`.
     pub(crate) fn new(
         name: String,
         config: Config,
-        store: StoreFactory,
+        storage: Arc<StorageThread>,
         metrics: Arc<Metrics>,
     ) -> Self {
         HibernatingRoom {
             tag: log_tag(&name),
+            storage: storage.room(&name),
             name,
             config,
-            store,
             auth: None,
             metrics,
             state: State::Dropped {
@@ -129,11 +129,9 @@ impl HibernatingRoom {
                     }
                 })
                 .collect();
-            let opened = self.store.open(&self.name).and_then(|storage| {
-                let storage = self.metrics.timed(storage);
-                Room::restore(self.config.clone(), storage, &random_epoch(), restored)
-                    .map(|room| room.with_auth(self.auth.clone()))
-            });
+            let storage = self.storage.clone();
+            let opened = Room::restore(self.config.clone(), storage, &random_epoch(), restored)
+                .map(|room| room.with_auth(self.auth.clone()));
             match opened {
                 Ok(mut room) => {
                     room.set_observer(self.metrics.observer());
@@ -165,8 +163,8 @@ impl HibernatingRoom {
     }
 
     /// Emulates a Durable Object being evicted while its sockets stay open: keep the
-    /// sessions exactly as a DO keeps socket attachments (JSON), drop the room and its
-    /// storage connection.
+    /// sessions exactly as a DO keeps socket attachments (JSON), drop the room. Its storage
+    /// was never more than a handle on the storage thread, kept for the next rebuild.
     pub(crate) fn hibernate(&mut self) {
         let State::Live(room) = &self.state else {
             return;
@@ -177,6 +175,7 @@ impl HibernatingRoom {
             .collect();
         let count = sessions.len();
         self.state = State::Dropped { sessions };
+        self.metrics.room_hibernated();
         info!(room = %self.tag, sessions = count, "room hibernated");
     }
 }
@@ -212,11 +211,10 @@ mod tests {
         link::queue(8, Arc::default())
     }
 
-    #[test]
-    fn a_hibernated_room_comes_back_with_its_sessions_and_history() {
-        let store = StoreFactory::memory();
-        let mut room =
-            HibernatingRoom::new("r".into(), Config::default(), store.clone(), Arc::default());
+    #[tokio::test]
+    async fn a_hibernated_room_comes_back_with_its_sessions_and_history() {
+        let storage = StorageThread::in_memory();
+        let mut room = HibernatingRoom::new("r".into(), Config::default(), storage, Arc::default());
         let mut links = HashMap::new();
         assert!(room.live().is_none(), "opened before it was needed");
         let live = room.room(&mut links).unwrap();
@@ -229,11 +227,8 @@ mod tests {
         room.hibernate();
         assert!(room.live().is_none());
         assert!(room.has_sessions());
-        // The storage connection went with the room.
-        assert!(store.is_parked("r"));
 
         let back = room.room(&mut links).unwrap();
-        assert!(!store.is_parked("r"));
         assert_eq!(back.epoch(), epoch);
         assert_eq!(back.last_seq(), 1);
         let session = back.session(1).expect("session restored");
@@ -244,9 +239,18 @@ mod tests {
     async fn unreadable_storage_closes_every_link_as_internal() {
         let dir = tempfile::tempdir().unwrap();
         // A database without the schema: every read fails.
-        let thread = crate::storage_thread::StorageThread::start(&dir.path().join("db")).unwrap();
-        let store = StoreFactory::sqlite(thread.clone());
-        let mut room = HibernatingRoom::new("r".into(), Config::default(), store, Arc::default());
+        let thread = StorageThread::start(
+            crate::storage_thread::Database::File(&dir.path().join("db")),
+            crate::stored_rooms::StoredRooms::unbounded(),
+            prometheus_client::metrics::histogram::Histogram::new(std::iter::empty()),
+        );
+        let thread = Arc::new(thread.unwrap());
+        let mut room = HibernatingRoom::new(
+            "r".into(),
+            Config::default(),
+            thread.clone(),
+            Arc::default(),
+        );
         let (a, a_rx) = link();
         let (b, b_rx) = link();
         let mut links = HashMap::from([(1, a), (2, b)]);

@@ -353,7 +353,7 @@ mod tests {
         }
     }
     use crate::room_actor::RoomContext;
-    use crate::store::StoreFactory;
+    use crate::storage_thread::StorageThread;
     use chat_handler::edge::Rejection;
     use std::time::Duration;
     use tokio::sync::watch;
@@ -370,7 +370,7 @@ mod tests {
         let rooms = Rooms::new(RoomContext {
             auth_secret: None,
             config: config.clone(),
-            store: StoreFactory::memory(),
+            store: StorageThread::in_memory(),
             metrics: Arc::default(),
             hibernate_after: None,
             idle_exit: Duration::ZERO,

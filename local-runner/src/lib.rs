@@ -24,8 +24,9 @@ mod room_inbox;
 mod server;
 mod shutdown;
 mod sqlite_storage;
+#[cfg(feature = "test-faults")]
+mod storage_faults;
 mod storage_thread;
-mod store;
 mod stored_rooms;
 mod timed_io;
 
@@ -36,8 +37,7 @@ use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::registry::Rooms;
 use crate::room_actor::RoomContext;
-use crate::storage_thread::StorageThread;
-use crate::store::{StorageFaults, StoreFactory};
+use crate::storage_thread::{Database, StorageThread};
 use crate::stored_rooms::StoredRooms;
 use crate::timed_io::Timeouts;
 use chat_handler::identity::{self, Claims};
@@ -171,13 +171,13 @@ async fn run(
     open_file_limit: Option<u64>,
 ) -> Result<(), String> {
     let metrics = Arc::new(Metrics::new());
-    let (store, storage_thread) = open_storage(&cli, &metrics)?;
+    let storage = open_storage(&cli, &metrics)?;
     if !cli.static_dir.is_dir() {
         warn!(dir = %cli.static_dir.display(), "static directory not found; / will answer 404");
     }
     let listeners = Listeners::bind(&cli).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let rooms = open_rooms(&cli, &config, auth_secret, store, &metrics, &shutdown_rx);
+    let rooms = open_rooms(&cli, &config, auth_secret, &storage, &metrics, &shutdown_rx);
     let limits = connection_limits(&cli, &config, open_file_limit);
     let (alive, alive_rx) = mpsc::channel::<()>(1);
     let state = AppState {
@@ -212,30 +212,25 @@ async fn run(
     if let Some(server) = metrics_server {
         let _ = server.await;
     }
-    if let Some(thread) = storage_thread {
-        thread.stop(STORAGE_STOP_TIMEOUT).await;
-    }
+    storage.stop(STORAGE_STOP_TIMEOUT).await;
     info!("stopped");
     Ok(())
 }
 
-/// History in SQLite under `--data-dir` (on the storage thread, returned so shutdown
-/// can stop it), or in memory with `--in-memory`; bounded by `--max-rooms-stored`, and
-/// failing on purpose under `--test-storage-faults`.
-fn open_storage(
-    cli: &Cli,
-    metrics: &Metrics,
-) -> Result<(StoreFactory, Option<Arc<StorageThread>>), String> {
-    let (store, storage_thread, stored) = if cli.in_memory {
+/// The storage thread, over the SQLite file in `--data-dir` or with `--in-memory` an
+/// in-memory database (returned so shutdown can stop it); bounded by
+/// `--max-rooms-stored`, and with the `test-faults` feature failing on purpose under
+/// `--test-storage-faults`.
+fn open_storage(cli: &Cli, metrics: &Metrics) -> Result<Arc<StorageThread>, String> {
+    let path = if cli.in_memory {
         info!("history in memory only (--in-memory)");
-        (StoreFactory::memory(), None, HashSet::new())
+        None
     } else {
-        let path = sqlite_storage::init_database(&cli.data_dir)?;
-        let stored = sqlite_storage::stored_rooms(&path)?;
-        let thread = StorageThread::start(&path)?;
-        info!(database = %path.display(), "history in SQLite");
-        metrics.set_database(path);
-        (StoreFactory::sqlite(thread.clone()), Some(thread), stored)
+        Some(sqlite_storage::init_database(&cli.data_dir)?)
+    };
+    let stored = match &path {
+        Some(path) => sqlite_storage::stored_rooms(path)?,
+        None => HashSet::new(),
     };
     let max_rooms = usize::try_from(cli.max_rooms_stored).unwrap_or(usize::MAX);
     info!(
@@ -247,22 +242,32 @@ fn open_storage(
         warn!("storage holds --max-rooms-stored rooms or more: no new room can be opened");
     }
     let gauge = metrics.storage_rooms(max_rooms);
-    let store = store.with_stored_rooms(StoredRooms::new(max_rooms, stored, gauge));
-    let store = match cli
+    let stored = StoredRooms::new(max_rooms, stored, gauge);
+    let database = match &path {
+        Some(path) => Database::File(path),
+        None => Database::Memory,
+    };
+    let thread = StorageThread::start(database, stored, metrics.append_seconds())?;
+    #[cfg(feature = "test-faults")]
+    let thread = match cli
         .test_storage_faults
         .as_deref()
-        .and_then(StorageFaults::new)
+        .and_then(storage_faults::StorageFaults::new)
     {
         Some(faults) => {
             warn!(
                 ?faults,
                 "TEST ONLY: storage fails on purpose (--test-storage-faults)"
             );
-            store.with_faults(faults)
+            thread.with_faults(faults)
         }
-        None => store,
+        None => thread,
     };
-    Ok((store, storage_thread))
+    if let Some(path) = path {
+        info!(database = %path.display(), "history in SQLite");
+        metrics.set_database(path);
+    }
+    Ok(Arc::new(thread))
 }
 
 /// The public listener (`--bind`, `--port`) and, with `--metrics-bind`, the metrics
@@ -298,13 +303,13 @@ impl Listeners {
     }
 }
 
-/// The room registry: each room an actor with this config, store and identity secret,
+/// The room registry: each room an actor with this config, storage and identity secret,
 /// hibernating after `--hibernate-after-secs`, stopping at the shutdown signal.
 fn open_rooms(
     cli: &Cli,
     config: &Config,
     auth_secret: Option<AuthSecret>,
-    store: StoreFactory,
+    storage: &Arc<StorageThread>,
     metrics: &Arc<Metrics>,
     shutdown: &watch::Receiver<bool>,
 ) -> Arc<Rooms> {
@@ -317,7 +322,7 @@ fn open_rooms(
     Rooms::new(RoomContext {
         config: config.clone(),
         auth_secret,
-        store,
+        store: storage.clone(),
         metrics: metrics.clone(),
         hibernate_after: (cli.hibernate_after_secs > 0)
             .then(|| Duration::from_secs(cli.hibernate_after_secs)),

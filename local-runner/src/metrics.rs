@@ -11,14 +11,12 @@
 //!   exactly the same things;
 //! - closes are counted where every close of a socket goes through
 //!   (`ConnLink::close`), by the [`Close`] named;
-//! - connections, rooms and restores where sockets and actors come and go; storage
-//!   append latency by wrapping the room's storage ([`Metrics::timed`]); the runtime's
-//!   live task count is read when the page is rendered.
+//! - connections, rooms and restores where sockets and actors come and go; the time of
+//!   each append on the storage thread, which records it into
+//!   [`Metrics::append_seconds`]; the runtime's live task count is read when the page is
+//!   rendered.
 
-use chat_handler::{
-    AuditEntry, Bucket, Close, ErrorKind, Event, JoinOutcome, Observer, Restriction, Storage,
-    StorageResult, StoredMessage,
-};
+use chat_handler::{Close, ErrorKind, Event, JoinOutcome, Observer};
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -27,7 +25,6 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
 
 /// Every series is named `edge_chat_…`.
 const PREFIX: &str = "edge_chat";
@@ -36,8 +33,9 @@ const PREFIX: &str = "edge_chat";
 pub(crate) const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Bucket bounds of the append latency, in seconds: 50 µs doubling to about 0.8 s. An
-/// append that needs no fsync (WAL with synchronous=NORMAL) falls in the first few; one
-/// that waits for a sync to disk, in the milliseconds.
+/// append is its statement on the storage thread, inside the open transaction, so it
+/// mostly falls in the first few; one that waits on the disk (a page read, a full log),
+/// in the milliseconds.
 fn append_buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(0.000_05, 2.0, 15)
 }
@@ -70,6 +68,8 @@ pub(crate) struct Metrics {
     closes: Family<CloseLabels, Counter>,
     joins: Family<OutcomeLabel, Counter>,
     restores: Counter,
+    /// Rooms hibernated: not on the page (tests wait for a hibernation with it).
+    hibernations: Counter,
     append_seconds: Histogram,
     storage_rooms: Gauge,
     storage_rooms_max: Gauge,
@@ -103,6 +103,7 @@ impl Metrics {
             closes: Family::default(),
             joins: Family::default(),
             restores: Counter::default(),
+            hibernations: Counter::default(),
             append_seconds: Histogram::new(append_buckets()),
             storage_rooms: Gauge::default(),
             storage_rooms_max: Gauge::default(),
@@ -160,7 +161,8 @@ impl Metrics {
         );
         r.register_with_unit(
             "storage_append",
-            "Time to store one chat message",
+            "Time to store one chat message (its statement on the storage thread, before \
+             the commit)",
             Unit::Seconds,
             m.append_seconds.clone(),
         );
@@ -237,16 +239,21 @@ impl Metrics {
         self.restores.inc();
     }
 
-    /// `storage`, with the time of each append recorded.
-    pub(crate) fn timed<S: Storage>(self: &Arc<Self>, storage: S) -> Timed<S> {
-        Timed {
-            inner: storage,
-            metrics: self.clone(),
-        }
+    /// A room hibernated (`--hibernate-after-secs`).
+    pub(crate) fn room_hibernated(&self) {
+        self.hibernations.inc();
     }
 
-    fn append_took(&self, took: Duration) {
-        self.append_seconds.observe(took.as_secs_f64());
+    /// Rooms hibernated so far.
+    #[cfg(test)]
+    pub(crate) fn hibernations(&self) -> u64 {
+        self.hibernations.get()
+    }
+
+    /// The append latency histogram, for the storage thread to record each append's
+    /// time into.
+    pub(crate) fn append_seconds(&self) -> Histogram {
+        self.append_seconds.clone()
     }
 
     /// The page: every series in the Prometheus text format.
@@ -317,82 +324,12 @@ impl Observer for RoomObserver {
     }
 }
 
-/// A room's storage with its appends timed; everything else passes through.
-pub(crate) struct Timed<S> {
-    inner: S,
-    metrics: Arc<Metrics>,
-}
-
-impl<S: Storage> Storage for Timed<S> {
-    fn append(&mut self, msg: &StoredMessage) -> StorageResult<()> {
-        let started = Instant::now();
-        let stored = self.inner.append(msg);
-        self.metrics.append_took(started.elapsed());
-        stored
-    }
-    fn load_epoch(&mut self) -> StorageResult<Option<String>> {
-        self.inner.load_epoch()
-    }
-    fn save_epoch(&mut self, epoch: &str) -> StorageResult<()> {
-        self.inner.save_epoch(epoch)
-    }
-    fn latest(&mut self) -> StorageResult<Option<StoredMessage>> {
-        self.inner.latest()
-    }
-    fn last_n(&mut self, n: usize) -> StorageResult<Vec<StoredMessage>> {
-        self.inner.last_n(n)
-    }
-    fn after(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
-        self.inner.after(seq, limit)
-    }
-    fn prune_through(&mut self, seq: u64) -> StorageResult<()> {
-        self.inner.prune_through(seq)
-    }
-    fn before(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
-        self.inner.before(seq, limit)
-    }
-    fn find_cid(
-        &mut self,
-        sender: &str,
-        cid: &str,
-        after_seq: u64,
-        since_ms: u64,
-    ) -> StorageResult<Option<StoredMessage>> {
-        self.inner.find_cid(sender, cid, after_seq, since_ms)
-    }
-    fn save_bucket(&mut self, addr: &str, bucket: &Bucket) -> StorageResult<()> {
-        self.inner.save_bucket(addr, bucket)
-    }
-    fn load_bucket(&mut self, addr: &str) -> StorageResult<Option<chat_handler::Bucket>> {
-        self.inner.load_bucket(addr)
-    }
-    fn prune_buckets(&mut self, before_ms: u64) -> StorageResult<()> {
-        self.inner.prune_buckets(before_ms)
-    }
-    fn delete_message(&mut self, seq: u64, at_seq: u64) -> StorageResult<bool> {
-        self.inner.delete_message(seq, at_seq)
-    }
-    fn deleted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<u64>> {
-        self.inner.deleted_since(seq, limit)
-    }
-    fn restriction(&mut self, user: &str) -> StorageResult<Restriction> {
-        self.inner.restriction(user)
-    }
-    fn set_restriction(&mut self, user: &str, r: &Restriction) -> StorageResult<()> {
-        self.inner.set_restriction(user, r)
-    }
-    fn prune_restrictions(&mut self, now_ms: u64) -> StorageResult<u64> {
-        self.inner.prune_restrictions(now_ms)
-    }
-    fn append_audit(&mut self, entry: &AuditEntry, keep: usize) -> StorageResult<()> {
-        self.inner.append_audit(entry, keep)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chat_handler::{Config, MemoryStorage, Peer, Room};
+    use crate::storage_thread::{Database, StorageThread};
+    use crate::stored_rooms::StoredRooms;
+    use chat_handler::{Config, Peer, Room};
 
     /// The value of the series `name` (with its labels, exactly as on the page).
     fn value(page: &str, series: &str) -> Option<f64> {
@@ -440,11 +377,14 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_room_reports_through_its_observer_and_timed_storage() {
+    #[tokio::test]
+    async fn a_room_reports_through_its_observer_and_the_storage_thread() {
         let metrics = Arc::new(Metrics::new());
-        let storage = metrics.timed(MemoryStorage::new());
-        let mut room = Room::open(Config::default(), storage, "e").unwrap();
+        let stored = StoredRooms::unbounded();
+        let thread = StorageThread::start(Database::Memory, stored, metrics.append_seconds());
+        let thread = thread.unwrap();
+        let storage = thread.room("r");
+        let mut room = Room::open(Config::default(), storage.clone(), "e").unwrap();
         room.set_observer(metrics.observer());
         for (conn, name) in [(1, "alice"), (2, "bob")] {
             room.try_connect(conn, Peer { addr: "a".into() }, 1)
@@ -455,6 +395,8 @@ mod tests {
         room.on_text(1, r#"{"message":" "}"#, 3);
         room.on_text(2, "not json", 4);
         metrics.closed(Close::SlowConsumer);
+        // Every job sent before the commit has run.
+        storage.commit().await.unwrap();
         let page = metrics.render();
         let v = |series: &str| value(&page, series).unwrap_or(-1.0);
         assert_eq!(v("edge_chat_messages_in_total"), 1.0);

@@ -19,7 +19,7 @@ use crate::hibernation::{HibernatingRoom, RoomStorage};
 use crate::link::{frame_bytes, ConnLink, Queued};
 use crate::metrics::Metrics;
 use crate::room_inbox::{Event, Join, RoomHandle};
-use crate::store::{Committer, StoreFactory};
+use crate::storage_thread::StorageThread;
 use chat_handler::{Action, AuthSecret, Close, Config, ConnId, Room};
 use outbox::HeldActions;
 use std::collections::{HashMap, VecDeque};
@@ -47,7 +47,7 @@ pub(crate) struct RoomContext {
     pub(crate) config: Config,
     /// Verifies join tokens when set (`--auth-secret-file`, `EDGE_CHAT_AUTH_SECRET`).
     pub(crate) auth_secret: Option<AuthSecret>,
-    pub(crate) store: StoreFactory,
+    pub(crate) store: Arc<StorageThread>,
     /// The process's figures (`GET /metrics`).
     pub(crate) metrics: Arc<Metrics>,
     /// `Some` emulates Durable Object hibernation after this much quiet.
@@ -86,7 +86,7 @@ struct RoomActor {
     /// Actions waiting for the room's stored messages to be committed.
     held: HeldActions,
     /// Commits the room's storage when a barrier asks for it.
-    committer: Committer,
+    committer: RoomStorage,
 }
 
 /// Starts the actor for `name`; the caller registers the returned handle, and the
@@ -127,7 +127,7 @@ impl RoomActor {
         )
         .with_auth_secret(ctx.auth_secret.clone());
         RoomActor {
-            committer: ctx.store.committer(&name),
+            committer: ctx.store.room(&name),
             ctx,
             registry,
             tag: log_tag(&name),

@@ -108,6 +108,17 @@ impl SqliteStorage {
         })
     }
 
+    /// A private in-memory database with the schema (`--in-memory`): the storage
+    /// thread's one connection is all there is of it, so it lasts as long as that.
+    pub(crate) fn in_memory() -> StorageResult<Self> {
+        let conn = Connection::open_in_memory().map_err(storage_error)?;
+        migrate(&conn).map_err(storage_error)?;
+        Ok(SqliteStorage {
+            conn,
+            room: String::new(),
+        })
+    }
+
     /// Points the statements at another room.
     pub(crate) fn set_room(&mut self, room: &str) {
         if self.room != room {

@@ -1,16 +1,26 @@
-//! Every room's history through one SQLite connection on a thread of its own, with group
-//! commit.
+//! The runner's one storage layer: every room's history through one SQLite connection
+//! on a thread of its own, with group commit. The connection is the database file, or
+//! with `--in-memory` a private in-memory database that lives as long as the process
+//! (so history outlives idle actors and hibernation all the same).
 //!
-//! Room actors never hold a connection (an empty room costs no file handle). Each has a
-//! [`RoomStorage`], the handler's `Storage` for its room, which sends every call here as
-//! a job. The thread runs jobs in the order they arrive inside one open transaction, and
-//! commits when no job is waiting (or after [`MAX_JOBS_PER_COMMIT`]): one commit, and
-//! with `synchronous=FULL` one sync of the log, for whatever all rooms wrote meanwhile.
+//! Room actors never hold a connection (an empty room costs no file handle). Each room
+//! has a [`RoomStorage`], the handler's `Storage` for it, which sends every call here as
+//! a job; clones of it are the same room's storage. The thread runs jobs in the order
+//! they arrive inside one open transaction, and commits when no job is waiting (or after
+//! [`MAX_JOBS_PER_COMMIT`]): one commit, and with `synchronous=FULL` one sync of the log,
+//! for whatever all rooms wrote meanwhile.
 //!
-//! - Writes do not wait: they return `Ok` at once. A durable write's failure (a message,
-//!   the epoch) is reported by the room's next [`RoomStorage::commit`], which the room
-//!   actor asks for when the handler returns a commit barrier. The other writes (pruning, kept rate
-//!   buckets) are best effort, as the handler already treats them: a failure is logged.
+//! - Writes do not wait: they return `Ok` at once, and do not even wake the thread. What
+//!   waits on them does: the next read or commit (the actor commits after every event
+//!   that made a durable write) wakes it, and it runs every job queued before. So one
+//!   message costs the thread one wake and one transaction, however many statements it
+//!   takes; a write nothing waits on runs within [`IDLE_CHECK`].
+//! - A durable write (a message, the epoch)
+//!   must be committed before anything based on it is sent, and its failure is reported
+//!   by the room's next [`RoomStorage::commit`] (from any clone: the thread keeps
+//!   failures by room), which the room actor asks for when the handler returns a commit
+//!   barrier. The other writes (pruning, kept rate buckets) are best effort,
+//!   as the handler already treats them: a failure is logged.
 //! - Reads wait for their answer, in a way that does not stall the async runtime
 //!   (`block_in_place`). They run on the same connection after every job sent before
 //!   them, so a room reads its own writes even before they are committed.
@@ -20,20 +30,31 @@
 //!   it, and no seq a client has seen can be lost and reused, after `kill -9` or power
 //!   loss alike; a commit that fails sends nothing (see `room_actor`).
 //!
-//! A new `Storage` method goes in two places: the statements in `SqliteStorage` (run
-//! here), and one forwarding line in `impl Storage for RoomStorage` below (a read, a
-//! durable write or a best-effort write).
+//! What sits around the jobs rather than in a layer of its own: the time of each append
+//! on this thread (`edge_chat_storage_append_seconds`), the bound on rooms stored
+//! (`--max-rooms-stored`, checked when a room stores its epoch), and with the cargo
+//! feature `test-faults` the conformance suite's storage failures.
+//!
+//! A new `Storage` method goes in nine places: the handler's trait and its
+//! `MemoryStorage`; `SqliteStorage` (the statements run here); one forwarding line in
+//! `impl Storage for RoomStorage` below (a read, a durable write or a best-effort
+//! write); the Worker's `DoSqlStorage`; and the four storage doubles of the handler's
+//! tests that forward every call (`Unreadable`, `Broken`, `NoEpoch`, `Counting`).
 
 use crate::sqlite_storage::SqliteStorage;
+#[cfg(feature = "test-faults")]
+use crate::storage_faults::{self, StorageFaults};
+use crate::stored_rooms::StoredRooms;
 use chat_handler::{AuditEntry, Bucket, Restriction};
 use chat_handler::{Storage, StorageError, StorageResult, StoredMessage};
-use std::collections::{HashMap, HashSet};
+use prometheus_client::metrics::histogram::Histogram;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::path::Path;
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::oneshot;
 use tracing::{debug, error, warn};
@@ -42,6 +63,11 @@ use tracing::{debug, error, warn};
 /// often, so one transaction (and the log) cannot grow without bound, nor can the rooms
 /// waiting for it.
 const MAX_JOBS_PER_COMMIT: usize = 4096;
+
+/// How often an idle thread looks at its queue without being woken: the longest a write
+/// that nothing waits on (a kept rate bucket, a prune) stays queued, and how soon the
+/// thread notices that no handle is left.
+const IDLE_CHECK: Duration = Duration::from_millis(50);
 
 /// The storage's answer when its thread has stopped (only during shutdown).
 fn stopped() -> StorageError {
@@ -65,6 +91,8 @@ enum Job {
     Run {
         room: Arc<str>,
         kind: Kind,
+        /// An append: its time on this thread goes into the append histogram.
+        timed: bool,
         work: Work,
     },
     /// Answers once everything `room` sent before it is committed.
@@ -75,28 +103,156 @@ enum Job {
     Stop,
 }
 
-/// The storage thread. Dropping every [`RoomStorage`] and this does not stop it; call
-/// [`StorageThread::stop`].
+/// The jobs waiting for the thread, in arrival order: one queue for every room, so a
+/// read runs after everything sent before it.
+struct Queue {
+    inner: Mutex<Waiting>,
+    /// Notified by whatever waits for the thread: a read, a commit, a stop.
+    wake: Condvar,
+}
+
+struct Waiting {
+    jobs: VecDeque<Job>,
+    /// The thread is gone: nothing queued now would ever run.
+    closed: bool,
+}
+
+impl Queue {
+    fn new() -> Arc<Self> {
+        Arc::new(Queue {
+            inner: Mutex::new(Waiting {
+                jobs: VecDeque::new(),
+                closed: false,
+            }),
+            wake: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
+        // Each change is one push or one drain, so a poisoned lock still holds a whole
+        // queue.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `job`, waking the thread if `wake` (someone waits for it). Fails once the
+    /// thread has stopped.
+    fn push(&self, job: Job, wake: bool) -> StorageResult<()> {
+        let mut waiting = self.lock();
+        if waiting.closed {
+            return Err(stopped());
+        }
+        waiting.jobs.push_back(job);
+        drop(waiting);
+        if wake {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Moves up to `most` queued jobs into `into`; with `block`, first waits until there
+    /// is one. False when there is none and never will be: no handle is left.
+    fn take(self: &Arc<Self>, into: &mut Vec<Job>, most: usize, block: bool) -> bool {
+        let mut waiting = self.lock();
+        while block && waiting.jobs.is_empty() {
+            // The thread's own reference is the last: nobody can send a job any more.
+            if Arc::strong_count(self) == 1 {
+                return false;
+            }
+            waiting = self
+                .wake
+                .wait_timeout(waiting, IDLE_CHECK)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        let n = most.min(waiting.jobs.len());
+        into.extend(waiting.jobs.drain(..n));
+        n > 0
+    }
+
+    /// The thread stops: later jobs fail, and those still queued are dropped (their
+    /// readers and committers get the stopped error).
+    fn close(&self) {
+        let left = {
+            let mut waiting = self.lock();
+            waiting.closed = true;
+            std::mem::take(&mut waiting.jobs)
+        };
+        drop(left);
+    }
+}
+
+/// The database the thread keeps every room in.
+pub(crate) enum Database<'a> {
+    /// The SQLite file; its schema must exist (see `sqlite_storage::init_database`).
+    File(&'a Path),
+    /// A private in-memory database (`--in-memory`): the same schema and statements,
+    /// gone when the process exits.
+    Memory,
+}
+
+/// The storage thread. Once this and every [`RoomStorage`] are dropped it runs what is
+/// queued and ends on its own; [`StorageThread::stop`] ends it now and waits for it.
 pub(crate) struct StorageThread {
-    jobs: std_mpsc::Sender<Job>,
+    jobs: Arc<Queue>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The rooms stored, under `--max-rooms-stored`.
+    stored: Arc<StoredRooms>,
+    /// Test only: storage calls that fail on purpose (`--test-storage-faults`).
+    #[cfg(feature = "test-faults")]
+    faults: Option<Arc<StorageFaults>>,
 }
 
 impl StorageThread {
-    /// Opens the database (its schema must exist, see `sqlite_storage::init_database`)
-    /// and starts the thread.
-    pub(crate) fn start(path: &Path) -> Result<Arc<Self>, String> {
-        let storage = SqliteStorage::open(path, "")
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let (jobs, inbox) = std_mpsc::channel();
+    /// Opens `database` and starts the thread. `stored` bounds the rooms kept (a room
+    /// counts once it stores its epoch); each append's time on the thread goes into
+    /// `append_seconds`.
+    pub(crate) fn start(
+        database: Database<'_>,
+        stored: Arc<StoredRooms>,
+        append_seconds: Histogram,
+    ) -> Result<Self, String> {
+        let storage = match database {
+            Database::File(path) => SqliteStorage::open(path, "")
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
+            Database::Memory => SqliteStorage::in_memory()
+                .map_err(|e| format!("cannot open an in-memory database: {e}"))?,
+        };
+        let jobs = Queue::new();
+        let queue = jobs.clone();
         let thread = std::thread::Builder::new()
             .name("storage".to_owned())
-            .spawn(move || run(storage, inbox))
+            .spawn(move || run(storage, queue, append_seconds))
             .map_err(|e| format!("cannot start the storage thread: {e}"))?;
-        Ok(Arc::new(StorageThread {
+        Ok(StorageThread {
             jobs,
             thread: Mutex::new(Some(thread)),
-        }))
+            stored,
+            #[cfg(feature = "test-faults")]
+            faults: None,
+        })
+    }
+
+    /// An in-memory database with no bound on rooms and a histogram nobody reads: what
+    /// most tests need.
+    #[cfg(test)]
+    pub(crate) fn in_memory() -> Arc<Self> {
+        let histogram = Histogram::new(std::iter::empty());
+        let thread = Self::start(Database::Memory, StoredRooms::unbounded(), histogram);
+        Arc::new(thread.expect("an in-memory database"))
+    }
+
+    /// Test only: every room's storage fails as `faults` says.
+    #[cfg(feature = "test-faults")]
+    pub(crate) fn with_faults(self, faults: StorageFaults) -> Self {
+        StorageThread {
+            faults: Some(Arc::new(faults)),
+            ..self
+        }
+    }
+
+    /// The rooms stored, and their bound.
+    pub(crate) fn stored_rooms(&self) -> &Arc<StoredRooms> {
+        &self.stored
     }
 
     /// The storage of one room. Costs nothing until used: no connection, no I/O.
@@ -104,13 +260,16 @@ impl StorageThread {
         RoomStorage {
             room: Arc::from(room),
             jobs: self.jobs.clone(),
+            stored: self.stored.clone(),
+            #[cfg(feature = "test-faults")]
+            faults: self.faults.clone(),
         }
     }
 
     /// Runs the jobs already sent, commits them and stops the thread, waiting at most
     /// `bound` for it. Anything sent later fails with a storage error.
     pub(crate) async fn stop(&self, bound: Duration) {
-        let _ = self.jobs.send(Job::Stop);
+        let _ = self.jobs.push(Job::Stop, true);
         let thread = self
             .thread
             .lock()
@@ -129,27 +288,41 @@ impl StorageThread {
 }
 
 /// The thread: jobs in arrival order, in transactions of whatever is waiting.
-fn run(mut storage: SqliteStorage, inbox: std_mpsc::Receiver<Job>) {
+fn run(mut storage: SqliteStorage, queue: Arc<Queue>, append_seconds: Histogram) {
     // Rooms whose durable writes failed, until their next commit reports it.
     let mut failed: HashMap<Arc<str>, StorageError> = HashMap::new();
-    while let Ok(first) = inbox.recv() {
+    let mut chunk = Vec::new();
+    while queue.take(&mut chunk, MAX_JOBS_PER_COMMIT, true) {
         let mut batch = Batch::begin(&storage);
-        let mut next = Some(first);
         let mut jobs = 0;
         let mut stop = false;
-        while let Some(job) = next.take() {
-            match job {
-                Job::Run { room, kind, work } => {
-                    storage.set_room(&room);
-                    let result = work(&mut storage);
-                    batch.ran(&storage, &room, kind, result, &mut failed);
+        loop {
+            for job in chunk.drain(..) {
+                jobs += 1;
+                match job {
+                    // Whatever was queued after the stop is dropped with it.
+                    _ if stop => {}
+                    Job::Run {
+                        room,
+                        kind,
+                        timed,
+                        work,
+                    } => {
+                        storage.set_room(&room);
+                        let started = timed.then(Instant::now);
+                        let result = work(&mut storage);
+                        if let Some(started) = started {
+                            append_seconds.observe(started.elapsed().as_secs_f64());
+                        }
+                        batch.ran(&storage, &room, kind, result, &mut failed);
+                    }
+                    Job::Commit { room, reply } => batch.waiting.push((room, reply)),
+                    Job::Stop => stop = true,
                 }
-                Job::Commit { room, reply } => batch.waiting.push((room, reply)),
-                Job::Stop => stop = true,
             }
-            jobs += 1;
-            if !stop && jobs < MAX_JOBS_PER_COMMIT {
-                next = inbox.try_recv().ok();
+            // What arrived meanwhile joins this transaction, up to the bound.
+            if stop || !queue.take(&mut chunk, MAX_JOBS_PER_COMMIT.saturating_sub(jobs), false) {
+                break;
             }
         }
         batch.commit(&storage, &mut failed);
@@ -157,6 +330,7 @@ fn run(mut storage: SqliteStorage, inbox: std_mpsc::Receiver<Job>) {
             break;
         }
     }
+    queue.close();
     debug!("storage thread done");
 }
 
@@ -244,25 +418,47 @@ impl Batch {
 }
 
 /// One room's storage: the handler's `Storage`, each call a job for the storage thread.
+/// Clones are the same room's storage.
+#[derive(Clone)]
 pub(crate) struct RoomStorage {
     room: Arc<str>,
-    jobs: std_mpsc::Sender<Job>,
+    jobs: Arc<Queue>,
+    stored: Arc<StoredRooms>,
+    #[cfg(feature = "test-faults")]
+    faults: Option<Arc<StorageFaults>>,
 }
 
 impl RoomStorage {
-    /// Asks for everything sent so far to be committed; the future resolves when it is
-    /// on disk (`Ok`), or could not be put there (`Err`: some of this room's durable
-    /// writes since its last commit may be missing).
-    pub(crate) fn commit(&mut self) -> impl Future<Output = StorageResult<()>> + Send + 'static {
+    /// Asks for everything this room sent so far (through any clone) to be committed;
+    /// the future resolves when it is on disk (`Ok`), or could not be put there (`Err`:
+    /// some of this room's durable writes since its last commit may be missing).
+    pub(crate) fn commit(&self) -> impl Future<Output = StorageResult<()>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        let sent = self.jobs.send(Job::Commit {
+        let job = Job::Commit {
             room: self.room.clone(),
             reply,
-        });
+        };
+        let sent = self.jobs.push(job, true);
         async move {
-            sent.map_err(|_| stopped())?;
+            sent?;
             answer.await.unwrap_or_else(|_| Err(stopped()))
         }
+    }
+
+    /// Queues a job; a read wakes the thread, a write waits for whatever does.
+    fn send(
+        &self,
+        kind: Kind,
+        timed: bool,
+        work: impl FnOnce(&mut SqliteStorage) -> StorageResult<()> + Send + 'static,
+    ) -> StorageResult<()> {
+        let job = Job::Run {
+            room: self.room.clone(),
+            kind,
+            timed,
+            work: Box::new(work),
+        };
+        self.jobs.push(job, kind == Kind::Read)
     }
 
     fn write(
@@ -270,13 +466,7 @@ impl RoomStorage {
         kind: Kind,
         work: impl FnOnce(&mut SqliteStorage) -> StorageResult<()> + Send + 'static,
     ) -> StorageResult<()> {
-        self.jobs
-            .send(Job::Run {
-                room: self.room.clone(),
-                kind,
-                work: Box::new(work),
-            })
-            .map_err(|_| stopped())
+        self.send(kind, false, work)
     }
 
     fn read<T: Send + 'static>(
@@ -284,17 +474,22 @@ impl RoomStorage {
         work: impl FnOnce(&mut SqliteStorage) -> StorageResult<T> + Send + 'static,
     ) -> StorageResult<T> {
         let (tx, rx) = std_mpsc::sync_channel(1);
-        self.jobs
-            .send(Job::Run {
-                room: self.room.clone(),
-                kind: Kind::Read,
-                work: Box::new(move |s| {
-                    let _ = tx.send(work(s));
-                    Ok(())
-                }),
-            })
-            .map_err(|_| stopped())?;
+        self.send(Kind::Read, false, move |s| {
+            let _ = tx.send(work(s));
+            Ok(())
+        })?;
         wait(rx).unwrap_or_else(|| Err(stopped()))
+    }
+
+    /// Test only: fails a history read of a room the faults name.
+    fn check_history(&self) -> StorageResult<()> {
+        #[cfg(feature = "test-faults")]
+        if let Some(f) = &self.faults {
+            if f.fails_history(&self.room) {
+                return Err(storage_faults::injected("reading history"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -317,7 +512,16 @@ impl Storage for RoomStorage {
     fn load_epoch(&mut self) -> StorageResult<Option<String>> {
         self.read(|s| s.load_epoch())
     }
+    /// A room's epoch is stored with its first message: from then on the room counts
+    /// under `--max-rooms-stored`, and past the bound it cannot start (see
+    /// `stored_rooms`).
     fn save_epoch(&mut self, epoch: &str) -> StorageResult<()> {
+        if !self.stored.mark(&self.room) {
+            return Err(StorageError(format!(
+                "--max-rooms-stored ({}) reached: a new room stores nothing",
+                self.stored.max()
+            )));
+        }
         let epoch = epoch.to_owned();
         self.write(Kind::Durable, move |s| s.save_epoch(&epoch))
     }
@@ -325,13 +529,22 @@ impl Storage for RoomStorage {
         self.read(|s| s.latest())
     }
     fn append(&mut self, msg: &StoredMessage) -> StorageResult<()> {
+        // Test only. Here rather than in the job: a failed append must reach the handler
+        // now (its sender gets an error, nobody else anything), where a durable job's
+        // failure only fails the room's next commit.
+        #[cfg(feature = "test-faults")]
+        if self.faults.as_ref().is_some_and(|f| f.fails_append(msg)) {
+            return Err(storage_faults::injected("storing the message"));
+        }
         let msg = msg.clone();
-        self.write(Kind::Durable, move |s| s.append(&msg))
+        self.send(Kind::Durable, true, move |s| s.append(&msg))
     }
     fn last_n(&mut self, n: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.check_history()?;
         self.read(move |s| s.last_n(n))
     }
     fn after(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.check_history()?;
         self.read(move |s| s.after(seq, limit))
     }
     fn prune_through(&mut self, seq: u64) -> StorageResult<()> {
@@ -406,8 +619,10 @@ mod tests {
     fn fresh() -> (tempfile::TempDir, std::path::PathBuf, Arc<StorageThread>) {
         let dir = tempfile::tempdir().unwrap();
         let path = init_database(dir.path()).unwrap();
-        let thread = StorageThread::start(&path).unwrap();
-        (dir, path, thread)
+        let histogram = Histogram::new(std::iter::empty());
+        let thread =
+            StorageThread::start(Database::File(&path), StoredRooms::unbounded(), histogram);
+        (dir, path, Arc::new(thread.unwrap()))
     }
 
     fn count(path: &Path, table: &str) -> i64 {
@@ -426,7 +641,8 @@ mod tests {
         // The same connection, in order: the room sees its own write at once.
         assert_eq!(a.latest().unwrap(), Some(msg(1, "one")));
         assert_eq!(a.load_epoch().unwrap().as_deref(), Some("e"));
-        a.commit().await.unwrap();
+        // Committed by a clone: the same room's storage.
+        a.clone().commit().await.unwrap();
         // Committed: another connection (another process after a crash) sees it.
         assert_eq!(count(&path, "chat_messages"), 1);
         let mut b = thread.room("b");
@@ -442,10 +658,12 @@ mod tests {
         let mut b = thread.room("b");
         a.append(&msg(1, "one")).unwrap();
         a.commit().await.unwrap();
-        // The same seq again breaks the primary key: refused at the commit, for `a` only.
+        // The same seq again breaks the primary key: refused at the commit, for `a` only,
+        // and reported to whichever of its clones commits.
+        let a_too = a.clone();
         a.append(&msg(1, "again")).unwrap();
         b.append(&msg(1, "b's")).unwrap();
-        let (ra, rb) = tokio::join!(a.commit(), b.commit());
+        let (ra, rb) = tokio::join!(a_too.commit(), b.commit());
         assert!(ra.is_err());
         rb.unwrap();
         // The failure is reported once; the next commit of `a` is clean.
@@ -465,6 +683,22 @@ mod tests {
         a.prune_through(10).unwrap();
         a.commit().await.unwrap();
         assert_eq!(count(&path, "chat_buckets"), 0);
+        thread.stop(Duration::from_secs(5)).await;
+    }
+
+    /// A write wakes nobody, but it is not left behind: the idle thread finds it, runs
+    /// it and commits it.
+    #[tokio::test]
+    async fn a_write_nothing_waits_on_is_committed_all_the_same() {
+        let (_dir, path, thread) = fresh();
+        let mut a = thread.room("a");
+        a.save_bucket("1.2.3.4", &Bucket::full(3, 5)).unwrap();
+        let committed = tokio::time::timeout(Duration::from_secs(5), async {
+            while count(&path, "chat_buckets") == 0 {
+                tokio::time::sleep(IDLE_CHECK / 2).await;
+            }
+        });
+        committed.await.expect("the write was never committed");
         thread.stop(Duration::from_secs(5)).await;
     }
 
@@ -495,5 +729,79 @@ mod tests {
         assert_eq!(count(&path, "chat_messages"), 20 * 50 + 1);
         assert!(late.latest().is_err(), "the thread is gone");
         assert!(late.commit().await.is_err());
+    }
+
+    /// Rows of every table (history, epochs, buckets, restrictions, audit), through the
+    /// thread's own connection: an in-memory database has no other.
+    fn rows(room: &mut RoomStorage) -> i64 {
+        room.read(|s| {
+            s.conn()
+                .query_row(
+                    "SELECT (SELECT COUNT(*) FROM chat_messages) + (SELECT COUNT(*) FROM chat_rooms)
+                     + (SELECT COUNT(*) FROM chat_buckets) + (SELECT COUNT(*) FROM chat_restrictions)
+                     + (SELECT COUNT(*) FROM chat_audit)",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| StorageError(e.to_string()))
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn in_memory_history_outlives_every_handle_of_its_room() {
+        let thread = StorageThread::in_memory();
+        {
+            let mut r = thread.room("r");
+            r.save_epoch("e1").unwrap();
+            r.append(&msg(1, "m")).unwrap();
+            r.commit().await.unwrap();
+        }
+        // No handle of "r" is left, as when its actor retires or its room hibernates:
+        // the next one reads what it stored, for as long as the process runs.
+        let mut r = thread.room("r");
+        assert_eq!(r.load_epoch().unwrap().as_deref(), Some("e1"));
+        assert_eq!(r.latest().unwrap(), Some(msg(1, "m")));
+        assert_eq!(thread.room("other").latest().unwrap(), None);
+        thread.stop(Duration::from_secs(5)).await;
+    }
+
+    /// The handler's rule, kept by the in-memory database as by the file: a room that
+    /// never stored a message leaves nothing behind, not even its rate buckets.
+    #[tokio::test]
+    async fn an_in_memory_room_without_history_keeps_nothing() {
+        use chat_handler::{Config, Peer, Room};
+        let thread = StorageThread::in_memory();
+        let mut room = Room::open(Config::default(), thread.room("empty"), "e").unwrap();
+        room.try_connect(1, Peer { addr: "a".into() }, 1).unwrap();
+        room.on_text(1, r#"{"name":"alice"}"#, 2);
+        assert!(
+            rows(&mut thread.room("empty")) > 0,
+            "a bucket while she is in"
+        );
+        room.disconnect(1, 3);
+        drop(room);
+        assert_eq!(rows(&mut thread.room("empty")), 0);
+        thread.stop(Duration::from_secs(5)).await;
+    }
+
+    #[tokio::test]
+    async fn a_new_room_cannot_store_its_epoch_past_the_bound() {
+        use prometheus_client::metrics::gauge::Gauge;
+        let stored = StoredRooms::new(1, Default::default(), Gauge::default());
+        let histogram = Histogram::new(std::iter::empty());
+        let thread = StorageThread::start(Database::Memory, stored.clone(), histogram).unwrap();
+        let mut first = thread.room("first");
+        first.save_epoch("e1").unwrap();
+        first.append(&msg(1, "kept")).unwrap();
+        let mut second = thread.room("second");
+        assert!(second.save_epoch("e2").is_err());
+        assert_eq!(second.load_epoch().unwrap(), None, "nothing stored");
+        // The stored room goes on storing.
+        first.save_epoch("e1").unwrap();
+        first.append(&msg(2, "more")).unwrap();
+        first.commit().await.unwrap();
+        assert_eq!(stored.count(), 1);
+        thread.stop(Duration::from_secs(5)).await;
     }
 }

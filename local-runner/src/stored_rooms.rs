@@ -11,7 +11,8 @@
 //!   the upgrade ([`StoredRooms::may_open`], checked by the registry), with the
 //!   handler's `STORAGE_FULL` (507);
 //! - should a room that opened before that store its first message afterwards, its
-//!   epoch is refused here ([`StoredRooms::mark`], called by `store`), so the handler
+//!   epoch is refused here ([`StoredRooms::mark`], called by the room's storage in
+//!   `storage_thread`), so the handler
 //!   answers that message with its not-stored error: the bound is never passed.
 //!
 //! Rooms already stored keep working, messages and all. The names are kept in memory
@@ -39,7 +40,8 @@ impl StoredRooms {
         })
     }
 
-    /// No bound (tests, and a factory nobody bounded).
+    /// No bound (tests).
+    #[cfg(test)]
     pub(crate) fn unbounded() -> Arc<Self> {
         Self::new(usize::MAX, HashSet::new(), Gauge::default())
     }

@@ -354,8 +354,8 @@ pub mod sql {
     pub const PRUNE_BUCKETS: &str = "DELETE FROM chat_buckets WHERE room = ?1 AND updated_ms < ?2";
 }
 
-/// In-memory storage for tests and for the local runner's `--in-memory` mode.
-/// Cloning it snapshots the room (used to test rebuilds).
+/// In-memory storage, for tests (the local runner's `--in-memory` keeps an in-memory
+/// SQLite database instead). Cloning it snapshots the room (used to test rebuilds).
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStorage {
     epoch: Option<String>,
@@ -383,16 +383,6 @@ impl MemoryStorage {
 
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
-    }
-
-    /// Whether this room holds anything worth keeping once no one is in it: history
-    /// (and with it the epoch), restrictions or audit entries. Kept rate buckets alone
-    /// are not: they only ever forgive a client when lost.
-    pub fn holds_room_state(&self) -> bool {
-        self.epoch.is_some()
-            || !self.messages.is_empty()
-            || !self.restrictions.is_empty()
-            || !self.audit.is_empty()
     }
 
     /// Up to `n` newest audit entries, newest first. Only tests read the audit table

@@ -14,24 +14,26 @@ struct Client {
 }
 
 fn rooms(config: Config, hibernate: Option<Duration>) -> (Arc<Rooms>, watch::Sender<bool>) {
-    rooms_on(StoreFactory::memory(), config, hibernate)
+    rooms_on(Arc::default(), config, hibernate)
 }
 
-/// Rooms whose storage is `store`, which the caller may keep to look at.
+/// Rooms reporting to `metrics`, which the caller may keep to look at.
 fn rooms_on(
-    store: StoreFactory,
+    metrics: Arc<Metrics>,
     config: Config,
     hibernate: Option<Duration>,
 ) -> (Arc<Rooms>, watch::Sender<bool>) {
     let (tx, rx) = watch::channel(false);
-    let rooms = Rooms::new(context(store, config, hibernate, rx));
+    let rooms = Rooms::new(RoomContext {
+        metrics,
+        ..context(config, hibernate, rx)
+    });
     (rooms, tx)
 }
 
-/// What actors of the tests run with: no identity, and an empty room's actor retires at
-/// once (`idle_exit` zero).
+/// What actors of the tests run with: an in-memory database, no identity, and an empty
+/// room's actor retires at once (`idle_exit` zero).
 fn context(
-    store: StoreFactory,
     config: Config,
     hibernate: Option<Duration>,
     shutdown: watch::Receiver<bool>,
@@ -39,7 +41,7 @@ fn context(
     RoomContext {
         auth_secret: None,
         config,
-        store,
+        store: StorageThread::in_memory(),
         metrics: Arc::default(),
         hibernate_after: hibernate,
         idle_exit: Duration::ZERO,
@@ -97,13 +99,11 @@ impl Client {
     }
 }
 
-/// Waits (up to 5 s) until `room` has hibernated: its actor drops the room and with it
-/// the storage, which goes back to the memory store's parking map (a room with history
-/// only). The room was open and its connections stay, so parked storage can only mean a
-/// hibernation.
-async fn hibernated(store: &StoreFactory, room: &str) {
+/// Waits (up to 5 s) until the rooms reporting to `metrics` have hibernated `times` times
+/// in all: each test's rooms report to metrics of their own.
+async fn hibernated(metrics: &Metrics, times: u64) {
     timeout(Duration::from_secs(5), async {
-        while !store.is_parked(room) {
+        while metrics.hibernations() < times {
             sleep(Duration::from_millis(5)).await;
         }
     })
@@ -138,7 +138,7 @@ async fn joins_racing_a_retiring_actor_are_never_lost() {
 async fn a_hello_taken_before_its_join_is_handled_after_it() {
     let (registry, _stop) = rooms(Config::default(), None);
     let (_stop_actor, shutdown) = watch::channel(false);
-    let ctx = context(StoreFactory::memory(), Config::default(), None, shutdown);
+    let ctx = context(Config::default(), None, shutdown);
     let mut actor = RoomActor::new(Arc::new(ctx), registry, "r".into(), 1);
     let (joins_tx, mut joins) = mpsc::unbounded_channel();
     let (link, frames) = link::queue(64, Arc::default());
@@ -211,9 +211,9 @@ async fn an_error_frame_arrives_before_its_close() {
 
 #[tokio::test]
 async fn a_hibernated_room_carries_on() {
-    let store = StoreFactory::memory();
+    let metrics = Arc::new(Metrics::new());
     let hibernate = Some(Duration::from_millis(20));
-    let (rooms, _shutdown) = rooms_on(store.clone(), Config::default(), hibernate);
+    let (rooms, _shutdown) = rooms_on(metrics.clone(), Config::default(), hibernate);
     let mut a = join(&rooms, "h", 1, 64).await;
     let mut b = join(&rooms, "h", 2, 64).await;
     a.text(r#"{"name":"alice"}"#).await;
@@ -223,12 +223,12 @@ async fn a_hibernated_room_carries_on() {
     a.until("bob").await;
     a.text(r#"{"message":"one"}"#).await;
     assert!(b.until("one").await.contains(r#""seq":1"#));
-    hibernated(&store, "h").await;
+    hibernated(&metrics, 1).await;
     // Rebuilt from storage and the kept sessions: the history goes on, and both
     // members are still in the room.
     a.text(r#"{"message":"two"}"#).await;
     assert!(b.until("two").await.contains(r#""seq":2"#));
-    hibernated(&store, "h").await;
+    hibernated(&metrics, 2).await;
     b.events.send(Event::Disconnect { conn: 2 }).await.unwrap();
     assert_eq!(a.until("quit").await, r#"{"quit":"bob"}"#);
 }
@@ -261,8 +261,8 @@ async fn a_batch_flushes_on_its_timer_and_before_the_room_hibernates() {
     );
 
     // A room that hibernates first sends what it holds, long before the window.
-    let store = StoreFactory::memory();
-    let (rooms, _s2) = rooms_on(store.clone(), config, Some(Duration::from_millis(50)));
+    let metrics = Arc::new(Metrics::new());
+    let (rooms, _s2) = rooms_on(metrics.clone(), config, Some(Duration::from_millis(50)));
     let mut b = join(&rooms, "h", 2, 64).await;
     b.text(&hello("bob")).await;
     b.until("ready").await;
@@ -275,7 +275,7 @@ async fn a_batch_flushes_on_its_timer_and_before_the_room_hibernates() {
         started.elapsed() < Duration::from_millis(600),
         "flushed at hibernation"
     );
-    hibernated(&store, "h").await;
+    hibernated(&metrics, 1).await;
     // The woken room still batches for bob: a lead frame, then one held for the window.
     b.text(r#"{"message":"after"}"#).await;
     assert!(b.next().await.unwrap().contains("after"));
@@ -352,17 +352,16 @@ async fn each_silent_connection_gets_its_own_deadline() {
 #[tokio::test]
 async fn a_hello_deadline_wakes_a_hibernated_room() {
     // The room hibernates 20 ms after the join, long before the deadline.
-    let store = StoreFactory::memory();
+    let metrics = Arc::new(Metrics::new());
     let hibernate = Some(Duration::from_millis(20));
-    let (rooms, _shutdown) = rooms_on(store.clone(), hello_timeout(250), hibernate);
+    let (rooms, _shutdown) = rooms_on(metrics.clone(), hello_timeout(250), hibernate);
     let mut named = join(&rooms, "w", 1, 64).await;
     named.text(r#"{"name":"alice"}"#).await;
     named.until("ready").await;
-    // History, so that the hibernated room's storage is parked (`hibernated`).
     named.text(r#"{"message":"before"}"#).await;
     named.until("before").await;
     let mut silent = join(&rooms, "w", 2, 64).await;
-    hibernated(&store, "w").await;
+    hibernated(&metrics, 1).await;
     assert!(silent.heard_nothing(), "closed before its deadline");
     let (frames, close) = until_closed(&mut silent, Duration::from_secs(5)).await;
     assert!(frames[0].contains("error"), "{frames:?}");
