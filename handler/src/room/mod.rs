@@ -312,7 +312,7 @@ impl<S: Storage> Room<S> {
         }
         match ClientFrame::decode(text, joined, &self.config) {
             Ok(ClientFrame::Hello(hello)) => self.join(conn, hello, now_ms, out),
-            Ok(ClientFrame::Chat { message, cid }) => self.chat(conn, &message, cid, now_ms, out),
+            Ok(ClientFrame::Chat { message, cid }) => self.chat(conn, message, cid, now_ms, out),
             Ok(ClientFrame::History { before, limit }) => self.history(conn, before, limit, out),
             Ok(ClientFrame::Moderate(request)) => self.moderate(conn, request, now_ms, out),
             Err(e) if !joined => self.refuse_hello(conn, e, now_ms, out),
@@ -654,15 +654,18 @@ impl<S: Storage> Room<S> {
     fn chat(
         &mut self,
         conn: ConnId,
-        raw: &str,
+        raw: String,
         cid: Option<String>,
         now_ms: u64,
         out: &mut Vec<Effect>,
     ) {
-        let text = match client_frame::validate_message(raw, &self.config) {
-            Ok(t) => t,
+        let text = match client_frame::validate_message(&raw, &self.config) {
+            // Nothing trimmed (the usual case): the decoded string is the stored one.
+            Ok(t) if t.len() == raw.len() => None,
+            Ok(t) => Some(t.to_owned()),
             Err(e) => return self.send_error(out, conn, e),
         };
+        let text = text.unwrap_or(raw);
         let Some(session) = self.sessions.get(&conn) else {
             return;
         };
@@ -699,7 +702,7 @@ impl<S: Storage> Room<S> {
             seq: self.last_seq + 1,
             timestamp: now_ms.max(self.last_timestamp + 1),
             name,
-            message: text.to_owned(),
+            message: text,
             user,
             cid,
             sender,
