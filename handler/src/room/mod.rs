@@ -708,26 +708,28 @@ impl<S: Storage> Room<S> {
             sender,
             deleted: false,
         };
-        // Stored before broadcast: a message that is not stored is not sent, and its
-        // seq is not used up.
-        if !self.epoch_persisted() || self.storage.append(&msg).is_err() {
+        // Encoded first so that storage can take the message itself; sent only once
+        // stored: a message that is not stored is not sent, and its seq is not used up.
+        let frame = chat_frame(&msg);
+        let (seq, timestamp) = (msg.seq, msg.timestamp);
+        if !self.epoch_persisted() || self.storage.append_owned(msg).is_err() {
             return self.send_error(out, conn, ErrorKind::NotStored);
         }
         // Durable before anyone sees it (see `Action::Commit`).
         out.push(Effect::Commit);
-        self.last_seq = msg.seq;
-        self.last_timestamp = msg.timestamp;
-        if let Some(cut) = msg.seq.checked_sub(self.config.retention as u64) {
+        self.last_seq = seq;
+        self.last_timestamp = timestamp;
+        if let Some(cut) = seq.checked_sub(self.config.retention as u64) {
             // A failed prune only keeps extra history; the next append prunes again.
             let _ = self.storage.prune_through(cut);
         }
         self.observer.observe(Event::Stored {
             conn,
-            seq: msg.seq,
+            seq,
             recipients: self.members,
         });
         out.push(Effect::Broadcast {
-            frame: chat_frame(&msg),
+            frame,
             audience: Audience::Members,
         });
     }
