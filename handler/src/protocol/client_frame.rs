@@ -114,8 +114,12 @@ pub(crate) fn validate_message<'a>(raw: &'a str, config: &Config) -> Result<&'a 
     if text.is_empty() {
         return Err(ErrorKind::MessageEmpty);
     }
-    // Count at most one past the limit, so a huge message costs no more than a long one.
-    if text.chars().take(config.max_message_chars + 1).count() > config.max_message_chars {
+    // No more bytes than the limit means no more characters either: most messages are
+    // not counted at all. Otherwise count at most one past the limit, so a huge message
+    // costs no more than a long one.
+    if text.len() > config.max_message_chars
+        && text.chars().take(config.max_message_chars + 1).count() > config.max_message_chars
+    {
         return Err(ErrorKind::MessageTooLong);
     }
     Ok(text)
