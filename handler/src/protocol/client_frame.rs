@@ -6,7 +6,9 @@ use crate::protocol::config::Config;
 use crate::protocol::error_kind::ErrorKind;
 use crate::protocol::requests::{self, Moderation};
 use crate::protocol::version::Version;
+use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// The name given to a session whose hello carries no name, or an empty one.
 pub const ANONYMOUS: &str = "anonymous";
@@ -112,8 +114,12 @@ pub(crate) fn validate_message<'a>(raw: &'a str, config: &Config) -> Result<&'a 
     if text.is_empty() {
         return Err(ErrorKind::MessageEmpty);
     }
-    // Count at most one past the limit, so a huge message costs no more than a long one.
-    if text.chars().take(config.max_message_chars + 1).count() > config.max_message_chars {
+    // No more bytes than the limit means no more characters either: most messages are
+    // not counted at all. Otherwise count at most one past the limit, so a huge message
+    // costs no more than a long one.
+    if text.len() > config.max_message_chars
+        && text.chars().take(config.max_message_chars + 1).count() > config.max_message_chars
+    {
         return Err(ErrorKind::MessageTooLong);
     }
     Ok(text)
@@ -169,9 +175,51 @@ fn decode_hello(text: &str, config: &Config) -> Result<Hello, ErrorKind> {
     })
 }
 
+/// The usual frame after the hello, `{"message": "…"}` with at most a `"cid"` (a
+/// string or `null`) besides, each key once. Decoded straight into borrowed strings
+/// rather than through a JSON tree (a map, its keys and values, all allocated and
+/// dropped again): most frames a room handles are this one. Anything else, including
+/// every invalid frame, fails here and goes the general way, which decides what it is.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlainChat<'a> {
+    #[serde(borrow)]
+    message: Cow<'a, str>,
+    /// A cid never needs an escape; one written with escapes goes the general way.
+    #[serde(default)]
+    cid: Option<&'a str>,
+}
+
+impl PlainChat<'_> {
+    /// `text` as this frame, if it is one. A derived struct would also take a JSON
+    /// array (its fields in order), and a chat frame is an object.
+    fn decode(text: &str) -> Option<PlainChat<'_>> {
+        let is_object = text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .starts_with('{');
+        is_object.then(|| serde_json::from_str(text).ok())?
+    }
+
+    /// The same frame as [`decode_joined`] makes of this text by the general way.
+    fn frame(self) -> Result<ClientFrame, ErrorKind> {
+        Ok(ClientFrame::Chat {
+            message: self.message.into_owned(),
+            cid: self.cid.map(requests::check_cid).transpose()?,
+        })
+    }
+}
+
 /// A frame after the hello: a chat message if it has `message`, else a history request
 /// if it has `history`.
 fn decode_joined(text: &str, config: &Config) -> Result<ClientFrame, ErrorKind> {
+    match PlainChat::decode(text) {
+        Some(chat) => chat.frame(),
+        None => decode_any(text, config),
+    }
+}
+
+/// [`decode_joined`] for any frame, through a JSON tree.
+fn decode_any(text: &str, config: &Config) -> Result<ClientFrame, ErrorKind> {
     let value: Value = serde_json::from_str(text).map_err(|_| ErrorKind::NotJson)?;
     let Value::Object(mut map) = value else {
         return Err(ErrorKind::WrongShape);
@@ -229,6 +277,41 @@ mod tests {
         match ClientFrame::decode(text, true, &cfg())? {
             ClientFrame::History { before, limit } => Ok((before, limit)),
             other => panic!("not a history request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_plain_chat_path_decodes_exactly_as_the_general_one() {
+        let cases = [
+            // Taken by the plain path.
+            (r#"{"message":"hi"}"#, true),
+            (r#" {"message":"a \"q\" \u00e9\n","cid":"k-1_A"}"#, true),
+            (r#"{"cid":null,"message":"hi"}"#, true),
+            (r#"{"mess\u0061ge":"hi"}"#, true),
+            (r#"{"message":"hi","cid":"a b"}"#, true),
+            (r#"{"message":"hi","cid":""}"#, true),
+            (r#"{"message":"  "}"#, true),
+            // Left to the general path, which decides.
+            (r#"["hi"]"#, false),
+            (r#"["hi","k1"]"#, false),
+            (r#"{"message":"a","message":"b"}"#, false),
+            (r#"{"message":"hi","cid":"\u0041"}"#, false),
+            (r#"{"message":"hi","cid":5}"#, false),
+            (r#"{"message":"hi","extra":1}"#, false),
+            (r#"{"message":5}"#, false),
+            (r#"{"message":null,"history":{}}"#, false),
+            (r#"{"message":"hi"} x"#, false),
+            (r#"{"message":"hi""#, false),
+            ("{}", false),
+            ("", false),
+        ];
+        for (text, plain) in cases {
+            assert_eq!(PlainChat::decode(text).is_some(), plain, "{text}");
+            assert_eq!(
+                decode_joined(text, &cfg()),
+                decode_any(text, &cfg()),
+                "{text}"
+            );
         }
     }
 

@@ -81,15 +81,21 @@ pub const MAX_CID_LEN: usize = 64;
 pub(crate) fn parse_cid(value: Option<&Value>) -> Result<Option<String>, ErrorKind> {
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(cid))
-            if (1..=MAX_CID_LEN).contains(&cid.len())
-                && cid
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
-        {
-            Ok(Some(cid.clone()))
-        }
+        Some(Value::String(cid)) => check_cid(cid).map(Some),
         Some(_) => Err(ErrorKind::CidInvalid),
+    }
+}
+
+/// [`parse_cid`] of a cid given as a string.
+pub(crate) fn check_cid(cid: &str) -> Result<String, ErrorKind> {
+    let valid = (1..=MAX_CID_LEN).contains(&cid.len())
+        && cid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(cid.to_owned())
+    } else {
+        Err(ErrorKind::CidInvalid)
     }
 }
 

@@ -104,11 +104,37 @@ impl ServerFrame<'_> {
 
     /// Encodes the frame once, for one recipient or many.
     pub fn encode(&self) -> Frame {
-        // Serializing strings, integers and booleans cannot fail; fall back to a fixed
-        // frame rather than panic if it somehow did.
-        match serde_json::to_string(self) {
-            Ok(s) => s.into(),
-            Err(_) => Arc::from(r#"{"error":"Internal error; please reconnect later."}"#),
+        // Written into a buffer sized for the frame: a chat frame outgrows the 128 bytes
+        // `serde_json::to_string` starts with, and growing it costs a copy.
+        let mut json = Vec::with_capacity(self.size_hint());
+        // Serializing strings, integers and booleans cannot fail, and serde_json writes
+        // UTF-8; fall back to a fixed frame rather than panic if it somehow did not.
+        let encoded = serde_json::to_writer(&mut json, self)
+            .ok()
+            .and_then(|()| String::from_utf8(json).ok());
+        match encoded {
+            Some(s) => s.into(),
+            None => Arc::from(r#"{"error":"Internal error; please reconnect later."}"#),
+        }
+    }
+
+    /// About the encoded length: exact enough for the frames sent per message, and
+    /// 128 bytes (what the buffer grows from) for the rest.
+    fn size_hint(&self) -> usize {
+        // Keys, punctuation, two numbers: what a chat frame adds to its strings.
+        const CHAT: usize = 96;
+        match self {
+            ServerFrame::Chat {
+                name,
+                message,
+                user,
+                cid,
+                ..
+            } => {
+                let optional = user.map_or(0, |u| u.len() + 10) + cid.map_or(0, |c| c.len() + 9);
+                CHAT + name.len() + message.len() + optional
+            }
+            _ => 128,
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::protocol::config::Config;
 use crate::room::ratelimit::Bucket;
 use crate::room::session::ConnId;
 use crate::room::storage::Storage;
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 /// Which bucket of an address.
@@ -44,10 +45,11 @@ pub(crate) enum Limit {
 impl Limit {
     /// The bucket's storage key. Message buckets keep the bare address, as stored
     /// before join buckets existed; a space never occurs in an address key.
-    fn key(self, addr: &str) -> String {
+    /// Borrowed for a message bucket, which is charged on every frame.
+    fn key(self, addr: &str) -> Cow<'_, str> {
         match self {
-            Limit::Frames => addr.to_owned(),
-            Limit::Joins | Limit::WideJoins => format!("join {addr}"),
+            Limit::Frames => Cow::Borrowed(addr),
+            Limit::Joins | Limit::WideJoins => Cow::Owned(format!("join {addr}")),
         }
     }
 

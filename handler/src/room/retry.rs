@@ -58,7 +58,9 @@ pub(crate) fn check<S: Storage>(
     cid: Option<&str>,
     (last_seq, now_ms): (u64, u64),
 ) -> Result<Retry, ErrorKind> {
-    let (Some(cid), Some(sender)) = (cid, sender_key(session)) else {
+    // The key is built only for a frame with a cid: without one there is nothing to
+    // look up or keep, and most frames have none.
+    let Some((cid, sender)) = cid.and_then(|cid| Some((cid, sender_key(session)?))) else {
         return Ok(Retry::New { sender: None });
     };
     let (after_seq, since_ms) = window(config, last_seq, now_ms);

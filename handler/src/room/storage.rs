@@ -137,6 +137,11 @@ pub trait Storage {
     fn latest(&mut self) -> StorageResult<Option<StoredMessage>>;
     /// Appends a message. Its seq is one more than the latest.
     fn append(&mut self, msg: &StoredMessage) -> StorageResult<()>;
+    /// [`Storage::append`] of a message the caller no longer needs (what the room
+    /// does): a store that keeps the value itself overrides it to keep it without a copy.
+    fn append_owned(&mut self, msg: StoredMessage) -> StorageResult<()> {
+        self.append(&msg)
+    }
     /// Up to `n` newest messages that are not deleted, oldest first.
     fn last_n(&mut self, n: usize) -> StorageResult<Vec<StoredMessage>>;
     /// Up to `limit` messages with seq greater than `seq`, oldest first, tombstones
@@ -359,7 +364,10 @@ pub mod sql {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStorage {
     epoch: Option<String>,
-    messages: BTreeMap<u64, StoredMessage>,
+    /// Sorted by seq. A deque rather than a map: a room appends at the back and, once
+    /// it holds `retention` messages, prunes one from the front per append, which a
+    /// B-tree pays for with a shift of its first leaf every time.
+    messages: VecDeque<StoredMessage>,
     /// The `deleted_at` of each tombstone (see [`Storage::delete_message`]).
     deleted_at: BTreeMap<u64, u64>,
     buckets: HashMap<String, Bucket>,
@@ -374,6 +382,11 @@ pub struct MemoryStorage {
 impl MemoryStorage {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The index of the first message with a seq at or above `seq`.
+    fn first_at_or_after(&self, seq: u64) -> usize {
+        self.messages.partition_point(|m| m.seq < seq)
     }
 
     /// Number of messages retained.
@@ -410,25 +423,36 @@ impl Storage for MemoryStorage {
     }
 
     fn latest(&mut self) -> StorageResult<Option<StoredMessage>> {
-        Ok(self.messages.values().next_back().cloned())
+        Ok(self.messages.back().cloned())
     }
 
     fn append(&mut self, msg: &StoredMessage) -> StorageResult<()> {
+        self.append_owned(msg.clone())
+    }
+
+    fn append_owned(&mut self, msg: StoredMessage) -> StorageResult<()> {
         #[cfg(feature = "testing")]
         if self.fail_appends {
             return Err(StorageError("append refused (test)".into()));
         }
-        if self.messages.contains_key(&msg.seq) {
-            return Err(StorageError(format!("seq {} already stored", msg.seq)));
+        // The room appends the next seq: no search for it.
+        if self.messages.back().is_none_or(|last| last.seq < msg.seq) {
+            self.messages.push_back(msg);
+            return Ok(());
         }
-        self.messages.insert(msg.seq, msg.clone());
-        Ok(())
+        match self.messages.binary_search_by_key(&msg.seq, |m| m.seq) {
+            Ok(_) => Err(StorageError(format!("seq {} already stored", msg.seq))),
+            Err(i) => {
+                self.messages.insert(i, msg);
+                Ok(())
+            }
+        }
     }
 
     fn last_n(&mut self, n: usize) -> StorageResult<Vec<StoredMessage>> {
         let mut v: Vec<_> = self
             .messages
-            .values()
+            .iter()
             .rev()
             .filter(|m| !m.deleted)
             .take(n)
@@ -439,23 +463,19 @@ impl Storage for MemoryStorage {
     }
 
     fn after(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
-        Ok(self
-            .messages
-            .range(seq.saturating_add(1)..)
-            .take(limit)
-            .map(|(_, m)| m.clone())
-            .collect())
+        let start = self.first_at_or_after(seq.saturating_add(1));
+        Ok(self.messages.range(start..).take(limit).cloned().collect())
     }
 
     fn before(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
         let mut v: Vec<_> = self
             .messages
-            .range(..seq)
+            .range(..self.first_at_or_after(seq))
             .rev()
             // As in SQL (`sql::SELECT_BEFORE`): tombstones are not part of a page.
-            .filter(|(_, m)| !m.deleted)
+            .filter(|m| !m.deleted)
             .take(limit)
-            .map(|(_, m)| m.clone())
+            .cloned()
             .collect();
         v.reverse();
         Ok(v)
@@ -472,7 +492,7 @@ impl Storage for MemoryStorage {
         // a message is outside both bounds every older one is too.
         Ok(self
             .messages
-            .values()
+            .iter()
             .rev()
             .take_while(|m| m.seq > after_seq || m.timestamp >= since_ms)
             .find(|m| m.sender.as_deref() == Some(sender) && m.cid.as_deref() == Some(cid))
@@ -480,13 +500,31 @@ impl Storage for MemoryStorage {
     }
 
     fn prune_through(&mut self, seq: u64) -> StorageResult<()> {
-        self.messages = self.messages.split_off(&seq.saturating_add(1));
-        self.deleted_at = self.deleted_at.split_off(&seq.saturating_add(1));
+        let cut = seq.saturating_add(1);
+        // From the front, one at a time: a full room prunes one per append, and a
+        // binary search would touch a dozen messages to find it.
+        while self.messages.front().is_some_and(|m| m.seq < cut) {
+            self.messages.pop_front();
+        }
+        // Rarely any: `split_off` would rebuild the map on every prune.
+        while self
+            .deleted_at
+            .first_key_value()
+            .is_some_and(|(&s, _)| s < cut)
+        {
+            self.deleted_at.pop_first();
+        }
         Ok(())
     }
 
     fn save_bucket(&mut self, addr: &str, bucket: &Bucket) -> StorageResult<()> {
-        self.buckets.insert(addr.to_owned(), bucket.clone());
+        // Written on every frame: a kept bucket is updated in place, without a new key.
+        match self.buckets.get_mut(addr) {
+            Some(kept) => kept.clone_from(bucket),
+            None => {
+                self.buckets.insert(addr.to_owned(), bucket.clone());
+            }
+        }
         Ok(())
     }
 
@@ -500,7 +538,8 @@ impl Storage for MemoryStorage {
     }
 
     fn delete_message(&mut self, seq: u64, at_seq: u64) -> StorageResult<bool> {
-        match self.messages.get_mut(&seq) {
+        let found = self.messages.binary_search_by_key(&seq, |m| m.seq).ok();
+        match found.and_then(|i| self.messages.get_mut(i)) {
             Some(m) if !m.deleted => {
                 m.deleted = true;
                 m.message.clear();
@@ -596,6 +635,13 @@ mod tests {
         assert_eq!(seqs(s.last_n(9).unwrap()), [4, 5]);
         s.prune_through(9).unwrap();
         assert!(s.is_empty());
+        // Out of order (no room does it) still keeps seq order.
+        for seq in [12, 10, 11] {
+            s.append(&msg(seq)).unwrap();
+        }
+        assert!(s.append(&msg(10)).is_err(), "a seq is stored once");
+        assert_eq!(seqs(s.after(0, 9).unwrap()), [10, 11, 12]);
+        assert_eq!(seqs(s.before(12, 9).unwrap()), [10, 11]);
     }
 
     #[test]
