@@ -529,14 +529,17 @@ impl Storage for RoomStorage {
         self.read(|s| s.latest())
     }
     fn append(&mut self, msg: &StoredMessage) -> StorageResult<()> {
+        self.append_owned(msg.clone())
+    }
+    /// The room's own path: the message moves into the job, no copy.
+    fn append_owned(&mut self, msg: StoredMessage) -> StorageResult<()> {
         // Test only. Here rather than in the job: a failed append must reach the handler
         // now (its sender gets an error, nobody else anything), where a durable job's
         // failure only fails the room's next commit.
         #[cfg(feature = "test-faults")]
-        if self.faults.as_ref().is_some_and(|f| f.fails_append(msg)) {
+        if self.faults.as_ref().is_some_and(|f| f.fails_append(&msg)) {
             return Err(storage_faults::injected("storing the message"));
         }
-        let msg = msg.clone();
         self.send(Kind::Durable, true, move |s| s.append(&msg))
     }
     fn last_n(&mut self, n: usize) -> StorageResult<Vec<StoredMessage>> {
