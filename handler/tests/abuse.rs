@@ -93,11 +93,11 @@ fn join_quit_churn_is_bounded_by_the_join_bucket() {
         let now = i;
         r.try_connect(i, peer("1.2.3.4"), now).unwrap();
         let acts = r.on_text(i, &hello("churn"), now);
-        member_frames.extend(frames_for(&r, &acts, 0));
+        member_frames.extend(frames_for(&acts, 0));
         if close_of(&acts, i) == Some(Close::JoiningTooFast) {
             refused += 1;
             assert_eq!(
-                frames_for(&r, &acts, i),
+                frames_for(&acts, i),
                 vec![
                     json!({"error": "Too many joins from your address; wait a little before reconnecting."})
                 ]
@@ -105,7 +105,7 @@ fn join_quit_churn_is_bounded_by_the_join_bucket() {
             assert!(r.session(i).is_none());
         }
         let acts = r.disconnect(i, now);
-        member_frames.extend(frames_for(&r, &acts, 0));
+        member_frames.extend(frames_for(&acts, 0));
     }
     let joined = member_frames
         .iter()
@@ -182,7 +182,7 @@ fn a_drained_message_bucket_survives_a_rebuild_without_living_in_sessions() {
     let mut back = Room::restore(cfg, r.storage().clone(), "x", sessions).unwrap();
     let acts = say(&mut back, 2, "three", 5);
     assert_eq!(
-        frames_for(&back, &acts, 2),
+        frames_for(&acts, 2),
         vec![json!({"error": "Rate limited; slow down."})]
     );
 }
@@ -205,7 +205,7 @@ fn names_that_show_nothing_are_refused() {
         r.try_connect(conn, peer("a"), 0).unwrap();
         let acts = r.on_text(conn, &hello(name), 0);
         assert_eq!(
-            frames_for(&r, &acts, conn),
+            frames_for(&acts, conn),
             vec![json!({"error": "Name must contain a visible character."})],
             "{name:?}"
         );
@@ -445,7 +445,7 @@ fn ipv6_joins_also_count_per_48_with_a_larger_bucket() {
     let mut try_join = |r: &mut Room<MemoryStorage>, addr: &str, now: u64| {
         conn += 1;
         let acts = join(r, conn, addr, &hello("x"), now);
-        (conn, close_of(&acts, conn), frames_for(r, &acts, conn))
+        (conn, close_of(&acts, conn), frames_for(&acts, conn))
     };
     // Two /64s take the /48's four tokens between them, two each.
     for addr in [

@@ -47,7 +47,7 @@ fn a_batch_joiner_gets_its_whole_join_burst_in_one_message() {
     say(&mut r, 1, "one", 1001);
     say(&mut r, 1, "two", 1002);
     let acts = join(&mut r, 2, "b", &hello_batch("bob"), 1003);
-    let messages = messages_for(&r, &acts, 2);
+    let messages = messages_for(&acts, 2);
     assert_eq!(messages.len(), 1, "{messages:?}");
     // Each frame exactly as it would be alone, in the join order.
     let alone = [
@@ -62,10 +62,7 @@ fn a_batch_joiner_gets_its_whole_join_burst_in_one_message() {
         format!(r#"{{"batch":[{}]}}"#, alone.join(","))
     );
     // The v1 member is told at once, one frame.
-    assert_eq!(
-        messages_for(&r, &acts, 1),
-        vec![r#"{"joined":"bob"}"#.into()]
-    );
+    assert_eq!(messages_for(&acts, 1), vec![r#"{"joined":"bob"}"#.into()]);
 }
 
 #[test]
@@ -79,11 +76,11 @@ fn a_join_burst_longer_than_batch_max_comes_in_several_batches() {
         say(&mut r, 1, &format!("m{i}"), 1001 + i);
     }
     let acts = join(&mut r, 2, "b", &hello_batch("bob"), 1010);
-    let messages = messages_for(&r, &acts, 2);
+    let messages = messages_for(&acts, 2);
     // roster + 5 backlog + joined + ready = 8 frames: 3, 3, 2.
     let sizes: Vec<usize> = messages.iter().map(|m| unbatch(m).len()).collect();
     assert_eq!(sizes, vec![3, 3, 2]);
-    let frames = frames_for(&r, &acts, 2);
+    let frames = frames_for(&acts, 2);
     assert_eq!(frames[0], json!({"roster": [{"name": "alice"}]}));
     assert_eq!(frames[7]["ready"], json!(true));
 }
@@ -112,7 +109,7 @@ fn a_join_burst_over_batch_max_bytes_comes_in_batches_within_it() {
     }
     let hello = r#"{"name":"bob","v":2,"batch":true,"resume":{"epoch":"epoch-1","seq":0}}"#;
     let acts = join(&mut r, 2, "b", hello, 1100);
-    let messages = messages_for(&r, &acts, 2);
+    let messages = messages_for(&acts, 2);
     for m in &messages {
         assert!(
             m.len() <= config.batch_max_bytes,
@@ -122,7 +119,7 @@ fn a_join_burst_over_batch_max_bytes_comes_in_batches_within_it() {
     }
     // Each chat frame is about 1.2 KB: three fit in 4 KiB, so several batches.
     assert!(messages.len() >= 7, "{} messages", messages.len());
-    let frames = frames_for(&r, &acts, 2);
+    let frames = frames_for(&acts, 2);
     assert_eq!(frames[0], json!({"roster": [{"name": "alice"}]}));
     assert_eq!(&frames[1..21], &sent[..]);
     assert_eq!(frames[21], json!({"joined": "bob"}));
@@ -144,16 +141,16 @@ fn pending_bytes_over_batch_max_bytes_flush_at_once_and_a_big_frame_goes_alone()
     join(&mut r, 2, "b", &hello_batch("bob"), 1000);
     r.on_tick(5000);
     let acts = say(&mut r, 1, "lead", 6000);
-    assert_eq!(messages_for(&r, &acts, 2).len(), 1);
+    assert_eq!(messages_for(&acts, 2).len(), 1);
     // About 1.2 KB each: the third would fill more than 4 KiB of batch.
     for i in 0..2 {
         let acts = say(&mut r, 1, &controls(200), 6001 + i);
-        assert!(messages_for(&r, &acts, 2).is_empty(), "held");
+        assert!(messages_for(&acts, 2).is_empty(), "held");
     }
     let acts = say(&mut r, 1, &controls(200), 6003);
-    assert!(messages_for(&r, &acts, 2).is_empty(), "3 frames still fit");
+    assert!(messages_for(&acts, 2).is_empty(), "3 frames still fit");
     let acts = say(&mut r, 1, &controls(200), 6004);
-    let messages = messages_for(&r, &acts, 2);
+    let messages = messages_for(&acts, 2);
     assert_eq!(
         messages
             .iter()
@@ -177,12 +174,12 @@ fn pending_bytes_over_batch_max_bytes_flush_at_once_and_a_big_frame_goes_alone()
         acts.extend(say(&mut r, 1, text, 10_001 + i as u64));
     }
     acts.extend(r.on_tick(12_000));
-    let messages = messages_for(&r, &acts, 2);
+    let messages = messages_for(&acts, 2);
     let sizes: Vec<usize> = messages.iter().map(|m| unbatch(m).len()).collect();
     assert_eq!(sizes, vec![2, 1, 2], "{messages:?}");
     assert!(messages[1].starts_with(r#"{"name":"alice","message":""#));
     assert!(messages[1].len() > 4096);
-    let all = frames_for(&r, &acts, 2);
+    let all = frames_for(&acts, 2);
     let texts: Vec<&str> = all.iter().map(|f| f["message"].as_str().unwrap()).collect();
     assert_eq!(
         texts,
@@ -202,7 +199,7 @@ fn batch_without_v2_is_ignored_and_v2_without_batch_is_unbatched() {
         join(&mut r, 1, "a", &hello_batch("alice"), 1000);
         let acts = join(&mut r, 2, "b", hello, 1001);
         // One message per frame: no batch, whatever the room's other sessions do.
-        let messages = messages_for(&r, &acts, 2);
+        let messages = messages_for(&acts, 2);
         assert!(messages.len() >= 2, "{hello}: {messages:?}");
         assert!(
             messages.iter().all(|m| !m.starts_with(r#"{"batch""#)),
@@ -211,7 +208,7 @@ fn batch_without_v2_is_ignored_and_v2_without_batch_is_unbatched() {
         assert!(!r.session(2).unwrap().is_batched(), "{hello}");
         for i in 0..5 {
             let acts = say(&mut r, 1, &format!("m{i}"), 1002 + i);
-            assert_eq!(messages_for(&r, &acts, 2).len(), 1, "{hello}: at once");
+            assert_eq!(messages_for(&acts, 2).len(), 1, "{hello}: at once");
         }
     }
 }
@@ -222,7 +219,7 @@ fn a_non_boolean_batch_in_a_v2_hello_is_refused() {
     r.try_connect(1, peer("a"), 0).unwrap();
     let acts = r.on_text(1, r#"{"name":"x","v":2,"batch":"yes"}"#, 0);
     assert_eq!(
-        frames_for(&r, &acts, 1),
+        frames_for(&acts, 1),
         vec![json!({"error": "\"batch\" must be true or false."})]
     );
     assert_eq!(close_of(&acts, 1), Some(Close::BadHello));
@@ -234,7 +231,7 @@ fn a_lone_frame_in_a_quiet_room_goes_out_at_once() {
     join(&mut r, 1, "a", &hello_batch("alice"), 1000);
     let acts = say(&mut r, 1, "hi", 5000);
     assert_eq!(
-        messages_for(&r, &acts, 1),
+        messages_for(&acts, 1),
         vec![r#"{"name":"alice","message":"hi","timestamp":5000,"seq":1}"#.into()]
     );
     assert_eq!(r.next_flush(), None);
@@ -249,16 +246,16 @@ fn frames_within_the_window_wait_for_it_and_share_one_encoding() {
     r.on_tick(1200);
     // The first frame after a quiet spell goes at once and opens a window.
     let acts = say(&mut r, 3, "first", 2000);
-    assert_eq!(messages_for(&r, &acts, 1).len(), 1);
+    assert_eq!(messages_for(&acts, 1).len(), 1);
     let held = [
         say(&mut r, 3, "second", 2010),
         say(&mut r, 3, "third", 2020),
     ];
     for acts in &held {
-        assert!(messages_for(&r, acts, 1).is_empty(), "held: {acts:?}");
-        assert!(messages_for(&r, acts, 2).is_empty(), "held: {acts:?}");
+        assert!(messages_for(acts, 1).is_empty(), "held: {acts:?}");
+        assert!(messages_for(acts, 2).is_empty(), "held: {acts:?}");
         // The one-by-one member is not held.
-        assert_eq!(messages_for(&r, acts, 3).len(), 1);
+        assert_eq!(messages_for(acts, 3).len(), 1);
     }
     assert_eq!(r.next_flush(), Some(2100));
     assert_eq!(r.next_deadline(), Some(2100));
@@ -289,13 +286,13 @@ fn batch_max_pending_frames_flush_at_once() {
     join(&mut r, 1, "a", &hello_batch("alice"), 1000);
     r.on_tick(5000);
     let acts = say(&mut r, 1, "lead", 6000);
-    assert_eq!(messages_for(&r, &acts, 1).len(), 1);
+    assert_eq!(messages_for(&acts, 1).len(), 1);
     for (i, text) in ["a", "b"].into_iter().enumerate() {
         let acts = say(&mut r, 1, text, 6001 + i as u64);
-        assert!(messages_for(&r, &acts, 1).is_empty());
+        assert!(messages_for(&acts, 1).is_empty());
     }
     let acts = say(&mut r, 1, "c", 6003);
-    let messages = messages_for(&r, &acts, 1);
+    let messages = messages_for(&acts, 1);
     assert_eq!(messages.len(), 1);
     assert_eq!(unbatch(&messages[0]).len(), 3);
     assert_eq!(r.next_flush(), None);
@@ -348,7 +345,7 @@ fn a_direct_frame_never_overtakes_a_pending_broadcast() {
     say(&mut r, 1, "pending", 3010);
     // Bob's bad frame is answered at once, behind what was pending for him.
     let acts = r.on_text(2, "not json", 3020);
-    let messages = messages_for(&r, &acts, 2);
+    let messages = messages_for(&acts, 2);
     assert_eq!(messages.len(), 1, "{messages:?}");
     let frames = unbatch(&messages[0]);
     assert_eq!(
@@ -359,14 +356,14 @@ fn a_direct_frame_never_overtakes_a_pending_broadcast() {
                 .to_owned(),
         ]
     );
-    assert!(messages_for(&r, &acts, 1).is_empty(), "alice still waits");
+    assert!(messages_for(&acts, 1).is_empty(), "alice still waits");
     // At the window, alice gets it; bob does not get it twice.
     let acts = r.on_tick(3100);
     assert_eq!(
-        frames_for(&r, &acts, 1),
+        frames_for(&acts, 1),
         vec![json!({"name": "alice", "message": "pending", "timestamp": 3010, "seq": 2})]
     );
-    assert!(frames_for(&r, &acts, 2).is_empty(), "{acts:?}");
+    assert!(frames_for(&acts, 2).is_empty(), "{acts:?}");
 }
 
 #[test]
@@ -377,7 +374,7 @@ fn a_joiner_gets_nothing_queued_before_it_joined() {
     say(&mut r, 1, "lead", 3000);
     say(&mut r, 1, "pending", 3010);
     let acts = join(&mut r, 2, "b", &hello_batch("bob"), 3020);
-    let burst = frames_for(&r, &acts, 2);
+    let burst = frames_for(&acts, 2);
     // The pending message is in bob's backlog, once.
     assert_eq!(
         texts(&burst),
@@ -392,7 +389,7 @@ fn a_joiner_gets_nothing_queued_before_it_joined() {
     say(&mut r, 1, "after", 3030);
     let acts = r.on_tick(3100);
     assert_eq!(
-        frames_for(&r, &acts, 1),
+        frames_for(&acts, 1),
         vec![
             json!({"name": "alice", "message": "pending", "timestamp": 3010, "seq": 2}),
             json!({"joined": "bob"}),
@@ -400,7 +397,7 @@ fn a_joiner_gets_nothing_queued_before_it_joined() {
         ]
     );
     assert_eq!(
-        frames_for(&r, &acts, 2),
+        frames_for(&acts, 2),
         vec![json!({"name": "alice", "message": "after", "timestamp": 3030, "seq": 3})]
     );
 }
@@ -428,7 +425,7 @@ fn a_closed_batch_session_gets_what_was_pending_before_its_close() {
     // Its own quit is not for it; alice gets both at the window.
     let acts = r.on_tick(3100);
     assert_eq!(
-        frames_for(&r, &acts, 1),
+        frames_for(&acts, 1),
         vec![
             json!({"name": "alice", "message": "pending", "timestamp": 3010, "seq": 2}),
             json!({"quit": "bob"}),
@@ -469,7 +466,7 @@ fn a_flooder_closed_in_a_batch_gets_its_pending_frames_then_its_error_then_the_c
             )
         })
         .unwrap_or_else(|| panic!("bob is not closed: {acts:?}"));
-    let before: Vec<Value> = messages_for(&r, &acts[..closed], 2)
+    let before: Vec<Value> = messages_for(&acts[..closed], 2)
         .iter()
         .flat_map(|m| unbatch(m))
         .map(|t| serde_json::from_str(&t).unwrap())
@@ -479,11 +476,11 @@ fn a_flooder_closed_in_a_batch_gets_its_pending_frames_then_its_error_then_the_c
     assert_eq!(before.len(), 4, "{before:?}");
     assert!(before[3]["error"].is_string(), "{before:?}");
     assert!(
-        messages_for(&r, &acts[closed..], 2).is_empty(),
+        messages_for(&acts[closed..], 2).is_empty(),
         "nothing for bob after his close: {acts:?}"
     );
     // One message: nothing for him as a plain frame ahead of his batch.
-    assert_eq!(messages_for(&r, &acts, 2).len(), 1, "{acts:?}");
+    assert_eq!(messages_for(&acts, 2).len(), 1, "{acts:?}");
 }
 
 #[test]
@@ -511,7 +508,7 @@ fn v1_and_unbatched_v2_sessions_are_never_held() {
     for i in 0..10 {
         let acts = say(&mut r, 2, &format!("m{i}"), 2000 + i);
         for conn in [2, 3] {
-            let messages = messages_for(&r, &acts, conn);
+            let messages = messages_for(&acts, conn);
             assert_eq!(messages.len(), 1);
             assert!(!messages[0].starts_with(r#"{"batch""#));
         }
@@ -544,7 +541,7 @@ fn a_join_storm_costs_sends_bounded_by_the_window_not_by_members_squared() {
             &hello_batch("m"),
             now,
         );
-        bursts += messages_for(&r, &acts, c).len();
+        bursts += messages_for(&acts, c).len();
         total += sends(&acts);
     }
     let acts = r.flush(20_000);
@@ -575,7 +572,7 @@ fn batch_sessions_survive_hibernation() {
     // What a backend does before dropping the room: flush.
     let acts = r.flush(3020);
     for conn in [1, 2] {
-        assert_eq!(frames_for(&r, &acts, conn).len(), 1, "{acts:?}");
+        assert_eq!(frames_for(&acts, conn).len(), 1, "{acts:?}");
     }
     assert!(r.is_quiet(3120));
     let sessions: Vec<Session> = r
@@ -586,10 +583,10 @@ fn batch_sessions_survive_hibernation() {
     assert_eq!(back.batch_window(), (2, 100));
     say(&mut back, 3, "after", 4000);
     let acts = say(&mut back, 3, "held", 4010);
-    assert!(frames_for(&back, &acts, 1).is_empty(), "still batched");
+    assert!(frames_for(&acts, 1).is_empty(), "still batched");
     let acts = back.on_tick(4100);
     assert_eq!(
-        frames_for(&back, &acts, 2),
+        frames_for(&acts, 2),
         vec![json!({"name": "carol", "message": "held", "timestamp": 4010, "seq": 4})]
     );
 }
@@ -597,7 +594,7 @@ fn batch_sessions_survive_hibernation() {
 /// The conns that `actions` deliver anything to.
 fn recipients_of(room: &Room<MemoryStorage>, actions: &[Action]) -> Vec<ConnId> {
     let mut all: Vec<ConnId> = room.sessions().map(|s| s.id()).collect();
-    all.retain(|c| !messages_for(room, actions, *c).is_empty());
+    all.retain(|c| !messages_for(actions, *c).is_empty());
     all
 }
 

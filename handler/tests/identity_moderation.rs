@@ -103,14 +103,14 @@ fn a_verified_session_carries_its_user_and_role_everywhere() {
     });
     // The token's name wins over the hello's.
     let acts = join(&mut r, 1, "a", &hello("mallory", Some(&t), false), T0);
-    let own = frames_for(&r, &acts, 1);
+    let own = frames_for(&acts, 1);
     assert_eq!(own[0], json!({"joined": "Ana"}));
     assert_eq!(
         own[1],
         json!({"ready": true, "epoch": EPOCH, "seq": 0, "recovered": false, "user": "u42", "role": "moderator"})
     );
     let acts = join(&mut r, 2, "b", &hello("bob", None, true), T0);
-    let bob = frames_for(&r, &acts, 2);
+    let bob = frames_for(&acts, 2);
     assert_eq!(
         bob[0],
         json!({"roster": [{"name": "Ana", "user": "u42", "role": "moderator"}]})
@@ -135,7 +135,7 @@ fn a_verified_session_carries_its_user_and_role_everywhere() {
     // Backlogs keep the user of each message; a plain member's roster entry has none.
     let plain = token("u7", |_| {});
     let acts = join(&mut r, 3, "c", &hello("x", Some(&plain), true), T0 + 3);
-    let c = frames_for(&r, &acts, 3);
+    let c = frames_for(&acts, 3);
     let roster = c[0]["roster"].as_array().unwrap();
     assert!(roster.contains(&json!({"name": "bob"})));
     assert!(roster.contains(&json!({"name": "Ana", "user": "u42", "role": "moderator"})));
@@ -152,17 +152,17 @@ fn without_a_secret_identity_is_off_and_tokens_are_ignored() {
     let t = moderator("u1");
     let acts = join(&mut r, 1, "a", &hello("ana", Some(&t), false), T0);
     assert_eq!(
-        *last(&frames_for(&r, &acts, 1)),
+        *last(&frames_for(&acts, 1)),
         json!({"ready": true, "epoch": EPOCH, "seq": 0, "recovered": false})
     );
     let acts = send(&mut r, 1, json!({"delete": 1}), T0);
     assert_eq!(
-        errors(&frames_for(&r, &acts, 1)),
+        errors(&frames_for(&acts, 1)),
         [ErrorKind::NotModerator.sentence()]
     );
     // Even garbage in `token` joins, as before identity existed.
     let acts = join(&mut r, 2, "b", r#"{"name":"bob","token":5}"#, T0);
-    assert!(last(&frames_for(&r, &acts, 2)).get("ready").is_some());
+    assert!(last(&frames_for(&acts, 2)).get("ready").is_some());
 }
 
 #[test]
@@ -190,17 +190,17 @@ fn bad_tokens_are_refused_with_an_error_and_1008_never_joined_anonymously() {
         let mut r = auth_room(Config::default());
         join(&mut r, 9, "w", "{}", T0);
         let acts = join(&mut r, 1, "a", &hello("ana", Some(&t), true), T0);
-        let got = frames_for(&r, &acts, 1);
+        let got = frames_for(&acts, 1);
         assert_eq!(got, vec![json!({"error": want.sentence()})], "{want:?}");
         assert_eq!(close_of(&acts, 1), Some(Close::BadToken));
-        assert!(frames_for(&r, &acts, 9).is_empty(), "no joined, no quit");
+        assert!(frames_for(&acts, 9).is_empty(), "no joined, no quit");
         assert_eq!(r.members().count(), 1);
     }
     // Not a string at all.
     let mut r = auth_room(Config::default());
     let acts = join(&mut r, 1, "a", r#"{"token":{"sub":"u1"}}"#, T0);
     assert_eq!(
-        frames_for(&r, &acts, 1),
+        frames_for(&acts, 1),
         vec![json!({"error": ErrorKind::TokenMalformed.sentence()})]
     );
     // A token for this room, by its id, is fine.
@@ -218,7 +218,7 @@ fn a_room_that_requires_tokens_refuses_a_hello_without_one() {
     });
     let acts = join(&mut r, 1, "a", r#"{"name":"ana"}"#, T0);
     assert_eq!(
-        frames_for(&r, &acts, 1),
+        frames_for(&acts, 1),
         vec![json!({"error": ErrorKind::TokenRequired.sentence()})]
     );
     assert_eq!(close_of(&acts, 1), Some(Close::BadToken));
@@ -270,7 +270,7 @@ fn non_moderators_are_refused_stay_open_and_pay_a_token() {
             json!({"mute": "garbage"}),
         ] {
             let acts = send(&mut r, conn, frame.clone(), T0);
-            let got = frames_for(&r, &acts, conn);
+            let got = frames_for(&acts, conn);
             let want = if acts.iter().any(|a| matches!(a, Action::Close { .. })) {
                 panic!("closed: {acts:?}")
             } else {
@@ -287,7 +287,7 @@ fn non_moderators_are_refused_stay_open_and_pay_a_token() {
     // first refusal took both, so its later frames were rate limited.
     let acts = say(&mut r, 2, "more", T0);
     assert_eq!(
-        errors(&frames_for(&r, &acts, 2)),
+        errors(&frames_for(&acts, 2)),
         [ErrorKind::RateLimited.sentence()]
     );
     assert_eq!(r.last_seq(), 1, "nothing deleted, nothing said");
@@ -310,12 +310,9 @@ fn delete_tombstones_the_message_for_everyone() {
     say(&mut r, 3, "abuse", T0 + 2);
     say(&mut r, 2, "keep too", T0 + 3);
     let acts = send(&mut r, 1, json!({"delete": 2}), T0 + 4);
-    assert_eq!(frames_for(&r, &acts, 2), vec![json!({"deleted": 2})]);
-    assert!(frames_for(&r, &acts, 3).is_empty(), "v1 gets no v2 frame");
-    assert!(
-        frames_for(&r, &acts, 1).is_empty(),
-        "the v1 moderator neither"
-    );
+    assert_eq!(frames_for(&acts, 2), vec![json!({"deleted": 2})]);
+    assert!(frames_for(&acts, 3).is_empty(), "v1 gets no v2 frame");
+    assert!(frames_for(&acts, 1).is_empty(), "the v1 moderator neither");
     assert_eq!(
         audit_lines(&acts),
         vec![
@@ -331,7 +328,7 @@ fn delete_tombstones_the_message_for_everyone() {
         (5, hello("late2", None, true)),
     ] {
         let acts = join(&mut r, conn, "c", &h, T0 + 5);
-        let frames = frames_for(&r, &acts, conn);
+        let frames = frames_for(&acts, conn);
         let texts: Vec<&str> = frames
             .iter()
             .filter_map(|f| f.get("message").and_then(Value::as_str))
@@ -342,7 +339,7 @@ fn delete_tombstones_the_message_for_everyone() {
     for seq in [2, 0, 99] {
         let acts = send(&mut r, 1, json!({"delete": seq}), T0 + 6);
         assert_eq!(
-            errors(&frames_for(&r, &acts, 1)),
+            errors(&frames_for(&acts, 1)),
             [ErrorKind::NoSuchMessage.sentence()]
         );
         assert!(audit_lines(&acts).is_empty());
@@ -364,7 +361,7 @@ fn a_moderator_token_must_name_its_room_or_every_room() {
     r.try_connect(2, peer("m"), T0).unwrap();
     let acts = r.on_text(2, &hello("", Some(&roomless), false), T0 + 2);
     assert_eq!(
-        errors(&frames_for(&r, &acts, 2)),
+        errors(&frames_for(&acts, 2)),
         [ErrorKind::ModeratorTokenNeedsRoom.sentence()]
     );
     assert_eq!(close_of(&acts, 2), Some(Close::BadToken));
@@ -427,7 +424,7 @@ fn a_retried_cid_of_a_deleted_message_gets_its_tombstone_never_a_chat_frame() {
     let mut r = rebuilt(&r);
     for (conn, text, cid) in [(2, "from v2", "c2"), (3, "from v1", "c1")] {
         let acts = send(&mut r, conn, json!({"message": text, "cid": cid}), T0 + 4);
-        let frames = frames_for(&r, &acts, conn);
+        let frames = frames_for(&acts, conn);
         let want = if conn == 2 {
             json!({"deleted": 1, "cid": "c2"})
         } else {
@@ -451,7 +448,7 @@ fn a_retried_cid_of_a_deleted_message_gets_its_tombstone_never_a_chat_frame() {
         json!({"message": "kept too", "cid": "c3"}),
         T0 + 7,
     );
-    let frames = frames_for(&r, &acts, 2);
+    let frames = frames_for(&acts, 2);
     assert_eq!(frames.len(), 1);
     assert_eq!(
         (frames[0]["message"].as_str(), frames[0]["seq"].as_u64()),
@@ -472,7 +469,7 @@ fn resumed(
         h["v"] = json!(2);
     }
     let acts = join(r, conn, "z", &h.to_string(), now);
-    let frames = frames_for(r, &acts, conn);
+    let frames = frames_for(&acts, conn);
     let recovered = last(&frames)["recovered"].as_bool().unwrap();
     // Leave out the roster (a `roster` frame, or v1's `joined`s), `joined` and `ready`.
     let body = frames
@@ -585,14 +582,14 @@ fn kick_closes_every_session_of_the_user_and_refuses_rejoins_for_its_secs() {
     );
     for conn in [2, 3] {
         assert_eq!(
-            frames_for(&r, &acts, conn)[0],
+            frames_for(&acts, conn)[0],
             json!({"error": ErrorKind::Kicked.sentence()})
         );
         assert_eq!(close_of(&acts, conn), Some(Close::Kicked));
     }
     assert_eq!(Close::Kicked.code(), 4001);
     assert_eq!(
-        frames_for(&r, &acts, 4),
+        frames_for(&acts, 4),
         vec![json!({"quit": "u9"}), json!({"quit": "u9"})]
     );
     assert_eq!(r.members().collect::<Vec<_>>(), [1, 4]);
@@ -612,7 +609,7 @@ fn kick_closes_every_session_of_the_user_and_refuses_rejoins_for_its_secs() {
         T0 + 299_000,
     );
     assert_eq!(
-        frames_for(&r, &acts, 5),
+        frames_for(&acts, 5),
         vec![json!({"error": ErrorKind::StillKicked.sentence()})]
     );
     assert_eq!(close_of(&acts, 5), Some(Close::Kicked));
@@ -665,26 +662,17 @@ fn a_mute_refuses_messages_until_it_ends_across_rebuilds_and_rejoins() {
     );
     join(&mut r, 2, "a", &hello("", Some(&loud), false), T0);
     let acts = send(&mut r, 1, json!({"mute": {"user": "u9", "secs": 60}}), T0);
-    assert!(frames_for(&r, &acts, 2).is_empty(), "a mute is silent");
+    assert!(frames_for(&acts, 2).is_empty(), "a mute is silent");
     let acts = say(&mut r, 2, "shout", T0 + 1);
-    assert_eq!(
-        errors(&frames_for(&r, &acts, 2)),
-        [ErrorKind::Muted.sentence()]
-    );
+    assert_eq!(errors(&frames_for(&acts, 2)), [ErrorKind::Muted.sentence()]);
     assert!(broadcasts(&acts).is_empty());
     // Rebuilt from sessions and storage: still muted. A new session of the user too.
     let mut r = rebuilt(&r);
     let acts = say(&mut r, 2, "shout", T0 + 2);
-    assert_eq!(
-        errors(&frames_for(&r, &acts, 2)),
-        [ErrorKind::Muted.sentence()]
-    );
+    assert_eq!(errors(&frames_for(&acts, 2)), [ErrorKind::Muted.sentence()]);
     join(&mut r, 3, "b", &hello("", Some(&loud), true), T0 + 3);
     let acts = say(&mut r, 3, "shout", T0 + 4);
-    assert_eq!(
-        errors(&frames_for(&r, &acts, 3)),
-        [ErrorKind::Muted.sentence()]
-    );
+    assert_eq!(errors(&frames_for(&acts, 3)), [ErrorKind::Muted.sentence()]);
     // Others still talk, the moderator too.
     assert_eq!(broadcasts(&say(&mut r, 1, "ok", T0 + 5)).len(), 1);
     // It ends by itself…
@@ -730,7 +718,7 @@ fn kicks_and_mutes_are_bounded_per_room_and_expired_ones_make_room() {
     );
     let m = |r: &mut Room<MemoryStorage>, v: Value, now: u64| {
         let acts = send(r, 1, v, now);
-        errors(&frames_for(r, &acts, 1))
+        errors(&frames_for(&acts, 1))
             .into_iter()
             .map(str::to_owned)
             .collect::<Vec<_>>()
@@ -825,7 +813,7 @@ fn a_moderator_frame_with_a_message_is_a_chat_message() {
     assert_eq!(broadcasts(&acts)[0]["message"], "hi");
     let acts = send(&mut r, 1, json!({"delete": "1"}), T0);
     assert_eq!(
-        errors(&frames_for(&r, &acts, 1)),
+        errors(&frames_for(&acts, 1)),
         [ErrorKind::DeleteShape.sentence()]
     );
 }
@@ -902,7 +890,7 @@ proptest! {
                         h["resume"] = json!({"epoch": EPOCH, "seq": seq});
                     }
                     let acts = join(&mut r, conn, "j", &h.to_string(), now);
-                    let frames = frames_for(&r, &acts, conn);
+                    let frames = frames_for(&acts, conn);
                     // A v2 client that held the room as it was when the room last
                     // stood at `seq` (snapshot) and resumes: applying what it gets
                     // gives exactly the live messages (within retention).
@@ -944,12 +932,8 @@ proptest! {
 }
 
 /// The first error sentence `conn` got, and how it was closed.
-fn refusal(
-    r: &Room<MemoryStorage>,
-    acts: &[Action],
-    conn: ConnId,
-) -> (Option<String>, Option<Close>) {
-    let frames = frames_for(r, acts, conn);
+fn refusal(acts: &[Action], conn: ConnId) -> (Option<String>, Option<Close>) {
+    let frames = frames_for(acts, conn);
     let error = errors(&frames).first().map(|e| e.to_string());
     (error, close_of(acts, conn))
 }
@@ -1001,7 +985,7 @@ fn a_kick_refuses_hellos_from_the_users_address_anonymous_or_not_for_its_secs() 
             &hello("owner", None, false),
             T0 + 299_000,
         );
-        assert_eq!(refusal(&r, &acts, conn), still, "{addr}");
+        assert_eq!(refusal(&acts, conn), still, "{addr}");
     }
     // Another user's token from there too; the moderator's is let in.
     let other = token("u10", |_| {});
@@ -1012,7 +996,7 @@ fn a_kick_refuses_hellos_from_the_users_address_anonymous_or_not_for_its_secs() 
         &hello("", Some(&other), false),
         T0 + 299_000,
     );
-    assert_eq!(refusal(&r, &acts, 8), still);
+    assert_eq!(refusal(&acts, 8), still);
     let acts = join(
         &mut r,
         9,
@@ -1048,7 +1032,7 @@ fn a_kick_refuses_hellos_from_the_users_address_anonymous_or_not_for_its_secs() 
         &hello("owner", None, false),
         T0 + 301_000,
     );
-    assert_eq!(refusal(&r, &acts, 12), still);
+    assert_eq!(refusal(&acts, 12), still);
     // Lifting the user's kick lifts the address's, though the user is not here.
     send(&mut r, 1, json!({"kick": {"user": "u9"}}), T0 + 303_000);
     let acts = join(
@@ -1082,7 +1066,7 @@ fn a_kick_refuses_hellos_from_the_users_address_anonymous_or_not_for_its_secs() 
         &hello("owner", None, false),
         T0 + 313_999,
     );
-    assert_eq!(refusal(&r, &acts, 15), still);
+    assert_eq!(refusal(&acts, 15), still);
     let acts = join(
         &mut r,
         16,
@@ -1152,7 +1136,7 @@ fn a_mute_mutes_every_session_from_the_users_address_with_or_without_a_token() {
     );
     for conn in [2, 3, 5, 6] {
         let acts = say(&mut r, conn, "shout", T0 + 2);
-        assert_eq!(errors(&frames_for(&r, &acts, conn)), muted, "conn {conn}");
+        assert_eq!(errors(&frames_for(&acts, conn)), muted, "conn {conn}");
         assert!(broadcasts(&acts).is_empty());
     }
     for conn in [1, 4] {
@@ -1205,7 +1189,7 @@ fn a_mute_mutes_every_session_from_the_users_address_with_or_without_a_token() {
         T0 + 70_000,
     );
     let acts = say(&mut r, 9, "shout", T0 + 70_001);
-    assert_eq!(errors(&frames_for(&r, &acts, 9)), muted);
+    assert_eq!(errors(&frames_for(&acts, 9)), muted);
 }
 
 #[test]
@@ -1236,11 +1220,11 @@ fn each_bound_address_holds_a_place_and_a_moderation_that_does_not_fit_changes_n
         T0,
     );
     let acts = send(&mut r, 1, json!({"mute": {"user": "u1", "secs": 60}}), T0);
-    assert!(errors(&frames_for(&r, &acts, 1)).is_empty());
+    assert!(errors(&frames_for(&acts, 1)).is_empty());
     assert_eq!(r.storage().restricted_users(), 2, "user and address");
     let acts = send(&mut r, 1, json!({"mute": {"user": "u2", "secs": 60}}), T0);
     assert_eq!(
-        errors(&frames_for(&r, &acts, 1)),
+        errors(&frames_for(&acts, 1)),
         [ErrorKind::TooManyRestricted.sentence()]
     );
     assert_eq!(broadcasts(&say(&mut r, 3, "not muted", T0 + 1)).len(), 1);
@@ -1265,7 +1249,7 @@ fn an_anonymous_hello_may_not_take_the_name_or_user_id_of_a_verified_member() {
         (9, "A\u{200B}na\u{FEFF}"),
     ] {
         let acts = join(&mut r, conn, "10.0.0.2", &hello(name, None, true), T0);
-        assert_eq!(refusal(&r, &acts, conn), refused, "{name:?}");
+        assert_eq!(refusal(&acts, conn), refused, "{name:?}");
         assert!(broadcasts(&acts).is_empty(), "{name:?} never joined");
     }
     let acts = join(&mut r, 6, "10.0.0.2", &hello("Anna", None, false), T0);

@@ -54,7 +54,7 @@ fn config() -> Config {
 }
 
 /// Every message each connection is sent by `actions`, in order, as sent.
-fn messages(_room: &Room<MemoryStorage>, actions: &[Action]) -> Vec<(ConnId, Frame)> {
+fn messages(actions: &[Action]) -> Vec<(ConnId, Frame)> {
     let mut out = Vec::new();
     for a in actions {
         match a {
@@ -69,8 +69,8 @@ fn messages(_room: &Room<MemoryStorage>, actions: &[Action]) -> Vec<(ConnId, Fra
 }
 
 /// Every frame each connection is sent by `actions`, in order, batches unwrapped.
-fn frames(room: &Room<MemoryStorage>, actions: &[Action]) -> Vec<(ConnId, String)> {
-    messages(room, actions)
+fn frames(actions: &[Action]) -> Vec<(ConnId, String)> {
+    messages(actions)
         .into_iter()
         .flat_map(|(c, m)| common::unbatch(&m).into_iter().map(move |f| (c, f)))
         .collect()
@@ -141,7 +141,7 @@ proptest! {
                 kinds.insert(s.id(), (s.version(), s.is_batched()));
             }
             views.retain(|c, _| room.session(*c).is_some());
-            for (to, message) in messages(&room, &actions) {
+            for (to, message) in messages(&actions) {
                 let kind = kinds.get(&to).copied();
                 if message.starts_with(r#"{"batch""#) {
                     prop_assert_eq!(kind.map(|k| k.1), Some(true), "a batch to {} ({:?}): {}", to, kind, message);
@@ -194,7 +194,7 @@ proptest! {
                 if !members.contains(&conn) {
                     continue; // refused hello
                 }
-                let mine: Vec<Value> = frames(&room, &actions)
+                let mine: Vec<Value> = frames(&actions)
                     .into_iter()
                     .filter(|(c, _)| *c == conn)
                     .map(|(_, f)| parse(&f))
@@ -274,8 +274,8 @@ proptest! {
         let mut queued: Vec<u64> = Vec::new();
         let mut delivered: Vec<(u64, u64)> = Vec::new(); // (seq, at)
         let mut flushes: Vec<u64> = Vec::new();
-        let record = |room: &Room<MemoryStorage>, actions: &[Action], at: u64, delivered: &mut Vec<(u64, u64)>, flushes: &mut Vec<u64>| {
-            let mine: Vec<u64> = frames(room, actions)
+        let record = |actions: &[Action], at: u64, delivered: &mut Vec<(u64, u64)>, flushes: &mut Vec<u64>| {
+            let mine: Vec<u64> = frames(actions)
                 .into_iter()
                 .filter(|(c, _)| *c == 1)
                 .map(|(_, f)| parse(&f)["seq"].as_u64().unwrap())
@@ -289,17 +289,17 @@ proptest! {
             let at = now + gap;
             while let Some(due) = room.next_flush().filter(|d| *d <= at) {
                 let actions = room.on_tick(due);
-                record(&room, &actions, due, &mut delivered, &mut flushes);
+                record(&actions, due, &mut delivered, &mut flushes);
             }
             now = at;
             let actions = room.on_text(0, &json!({"message": format!("m{i}")}).to_string(), now);
             queued.push(now);
-            record(&room, &actions, now, &mut delivered, &mut flushes);
+            record(&actions, now, &mut delivered, &mut flushes);
         }
         while let Some(due) = room.next_flush() {
             let at = due.max(now);
             let actions = room.on_tick(at);
-            record(&room, &actions, at, &mut delivered, &mut flushes);
+            record(&actions, at, &mut delivered, &mut flushes);
         }
         let seqs: Vec<u64> = delivered.iter().map(|(seq, _)| *seq).collect();
         let all: Vec<u64> = (1..=gaps.len() as u64).collect();
@@ -374,7 +374,7 @@ fn packaging(cfg: Config, ops: &[Op]) -> Result<(), TestCaseError> {
         if i + 1 == ops.len() {
             a.extend(batched.flush(now));
         }
-        for (_, message) in messages(&batched, &a) {
+        for (_, message) in messages(&a) {
             if message.starts_with(r#"{"batch""#) {
                 let n = common::unbatch(&message).len();
                 prop_assert!(n <= max, "a batch of {} frames", n);
@@ -385,10 +385,10 @@ fn packaging(cfg: Config, ops: &[Op]) -> Result<(), TestCaseError> {
                 );
             }
         }
-        for (conn, f) in frames(&batched, &a) {
+        for (conn, f) in frames(&a) {
             got.entry((conn, lives[&conn])).or_default().0.push(f);
         }
-        for (conn, f) in frames(&plain, &b) {
+        for (conn, f) in frames(&b) {
             got.entry((conn, lives[&conn])).or_default().1.push(f);
         }
     }

@@ -21,7 +21,7 @@ fn send(room: &mut Room<MemoryStorage>, conn: u64, text: &str, cid: &str, now: u
 
 fn ask(room: &mut Room<MemoryStorage>, conn: u64, request: Value, now: u64) -> Vec<Value> {
     let acts = room.on_text(conn, &json!({ "history": request }).to_string(), now);
-    frames_for(room, &acts, conn)
+    frames_for(&acts, conn)
 }
 
 fn seqs(page: &Value) -> Vec<u64> {
@@ -41,8 +41,8 @@ fn a_repeated_cid_is_answered_with_the_original_to_its_sender_only() {
     let first = send(&mut r, 1, "hello", "k-1", 1001);
     let original =
         json!({"name": "ana", "message": "hello", "timestamp": 1001, "seq": 1, "cid": "k-1"});
-    assert_eq!(frames_for(&r, &first, 1), vec![original.clone()]);
-    assert_eq!(frames_for(&r, &first, 2), vec![original.clone()], "v1 too");
+    assert_eq!(frames_for(&first, 1), vec![original.clone()]);
+    assert_eq!(frames_for(&first, 2), vec![original.clone()], "v1 too");
 
     // The retry, even with other text, is the original again, to the sender alone.
     let again = send(&mut r, 1, "hello (edited)", "k-1", 5000);
@@ -61,7 +61,7 @@ fn a_repeated_cid_is_answered_with_the_original_to_its_sender_only() {
 
     // Another cid is another message.
     let next = send(&mut r, 1, "hello", "k-2", 5001);
-    assert_eq!(frames_for(&r, &next, 2)[0]["seq"], 2);
+    assert_eq!(frames_for(&next, 2)[0]["seq"], 2);
 }
 
 #[test]
@@ -79,8 +79,8 @@ fn the_sender_is_the_address_and_the_name() {
     // A new connection of the first sender (a reconnect) is the same sender.
     join(&mut r, 4, "10.0.0.1", V2, 1006);
     let retry = send(&mut r, 4, "one", "same", 1007);
-    assert_eq!(frames_for(&r, &retry, 4)[0]["seq"], 1);
-    assert!(frames_for(&r, &retry, 1).is_empty());
+    assert_eq!(frames_for(&retry, 4)[0]["seq"], 1);
+    assert!(frames_for(&retry, 1).is_empty());
     assert_eq!(r.last_seq(), 3);
 }
 
@@ -102,21 +102,21 @@ fn a_cid_is_recognised_within_either_window_and_not_beyond_both() {
     send(&mut r, 1, "x", "k", 1_000);
     fill(&mut r, 3, 2_000);
     let acts = send(&mut r, 1, "x", "k", 10_999);
-    assert_eq!(frames_for(&r, &acts, 1)[0]["seq"], 1, "within 10 s");
+    assert_eq!(frames_for(&acts, 1)[0]["seq"], 1, "within 10 s");
     // Inside the message window, outside the time window.
     let mut r = room(cfg.clone());
     join(&mut r, 1, "a", V2, 0);
     send(&mut r, 1, "x", "k", 1_000);
     fill(&mut r, 2, 2_000);
     let acts = send(&mut r, 1, "x", "k", 60_000);
-    assert_eq!(frames_for(&r, &acts, 1)[0]["seq"], 1, "within 3 messages");
+    assert_eq!(frames_for(&acts, 1)[0]["seq"], 1, "within 3 messages");
     // Outside both: a new message.
     let mut r = room(cfg);
     join(&mut r, 1, "a", V2, 0);
     send(&mut r, 1, "x", "k", 1_000);
     fill(&mut r, 3, 2_000);
     let acts = send(&mut r, 1, "x", "k", 11_001);
-    assert_eq!(frames_for(&r, &acts, 1)[0]["seq"], 5);
+    assert_eq!(frames_for(&acts, 1)[0]["seq"], 5);
     assert_eq!(r.last_seq(), 5);
 }
 
@@ -133,7 +133,7 @@ fn a_pruned_original_is_forgotten() {
     say(&mut r, 1, "y", 2);
     say(&mut r, 1, "z", 3);
     let acts = send(&mut r, 1, "x", "k", 4);
-    assert_eq!(frames_for(&r, &acts, 1)[0]["seq"], 4);
+    assert_eq!(frames_for(&acts, 1)[0]["seq"], 4);
 }
 
 #[test]
@@ -144,11 +144,11 @@ fn the_cid_lives_in_storage_and_survives_a_rebuild() {
     let mut rebuilt = Room::open(r.config().clone(), r.storage().clone(), "other").unwrap();
     join(&mut rebuilt, 7, "a", V2, 2);
     let acts = send(&mut rebuilt, 7, "x", "k", 3);
-    assert_eq!(frames_for(&rebuilt, &acts, 7)[0]["seq"], 1);
+    assert_eq!(frames_for(&acts, 7)[0]["seq"], 1);
     assert_eq!(rebuilt.last_seq(), 1);
     // The backlog carries the cid, so a client that missed the echo finds it there.
     let acts = join(&mut rebuilt, 8, "b", V2, 4);
-    assert_eq!(frames_for(&rebuilt, &acts, 8)[1]["cid"], "k");
+    assert_eq!(frames_for(&acts, 8)[1]["cid"], "k");
 }
 
 #[test]
@@ -157,7 +157,7 @@ fn a_bad_cid_is_an_error_and_nothing_is_stored() {
     join(&mut r, 1, "a", V2, 0);
     for cid in [json!(""), json!("x".repeat(65)), json!("a b"), json!(7)] {
         let acts = r.on_text(1, &json!({"message": "hi", "cid": cid}).to_string(), 1);
-        let got = frames_for(&r, &acts, 1);
+        let got = frames_for(&acts, 1);
         assert_eq!(
             got,
             vec![json!({"error": ErrorKind::CidInvalid.sentence()})],

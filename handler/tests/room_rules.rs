@@ -16,7 +16,7 @@ fn join_sequence_is_roster_backlog_joined_ready() {
     say(&mut r, 1, "one", 1001);
     join(&mut r, 2, "b", r#"{"name":"bob"}"#, 1002);
     let acts = join(&mut r, 3, "c", r#"{"name":" carol "}"#, 1003);
-    let got = frames_for(&r, &acts, 3);
+    let got = frames_for(&acts, 3);
     assert_eq!(got[0], json!({"joined": "alice"}));
     assert_eq!(got[1], json!({"joined": "bob"}));
     assert_eq!(
@@ -30,14 +30,14 @@ fn join_sequence_is_roster_backlog_joined_ready() {
     );
     assert_eq!(got.len(), 5);
     // Everyone else sees only the joined broadcast.
-    assert_eq!(frames_for(&r, &acts, 1), vec![json!({"joined": "carol"})]);
+    assert_eq!(frames_for(&acts, 1), vec![json!({"joined": "carol"})]);
 }
 
 #[test]
 fn empty_room_ready_seq_is_zero() {
     let mut r = room(Config::default());
     let acts = join(&mut r, 1, "a", "{}", 5);
-    let got = frames_for(&r, &acts, 1);
+    let got = frames_for(&acts, 1);
     assert_eq!(
         got,
         vec![
@@ -59,7 +59,7 @@ fn hello_variants_join_as_anonymous() {
         let mut r = room(Config::default());
         let acts = join(&mut r, 1, "a", hello, 5);
         assert_eq!(
-            frames_for(&r, &acts, 1)[0],
+            frames_for(&acts, 1)[0],
             json!({"joined": "anonymous"}),
             "{hello}"
         );
@@ -113,7 +113,7 @@ fn name_of_exactly_32_chars_is_accepted() {
     let mut r = room(Config::default());
     let name = "ü".repeat(32);
     let acts = join(&mut r, 1, "a", &json!({ "name": name }).to_string(), 1);
-    assert_eq!(frames_for(&r, &acts, 1)[0], json!({ "joined": name }));
+    assert_eq!(frames_for(&acts, 1)[0], json!({ "joined": name }));
 }
 
 #[test]
@@ -123,8 +123,8 @@ fn chat_reaches_everyone_with_seq_and_timestamp() {
     join(&mut r, 2, "b", r#"{"name":"bob"}"#, 10);
     let acts = say(&mut r, 1, "  hello  ", 500);
     let expected = json!({"name": "alice", "message": "hello", "timestamp": 500, "seq": 1});
-    assert_eq!(frames_for(&r, &acts, 1), vec![expected.clone()]);
-    assert_eq!(frames_for(&r, &acts, 2), vec![expected]);
+    assert_eq!(frames_for(&acts, 1), vec![expected.clone()]);
+    assert_eq!(frames_for(&acts, 2), vec![expected]);
     // The clock going backwards or standing still still gives increasing timestamps.
     let acts = say(&mut r, 2, "again", 400);
     assert_eq!(broadcasts(&acts)[0]["timestamp"], 501);
@@ -178,7 +178,7 @@ fn message_errors_keep_the_socket_open() {
     for (frame, err) in cases {
         let acts = r.on_text(1, &frame, 2);
         assert_eq!(
-            frames_for(&r, &acts, 1),
+            frames_for(&acts, 1),
             vec![json!({ "error": err })],
             "{frame}"
         );
@@ -186,7 +186,7 @@ fn message_errors_keep_the_socket_open() {
     }
     let acts = r.on_binary(1, 3, 2);
     assert_eq!(
-        frames_for(&r, &acts, 1),
+        frames_for(&acts, 1),
         vec![json!({ "error": ErrorKind::Binary.sentence() })]
     );
     assert_eq!(r.last_seq(), 0);
@@ -209,7 +209,7 @@ fn oversized_frames_close_with_1009() {
     assert!(close_of(&r.on_text(1, &ok, 2), 1).is_none());
     let acts = r.on_text(1, &format!("{ok} "), 2);
     assert_eq!(close_of(&acts, 1), Some(Close::TooBig));
-    assert_eq!(frames_for(&r, &acts, 2), vec![json!({"quit": "alice"})]);
+    assert_eq!(frames_for(&acts, 2), vec![json!({"quit": "alice"})]);
     let acts = r.on_binary(2, 101, 2);
     assert_eq!(close_of(&acts, 2), Some(Close::TooBig));
     // Also for a session that has not joined yet, and when the backend detects it.
@@ -224,7 +224,7 @@ fn no_lurking_before_the_hello() {
     let mut all = join(&mut r, 2, "a", r#"{"name":"alice"}"#, 1);
     all.extend(say(&mut r, 2, "secret", 2));
     all.extend(r.disconnect(2, 3));
-    assert!(frames_for(&r, &all, 1).is_empty());
+    assert!(frames_for(&all, 1).is_empty());
     assert_eq!(r.members().count(), 0);
     assert_eq!(r.connection_count(), 1);
 }
@@ -235,7 +235,7 @@ fn quit_is_broadcast_once_when_a_member_leaves() {
     join(&mut r, 1, "a", r#"{"name":"alice"}"#, 1);
     join(&mut r, 2, "b", r#"{"name":"bob"}"#, 1);
     let acts = r.disconnect(1, 2);
-    assert_eq!(frames_for(&r, &acts, 2), vec![json!({"quit": "alice"})]);
+    assert_eq!(frames_for(&acts, 2), vec![json!({"quit": "alice"})]);
     assert!(r.disconnect(1, 3).is_empty(), "a second close is a no-op");
     r.try_connect(3, peer("c"), 4).unwrap();
     assert!(
@@ -274,7 +274,7 @@ fn history_replays_the_last_100() {
         say(&mut r, 1, &format!("m{i}"), 10 + i);
     }
     let acts = join(&mut r, 2, "b", r#"{"name":"bob"}"#, 1000);
-    let got = frames_for(&r, &acts, 2);
+    let got = frames_for(&acts, 2);
     let msgs: Vec<&Value> = got
         .iter()
         .filter(|v| v.get("seq").is_some() && v.get("ready").is_none())
@@ -312,7 +312,7 @@ fn resume_gives_exactly_the_missing_messages() {
         say(&mut r, 1, &format!("m{i}"), 10 + i);
     }
     let acts = join(&mut r, 2, "b", &resume_hello(EPOCH, 120), 1000);
-    let got = frames_for(&r, &acts, 2);
+    let got = frames_for(&acts, 2);
     assert_eq!(backlog_seqs(&got), (121..=300).collect::<Vec<_>>());
     assert_eq!(ready_of(&got)["recovered"], true);
     assert_eq!(ready_of(&got)["seq"], 300);
@@ -321,14 +321,14 @@ fn resume_gives_exactly_the_missing_messages() {
         say(&mut r, 1, &format!("m{i}"), 10 + i);
     }
     let acts = join(&mut r, 4, "d", &resume_hello(EPOCH, 300), 2000);
-    let got = frames_for(&r, &acts, 4);
+    let got = frames_for(&acts, 4);
     assert_eq!(backlog_seqs(&got).len(), 1000);
     assert_eq!(ready_of(&got)["recovered"], true);
     let acts = join(&mut r, 5, "d", &resume_hello(EPOCH, 299), 2000);
-    assert_eq!(ready_of(&frames_for(&r, &acts, 5))["recovered"], false);
+    assert_eq!(ready_of(&frames_for(&acts, 5))["recovered"], false);
     // Nothing missing: an empty backlog, still recovered.
     let acts = join(&mut r, 3, "c", &resume_hello(EPOCH, 1300), 2000);
-    let got = frames_for(&r, &acts, 3);
+    let got = frames_for(&acts, 3);
     assert!(backlog_seqs(&got).is_empty());
     assert_eq!(ready_of(&got)["recovered"], true);
 }
@@ -356,7 +356,7 @@ fn resume_that_cannot_be_exact_falls_back_to_the_last_100() {
     for (i, hello) in cases.iter().enumerate() {
         let conn = 10 + i as u64;
         let acts = join(&mut r, conn, "b", hello, 1000);
-        let got = frames_for(&r, &acts, conn);
+        let got = frames_for(&acts, conn);
         assert_eq!(ready_of(&got)["recovered"], false, "{hello}");
         assert_eq!(
             backlog_seqs(&got),
@@ -379,9 +379,9 @@ fn resume_that_cannot_be_exact_falls_back_to_the_last_100() {
     }
     assert_eq!(r.storage().len(), 150);
     let acts = join(&mut r, 2, "b", &resume_hello(EPOCH, 149), 1000);
-    assert_eq!(ready_of(&frames_for(&r, &acts, 2))["recovered"], false);
+    assert_eq!(ready_of(&frames_for(&acts, 2))["recovered"], false);
     let acts = join(&mut r, 3, "b", &resume_hello(EPOCH, 150), 1000);
-    assert_eq!(ready_of(&frames_for(&r, &acts, 3))["recovered"], true);
+    assert_eq!(ready_of(&frames_for(&acts, 3))["recovered"], true);
 }
 
 /// Retention raised across a restart: the storage was pruned under a smaller retention,
@@ -412,17 +412,17 @@ fn a_resume_over_messages_pruned_before_a_restart_is_not_recovered() {
     let mut r = Room::restore(raised, r.storage().clone(), "x", sessions).expect("restore");
     // 25 missing (6..=30): within resume_max 50, but 6..=20 were pruned.
     let acts = join(&mut r, 2, "b", &resume_hello(EPOCH, 5), 1000);
-    let got = frames_for(&r, &acts, 2);
+    let got = frames_for(&acts, 2);
     assert_eq!(ready_of(&got)["recovered"], false);
     assert_eq!(backlog_seqs(&got), (26..=30).collect::<Vec<_>>());
     // One message short of the pruned edge is still missing seq 20.
     let acts = join(&mut r, 3, "c", &resume_hello(EPOCH, 19), 1000);
-    let got = frames_for(&r, &acts, 3);
+    let got = frames_for(&acts, 3);
     assert_eq!(ready_of(&got)["recovered"], false);
     assert_eq!(backlog_seqs(&got), (26..=30).collect::<Vec<_>>());
     // From the last pruned seq on, every missing message is there: exact.
     let acts = join(&mut r, 4, "d", &resume_hello(EPOCH, 20), 1000);
-    let got = frames_for(&r, &acts, 4);
+    let got = frames_for(&acts, 4);
     assert_eq!(ready_of(&got)["recovered"], true);
     assert_eq!(backlog_seqs(&got), (21..=30).collect::<Vec<_>>());
 }
@@ -452,7 +452,7 @@ fn a_message_that_is_not_stored_is_not_broadcast() {
     let acts = say(&mut r, 1, "lost?", 2);
     assert!(broadcasts(&acts).is_empty());
     assert_eq!(
-        frames_for(&r, &acts, 1),
+        frames_for(&acts, 1),
         vec![json!({"error": ErrorKind::NotStored.sentence()})]
     );
     r.storage_mut().fail_appends = false;
@@ -473,7 +473,7 @@ fn rate_limit_burst_then_refill() {
     }
     let acts = say(&mut r, 1, "x", 0);
     assert_eq!(
-        frames_for(&r, &acts, 1),
+        frames_for(&acts, 1),
         vec![json!({"error": "Rate limited; slow down."})]
     );
     assert!(close_of(&acts, 1).is_none());
@@ -498,7 +498,7 @@ fn garbage_costs_tokens_too_but_the_hello_does_not() {
     assert_eq!(broadcasts(&say(&mut r, 1, "ok", 0)).len(), 1);
     let acts = say(&mut r, 1, "over", 0);
     assert_eq!(
-        frames_for(&r, &acts, 1),
+        frames_for(&acts, 1),
         vec![json!({"error": ErrorKind::RateLimited.sentence()})]
     );
 }
@@ -555,7 +555,7 @@ fn sustained_flooding_closes_with_1008() {
     }
     let acts = say(&mut r, 1, "x", 0);
     assert_eq!(close_of(&acts, 1), Some(Close::Flooding));
-    assert_eq!(frames_for(&r, &acts, 2), vec![json!({"quit": "alice"})]);
+    assert_eq!(frames_for(&acts, 2), vec![json!({"quit": "alice"})]);
 }
 
 #[test]
@@ -603,7 +603,7 @@ fn kick_closes_and_announces_the_quit() {
     join(&mut r, 2, "b", r#"{"name":"bob"}"#, 0);
     let acts = r.kick(1, Close::SlowConsumer, 1);
     assert_eq!(close_of(&acts, 1), Some(Close::SlowConsumer));
-    assert_eq!(frames_for(&r, &acts, 2), vec![json!({"quit": "alice"})]);
+    assert_eq!(frames_for(&acts, 2), vec![json!({"quit": "alice"})]);
 }
 
 #[test]
@@ -649,7 +649,7 @@ fn a_restored_room_continues_where_it_left_off() {
         json!({"name": "bob", "message": "after", "timestamp": 51, "seq": 2})
     );
     let acts = join(&mut back, 3, "c", r#"{"name":"carol"}"#, 60);
-    let got = frames_for(&back, &acts, 3);
+    let got = frames_for(&acts, 3);
     assert_eq!(
         &got[..2],
         &[json!({"joined": "alice"}), json!({"joined": "bob"})]
@@ -1062,7 +1062,7 @@ fn a_v2_joiner_gets_one_roster_frame_and_ready_says_v2() {
     join(&mut r, 2, "b", r#"{"name":"bob","v":2}"#, 2);
     say(&mut r, 1, "hi", 3);
     let acts = join(&mut r, 3, "c", r#"{"name":"carol","v":2}"#, 4);
-    let got = frames_for(&r, &acts, 3);
+    let got = frames_for(&acts, 3);
     assert_eq!(got.len(), 4, "{got:?}");
     assert_eq!(
         got[0],
@@ -1073,7 +1073,7 @@ fn a_v2_joiner_gets_one_roster_frame_and_ready_says_v2() {
     assert_eq!(got[3]["ready"], true);
     assert_eq!(got[3]["v"], 2);
     // The v1 member sees the same v1 frame kinds as ever.
-    assert_eq!(frames_for(&r, &acts, 1), vec![json!({"joined": "carol"})]);
+    assert_eq!(frames_for(&acts, 1), vec![json!({"joined": "carol"})]);
 }
 
 #[test]
@@ -1081,7 +1081,7 @@ fn a_v1_session_never_sees_v2_frame_kinds() {
     let mut r = room(Config::default());
     join(&mut r, 1, "a", r#"{"name":"alice","v":2}"#, 1);
     let acts = join(&mut r, 2, "b", r#"{"name":"bob","batch":true}"#, 2);
-    let got = frames_for(&r, &acts, 2);
+    let got = frames_for(&acts, 2);
     assert_eq!(got[0], json!({"joined": "alice"}));
     let ready = got.last().expect("ready");
     assert_eq!(ready["ready"], true);
@@ -1097,7 +1097,7 @@ fn an_unsupported_version_is_a_bad_hello() {
     r.try_connect(1, peer("a"), 1).unwrap();
     let acts = r.on_text(1, r#"{"name":"a","v":3}"#, 1);
     assert_eq!(
-        frames_for(&r, &acts, 1),
+        frames_for(&acts, 1),
         vec![json!({"error": ErrorKind::UnsupportedVersion.sentence()})]
     );
     assert_eq!(close_of(&acts, 1), Some(Close::BadHello));

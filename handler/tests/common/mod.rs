@@ -27,7 +27,7 @@ pub fn peer(addr: &str) -> Peer {
 
 /// The WebSocket messages one connection would receive from `actions`, given the
 /// room's members now, as sent (a batch is one message).
-pub fn messages_for(_room: &Room<MemoryStorage>, actions: &[Action], conn: ConnId) -> Vec<Frame> {
+pub fn messages_for(actions: &[Action], conn: ConnId) -> Vec<Frame> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -68,8 +68,8 @@ pub fn unbatch(message: &str) -> Vec<String> {
 
 /// What one connection would receive from `actions`, given the room's members now:
 /// every frame, batches unwrapped.
-pub fn frames_for(room: &Room<MemoryStorage>, actions: &[Action], conn: ConnId) -> Vec<Value> {
-    messages_for(room, actions, conn)
+pub fn frames_for(actions: &[Action], conn: ConnId) -> Vec<Value> {
+    messages_for(actions, conn)
         .iter()
         .flat_map(|m| unbatch(m))
         .map(|f| serde_json::from_str(&f).expect("server frames are JSON"))
