@@ -931,6 +931,11 @@ proptest! {
     }
 }
 
+/// An anonymous hello as "owner" from `addr`: how a kicked or muted person tries again.
+fn owner_joins(r: &mut Room<MemoryStorage>, conn: ConnId, addr: &str, at: u64) -> Vec<Action> {
+    join(r, conn, addr, &hello("owner", None, false), at)
+}
+
 /// The first error sentence `conn` got, and how it was closed.
 fn refusal(acts: &[Action], conn: ConnId) -> (Option<String>, Option<Close>) {
     let frames = frames_for(acts, conn);
@@ -978,13 +983,7 @@ fn a_kick_refuses_hellos_from_the_users_address_anonymous_or_not_for_its_secs() 
         (6, "2001:db8:0:1:ffff::1"),
         (7, "::ffff:10.0.0.9"),
     ] {
-        let acts = join(
-            &mut r,
-            conn,
-            addr,
-            &hello("owner", None, false),
-            T0 + 299_000,
-        );
+        let acts = owner_joins(&mut r, conn, addr, T0 + 299_000);
         assert_eq!(refusal(&acts, conn), still, "{addr}");
     }
     // Another user's token from there too; the moderator's is let in.
@@ -1007,13 +1006,7 @@ fn a_kick_refuses_hellos_from_the_users_address_anonymous_or_not_for_its_secs() 
     assert_eq!(close_of(&acts, 9), None);
     // Another address, the neighbouring /64 included, is not kicked.
     for (conn, addr) in [(10, "10.0.0.10"), (11, "2001:db8:0:2::5")] {
-        let acts = join(
-            &mut r,
-            conn,
-            addr,
-            &hello("owner", None, false),
-            T0 + 299_000,
-        );
+        let acts = owner_joins(&mut r, conn, addr, T0 + 299_000);
         assert_eq!(close_of(&acts, conn), None, "{addr}");
         r.disconnect(conn, T0 + 299_000);
     }
@@ -1025,23 +1018,11 @@ fn a_kick_refuses_hellos_from_the_users_address_anonymous_or_not_for_its_secs() 
         json!({"kick": {"user": "u9", "secs": 600}}),
         T0 + 299_500,
     );
-    let acts = join(
-        &mut r,
-        12,
-        "10.0.0.9",
-        &hello("owner", None, false),
-        T0 + 301_000,
-    );
+    let acts = owner_joins(&mut r, 12, "10.0.0.9", T0 + 301_000);
     assert_eq!(refusal(&acts, 12), still);
     // Lifting the user's kick lifts the address's, though the user is not here.
     send(&mut r, 1, json!({"kick": {"user": "u9"}}), T0 + 303_000);
-    let acts = join(
-        &mut r,
-        13,
-        "10.0.0.9",
-        &hello("owner", None, false),
-        T0 + 303_000,
-    );
+    let acts = owner_joins(&mut r, 13, "10.0.0.9", T0 + 303_000);
     assert_eq!(close_of(&acts, 13), None);
     assert_eq!(r.storage().restricted_users(), 0, "no row left");
     r.disconnect(13, T0 + 303_000);
@@ -1059,21 +1040,9 @@ fn a_kick_refuses_hellos_from_the_users_address_anonymous_or_not_for_its_secs() 
         json!({"kick": {"user": "u9", "secs": 10}}),
         T0 + 304_000,
     );
-    let acts = join(
-        &mut r,
-        15,
-        "10.0.0.9",
-        &hello("owner", None, false),
-        T0 + 313_999,
-    );
+    let acts = owner_joins(&mut r, 15, "10.0.0.9", T0 + 313_999);
     assert_eq!(refusal(&acts, 15), still);
-    let acts = join(
-        &mut r,
-        16,
-        "10.0.0.9",
-        &hello("owner", None, false),
-        T0 + 314_001,
-    );
+    let acts = owner_joins(&mut r, 16, "10.0.0.9", T0 + 314_001);
     assert_eq!(close_of(&acts, 16), None);
 }
 
@@ -1098,7 +1067,7 @@ fn with_the_binding_off_a_kick_or_mute_holds_for_the_user_only() {
         json!({"kick": {"user": "u9", "secs": 300}}),
         T0 + 1,
     );
-    let acts = join(&mut r, 3, "10.0.0.9", &hello("owner", None, false), T0 + 2);
+    let acts = owner_joins(&mut r, 3, "10.0.0.9", T0 + 2);
     assert_eq!(close_of(&acts, 3), None);
     assert_eq!(r.storage().restricted_users(), 1);
 }
