@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::room_inbox::{Event, Join, RoomHandle};
 use crate::storage_thread::StorageThread;
 use chat_handler::{Action, AuthSecret, Close, Config, ConnId, Room};
-use outbox::HeldActions;
+use held_actions::HeldActions;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
-mod outbox;
+mod held_actions;
 #[cfg(test)]
 mod tests;
 
