@@ -262,6 +262,7 @@ impl ChatRoom {
                 } else {
                     self.state.accept_web_socket(&server);
                 }
+                ConnTag::write(&server, conn);
                 live.sockets.insert(conn, server);
                 live.apply(actions);
                 arm_flush_timer(&self.live, live, now);
@@ -280,25 +281,35 @@ impl ChatRoom {
 
     /// A frame from a socket.
     fn received(&self, ws: &WebSocket, message: WebSocketIncomingMessage) -> Option<AlarmChange> {
-        let Some(session) = attachment(ws) else {
-            // Already forgotten by the room (e.g. a frame racing our close).
-            return None;
-        };
         let now = now_ms();
         let mut guard = self.live.borrow_mut();
-        let Some(live) = self.live(&mut guard, Some((ws, &session))) else {
-            // `live` closed the room's sockets (internal error); this one too, should the
-            // runtime not have listed it.
-            if attachment(ws).is_some() {
-                close_internal(ws);
+        // The usual case: the room is awake and knows this socket by its tag, so the
+        // attachment need not be read and parsed for every frame (see `ConnTag`).
+        let known = guard.as_ref().and_then(|live| {
+            ConnTag::read(ws).filter(|&conn| live.room.session(conn).is_some())
+        });
+        let (live, conn) = match (known, guard.as_mut()) {
+            (Some(conn), Some(live)) => (live, conn),
+            _ => {
+                let Some(session) = attachment(ws) else {
+                    // Already forgotten by the room (e.g. a frame racing our close).
+                    return None;
+                };
+                let Some(live) = self.live(&mut guard, Some((ws, &session))) else {
+                    // `live` closed the room's sockets (internal error); this one too,
+                    // should the runtime not have listed it.
+                    if attachment(ws).is_some() {
+                        close_internal(ws);
+                    }
+                    return None;
+                };
+                ConnTag::write(ws, session.id());
+                (live, session.id())
             }
-            return None;
         };
         let actions = match message {
-            WebSocketIncomingMessage::String(text) => live.room.on_text(session.id(), &text, now),
-            WebSocketIncomingMessage::Binary(bytes) => {
-                live.room.on_binary(session.id(), bytes.len(), now)
-            }
+            WebSocketIncomingMessage::String(text) => live.room.on_text(conn, &text, now),
+            WebSocketIncomingMessage::Binary(bytes) => live.room.on_binary(conn, bytes.len(), now),
         };
         live.apply(actions);
         arm_flush_timer(&self.live, live, now);
@@ -425,6 +436,7 @@ impl ChatRoom {
             let mut sessions = Vec::new();
             for ws in self.state.get_websockets() {
                 if let Some(s) = attachment(&ws) {
+                    ConnTag::write(&ws, s.id());
                     sockets.insert(s.id(), ws);
                     sessions.push(s);
                 }
@@ -677,6 +689,46 @@ fn save_attachment(ws: &WebSocket, session: &Session) {
 /// Marks the socket as forgotten by the room (see the module comment).
 fn clear_attachment(ws: &WebSocket) {
     let _ = ws.serialize_attachment(());
+    ConnTag::clear(ws);
+}
+
+/// A socket's connection id, kept as a property of its JS object while the object is
+/// in memory, so a frame finds its session without reading the attachment back
+/// (a structured-clone read and a JSON parse per frame). workerd hands every event
+/// the same JS object for a socket while the object lives (Cloudflare's own chat
+/// demo keys a `Map` by it), and an evicted object starts with fresh JS objects and
+/// no tags. A tag is only trusted for a connection the live room counts; connection
+/// ids are random and never reused, so a stale tag can match no other session, and
+/// any miss falls back to the attachment.
+struct ConnTag;
+
+impl ConnTag {
+    const KEY: &'static str = "edgeChatConn";
+
+    fn write(ws: &WebSocket, conn: ConnId) {
+        let obj: &JsValue = ws.as_ref();
+        let _ = js_sys::Reflect::set(
+            obj,
+            &JsValue::from_str(Self::KEY),
+            &JsValue::from_str(&conn.to_string()),
+        );
+    }
+
+    fn read(ws: &WebSocket) -> Option<ConnId> {
+        let obj: &JsValue = ws.as_ref();
+        js_sys::Reflect::get(obj, &JsValue::from_str(Self::KEY))
+            .ok()?
+            .as_string()?
+            .parse()
+            .ok()
+    }
+
+    fn clear(ws: &WebSocket) {
+        let obj: &JsValue = ws.as_ref();
+        if let Ok(obj) = obj.clone().dyn_into::<js_sys::Object>() {
+            let _ = js_sys::Reflect::delete_property(&obj, &JsValue::from_str(Self::KEY));
+        }
+    }
 }
 
 /// Forgets the socket and closes it: the room cannot be opened.
