@@ -3,7 +3,7 @@
 
 mod common;
 
-use chat_handler::{Action, Close, Config, ConnId, MemoryStorage, Room, Session};
+use chat_handler::{Action, Close, Config, ConnId, Frame, MemoryStorage, Room, Session};
 use common::*;
 use serde_json::{json, Value};
 
@@ -235,6 +235,26 @@ fn a_lone_frame_in_a_quiet_room_goes_out_at_once() {
         vec![r#"{"name":"alice","message":"hi","timestamp":5000,"seq":1}"#.into()]
     );
     assert_eq!(r.next_flush(), None);
+}
+
+/// Found by the batching property test: with every member batched, a message's own
+/// broadcast reaches nobody and each member's batch of one carries it as itself. Each
+/// member must get it exactly once.
+#[test]
+fn in_an_all_batched_room_each_member_gets_a_message_once() {
+    let mut r = room(windowed(1500));
+    join(&mut r, 5, "a", &hello_batch("alice"), 1000);
+    join(&mut r, 2, "b", &hello_batch("alice"), 1001);
+    let mut acts = say(&mut r, 2, "hi", 1002);
+    acts.extend(r.flush(1002));
+    let hi = r#"{"name":"alice","message":"hi","timestamp":1002,"seq":1}"#;
+    for conn in [2, 5] {
+        let got: Vec<Frame> = messages_for(&acts, conn)
+            .into_iter()
+            .filter(|m| m.contains("\"seq\":1"))
+            .collect();
+        assert_eq!(got, vec![Frame::from(hi)], "member {conn}");
+    }
 }
 
 #[test]

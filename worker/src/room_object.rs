@@ -285,9 +285,9 @@ impl ChatRoom {
         let mut guard = self.live.borrow_mut();
         // The usual case: the room is awake and knows this socket by its tag, so the
         // attachment need not be read and parsed for every frame (see `ConnTag`).
-        let known = guard.as_ref().and_then(|live| {
-            ConnTag::read(ws).filter(|&conn| live.room.session(conn).is_some())
-        });
+        let known = guard
+            .as_ref()
+            .and_then(|live| ConnTag::read(ws).filter(|&conn| live.room.session(conn).is_some()));
         let (live, conn) = match (known, guard.as_mut()) {
             (Some(conn), Some(live)) => (live, conn),
             _ => {
