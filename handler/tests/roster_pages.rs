@@ -58,7 +58,10 @@ fn page_through(
 ) -> (Vec<String>, u64) {
     let mut listed = Vec::new();
     for _ in 0..1000 {
-        let frames = frames_for(&ask(room, conn, json!({"after": next, "limit": limit})), conn);
+        let frames = frames_for(
+            &ask(room, conn, json!({"after": next, "limit": limit})),
+            conn,
+        );
         assert_eq!(frames.len(), 1, "{frames:?}");
         let page = &frames[0]["members"];
         let entries = names(&page["page"]);
@@ -144,7 +147,10 @@ fn a_quit_not_yet_listed_is_followed_by_unlisted() {
     let quit = r.disconnect(3, 3_000);
     assert_eq!(
         frames_for(&quit, 10),
-        vec![json!({"quit": "al"}), json!({"members": {"unlisted": "al"}})]
+        vec![
+            json!({"quit": "al"}),
+            json!({"members": {"unlisted": "al"}})
+        ]
     );
     // So does "cy", which joined a room of 3 and is paging too; a member that got its
     // roster whole gets the quit alone.
@@ -175,7 +181,10 @@ fn paging_goes_on_in_a_rebuilt_room() {
     let mut r = rebuilt(&r);
     // Its unfinished paging survived: m6's quit is corrected, m2's is not.
     let quit = r.disconnect(6, 3_000);
-    assert_eq!(frames_for(&quit, 10)[1], json!({"members": {"unlisted": "m6"}}));
+    assert_eq!(
+        frames_for(&quit, 10)[1],
+        json!({"members": {"unlisted": "m6"}})
+    );
     let quit = r.disconnect(2, 3_000);
     assert_eq!(frames_for(&quit, 10).len(), 1);
     // A new joiner ranks after every member present, so never inside a page range.

@@ -237,7 +237,14 @@ mod tests {
                 "{after}"
             );
         }
-        for limit in [json!(0), json!(11), json!(-1), json!(1.5), json!("5"), json!(u64::MAX)] {
+        for limit in [
+            json!(0),
+            json!(11),
+            json!(-1),
+            json!(1.5),
+            json!("5"),
+            json!(u64::MAX),
+        ] {
             assert_eq!(
                 p(json!({ "limit": limit })),
                 Err(ErrorKind::MembersLimit),

@@ -24,9 +24,7 @@
 //! a count per name: `+1` for each page entry, `joined` and `unlisted`, `-1` for each
 //! `quit`; once its pages are done, the counts are the room's roster exactly.
 
-use crate::protocol::server_frame::{
-    Frame, MemberPage, RosterEntry, ServerFrame, UnlistedMember,
-};
+use crate::protocol::server_frame::{Frame, MemberPage, RosterEntry, ServerFrame, UnlistedMember};
 use crate::room::session::{ConnId, Session};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
