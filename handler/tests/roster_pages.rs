@@ -167,6 +167,31 @@ fn a_quit_not_yet_listed_is_followed_by_unlisted() {
 }
 
 #[test]
+fn a_batch_session_gets_unlisted_right_after_the_quit() {
+    let mut r = room(Config {
+        batch_window_ms: 0,
+        ..config(1)
+    });
+    for (conn, name) in [(1, "al"), (2, "al"), (3, "bo")] {
+        hello(&mut r, conn, name, true);
+    }
+    let hello = json!({"name": "me", "v": 2, "batch": true}).to_string();
+    let first = frames_for(&join(&mut r, 10, &addr(10), &hello, 1_000), 10);
+    assert_eq!(
+        first[0],
+        json!({"roster": [{"name": "al"}], "count": 3, "next": "1"})
+    );
+    let quit = r.disconnect(2, 3_000);
+    assert_eq!(
+        frames_for(&quit, 10),
+        vec![
+            json!({"quit": "al"}),
+            json!({"members": {"unlisted": "al"}})
+        ]
+    );
+}
+
+#[test]
 fn paging_goes_on_in_a_rebuilt_room() {
     let mut r = room(config(2));
     for conn in 1..=6 {
@@ -191,6 +216,43 @@ fn paging_goes_on_in_a_rebuilt_room() {
     hello(&mut r, 20, "new", true);
     let (rest, count) = page_through(&mut r, 10, next, 2);
     assert_eq!((rest, count), (vec!["m5".to_owned()], 5));
+}
+
+#[test]
+fn saved_sessions_without_a_rank_or_with_a_taken_one_are_still_listed() {
+    let mut r = room(config(1));
+    for conn in 1..=4 {
+        hello(&mut r, conn, &format!("m{conn}"), true);
+    }
+    // As saved before ranks existed (no rank), or tampered with (a rank taken twice).
+    let sessions: Vec<chat_handler::Session> = r
+        .sessions()
+        .map(|s| {
+            let mut v = serde_json::to_value(s).unwrap();
+            match s.id() {
+                2 => drop(v.as_object_mut().unwrap().remove("rank")),
+                3 => v["rank"] = json!(1),
+                _ => {}
+            }
+            serde_json::from_value(v).unwrap()
+        })
+        .collect();
+    let mut r = Room::restore(r.config().clone(), r.storage().clone(), "e", sessions).unwrap();
+    let first = hello(&mut r, 10, "me", true);
+    let (rest, count) = page_through(&mut r, 10, first[0]["next"].clone(), 1);
+    let mut all = names(&first[0]["roster"]);
+    all.extend(rest);
+    all.sort();
+    assert_eq!(
+        (all, count),
+        (
+            vec!["m1", "m2", "m3", "m4"]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>(),
+            4
+        )
+    );
 }
 
 #[test]

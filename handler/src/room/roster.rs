@@ -47,7 +47,11 @@ impl Roster {
         for s in sessions.values() {
             match (s.is_joined(), s.rank) {
                 (false, _) => {}
-                (true, 0) => unranked.push(s.id),
+                // Two sessions never share a rank; should saved state say otherwise,
+                // the second gets a new one rather than hide the first from pages.
+                (true, rank) if rank == 0 || roster.by_rank.contains_key(&rank) => {
+                    unranked.push(s.id)
+                }
                 (true, _) => roster.insert(s),
             }
         }
@@ -124,7 +128,9 @@ impl Roster {
         others: usize,
         inline_max: usize,
     ) -> (Frame, Option<u64>) {
-        let (page, more) = self.page(sessions, 0, rank, inline_max);
+        // At least one entry, so that "more" always comes with a cursor (a validated
+        // config has `roster_inline_max` ≥ 1 anyway).
+        let (page, more) = self.page(sessions, 0, rank, inline_max.max(1));
         let last = page.last().map(|(r, _)| *r);
         let roster = page.into_iter().map(|(_, s)| entry(s)).collect();
         match (more, last) {
