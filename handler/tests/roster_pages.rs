@@ -307,6 +307,39 @@ fn a_member_request_costs_a_rate_token() {
     );
 }
 
+/// The point of paging: a fill of `n` v2 joiners costs roster bytes linear in `n`
+/// (each joiner at most `roster_inline_max` entries), where one whole roster per joiner
+/// cost n²/2 entries. (With 10,000 joiners: 21,270,426 bytes, where whole rosters of
+/// these names would be about 1 GB.)
+#[test]
+fn a_fill_costs_roster_bytes_linear_in_the_joiners() {
+    const N: u64 = 1_500;
+    let mut r = room(Config {
+        room_capacity: N as usize,
+        ..config(100)
+    });
+    let mut roster_bytes = 0;
+    for conn in 1..=N {
+        let hello = json!({"name": format!("user{conn:05}"), "v": 2}).to_string();
+        let actions = join(&mut r, conn, &addr(conn), &hello, 1_000);
+        let roster = actions.iter().find_map(|a| match a {
+            Action::Send { to, frame } if *to == conn && frame.starts_with(r#"{"roster""#) => {
+                Some(frame.len())
+            }
+            _ => None,
+        });
+        roster_bytes += roster.expect("every v2 joiner gets a roster frame");
+    }
+    // `{"name":"user00001"},` is 21 bytes; the envelope with count and cursor < 48.
+    let per_joiner = 100 * 21 + 48;
+    assert!(roster_bytes <= N as usize * per_joiner, "{roster_bytes}");
+    // Whole rosters would have cost about N²/2 entries.
+    assert!(
+        roster_bytes * 7 < (N * N / 2) as usize * 21,
+        "{roster_bytes}"
+    );
+}
+
 /// One step of the property test.
 #[derive(Debug, Clone)]
 enum Op {
