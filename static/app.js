@@ -196,6 +196,13 @@ import { EdgeChat } from './edge-chat.js';
   // and role; live `joined` frames only a name, so a member who joined later shows as
   // anonymous until the next join.
   const roster = new Map();
+  // In a big room the roster comes in pages (docs/protocol.md, "Member pages"): the
+  // list then holds the pages loaded so far, and more load as it is scrolled.
+  let rosterMore = false;   // pages of the roster remain
+  let loadingMembers = false;
+  // What the latest `quit` took from the list, so that an `unlisted` right after it (the
+  // member had not been listed to us) can put it back.
+  let lastQuit = null;
   let modTarget = null;     // { action: 'kick' | 'mute', user, name } while the form is open
 
   // ---- UI helpers ---------------------------------------------------------------------
@@ -402,6 +409,7 @@ import { EdgeChat } from './edge-chat.js';
     if (olderRow.isConnected && m.scrollHeight <= m.clientHeight) setTimeout(loadOlder, 0);
   }
 
+  ui.roster.parentElement.addEventListener('scroll', nearRosterEnd, { passive: true });
   ui.messages.addEventListener('scroll', () => {
     if (ui.messages.scrollTop < OLDER_AT_PX) loadOlder();
   }, { passive: true });
@@ -504,8 +512,46 @@ import { EdgeChat } from './edge-chat.js';
       }
       items.push(li);
     }
+    if (rosterMore) {
+      // The rest of a big room's roster: loaded on a click, or by scrolling to here.
+      const li = document.createElement('li');
+      li.className = 'more-members';
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'link-btn';
+      b.textContent = loadingMembers ? 'Loading…' : 'Show more';
+      b.disabled = loadingMembers;
+      b.addEventListener('click', loadMoreMembers);
+      li.append(b);
+      items.push(li);
+    }
     ui.roster.replaceChildren(...items);
-    ui.rosterCount.textContent = String(total);
+    // The room's size from the server: exact even while the list is partial.
+    const count = chat && chat.memberCount !== null ? chat.memberCount : total;
+    ui.rosterCount.textContent = String(count);
+  }
+
+  function loadMoreMembers() {
+    const c = chat;
+    if (!c || !rosterMore || loadingMembers) return;
+    loadingMembers = true;
+    renderRoster();
+    c.moreMembers().then(
+      () => { if (chat === c) rosterMore = !c.membersComplete; },
+      () => { /* refused or closed: the button stays to try again */ },
+    ).finally(() => {
+      if (chat !== c) return;
+      loadingMembers = false;
+      renderRoster();
+      // Still at the bottom (a short page, a tall window): keep loading.
+      nearRosterEnd();
+    });
+  }
+
+  // Loads the next page once the list is scrolled near its end.
+  function nearRosterEnd() {
+    const box = ui.roster.parentElement;
+    if (box && box.scrollTop + box.clientHeight >= box.scrollHeight - 48) loadMoreMembers();
   }
 
   const rosterKey = (e) => JSON.stringify([e.name, e.user ?? null, e.role ?? null]);
@@ -530,9 +576,14 @@ import { EdgeChat } from './edge-chat.js';
   function rosterRemove(name) {
     const same = [...roster.entries()].filter(([, e]) => e.name === name);
     const hit = same.find(([, e]) => !e.user) || same[0];
-    if (!hit) return;
+    lastQuit = null;
+    if (!hit) {
+      renderRoster(); // the count changed
+      return;
+    }
     const [key, e] = hit;
     if (e.count <= 1) roster.delete(key); else e.count -= 1;
+    lastQuit = { name, entry: { name: e.name, user: e.user, role: e.role } };
     renderRoster();
   }
   // Our own `joined` gave only our name: once `ready` says who we are, that entry is us.
@@ -662,7 +713,21 @@ import { EdgeChat } from './edge-chat.js';
     // v2: the roster arrives whole at each join; live joins and quits follow.
     on('roster', (d) => {
       lastJoined = null;
+      rosterMore = d.more === true;
       rosterReplace(d.roster);
+      nearRosterEnd();
+    });
+    on('memberpage', (d) => {
+      for (const e of d.members) rosterPut(e);
+      rosterMore = d.more === true;
+      renderRoster();
+    });
+    // The quit just before was for a member we had not been listed: undo what it took
+    // (if it took anything, it was another member of that name).
+    on('unlisted', (d) => {
+      if (lastQuit && lastQuit.name === d.name) rosterPut(lastQuit.entry);
+      lastQuit = null;
+      renderRoster();
     });
     on('joined', (d) => {
       lastJoined = d.name;
@@ -753,6 +818,8 @@ import { EdgeChat } from './edge-chat.js';
     room = r;
     clearMessages();
     roster.clear();
+    rosterMore = false;
+    loadingMembers = false;
     renderRoster();
     showChat();
     connect();

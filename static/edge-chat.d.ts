@@ -67,6 +67,15 @@ export interface HistoryPage {
   before: number;
 }
 
+export interface MemberPage {
+  /** The entries of this page, in join order. */
+  members: RosterEntry[];
+  /** The room's size, this session included. */
+  count: number;
+  /** More pages remain. */
+  more: boolean;
+}
+
 export interface EdgeChatEventMap {
   /** A join completed (first connect and every reconnect). */
   ready: CustomEvent<ReadyDetail>;
@@ -74,8 +83,15 @@ export interface EdgeChatEventMap {
   message: CustomEvent<ChatMessage>;
   joined: CustomEvent<{ name: string }>;
   quit: CustomEvent<{ name: string }>;
-  /** The other members, at each join; `joined`/`quit` follow. */
-  roster: CustomEvent<{ roster: RosterEntry[] }>;
+  /** The other members at each join; `joined`/`quit` follow. In a big room only the
+   * first page of them (`more`: pages remain, see `members()`); `count` is how many
+   * other members there are. */
+  roster: CustomEvent<{ roster: RosterEntry[]; count: number; more: boolean }>;
+  /** A page of a paged roster arrived (asked by `members()` or `moreMembers()`). */
+  memberpage: CustomEvent<MemberPage>;
+  /** The `quit` just before was for a member no page had listed yet: take it back from
+   * a count per name (docs/protocol.md, "Member pages"). */
+  unlisted: CustomEvent<{ name: string }>;
   /** A moderator deleted message `seq` (servers with moderation). */
   deleted: CustomEvent<{ seq: number }>;
   /** An {"error": sentence} from the server. */
@@ -162,6 +178,16 @@ export declare class EdgeChat extends EventTarget {
   send(text: string): Promise<ChatMessage>;
   /** A page of up to `limit` messages older than `beforeSeq` (newest when omitted). */
   history(beforeSeq?: number | null, limit?: number | null): Promise<HistoryPage>;
+  /** The whole roster, this session included, once every page is in (fetched as needed). */
+  members(): Promise<RosterEntry[]>;
+  /** The next page of a paged roster (an empty one with `more: false` when complete). */
+  moreMembers(): Promise<MemberPage>;
+  /** The room's size, this session included; null before the first join. */
+  readonly memberCount: number | null;
+  /** Every member is in `memberList`. */
+  readonly membersComplete: boolean;
+  /** The members known so far, this session included, one entry per session. */
+  readonly memberList: RosterEntry[];
   /** Moderators: deletes message `seq` for everyone (`{"delete": seq}`). Resolves once
    * the server has taken it; rejects with RefusedError (the server's sentence), or with
    * ClosedError if the connection closes first (it may or may not have been taken; a

@@ -21,6 +21,10 @@
 // - Moderators' `deleteMessage`, `kick` and `mute` settle exactly too, although the server
 //   answers them only when it refuses them: each goes out alone, followed by a fence (see
 //   #transmitModeration).
+// - The roster: in a big room the server sends only its first page at join; `members()`
+//   pages through the rest (`{"members": {"after"}}`). The module keeps a count per name
+//   (+1 per listed entry, `joined` and `unlisted`, -1 per `quit`), which is the exact
+//   roster once the pages are in (docs/protocol.md, "Member pages").
 
 /** Defaults of the tunable options (see the constructor). */
 export const DEFAULTS = Object.freeze({
@@ -132,6 +136,19 @@ export class EdgeChat extends EventTarget {
   // { mod: the request, error: the first error sentence since, timer: see #onError }.
   // Nothing else is sent then.
   #fence = null;
+  // The roster of the current join, as a count per name (see the module comment), with
+  // the latest entry seen for each name (its user and role).
+  #rosterCounts = new Map();
+  #rosterEntries = new Map();
+  // The cursor of the next member page; null once the roster is complete.
+  #rosterNext = null;
+  // The room's size (this session included), as the server last said plus live joins
+  // and quits since; null before the first roster.
+  #memberCount = null;
+  // Callers of members() and moreMembers() waiting for pages, and whether a member page
+  // request is unanswered on the current socket.
+  #memberWaiters = [];
+  #memberAsked = false;
 
   /**
    * @param {object} options
@@ -177,6 +194,15 @@ export class EdgeChat extends EventTarget {
   /** Sends not settled yet. */
   get pending() { return this.#outbox.size; }
   get name() { return this.#opts.name; }
+  /** The number of members in the room, this session included (null before the first
+   * join). Exact at every moment, also while the roster is still paged. */
+  get memberCount() { return this.#memberCount; }
+  /** True once every member is listed (`memberList` is the whole room). */
+  get membersComplete() { return this.#rosterNext === null && this.#memberCount !== null; }
+  /** The members known so far, this session included, as [{name, user?, role?}], one
+   * entry per session (sorted by name). The whole room once `membersComplete`; while
+   * the roster is paged, the pages fetched so far plus live joins. */
+  get memberList() { return this.#listMembers(); }
   get room() { return this.#opts.room; }
 
   /**
@@ -214,6 +240,34 @@ export class EdgeChat extends EventTarget {
       const entry = { request, resolve, reject, socket: null, order: ++this.#order };
       this.#histories.push(entry);
       if (this.#state === 'live') this.#transmitHistory(entry);
+    });
+  }
+
+  /**
+   * The whole roster: resolves with `memberList` once every page of it is in (at once
+   * when the room's roster came whole). Pages are fetched as needed, one request at a
+   * time, each costing one rate-limit token. Waits for a live connection (after a
+   * reconnect, it pages the new join's roster); rejects on a refusal or a close.
+   */
+  members() {
+    return this.#askMembers(false);
+  }
+
+  /**
+   * One more page of a paged roster: resolves with {members, count, more} (`members`:
+   * that page's entries; `count`: the room's size, this session included; `more`:
+   * whether pages remain), or at once with an empty page when the roster is complete.
+   * For a list that loads as it is scrolled.
+   */
+  moreMembers() {
+    return this.#askMembers(true);
+  }
+
+  #askMembers(onePage) {
+    if (this.#closed) return Promise.reject(new ClosedError('The chat is closed.', 1000));
+    return new Promise((resolve, reject) => {
+      this.#memberWaiters.push({ onePage, resolve, reject });
+      this.#pageMembers();
     });
   }
 
@@ -287,6 +341,7 @@ export class EdgeChat extends EventTarget {
     this.#joining = true;
     this.#held = [];
     this.#inflight = [];
+    this.#memberAsked = false;
     this.#fence = null;
     this.#lastError = '';
     this.#setState(this.#everLive || this.#attempt > 0 ? 'reconnecting' : 'connecting');
@@ -324,14 +379,106 @@ export class EdgeChat extends EventTarget {
     if ('error' in f) this.#onError(String(f.error));
     else if (isChatFrame(f)) this.#onChat(f);
     else if (Array.isArray(f.history)) this.#onHistory(f);
-    else if (Array.isArray(f.roster)) {
-      const roster = f.roster.filter((e) => e && typeof e.name === 'string');
-      this.#emit('roster', { roster });
-    } else if (typeof f.joined === 'string') this.#emit('joined', { name: f.joined });
-    else if (typeof f.quit === 'string') this.#emit('quit', { name: f.quit });
+    else if (Array.isArray(f.roster)) this.#onRoster(f);
+    else if (f.members !== null && typeof f.members === 'object') this.#onMembers(f.members);
+    else if (typeof f.joined === 'string') {
+      this.#countMember({ name: f.joined }, 1);
+      if (this.#memberCount !== null) this.#memberCount += 1;
+      this.#emit('joined', { name: f.joined });
+    } else if (typeof f.quit === 'string') {
+      this.#countMember({ name: f.quit }, -1);
+      if (this.#memberCount !== null) this.#memberCount -= 1;
+      this.#emit('quit', { name: f.quit });
+    }
     else if (Number.isSafeInteger(f.deleted)) this.#onDeleted(f);
     else if (f.ready === true) this.#onReady(f);
     // Anything else is a frame kind this module does not know yet: ignored.
+  }
+
+  /** The roster at join: whole, or its first page with the count and a cursor. */
+  #onRoster(f) {
+    const roster = f.roster.filter((e) => e && typeof e.name === 'string');
+    this.#rosterCounts = new Map();
+    this.#rosterEntries = new Map();
+    for (const e of roster) this.#countMember(e, 1);
+    this.#rosterNext = typeof f.next === 'string' ? f.next : null;
+    // The others; our own `joined` follows and counts us.
+    this.#memberCount = Number.isSafeInteger(f.count) ? f.count : roster.length;
+    this.#emit('roster', { roster, count: this.#memberCount, more: this.#rosterNext !== null });
+  }
+
+  /** `{"members": {"page", "count", "next"}}` or `{"members": {"unlisted": name}}`. */
+  #onMembers(m) {
+    if (typeof m.unlisted === 'string') {
+      // The `quit` just before was for a member our pages had not listed: undo its -1.
+      this.#countMember({ name: m.unlisted }, 1);
+      this.#emit('unlisted', { name: m.unlisted });
+      return;
+    }
+    if (!Array.isArray(m.page)) return;
+    // No member request goes out while a moderator frame's fence is out, so this page
+    // answers the oldest member request in flight.
+    const i = this.#inflight.findIndex((r) => r.members);
+    if (i < 0) return;
+    this.#inflight.splice(i, 1);
+    this.#memberAsked = false;
+    const page = m.page.filter((e) => e && typeof e.name === 'string');
+    for (const e of page) this.#countMember(e, 1);
+    this.#rosterNext = typeof m.next === 'string' ? m.next : null;
+    if (Number.isSafeInteger(m.count)) this.#memberCount = m.count + 1;
+    const more = this.#rosterNext !== null;
+    this.#emit('memberpage', { members: page, count: this.#memberCount, more });
+    const waiters = this.#memberWaiters;
+    this.#memberWaiters = [];
+    for (const w of waiters) {
+      if (w.onePage) w.resolve({ members: page, count: this.#memberCount, more });
+      else this.#memberWaiters.push(w);
+    }
+    this.#pageMembers();
+    this.#pump();
+  }
+
+  #countMember(e, n) {
+    const count = (this.#rosterCounts.get(e.name) || 0) + n;
+    if (count === 0) this.#rosterCounts.delete(e.name); else this.#rosterCounts.set(e.name, count);
+    // A roster entry says more (user, role) than a `joined`: keep the fullest.
+    if (n > 0 && (e.user !== undefined || !this.#rosterEntries.has(e.name))) {
+      this.#rosterEntries.set(e.name, { ...e });
+    }
+  }
+
+  #listMembers() {
+    const list = [];
+    for (const [name, count] of this.#rosterCounts) {
+      const entry = this.#rosterEntries.get(name) || { name };
+      for (let k = 0; k < count; k++) list.push({ ...entry });
+    }
+    return list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** Serves the callers of members() and moreMembers(): at once when the roster is
+   * complete, else with one member page request at a time, once live. */
+  #pageMembers() {
+    if (this.#memberWaiters.length === 0) return;
+    const ws = this.#ws;
+    if (!ws || this.#joining || ws.readyState !== OPEN || this.#memberCount === null) return;
+    if (this.#rosterNext === null) {
+      const waiters = this.#memberWaiters;
+      this.#memberWaiters = [];
+      for (const w of waiters) {
+        if (w.onePage) w.resolve({ members: [], count: this.#memberCount, more: false });
+        else w.resolve(this.#listMembers());
+      }
+      return;
+    }
+    if (this.#memberAsked || this.#fence !== null || this.#moderations.length > 0) return;
+    try {
+      ws.send(JSON.stringify({ members: { after: this.#rosterNext } }));
+    } catch {
+      return; // closing: the next join pages again
+    }
+    this.#memberAsked = true;
+    this.#inflight.push({ members: true });
   }
 
   #onChat(f) {
@@ -422,7 +569,10 @@ export class EdgeChat extends EventTarget {
     const req = this.#inflight.shift();
     if (!req) return;
     const err = new RefusedError(sentence);
-    if (req.history) {
+    if (req.members) {
+      this.#memberAsked = false;
+      for (const w of this.#memberWaiters.splice(0)) w.reject(err);
+    } else if (req.history) {
       this.#dropHistory(req.history);
       req.history.reject(err);
     } else {
@@ -549,6 +699,7 @@ export class EdgeChat extends EventTarget {
       if (entry.request) this.#transmitHistory(entry); else this.#transmitSend(entry);
     }
     if (next && this.#inflight.length === 0) this.#transmitModeration(next);
+    else this.#pageMembers();
   }
 
   /** Whether a send or history request must wait: a moderator request made before it
@@ -629,6 +780,7 @@ export class EdgeChat extends EventTarget {
     for (const e of sends) e.reject(err);
     for (const e of histories) e.reject(err);
     for (const e of moderations) e.reject(err);
+    for (const w of this.#memberWaiters.splice(0)) w.reject(err);
   }
 
   #clearTimers() {

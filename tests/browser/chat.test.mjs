@@ -55,6 +55,10 @@ const skipProxy = new URL(BASE).protocol === 'http:' ? false : 'the connection-c
 // default rate limit). Unknown for a backend given by EDGE_CHAT_URL alone.
 const BACKLOG = Number(process.env.EDGE_CHAT_BACKLOG || 0);
 const skipOlder = (BACKLOG > 0 && BACKLOG <= 20 ? false : 'EDGE_CHAT_BACKLOG (at most 20) is not set (tests/browser/run.sh sets it)');
+// The backend's `roster_inline_max` (tests/browser/run.sh starts it with a small one, so
+// that a room of a few members has a paged roster).
+const INLINE_MAX = Number(process.env.EDGE_CHAT_ROSTER_INLINE_MAX || 0);
+const skipPaged = (INLINE_MAX > 0 && INLINE_MAX <= 5 ? false : 'EDGE_CHAT_ROSTER_INLINE_MAX (at most 5) is not set (tests/browser/run.sh sets it)');
 // The backend's join-token secret (tests/browser/run.sh starts it with signed identity on
 // and writes the secret there), so that the test can sign tokens as an app's backend does.
 const SECRET_FILE = process.env.EDGE_CHAT_AUTH_SECRET_FILE || '';
@@ -202,6 +206,51 @@ test('the roster shows both names on both pages', { timeout: TEST_MS }, async ()
     assert.deepEqual([...names].sort(), ['Zoë', 'alice'].sort());
     assert.equal(await page.textContent('#roster-count'), '2');
   }
+});
+
+test('a big room: the count is the room\'s size, and the list loads the rest of a paged roster', { skip: skipPaged, timeout: TEST_MS }, async () => {
+  const room = `${ROOM}-big`;
+  const bots = Array.from({ length: INLINE_MAX + 3 }, (_, i) => `bot${i}`);
+  // The members, as plain sockets from a page of the same origin, one join after the other.
+  const host = await newUser('bots');
+  await host.page.goto(`${BASE}/`);
+  await host.page.evaluate(async ({ room, bots }) => {
+    const url = `${location.origin.replace(/^http/, 'ws')}/api/room/${room}/websocket`;
+    window.bots = [];
+    for (const name of bots) {
+      const ws = new WebSocket(url);
+      await new Promise((resolve, reject) => {
+        ws.onopen = () => ws.send(JSON.stringify({ name }));
+        ws.onmessage = (e) => { if (JSON.parse(e.data).ready) resolve(); };
+        ws.onclose = () => reject(new Error(`${name} closed while joining`));
+      });
+      ws.onclose = null;
+      window.bots.push(ws);
+    }
+  }, { room, bots });
+  const viewer = await newUser('viewer');
+  await join(viewer, 'viewer', room);
+  const { page } = viewer;
+  // The roster frame listed only the first page; the count is the whole room.
+  const first = viewer.frames.find((f) => Array.isArray(f.roster));
+  assert.equal(first.roster.length, INLINE_MAX);
+  assert.equal(first.count, bots.length);
+  await page.waitForFunction((n) => document.querySelector('#roster-count').textContent === String(n), bots.length + 1);
+  // The list is short, so it loads pages until it is complete (a long one would load
+  // them as it is scrolled).
+  const all = [...bots, 'viewer'].sort();
+  await page.waitForFunction(
+    (n) => document.querySelectorAll('#roster li .who').length === n && !document.querySelector('#roster .more-members'),
+    all.length,
+  );
+  assert.deepEqual([...(await rosterNames(page))].sort(), all);
+  // A member leaves: the count and the list follow.
+  await host.page.evaluate(() => window.bots.pop().close());
+  await page.waitForFunction((n) => document.querySelector('#roster-count').textContent === String(n), bots.length);
+  await page.waitForFunction((n) => document.querySelectorAll('#roster li .who').length === n, bots.length);
+  assert.ok(viewer.frames.some((f) => f.members && Array.isArray(f.members.page)), 'the page asked for member pages');
+  await host.context.close();
+  await viewer.context.close();
 });
 
 test('a message typed on one page appears on both', { timeout: TEST_MS }, async () => {

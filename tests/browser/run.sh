@@ -9,7 +9,8 @@
 #                                   # README's screenshot of two tabs chatting
 #
 # The backend it starts keeps a backlog of 5 (EDGE_CHAT_BACKLOG tells the test), so that
-# "load older messages" has something to load under the default rate limit. It has signed
+# "load older messages" has something to load under the default rate limit, and a roster
+# page of 3 (EDGE_CHAT_ROSTER_INLINE_MAX), so that a room of a few has a paged roster. It has signed
 # identity on, with a fresh random secret in a file of its own (the local runner reads it
 # with --auth-secret-file, `wrangler dev` as the secret AUTH_SECRET from an --env-file);
 # EDGE_CHAT_AUTH_SECRET_FILE tells the test where, so that it can sign join tokens.
@@ -62,6 +63,8 @@ trap 'exit 130' INT TERM
 
 if [ -z "${EDGE_CHAT_URL:-}" ]; then
   export EDGE_CHAT_BACKLOG=5
+  # A small roster page, so that a room of a few members has a paged roster.
+  export EDGE_CHAT_ROSTER_INLINE_MAX=3
   runner_log=$(mktemp)
   secret_dir=$(mktemp -d)
   export EDGE_CHAT_AUTH_SECRET_FILE="$secret_dir/auth-secret"
@@ -73,7 +76,8 @@ if [ -z "${EDGE_CHAT_URL:-}" ]; then
     cargo build -q -p local-runner
     target_dir=$(cargo metadata --format-version 1 --no-deps | node -e "let d='';process.stdin.on('data',c=>d+=c).on('end',()=>console.log(JSON.parse(d).target_directory))")
     setsid "$target_dir/debug/local-runner" --port 0 --in-memory \
-      --backlog "$EDGE_CHAT_BACKLOG" --auth-secret-file "$EDGE_CHAT_AUTH_SECRET_FILE" >"$runner_log" 2>&1 &
+      --backlog "$EDGE_CHAT_BACKLOG" --roster-inline-max "$EDGE_CHAT_ROSTER_INLINE_MAX" \
+      --auth-secret-file "$EDGE_CHAT_AUTH_SECRET_FILE" >"$runner_log" 2>&1 &
   else
     [ -f build/index.js ] || bash scripts/build-worker.sh
     persist_dir=$(mktemp -d)
@@ -83,7 +87,8 @@ if [ -z "${EDGE_CHAT_URL:-}" ]; then
       setsid node_modules/.bin/wrangler dev --config "$persist_dir/wrangler.toml" \
       --ip 127.0.0.1 --port 0 --inspector-port 0 --persist-to "$persist_dir" \
       --env-file "$secret_dir/dev.vars" \
-      --var "BACKLOG:$EDGE_CHAT_BACKLOG" >"$runner_log" 2>&1 &
+      --var "BACKLOG:$EDGE_CHAT_BACKLOG" --var "ROSTER_INLINE_MAX:$EDGE_CHAT_ROSTER_INLINE_MAX" \
+      >"$runner_log" 2>&1 &
   fi
   runner_pid=$!
   # shellcheck source=scripts/ports.sh

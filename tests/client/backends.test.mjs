@@ -241,3 +241,35 @@ test('a refused moderator frame rejects with its sentence; the sends around it s
   assert.deepEqual([s1, s2, s3].map((o) => o.value.seq), [1, 2, 3]);
   assert.deepEqual((await roomHistory(room)).map((m) => m.message), ['before the delete', 'between', 'after'], 'nothing was deleted');
 });
+
+test('members() lists a big room exactly: pages, a quit while paging, live joins', { skip, timeout: TEST_MS }, async () => {
+  // tests/client/run.sh starts its backend with roster_inline_max 2, so this room's
+  // roster is paged; against another backend the roster may come whole, and the
+  // outcome must be the same.
+  const room = `${RUN}-members`;
+  const names = ['m1', 'dup', 'm3', 'dup', 'm5', 'last'];
+  const others = [];
+  for (const name of names) {
+    const { chat } = open({ base: BASE, room, name });
+    await live(chat); // one after the other: the join order is this order
+    others.push(chat);
+  }
+  const { chat } = open({ base: BASE, room, name: 'me' });
+  let firstRoster = null;
+  chat.addEventListener('roster', (e) => { firstRoster ??= e.detail; });
+  await live(chat);
+  assert.equal(chat.memberCount, 7);
+  assert.equal(firstRoster.count, 6);
+  if (firstRoster.more) assert.equal(chat.membersComplete, false);
+  // The last joiner has not been listed yet (if paged): it leaves before the pages.
+  const last = others.pop();
+  last.close();
+  await waitUntil('the quit of last', () => chat.memberCount === 6);
+  const { chat: late } = open({ base: BASE, room, name: 'late' });
+  await live(late);
+  await waitUntil('the join of late', () => chat.memberCount === 7);
+  const list = await chat.members();
+  assert.deepEqual(list.map((e) => e.name), ['dup', 'dup', 'late', 'm1', 'm3', 'm5', 'me']);
+  assert.equal(chat.membersComplete, true);
+  assert.equal(chat.memberCount, 7);
+});

@@ -91,7 +91,7 @@ async function setup(options = {}) {
     random: () => 0.5, ...options,
   });
   const events = [];
-  for (const type of ['ready', 'message', 'joined', 'quit', 'roster', 'deleted', 'error', 'state', 'reset']) {
+  for (const type of ['ready', 'message', 'joined', 'quit', 'roster', 'deleted', 'error', 'state', 'reset', 'memberpage', 'unlisted']) {
     chat.addEventListener(type, (e) => events.push([type, e.detail]));
   }
   await tick(); // the constructor connects in a microtask
@@ -149,7 +149,7 @@ test('events: roster, joined, ready, messages in order, quit, deleted, error', a
   assert.deepEqual(events.map(([t]) => t), [
     'state', 'roster', 'joined', 'ready', 'message', 'message', 'state', 'quit', 'deleted', 'error',
   ]);
-  assert.deepEqual(of(events, 'roster'), [{ roster: [{ name: 'bob' }] }]);
+  assert.deepEqual(of(events, 'roster'), [{ roster: [{ name: 'bob' }], count: 1, more: false }]);
   assert.deepEqual(of(events, 'message'), [msg(1), msg(2)]);
   assert.equal(of(events, 'ready')[0].recovered, false);
   assert.deepEqual(of(events, 'state').at(-1), { state: 'live' });
@@ -394,6 +394,81 @@ test('history: pages in order with sends, refusals, and waiting for a join', asy
   assert.deepEqual(sockets[1].frames, [{ history: { before: 47, limit: 5 } }]);
   sockets[1].receive({ history: [], before: 47, more: false });
   assert.deepEqual((await settled(lost)).value, { messages: [], more: false, before: 47 });
+});
+
+test('a whole roster: members() resolves at once, with this session', async () => {
+  const { chat, sockets } = await setup();
+  const early = track(chat.members()); // before any join: waits for it
+  serveJoin(sockets[0]);
+  assert.deepEqual((await settled(early)).value, [{ name: 'ana' }, { name: 'bob' }]);
+  assert.equal(chat.memberCount, 2);
+  assert.equal(chat.membersComplete, true);
+  assert.deepEqual(sockets[0].frames, []); // nothing asked
+  assert.deepEqual((await chat.moreMembers()), { members: [], count: 2, more: false });
+});
+
+test('a paged roster: members() pages to the end, counting quits, unlisted and joins', async () => {
+  const { chat, sockets, events } = await setup();
+  const s = sockets[0];
+  s.open();
+  // Four others: bob, al, al, cy; the first page lists two.
+  s.receive({ roster: [{ name: 'bob' }, { name: 'al', user: 'u1' }], count: 4, next: '2' });
+  s.receive({ joined: 'ana' });
+  s.receive({ ready: true, epoch: EPOCH, seq: 0, recovered: false, v: 2 });
+  assert.deepEqual(of(events, 'roster'), [{ roster: [{ name: 'bob' }, { name: 'al', user: 'u1' }], count: 4, more: true }]);
+  assert.equal(chat.memberCount, 5);
+  assert.equal(chat.membersComplete, false);
+  const all = track(chat.members());
+  assert.deepEqual(s.frames, [{ members: { after: '2' } }]);
+  // The second al, not listed yet, leaves: its quit, then unlisted. zed joins.
+  s.receive({ quit: 'al' });
+  s.receive({ members: { unlisted: 'al' } });
+  s.receive({ joined: 'zed' });
+  assert.equal(chat.memberCount, 5);
+  assert.equal((await settled(all)).state, 'pending');
+  s.receive({ members: { page: [{ name: 'cy' }], count: 4, next: '4' } });
+  assert.deepEqual(s.frames.slice(1), [{ members: { after: '4' } }]); // one at a time
+  s.receive({ members: { page: [], count: 4, next: null } });
+  const list = (await settled(all)).value;
+  assert.deepEqual(list.map((e) => e.name), ['al', 'ana', 'bob', 'cy', 'zed']);
+  assert.deepEqual(list[0], { name: 'al', user: 'u1' });
+  assert.equal(chat.memberCount, 5);
+  assert.equal(chat.membersComplete, true);
+  assert.deepEqual(of(events, 'unlisted'), [{ name: 'al' }]);
+  assert.equal(of(events, 'memberpage').length, 2);
+});
+
+test('moreMembers() fetches one page; a refused member request rejects its callers', async () => {
+  const { chat, sockets, clock } = await setup();
+  const s = sockets[0];
+  s.open();
+  s.receive({ roster: [{ name: 'a' }], count: 3, next: '1' });
+  s.receive({ joined: 'ana' });
+  s.receive({ ready: true, epoch: EPOCH, seq: 0, recovered: false, v: 2 });
+  const one = track(chat.moreMembers());
+  const send = track(chat.send('hi'));
+  assert.deepEqual(s.frames.map((f) => f.members ?? f.message), [{ after: '1' }, 'hi']);
+  s.receive({ members: { page: [{ name: 'b' }], count: 3, next: '2' } });
+  assert.deepEqual((await settled(one)).value, { members: [{ name: 'b' }], count: 4, more: true });
+  s.receive({ name: 'ana', message: 'hi', timestamp: 1, seq: 1, cid: s.frames[1].cid });
+  assert.equal((await settled(send)).value.seq, 1);
+  // A refusal (say the rate limit) answers the member request: its callers reject.
+  const all = track(chat.members());
+  s.receive({ error: 'Rate limited; slow down.' });
+  assert.ok((await settled(all)).error instanceof RefusedError);
+  // Lost with the connection: the next join's roster is paged instead.
+  const again = track(chat.members());
+  assert.deepEqual(s.frames.at(-1), { members: { after: '2' } });
+  s.drop(1006);
+  clock.advance(10_000);
+  const s2 = sockets[1];
+  s2.open();
+  s2.receive({ roster: [{ name: 'a' }, { name: 'b' }], count: 3, next: '2' });
+  s2.receive({ joined: 'ana' });
+  s2.receive({ ready: true, epoch: EPOCH, seq: 1, recovered: true, v: 2 });
+  assert.deepEqual(s2.frames, [{ members: { after: '2' } }]);
+  s2.receive({ members: { page: [{ name: 'c' }], count: 3, next: null } });
+  assert.deepEqual((await settled(again)).value.map((e) => e.name), ['a', 'ana', 'b', 'c']);
 });
 
 test('no reconnect after 1008 or 4001: everything unsettled is rejected', async () => {

@@ -11,7 +11,8 @@
 #
 # Installs `ws` from tests/client/package-lock.json. The backend it starts has the rate
 # limit raised: the tests send bursts (and resend them) from one address, and the limit
-# has scenarios of its own.
+# has scenarios of its own; and roster_inline_max 2, so that a small room's roster is
+# paged.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -23,6 +24,8 @@ case "$BACKEND" in
   *) echo "usage: $0 [local|wrangler]" >&2; exit 2 ;;
 esac
 RATE=(rate_burst 100000 rate_per_sec 100000)
+# A tiny roster page, so that a room of a few members has a paged roster.
+ROSTER=(roster_inline_max 2)
 
 # npm ci records the installed tree in node_modules/.package-lock.json.
 if [ ! -f "$HERE/node_modules/.package-lock.json" ] ||
@@ -51,7 +54,8 @@ if [ -z "${EDGE_CHAT_URL:-}" ]; then
     cargo build -q -p local-runner
     target_dir=$(cargo metadata --format-version 1 --no-deps | node -e "let d='';process.stdin.on('data',c=>d+=c).on('end',()=>console.log(JSON.parse(d).target_directory))")
     setsid "$target_dir/debug/local-runner" --port 0 --in-memory \
-      "--${RATE[0]//_/-}" "${RATE[1]}" "--${RATE[2]//_/-}" "${RATE[3]}" >"$runner_log" 2>&1 &
+      "--${RATE[0]//_/-}" "${RATE[1]}" "--${RATE[2]//_/-}" "${RATE[3]}" \
+      "--${ROSTER[0]//_/-}" "${ROSTER[1]}" >"$runner_log" 2>&1 &
   else
     [ -f build/index.js ] || bash scripts/build-worker.sh
     persist_dir=$(mktemp -d)
@@ -60,7 +64,8 @@ if [ -z "${EDGE_CHAT_URL:-}" ]; then
     CLOUDFLARE_CF_FETCH_ENABLED=false WRANGLER_SEND_METRICS=false CI=true \
       setsid node_modules/.bin/wrangler dev --config "$persist_dir/wrangler.toml" \
       --ip 127.0.0.1 --port 0 --inspector-port 0 --persist-to "$persist_dir" \
-      --var "${RATE[0]^^}:${RATE[1]}" --var "${RATE[2]^^}:${RATE[3]}" >"$runner_log" 2>&1 &
+      --var "${RATE[0]^^}:${RATE[1]}" --var "${RATE[2]^^}:${RATE[3]}" \
+      --var "${ROSTER[0]^^}:${ROSTER[1]}" >"$runner_log" 2>&1 &
   fi
   runner_pid=$!
   # shellcheck source=scripts/ports.sh

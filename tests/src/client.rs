@@ -183,6 +183,64 @@ pub enum Frame {
     DeletedCid(u64, String),
     /// v2: a history page.
     History(Page),
+    /// v2: `{"roster", "count", "next"}`, the first page of a big room's roster at join.
+    RosterPage(MemberPage),
+    /// v2: `{"members": {"page", "count", "next"}}`, the answer to a member page request.
+    Members(MemberPage),
+    /// v2: `{"members": {"unlisted": name}}`, after a quit of a member not listed yet.
+    Unlisted(String),
+}
+
+/// A page of the v2 roster: in the paged `roster` frame or a `members` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberPage {
+    pub members: Vec<Member>,
+    /// The other members in the room when the page was sent.
+    pub count: u64,
+    /// The cursor of the next page; `None` after the last.
+    pub next: Option<String>,
+}
+
+/// The entries of a `roster` array or a member page, checked strictly.
+fn parse_members(entries: Option<&Value>, text: &str) -> Result<Vec<Member>> {
+    let Some(entries) = entries.and_then(Value::as_array) else {
+        bail!("roster entries must be an array in {text}");
+    };
+    let mut members = Vec::new();
+    for e in entries {
+        let Some(e) = e.as_object() else {
+            bail!("a roster entry must be an object in {text}");
+        };
+        let field = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_owned);
+        ensure!(
+            e.keys()
+                .all(|k| matches!(k.as_str(), "name" | "user" | "role")),
+            "unexpected field in a roster entry of {text}"
+        );
+        let Some(name) = field("name") else {
+            bail!("a roster entry needs a name in {text}");
+        };
+        let (user, role) = (field("user"), field("role"));
+        ensure!(
+            user.is_some() || role.is_none(),
+            "a role without a user in {text}"
+        );
+        ensure!(
+            role.as_deref().is_none_or(|r| r == "moderator"),
+            "unknown role in {text}"
+        );
+        members.push(Member { name, user, role });
+    }
+    Ok(members)
+}
+
+/// A member cursor: a non-empty string of decimal digits (docs/protocol.md, "Member
+/// pages", treats it as opaque; the suite checks only that it is a string).
+fn parse_cursor(v: Option<&Value>, text: &str) -> Result<String> {
+    match v {
+        Some(Value::String(c)) if !c.is_empty() => Ok(c.clone()),
+        _ => bail!("\"next\" must be a non-empty string in {text}"),
+    }
 }
 
 impl Frame {
@@ -273,36 +331,34 @@ impl Frame {
             }
             ["deleted"] => Frame::Deleted(uint("deleted")?),
             ["cid", "deleted"] => Frame::DeletedCid(uint("deleted")?, string("cid")?),
-            ["roster"] => {
-                let Some(entries) = map.get("roster").and_then(Value::as_array) else {
-                    bail!("roster must be an array in {text}");
+            ["roster"] => Frame::Roster(parse_members(map.get("roster"), text)?),
+            ["count", "next", "roster"] => Frame::RosterPage(MemberPage {
+                members: parse_members(map.get("roster"), text)?,
+                count: uint("count")?,
+                next: Some(parse_cursor(map.get("next"), text)?),
+            }),
+            ["members"] => {
+                let Some(inner) = map.get("members").and_then(Value::as_object) else {
+                    bail!("members must be an object in {text}");
                 };
-                let mut members = Vec::new();
-                for e in entries {
-                    let Some(e) = e.as_object() else {
-                        bail!("a roster entry must be an object in {text}");
-                    };
-                    let field = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_owned);
-                    ensure!(
-                        e.keys()
-                            .all(|k| matches!(k.as_str(), "name" | "user" | "role")),
-                        "unexpected field in a roster entry of {text}"
-                    );
-                    let Some(name) = field("name") else {
-                        bail!("a roster entry needs a name in {text}");
-                    };
-                    let (user, role) = (field("user"), field("role"));
-                    ensure!(
-                        user.is_some() || role.is_none(),
-                        "a role without a user in {text}"
-                    );
-                    ensure!(
-                        role.as_deref().is_none_or(|r| r == "moderator"),
-                        "unknown role in {text}"
-                    );
-                    members.push(Member { name, user, role });
+                match sorted_keys(inner).as_slice() {
+                    ["count", "next", "page"] => Frame::Members(MemberPage {
+                        members: parse_members(inner.get("page"), text)?,
+                        count: match inner.get("count").and_then(Value::as_u64) {
+                            Some(n) => n,
+                            None => bail!("count must be a non-negative integer in {text}"),
+                        },
+                        next: match inner.get("next") {
+                            Some(Value::Null) => None,
+                            next => Some(parse_cursor(next, text)?),
+                        },
+                    }),
+                    ["unlisted"] => match inner.get("unlisted") {
+                        Some(Value::String(n)) => Frame::Unlisted(n.clone()),
+                        _ => bail!("unlisted must be a string in {text}"),
+                    },
+                    _ => bail!("members frame with unexpected fields: {text}"),
                 }
-                Frame::Roster(members)
             }
             ["joined"] => Frame::Joined(string("joined")?),
             ["quit"] => Frame::Quit(string("quit")?),
@@ -338,6 +394,9 @@ pub struct Join {
     pub members: Vec<Member>,
     /// True when the roster came as one v2 `roster` frame.
     pub roster_frame: bool,
+    /// v2, a big room: the paged `roster` frame's `count` and `next` (the roster holds
+    /// only its first page then).
+    pub roster_paged: Option<(u64, String)>,
     pub backlog: Vec<Msg>,
     /// v2: the `{"deleted": seq}` frames of a resumed gap, in the order sent.
     pub deleted: Vec<u64>,
@@ -512,6 +571,11 @@ impl Client {
         self.send_json(&json!({ "history": request })).await
     }
 
+    /// Sends `{"members": request}` (v2).
+    pub async fn ask_members(&mut self, request: Value) -> Result<()> {
+        self.send_json(&json!({ "members": request })).await
+    }
+
     /// Expects a history page.
     pub async fn recv_page(&mut self) -> Result<Page> {
         match self.recv().await? {
@@ -577,9 +641,13 @@ impl Client {
     fn checked(&self, text: &str) -> Result<Frame> {
         let f = Frame::parse(text).context(format!("{}: decoding", self.label))?;
         let v2_only = match &f {
-            Frame::Roster(_) | Frame::Deleted(_) | Frame::DeletedCid(..) | Frame::History(_) => {
-                true
-            }
+            Frame::Roster(_)
+            | Frame::Deleted(_)
+            | Frame::DeletedCid(..)
+            | Frame::History(_)
+            | Frame::RosterPage(_)
+            | Frame::Members(_)
+            | Frame::Unlisted(_) => true,
             Frame::Ready(r) => r.v.is_some(),
             _ => false,
         };
@@ -843,6 +911,7 @@ impl Client {
         let mut deleted = Vec::new();
         let mut history = Vec::new();
         let mut saw_roster = false;
+        let mut roster_paged = None;
         for (i, f) in frames.into_iter().enumerate() {
             match f {
                 Frame::Joined(n) if !v2 && history.is_empty() => roster.push(n),
@@ -850,6 +919,12 @@ impl Client {
                     saw_roster = true;
                     roster = m.iter().map(|e| e.name.clone()).collect();
                     members = m;
+                }
+                Frame::RosterPage(p) if v2 && i == 0 => {
+                    saw_roster = true;
+                    roster = p.members.iter().map(|e| e.name.clone()).collect();
+                    members = p.members;
+                    roster_paged = p.next.map(|next| (p.count, next));
                 }
                 Frame::Message(m) => {
                     backlog.push(m.clone());
@@ -872,6 +947,7 @@ impl Client {
             roster,
             members,
             roster_frame: saw_roster,
+            roster_paged,
             backlog,
             deleted,
             history,

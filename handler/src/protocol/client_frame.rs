@@ -30,6 +30,10 @@ pub enum ClientFrame {
     /// `before` is `None` when left out (the newest messages), `limit` within
     /// 1..=`history_page_max` (that maximum when left out).
     History { before: Option<u64>, limit: usize },
+    /// v2: `{"members": {"after": …, "limit": …}}`, checked
+    /// ([`requests::parse_members`]): `after` is the position the cursor names (`None`
+    /// for the first page), `limit` within 1..=`roster_inline_max`.
+    Members { after: Option<u64>, limit: usize },
     /// `{"delete": …}`, `{"kick": …}` or `{"mute": …}`, or why its payload is refused.
     /// The room checks that the sender is a moderator before it looks at either, so a
     /// non-moderator is told that whatever it sent.
@@ -210,7 +214,8 @@ impl PlainChat<'_> {
 }
 
 /// A frame after the hello: a chat message if it has `message`, else a history request
-/// if it has `history`.
+/// if it has `history`, else a member page request if it has `members`, else a
+/// moderator's frame.
 fn decode_joined(text: &str, config: &Config) -> Result<ClientFrame, ErrorKind> {
     match PlainChat::decode(text) {
         Some(chat) => chat.frame(),
@@ -230,16 +235,23 @@ fn decode_any(text: &str, config: &Config) -> Result<ClientFrame, ErrorKind> {
             Ok(ClientFrame::Chat { message, cid })
         }
         // Without a message: a history request, or a moderator's frame.
-        None | Some(Value::Null) => match map.get("history") {
-            None | Some(Value::Null) => match requests::decode_moderation(&map, config) {
-                Some(request) => Ok(ClientFrame::Moderate(request)),
-                None => Err(ErrorKind::WrongShape),
-            },
-            Some(request) => {
-                let (before, limit) = requests::parse_history(request, config)?;
-                Ok(ClientFrame::History { before, limit })
+        None | Some(Value::Null) => {
+            let given = |key: &str| map.get(key).filter(|v| !v.is_null());
+            match (given("history"), given("members")) {
+                (Some(request), _) => {
+                    let (before, limit) = requests::parse_history(request, config)?;
+                    Ok(ClientFrame::History { before, limit })
+                }
+                (None, Some(request)) => {
+                    let (after, limit) = requests::parse_members(request, config)?;
+                    Ok(ClientFrame::Members { after, limit })
+                }
+                (None, None) => match requests::decode_moderation(&map, config) {
+                    Some(request) => Ok(ClientFrame::Moderate(request)),
+                    None => Err(ErrorKind::WrongShape),
+                },
             }
-        },
+        }
         Some(_) => Err(ErrorKind::MessageNotString),
     }
 }
@@ -345,6 +357,37 @@ mod tests {
             chat_cid(r#"{"message":1,"cid":""}"#),
             Err(ErrorKind::MessageNotString)
         );
+    }
+
+    #[test]
+    fn member_requests_are_recognised() {
+        let dec = |t: &str| ClientFrame::decode(t, true, &cfg());
+        let max = cfg().roster_inline_max;
+        assert_eq!(
+            dec(r#"{"members":{"after":"12","limit":3}}"#),
+            Ok(ClientFrame::Members {
+                after: Some(12),
+                limit: 3
+            })
+        );
+        assert_eq!(
+            dec(r#"{"members":{},"history":null}"#),
+            Ok(ClientFrame::Members {
+                after: None,
+                limit: max
+            })
+        );
+        assert_eq!(dec(r#"{"members":7}"#), Err(ErrorKind::MembersShape));
+        assert_eq!(
+            dec(r#"{"members":{"after":12}}"#),
+            Err(ErrorKind::MembersCursor)
+        );
+        assert_eq!(dec(r#"{"members":null}"#), Err(ErrorKind::WrongShape));
+        // Before the hello, any object is a hello, this one too.
+        assert!(matches!(
+            ClientFrame::decode(r#"{"members":{}}"#, false, &cfg()),
+            Ok(ClientFrame::Hello(_))
+        ));
     }
 
     #[test]

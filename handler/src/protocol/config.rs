@@ -146,6 +146,11 @@ config_keys! {
     /// Most messages in one page of history (`{"history": {"limit": …}}` from a v2
     /// session); a larger limit is refused. Also the page size when a request gives none.
     history_page_max: usize = 100, least 1, most 1000;
+    /// Most members a v2 joiner's `roster` frame lists. A room with more other members
+    /// sends the first this many, the member count and a cursor; the client asks for
+    /// the rest in pages (`{"members": {"after": …, "limit": …}}`) of at most this many.
+    /// Keeps a big room's join from costing every joiner the whole member list.
+    roster_inline_max: usize = 100, least 1, most 1000;
     /// Messages kept per room; older ones are pruned.
     retention: usize = 10_000, least 1, most 100_000_000;
     /// Retry-safe sends: a `cid` its sender already used is answered with the stored
@@ -498,13 +503,20 @@ impl Config {
 
     /// An upper bound on one server frame in bytes: the largest of a chat frame, a full
     /// history page (`history_page_max` chat frames, their commas and the envelope) and
-    /// the v2 roster of a full room. A frame this large is never split: it goes out as
-    /// one WebSocket message, so a backend's write buffer must take it.
+    /// a v2 roster frame or member page (at most `roster_inline_max` entries, and never
+    /// more than a full room's, plus the envelope with its count and cursor). A frame
+    /// this large is never split: it goes out as one WebSocket message, so a backend's
+    /// write buffer must take it.
     pub fn max_server_frame_bytes(&self) -> usize {
         let chat = self.max_chat_frame_bytes();
         let page = self.history_page_max * (chat + 1) + 64;
-        let roster = self.room_capacity * self.max_roster_entry_bytes() + 16;
+        let roster = self.roster_page_entries() * self.max_roster_entry_bytes() + 96;
         chat.max(page).max(roster)
+    }
+
+    /// The most entries one v2 `roster` frame or member page holds.
+    pub fn roster_page_entries(&self) -> usize {
+        self.roster_inline_max.min(self.room_capacity)
     }
 
     /// An upper bound on one WebSocket message the server sends: a frame alone
@@ -566,6 +578,7 @@ mod tests {
         assert_eq!(c.max_restricted_users, 1000);
         assert_eq!(c.audit_retention, 1000);
         assert_eq!(c.history_page_max, 100);
+        assert_eq!(c.roster_inline_max, 100);
         assert_eq!(c.cid_window_messages, 1000);
         assert_eq!(c.cid_window_ms, 600_000);
         assert_eq!(c.batch_window_ms, 200);
@@ -882,7 +895,7 @@ mod tests {
             role: Some(crate::protocol::user::Role::Moderator),
         };
         let roster = crate::protocol::server_frame::ServerFrame::Roster {
-            roster: vec![entry; c.room_capacity],
+            roster: vec![entry.clone(); c.room_capacity],
         }
         .encode();
         assert!(
@@ -890,18 +903,43 @@ mod tests {
             "{}",
             roster.len()
         );
-        // In a big room the roster is the largest frame.
-        let big = Config {
+        // A full paged roster frame and a full member page, with the largest count and
+        // cursor, fit the bound when roster entries are the largest frame.
+        let paged = Config {
+            roster_inline_max: 1000,
             room_capacity: 5000,
+            history_page_max: 1,
             ..c.clone()
         };
-        assert_eq!(
-            big.max_server_frame_bytes(),
-            5000 * (6 * (8 + crate::protocol::user::MAX_USER_CHARS) + 64) + 16
-        );
+        let entries = vec![entry; paged.roster_inline_max];
+        for frame in [
+            crate::protocol::server_frame::ServerFrame::RosterPage {
+                roster: entries.clone(),
+                count: u64::MAX,
+                next: u64::MAX.to_string(),
+            },
+            crate::protocol::server_frame::ServerFrame::Members {
+                members: crate::protocol::server_frame::MemberPage {
+                    page: entries,
+                    count: u64::MAX,
+                    next: Some(u64::MAX.to_string()),
+                },
+            },
+        ] {
+            let len = frame.encode().len();
+            assert!(len <= paged.max_server_frame_bytes(), "{len}");
+        }
+        // However big the room, the roster term is `roster_inline_max` entries: the
+        // room size no longer counts.
+        let big = Config {
+            room_capacity: 100_000,
+            ..paged.clone()
+        };
+        let entry_bytes = 6 * (8 + crate::protocol::user::MAX_USER_CHARS) + 64;
+        assert_eq!(big.max_server_frame_bytes(), 1000 * entry_bytes + 96);
+        assert_eq!(big.max_server_frame_bytes(), paged.max_server_frame_bytes());
         // A message is a frame alone or a batch.
         assert_eq!(c.max_server_message_bytes(), c.batch_max_bytes);
-        assert_eq!(big.max_server_message_bytes(), big.max_server_frame_bytes());
     }
 
     /// Cloudflare refuses WebSocket messages over 1 MiB: with the defaults, no frame

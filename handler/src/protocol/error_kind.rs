@@ -76,6 +76,14 @@ pub enum ErrorKind {
     HistoryLimit,
     /// Storage failed while reading a history page.
     HistoryUnavailable,
+    /// A member page request from a v1 session.
+    MembersNeedsV2,
+    /// `members` is not an object.
+    MembersShape,
+    /// A member page request's `after` is not a cursor the server gives out.
+    MembersCursor,
+    /// A member page request's `limit` is not from 1 to `roster_inline_max`.
+    MembersLimit,
     /// The name is empty once invisible characters are removed.
     NameInvisible,
     /// Sent before close 1013 "Room is full".
@@ -106,7 +114,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 52] = [
+    pub const ALL: [ErrorKind; 56] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -148,6 +156,10 @@ impl ErrorKind {
         ErrorKind::HistoryBefore,
         ErrorKind::HistoryLimit,
         ErrorKind::HistoryUnavailable,
+        ErrorKind::MembersNeedsV2,
+        ErrorKind::MembersShape,
+        ErrorKind::MembersCursor,
+        ErrorKind::MembersLimit,
         ErrorKind::NameInvisible,
         ErrorKind::RoomFull,
         ErrorKind::TooManySeats,
@@ -213,6 +225,10 @@ impl ErrorKind {
             ErrorKind::HistoryBefore => "history_before",
             ErrorKind::HistoryLimit => "history_limit",
             ErrorKind::HistoryUnavailable => "history_unavailable",
+            ErrorKind::MembersNeedsV2 => "members_needs_v2",
+            ErrorKind::MembersShape => "members_shape",
+            ErrorKind::MembersCursor => "members_cursor",
+            ErrorKind::MembersLimit => "members_limit",
             ErrorKind::NameInvisible => "name_invisible",
             ErrorKind::RoomFull => "room_full",
             ErrorKind::TooManySeats => "too_many_seats",
@@ -292,6 +308,18 @@ impl ErrorKind {
                 "History \"limit\" must be a whole number from 1 to history_page_max (see GET /api/limits)."
             }
             ErrorKind::HistoryUnavailable => "History could not be read; try again.",
+            ErrorKind::MembersNeedsV2 => {
+                "Member pages need protocol v2: send \"v\": 2 in the hello."
+            }
+            ErrorKind::MembersShape => {
+                "Expected a member page request like {\"members\": {\"after\": \"<next>\", \"limit\": 100}}."
+            }
+            ErrorKind::MembersCursor => {
+                "Members \"after\" must be a \"next\" cursor the server sent, or null for the first page."
+            }
+            ErrorKind::MembersLimit => {
+                "Members \"limit\" must be a whole number from 1 to roster_inline_max (100 by default)."
+            }
             ErrorKind::NameInvisible => "Name must contain a visible character.",
             ErrorKind::RoomFull => "Room is full; try again later.",
             ErrorKind::TooManySeats => {

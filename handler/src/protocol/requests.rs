@@ -1,5 +1,5 @@
 //! The v2 requests inside a client frame, decoded and checked against the limits:
-//! moderator frames, history pages and a chat frame's `cid`.
+//! moderator frames, history pages, member pages and a chat frame's `cid`.
 
 use crate::protocol::config::Config;
 use crate::protocol::error_kind::ErrorKind;
@@ -124,6 +124,45 @@ pub(crate) fn parse_history(
     Ok((before, limit))
 }
 
+/// The longest cursor text: the decimal digits of a `u64`.
+const MAX_CURSOR_LEN: usize = 20;
+
+/// Reads a member cursor (`next` of a roster frame or member page): the decimal digits
+/// of a position in the room's join order, without sign, spaces or leading `+`.
+/// `None` for anything else.
+pub(crate) fn parse_cursor(text: &str) -> Option<u64> {
+    let digits = !text.is_empty()
+        && text.len() <= MAX_CURSOR_LEN
+        && text.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| text.parse().ok())?
+}
+
+/// Checks a member page request: `after` a cursor string the server gave (`next`) or
+/// absent/`null` for the first page; `limit` a whole number from 1 to
+/// `roster_inline_max`, or absent/`null` for that maximum. Other fields are ignored.
+pub(crate) fn parse_members(
+    request: &Value,
+    config: &Config,
+) -> Result<(Option<u64>, usize), ErrorKind> {
+    let Value::Object(map) = request else {
+        return Err(ErrorKind::MembersShape);
+    };
+    let after = match map.get("after") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(c)) => Some(parse_cursor(c).ok_or(ErrorKind::MembersCursor)?),
+        Some(_) => return Err(ErrorKind::MembersCursor),
+    };
+    let limit = match map.get("limit") {
+        None | Some(Value::Null) => config.roster_inline_max,
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=config.roster_inline_max).contains(n))
+            .ok_or(ErrorKind::MembersLimit)?,
+    };
+    Ok((after, limit))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +201,56 @@ mod tests {
         );
         assert_eq!(dec(json!({"other": 1})), None);
         assert_eq!(dec(json!({"delete": null})), None);
+    }
+
+    #[test]
+    fn member_requests_decode_and_bad_ones_say_why() {
+        let c = Config {
+            roster_inline_max: 10,
+            ..Config::default()
+        };
+        let p = |v: Value| parse_members(&v, &c);
+        assert_eq!(p(json!({})), Ok((None, 10)));
+        assert_eq!(p(json!({"after": null, "limit": null})), Ok((None, 10)));
+        assert_eq!(p(json!({"after": "0", "limit": 1})), Ok((Some(0), 1)));
+        assert_eq!(
+            p(json!({"after": "18446744073709551615", "limit": 10, "x": 1})),
+            Ok((Some(u64::MAX), 10))
+        );
+        for bad in [json!(null), json!([]), json!("7"), json!(7)] {
+            assert_eq!(p(bad.clone()), Err(ErrorKind::MembersShape), "{bad}");
+        }
+        for after in [
+            json!(7),
+            json!(""),
+            json!("-1"),
+            json!("+1"),
+            json!(" 1"),
+            json!("1.0"),
+            json!("18446744073709551616"),
+            json!("9".repeat(1000)),
+            json!({"n": 1}),
+        ] {
+            assert_eq!(
+                p(json!({ "after": after })),
+                Err(ErrorKind::MembersCursor),
+                "{after}"
+            );
+        }
+        for limit in [
+            json!(0),
+            json!(11),
+            json!(-1),
+            json!(1.5),
+            json!("5"),
+            json!(u64::MAX),
+        ] {
+            assert_eq!(
+                p(json!({ "limit": limit })),
+                Err(ErrorKind::MembersLimit),
+                "{limit}"
+            );
+        }
     }
 
     #[test]

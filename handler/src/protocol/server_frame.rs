@@ -62,6 +62,21 @@ pub enum ServerFrame<'a> {
     /// instead of one `joined` each. Entries are objects so that later v2 features can
     /// add fields without breaking clients.
     Roster { roster: Vec<RosterEntry<'a>> },
+    /// v2: `{"roster": [...], "count", "next"}`, a joiner's roster in a room with more
+    /// other members than `roster_inline_max`: the first page (the longest-present
+    /// members first), how many other members there are, and the cursor of the next
+    /// page (see `room/roster.rs`).
+    RosterPage {
+        roster: Vec<RosterEntry<'a>>,
+        count: u64,
+        next: String,
+    },
+    /// v2: `{"members": {"page": [...], "count", "next"}}`, the answer to a member page
+    /// request; `next` is `null` after the last page.
+    Members { members: MemberPage<'a> },
+    /// v2: `{"members": {"unlisted": name}}`, right after a `quit`: that member had not
+    /// been listed to this session yet, and no page will list it (see `room/roster.rs`).
+    Unlisted { members: UnlistedMember<'a> },
     /// v2: `{"history": [<chat frames ascending>], "before", "more"}`, a page of older
     /// messages. `history` holds only [`ServerFrame::Chat`] frames; `before` is the
     /// request's bound (the newest seq + 1 when it gave none); `more` says whether older
@@ -82,6 +97,21 @@ pub struct RosterEntry<'a> {
     pub user: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+}
+
+/// The body of [`ServerFrame::Members`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemberPage<'a> {
+    pub page: Vec<RosterEntry<'a>>,
+    pub count: u64,
+    /// `null` after the last page.
+    pub next: Option<String>,
+}
+
+/// The body of [`ServerFrame::Unlisted`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnlistedMember<'a> {
+    pub unlisted: &'a str,
 }
 
 /// Serializes as JSON `true`: the `ready` key of [`ServerFrame::Ready`] has no other value.
@@ -279,6 +309,45 @@ mod tests {
         assert_eq!(
             enc(ServerFrame::Roster { roster: vec![] }),
             r#"{"roster":[]}"#
+        );
+        let a = RosterEntry {
+            name: "a",
+            user: None,
+            role: None,
+        };
+        assert_eq!(
+            enc(ServerFrame::RosterPage {
+                roster: vec![a.clone()],
+                count: 7,
+                next: "12".into()
+            }),
+            r#"{"roster":[{"name":"a"}],"count":7,"next":"12"}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::Members {
+                members: MemberPage {
+                    page: vec![a.clone()],
+                    count: 7,
+                    next: Some("13".into())
+                }
+            }),
+            r#"{"members":{"page":[{"name":"a"}],"count":7,"next":"13"}}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::Members {
+                members: MemberPage {
+                    page: vec![],
+                    count: 0,
+                    next: None
+                }
+            }),
+            r#"{"members":{"page":[],"count":0,"next":null}}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::Unlisted {
+                members: UnlistedMember { unlisted: "a" }
+            }),
+            r#"{"members":{"unlisted":"a"}}"#
         );
     }
 

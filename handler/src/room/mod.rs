@@ -8,6 +8,7 @@ pub mod moderation;
 pub(crate) mod observe;
 pub(crate) mod ratelimit;
 pub(crate) mod retry;
+pub(crate) mod roster;
 pub(crate) mod session;
 pub(crate) mod storage;
 
@@ -16,7 +17,7 @@ use crate::protocol::client_frame::{self, ClientFrame, Hello, Resume};
 use crate::protocol::close::Close;
 use crate::protocol::config::Config;
 use crate::protocol::error_kind::ErrorKind;
-use crate::protocol::server_frame::{Frame, RosterEntry, ServerFrame, True};
+use crate::protocol::server_frame::{Frame, ServerFrame, True};
 use crate::protocol::version::Version;
 use crate::room::action::{Action, Audience, Effect};
 use crate::room::address_limits::{Addresses, Limit};
@@ -24,6 +25,7 @@ use crate::room::batch::Batcher;
 use crate::room::moderation::history_frame;
 use crate::room::observe::{Event, JoinOutcome, Observer, Unobserved};
 use crate::room::retry::Retry;
+use crate::room::roster::Roster;
 use crate::room::session::{ConnId, Peer, Session};
 use crate::room::storage::{Storage, StorageResult, StoredMessage};
 use std::collections::BTreeMap;
@@ -56,6 +58,8 @@ pub struct Room<S> {
     /// first needed and dropped when someone joins or leaves: every broadcast in
     /// between shares one list, so a broadcast to 10,000 allocates nothing.
     recipients: [Option<Arc<[ConnId]>>; 2],
+    /// The members in join order, for v2 roster pages (see `roster.rs`).
+    roster: Roster,
 }
 
 impl<S: Storage> Room<S> {
@@ -98,6 +102,7 @@ impl<S: Storage> Room<S> {
             members: 0,
             observer: Box::new(Unobserved),
             recipients: [None, None],
+            roster: Roster::default(),
         };
         for s in sessions {
             // The buckets are read from storage when first needed.
@@ -105,8 +110,9 @@ impl<S: Storage> Room<S> {
             room.members += usize::from(s.is_joined());
             room.sessions.insert(s.id, s);
         }
-        // Batch members are known once every session is in.
+        // Batch members and the join order are known once every session is in.
         room.batcher = Batcher::new(&room.config, room.sessions.values());
+        room.roster = Roster::rebuild(&mut room.sessions);
         Ok(room)
     }
 
@@ -318,6 +324,7 @@ impl<S: Storage> Room<S> {
             Ok(ClientFrame::Hello(hello)) => self.join(conn, hello, now_ms, out),
             Ok(ClientFrame::Chat { message, cid }) => self.chat(conn, message, cid, now_ms, out),
             Ok(ClientFrame::History { before, limit }) => self.history(conn, before, limit, out),
+            Ok(ClientFrame::Members { after, limit }) => self.member_page(conn, after, limit, out),
             Ok(ClientFrame::Moderate(request)) => self.moderate(conn, request, now_ms, out),
             Err(e) if !joined => self.refuse_hello(conn, e, now_ms, out),
             Err(e) => self.send_error(out, conn, e),
@@ -488,24 +495,21 @@ impl<S: Storage> Room<S> {
                 return;
             }
         };
-        // The members already here: one `joined` each in v1, one `roster` frame in v2.
-        let present = self.sessions.values().filter(|s| s.is_joined());
+        // The members already here: one `joined` each in v1; in v2 one `roster` frame,
+        // the first page of them in a big room (see `roster.rs`).
+        let rank = self.roster.next_rank();
+        let mut listed_through = None;
         if hello.version == Version::V2 {
-            let roster = present
-                .filter_map(|s| {
-                    let verified = s.verified.as_ref();
-                    Some(RosterEntry {
-                        name: s.name.as_deref()?,
-                        user: verified.map(|v| v.user.as_str()),
-                        role: verified.and_then(|v| v.role),
-                    })
-                })
-                .collect();
-            out.push(Effect::Send {
-                to: conn,
-                frame: ServerFrame::Roster { roster }.encode(),
-            });
+            let (frame, listed) = self.roster.join_frame(
+                &self.sessions,
+                rank,
+                self.members,
+                self.config.roster_inline_max,
+            );
+            listed_through = listed;
+            out.push(Effect::Send { to: conn, frame });
         } else {
+            let present = self.sessions.values().filter(|s| s.is_joined());
             for name in present.filter_map(|s| s.name.as_deref()) {
                 out.push(Effect::Send {
                     to: conn,
@@ -531,6 +535,9 @@ impl<S: Storage> Room<S> {
             s.addr_muted_until = addr_muted_until;
             self.members += 1;
             s.batch = hello.batch;
+            s.rank = rank;
+            s.listed_through = listed_through;
+            self.roster.update(s);
             if s.is_batched() {
                 self.batcher.add(s);
             }
@@ -788,6 +795,35 @@ impl<S: Storage> Room<S> {
         }
     }
 
+    /// A member page request: a page for a v2 session, an error for a v1 one (which
+    /// never receives a v2 frame kind). See `roster.rs`.
+    fn member_page(
+        &mut self,
+        conn: ConnId,
+        after: Option<u64>,
+        limit: usize,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(session) = self.sessions.get(&conn) else {
+            return;
+        };
+        if session.version != Version::V2 {
+            return self.send_error(out, conn, ErrorKind::MembersNeedsV2);
+        }
+        let others = self.members.saturating_sub(1);
+        let (frame, listed_through) =
+            self.roster
+                .members_page(&self.sessions, session, after, limit, others);
+        out.push(Effect::Send { to: conn, frame });
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            if s.listed_through != listed_through {
+                s.listed_through = listed_through;
+                self.roster.update(s);
+                out.push(Effect::Save { conn });
+            }
+        }
+    }
+
     /// Forgets the connection, then tells the backend to close it.
     pub(crate) fn close(&mut self, conn: ConnId, close: Close, now_ms: u64, out: &mut Vec<Effect>) {
         if self.sessions.contains_key(&conn) {
@@ -808,6 +844,16 @@ impl<S: Storage> Room<S> {
                 frame: ServerFrame::Quit { quit: name }.encode(),
                 audience: Audience::Members,
             });
+            self.roster.remove(&session);
+            // Right behind the quit, for those whose pages never listed it.
+            let unlisted = self.roster.unlisted_to(&self.sessions, &session);
+            if !unlisted.is_empty() {
+                let frame = roster::unlisted_frame(name);
+                out.extend(unlisted.into_iter().map(|to| Effect::Send {
+                    to,
+                    frame: frame.clone(),
+                }));
+            }
         }
         self.addresses
             .remove(&session.addr, conn, &self.config, &mut self.storage, now_ms);

@@ -59,6 +59,16 @@ pub struct Session {
     /// later mutes, so a chat message needs no storage read. Never set for a moderator.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(crate) addr_muted_until: u64,
+    /// The session's place in the room's join order, from 1, given at its hello: what
+    /// member pages are ordered by and what their cursors name (`roster.rs`). 0 before
+    /// the hello.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) rank: u64,
+    /// While the session's paged roster is incomplete: the rank of the last member
+    /// listed to it so far (`roster.rs`). `None` once the roster was sent whole or
+    /// paged to its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) listed_through: Option<u64>,
 }
 
 /// A verified session's identity, from its join token. At most a user id of 64
@@ -139,6 +149,8 @@ impl Session {
             verified: None,
             batch: false,
             addr_muted_until: 0,
+            rank: 0,
+            listed_through: None,
         }
     }
 

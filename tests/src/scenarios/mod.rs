@@ -18,6 +18,7 @@ mod observability;
 mod origin;
 mod paging;
 mod retry;
+mod roster;
 mod routes;
 mod sizes;
 mod slow;
@@ -110,6 +111,8 @@ pub fn all() -> Vec<Scenario> {
         ),
         scenario!(Own, observability::refusals_at_connect_are_counted),
         scenario!(Own, identity::issuer_and_audience_are_checked_when_set),
+        scenario!(Own, roster::big_roster_pages_list_every_member_once),
+        scenario!(Own, roster::bad_member_requests_get_errors),
         // The fault tests below stop, kill and flood the runner's own process, and read
         // its /metrics; a Durable Object's process is workerd's.
         scenario!(
