@@ -527,8 +527,9 @@ impl Config {
 
     /// The limits a client checks before sending, as the JSON body of
     /// `/api/limits`: `{"max_name_chars", "max_message_chars",
-    /// "max_frame_bytes", "max_moderation_secs", "history_page_max"}` (the moderation
-    /// bound for a moderator's kick and mute controls, the page size for history).
+    /// "max_frame_bytes", "max_moderation_secs", "history_page_max",
+    /// "roster_inline_max"}` (the moderation bound for a moderator's kick and mute
+    /// controls, the page sizes for history and for the v2 member list).
     pub fn client_limits_json(&self) -> String {
         serde_json::json!({
             "max_name_chars": self.max_name_chars,
@@ -536,6 +537,7 @@ impl Config {
             "max_frame_bytes": self.max_frame_bytes,
             "max_moderation_secs": self.max_moderation_secs,
             "history_page_max": self.history_page_max,
+            "roster_inline_max": self.roster_inline_max,
         })
         .to_string()
     }
@@ -600,6 +602,7 @@ mod tests {
                 "max_frame_bytes": 65536,
                 "max_moderation_secs": 604800,
                 "history_page_max": 100,
+                "roster_inline_max": 100,
             })
         );
     }

@@ -318,7 +318,7 @@ impl ErrorKind {
                 "Members \"after\" must be a \"next\" cursor the server sent, or null for the first page."
             }
             ErrorKind::MembersLimit => {
-                "Members \"limit\" must be a whole number from 1 to roster_inline_max (100 by default)."
+                "Members \"limit\" must be a whole number from 1 to roster_inline_max (see GET /api/limits)."
             }
             ErrorKind::NameInvisible => "Name must contain a visible character.",
             ErrorKind::RoomFull => "Room is full; try again later.",

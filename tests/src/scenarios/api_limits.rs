@@ -62,6 +62,8 @@ async fn advertised_and_enforced(ctx: Ctx, limits: Limits) -> Result<()> {
         // that it is enforced.
         "max_moderation_secs": 604800,
         "history_page_max": limits.history_page_max,
+        // Neither group overrides it; the roster scenarios check that it is enforced.
+        "roster_inline_max": 100,
     });
     ensure_eq!(got, expected, "GET {path} body");
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 const INLINE_MAX: usize = 3;
 
 const LIMIT_ERROR: &str =
-    r#"Members "limit" must be a whole number from 1 to roster_inline_max (100 by default)."#;
+    r#"Members "limit" must be a whole number from 1 to roster_inline_max (see GET /api/limits)."#;
 const CURSOR_ERROR: &str =
     r#"Members "after" must be a "next" cursor the server sent, or null for the first page."#;
 const SHAPE_ERROR: &str =
