@@ -411,7 +411,18 @@ impl ConfigKey {
 
     /// The wrangler var of the Worker: the key in upper case (`ROOM_CAPACITY`).
     pub fn worker_var(&self) -> String {
-        self.name.to_ascii_uppercase()
+        Config::worker_var(self.name)
+    }
+}
+
+impl Config {
+    /// The wrangler var of a key of [`Config::KEYS`]: the key in upper case
+    /// (`ROOM_CAPACITY`), as [`ConfigKey::worker_var`] spells it. For the Worker, which
+    /// iterates [`Config::KEYS`] rather than [`Config::DESCRIPTORS`]: the descriptors
+    /// hold every key's documentation, about 6 KB of text that would otherwise be
+    /// linked into its wasm for nothing.
+    pub fn worker_var(key: &str) -> String {
+        key.to_ascii_uppercase()
     }
 }
 
