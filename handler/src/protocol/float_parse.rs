@@ -86,6 +86,12 @@ fn decimal(s: &[u8]) -> Option<(Vec<u8>, i64)> {
 /// 800 is more than the 767 digits a halfway case between two doubles can need.
 const MAX_DIGITS: usize = 800;
 
+/// 10^0 to 10^22: every one exact as a double (`powi` promises no precision).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
 /// The double nearest `digits × 10^exp10` (ties to even), non-negative.
 fn magnitude(mut digits: Vec<u8>, mut exp10: i64) -> f64 {
     while digits.last() == Some(&0) {
@@ -107,7 +113,7 @@ fn magnitude(mut digits: Vec<u8>, mut exp10: i64) -> f64 {
     // One rounding: an integer below 2^53 times or over an exact power of ten.
     if digits.len() <= 15 && (-22..=22).contains(&exp10) {
         let m = digits.iter().fold(0u64, |m, &d| m * 10 + u64::from(d)) as f64;
-        let p = 10f64.powi(exp10.unsigned_abs() as i32);
+        let p = POW10[exp10.unsigned_abs() as usize];
         return if exp10 < 0 { m / p } else { m * p };
     }
     if digits.len() > MAX_DIGITS {
