@@ -1,7 +1,7 @@
 //! The chat's limits from wrangler vars.
 //!
 //! Every setting of [`chat_handler::Config`] can be overridden by the var its descriptor
-//! names ([`chat_handler::ConfigKey::worker_var`]: the key in upper case,
+//! names ([`chat_handler::Config::worker_var`]: the key in upper case,
 //! `room_capacity` → `ROOM_CAPACITY`), set in `[vars]` or with
 //! `wrangler dev --var ROOM_CAPACITY:4`. Unset vars keep the handler's defaults, so no
 //! key name or number is restated here.
@@ -41,13 +41,15 @@ pub fn load_with_secret(env: &Env) -> Result<(Config, Option<AuthSecret>), Strin
 /// sentence naming the offending var, meant for the operator (served as a 500).
 pub fn load(env: &Env) -> Result<Config, String> {
     let mut config = Config::default();
-    for key in Config::DESCRIPTORS {
-        let var = key.worker_var();
+    // `KEYS`, not `DESCRIPTORS`: the descriptors carry every key's documentation,
+    // which the Worker never shows (about 6 KB of the wasm).
+    for &key in Config::KEYS {
+        let var = Config::worker_var(key);
         let Some(value) = var_text(env, &var)? else {
             continue;
         };
         config
-            .set(key.name(), &value)
+            .set(key, &value)
             .map_err(|e| format!("Invalid configuration: {var}: {e}"))?;
     }
     config

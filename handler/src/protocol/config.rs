@@ -286,7 +286,19 @@ macro_rules! number_value {
     )+};
 }
 
-number_value!(u32, u64, usize, f64);
+number_value!(u32, u64, usize);
+
+impl Value for f64 {
+    fn parse(key: &str, text: &str) -> Result<Self, ConfigError> {
+        // Not `text.parse()`: the same result without core's float parser, which
+        // would be about 14 KiB of the Worker's gzipped bundle (see float_parse).
+        super::float_parse::parse_f64(text)
+            .ok_or_else(|| ConfigError(format!("{key}: expected a number, got {text:?}")))
+    }
+    fn text(&self) -> String {
+        self.to_string()
+    }
+}
 
 impl Value for bool {
     const SWITCH: bool = true;
@@ -416,7 +428,18 @@ impl ConfigKey {
 
     /// The wrangler var of the Worker: the key in upper case (`ROOM_CAPACITY`).
     pub fn worker_var(&self) -> String {
-        self.name.to_ascii_uppercase()
+        Config::worker_var(self.name)
+    }
+}
+
+impl Config {
+    /// The wrangler var of a key of [`Config::KEYS`]: the key in upper case
+    /// (`ROOM_CAPACITY`), as [`ConfigKey::worker_var`] spells it. For the Worker, which
+    /// iterates [`Config::KEYS`] rather than [`Config::DESCRIPTORS`]: the descriptors
+    /// hold every key's documentation, about 6 KB of text that would otherwise be
+    /// linked into its wasm for nothing.
+    pub fn worker_var(key: &str) -> String {
+        key.to_ascii_uppercase()
     }
 }
 

@@ -7,6 +7,7 @@ pub(crate) mod client_frame;
 pub(crate) mod close;
 pub(crate) mod config;
 pub(crate) mod error_kind;
+pub(crate) mod float_parse;
 pub(crate) mod names;
 pub(crate) mod origin;
 pub(crate) mod requests;
