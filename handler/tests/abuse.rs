@@ -173,6 +173,9 @@ fn a_drained_message_bucket_survives_a_rebuild_without_living_in_sessions() {
     join(&mut r, 2, "a", &hello("y"), 0);
     say(&mut r, 1, "one", 0);
     say(&mut r, 1, "two", 0);
+    // A backend flushes a room before it drops it (which writes the changed bucket);
+    // the Durable Object is only evicted once the room is quiet.
+    r.flush(0);
     let sessions: Vec<Session> = r.sessions().cloned().collect();
     let text = serde_json::to_string(&sessions[1]).unwrap();
     assert!(
@@ -332,9 +335,10 @@ fn one_frame_costs_the_same_storage_writes_with_1_or_100_sockets_per_address() {
     let one = cost_of_one_frame(1);
     let hundred = cost_of_one_frame(100);
     assert_eq!(one, hundred, "independent of the address's sockets");
-    // Accepted message: the message and the bucket; garbage: the bucket; refused: no
-    // storage write and only the sender's strikes.
-    assert_eq!(hundred, vec![(2, 0), (1, 0), (0, 1)]);
+    // Accepted message: the message (the bucket is written once per
+    // `rate_persist_ms`, not per frame); garbage: nothing; refused: no storage write
+    // and only the sender's strikes.
+    assert_eq!(hundred, vec![(1, 0), (0, 0), (0, 1)]);
 }
 
 #[test]
@@ -360,6 +364,8 @@ fn cost_of_connect_close_cycles(cycles: u64, step_ms: u64, addrs: u64) -> usize 
     r.try_connect(0, peer("member"), 0).unwrap();
     r.on_text(0, &hello("m"), 0);
     r.on_text(0, &json!({"message": "history"}).to_string(), 0);
+    // The member's changed bucket is written now rather than inside the window.
+    r.flush(0);
     let before = r.storage().writes;
     for i in 1..=cycles {
         let now = i * step_ms;
@@ -478,4 +484,41 @@ fn ipv6_joins_also_count_per_48_with_a_larger_bucket() {
         try_join(&mut r, "2001:db8:7:5::1", 500).1,
         Some(Close::JoiningTooFast)
     );
+}
+
+/// Frame buckets are written once per `rate_persist_ms`, whatever the frames: 50
+/// messages in a second from one address cost 50 message writes and one bucket write,
+/// made by the first event past the interval (or the room's timer, `next_flush`).
+#[test]
+fn a_busy_address_costs_one_bucket_write_per_interval() {
+    let cfg = Config {
+        rate_burst: 1000,
+        rate_per_sec: 1000.0,
+        rate_persist_ms: 1000,
+        ..Config::default()
+    };
+    let mut r = Room::open(cfg, Counting::default(), EPOCH).unwrap();
+    r.try_connect(1, peer("1.2.3.4"), 0).unwrap();
+    r.on_text(1, &hello("x"), 0);
+    let before = r.storage().writes;
+    for t in 0..50 {
+        r.on_text(1, &json!({"message": "hi"}).to_string(), 10 + t * 10);
+    }
+    assert_eq!(
+        r.storage().writes - before,
+        50,
+        "the messages, no bucket yet"
+    );
+    assert_eq!(
+        r.next_flush(),
+        Some(1_010),
+        "due rate_persist_ms after the first"
+    );
+    assert!(
+        !r.is_quiet(600),
+        "a changed bucket keeps the room from being dropped"
+    );
+    r.on_tick(1_010);
+    assert_eq!(r.storage().writes - before, 51, "one bucket write");
+    assert_eq!(r.next_flush(), None);
 }

@@ -620,7 +620,11 @@ fn recipients_of(room: &Room<MemoryStorage>, actions: &[Action]) -> Vec<ConnId> 
 
 #[test]
 fn a_one_member_room_adds_no_latency() {
-    let mut r = room(Config::default());
+    // Buckets written through: `next_flush` then speaks of batches only.
+    let mut r = room(Config {
+        rate_persist_ms: 0,
+        ..Config::default()
+    });
     join(&mut r, 1, "a", &hello_batch("alice"), 1000);
     for i in 0..20 {
         let acts = say(&mut r, 1, &format!("m{i}"), 2000 + i);

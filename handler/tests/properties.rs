@@ -43,6 +43,11 @@ fn config() -> Config {
         seats_per_address: 1000,
         join_burst: 1_000_000,
         join_per_sec: 1_000_000.0,
+        // Frame buckets written through: this model rebuilds the room from storage
+        // before every event, which only a written-through bucket survives exactly. The
+        // delayed writes (a room is rebuilt only once flushed or quiet) are checked by
+        // properties_batching.rs and tests/abuse.rs.
+        rate_persist_ms: 0,
         ..model::config()
     }
 }

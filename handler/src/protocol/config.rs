@@ -166,6 +166,11 @@ config_keys! {
     rate_per_sec: f64 = 1.0, most 1_000_000.0;
     /// Frames rejected in a row by the rate limit before the socket is closed with 1008.
     rate_strikes: u32 = 30, least 1, most u32::MAX;
+    /// Milliseconds a changed frame bucket may wait in memory before it is written to
+    /// storage (0: written on every frame). Batches a busy address's bucket writes into
+    /// one per this interval; a room about to be dropped (hibernation, shutdown) writes
+    /// them first, so only a crash can lose this much of an address's spending.
+    rate_persist_ms: u64 = 1000, least 0, most 60_000;
     /// Most connections (named or not) per room; the next gets 1013 "Room is full".
     room_capacity: usize = 1000, least 1, most 100_000;
     /// Most connections (named or not) from one client address in one room; the next

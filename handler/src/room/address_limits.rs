@@ -7,13 +7,22 @@
 //! same map under its own key (`2001:db8:1::/48`), holding the connections of all its
 //! /64s and a join bucket of its own.
 //!
-//! The buckets live in storage, written through on every token taken: one storage
-//! write per charged frame, however many sockets the address has, and none for a
-//! refused frame (a refusal leaves the bucket as it was). A rebuilt room (a Durable
-//! Object after eviction) reads them back from storage the first time it needs them,
-//! so nothing about a bucket is kept in a session, and a reconnecting address finds
-//! its bucket where it left it. In memory the room keeps the buckets it has read, and
-//! what it keeps always equals what storage holds (see [`Addresses::prune`]).
+//! The buckets live in storage. A join bucket is written through on every token taken.
+//! A frame bucket, charged on every frame, is written at most once per
+//! `rate_persist_ms`: a charge marks it changed ("dirty"), and the room writes every
+//! changed bucket when the oldest change is that old ([`Addresses::persist_due`], from
+//! the room's timer: [`crate::Room::next_flush`]), when the address's last connection
+//! leaves, and before the room is dropped ([`crate::Room::flush`]; a room with a changed
+//! bucket is not quiet). So a busy address costs one storage write per interval instead
+//! of one per frame (on the Durable Object a SQL statement per message), and only a
+//! crash loses up to `rate_persist_ms` of its spending. With `rate_persist_ms` 0 every
+//! charge is written through. None is written for a refused frame (a refusal leaves
+//! the bucket as it was), and one write serves all of an address's sockets. A rebuilt
+//! room (a Durable Object after eviction) reads the buckets back from storage the first
+//! time it needs them, so nothing about a bucket is kept in a session, and a
+//! reconnecting address finds its bucket where it left it. In memory the room keeps
+//! the buckets it has read; apart from the changed ones not yet written, what it keeps
+//! equals what storage holds (see [`Addresses::prune`]).
 //!
 //! Pruning is lazy: at most once per [`Addresses::prune_every_ms`] (the slower full
 //! refill, at least [`PRUNE_EVERY_MIN_MS`]), when an address's last connection leaves.
@@ -80,6 +89,10 @@ pub(crate) struct Addresses {
     /// When the stored buckets were last pruned by this instance (`None`: not yet; a
     /// rebuilt room prunes at the first leave, which is once per rebuild).
     pruned_ms: Option<u64>,
+    /// Addresses whose frame bucket changed since it was last written, and when the
+    /// oldest of those changes happened (`None` when there are none).
+    dirty: BTreeSet<String>,
+    dirty_since: Option<u64>,
 }
 
 /// One address: its connections and the buckets read from storage so far (`None`: not
@@ -157,6 +170,17 @@ impl Addresses {
             };
             address.conns.remove(&conn);
             if address.conns.is_empty() {
+                // Its changed bucket goes to storage before the address leaves memory,
+                // so a reconnect reads it back.
+                if self.dirty.remove(&key) {
+                    if let Some(bucket) = &address.frames {
+                        // A failed write only forgives the client.
+                        let _ = storage.save_bucket(&key, bucket);
+                    }
+                    if self.dirty.is_empty() {
+                        self.dirty_since = None;
+                    }
+                }
                 self.map.remove(&key);
                 emptied = true;
             }
@@ -219,15 +243,54 @@ impl Addresses {
         };
         let mut next = current.clone();
         let allowed = next.try_take(burst, rate, now_ms);
-        let kept = if allowed {
+        let kept = if !allowed {
+            current
+        } else if limit == Limit::Frames && config.rate_persist_ms > 0 {
+            // Written later (see the module comment).
+            if self.dirty.insert(key.into_owned()) && self.dirty_since.is_none() {
+                self.dirty_since = Some(now_ms);
+            }
+            next
+        } else {
             // A failed write only forgives the client should the room be rebuilt.
             let _ = storage.save_bucket(&key, &next);
             next
-        } else {
-            current
         };
         *slot = Some(kept);
         allowed
+    }
+
+    /// When the changed frame buckets are due to be written: `rate_persist_ms` after
+    /// the oldest change; `None` when none has changed.
+    pub(crate) fn persist_at(&self, config: &Config) -> Option<u64> {
+        self.dirty_since
+            .map(|since| since.saturating_add(config.rate_persist_ms))
+    }
+
+    /// True when a frame bucket has changed since it was last written.
+    pub(crate) fn has_unwritten(&self) -> bool {
+        self.dirty_since.is_some()
+    }
+
+    /// Writes the changed frame buckets if the oldest change is `rate_persist_ms` old
+    /// (or the clock stepped back past it).
+    pub(crate) fn persist_due(&mut self, config: &Config, storage: &mut impl Storage, now_ms: u64) {
+        if let Some(since) = self.dirty_since {
+            if now_ms < since || now_ms - since >= config.rate_persist_ms {
+                self.persist(storage);
+            }
+        }
+    }
+
+    /// Writes every changed frame bucket now, whatever its age: for a room about to be
+    /// dropped. A failed write only forgives the client should the room be rebuilt.
+    pub(crate) fn persist(&mut self, storage: &mut impl Storage) {
+        for key in std::mem::take(&mut self.dirty) {
+            if let Some(bucket) = self.map.get(&key).and_then(|a| a.frames.as_ref()) {
+                let _ = storage.save_bucket(&key, bucket);
+            }
+        }
+        self.dirty_since = None;
     }
 
     /// Deletes the stored buckets that are full by now, whatever their kind, and lets
@@ -259,15 +322,74 @@ mod tests {
 
     /// One token per bucket, refilled in one second (both kinds), so a second frame in
     /// the same millisecond is refused and a bucket is full again 1000 ms after its
-    /// last charge.
+    /// last charge. Frame buckets are written through, as join buckets are.
     fn one_token() -> Config {
         Config {
             rate_burst: 1,
             rate_per_sec: 1.0,
             join_burst: 1,
             join_per_sec: 1.0,
+            rate_persist_ms: 0,
             ..Config::default()
         }
+    }
+
+    #[test]
+    fn a_frame_bucket_is_written_once_per_interval_and_when_its_address_leaves() {
+        let cfg = Config {
+            rate_burst: 100,
+            rate_persist_ms: 1000,
+            ..Config::default()
+        };
+        let mut storage = MemoryStorage::new();
+        let mut addrs = Addresses::default();
+        addrs.add("a", 1);
+        addrs.add("b", 2);
+        for t in 1_000..1_005 {
+            assert!(addrs.take(Limit::Frames, "a", &cfg, &mut storage, t));
+        }
+        assert_eq!(storage.load_bucket("a").unwrap(), None, "not written yet");
+        assert_eq!(
+            addrs.persist_at(&cfg),
+            Some(2_000),
+            "due after the first change"
+        );
+        addrs.persist_due(&cfg, &mut storage, 1_999);
+        assert_eq!(storage.load_bucket("a").unwrap(), None, "not due at 1999");
+        addrs.persist_due(&cfg, &mut storage, 2_000);
+        let charged = addrs.map.get("a").unwrap().frames.clone();
+        assert_eq!(
+            storage.load_bucket("a").unwrap(),
+            charged,
+            "written when due"
+        );
+        assert!(!addrs.has_unwritten());
+        assert_eq!(addrs.persist_at(&cfg), None);
+        // A join bucket is still written at once.
+        assert!(addrs.take(Limit::Joins, "b", &cfg, &mut storage, 2_050));
+        assert!(storage.load_bucket("join b").unwrap().is_some());
+        // Charged again, then the address's last connection leaves before the interval
+        // is over: its bucket is written as it leaves.
+        assert!(addrs.take(Limit::Frames, "a", &cfg, &mut storage, 2_100));
+        let charged = addrs.map.get("a").unwrap().frames.clone();
+        assert_ne!(storage.load_bucket("a").unwrap(), charged);
+        addrs.remove("a", 1, &cfg, &mut storage, 2_200);
+        assert_eq!(
+            storage.load_bucket("a").unwrap(),
+            charged,
+            "written on leaving"
+        );
+        assert!(!addrs.has_unwritten());
+        // `persist` writes whatever changed, due or not (a room about to be dropped).
+        addrs.add("a", 3);
+        assert!(addrs.take(Limit::Frames, "a", &cfg, &mut storage, 2_300));
+        addrs.persist(&mut storage);
+        let charged = addrs.map.get("a").unwrap().frames.clone();
+        assert_eq!(
+            storage.load_bucket("a").unwrap(),
+            charged,
+            "written by persist"
+        );
     }
 
     #[test]

@@ -195,6 +195,9 @@ impl<S: Storage> Room<S> {
     /// makes each one a self-contained [`Action`], resolving audiences to the room's
     /// members as they are now.
     fn finish(&mut self, effects: Vec<Effect>, now_ms: u64) -> Vec<Action> {
+        // Changed frame buckets that are due go to storage (see `address_limits`).
+        self.addresses
+            .persist_due(&self.config, &mut self.storage, now_ms);
         let routed = self.batcher.route(effects, now_ms);
         self.actions(routed)
     }
@@ -416,22 +419,29 @@ impl<S: Storage> Room<S> {
     /// When the frames pending for batch sessions must be flushed; `None` when nothing
     /// is pending. They live only in memory: a backend keeps the room in memory until
     /// then (a timer), or flushes them with [`Room::flush`] before dropping it.
+    /// Also when the rate buckets changed by recent frames are due to be written
+    /// (`rate_persist_ms` after the first change; they too live only in memory until then).
     pub fn next_flush(&self) -> Option<u64> {
-        self.batcher.due()
+        match (self.batcher.due(), self.addresses.persist_at(&self.config)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Flushes every pending batch now, whatever the window: for a backend about to
     /// drop the room (hibernation, shutdown), which would otherwise lose them.
     pub fn flush(&mut self, now_ms: u64) -> Vec<Action> {
+        self.addresses.persist(&mut self.storage);
         let mut out = Vec::new();
         self.batcher.flush(now_ms, &mut out);
         self.actions(out)
     }
 
-    /// True when no batch is pending and none was flushed within `batch_window_ms`: a
-    /// room rebuilt now from its sessions and storage behaves exactly like this one.
+    /// True when no batch is pending, none was flushed within `batch_window_ms` and no
+    /// changed rate bucket waits to be written: a room rebuilt now from its sessions
+    /// and storage behaves exactly like this one.
     pub fn is_quiet(&self, now_ms: u64) -> bool {
-        self.batcher.is_idle(now_ms)
+        self.batcher.is_idle(now_ms) && !self.addresses.has_unwritten()
     }
 
     /// Batch sessions in the room, and the current batch window in ms
