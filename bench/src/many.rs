@@ -223,6 +223,13 @@ async fn send(
     sent
 }
 
+fn cpu(pids: &[u32]) -> Result<Option<Duration>, String> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    procfs::total_cpu(pids).map(Some)
+}
+
 /// Raises the bench's own open-file limit (each connection is one descriptor): as root,
 /// the hard limit up to the kernel's `fs.nr_open`, then the soft limit to the hard.
 fn raise_open_files() -> Result<u64, String> {
@@ -350,6 +357,7 @@ pub async fn run(base: &str, prefix: &str, plan: &Plan, pids: &[u32]) -> Result<
     let base_delivered = tally.delivered.load(Ordering::Relaxed);
     let sending = Arc::new(AtomicBool::new(true));
     let rooms_sending = senders.len();
+    let cpu_before = cpu(pids)?;
     let traffic = Instant::now();
     let mut sends = Vec::with_capacity(rooms_sending);
     for (r, sink) in senders {
@@ -367,6 +375,7 @@ pub async fn run(base: &str, prefix: &str, plan: &Plan, pids: &[u32]) -> Result<
         sent += s.await.unwrap_or(0);
     }
     let sending_secs = traffic.elapsed().as_secs_f64();
+    let cpu_used = cpu(pids)?.zip(cpu_before).map(|(a, b)| a.saturating_sub(b));
     tokio::time::sleep(GRACE).await;
     stop.send_replace(true);
     let rss_end = rss(pids)?;
@@ -382,6 +391,13 @@ pub async fn run(base: &str, prefix: &str, plan: &Plan, pids: &[u32]) -> Result<
         100.0 * lost as f64 / expected.max(1) as f64,
         closed.load(Ordering::Relaxed)
     );
+    if let Some(used) = cpu_used {
+        println!(
+            "server CPU while sending: {:.1} s of {sending_secs:.1} s ({:.2} µs per delivery)",
+            used.as_secs_f64(),
+            used.as_secs_f64() * 1e6 / delivered.max(1) as f64
+        );
+    }
     let ms = |q| {
         tally
             .quantile_ms(q)

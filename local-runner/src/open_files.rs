@@ -58,6 +58,11 @@ fn raise_hard_limit() {
             "hard open-file limit raised to fs.nr_open"
         ),
         // Unprivileged: the usual case, and not a problem.
-        Err(e) => tracing::debug!(error = %e, hard, "hard open-file limit left as it is"),
+        // (Without CAP_SYS_RESOURCE, as in most containers.)
+        Err(e) => info!(
+            error = %e,
+            hard,
+            "hard open-file limit left as it is (raising it needs CAP_SYS_RESOURCE)"
+        ),
     }
 }
