@@ -41,11 +41,13 @@ use tower_http::services::ServeDir;
 /// size.
 const READ_BUFFER: usize = 1024;
 /// Bytes buffered before tungstenite writes to the socket (batches flush anyway). The
-/// buffer never gives back what it grew to, so it is kept small: with messages sent in
-/// fragments of at most `connection::FRAGMENT` bytes it holds at most this plus one
-/// fragment, which is what a connection keeps after a roster or a big batch (a whole
-/// 10,000-name roster had each joiner of a big room keep 170 KiB).
-const WRITE_BUFFER: usize = 4 * 1024;
+/// buffer never gives back what it grew to; a message over `connection::FRAGMENT` goes
+/// out in fragments, each flushed at once, so no roster or big batch grows it past this
+/// plus one fragment (a whole 10,000-name roster had each joiner of a big room keep
+/// 170 KiB). Smaller (4 KiB was tried) costs more `write` calls for a busy socket's
+/// batches of small frames (0.89 µs of CPU per delivery instead of 0.49 at 800,000/s,
+/// in one run).
+pub(crate) const WRITE_BUFFER: usize = 16 * 1024;
 /// Largest request body. No route reads a body (`POST /api/room` ignores it), so a
 /// declared length over this is refused before the handler runs, and a longer body
 /// sent without one is never read.
