@@ -29,7 +29,7 @@ impl Protocol {
         }
     }
 
-    fn hello(&self, name: &str) -> String {
+    pub(crate) fn hello(&self, name: &str) -> String {
         let mut hello = serde_json::json!({ "name": name });
         if self.v2 {
             hello["v"] = 2.into();

@@ -8,6 +8,7 @@
 mod charts;
 mod client;
 mod idle;
+mod many;
 mod procfs;
 mod raw;
 mod report;
@@ -64,6 +65,20 @@ pub struct Args {
     /// with live traffic, checking every delivery (see --soak-secs, --soak-rate).
     #[arg(long, value_parser = parse_grid, value_name = "ROOMSxMEMBERS")]
     pub soak: Option<(usize, usize)>,
+    /// Instead of a rate run: ROOMSxMEMBERS joined connections (e.g. 1000x100) from many
+    /// loopback source addresses, then one message per second in every room for
+    /// --many-secs: join time, RSS per connection, latency and loss.
+    #[arg(long, value_parser = parse_grid, value_name = "ROOMSxMEMBERS")]
+    pub many: Option<(usize, usize)>,
+    /// Seconds of --many traffic (one message per second per room).
+    #[arg(long, default_value_t = 30)]
+    pub many_secs: u64,
+    /// --many connections per source address (127.0.0.2, 127.0.0.3, …).
+    #[arg(long, default_value_t = 500)]
+    pub many_per_address: usize,
+    /// --many joins in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub many_concurrency: usize,
     /// Seconds of soak traffic.
     #[arg(long, default_value_t = 60)]
     pub soak_secs: u64,
@@ -154,6 +169,17 @@ async fn run(args: Args) -> Result<(), String> {
             rate: args.soak_rate,
         };
         return soak::run(&args.url, &args.room, &plan, &args.server_pids).await;
+    }
+    if let Some((rooms, members)) = args.many {
+        let plan = many::Plan {
+            rooms,
+            members,
+            secs: args.many_secs,
+            per_address: args.many_per_address,
+            concurrency: args.many_concurrency,
+            protocol: args.protocol(),
+        };
+        return many::run(&args.url, &args.room, &plan, &args.server_pids).await;
     }
     if let Some(n) = args.idle_connections {
         return idle_memory(&args, n).await;

@@ -8,7 +8,8 @@ use crate::liveness::{random_payload, Liveness, Verdict};
 use crate::metrics::Metrics;
 use crate::registry::Rooms;
 use crate::room_inbox::{Event, Join};
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use crate::upgrade::Socket;
+use axum::body::Bytes;
 use chat_handler::{Close, ConnId, Peer};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{Sink, StreamExt};
@@ -20,10 +21,24 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{interval_at, sleep, sleep_until, timeout, Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data as OpData, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WireFrame;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tracing::debug;
 
 /// Most frames written between two flushes.
 const BATCH: usize = 64;
+/// Longest piece of a message written as one WebSocket frame; a longer message (a big
+/// room's roster, a history page, a large batch) goes out in fragments of this size.
+/// tungstenite copies each frame whole into the connection's write buffer, which never
+/// gives its capacity back: sent whole, a 170 KiB roster left every joiner of a room of
+/// 10,000 holding 170 KiB for good. Each fragment is flushed as soon as it is handed
+/// over, so the buffer holds at most one fragment beyond the small frames queued
+/// before it (which the library writes out past `http::WRITE_BUFFER`). Every WebSocket client reassembles
+/// fragmented messages (RFC 6455, section 5.4), and a close may come between two
+/// fragments (control frames may be interleaved).
+pub(crate) const FRAGMENT: usize = 4 * 1024;
 /// After our close frame, how long we keep reading for the client's close reply (and
 /// how long a writer may take to get its close out) before dropping the socket.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -52,7 +67,7 @@ pub(crate) struct ConnSettings {
 /// and joined before the future is built, it does not sit in every connection's task;
 /// nor do `rooms` and `room`, needed only to join.
 pub(crate) fn serve(
-    socket: WebSocket,
+    socket: Socket,
     rooms: Arc<Rooms>,
     room: String,
     peer: Peer,
@@ -115,7 +130,7 @@ enum End {
 }
 
 impl Reader {
-    async fn run(self, mut stream: SplitStream<WebSocket>, mut writer: JoinHandle<()>) {
+    async fn run(self, mut stream: SplitStream<Socket>, mut writer: JoinHandle<()>) {
         let conn = self.conn;
         let period = self.liveness.period();
         let mut check = interval_at(Instant::now() + period, period);
@@ -158,6 +173,8 @@ impl Reader {
                         left = true;
                     }
                     Some(Ok(Message::Close(_))) => {}
+                    // Reading yields whole messages, never raw frames.
+                    Some(Ok(Message::Frame(_))) => {}
                     Some(Err(e)) => {
                         if is_too_big(e) {
                             let _ = self.events.send(Event::TooBig { conn }).await;
@@ -239,17 +256,12 @@ async fn finish_writer(mut writer: JoinHandle<()>) {
 }
 
 /// True if the WebSocket library refused a message for its size.
-fn is_too_big(e: axum::Error) -> bool {
+fn is_too_big(e: tungstenite::Error) -> bool {
     use tungstenite::error::{CapacityError, Error};
-    let inner = e.into_inner();
-    match inner.downcast_ref::<Error>() {
-        Some(Error::Capacity(CapacityError::MessageTooLong { .. })) => true,
-        Some(other) => {
+    match e {
+        Error::Capacity(CapacityError::MessageTooLong { .. }) => true,
+        other => {
             debug!(error = %other, "websocket read failed");
-            false
-        }
-        None => {
-            debug!(error = %inner, "websocket read failed");
             false
         }
     }
@@ -257,7 +269,7 @@ fn is_too_big(e: axum::Error) -> bool {
 
 fn close_message(close: Close) -> Message {
     Message::Close(Some(CloseFrame {
-        code: close.code(),
+        code: CloseCode::from(close.code()),
         reason: Utf8Bytes::from_static(close.reason()),
     }))
 }
@@ -266,7 +278,7 @@ fn close_message(close: Close) -> Message {
 /// socket failed. A close that jumped the queue (the client is not reading) gets the
 /// grace period to go out, and no more.
 async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
+    mut sink: SplitSink<Socket, Message>,
     writer_end: WriterEnd,
     liveness: Arc<Liveness>,
 ) {
@@ -296,6 +308,10 @@ async fn write_loop(
 struct Writer {
     /// A message taken from the queue that the sink could not take yet.
     pending: Option<Message>,
+    /// What is left of a message going out in fragments ([`FRAGMENT`]).
+    rest: Option<Bytes>,
+    /// A fragment was handed to the sink: flush before taking anything more.
+    flush_now: bool,
     /// Messages handed to the sink since the last flush.
     unflushed: usize,
     /// Our close frame is on its way: take no more frames.
@@ -311,6 +327,8 @@ impl Writer {
     fn new(liveness: Arc<Liveness>) -> Self {
         Writer {
             pending: None,
+            rest: None,
+            flush_now: false,
             unflushed: 0,
             closing: false,
             urgent: false,
@@ -324,10 +342,10 @@ impl Writer {
 
     /// Writes until there is nothing to write, or the sink cannot take more; ready once
     /// the writing is over ([`Writer::done`]).
-    fn poll_write(
+    fn poll_write<S: Sink<Message, Error = tungstenite::Error> + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
-        sink: &mut SplitSink<WebSocket, Message>,
+        sink: &mut S,
         writer_end: &WriterEnd,
     ) -> Poll<()> {
         match self.write(cx, sink, writer_end) {
@@ -339,12 +357,12 @@ impl Writer {
         Poll::Ready(())
     }
 
-    fn write(
+    fn write<S: Sink<Message, Error = tungstenite::Error> + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
-        sink: &mut SplitSink<WebSocket, Message>,
+        sink: &mut S,
         writer_end: &WriterEnd,
-    ) -> Poll<Result<(), axum::Error>> {
+    ) -> Poll<Result<(), tungstenite::Error>> {
         let mut sink = Pin::new(sink);
         loop {
             if let Some(close) = writer_end.poll_urgent(cx) {
@@ -353,6 +371,7 @@ impl Writer {
                     // Abandon the batch: frames already handed to the sink stay ahead of
                     // the close (the library writes in order); no more are taken.
                     self.pending = Some(close_message(close));
+                    self.rest = None;
                     self.closing = true;
                     self.urgent = true;
                 }
@@ -362,12 +381,18 @@ impl Writer {
                     self.pending = Some(msg);
                     return Poll::Pending;
                 }
+                // A fragment is flushed at once, so the library's buffer holds one
+                // fragment beyond what was queued before it (see [`FRAGMENT`]).
+                self.flush_now |= matches!(msg, Message::Frame(_));
                 sink.as_mut().start_send(msg)?;
                 self.unflushed += 1;
                 continue;
             }
-            let ended = if self.closing || self.unflushed >= BATCH {
+            let ended = if self.closing || self.unflushed >= BATCH || self.flush_now {
                 false
+            } else if let Some(fragment) = self.next_fragment() {
+                self.pending = Some(fragment);
+                continue;
             } else {
                 match writer_end.pop() {
                     Pop::Item(out) => {
@@ -382,6 +407,7 @@ impl Writer {
                 let full = self.unflushed >= BATCH;
                 ready!(sink.as_mut().poll_flush(cx))?;
                 self.unflushed = 0;
+                self.flush_now = false;
                 if !self.closing {
                     if full {
                         // One batch per turn: let the other connections write too.
@@ -398,12 +424,33 @@ impl Writer {
         }
     }
 
+    /// The next fragment of a message going out in fragments, if one is.
+    fn next_fragment(&mut self) -> Option<Message> {
+        let rest = self.rest.as_mut()?;
+        let piece = rest.split_to(rest.len().min(FRAGMENT));
+        let last = rest.is_empty();
+        if last {
+            self.rest = None;
+        }
+        Some(Message::Frame(WireFrame::message(
+            piece,
+            OpCode::Data(OpData::Continue),
+            last,
+        )))
+    }
+
     /// The message for a queued item, telling `liveness` what goes out in what order.
     fn message(&mut self, out: Out) -> Message {
         match out {
             Out::Text(text) => {
                 self.written.frame();
-                Message::Text(text)
+                if text.len() <= FRAGMENT {
+                    return Message::Text(text);
+                }
+                let mut rest = Bytes::from(text);
+                let first = rest.split_to(FRAGMENT);
+                self.rest = Some(rest);
+                Message::Frame(WireFrame::message(first, OpCode::Data(OpData::Text), false))
             }
             Out::Ping(payload) => {
                 self.written.probe(&payload);
@@ -438,5 +485,103 @@ impl Written {
     fn probe(&mut self, payload: &[u8]) {
         self.liveness.wrote_ping(payload, self.unprobed);
         self.unprobed = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{duplex, AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+
+    /// The server's end of a pipe, noting the longest single write: tungstenite writes
+    /// its whole write buffer at once, so that is the most the buffer held.
+    struct Recording {
+        io: DuplexStream,
+        longest: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for Recording {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.io).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Recording {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.longest.fetch_max(buf.len(), Ordering::Relaxed);
+            Pin::new(&mut self.io).poll_write(cx, buf)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.io).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.io).poll_shutdown(cx)
+        }
+    }
+
+    /// A message far over [`FRAGMENT`] reaches the client whole and in order, while the
+    /// library never buffers more than one fragment of it: the write buffer a
+    /// connection keeps after a big roster stays that small. (Sent whole, the longest
+    /// write was the message itself.)
+    #[tokio::test]
+    async fn a_big_message_goes_out_in_fragments_and_arrives_whole() {
+        use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+        let write_target = crate::http::WRITE_BUFFER;
+        let (server_io, client_io) = duplex(1 << 20);
+        let longest = Arc::new(AtomicUsize::new(0));
+        let config = WebSocketConfig::default().write_buffer_size(write_target);
+        let server = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            Recording {
+                io: server_io,
+                longest: longest.clone(),
+            },
+            tungstenite::protocol::Role::Server,
+            Some(config),
+        )
+        .await;
+        let mut client = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            client_io,
+            tungstenite::protocol::Role::Client,
+            None,
+        )
+        .await;
+        let (mut sink, _stream) = server.split();
+        let (link, writer_end) = link::queue(16, Arc::default());
+        let liveness = Arc::new(Liveness::new(
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+            Instant::now(),
+        ));
+        // A 100 KiB message with multi-byte characters (fragments split them: the
+        // client checks UTF-8 over the whole message), then a small one.
+        let big: String = "é-roster,".repeat(10 * 1024);
+        assert!(big.len() >= 25 * FRAGMENT);
+        assert_eq!(link.send(Utf8Bytes::from(big.as_str())), Queued::Ok);
+        assert_eq!(link.send(Utf8Bytes::from_static("small")), Queued::Ok);
+        drop(link);
+        let mut writer = Writer::new(liveness);
+        poll_fn(|cx| writer.poll_write(cx, &mut sink, &writer_end)).await;
+        let got = |m: Option<Result<Message, tungstenite::Error>>| match m {
+            Some(Ok(Message::Text(t))) => t.to_string(),
+            other => panic!("expected a text message, got {other:?}"),
+        };
+        assert_eq!(got(client.next().await), big);
+        assert_eq!(got(client.next().await), "small");
+        let longest = longest.load(Ordering::Relaxed);
+        // A fragment's header is at most 14 bytes; each was written on its own.
+        assert!(
+            longest <= FRAGMENT + 14,
+            "the library buffered {longest} bytes at once"
+        );
     }
 }

@@ -29,6 +29,7 @@ mod storage_faults;
 mod storage_thread;
 mod stored_rooms;
 mod timed_io;
+mod upgrade;
 
 use crate::address_cap::AddressCap;
 use crate::cli::{Cli, TokenArgs, Tool};

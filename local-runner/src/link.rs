@@ -14,11 +14,11 @@
 
 use crate::metrics::Metrics;
 use axum::body::Bytes;
-use axum::extract::ws::Utf8Bytes;
 use chat_handler::{Close, Frame};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Waker};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// Slots a drained queue keeps: enough for a connection that is read as fast as frames
 /// come, so a steady flow does not allocate per frame; a burst's storage beyond this is

@@ -4,9 +4,9 @@
 //! for these types.
 
 use crate::link::ConnLink;
-use axum::extract::ws::Utf8Bytes;
 use chat_handler::{Close, ConnId, Peer};
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A connection asking to enter a room.
 pub(crate) struct Join {

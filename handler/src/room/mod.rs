@@ -3,6 +3,7 @@
 pub(crate) mod action;
 pub(crate) mod address_limits;
 pub(crate) mod batch;
+pub(crate) mod hello_deadlines;
 pub(crate) mod history;
 pub mod moderation;
 pub(crate) mod observe;
@@ -22,6 +23,7 @@ use crate::protocol::version::Version;
 use crate::room::action::{Action, Audience, Effect};
 use crate::room::address_limits::{Addresses, Limit};
 use crate::room::batch::Batcher;
+use crate::room::hello_deadlines::HelloDeadlines;
 use crate::room::moderation::history_frame;
 use crate::room::observe::{Event, JoinOutcome, Observer, Unobserved};
 use crate::room::retry::Retry;
@@ -60,6 +62,8 @@ pub struct Room<S> {
     recipients: [Option<Arc<[ConnId]>>; 2],
     /// The members in join order, for v2 roster pages (see `roster.rs`).
     roster: Roster,
+    /// The connections still owing their hello, by deadline.
+    hello_deadlines: HelloDeadlines,
 }
 
 impl<S: Storage> Room<S> {
@@ -103,8 +107,10 @@ impl<S: Storage> Room<S> {
             observer: Box::new(Unobserved),
             recipients: [None, None],
             roster: Roster::default(),
+            hello_deadlines: HelloDeadlines::default(),
         };
         for s in sessions {
+            room.hello_deadlines.add(&s);
             // The buckets are read from storage when first needed.
             room.addresses.add(&s.addr, s.id);
             room.members += usize::from(s.is_joined());
@@ -173,6 +179,12 @@ impl<S: Storage> Room<S> {
     /// by one (batch sessions get theirs through the batcher). Shared until the
     /// membership changes ([`Room::members_changed`]).
     fn recipients(&mut self, audience: Audience) -> Arc<[ConnId]> {
+        // Every audience is of members; when each of them is batched there is no one
+        // to send to one by one, and no walk over the room to find that out (a join
+        // storm into a batched room changes the membership at every event).
+        if self.batcher.member_count() == self.members {
+            return Arc::from([]);
+        }
         let sessions = &self.sessions;
         self.recipients[audience.index()]
             .get_or_insert_with(|| {
@@ -198,6 +210,7 @@ impl<S: Storage> Room<S> {
         // Changed frame buckets that are due go to storage (see `address_limits`).
         self.addresses
             .persist_due(&self.config, &mut self.storage, now_ms);
+        self.hello_deadlines.prune(&self.sessions);
         let routed = self.batcher.route(effects, now_ms);
         self.actions(routed)
     }
@@ -277,6 +290,7 @@ impl<S: Storage> Room<S> {
             }
             None => {
                 self.addresses.add(&session.addr, conn);
+                self.hello_deadlines.add(&session);
                 self.sessions.insert(conn, session);
                 out.push(Effect::Save { conn });
             }
@@ -379,13 +393,9 @@ impl<S: Storage> Room<S> {
     /// come. Backends call it at [`Room::next_deadline`] (a timer, or a Durable Object
     /// alarm); calling it at any other time is harmless.
     pub fn on_tick(&mut self, now_ms: u64) -> Vec<Action> {
-        let timeout = self.config.hello_timeout_ms;
-        let late: Vec<ConnId> = self
-            .sessions
-            .values()
-            .filter(|s| !s.is_joined() && now_ms >= s.opened_ms.saturating_add(timeout))
-            .map(|s| s.id)
-            .collect();
+        let late =
+            self.hello_deadlines
+                .take_due(&self.sessions, self.config.hello_timeout_ms, now_ms);
         let mut out = Vec::new();
         for conn in late {
             self.send_error(&mut out, conn, ErrorKind::HelloTimeout);
@@ -409,11 +419,9 @@ impl<S: Storage> Room<S> {
     /// ([`Room::restore`]): the earliest hello deadline of the connections still without
     /// a hello. A Durable Object sets its alarm for these.
     pub fn next_durable_deadline(&self) -> Option<u64> {
-        self.sessions
-            .values()
-            .filter(|s| !s.is_joined())
-            .map(|s| s.opened_ms.saturating_add(self.config.hello_timeout_ms))
-            .min()
+        self.hello_deadlines
+            .earliest(&self.sessions)
+            .map(|opened| opened.saturating_add(self.config.hello_timeout_ms))
     }
 
     /// When the frames pending for batch sessions must be flushed; `None` when nothing
