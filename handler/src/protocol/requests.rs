@@ -113,15 +113,25 @@ pub(crate) fn parse_history(
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_u64().ok_or(ErrorKind::HistoryBefore)?),
     };
-    let limit = match map.get("limit") {
-        None | Some(Value::Null) => config.history_page_max,
+    let limit = page_limit(map, config.history_page_max, ErrorKind::HistoryLimit)?;
+    Ok((before, limit))
+}
+
+/// A page request's `limit`: a whole number from 1 to `max`, or absent/`null` for `max`;
+/// `error` for anything else. Shared by history and member pages.
+fn page_limit(
+    map: &serde_json::Map<String, Value>,
+    max: usize,
+    error: ErrorKind,
+) -> Result<usize, ErrorKind> {
+    match map.get("limit") {
+        None | Some(Value::Null) => Ok(max),
         Some(v) => v
             .as_u64()
             .and_then(|n| usize::try_from(n).ok())
-            .filter(|n| (1..=config.history_page_max).contains(n))
-            .ok_or(ErrorKind::HistoryLimit)?,
-    };
-    Ok((before, limit))
+            .filter(|n| (1..=max).contains(n))
+            .ok_or(error),
+    }
 }
 
 /// The longest cursor text: the decimal digits of a `u64`.
@@ -152,14 +162,7 @@ pub(crate) fn parse_members(
         Some(Value::String(c)) => Some(parse_cursor(c).ok_or(ErrorKind::MembersCursor)?),
         Some(_) => return Err(ErrorKind::MembersCursor),
     };
-    let limit = match map.get("limit") {
-        None | Some(Value::Null) => config.roster_inline_max,
-        Some(v) => v
-            .as_u64()
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|n| (1..=config.roster_inline_max).contains(n))
-            .ok_or(ErrorKind::MembersLimit)?,
-    };
+    let limit = page_limit(map, config.roster_inline_max, ErrorKind::MembersLimit)?;
     Ok((after, limit))
 }
 
