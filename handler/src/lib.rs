@@ -35,6 +35,7 @@ pub use protocol::version::Version;
 pub use room::action::Action;
 pub use room::moderation;
 pub use room::observe::{Event, JoinOutcome, Observer, Unobserved};
+pub use room::publish::{self, PublishAnswer};
 pub use room::ratelimit::Bucket;
 pub use room::retry::sender_key;
 pub use room::session::{ConnId, Peer, Session, Verified};

@@ -314,6 +314,9 @@ proptest! {
                         format!("joined {conn} {}", *outcome == JoinOutcome::Recovered)
                     }
                     Event::Stored { seq, recipients, .. } => format!("stored {seq} {recipients}"),
+                    Event::Published { seq, recipients } => {
+                        format!("published {seq} {recipients}")
+                    }
                 })
                 .collect();
             // Events come in the order their frames are queued, except that a join's

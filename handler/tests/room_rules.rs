@@ -878,6 +878,8 @@ fn kept_buckets_are_pruned_once_they_would_have_refilled() {
         rate_per_sec: 1.0,
         join_burst: 1,
         join_per_sec: 1.0,
+        publish_burst: 1,
+        publish_per_sec: 1.0,
         ..Config::default()
     };
     let mut r = room(cfg);

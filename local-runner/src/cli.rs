@@ -137,9 +137,9 @@ pub enum Tool {
     Token(TokenArgs),
 }
 
-/// The claims of `local-runner token`. A moderator's token must say where it
-/// moderates: `--room NAME` or `--all-rooms` (the server refuses a moderator token
-/// without a `room`).
+/// The claims of `local-runner token`. A moderator's or a service's token must say
+/// where it acts: `--room NAME` or `--all-rooms` (the server refuses either without a
+/// `room`).
 #[derive(Debug, Clone, clap::Args)]
 #[command(group(clap::ArgGroup::new("scope").args(["room", "all_rooms"]).multiple(false)))]
 pub struct TokenArgs {
@@ -149,14 +149,15 @@ pub struct TokenArgs {
     /// The display name (`name`); the user id when absent.
     #[arg(long)]
     pub name: Option<String>,
-    /// The role (`role`): only `moderator` exists. Needs `--room` or `--all-rooms`.
-    #[arg(long, value_parser = ["moderator"], requires = "scope")]
+    /// The role (`role`): `moderator` (joins and moderates), or `service` (publishes
+    /// with `POST /api/room/NAME/messages`, never joins). Needs `--room` or `--all-rooms`.
+    #[arg(long, value_parser = ["moderator", "service"], requires = "scope")]
     pub role: Option<String>,
     /// The one room (name or private id) the token is valid for (`room`); any when absent
     /// (a plain user's token only).
     #[arg(long)]
     pub room: Option<String>,
-    /// Valid in every room (`"room": "*"`): for a moderator of every room.
+    /// Valid in every room (`"room": "*"`): for a moderator (or a service) of every room.
     #[arg(long)]
     pub all_rooms: bool,
     /// Seconds until the token expires (`exp` = now + ttl).
@@ -738,6 +739,17 @@ mod tests {
         );
         // A plain user's token needs neither.
         assert!(token(&[]).is_ok() && token(&["--all-rooms"]).is_ok());
+        // A service token needs a scope too, and mints the service role.
+        assert!(token(&["--role", "service"]).is_err());
+        let Some(Tool::Token(t)) = token(&["--role", "service", "--room", "lobby"])
+            .unwrap()
+            .command
+        else {
+            panic!("no token subcommand");
+        };
+        let minted = crate::token_for(&secret, &t, now_ms).unwrap();
+        let id = identity::verify(&minted, &secret, "lobby", now_ms, &c).unwrap();
+        assert_eq!(id.role, Some(chat_handler::Role::Service));
     }
 
     #[test]

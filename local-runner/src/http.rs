@@ -12,6 +12,7 @@ use crate::connection::{self, ConnSettings};
 use crate::metrics::{self, Metrics};
 use crate::registry::{Refused, Rooms};
 use crate::responses::{self, plain, rejection};
+use crate::room_inbox::Publish;
 use crate::upgrade;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
@@ -20,16 +21,16 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chat_handler::edge::{self, RoomId, Route, UpgradeRequest};
-use chat_handler::{Config, Peer};
+use chat_handler::{publish, Config, ErrorKind, Peer, PublishAnswer};
 use hyper::upgrade::OnUpgrade;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tower::ServiceExt;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::services::ServeDir;
 
 /// tungstenite reads in chunks of this size, into a buffer allocated (and zero-filled)
@@ -48,9 +49,9 @@ const READ_BUFFER: usize = 1024;
 /// batches of small frames (0.89 µs of CPU per delivery instead of 0.49 at 800,000/s,
 /// in one run).
 pub(crate) const WRITE_BUFFER: usize = 16 * 1024;
-/// Largest request body. No route reads a body (`POST /api/room` ignores it), so a
-/// declared length over this is refused before the handler runs, and a longer body
-/// sent without one is never read.
+/// Largest request body, but for a publish's (`publish::body_limit`). No other route
+/// reads a body (`POST /api/room` ignores it), so a declared length over this is
+/// refused before the route runs, and a longer body sent without one is never read.
 pub(crate) const MAX_BODY_BYTES: usize = 4 * 1024;
 
 /// Where the runner serves its figures (see `metrics.rs`).
@@ -78,17 +79,18 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .fallback(dispatch)
         .with_state((state, static_files))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        // Outermost (added last): the limit layer's own 413 gets the handler's wording.
-        .layer(axum::middleware::map_response(body_limit_answer))
 }
 
-/// The body-limit layer's refusal, in the handler's words like every other refusal.
-async fn body_limit_answer(response: Response) -> Response {
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return rejection(&edge::BODY_TOO_LARGE);
-    }
-    response
+/// The `Content-Length` a request declares, if any (an unreadable one counts as
+/// none: the body is then bounded as it is read).
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 type Shared = (AppState, ServeDir);
@@ -132,9 +134,17 @@ async fn dispatch(
         return metrics_page(&state.metrics, req.method());
     }
     // The raw path, not percent-decoded: `%61` is not the room `a`.
-    match edge::route(req.method().as_str(), req.uri().path()) {
+    let route = edge::route(req.method().as_str(), req.uri().path());
+    // Only a publish reads a body, bounded on its own (`publish`); any other route
+    // refuses a declared body over `MAX_BODY_BYTES` and never reads one.
+    let publishing = matches!(route, Ok(Route::Publish(_)));
+    if !publishing && declared_length(req.headers()).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return rejection(&edge::BODY_TOO_LARGE);
+    }
+    match route {
         Err(r) => rejection(&r),
         Ok(Route::Websocket(room)) => websocket(state, peer, room, req).await,
+        Ok(Route::Publish(room)) => publish(state, room, req).await,
         Ok(Route::CreateRoom) => create_room(),
         Ok(Route::Health) => plain(200, "ok"),
         Ok(Route::Limits) => limits(&state),
@@ -267,6 +277,7 @@ async fn websocket(
             return refused;
         }
         Err(Refused::StorageFull) => return rejection(&edge::STORAGE_FULL),
+        Err(Refused::ShuttingDown) => return rejection(&edge::SERVER_BUSY),
     }
     // The connection's place under the cap goes with the socket (see `server`).
     let permit = parts.extensions.get::<ConnPermit>().cloned();
@@ -308,6 +319,74 @@ async fn websocket(
             served.await
         }
     })
+}
+
+/// `POST /api/room/{room}/messages`: the edge checks (`publish::check_request`: the
+/// secret, a declared length, the service token) before the room is entered, so a
+/// request without a valid token never opens one; then the room's actor answers, once
+/// what it stored is committed.
+async fn publish(state: AppState, room: RoomId, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let checked = publish::check_request(
+        authorization.as_deref(),
+        declared_length(&parts.headers),
+        state.rooms.auth_secret(),
+        room.as_str(),
+        now_ms(),
+        &state.config,
+    );
+    if let Err(answer) = checked {
+        return publish_answer(answer);
+    }
+    let limit = publish::body_limit(&state.config);
+    // Bounded as it is read, whatever the request declared.
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        return publish_answer(PublishAnswer::refused(ErrorKind::PublishBodyTooLarge));
+    };
+    let Ok(body) = String::from_utf8(bytes.to_vec()) else {
+        return publish_answer(PublishAnswer::refused(ErrorKind::PublishShape));
+    };
+    let (reply, answer) = oneshot::channel();
+    let request = Publish {
+        authorization,
+        body,
+        reply,
+    };
+    match state.rooms.publish(room.as_str(), request) {
+        Ok(()) => {}
+        Err(Refused::StorageFull) => return rejection(&edge::STORAGE_FULL),
+        Err(_) => return publish_answer(PublishAnswer::refused(ErrorKind::NotStored)),
+    }
+    match answer.await {
+        Ok(answer) => publish_answer(answer),
+        // The actor went away without answering (shutdown): nothing was committed
+        // that the publisher was told of; it may retry.
+        Err(_) => publish_answer(PublishAnswer::refused(ErrorKind::NotStored)),
+    }
+}
+
+/// A publish answer as HTTP: its status, its JSON, and `Retry-After` when it has one.
+fn publish_answer(answer: PublishAnswer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        answer.body,
+    )
+        .into_response();
+    if let Some(secs) = answer.retry_after_secs {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
 }
 
 /// The key of a client's address for the per-address limits (the rate limit, seats,

@@ -151,7 +151,7 @@ pub fn token_for(secret: &AuthSecret, args: &TokenArgs, now_ms: u64) -> Result<S
     let claims = Claims {
         sub: args.sub.clone(),
         name: args.name.clone(),
-        role: args.role.as_ref().map(|_| Role::Moderator),
+        role: args.role.as_deref().and_then(Role::parse),
         room: if args.all_rooms {
             Some(identity::ALL_ROOMS.to_owned())
         } else {

@@ -315,7 +315,7 @@ impl Observer for RoomObserver {
                 let outcome = outcome.label();
                 let _ = m.joins.get_or_create(&OutcomeLabel { outcome }).inc();
             }
-            Event::Stored { recipients, .. } => {
+            Event::Stored { recipients, .. } | Event::Published { recipients, .. } => {
                 m.messages_in.inc();
                 m.messages_delivered
                     .inc_by(u64::try_from(recipients).unwrap_or(u64::MAX));

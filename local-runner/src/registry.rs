@@ -7,7 +7,7 @@
 
 use crate::open_limit::OpenLimit;
 use crate::room_actor::{self, Retire, RoomContext};
-use crate::room_inbox::{Event, Join, RoomHandle};
+use crate::room_inbox::{Arrival, Event, Join, Publish, RoomHandle};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::mpsc;
@@ -27,6 +27,8 @@ pub(crate) enum Refused {
     TooManyOpens(u64),
     /// Storage holds `--max-rooms-stored` rooms, and this one is not among them.
     StorageFull,
+    /// The server is shutting down (a publish only: a join gets its close).
+    ShuttingDown,
 }
 
 /// All rooms of this process.
@@ -82,27 +84,61 @@ impl Rooms {
         room: &str,
         join: Join,
     ) -> Result<mpsc::Sender<Event>, Join> {
+        match self.enter(room, Arrival::Join(join)) {
+            Ok(events) => Ok(events),
+            Err(Arrival::Join(join)) => Err(join),
+            // Never: what is given back is what was given.
+            Err(Arrival::Publish(_)) => unreachable!("a join comes back as a join"),
+        }
+    }
+
+    /// Hands a publish to its room's actor, starting one if needed; `Err` gives it back
+    /// when the server is shutting down, or when the room is not open and storage may
+    /// not keep another (`--max-rooms-stored`). Unlike a connection, a publish is not
+    /// charged a room opening: it carries a verified service token, checked before.
+    pub(crate) fn publish(self: &Arc<Self>, room: &str, publish: Publish) -> Result<(), Refused> {
+        {
+            let inner = self.lock();
+            if !inner.rooms.contains_key(room) && !self.ctx.store.stored_rooms().may_open(room) {
+                return Err(Refused::StorageFull);
+            }
+        }
+        self.enter(room, Arrival::Publish(publish))
+            .map(drop)
+            .map_err(|_| Refused::ShuttingDown)
+    }
+
+    /// The join secret of every room, for the checks made before a room is entered.
+    pub(crate) fn auth_secret(&self) -> Option<&chat_handler::AuthSecret> {
+        self.ctx.auth_secret.as_ref()
+    }
+
+    fn enter(
+        self: &Arc<Self>,
+        room: &str,
+        arrival: Arrival,
+    ) -> Result<mpsc::Sender<Event>, Arrival> {
         let mut inner = self.lock();
         if inner.shutting_down {
-            return Err(join);
+            return Err(arrival);
         }
-        let join = match inner.rooms.get(room) {
-            Some(handle) => match handle.joins.send(join) {
+        let arrival = match inner.rooms.get(room) {
+            Some(handle) => match handle.joins.send(arrival) {
                 Ok(()) => return Ok(handle.events.clone()),
                 // The actor closed its inbox to retire but has not removed its entry
                 // yet (it will not: the entry is ours to replace now).
-                Err(mpsc::error::SendError(join)) => join,
+                Err(mpsc::error::SendError(arrival)) => arrival,
             },
-            None => join,
+            None => arrival,
         };
         let id = inner.next_id;
         inner.next_id += 1;
         let handle = room_actor::spawn(self.ctx.clone(), self.clone(), room.to_owned(), id);
         let events = handle.events.clone();
-        let sent = handle.joins.send(join);
+        let sent = handle.joins.send(arrival);
         inner.rooms.insert(room.to_owned(), handle);
         self.ctx.metrics.set_rooms(inner.rooms.len());
-        // A brand-new actor's inbox is open; should it not be, give the join back.
+        // A brand-new actor's inbox is open; should it not be, give the arrival back.
         sent.map(|()| events).map_err(|e| e.0)
     }
 

@@ -18,13 +18,14 @@ use crate::hibernation::log_tag;
 use crate::hibernation::{HibernatingRoom, RoomStorage};
 use crate::link::{frame_bytes, ConnLink, Queued};
 use crate::metrics::Metrics;
-use crate::room_inbox::{Event, Join, RoomHandle};
+use crate::room_inbox::{Arrival, Event, Join, Publish, RoomHandle};
 use crate::storage_thread::StorageThread;
-use chat_handler::{Action, AuthSecret, Close, Config, ConnId, Room};
+use chat_handler::{Action, AuthSecret, Close, Config, ConnId, ErrorKind, PublishAnswer, Room};
 use held_actions::HeldActions;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
@@ -87,6 +88,8 @@ struct RoomActor {
     held: HeldActions,
     /// Commits the room's storage when a barrier asks for it.
     committer: RoomStorage,
+    /// Publish answers waiting for the commit, like the held actions.
+    replies: Vec<(oneshot::Sender<PublishAnswer>, PublishAnswer)>,
 }
 
 /// Starts the actor for `name`; the caller registers the returned handle, and the
@@ -139,12 +142,13 @@ impl RoomActor {
             due: None,
             shutting_down: false,
             held: HeldActions::default(),
+            replies: Vec::new(),
         }
     }
 
     async fn run(
         mut self,
-        mut joins: mpsc::UnboundedReceiver<Join>,
+        mut joins: mpsc::UnboundedReceiver<Arrival>,
         mut events: mpsc::Receiver<Event>,
     ) {
         debug!(room = %self.tag, "room actor started");
@@ -162,8 +166,8 @@ impl RoomActor {
                 // timer moves to a later deadline, so it cannot starve them in turn.
                 _ = async { sleep_until(due.unwrap_or_else(Instant::now)).await },
                     if due.is_some() => self.tick(),
-                join = joins.recv() => match join {
-                    Some(join) => self.join(join),
+                arrival = joins.recv() => match arrival {
+                    Some(arrival) => self.arrive(arrival),
                     None => break,
                 },
                 Some(event) = events.recv() => self.event(event, &mut joins),
@@ -234,7 +238,7 @@ impl RoomActor {
 
     /// Leaves the registry if no join is waiting. A join found waiting is handled and
     /// the actor stays.
-    fn try_retire(&mut self, joins: &mut mpsc::UnboundedReceiver<Join>) -> bool {
+    fn try_retire(&mut self, joins: &mut mpsc::UnboundedReceiver<Arrival>) -> bool {
         let mut waiting = None;
         let retired = self.registry.retire_if(&self.name, self.id, &mut || {
             match joins.try_recv() {
@@ -250,8 +254,8 @@ impl RoomActor {
                 }
             }
         });
-        if let Some(join) = waiting {
-            self.join(join);
+        if let Some(arrival) = waiting {
+            self.arrive(arrival);
         }
         retired
     }
@@ -260,12 +264,12 @@ impl RoomActor {
     /// they share the coming commit.
     fn gather(
         &mut self,
-        joins: &mut mpsc::UnboundedReceiver<Join>,
+        joins: &mut mpsc::UnboundedReceiver<Arrival>,
         events: &mut mpsc::Receiver<Event>,
     ) {
         for _ in 0..MAX_GATHER {
-            if let Ok(join) = joins.try_recv() {
-                self.join(join);
+            if let Ok(arrival) = joins.try_recv() {
+                self.arrive(arrival);
             } else if let Ok(event) = events.try_recv() {
                 self.event(event, joins);
             } else {
@@ -286,8 +290,16 @@ impl RoomActor {
             Ok(()) => {
                 let held = self.held.release();
                 self.deliver(held, now_ms());
+                for (reply, answer) in self.replies.drain(..) {
+                    let _ = reply.send(answer);
+                }
             }
             Err(e) => {
+                // Whether the published messages are on disk is unknown: the publisher
+                // retries (with its cid, the retry is stored once).
+                for (reply, _) in self.replies.drain(..) {
+                    let _ = reply.send(PublishAnswer::refused(ErrorKind::NotStored));
+                }
                 let dropped = self.held.discard();
                 warn!(room = %self.tag, error = %e, frames = dropped,
                       "commit failed; closing the room's connections");
@@ -322,6 +334,42 @@ impl RoomActor {
         self.state.room(&mut self.links)
     }
 
+    fn arrive(&mut self, arrival: Arrival) {
+        match arrival {
+            Arrival::Join(join) => self.join(join),
+            Arrival::Publish(publish) => self.publish(publish),
+        }
+    }
+
+    /// A server-side publish: the room answers it; the answer waits for the commit of
+    /// what it stored, as the broadcast does, so a 201 is never given for a message a
+    /// crash could take back.
+    fn publish(&mut self, publish: Publish) {
+        self.last_event = Instant::now();
+        let Publish {
+            authorization,
+            body,
+            reply,
+        } = publish;
+        let now = now_ms();
+        let room = if self.shutting_down {
+            None
+        } else {
+            self.room()
+        };
+        let Some(room) = room else {
+            let _ = reply.send(PublishAnswer::refused(ErrorKind::NotStored));
+            return;
+        };
+        let (answer, actions) = room.publish(authorization.as_deref(), &body, now);
+        self.apply(actions, now);
+        if self.held.awaiting_commit() {
+            self.replies.push((reply, answer));
+        } else {
+            let _ = reply.send(answer);
+        }
+    }
+
     fn join(&mut self, join: Join) {
         self.last_event = Instant::now();
         if self.shutting_down {
@@ -341,7 +389,7 @@ impl RoomActor {
         self.apply(actions, now);
     }
 
-    fn event(&mut self, event: Event, joins: &mut mpsc::UnboundedReceiver<Join>) {
+    fn event(&mut self, event: Event, joins: &mut mpsc::UnboundedReceiver<Arrival>) {
         let conn = event.conn();
         if !self.links.contains_key(&conn) {
             // A connection is joined before it reports anything, but joins and events
@@ -352,8 +400,8 @@ impl RoomActor {
             // this the hello reached a room that did not know the connection, which
             // dropped it, and the client waited out its hello deadline (10 s) to be
             // closed: the "stall" of `joins_racing_a_retiring_actor_are_never_lost`.
-            while let Ok(join) = joins.try_recv() {
-                self.join(join);
+            while let Ok(arrival) = joins.try_recv() {
+                self.arrive(arrival);
             }
         }
         self.last_event = Instant::now();

@@ -4,7 +4,7 @@
 //! for these types.
 
 use crate::link::ConnLink;
-use chat_handler::{Close, ConnId, Peer};
+use chat_handler::{Close, ConnId, Peer, PublishAnswer};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -13,6 +13,24 @@ pub(crate) struct Join {
     pub(crate) conn: ConnId,
     pub(crate) peer: Peer,
     pub(crate) link: ConnLink,
+}
+
+/// A server-side publish (`POST /api/room/{room}/messages`), already checked at the
+/// edge (`publish::check_request`), waiting for its room's answer.
+pub(crate) struct Publish {
+    /// The `Authorization` header.
+    pub(crate) authorization: Option<String>,
+    pub(crate) body: String,
+    /// Answered once the message is committed (or refused).
+    pub(crate) reply: oneshot::Sender<PublishAnswer>,
+}
+
+/// What enters a room through its arrivals inbox: a connection, or a publish. Both
+/// come the same way so that an actor retiring under the registry lock finds either
+/// waiting (see `Retire`) and never drops one.
+pub(crate) enum Arrival {
+    Join(Join),
+    Publish(Publish),
 }
 
 /// What a connection reports to its room.
@@ -70,6 +88,6 @@ impl Event {
 pub(crate) struct RoomHandle {
     /// Tells actors apart, so a retiring actor removes its own entry only.
     pub(crate) id: u64,
-    pub(crate) joins: mpsc::UnboundedSender<Join>,
+    pub(crate) joins: mpsc::UnboundedSender<Arrival>,
     pub(crate) events: mpsc::Sender<Event>,
 }

@@ -2,7 +2,7 @@
 //! the local runner stores exactly what the Durable Object stores.
 
 use chat_handler::{sql, StorageResult, MIGRATIONS, SCHEMA};
-use chat_handler::{AuditEntry, Bucket, Restriction};
+use chat_handler::{AuditEntry, Bucket, Restriction, Role};
 use chat_handler::{Storage, StorageError, StoredMessage};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashSet;
@@ -154,6 +154,9 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
         user: row.get("user")?,
         cid: row.get("cid")?,
         sender: row.get("sender")?,
+        role: row
+            .get::<_, Option<String>>("role")?
+            .and_then(|r| Role::parse(&r)),
         deleted: row.get("deleted")?,
     })
 }
@@ -204,7 +207,8 @@ impl Storage for SqliteStorage {
                     msg.message,
                     msg.user,
                     msg.cid,
-                    msg.sender
+                    msg.sender,
+                    msg.role.map(Role::as_str)
                 ])
             })
             .map(drop)

@@ -76,6 +76,8 @@ pub struct Msg {
     pub user: Option<String>,
     /// The sender's client id, if it gave one (retry-safe sends).
     pub cid: Option<String>,
+    /// `service` for a server-side publish; absent otherwise.
+    pub role: Option<String>,
 }
 
 /// A v2 history page: `{"history": [...], "before", "more"}`.
@@ -100,7 +102,8 @@ fn sorted_keys(map: &serde_json::Map<String, Value>) -> Vec<&str> {
 }
 
 /// A chat frame, strictly: `name`, `message`, `timestamp`, `seq`, then `user` (a
-/// verified sender) and `cid` (retry-safe sends) when present, each a non-empty string.
+/// verified sender), `cid` (retry-safe sends) and `role` (`service`, a server-side
+/// publish) when present, each a non-empty string.
 /// `what` says where it came from, for errors.
 fn parse_msg(value: &Value, what: &str) -> Result<Msg> {
     let Value::Object(map) = value else {
@@ -110,7 +113,7 @@ fn parse_msg(value: &Value, what: &str) -> Result<Msg> {
     let core: Vec<&str> = keys
         .iter()
         .copied()
-        .filter(|k| !matches!(*k, "user" | "cid"))
+        .filter(|k| !matches!(*k, "user" | "cid" | "role"))
         .collect();
     ensure!(
         core == ["message", "name", "seq", "timestamp"],
@@ -142,6 +145,7 @@ fn parse_msg(value: &Value, what: &str) -> Result<Msg> {
         seq: uint("seq")?,
         user: optional("user")?,
         cid: optional("cid")?,
+        role: optional("role")?,
     })
 }
 

@@ -102,3 +102,52 @@ async fn exchange(
         body,
     })
 }
+
+/// A `POST` of `body` (with its `Content-Length`) to `path`, reading the whole answer:
+/// what an app's backend sends to publish into a room.
+pub async fn post(
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<Response> {
+    match tokio::time::timeout(TIMEOUT, post_exchange(base, path, headers, body)).await {
+        Ok(r) => r,
+        Err(_) => bail!("POST {path}: no answer within {TIMEOUT:?}"),
+    }
+}
+
+async fn post_exchange(
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<Response> {
+    let host = base
+        .strip_prefix("http://")
+        .unwrap_or(base)
+        .trim_end_matches('/');
+    let stream = TcpStream::connect(host).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut req = hyper::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("host", host)
+        .header("content-length", body.len());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(http_body_util::Full::new(Bytes::from(body.to_owned())))?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    Ok(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    })
+}

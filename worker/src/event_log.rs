@@ -97,7 +97,7 @@ impl Observer for LogEvents {
                 JoinOutcome::Recovered => log(Line::Resume { recovered: true }),
                 JoinOutcome::NotRecovered => log(Line::Resume { recovered: false }),
             },
-            Event::Stored { .. } => {}
+            Event::Stored { .. } | Event::Published { .. } => {}
         }
     }
 }

@@ -5,6 +5,8 @@
 //! Routes (static files from `static/` are served by Workers Assets before the Worker
 //! runs, see wrangler.toml):
 //! - `GET /api/room/{room}/websocket` → the room's Durable Object
+//! - `POST /api/room/{room}/messages` → a server-side publish: the service token is
+//!   checked here, then the room's Durable Object stores and answers it
 //! - `POST /api/room` → a new private room id
 //! - `GET /api/limits` → the limits a client checks before sending (JSON)
 //! - `GET /healthz` → `ok`
@@ -20,7 +22,7 @@ mod storage_ops;
 pub use room_object::ChatRoom;
 
 use chat_handler::edge::{self, RoomId, Route, UpgradeRequest};
-use chat_handler::Config;
+use chat_handler::{publish, AuthSecret, Config, PublishAnswer};
 use worker::{event, Context, Env, ObjectNamespace, Request, Response, Result, Stub};
 
 /// The Durable Object namespace binding (wrangler.toml `[durable_objects]`).
@@ -30,8 +32,8 @@ const ROOMS_BINDING: &str = "ROOMS";
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     // The secret is checked here too, so a missing or short one is a 500 with the
     // reason on every request, as any bad setting is.
-    let config = match config::load_with_secret(&env) {
-        Ok((c, _)) => c,
+    let (config, secret) = match config::load_with_secret(&env) {
+        Ok(loaded) => loaded,
         Err(e) => {
             worker::console_error!("edge-chat: {e}");
             return text(500, &e);
@@ -41,6 +43,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     match route {
         Err(rejection) => reject(&rejection),
         Ok(Route::Websocket(room)) => websocket(req, &env, &room, &config).await,
+        Ok(Route::Publish(room)) => publish(req, &env, &room, &config, secret.as_ref()).await,
         Ok(Route::CreateRoom) => create_room(&env),
         Ok(Route::Health) => text(200, "ok"),
         Ok(Route::Limits) => json(200, &config.client_limits_json()),
@@ -72,6 +75,47 @@ async fn websocket(req: Request, env: &Env, room: &RoomId, config: &Config) -> R
         return reject(&rejection);
     }
     room_stub(env, room)?.fetch_with_request(req).await
+}
+
+/// A publish: the checks that need no room (`publish::check_request`: the secret, the
+/// declared length, the service token) run here, as on the local runner, so a request
+/// without a valid token never wakes the room's object; the object answers the rest.
+async fn publish(
+    req: Request,
+    env: &Env,
+    room: &RoomId,
+    config: &Config,
+    secret: Option<&AuthSecret>,
+) -> Result<Response> {
+    let headers = req.headers();
+    let authorization = headers.get("Authorization").ok().flatten();
+    let declared = headers
+        .get("Content-Length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse().ok());
+    let now = worker::Date::now().as_millis();
+    let checked = publish::check_request(
+        authorization.as_deref(),
+        declared,
+        secret,
+        room.as_str(),
+        now,
+        config,
+    );
+    if let Err(answer) = checked {
+        return publish_response(&answer);
+    }
+    room_stub(env, room)?.fetch_with_request(req).await
+}
+
+/// A publish answer as HTTP: its status, its JSON, and `Retry-After` when it has one.
+pub(crate) fn publish_response(answer: &PublishAnswer) -> Result<Response> {
+    let mut resp = json(answer.status, &answer.body)?;
+    if let Some(secs) = answer.retry_after_secs {
+        resp.headers_mut().set("Retry-After", &secs.to_string())?;
+    }
+    Ok(resp)
 }
 
 /// The room's Durable Object: by name for public rooms, by id for private ones.

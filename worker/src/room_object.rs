@@ -48,7 +48,10 @@ use crate::event_log::{self, LogEvents};
 use crate::storage_ops::StorageOps;
 use crate::{config, random, sql_storage::DoSqlStorage};
 use chat_handler::edge;
-use chat_handler::{Action, Auth, AuthSecret, Close, Config, ConnId, Frame, Peer, Room, Session};
+use chat_handler::{
+    Action, Auth, AuthSecret, Close, Config, ConnId, ErrorKind, Frame, Peer, PublishAnswer, Room,
+    Session,
+};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -183,6 +186,10 @@ impl worker::DurableObject for ChatRoom {
     /// The upgrade request, already checked by the Worker (method, room, Origin, Upgrade).
     /// Every one is a connect attempt for the storage report, counted whatever its fate.
     async fn fetch(&self, req: Request) -> Result<Response> {
+        // Upgrades are GETs; the one POST the Worker forwards is a publish.
+        if req.method() == worker::Method::Post {
+            return self.publish(req).await;
+        }
         let report = self.ops.connect();
         let response = self.upgrade(req).await;
         if report {
@@ -413,6 +420,35 @@ impl ChatRoom {
         let alarm = self.connected(pair.server, addr)?;
         self.update_alarm(alarm).await;
         Response::from_websocket(pair.client)
+    }
+
+    /// A server-side publish, its token already checked by the Worker (the room checks
+    /// it again). The body's length was declared and checked too, so reading it whole
+    /// is bounded. The answer leaves the object through the runtime's output gate, so
+    /// a 201 is never seen before the message is durable, like its broadcast. What
+    /// the publish changes is in SQLite (the message, the `sub`'s bucket), so the
+    /// object may hibernate or be evicted right after, as after any event.
+    async fn publish(&self, mut req: Request) -> Result<Response> {
+        if let Err(e) = &self.config {
+            return Response::error(e.clone(), 500);
+        }
+        let authorization = req.headers().get("Authorization").ok().flatten();
+        let body = req.text().await?;
+        let now = now_ms();
+        let (answer, alarm) = {
+            let mut guard = self.live.borrow_mut();
+            match self.live(&mut guard, None) {
+                Some(live) => {
+                    let (answer, actions) = live.room.publish(authorization.as_deref(), &body, now);
+                    live.apply(actions);
+                    arm_flush_timer(&self.live, live, now);
+                    (answer, live.alarm_change())
+                }
+                None => (PublishAnswer::refused(ErrorKind::NotStored), None),
+            }
+        };
+        self.update_alarm(alarm).await;
+        crate::publish_response(&answer)
     }
 
     /// The live room, rebuilt from the sockets' attachments and SQLite if the object was

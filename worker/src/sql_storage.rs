@@ -4,7 +4,7 @@
 
 use crate::storage_ops::StorageOps;
 use chat_handler::{sql, MIGRATIONS, SCHEMA};
-use chat_handler::{AuditEntry, Bucket, Restriction};
+use chat_handler::{AuditEntry, Bucket, Restriction, Role};
 use chat_handler::{Storage, StorageError, StoredMessage};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -138,6 +138,7 @@ impl Storage for DoSqlStorage {
             msg.user.as_deref().into(),
             msg.cid.as_deref().into(),
             msg.sender.as_deref().into(),
+            msg.role.map(Role::as_str).into(),
         ];
         self.run(sql::INSERT_MESSAGE, params)
     }

@@ -160,13 +160,17 @@ pub fn verify(
     let role = match claims.get("role") {
         None | Some(Value::Null) => None,
         Some(Value::String(r)) if r == Role::Moderator.as_str() => Some(Role::Moderator),
+        Some(Value::String(r)) if r == Role::Service.as_str() => Some(Role::Service),
         Some(_) => return Err(ErrorKind::TokenClaims),
     };
     // A moderator token moderates where it says: a token minted without a room (for
     // a user's identity everywhere) must not silently moderate every room. Refused
-    // rather than taken as a plain user's, so the app's mistake shows at once.
-    if role == Some(Role::Moderator) && !names_its_room {
-        return Err(ErrorKind::ModeratorTokenNeedsRoom);
+    // rather than taken as a plain user's, so the app's mistake shows at once. A
+    // service token publishes where it says, for the same reason.
+    match role {
+        Some(Role::Moderator) if !names_its_room => return Err(ErrorKind::ModeratorTokenNeedsRoom),
+        Some(Role::Service) if !names_its_room => return Err(ErrorKind::ServiceTokenNeedsRoom),
+        _ => {}
     }
     let name = match claims.get("name") {
         None | Some(Value::Null) => None,

@@ -17,6 +17,8 @@ pub use log_tag::{log_tag, log_tag_of, private_tag};
 pub const ROOM_PATH_PREFIX: &str = "/api/room/";
 /// The path suffix of the WebSocket endpoint.
 pub const WEBSOCKET_SUFFIX: &str = "/websocket";
+/// The path suffix of the server-side publish endpoint: `POST /api/room/{room}/messages`.
+pub const PUBLISH_SUFFIX: &str = "/messages";
 /// `POST` here creates a private room.
 pub const CREATE_ROOM_PATH: &str = "/api/room";
 /// Answers 200 when the backend is up.
@@ -163,6 +165,9 @@ pub enum Route {
     /// `GET /api/room/{room}/websocket` with a valid room: the WebSocket endpoint. The
     /// request's headers still go through [`check_upgrade`] before upgrading.
     Websocket(RoomId),
+    /// `POST /api/room/{room}/messages` with a valid room: a server-side publish, which
+    /// the room answers ([`crate::Room::publish`]).
+    Publish(RoomId),
     /// `POST /api/room`: a new private room id.
     CreateRoom,
     /// `GET`/`HEAD /healthz`: `ok`.
@@ -190,6 +195,15 @@ pub fn route(method: &str, path: &str) -> Result<Route, Rejection> {
             return Err(WEBSOCKET_METHOD);
         }
         return validate_room(room).map(Route::Websocket);
+    }
+    if let Some(room) = path
+        .strip_prefix(ROOM_PATH_PREFIX)
+        .and_then(|rest| rest.strip_suffix(PUBLISH_SUFFIX))
+    {
+        if method != "POST" {
+            return Err(PUBLISH_METHOD);
+        }
+        return validate_room(room).map(Route::Publish);
     }
     match path {
         CREATE_ROOM_PATH if method == "POST" => Ok(Route::CreateRoom),
@@ -240,6 +254,14 @@ pub const WEBSOCKET_METHOD: Rejection = Rejection::with_header(
     "Method not allowed: use GET with Upgrade: websocket.",
     "Allow",
     "GET",
+);
+
+/// The refusal for a method other than POST on the publish path.
+pub const PUBLISH_METHOD: Rejection = Rejection::with_header(
+    405,
+    "Method not allowed: use POST to publish a message.",
+    "Allow",
+    "POST",
 );
 
 /// The refusal for a method other than POST on [`CREATE_ROOM_PATH`].
@@ -481,6 +503,20 @@ mod tests {
         ] {
             assert_eq!(route("GET", bad).unwrap_err().status, 404, "{bad}");
         }
+        assert_eq!(
+            route("POST", "/api/room/lobby/messages"),
+            Ok(Route::Publish(RoomId::Named("lobby".into())))
+        );
+        assert_eq!(
+            route("GET", "/api/room/lobby/messages"),
+            Err(PUBLISH_METHOD)
+        );
+        assert_eq!(
+            route("POST", "/api/room/a%20b/messages")
+                .unwrap_err()
+                .status,
+            404
+        );
         assert_eq!(route("POST", "/api/room"), Ok(Route::CreateRoom));
         assert_eq!(route("GET", "/api/room"), Err(CREATE_ROOM_METHOD));
         for (path, ok) in [("/healthz", Route::Health), ("/api/limits", Route::Limits)] {

@@ -242,6 +242,13 @@ config_keys! {
     /// The issuer a join token's `iss` claim must equal, e.g. `https://app.example.com`.
     /// Empty: `iss` is not checked.
     auth_issuer: String = String::new();
+    /// Server-side publish (`POST /api/room/{room}/messages`): token-bucket size per
+    /// service token `sub` within a room, messages accepted back to back before
+    /// `publish_per_sec` applies. Past it: 429 with `Retry-After`.
+    publish_burst: u32 = 20, least 1, most 1_000_000;
+    /// Publish tokens refilled per second per service `sub`; must be positive
+    /// (fractions allowed).
+    publish_per_sec: f64 = 1.0, most 1_000_000.0;
     /// Longest kick or mute a moderator may give, in seconds.
     max_moderation_secs: u64 = 604_800, least 1, most 31_536_000;
     /// Most users a room keeps kicked or muted at once; expired ones do not count. With
@@ -469,6 +476,7 @@ impl Config {
         for (key, rate) in [
             ("rate_per_sec", self.rate_per_sec),
             ("room_open_per_sec", self.room_open_per_sec),
+            ("publish_per_sec", self.publish_per_sec),
         ] {
             if !(rate.is_finite() && rate > 0.0) {
                 return Err(ConfigError(format!("{key} must be a positive number")));
@@ -615,6 +623,8 @@ mod tests {
         assert_eq!(c.batch_max, 1000);
         assert_eq!(c.batch_max_bytes, 262_144);
         assert_eq!(c.batch_send_budget, 5_000);
+        assert_eq!(c.publish_burst, 20);
+        assert_eq!(c.publish_per_sec, 1.0);
         c.validate().unwrap();
     }
 

@@ -110,11 +110,28 @@ pub enum ErrorKind {
     /// An anonymous hello whose name is the name or user id of a verified member in the
     /// room.
     NameOfVerified,
+    /// A hello whose join token has `role: service`: service tokens publish over HTTP
+    /// and never join.
+    ServiceTokenInHello,
+    /// A service token with no `room` claim.
+    ServiceTokenNeedsRoom,
+    /// Publish: the server has no auth secret, so no service token can be checked.
+    PublishDisabled,
+    /// Publish: no `Authorization: Bearer <token>` header.
+    PublishTokenMissing,
+    /// Publish: a valid token whose role is not `service`.
+    PublishNotService,
+    /// Publish: the body is over the server's cap (`max_frame_bytes`).
+    PublishBodyTooLarge,
+    /// Publish: the body is not a JSON object with `name` and `message`.
+    PublishShape,
+    /// Publish: no `Content-Length` (a chunked body): its size must be known first.
+    PublishLengthRequired,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 56] = [
+    pub const ALL: [ErrorKind; 64] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -171,6 +188,14 @@ impl ErrorKind {
         ErrorKind::TokenAudience,
         ErrorKind::NameCheckMark,
         ErrorKind::NameOfVerified,
+        ErrorKind::ServiceTokenInHello,
+        ErrorKind::ServiceTokenNeedsRoom,
+        ErrorKind::PublishDisabled,
+        ErrorKind::PublishTokenMissing,
+        ErrorKind::PublishNotService,
+        ErrorKind::PublishBodyTooLarge,
+        ErrorKind::PublishShape,
+        ErrorKind::PublishLengthRequired,
     ];
 
     /// A stable snake_case name, for metric labels and log fields (never sent to
@@ -200,6 +225,14 @@ impl ErrorKind {
             ErrorKind::TokenAudience => "token_audience",
             ErrorKind::NameCheckMark => "name_check_mark",
             ErrorKind::NameOfVerified => "name_of_verified",
+            ErrorKind::ServiceTokenInHello => "service_token_in_hello",
+            ErrorKind::ServiceTokenNeedsRoom => "service_token_needs_room",
+            ErrorKind::PublishDisabled => "publish_disabled",
+            ErrorKind::PublishTokenMissing => "token_missing",
+            ErrorKind::PublishNotService => "not_service",
+            ErrorKind::PublishBodyTooLarge => "body_too_large",
+            ErrorKind::PublishShape => "publish_shape",
+            ErrorKind::PublishLengthRequired => "length_required",
             ErrorKind::TokenTooLong => "token_too_long",
             ErrorKind::TokenMalformed => "token_malformed",
             ErrorKind::TokenAlgorithm => "token_algorithm",
@@ -271,7 +304,7 @@ impl ErrorKind {
             ErrorKind::TokenNotYetValid => "Token is not valid yet.",
             ErrorKind::TokenWrongRoom => "Token is for another room.",
             ErrorKind::TokenClaims => {
-                "Token claims are invalid: sub (1 to 64 characters) and exp are required, and role may only be \"moderator\"."
+                "Token claims are invalid: sub (1 to 64 characters) and exp are required, and role may only be \"moderator\" or \"service\"."
             }
             ErrorKind::TokenRequired => {
                 "This room requires a token: send {\"token\": \"<jwt>\"} in the hello."
@@ -339,6 +372,28 @@ impl ErrorKind {
                 "A moderator token must name its room: \"room\": \"<room>\", or \"*\" for every room."
             }
             ErrorKind::NameOfVerified => "That name belongs to a verified member.",
+            ErrorKind::ServiceTokenInHello => {
+                "A service token publishes over HTTP and cannot join a room: use a user's token."
+            }
+            ErrorKind::ServiceTokenNeedsRoom => {
+                "A service token must name its room: \"room\": \"<room>\", or \"*\" for every room."
+            }
+            ErrorKind::PublishDisabled => {
+                "Publishing is not enabled on this server (it has no auth secret)."
+            }
+            ErrorKind::PublishTokenMissing => {
+                "Publishing needs a service token: send Authorization: Bearer <jwt>."
+            }
+            ErrorKind::PublishNotService => "Only a token with role \"service\" may publish.",
+            ErrorKind::PublishBodyTooLarge => {
+                "Request body is too large: at most max_frame_bytes (see GET /api/limits)."
+            }
+            ErrorKind::PublishLengthRequired => {
+                "A publish must declare its body's Content-Length."
+            }
+            ErrorKind::PublishShape => {
+                "Expected a JSON object like {\"name\": \"Build bot\", \"message\": \"hello\"}."
+            }
         }
     }
 }

@@ -35,6 +35,9 @@ pub enum ServerFrame<'a> {
         user: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         cid: Option<&'a str>,
+        /// `service` on a server-side publish; absent otherwise.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        role: Option<Role>,
     },
     /// `{"ready": true, "epoch", "seq", "recovered"}`: the join is complete. A v2
     /// session's also carries `"v": 2`; a verified session's its `"user"` and `"role"`.
@@ -159,9 +162,12 @@ impl ServerFrame<'_> {
                 message,
                 user,
                 cid,
+                role,
                 ..
             } => {
-                let optional = user.map_or(0, |u| u.len() + 10) + cid.map_or(0, |c| c.len() + 9);
+                let optional = user.map_or(0, |u| u.len() + 10)
+                    + cid.map_or(0, |c| c.len() + 9)
+                    + role.map_or(0, |r| r.as_str().len() + 10);
                 CHAT + name.len() + message.len() + optional
             }
             _ => 128,
@@ -197,6 +203,7 @@ mod tests {
                 seq: 1,
                 user: None,
                 cid: None,
+                role: None,
             }),
             r#"{"name":"a","message":"<b>","timestamp":5,"seq":1}"#
         );
@@ -207,6 +214,7 @@ mod tests {
             seq: 2,
             user: Some("u1"),
             cid: Some("k-1"),
+            role: None,
         };
         assert_eq!(
             enc(with_cid.clone()),
@@ -236,6 +244,7 @@ mod tests {
                 seq: 2,
                 user: Some("u42"),
                 cid: None,
+                role: None,
             }),
             r#"{"name":"Ana","message":"hi","timestamp":5,"seq":2,"user":"u42"}"#
         );

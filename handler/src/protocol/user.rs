@@ -11,13 +11,24 @@ pub const MAX_USER_CHARS: usize = 64;
 pub enum Role {
     /// May delete messages, kick and mute (see `docs/protocol.md`).
     Moderator,
+    /// A server-side publisher (`POST /api/room/{room}/messages`). Never a WebSocket
+    /// session's: a hello with a service token is refused.
+    Service,
 }
 
 impl Role {
     pub const fn as_str(self) -> &'static str {
         match self {
             Role::Moderator => "moderator",
+            Role::Service => "service",
         }
+    }
+
+    /// The role of its [`Role::as_str`] text, as storage keeps it.
+    pub fn parse(text: &str) -> Option<Role> {
+        [Role::Moderator, Role::Service]
+            .into_iter()
+            .find(|r| r.as_str() == text)
     }
 }
 

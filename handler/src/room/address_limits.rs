@@ -206,6 +206,12 @@ impl Addresses {
                 let (burst, rate) = l.burst_and_rate(config);
                 Bucket::full_refill_ms(burst, rate)
             })
+            // The publish buckets of service tokens (`publish.rs`) share the table:
+            // a prune must not forgive one before it has refilled either.
+            .chain([Bucket::full_refill_ms(
+                config.publish_burst,
+                config.publish_per_sec,
+            )])
             .max()
             .unwrap_or(0)
     }
@@ -320,7 +326,7 @@ mod tests {
     use super::*;
     use crate::room::storage::MemoryStorage;
 
-    /// One token per bucket, refilled in one second (both kinds), so a second frame in
+    /// One token per bucket, refilled in one second (every kind), so a second frame in
     /// the same millisecond is refused and a bucket is full again 1000 ms after its
     /// last charge. Frame buckets are written through, as join buckets are.
     fn one_token() -> Config {
@@ -329,6 +335,8 @@ mod tests {
             rate_per_sec: 1.0,
             join_burst: 1,
             join_per_sec: 1.0,
+            publish_burst: 1,
+            publish_per_sec: 1.0,
             rate_persist_ms: 0,
             ..Config::default()
         }

@@ -7,6 +7,7 @@ pub(crate) mod hello_deadlines;
 pub(crate) mod history;
 pub mod moderation;
 pub(crate) mod observe;
+pub mod publish;
 pub(crate) mod ratelimit;
 pub(crate) mod retry;
 pub(crate) mod roster;
@@ -727,22 +728,43 @@ impl<S: Storage> Room<S> {
             }
             Err(e) => return self.send_error(out, conn, e),
         };
+        let (seq, timestamp) = self.next_stamp(now_ms);
         let msg = StoredMessage {
-            seq: self.last_seq + 1,
-            timestamp: now_ms.max(self.last_timestamp + 1),
+            seq,
+            timestamp,
             name,
             message: text,
             user,
             cid,
             sender,
+            role: None,
             deleted: false,
         };
+        let Some((seq, _)) = self.store_and_broadcast(msg, out) else {
+            return self.send_error(out, conn, ErrorKind::NotStored);
+        };
+        self.observer.observe(Event::Stored {
+            conn,
+            seq,
+            recipients: self.members,
+        });
+    }
+
+    /// Stores `msg` (its seq and timestamp the room's next: `last_seq + 1`, and a
+    /// timestamp above `last_timestamp`) and broadcasts it to the members once it is
+    /// durable. `None` when storage refused it: nothing is sent, and its seq is not
+    /// used up. Every chat message goes through here, whoever sent it.
+    pub(crate) fn store_and_broadcast(
+        &mut self,
+        msg: StoredMessage,
+        out: &mut Vec<Effect>,
+    ) -> Option<(u64, u64)> {
         // Encoded first so that storage can take the message itself; sent only once
         // stored: a message that is not stored is not sent, and its seq is not used up.
         let frame = chat_frame(&msg);
         let (seq, timestamp) = (msg.seq, msg.timestamp);
         if !self.epoch_persisted() || self.storage.append_owned(msg).is_err() {
-            return self.send_error(out, conn, ErrorKind::NotStored);
+            return None;
         }
         // Durable before anyone sees it (see `Action::Commit`).
         out.push(Effect::Commit);
@@ -752,15 +774,16 @@ impl<S: Storage> Room<S> {
             // A failed prune only keeps extra history; the next append prunes again.
             let _ = self.storage.prune_through(cut);
         }
-        self.observer.observe(Event::Stored {
-            conn,
-            seq,
-            recipients: self.members,
-        });
         out.push(Effect::Broadcast {
             frame,
             audience: Audience::Members,
         });
+        Some((seq, timestamp))
+    }
+
+    /// The seq and timestamp the next stored message gets at `now_ms`.
+    pub(crate) fn next_stamp(&self, now_ms: u64) -> (u64, u64) {
+        (self.last_seq + 1, now_ms.max(self.last_timestamp + 1))
     }
 
     /// Answers a retried chat frame whose original is stored: its chat frame again; for

@@ -17,6 +17,7 @@ use crate::protocol::close::Close;
 use crate::protocol::error_kind::ErrorKind;
 use crate::protocol::requests::Moderation;
 use crate::protocol::server_frame::{Frame, ServerFrame};
+use crate::protocol::user::Role;
 use crate::protocol::version::Version;
 use crate::room::action::{Audience, Effect};
 use crate::room::session::{ConnId, Verified};
@@ -131,6 +132,11 @@ impl<S: Storage> Room<S> {
         };
         let id = identity::verify(token, &auth.secret, &auth.room, now_ms, &self.config)
             .map_err(|e| (e, Close::BadToken))?;
+        // A service token publishes over HTTP (`publish.rs`) and is no join token: a
+        // session never gets the service role, nor any other from such a token.
+        if id.role == Some(Role::Service) {
+            return Err((ErrorKind::ServiceTokenInHello, Close::BadToken));
+        }
         let stored = self
             .storage
             .restriction(&id.user)

@@ -33,6 +33,8 @@ pub enum Event {
         seq: u64,
         recipients: usize,
     },
+    /// A server-side publish was stored as `seq` and broadcast to `recipients` members.
+    Published { seq: u64, recipients: usize },
 }
 
 /// How a join went, as its `ready` frame tells the client.

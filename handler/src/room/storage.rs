@@ -3,6 +3,7 @@
 //! defined once. Every statement is parameterised by the room key (`?1`): the local
 //! runner keeps all rooms in one database, a Durable Object keeps one room per database.
 
+use crate::protocol::user::Role;
 use crate::room::ratelimit::Bucket;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,10 @@ pub struct StoredMessage {
     /// the client address plus name); kept only with a `cid`. Never sent to clients.
     #[serde(default)]
     pub sender: Option<String>,
+    /// The sender's role when it was not a plain user's: `service` for a server-side
+    /// publish (migration 4). Sent on the chat frame, in history and resumes too.
+    #[serde(default)]
+    pub role: Option<Role>,
     /// A tombstone: a moderator deleted the message, and its `message` is blank in
     /// storage. Whatever sends history sends no text for it (`{"deleted": seq}` to v2
     /// sessions, nothing to v1 ones). Rows read from SQLite may give it as 0 or 1.
@@ -263,6 +268,8 @@ pub const MIGRATIONS: &[&[&str]] = &[
     ],
     // 3: kicks and mutes bound to client addresses: the addresses a user's row bound.
     &["ALTER TABLE chat_restrictions ADD COLUMN addrs TEXT"],
+    // 4: the sender's role on a message (`service` for a server-side publish).
+    &["ALTER TABLE chat_messages ADD COLUMN role TEXT"],
 ];
 
 /// SQL statements, each with the room key as `?1`. Result columns are named as the
@@ -273,24 +280,24 @@ pub mod sql {
         "INSERT INTO chat_rooms (room, epoch) VALUES (?1, ?2) ON CONFLICT(room) DO NOTHING";
     pub const SELECT_EPOCH: &str = "SELECT epoch FROM chat_rooms WHERE room = ?1";
     pub const SELECT_LATEST: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
-        deleted FROM chat_messages WHERE room = ?1 ORDER BY seq DESC LIMIT 1";
-    /// `?2` seq, `?3` timestamp, `?4` name, `?5` message, `?6` user, `?7` cid, `?8` sender
-    /// (the last three may be NULL).
+        role, deleted FROM chat_messages WHERE room = ?1 ORDER BY seq DESC LIMIT 1";
+    /// `?2` seq, `?3` timestamp, `?4` name, `?5` message, `?6` user, `?7` cid, `?8` sender,
+    /// `?9` role (the last four may be NULL).
     pub const INSERT_MESSAGE: &str = "INSERT INTO chat_messages
-        (room, seq, timestamp, name, message, user, cid, sender)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+        (room, seq, timestamp, name, message, user, cid, sender, role)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
     /// `?2` = n. Newest first; the caller reverses. Tombstones are left out.
     pub const SELECT_LAST_N: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
-        deleted FROM chat_messages WHERE room = ?1 AND deleted = 0
+        role, deleted FROM chat_messages WHERE room = ?1 AND deleted = 0
         ORDER BY seq DESC LIMIT ?2";
     /// `?2` = after this seq, `?3` = limit. Tombstones included.
     pub const SELECT_AFTER: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
-        deleted FROM chat_messages WHERE room = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3";
+        role, deleted FROM chat_messages WHERE room = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3";
     /// `?2` = before this seq, `?3` = limit. Newest first; the caller reverses.
     /// Tombstones are left out, so a page holds `limit` messages whenever the room has
     /// that many older live ones.
     pub const SELECT_BEFORE: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
-        deleted FROM chat_messages WHERE room = ?1 AND seq < ?2 AND deleted = 0
+        role, deleted FROM chat_messages WHERE room = ?1 AND seq < ?2 AND deleted = 0
         ORDER BY seq DESC LIMIT ?3";
     /// `?2` sender, `?3` cid, `?4` = seq above this, or `?5` = timestamp at or after this
     /// (the retry window). The newest message with that sender and cid, if it is in the
@@ -299,7 +306,7 @@ pub mod sql {
     /// index's `cid IS NOT NULL`), the outer one by the primary key: written as one
     /// query with `ORDER BY seq DESC`, SQLite would rather walk the room's messages.
     pub const SELECT_BY_CID: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
-        deleted FROM chat_messages
+        role, deleted FROM chat_messages
         WHERE room = ?1 AND (seq > ?4 OR timestamp >= ?5) AND seq = (
             SELECT max(seq) FROM chat_messages WHERE room = ?1 AND sender = ?2 AND cid = ?3
         )";

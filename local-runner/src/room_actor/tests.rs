@@ -146,7 +146,9 @@ async fn a_hello_taken_before_its_join_is_handled_after_it() {
         addr: "10.0.0.1".into(),
     };
     let conn = 1;
-    joins_tx.send(Join { conn, peer, link }).unwrap();
+    joins_tx
+        .send(Arrival::Join(Join { conn, peer, link }))
+        .unwrap();
     let hello = Event::Text {
         conn,
         text: r#"{"name":"ana"}"#.into(),

@@ -17,6 +17,7 @@ mod moderation;
 mod observability;
 mod origin;
 mod paging;
+mod publish;
 mod retry;
 mod roster;
 mod routes;
@@ -241,6 +242,18 @@ pub fn all() -> Vec<Scenario> {
         scenario!(Strict, limits::rate_limit_is_shared_per_address_and_kept),
         scenario!(Strict, limits::rate_limit_buckets_are_separate_per_address),
         scenario!(Strict, limits::room_full_closes_1013),
+        scenario!(
+            Identity,
+            publish::a_published_message_reaches_members_and_history
+        ),
+        scenario!(Identity, publish::publish_refusals_say_why),
+        scenario!(Identity, publish::a_service_token_cannot_join),
+        scenario!(
+            Identity,
+            publish::a_publish_retried_with_its_cid_is_stored_once
+        ),
+        scenario!(Identity, publish::publishing_too_fast_is_refused_429),
+        scenario!(Default, publish::publishing_without_a_secret_is_not_found),
         scenario!(Identity, identity::a_valid_token_makes_a_verified_session),
         scenario!(Identity, identity::bad_tokens_are_refused_with_1008),
         scenario!(Identity, identity::a_token_for_a_room_is_valid_there_only),
