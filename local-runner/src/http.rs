@@ -79,6 +79,20 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .fallback(dispatch)
         .with_state((state, static_files))
+        .layer(axum::middleware::from_fn(body_cap))
+}
+
+/// Refuses a declared body over `MAX_BODY_BYTES` before any route runs, but for a
+/// publish, the one route that reads a body, which bounds its own (`publish`).
+async fn body_cap(req: Request, next: axum::middleware::Next) -> Response {
+    let publishing = matches!(
+        edge::route(req.method().as_str(), req.uri().path()),
+        Ok(Route::Publish(_))
+    );
+    if !publishing && declared_length(req.headers()).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return rejection(&edge::BODY_TOO_LARGE);
+    }
+    next.run(req).await
 }
 
 /// The `Content-Length` a request declares, if any (an unreadable one counts as
@@ -134,14 +148,7 @@ async fn dispatch(
         return metrics_page(&state.metrics, req.method());
     }
     // The raw path, not percent-decoded: `%61` is not the room `a`.
-    let route = edge::route(req.method().as_str(), req.uri().path());
-    // Only a publish reads a body, bounded on its own (`publish`); any other route
-    // refuses a declared body over `MAX_BODY_BYTES` and never reads one.
-    let publishing = matches!(route, Ok(Route::Publish(_)));
-    if !publishing && declared_length(req.headers()).is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return rejection(&edge::BODY_TOO_LARGE);
-    }
-    match route {
+    match edge::route(req.method().as_str(), req.uri().path()) {
         Err(r) => rejection(&r),
         Ok(Route::Websocket(room)) => websocket(state, peer, room, req).await,
         Ok(Route::Publish(room)) => publish(state, room, req).await,

@@ -145,7 +145,12 @@ fn parse_msg(value: &Value, what: &str) -> Result<Msg> {
         seq: uint("seq")?,
         user: optional("user")?,
         cid: optional("cid")?,
-        role: optional("role")?,
+        role: match optional("role")? {
+            Some(r) if r != "service" => {
+                bail!("a chat frame's role may only be \"service\" in {what}")
+            }
+            other => other,
+        },
     })
 }
 
@@ -276,11 +281,16 @@ impl Frame {
                 Some(other) => bail!("{key:?} must be a non-empty string, got {other} in {text}"),
             }
         };
+        let has = |key: &str| map.contains_key(key);
         let role = optional("role")?;
         if let Some(role) = &role {
-            ensure!(role == "moderator", "unknown role {role:?} in {text}");
+            // A session's role is a moderator's; a chat frame's a service's (a
+            // server-side publish, checked in `parse_msg`).
+            ensure!(
+                role == "moderator" || has("message"),
+                "unknown role {role:?} in {text}"
+            );
         }
-        let has = |key: &str| map.contains_key(key);
         let core: Vec<&str> = keys
             .iter()
             .copied()

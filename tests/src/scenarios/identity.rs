@@ -172,7 +172,7 @@ pub async fn bad_tokens_are_refused_with_1008(ctx: Ctx) -> Result<()> {
         (
             "no exp",
             sign(SECRET, HS256, &json!({"sub": "u1"})),
-            "Token claims are invalid: sub (1 to 64 characters) and exp are required, and role may only be \"moderator\".",
+            "Token claims are invalid: sub (1 to 64 characters) and exp are required, and role may only be \"moderator\" or \"service\".",
         ),
         (
             "malformed",

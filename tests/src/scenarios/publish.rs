@@ -51,7 +51,11 @@ fn json_of(r: &Response, what: &str) -> Result<Value> {
 /// Expects a refusal with `status` and `code`, and an error sentence.
 fn refused(r: &Response, status: u16, code: &str, what: &str) -> Result<()> {
     let v = json_of(r, what)?;
-    ensure_eq!((r.status, v["code"].as_str()), (status, Some(code)), what);
+    ensure_eq!(
+        (r.status, v["code"].as_str()),
+        (status, Some(code)),
+        "{what}: {v}"
+    );
     ensure!(
         v["error"].as_str().is_some_and(|e| e.ends_with('.')),
         "{what}: no error sentence in {v}"

@@ -214,7 +214,9 @@ pub async fn unknown_path_is_404_not_found(ctx: Ctx) -> Result<()> {
         "/api/nope".to_string(),
         "/api/rooms".to_string(),
         format!("/api/room/{room}"),
-        format!("/api/room/{room}/messages"),
+        // Not the publish path (`/messages`, see publish.rs).
+        format!("/api/room/{room}/message"),
+        format!("/api/room/{room}/messages/extra"),
         format!("{}/extra", ws_path(&room)),
         "/healthz/extra".to_string(),
         "/api/limits/extra".to_string(),
