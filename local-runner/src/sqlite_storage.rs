@@ -915,4 +915,34 @@ mod tests {
         )
         .unwrap();
     }
+
+    #[test]
+    fn a_version_3_database_gets_the_role_column_and_keeps_its_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DATABASE_FILE);
+        {
+            let conn = open_connection(&path).unwrap();
+            let before_role = MIGRATIONS[..3].iter().flat_map(|m| m.iter());
+            for statement in SCHEMA.iter().chain(before_role) {
+                conn.execute_batch(statement).unwrap();
+            }
+            conn.execute(sql::SET_SCHEMA_VERSION, params![3]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO chat_messages (room, seq, timestamp, name, message, user)
+                 VALUES ('lobby', 1, 1000, 'ana', 'before', 'u1')",
+            )
+            .unwrap();
+        }
+        init_database(dir.path()).unwrap();
+        let mut s = SqliteStorage::open(&path, "lobby").unwrap();
+        let m = s.latest().unwrap().unwrap();
+        assert_eq!((m.message.as_str(), m.role), ("before", None));
+        let published = StoredMessage {
+            user: Some("bot".into()),
+            role: Some(Role::Service),
+            ..msg(2, "published")
+        };
+        s.append(&published).unwrap();
+        assert_eq!(s.latest().unwrap(), Some(published));
+    }
 }
