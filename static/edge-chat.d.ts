@@ -12,6 +12,9 @@ export interface ChatMessage {
   user?: string;
   /** The sender's client id, if it gave one (every send of this module does). */
   cid?: string;
+  /** 'service' for a message an app's backend published over HTTP (see docs/protocol.md,
+   * "Server-side publish"); absent otherwise. */
+  role?: 'service';
 }
 
 export interface RosterEntry {
