@@ -220,6 +220,12 @@ impl Storage for Unreadable {
     fn deleted_since(&mut self, seq: u64, n: usize) -> StorageResult<Vec<u64>> {
         self.0.deleted_since(seq, n)
     }
+    fn edit_message(&mut self, seq: u64, text: &str, at_ms: u64, at: u64) -> StorageResult<bool> {
+        self.0.edit_message(seq, text, at_ms, at)
+    }
+    fn edited_since(&mut self, seq: u64, n: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.0.edited_since(seq, n)
+    }
     fn restriction(&mut self, u: &str) -> StorageResult<chat_handler::Restriction> {
         self.0.restriction(u)
     }

@@ -155,6 +155,8 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
         cid: row.get("cid")?,
         sender: row.get("sender")?,
         deleted: row.get("deleted")?,
+        author: row.get("author")?,
+        edited_at: row.get("edited_at")?,
     })
 }
 
@@ -204,7 +206,8 @@ impl Storage for SqliteStorage {
                     msg.message,
                     msg.user,
                     msg.cid,
-                    msg.sender
+                    msg.sender,
+                    msg.author
                 ])
             })
             .map(drop)
@@ -316,6 +319,30 @@ impl Storage for SqliteStorage {
             .map_err(storage_error)?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(storage_error)
+    }
+
+    fn edit_message(
+        &mut self,
+        seq: u64,
+        message: &str,
+        edited_at: u64,
+        at_seq: u64,
+    ) -> StorageResult<bool> {
+        let (seq, edited_at, at_seq) = (to_i64(seq)?, to_i64(edited_at)?, to_i64(at_seq)?);
+        self.conn
+            .prepare_cached(sql::EDIT_MESSAGE)
+            .and_then(|mut s| {
+                s.query_row(params![self.room, seq, message, edited_at, at_seq], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()
+            })
+            .map(|row| row.is_some())
+            .map_err(storage_error)
+    }
+
+    fn edited_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.messages(sql::SELECT_EDITED_SINCE, &[to_i64(seq)?, to_i64(limit)?])
     }
 
     fn restriction(&mut self, user: &str) -> StorageResult<Restriction> {

@@ -585,6 +585,21 @@ impl Storage for RoomStorage {
     fn deleted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<u64>> {
         self.read(move |s| s.deleted_since(seq, limit))
     }
+    fn edit_message(
+        &mut self,
+        seq: u64,
+        message: &str,
+        edited_at: u64,
+        at_seq: u64,
+    ) -> StorageResult<bool> {
+        // Like a deletion: the handler needs the answer, and what is sent about the edit
+        // waits for its commit.
+        let message = message.to_owned();
+        self.read(move |s| s.edit_message(seq, &message, edited_at, at_seq))
+    }
+    fn edited_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.read(move |s| s.edited_since(seq, limit))
+    }
     fn restriction(&mut self, user: &str) -> StorageResult<Restriction> {
         let user = user.to_owned();
         self.read(move |s| s.restriction(&user))

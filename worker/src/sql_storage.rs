@@ -138,6 +138,7 @@ impl Storage for DoSqlStorage {
             msg.user.as_deref().into(),
             msg.cid.as_deref().into(),
             msg.sender.as_deref().into(),
+            msg.author.as_deref().into(),
         ];
         self.run(sql::INSERT_MESSAGE, params)
     }
@@ -218,6 +219,31 @@ impl Storage for DoSqlStorage {
             vec![key(), int(seq)?, int(limit as u64)?],
         )?;
         Ok(rows.into_iter().map(|r| r.seq).collect())
+    }
+
+    fn edit_message(
+        &mut self,
+        seq: u64,
+        message: &str,
+        edited_at: u64,
+        at_seq: u64,
+    ) -> Result<bool, StorageError> {
+        let params = vec![
+            key(),
+            int(seq)?,
+            message.into(),
+            int(edited_at)?,
+            int(at_seq)?,
+        ];
+        let rows: Vec<SeqRow> = self.rows(sql::EDIT_MESSAGE, params)?;
+        Ok(!rows.is_empty())
+    }
+
+    fn edited_since(&mut self, seq: u64, limit: usize) -> Result<Vec<StoredMessage>, StorageError> {
+        self.rows(
+            sql::SELECT_EDITED_SINCE,
+            vec![key(), int(seq)?, int(limit as u64)?],
+        )
     }
 
     fn restriction(&mut self, user: &str) -> Result<Restriction, StorageError> {

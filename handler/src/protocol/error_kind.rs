@@ -110,11 +110,23 @@ pub enum ErrorKind {
     /// An anonymous hello whose name is the name or user id of a verified member in the
     /// room.
     NameOfVerified,
+    /// An edit from a v1 session.
+    EditNeedsV2,
+    /// `edit` is not `{"seq": <seq>, "message": <string>}`.
+    EditShape,
+    /// An edit of another sender's message (another user, or another connection for an anonymous message).
+    EditNotYours,
+    /// An edit after `edit_window_secs` (or with edits turned off, 0).
+    EditTooLate,
+    /// An edit of a seq that is not stored (never sent, pruned or deleted).
+    EditNoSuchMessage,
+    /// Storage failed during an edit: nothing was changed.
+    EditNotStored,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 56] = [
+    pub const ALL: [ErrorKind; 62] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -171,6 +183,12 @@ impl ErrorKind {
         ErrorKind::TokenAudience,
         ErrorKind::NameCheckMark,
         ErrorKind::NameOfVerified,
+        ErrorKind::EditNeedsV2,
+        ErrorKind::EditShape,
+        ErrorKind::EditNotYours,
+        ErrorKind::EditTooLate,
+        ErrorKind::EditNoSuchMessage,
+        ErrorKind::EditNotStored,
     ];
 
     /// A stable snake_case name, for metric labels and log fields (never sent to
@@ -233,6 +251,12 @@ impl ErrorKind {
             ErrorKind::RoomFull => "room_full",
             ErrorKind::TooManySeats => "too_many_seats",
             ErrorKind::JoiningTooFast => "joining_too_fast",
+            ErrorKind::EditNeedsV2 => "edit_needs_v2",
+            ErrorKind::EditShape => "edit_shape",
+            ErrorKind::EditNotYours => "edit_not_yours",
+            ErrorKind::EditTooLate => "edit_too_late",
+            ErrorKind::EditNoSuchMessage => "edit_no_such_message",
+            ErrorKind::EditNotStored => "edit_not_stored",
         }
     }
 
@@ -339,6 +363,12 @@ impl ErrorKind {
                 "A moderator token must name its room: \"room\": \"<room>\", or \"*\" for every room."
             }
             ErrorKind::NameOfVerified => "That name belongs to a verified member.",
+            ErrorKind::EditNeedsV2 => "Editing needs protocol v2: send \"v\": 2 in the hello.",
+            ErrorKind::EditShape => "Expected an edit like {\"edit\": {\"seq\": 17, \"message\": \"new text\"}}.",
+            ErrorKind::EditNotYours => "Only its author may edit a message: the same user, or for an anonymous message the connection that sent it.",
+            ErrorKind::EditTooLate => "This message can no longer be edited (edit_window_secs, see GET /api/limits).",
+            ErrorKind::EditNoSuchMessage => "There is no message with that seq to edit.",
+            ErrorKind::EditNotStored => "The edit could not be stored; nothing changed. Try again.",
         }
     }
 }

@@ -72,6 +72,19 @@ fn decode_target(kind: &str, v: &Value, config: &Config) -> Result<Moderation, E
     })
 }
 
+/// Checks an edit request's payload: `{"seq": <seq>, "message": <string>}`. The text
+/// is returned as given; the room trims and checks it like a chat message.
+pub(crate) fn parse_edit(request: Option<Value>) -> Result<(u64, String), ErrorKind> {
+    let Some(Value::Object(mut edit)) = request else {
+        return Err(ErrorKind::EditShape);
+    };
+    let seq = edit.get("seq").and_then(Value::as_u64);
+    match (seq, edit.remove("message")) {
+        (Some(seq), Some(Value::String(message))) => Ok((seq, message)),
+        _ => Err(ErrorKind::EditShape),
+    }
+}
+
 /// The longest `cid` a client may give.
 pub const MAX_CID_LEN: usize = 64;
 

@@ -35,6 +35,9 @@ pub enum ServerFrame<'a> {
         user: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         cid: Option<&'a str>,
+        /// v2 edits: when the text was last edited (the frame carries the latest text).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        edited_at: Option<u64>,
     },
     /// `{"ready": true, "epoch", "seq", "recovered"}`: the join is complete. A v2
     /// session's also carries `"v": 2`; a verified session's its `"user"` and `"role"`.
@@ -58,6 +61,9 @@ pub enum ServerFrame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         cid: Option<&'a str>,
     },
+    /// v2: `{"edited": {"seq", "message", "edited_at"}}`, the author of message `seq`
+    /// edited it (live, or before a resume for a message the client already has).
+    Edited { edited: EditedMessage<'a> },
     /// v2: `{"roster": [{"name"}, …]}`, the members already in the room, sent once at join
     /// instead of one `joined` each. Entries are objects so that later v2 features can
     /// add fields without breaking clients.
@@ -106,6 +112,14 @@ pub struct MemberPage<'a> {
     pub count: u64,
     /// `null` after the last page.
     pub next: Option<String>,
+}
+
+/// The body of [`ServerFrame::Edited`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EditedMessage<'a> {
+    pub seq: u64,
+    pub message: &'a str,
+    pub edited_at: u64,
 }
 
 /// The body of [`ServerFrame::Unlisted`].
@@ -197,6 +211,7 @@ mod tests {
                 seq: 1,
                 user: None,
                 cid: None,
+                edited_at: None,
             }),
             r#"{"name":"a","message":"<b>","timestamp":5,"seq":1}"#
         );
@@ -207,6 +222,7 @@ mod tests {
             seq: 2,
             user: Some("u1"),
             cid: Some("k-1"),
+            edited_at: None,
         };
         assert_eq!(
             enc(with_cid.clone()),
@@ -219,6 +235,28 @@ mod tests {
                 more: true
             }),
             r#"{"history":[{"name":"a","message":"hi","timestamp":5,"seq":2,"user":"u1","cid":"k-1"}],"before":3,"more":true}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::Chat {
+                name: "a",
+                message: "hi",
+                timestamp: 5,
+                seq: 2,
+                user: None,
+                cid: Some("k-1"),
+                edited_at: Some(9),
+            }),
+            r#"{"name":"a","message":"hi","timestamp":5,"seq":2,"cid":"k-1","edited_at":9}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::Edited {
+                edited: EditedMessage {
+                    seq: 2,
+                    message: "hi!",
+                    edited_at: 9
+                }
+            }),
+            r#"{"edited":{"seq":2,"message":"hi!","edited_at":9}}"#
         );
         assert_eq!(
             enc(ServerFrame::History {
@@ -236,6 +274,7 @@ mod tests {
                 seq: 2,
                 user: Some("u42"),
                 cid: None,
+                edited_at: None,
             }),
             r#"{"name":"Ana","message":"hi","timestamp":5,"seq":2,"user":"u42"}"#
         );

@@ -51,6 +51,7 @@ pub(crate) fn chat(m: &StoredMessage) -> ServerFrame<'_> {
         seq: m.seq,
         user: m.user.as_deref(),
         cid: m.cid.as_deref(),
+        edited_at: m.edited_at,
     }
 }
 

@@ -3,6 +3,7 @@
 pub(crate) mod action;
 pub(crate) mod address_limits;
 pub(crate) mod batch;
+pub(crate) mod edit;
 pub(crate) mod hello_deadlines;
 pub(crate) mod history;
 pub mod moderation;
@@ -343,6 +344,7 @@ impl<S: Storage> Room<S> {
             Ok(ClientFrame::History { before, limit }) => self.history(conn, before, limit, out),
             Ok(ClientFrame::Members { after, limit }) => self.member_page(conn, after, limit, out),
             Ok(ClientFrame::Moderate(request)) => self.moderate(conn, request, now_ms, out),
+            Ok(ClientFrame::Edit { seq, message }) => self.edit(conn, seq, message, now_ms, out),
             Err(e) if !joined => self.refuse_hello(conn, e, now_ms, out),
             Err(e) => self.send_error(out, conn, e),
         }
@@ -616,6 +618,7 @@ impl<S: Storage> Room<S> {
                                 // More to tell than a resume may replay: start afresh.
                                 return self.last_backlog(version);
                             }
+                            let deleted_count = deleted.len();
                             frames.extend(deleted.into_iter().map(|seq| {
                                 ServerFrame::Deleted {
                                     deleted: seq,
@@ -623,6 +626,14 @@ impl<S: Storage> Room<S> {
                                 }
                                 .encode()
                             }));
+                            // Then the edits of messages it has (the gap itself
+                            // carries the latest text of the rest).
+                            let room_left = room_left - deleted_count;
+                            let edited = self.storage.edited_since(r.seq, room_left + 1)?;
+                            if edited.len() > room_left {
+                                return self.last_backlog(version);
+                            }
+                            frames.extend(edited.iter().filter_map(edit::edited_frame));
                         }
                         frames.extend(msgs.iter().filter_map(|m| history_frame(m, version)));
                         return Ok((frames, true));
@@ -702,14 +713,11 @@ impl<S: Storage> Room<S> {
             return;
         };
         let user = session.verified.as_ref().map(|v| v.user.clone());
-        if session
-            .verified
-            .as_ref()
-            .is_some_and(|v| v.muted_until > now_ms)
-            || session.addr_muted_until > now_ms
-        {
+        if session.is_muted(now_ms) {
             return self.send_error(out, conn, ErrorKind::Muted);
         }
+        // Who may edit it (see `edit.rs`): the user decides for a verified sender.
+        let author = user.is_none().then(|| session.author_key());
         // Retry-safe send: the same sender and cid within the window is the message
         // already stored, answered again to its sender only.
         let checked = retry::check(
@@ -736,6 +744,8 @@ impl<S: Storage> Room<S> {
             cid,
             sender,
             deleted: false,
+            author,
+            edited_at: None,
         };
         // Encoded first so that storage can take the message itself; sent only once
         // stored: a message that is not stored is not sent, and its seq is not used up.

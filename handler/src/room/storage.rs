@@ -32,6 +32,15 @@ pub struct StoredMessage {
     /// sessions, nothing to v1 ones). Rows read from SQLite may give it as 0 or 1.
     #[serde(default, deserialize_with = "flag")]
     pub deleted: bool,
+    /// Who may edit an anonymous message: its sending connection's key (see
+    /// `Session::author_key`). `None` for a verified sender, whose `user` decides.
+    /// Never sent to clients.
+    #[serde(default)]
+    pub author: Option<String>,
+    /// v2: when its author last edited it (ms since the Unix epoch); `None` if never.
+    /// `message` is then the latest text.
+    #[serde(default)]
+    pub edited_at: Option<u64>,
 }
 
 /// A boolean that SQLite stores as an integer: rows that cross into JavaScript (the
@@ -179,6 +188,20 @@ pub trait Storage {
     /// `seq` or more, ascending, at most `limit`: what a client that has every message
     /// up to `seq` may not have heard of.
     fn deleted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<u64>>;
+    /// Replaces the text of live message `seq` and marks it edited at `edited_at`,
+    /// recording `at_seq` (the room's latest seq now) for resumes. False when there is
+    /// no such live message.
+    fn edit_message(
+        &mut self,
+        seq: u64,
+        message: &str,
+        edited_at: u64,
+        at_seq: u64,
+    ) -> StorageResult<bool>;
+    /// The live messages, at or below `seq`, last edited while the room's latest seq
+    /// was `seq` or more, ascending, at most `limit`: the edits a client that has every
+    /// message up to `seq` may not have heard of.
+    fn edited_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>>;
     /// The kick and mute stored for `user` (all zero when none).
     fn restriction(&mut self, user: &str) -> StorageResult<Restriction>;
     /// Stores the kick and mute of `user`, replacing the previous ones; all zero
@@ -263,6 +286,16 @@ pub const MIGRATIONS: &[&[&str]] = &[
     ],
     // 3: kicks and mutes bound to client addresses: the addresses a user's row bound.
     &["ALTER TABLE chat_restrictions ADD COLUMN addrs TEXT"],
+    // 4: edits. The author key of an anonymous message, when it was last edited, and
+    // the room's latest seq at that edit (`edited_seq`, which resumes look up through
+    // the partial index, as `deleted_at` for deletions).
+    &[
+        "ALTER TABLE chat_messages ADD COLUMN author TEXT",
+        "ALTER TABLE chat_messages ADD COLUMN edited_at INTEGER",
+        "ALTER TABLE chat_messages ADD COLUMN edited_seq INTEGER",
+        "CREATE INDEX IF NOT EXISTS chat_messages_edits
+            ON chat_messages (room, edited_seq) WHERE edited_seq IS NOT NULL",
+    ],
 ];
 
 /// SQL statements, each with the room key as `?1`. Result columns are named as the
@@ -273,24 +306,24 @@ pub mod sql {
         "INSERT INTO chat_rooms (room, epoch) VALUES (?1, ?2) ON CONFLICT(room) DO NOTHING";
     pub const SELECT_EPOCH: &str = "SELECT epoch FROM chat_rooms WHERE room = ?1";
     pub const SELECT_LATEST: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
-        deleted FROM chat_messages WHERE room = ?1 ORDER BY seq DESC LIMIT 1";
-    /// `?2` seq, `?3` timestamp, `?4` name, `?5` message, `?6` user, `?7` cid, `?8` sender
-    /// (the last three may be NULL).
+        deleted, author, edited_at FROM chat_messages WHERE room = ?1 ORDER BY seq DESC LIMIT 1";
+    /// `?2` seq, `?3` timestamp, `?4` name, `?5` message, `?6` user, `?7` cid, `?8` sender,
+    /// `?9` author (the last four may be NULL).
     pub const INSERT_MESSAGE: &str = "INSERT INTO chat_messages
-        (room, seq, timestamp, name, message, user, cid, sender)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+        (room, seq, timestamp, name, message, user, cid, sender, author)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
     /// `?2` = n. Newest first; the caller reverses. Tombstones are left out.
     pub const SELECT_LAST_N: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
-        deleted FROM chat_messages WHERE room = ?1 AND deleted = 0
+        deleted, author, edited_at FROM chat_messages WHERE room = ?1 AND deleted = 0
         ORDER BY seq DESC LIMIT ?2";
     /// `?2` = after this seq, `?3` = limit. Tombstones included.
     pub const SELECT_AFTER: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
-        deleted FROM chat_messages WHERE room = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3";
+        deleted, author, edited_at FROM chat_messages WHERE room = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3";
     /// `?2` = before this seq, `?3` = limit. Newest first; the caller reverses.
     /// Tombstones are left out, so a page holds `limit` messages whenever the room has
     /// that many older live ones.
     pub const SELECT_BEFORE: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
-        deleted FROM chat_messages WHERE room = ?1 AND seq < ?2 AND deleted = 0
+        deleted, author, edited_at FROM chat_messages WHERE room = ?1 AND seq < ?2 AND deleted = 0
         ORDER BY seq DESC LIMIT ?3";
     /// `?2` sender, `?3` cid, `?4` = seq above this, or `?5` = timestamp at or after this
     /// (the retry window). The newest message with that sender and cid, if it is in the
@@ -299,7 +332,7 @@ pub mod sql {
     /// index's `cid IS NOT NULL`), the outer one by the primary key: written as one
     /// query with `ORDER BY seq DESC`, SQLite would rather walk the room's messages.
     pub const SELECT_BY_CID: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
-        deleted FROM chat_messages
+        deleted, author, edited_at FROM chat_messages
         WHERE room = ?1 AND (seq > ?4 OR timestamp >= ?5) AND seq = (
             SELECT max(seq) FROM chat_messages WHERE room = ?1 AND sender = ?2 AND cid = ?3
         )";
@@ -308,6 +341,17 @@ pub mod sql {
     pub const DELETE_MESSAGE: &str = "UPDATE chat_messages
         SET message = '', deleted = 1, deleted_at = ?3
         WHERE room = ?1 AND seq = ?2 AND deleted = 0 RETURNING seq";
+    /// `?2` seq, `?3` the new text, `?4` edited_at (ms), `?5` the room's latest seq now.
+    /// Returns the seq when a live message was edited.
+    pub const EDIT_MESSAGE: &str = "UPDATE chat_messages
+        SET message = ?3, edited_at = ?4, edited_seq = ?5
+        WHERE room = ?1 AND seq = ?2 AND deleted = 0 RETURNING seq";
+    /// `?2` seq, `?3` limit: live messages at or below seq, last edited while the room's
+    /// latest seq was seq or later, ascending.
+    pub const SELECT_EDITED_SINCE: &str = "SELECT seq, timestamp, name, message, user, cid,
+        sender, deleted, author, edited_at FROM chat_messages
+        WHERE room = ?1 AND edited_seq >= ?2 AND seq <= ?2 AND deleted = 0
+        ORDER BY seq ASC LIMIT ?3";
     /// `?2` seq, `?3` limit: tombstones at or below seq, deleted at seq or later.
     pub const SELECT_DELETED_SINCE: &str = "SELECT seq FROM chat_messages
         WHERE room = ?1 AND deleted_at >= ?2 AND seq <= ?2 ORDER BY seq ASC LIMIT ?3";
@@ -370,6 +414,8 @@ pub struct MemoryStorage {
     messages: VecDeque<StoredMessage>,
     /// The `deleted_at` of each tombstone (see [`Storage::delete_message`]).
     deleted_at: BTreeMap<u64, u64>,
+    /// The `edited_seq` of each edited message (see [`Storage::edit_message`]).
+    edited_seq: BTreeMap<u64, u64>,
     buckets: HashMap<String, Bucket>,
     restrictions: HashMap<String, Restriction>,
     audit: VecDeque<AuditEntry>,
@@ -514,6 +560,13 @@ impl Storage for MemoryStorage {
         {
             self.deleted_at.pop_first();
         }
+        while self
+            .edited_seq
+            .first_key_value()
+            .is_some_and(|(&s, _)| s < cut)
+        {
+            self.edited_seq.pop_first();
+        }
         Ok(())
     }
 
@@ -556,6 +609,42 @@ impl Storage for MemoryStorage {
             .range(..=seq)
             .filter(|(_, at)| **at >= seq)
             .map(|(s, _)| *s)
+            .take(limit)
+            .collect())
+    }
+
+    fn edit_message(
+        &mut self,
+        seq: u64,
+        message: &str,
+        edited_at: u64,
+        at_seq: u64,
+    ) -> StorageResult<bool> {
+        let found = self.messages.binary_search_by_key(&seq, |m| m.seq).ok();
+        match found.and_then(|i| self.messages.get_mut(i)) {
+            Some(m) if !m.deleted => {
+                message.clone_into(&mut m.message);
+                m.edited_at = Some(edited_at);
+                self.edited_seq.insert(seq, at_seq);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn edited_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        let seqs: Vec<u64> = self
+            .edited_seq
+            .range(..=seq)
+            .filter(|(_, at)| **at >= seq)
+            .map(|(s, _)| *s)
+            .collect();
+        Ok(seqs
+            .into_iter()
+            .filter_map(|s| {
+                let i = self.messages.binary_search_by_key(&s, |m| m.seq).ok()?;
+                self.messages.get(i).filter(|m| !m.deleted).cloned()
+            })
             .take(limit)
             .collect())
     }
