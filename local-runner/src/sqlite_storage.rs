@@ -836,6 +836,44 @@ mod tests {
     }
 
     #[test]
+    fn an_edit_replaces_the_text_and_is_reported_to_resumes() {
+        let (_dir, path) = fresh();
+        let mut s = SqliteStorage::open(&path, "lobby").unwrap();
+        let mut other = SqliteStorage::open(&path, "other").unwrap();
+        for seq in 1..=4 {
+            let mut m = msg(seq, &format!("text {seq}"));
+            m.author = Some(format!("c{seq}.1"));
+            s.append(&m).unwrap();
+            other.append(&msg(seq, "other room")).unwrap();
+        }
+        assert!(s.edit_message(2, "two!", 7_000, 4).unwrap());
+        assert!(s.edit_message(3, "three!", 8_000, 6).unwrap());
+        assert!(!s.edit_message(9, "x", 1, 4).unwrap(), "never stored");
+        let two = &s.after(1, 1).unwrap()[0];
+        assert_eq!(
+            (two.message.as_str(), two.edited_at, two.author.as_deref()),
+            ("two!", Some(7_000), Some("c2.1"))
+        );
+        let edited = |s: &mut SqliteStorage, seq, limit| -> Vec<(u64, String)> {
+            s.edited_since(seq, limit)
+                .unwrap()
+                .into_iter()
+                .map(|m| (m.seq, m.message))
+                .collect()
+        };
+        assert_eq!(edited(&mut s, 4, 10), [(2, "two!".into()), (3, "three!".into())]);
+        assert_eq!(edited(&mut s, 5, 10), [(3, "three!".into())], "edited at 6");
+        assert_eq!(edited(&mut s, 2, 10), [(2, "two!".into())], "3 is in the gap");
+        assert_eq!(edited(&mut s, 4, 1), [(2, "two!".into())]);
+        assert!(other.edited_since(4, 10).unwrap().is_empty());
+        assert_eq!(other.after(1, 1).unwrap()[0].edited_at, None);
+        // A deleted message is neither editable nor replayed as an edit.
+        assert!(s.delete_message(2, 4).unwrap());
+        assert!(!s.edit_message(2, "back", 9_000, 4).unwrap());
+        assert_eq!(edited(&mut s, 4, 10), [(3, "three!".into())]);
+    }
+
+    #[test]
     fn restrictions_are_per_user_per_room_and_pruned_when_over() {
         let (_dir, path) = fresh();
         let mut s = SqliteStorage::open(&path, "lobby").unwrap();

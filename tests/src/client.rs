@@ -76,6 +76,16 @@ pub struct Msg {
     pub user: Option<String>,
     /// The sender's client id, if it gave one (retry-safe sends).
     pub cid: Option<String>,
+    /// v2 edits: when its author last edited it (the text is the latest).
+    pub edited_at: Option<u64>,
+}
+
+/// v2: `{"edited": {"seq", "message", "edited_at"}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edited {
+    pub seq: u64,
+    pub message: String,
+    pub edited_at: u64,
 }
 
 /// A v2 history page: `{"history": [...], "before", "more"}`.
@@ -110,7 +120,7 @@ fn parse_msg(value: &Value, what: &str) -> Result<Msg> {
     let core: Vec<&str> = keys
         .iter()
         .copied()
-        .filter(|k| !matches!(*k, "user" | "cid"))
+        .filter(|k| !matches!(*k, "user" | "cid" | "edited_at"))
         .collect();
     ensure!(
         core == ["message", "name", "seq", "timestamp"],
@@ -142,6 +152,10 @@ fn parse_msg(value: &Value, what: &str) -> Result<Msg> {
         seq: uint("seq")?,
         user: optional("user")?,
         cid: optional("cid")?,
+        edited_at: match map.get("edited_at") {
+            None => None,
+            Some(_) => Some(uint("edited_at")?),
+        },
     })
 }
 
@@ -181,6 +195,8 @@ pub enum Frame {
     /// v2: `{"deleted", "cid"}`, to a sender only: the answer to its retry of a `cid`
     /// whose message a moderator deleted.
     DeletedCid(u64, String),
+    /// v2: the author of a message edited it.
+    Edited(Edited),
     /// v2: a history page.
     History(Page),
     /// v2: `{"roster", "count", "next"}`, the first page of a big room's roster at join.
@@ -330,6 +346,25 @@ impl Frame {
                 })
             }
             ["deleted"] => Frame::Deleted(uint("deleted")?),
+            ["edited"] => {
+                let inner = map.get("edited").and_then(Value::as_object);
+                let Some(inner) = inner.filter(|i| {
+                    sorted_keys(i).as_slice() == ["edited_at", "message", "seq"]
+                }) else {
+                    bail!("edited must be {{seq, message, edited_at}} in {text}");
+                };
+                let n = |key: &str| inner.get(key).and_then(Value::as_u64);
+                match (n("seq"), inner.get("message"), n("edited_at")) {
+                    (Some(seq), Some(Value::String(message)), Some(edited_at)) => {
+                        Frame::Edited(Edited {
+                            seq,
+                            message: message.clone(),
+                            edited_at,
+                        })
+                    }
+                    _ => bail!("edited fields of the wrong type in {text}"),
+                }
+            }
             ["cid", "deleted"] => Frame::DeletedCid(uint("deleted")?, string("cid")?),
             ["roster"] => Frame::Roster(parse_members(map.get("roster"), text)?),
             ["count", "next", "roster"] => Frame::RosterPage(MemberPage {
@@ -400,6 +435,8 @@ pub struct Join {
     pub backlog: Vec<Msg>,
     /// v2: the `{"deleted": seq}` frames of a resumed gap, in the order sent.
     pub deleted: Vec<u64>,
+    /// v2: the `{"edited": …}` frames before a resumed gap, in the order sent.
+    pub edited: Vec<Edited>,
     /// v2: every backlog frame in order, as `Ok(message)` or `Err(deleted seq)`.
     pub history: Vec<std::result::Result<Msg, u64>>,
     pub ready: Ready,
@@ -643,6 +680,7 @@ impl Client {
         let v2_only = match &f {
             Frame::Roster(_)
             | Frame::Deleted(_)
+            | Frame::Edited(_)
             | Frame::DeletedCid(..)
             | Frame::History(_)
             | Frame::RosterPage(_)
@@ -909,6 +947,7 @@ impl Client {
         let mut members = Vec::new();
         let mut backlog: Vec<Msg> = Vec::new();
         let mut deleted = Vec::new();
+        let mut edited = Vec::new();
         let mut history = Vec::new();
         let mut saw_roster = false;
         let mut roster_paged = None;
@@ -934,6 +973,7 @@ impl Client {
                     deleted.push(seq);
                     history.push(Err(seq));
                 }
+                Frame::Edited(e) if v2 => edited.push(e),
                 other => bail!(
                     "{label}: unexpected {other:?} in the join sequence (roster, then backlog)"
                 ),
@@ -950,6 +990,7 @@ impl Client {
             roster_paged,
             backlog,
             deleted,
+            edited,
             history,
             ready,
         })

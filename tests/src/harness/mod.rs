@@ -116,6 +116,9 @@ pub mod tight {
     /// One token per 2 s: long against the delays of a loaded machine, short to wait.
     pub const RATE_PER_SEC: f64 = 0.5;
     pub const HISTORY_PAGE_MAX: usize = 20;
+    /// Short to wait out (a test edits after it), never too short: waiting longer
+    /// only makes an edit later.
+    pub const EDIT_WINDOW_SECS: u64 = 1;
 }
 
 impl Group {
@@ -158,6 +161,7 @@ impl Group {
                 ("rate_burst", &tight::RATE_BURST.to_string()),
                 ("rate_per_sec", &tight::RATE_PER_SEC.to_string()),
                 ("history_page_max", &tight::HISTORY_PAGE_MAX.to_string()),
+                ("edit_window_secs", &tight::EDIT_WINDOW_SECS.to_string()),
             ]),
             Group::Identity => InstanceSpec::with(&[
                 ("rate_burst", "1000000"),
