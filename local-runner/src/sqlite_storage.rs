@@ -132,6 +132,15 @@ impl SqliteStorage {
         &self.conn
     }
 
+    /// Runs one statement that returns no rows.
+    fn run(&self, statement: &str, args: impl rusqlite::Params) -> StorageResult<()> {
+        self.conn
+            .prepare_cached(statement)
+            .and_then(|mut s| s.execute(args))
+            .map(drop)
+            .map_err(storage_error)
+    }
+
     fn messages(&self, sql: &str, extra: &[i64]) -> StorageResult<Vec<StoredMessage>> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(storage_error)?;
         let mut args: Vec<&dyn rusqlite::ToSql> = vec![&self.room];
@@ -157,6 +166,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
         deleted: row.get("deleted")?,
         author: row.get("author")?,
         edited_at: row.get("edited_at")?,
+        reactions: row.get("reactions")?,
     })
 }
 
@@ -254,11 +264,8 @@ impl Storage for SqliteStorage {
 
     fn prune_through(&mut self, seq: u64) -> StorageResult<()> {
         let seq = to_i64(seq)?;
-        self.conn
-            .prepare_cached(sql::PRUNE_THROUGH)
-            .and_then(|mut s| s.execute(params![self.room, seq]))
-            .map(drop)
-            .map_err(storage_error)
+        self.run(sql::PRUNE_THROUGH, params![self.room, seq])?;
+        self.run(sql::PRUNE_REACTIONS_THROUGH, params![self.room, seq])
     }
 
     fn save_bucket(&mut self, addr: &str, bucket: &Bucket) -> StorageResult<()> {
@@ -298,14 +305,19 @@ impl Storage for SqliteStorage {
 
     fn delete_message(&mut self, seq: u64, at_seq: u64) -> StorageResult<bool> {
         let (seq, at_seq) = (to_i64(seq)?, to_i64(at_seq)?);
-        self.conn
+        let deleted = self
+            .conn
             .prepare_cached(sql::DELETE_MESSAGE)
             .and_then(|mut s| {
                 s.query_row(params![self.room, seq, at_seq], |r| r.get::<_, i64>(0))
                     .optional()
             })
             .map(|row| row.is_some())
-            .map_err(storage_error)
+            .map_err(storage_error)?;
+        if deleted {
+            self.run(sql::DELETE_REACTIONS_OF, params![self.room, seq])?;
+        }
+        Ok(deleted)
     }
 
     fn deleted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<u64>> {
@@ -343,6 +355,56 @@ impl Storage for SqliteStorage {
 
     fn edited_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
         self.messages(sql::SELECT_EDITED_SINCE, &[to_i64(seq)?, to_i64(limit)?])
+    }
+
+    fn has_reaction(&mut self, seq: u64, emoji: &str, reactor: &str) -> StorageResult<bool> {
+        let seq = to_i64(seq)?;
+        self.conn
+            .prepare_cached(sql::SELECT_REACTION)
+            .and_then(|mut s| {
+                s.query_row(params![self.room, seq, emoji, reactor], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()
+            })
+            .map(|row| row.is_some())
+            .map_err(storage_error)
+    }
+
+    fn set_reaction(
+        &mut self,
+        seq: u64,
+        emoji: &str,
+        reactor: &str,
+        on: bool,
+        counts: Option<&str>,
+        at_seq: u64,
+    ) -> StorageResult<bool> {
+        let (seq, at_seq) = (to_i64(seq)?, to_i64(at_seq)?);
+        let live = self
+            .conn
+            .prepare_cached(sql::SET_REACTIONS)
+            .and_then(|mut s| {
+                s.query_row(params![self.room, seq, counts, at_seq], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()
+            })
+            .map(|row| row.is_some())
+            .map_err(storage_error)?;
+        if live {
+            let statement = if on {
+                sql::INSERT_REACTION
+            } else {
+                sql::DELETE_REACTION
+            };
+            self.run(statement, params![self.room, seq, emoji, reactor])?;
+        }
+        Ok(live)
+    }
+
+    fn reacted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.messages(sql::SELECT_REACTED_SINCE, &[to_i64(seq)?, to_i64(limit)?])
     }
 
     fn restriction(&mut self, user: &str) -> StorageResult<Restriction> {
@@ -861,9 +923,16 @@ mod tests {
                 .map(|m| (m.seq, m.message))
                 .collect()
         };
-        assert_eq!(edited(&mut s, 4, 10), [(2, "two!".into()), (3, "three!".into())]);
+        assert_eq!(
+            edited(&mut s, 4, 10),
+            [(2, "two!".into()), (3, "three!".into())]
+        );
         assert_eq!(edited(&mut s, 5, 10), [(3, "three!".into())], "edited at 6");
-        assert_eq!(edited(&mut s, 2, 10), [(2, "two!".into())], "3 is in the gap");
+        assert_eq!(
+            edited(&mut s, 2, 10),
+            [(2, "two!".into())],
+            "3 is in the gap"
+        );
         assert_eq!(edited(&mut s, 4, 1), [(2, "two!".into())]);
         assert!(other.edited_since(4, 10).unwrap().is_empty());
         assert_eq!(other.after(1, 1).unwrap()[0].edited_at, None);

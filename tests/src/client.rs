@@ -348,9 +348,9 @@ impl Frame {
             ["deleted"] => Frame::Deleted(uint("deleted")?),
             ["edited"] => {
                 let inner = map.get("edited").and_then(Value::as_object);
-                let Some(inner) = inner.filter(|i| {
-                    sorted_keys(i).as_slice() == ["edited_at", "message", "seq"]
-                }) else {
+                let Some(inner) =
+                    inner.filter(|i| sorted_keys(i).as_slice() == ["edited_at", "message", "seq"])
+                else {
                     bail!("edited must be {{seq, message, edited_at}} in {text}");
                 };
                 let n = |key: &str| inner.get(key).and_then(Value::as_u64);

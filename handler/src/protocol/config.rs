@@ -154,6 +154,11 @@ config_keys! {
     /// v2 edits: seconds after a message was stored during which its author may edit it
     /// (`{"edit": {"seq": …, "message": …}}`); 0 turns edits off.
     edit_window_secs: u64 = 900, least 0, most 604_800;
+    /// v2 reactions: most different emoji on one message.
+    max_reactions_per_message: usize = 20, least 1, most 100;
+    /// v2 reactions: most reactions on one message, all emoji and users together (each
+    /// user's each emoji counts one): bounds the rows a message's reactions take.
+    max_reaction_count_per_message: usize = 1000, least 1, most 100_000;
     /// Messages kept per room; older ones are pruned.
     retention: usize = 10_000, least 1, most 100_000_000;
     /// Retry-safe sends: a `cid` its sender already used is answered with the stored

@@ -85,6 +85,18 @@ pub(crate) fn parse_edit(request: Option<Value>) -> Result<(u64, String), ErrorK
     }
 }
 
+/// Checks a reaction request's payload: `{"seq": <seq>, "emoji": <string>}`.
+pub(crate) fn parse_react(request: Option<Value>) -> Result<(u64, String), ErrorKind> {
+    let Some(Value::Object(mut react)) = request else {
+        return Err(ErrorKind::ReactShape);
+    };
+    let seq = react.get("seq").and_then(Value::as_u64);
+    match (seq, react.remove("emoji")) {
+        (Some(seq), Some(Value::String(emoji))) => Ok((seq, emoji)),
+        _ => Err(ErrorKind::ReactShape),
+    }
+}
+
 /// The longest `cid` a client may give.
 pub const MAX_CID_LEN: usize = 64;
 

@@ -52,6 +52,10 @@ pub(crate) fn chat(m: &StoredMessage) -> ServerFrame<'_> {
         user: m.user.as_deref(),
         cid: m.cid.as_deref(),
         edited_at: m.edited_at,
+        reactions: m
+            .reactions
+            .as_deref()
+            .and_then(crate::room::react::counts_json),
     }
 }
 

@@ -9,6 +9,7 @@ pub(crate) mod history;
 pub mod moderation;
 pub(crate) mod observe;
 pub(crate) mod ratelimit;
+pub(crate) mod react;
 pub(crate) mod retry;
 pub(crate) mod roster;
 pub(crate) mod session;
@@ -345,6 +346,7 @@ impl<S: Storage> Room<S> {
             Ok(ClientFrame::Members { after, limit }) => self.member_page(conn, after, limit, out),
             Ok(ClientFrame::Moderate(request)) => self.moderate(conn, request, now_ms, out),
             Ok(ClientFrame::Edit { seq, message }) => self.edit(conn, seq, message, now_ms, out),
+            Ok(ClientFrame::React { seq, emoji }) => self.react(conn, seq, emoji, now_ms, out),
             Err(e) if !joined => self.refuse_hello(conn, e, now_ms, out),
             Err(e) => self.send_error(out, conn, e),
         }
@@ -633,7 +635,14 @@ impl<S: Storage> Room<S> {
                             if edited.len() > room_left {
                                 return self.last_backlog(version);
                             }
+                            let room_left = room_left - edited.len();
                             frames.extend(edited.iter().filter_map(edit::edited_frame));
+                            // And the reaction counts that changed on them.
+                            let reacted = self.storage.reacted_since(r.seq, room_left + 1)?;
+                            if reacted.len() > room_left {
+                                return self.last_backlog(version);
+                            }
+                            frames.extend(reacted.iter().filter_map(react::resumed_frame));
                         }
                         frames.extend(msgs.iter().filter_map(|m| history_frame(m, version)));
                         return Ok((frames, true));
@@ -746,6 +755,7 @@ impl<S: Storage> Room<S> {
             deleted: false,
             author,
             edited_at: None,
+            reactions: None,
         };
         // Encoded first so that storage can take the message itself; sent only once
         // stored: a message that is not stored is not sent, and its seq is not used up.

@@ -66,7 +66,10 @@ pub async fn the_author_edits_and_every_v2_member_sees_it(ctx: Ctx) -> Result<()
         (sent.seq, "hello world"),
         "the edit, trimmed"
     );
-    ensure!(e.edited_at >= sent.timestamp, "edited_at {e:?} before the message");
+    ensure!(
+        e.edited_at >= sent.timestamp,
+        "edited_at {e:?} before the message"
+    );
     ensure_eq!(recv_edited(&mut bo).await?, e.clone(), "bo's edited frame");
     // carl (v1) gets nothing: the next frame he sees is ana's next message.
     ana.say("next").await?;
@@ -133,8 +136,14 @@ pub async fn edits_by_anyone_else_or_of_the_wrong_shape_are_refused(ctx: Ctx) ->
         (json!({"edit": {"seq": sent.seq}}), SHAPE),
         (json!({"edit": {"seq": -1, "message": "x"}}), SHAPE),
         (json!({"edit": {"seq": sent.seq, "message": 5}}), SHAPE),
-        (json!({"edit": {"seq": sent.seq + 10, "message": "x"}}), NO_SUCH),
-        (json!({"edit": {"seq": sent.seq, "message": " \n "}}), "Message is empty."),
+        (
+            json!({"edit": {"seq": sent.seq + 10, "message": "x"}}),
+            NO_SUCH,
+        ),
+        (
+            json!({"edit": {"seq": sent.seq, "message": " \n "}}),
+            "Message is empty.",
+        ),
     ];
     for (frame, error) in cases {
         ana.send_json(&frame).await?;
@@ -193,9 +202,7 @@ pub async fn a_resume_replays_the_edits_it_missed(ctx: Ctx) -> Result<()> {
 
 /// Identity group: a verified user's message is edited from another session of the
 /// same user; another user, and an anonymous session named like the user, are refused.
-pub async fn a_verified_users_message_is_edited_from_any_of_its_sessions(
-    ctx: Ctx,
-) -> Result<()> {
+pub async fn a_verified_users_message_is_edited_from_any_of_its_sessions(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("edit-user");
     let hello = |sub: &str| json!({"v": 2, "token": token::token(SECRET, sub, json!({}))});

@@ -223,10 +223,7 @@ pub fn all() -> Vec<Scenario> {
             paging::a_v1_session_asking_for_history_gets_an_error
         ),
         scenario!(Strict, paging::a_history_request_costs_one_token),
-        scenario!(
-            Default,
-            edits::the_author_edits_and_every_v2_member_sees_it
-        ),
+        scenario!(Default, edits::the_author_edits_and_every_v2_member_sees_it),
         scenario!(
             Fast,
             edits::edits_by_anyone_else_or_of_the_wrong_shape_are_refused
