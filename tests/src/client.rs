@@ -78,6 +78,21 @@ pub struct Msg {
     pub cid: Option<String>,
     /// v2 edits: when its author last edited it (the text is the latest).
     pub edited_at: Option<u64>,
+    /// v2 reactions: the counts, when it has any.
+    pub reactions: Option<Value>,
+}
+
+/// Reaction counts: a non-empty object of positive integers (on a chat frame), or any
+/// object of positive integers (in a `reactions` frame, `{}` when none are left).
+fn check_counts(c: &Value, what: &str) -> Result<Value> {
+    let Some(map) = c.as_object() else {
+        bail!("reaction counts must be an object in {what}");
+    };
+    ensure!(
+        map.values().all(|n| n.as_u64().is_some_and(|n| n > 0)),
+        "reaction counts must be positive integers in {what}"
+    );
+    Ok(c.clone())
 }
 
 /// v2: `{"edited": {"seq", "message", "edited_at"}}`.
@@ -120,7 +135,7 @@ fn parse_msg(value: &Value, what: &str) -> Result<Msg> {
     let core: Vec<&str> = keys
         .iter()
         .copied()
-        .filter(|k| !matches!(*k, "user" | "cid" | "edited_at"))
+        .filter(|k| !matches!(*k, "user" | "cid" | "edited_at" | "reactions"))
         .collect();
     ensure!(
         core == ["message", "name", "seq", "timestamp"],
@@ -155,6 +170,10 @@ fn parse_msg(value: &Value, what: &str) -> Result<Msg> {
         edited_at: match map.get("edited_at") {
             None => None,
             Some(_) => Some(uint("edited_at")?),
+        },
+        reactions: match map.get("reactions") {
+            None => None,
+            Some(c) => Some(check_counts(c, what)?),
         },
     })
 }
@@ -197,6 +216,8 @@ pub enum Frame {
     DeletedCid(u64, String),
     /// v2: the author of a message edited it.
     Edited(Edited),
+    /// v2: `{"reactions": {"seq", "counts"}}`, a message's reaction counts changed.
+    Reactions(u64, Value),
     /// v2: a history page.
     History(Page),
     /// v2: `{"roster", "count", "next"}`, the first page of a big room's roster at join.
@@ -346,6 +367,20 @@ impl Frame {
                 })
             }
             ["deleted"] => Frame::Deleted(uint("deleted")?),
+            ["reactions"] => {
+                let inner = map.get("reactions").and_then(Value::as_object);
+                let Some(inner) = inner.filter(|i| sorted_keys(i).as_slice() == ["counts", "seq"])
+                else {
+                    bail!("reactions must be {{seq, counts}} in {text}");
+                };
+                let counts = inner.get("counts").cloned().unwrap_or(Value::Null);
+                ensure!(counts.is_object(), "counts must be an object in {text}");
+                check_counts(&counts, text)?;
+                match inner.get("seq").and_then(Value::as_u64) {
+                    Some(seq) => Frame::Reactions(seq, counts),
+                    None => bail!("reactions.seq must be a seq in {text}"),
+                }
+            }
             ["edited"] => {
                 let inner = map.get("edited").and_then(Value::as_object);
                 let Some(inner) =
@@ -437,6 +472,8 @@ pub struct Join {
     pub deleted: Vec<u64>,
     /// v2: the `{"edited": …}` frames before a resumed gap, in the order sent.
     pub edited: Vec<Edited>,
+    /// v2: the `{"reactions": …}` frames before a resumed gap: (seq, counts).
+    pub reacted: Vec<(u64, Value)>,
     /// v2: every backlog frame in order, as `Ok(message)` or `Err(deleted seq)`.
     pub history: Vec<std::result::Result<Msg, u64>>,
     pub ready: Ready,
@@ -681,6 +718,7 @@ impl Client {
             Frame::Roster(_)
             | Frame::Deleted(_)
             | Frame::Edited(_)
+            | Frame::Reactions(..)
             | Frame::DeletedCid(..)
             | Frame::History(_)
             | Frame::RosterPage(_)
@@ -948,6 +986,7 @@ impl Client {
         let mut backlog: Vec<Msg> = Vec::new();
         let mut deleted = Vec::new();
         let mut edited = Vec::new();
+        let mut reacted = Vec::new();
         let mut history = Vec::new();
         let mut saw_roster = false;
         let mut roster_paged = None;
@@ -974,6 +1013,7 @@ impl Client {
                     history.push(Err(seq));
                 }
                 Frame::Edited(e) if v2 => edited.push(e),
+                Frame::Reactions(seq, counts) if v2 => reacted.push((seq, counts)),
                 other => bail!(
                     "{label}: unexpected {other:?} in the join sequence (roster, then backlog)"
                 ),
@@ -991,6 +1031,7 @@ impl Client {
             backlog,
             deleted,
             edited,
+            reacted,
             history,
             ready,
         })

@@ -81,6 +81,8 @@ pub mod identity {
     pub const MAX_MODERATION_SECS: u64 = 3600;
     /// `max_restricted_users` of the `Identity` group.
     pub const MAX_RESTRICTED_USERS: usize = 2;
+    /// `max_reactions_per_message` of the `Identity` group.
+    pub const MAX_REACTIONS_PER_MESSAGE: usize = 3;
     /// `rate_burst` of the `Signed` group.
     pub const SIGNED_RATE_BURST: usize = 3;
 }
@@ -173,6 +175,10 @@ impl Group {
                 (
                     "max_restricted_users",
                     &identity::MAX_RESTRICTED_USERS.to_string(),
+                ),
+                (
+                    "max_reactions_per_message",
+                    &identity::MAX_REACTIONS_PER_MESSAGE.to_string(),
                 ),
             ])
             .with_secret(identity::SECRET),

@@ -18,6 +18,7 @@ mod moderation;
 mod observability;
 mod origin;
 mod paging;
+mod reactions;
 mod retry;
 mod roster;
 mod routes;
@@ -234,6 +235,14 @@ pub fn all() -> Vec<Scenario> {
             edits::a_verified_users_message_is_edited_from_any_of_its_sessions
         ),
         scenario!(Tight, edits::an_edit_after_the_window_is_refused),
+        scenario!(
+            Default,
+            reactions::reactions_toggle_and_every_v2_member_gets_the_counts
+        ),
+        scenario!(
+            Identity,
+            reactions::bad_reactions_are_refused_and_a_delete_removes_them
+        ),
         scenario!(Fast, origin::allowlisted_origin_is_accepted),
         scenario!(Tight, hello::hello_timeout_closes_1008),
         scenario!(
