@@ -502,6 +502,27 @@ impl MemoryStorage {
         self.messages.partition_point(|m| m.seq < seq)
     }
 
+    /// The live messages at or below `seq` that `changed_at` (seq → the room's latest
+    /// seq at their last change) says changed while the room stood at `seq` or later,
+    /// ascending, at most `limit`: what SQL's partial indexes answer for edits and
+    /// reactions.
+    fn changed_since(
+        &self,
+        changed_at: &BTreeMap<u64, u64>,
+        seq: u64,
+        limit: usize,
+    ) -> Vec<StoredMessage> {
+        changed_at
+            .range(..=seq)
+            .filter(|(_, at)| **at >= seq)
+            .filter_map(|(s, _)| {
+                let i = self.messages.binary_search_by_key(s, |m| m.seq).ok()?;
+                self.messages.get(i).filter(|m| !m.deleted).cloned()
+            })
+            .take(limit)
+            .collect()
+    }
+
     /// Number of messages retained.
     pub fn len(&self) -> usize {
         self.messages.len()
@@ -713,20 +734,7 @@ impl Storage for MemoryStorage {
     }
 
     fn edited_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
-        let seqs: Vec<u64> = self
-            .edited_seq
-            .range(..=seq)
-            .filter(|(_, at)| **at >= seq)
-            .map(|(s, _)| *s)
-            .collect();
-        Ok(seqs
-            .into_iter()
-            .filter_map(|s| {
-                let i = self.messages.binary_search_by_key(&s, |m| m.seq).ok()?;
-                self.messages.get(i).filter(|m| !m.deleted).cloned()
-            })
-            .take(limit)
-            .collect())
+        Ok(self.changed_since(&self.edited_seq, seq, limit))
     }
 
     fn has_reaction(&mut self, seq: u64, emoji: &str, reactor: &str) -> StorageResult<bool> {
@@ -763,20 +771,7 @@ impl Storage for MemoryStorage {
     }
 
     fn reacted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
-        let seqs: Vec<u64> = self
-            .reacted_seq
-            .range(..=seq)
-            .filter(|(_, at)| **at >= seq)
-            .map(|(s, _)| *s)
-            .collect();
-        Ok(seqs
-            .into_iter()
-            .filter_map(|s| {
-                let i = self.messages.binary_search_by_key(&s, |m| m.seq).ok()?;
-                self.messages.get(i).filter(|m| !m.deleted).cloned()
-            })
-            .take(limit)
-            .collect())
+        Ok(self.changed_since(&self.reacted_seq, seq, limit))
     }
 
     fn restriction(&mut self, user: &str) -> StorageResult<Restriction> {
