@@ -280,6 +280,31 @@ impl Storage for Counting {
     fn deleted_since(&mut self, seq: u64, n: usize) -> StorageResult<Vec<u64>> {
         self.inner.deleted_since(seq, n)
     }
+    fn edit_message(&mut self, seq: u64, text: &str, at_ms: u64, at: u64) -> StorageResult<bool> {
+        self.writes += 1;
+        self.inner.edit_message(seq, text, at_ms, at)
+    }
+    fn edited_since(&mut self, seq: u64, n: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.inner.edited_since(seq, n)
+    }
+    fn has_reaction(&mut self, seq: u64, emoji: &str, who: &str) -> StorageResult<bool> {
+        self.inner.has_reaction(seq, emoji, who)
+    }
+    fn set_reaction(
+        &mut self,
+        seq: u64,
+        emoji: &str,
+        who: &str,
+        on: bool,
+        counts: Option<&str>,
+        at: u64,
+    ) -> StorageResult<bool> {
+        self.writes += 1;
+        self.inner.set_reaction(seq, emoji, who, on, counts, at)
+    }
+    fn reacted_since(&mut self, seq: u64, n: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.inner.reacted_since(seq, n)
+    }
     fn restriction(&mut self, u: &str) -> StorageResult<chat_handler::Restriction> {
         self.inner.restriction(u)
     }

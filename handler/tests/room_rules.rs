@@ -841,6 +841,48 @@ fn a_join_that_cannot_read_history_closes_with_1011_and_forgets_the_address() {
         fn deleted_since(&mut self, seq: u64, n: usize) -> chat_handler::StorageResult<Vec<u64>> {
             self.0.deleted_since(seq, n)
         }
+        fn edit_message(
+            &mut self,
+            seq: u64,
+            text: &str,
+            at_ms: u64,
+            at: u64,
+        ) -> chat_handler::StorageResult<bool> {
+            self.0.edit_message(seq, text, at_ms, at)
+        }
+        fn edited_since(
+            &mut self,
+            seq: u64,
+            n: usize,
+        ) -> chat_handler::StorageResult<Vec<chat_handler::StoredMessage>> {
+            self.0.edited_since(seq, n)
+        }
+        fn has_reaction(
+            &mut self,
+            seq: u64,
+            emoji: &str,
+            who: &str,
+        ) -> chat_handler::StorageResult<bool> {
+            self.0.has_reaction(seq, emoji, who)
+        }
+        fn set_reaction(
+            &mut self,
+            seq: u64,
+            emoji: &str,
+            who: &str,
+            on: bool,
+            counts: Option<&str>,
+            at: u64,
+        ) -> chat_handler::StorageResult<bool> {
+            self.0.set_reaction(seq, emoji, who, on, counts, at)
+        }
+        fn reacted_since(
+            &mut self,
+            seq: u64,
+            n: usize,
+        ) -> chat_handler::StorageResult<Vec<chat_handler::StoredMessage>> {
+            self.0.reacted_since(seq, n)
+        }
         fn restriction(&mut self, u: &str) -> chat_handler::StorageResult<Restriction> {
             self.0.restriction(u)
         }
@@ -1015,6 +1057,48 @@ fn a_message_whose_epoch_cannot_be_stored_is_not_sent() {
         }
         fn deleted_since(&mut self, s: u64, n: usize) -> chat_handler::StorageResult<Vec<u64>> {
             self.0.deleted_since(s, n)
+        }
+        fn edit_message(
+            &mut self,
+            seq: u64,
+            text: &str,
+            at_ms: u64,
+            at: u64,
+        ) -> chat_handler::StorageResult<bool> {
+            self.0.edit_message(seq, text, at_ms, at)
+        }
+        fn edited_since(
+            &mut self,
+            seq: u64,
+            n: usize,
+        ) -> chat_handler::StorageResult<Vec<chat_handler::StoredMessage>> {
+            self.0.edited_since(seq, n)
+        }
+        fn has_reaction(
+            &mut self,
+            seq: u64,
+            emoji: &str,
+            who: &str,
+        ) -> chat_handler::StorageResult<bool> {
+            self.0.has_reaction(seq, emoji, who)
+        }
+        fn set_reaction(
+            &mut self,
+            seq: u64,
+            emoji: &str,
+            who: &str,
+            on: bool,
+            counts: Option<&str>,
+            at: u64,
+        ) -> chat_handler::StorageResult<bool> {
+            self.0.set_reaction(seq, emoji, who, on, counts, at)
+        }
+        fn reacted_since(
+            &mut self,
+            seq: u64,
+            n: usize,
+        ) -> chat_handler::StorageResult<Vec<chat_handler::StoredMessage>> {
+            self.0.reacted_since(seq, n)
         }
         fn restriction(
             &mut self,

@@ -132,6 +132,15 @@ impl SqliteStorage {
         &self.conn
     }
 
+    /// Runs one statement that returns no rows.
+    fn run(&self, statement: &str, args: impl rusqlite::Params) -> StorageResult<()> {
+        self.conn
+            .prepare_cached(statement)
+            .and_then(|mut s| s.execute(args))
+            .map(drop)
+            .map_err(storage_error)
+    }
+
     fn messages(&self, sql: &str, extra: &[i64]) -> StorageResult<Vec<StoredMessage>> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(storage_error)?;
         let mut args: Vec<&dyn rusqlite::ToSql> = vec![&self.room];
@@ -158,6 +167,9 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<StoredMessage> {
             .get::<_, Option<String>>("role")?
             .and_then(|r| Role::parse(&r)),
         deleted: row.get("deleted")?,
+        author: row.get("author")?,
+        edited_at: row.get("edited_at")?,
+        reactions: row.get("reactions")?,
     })
 }
 
@@ -208,7 +220,8 @@ impl Storage for SqliteStorage {
                     msg.user,
                     msg.cid,
                     msg.sender,
-                    msg.role.map(Role::as_str)
+                    msg.role.map(Role::as_str),
+                    msg.author
                 ])
             })
             .map(drop)
@@ -255,11 +268,8 @@ impl Storage for SqliteStorage {
 
     fn prune_through(&mut self, seq: u64) -> StorageResult<()> {
         let seq = to_i64(seq)?;
-        self.conn
-            .prepare_cached(sql::PRUNE_THROUGH)
-            .and_then(|mut s| s.execute(params![self.room, seq]))
-            .map(drop)
-            .map_err(storage_error)
+        self.run(sql::PRUNE_THROUGH, params![self.room, seq])?;
+        self.run(sql::PRUNE_REACTIONS_THROUGH, params![self.room, seq])
     }
 
     fn save_bucket(&mut self, addr: &str, bucket: &Bucket) -> StorageResult<()> {
@@ -299,14 +309,19 @@ impl Storage for SqliteStorage {
 
     fn delete_message(&mut self, seq: u64, at_seq: u64) -> StorageResult<bool> {
         let (seq, at_seq) = (to_i64(seq)?, to_i64(at_seq)?);
-        self.conn
+        let deleted = self
+            .conn
             .prepare_cached(sql::DELETE_MESSAGE)
             .and_then(|mut s| {
                 s.query_row(params![self.room, seq, at_seq], |r| r.get::<_, i64>(0))
                     .optional()
             })
             .map(|row| row.is_some())
-            .map_err(storage_error)
+            .map_err(storage_error)?;
+        if deleted {
+            self.run(sql::DELETE_REACTIONS_OF, params![self.room, seq])?;
+        }
+        Ok(deleted)
     }
 
     fn deleted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<u64>> {
@@ -320,6 +335,80 @@ impl Storage for SqliteStorage {
             .map_err(storage_error)?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(storage_error)
+    }
+
+    fn edit_message(
+        &mut self,
+        seq: u64,
+        message: &str,
+        edited_at: u64,
+        at_seq: u64,
+    ) -> StorageResult<bool> {
+        let (seq, edited_at, at_seq) = (to_i64(seq)?, to_i64(edited_at)?, to_i64(at_seq)?);
+        self.conn
+            .prepare_cached(sql::EDIT_MESSAGE)
+            .and_then(|mut s| {
+                s.query_row(params![self.room, seq, message, edited_at, at_seq], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()
+            })
+            .map(|row| row.is_some())
+            .map_err(storage_error)
+    }
+
+    fn edited_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.messages(sql::SELECT_EDITED_SINCE, &[to_i64(seq)?, to_i64(limit)?])
+    }
+
+    fn has_reaction(&mut self, seq: u64, emoji: &str, reactor: &str) -> StorageResult<bool> {
+        let seq = to_i64(seq)?;
+        self.conn
+            .prepare_cached(sql::SELECT_REACTION)
+            .and_then(|mut s| {
+                s.query_row(params![self.room, seq, emoji, reactor], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()
+            })
+            .map(|row| row.is_some())
+            .map_err(storage_error)
+    }
+
+    fn set_reaction(
+        &mut self,
+        seq: u64,
+        emoji: &str,
+        reactor: &str,
+        on: bool,
+        counts: Option<&str>,
+        at_seq: u64,
+    ) -> StorageResult<bool> {
+        let (seq, at_seq) = (to_i64(seq)?, to_i64(at_seq)?);
+        let live = self
+            .conn
+            .prepare_cached(sql::SET_REACTIONS)
+            .and_then(|mut s| {
+                s.query_row(params![self.room, seq, counts, at_seq], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()
+            })
+            .map(|row| row.is_some())
+            .map_err(storage_error)?;
+        if live {
+            let statement = if on {
+                sql::INSERT_REACTION
+            } else {
+                sql::DELETE_REACTION
+            };
+            self.run(statement, params![self.room, seq, emoji, reactor])?;
+        }
+        Ok(live)
+    }
+
+    fn reacted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.messages(sql::SELECT_REACTED_SINCE, &[to_i64(seq)?, to_i64(limit)?])
     }
 
     fn restriction(&mut self, user: &str) -> StorageResult<Restriction> {
@@ -810,6 +899,51 @@ mod tests {
         assert_eq!(other.after(1, 1).unwrap()[0].message, "other room");
         s.prune_through(2).unwrap();
         assert_eq!(s.deleted_since(5, 10).unwrap(), [4]);
+    }
+
+    #[test]
+    fn an_edit_replaces_the_text_and_is_reported_to_resumes() {
+        let (_dir, path) = fresh();
+        let mut s = SqliteStorage::open(&path, "lobby").unwrap();
+        let mut other = SqliteStorage::open(&path, "other").unwrap();
+        for seq in 1..=4 {
+            let mut m = msg(seq, &format!("text {seq}"));
+            m.author = Some(format!("c{seq}.1"));
+            s.append(&m).unwrap();
+            other.append(&msg(seq, "other room")).unwrap();
+        }
+        assert!(s.edit_message(2, "two!", 7_000, 4).unwrap());
+        assert!(s.edit_message(3, "three!", 8_000, 6).unwrap());
+        assert!(!s.edit_message(9, "x", 1, 4).unwrap(), "never stored");
+        let two = &s.after(1, 1).unwrap()[0];
+        assert_eq!(
+            (two.message.as_str(), two.edited_at, two.author.as_deref()),
+            ("two!", Some(7_000), Some("c2.1"))
+        );
+        let edited = |s: &mut SqliteStorage, seq, limit| -> Vec<(u64, String)> {
+            s.edited_since(seq, limit)
+                .unwrap()
+                .into_iter()
+                .map(|m| (m.seq, m.message))
+                .collect()
+        };
+        assert_eq!(
+            edited(&mut s, 4, 10),
+            [(2, "two!".into()), (3, "three!".into())]
+        );
+        assert_eq!(edited(&mut s, 5, 10), [(3, "three!".into())], "edited at 6");
+        assert_eq!(
+            edited(&mut s, 2, 10),
+            [(2, "two!".into())],
+            "3 is in the gap"
+        );
+        assert_eq!(edited(&mut s, 4, 1), [(2, "two!".into())]);
+        assert!(other.edited_since(4, 10).unwrap().is_empty());
+        assert_eq!(other.after(1, 1).unwrap()[0].edited_at, None);
+        // A deleted message is neither editable nor replayed as an edit.
+        assert!(s.delete_message(2, 4).unwrap());
+        assert!(!s.edit_message(2, "back", 9_000, 4).unwrap());
+        assert_eq!(edited(&mut s, 4, 10), [(3, "three!".into())]);
     }
 
     #[test]

@@ -585,6 +585,42 @@ impl Storage for RoomStorage {
     fn deleted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<u64>> {
         self.read(move |s| s.deleted_since(seq, limit))
     }
+    fn edit_message(
+        &mut self,
+        seq: u64,
+        message: &str,
+        edited_at: u64,
+        at_seq: u64,
+    ) -> StorageResult<bool> {
+        // Like a deletion: the handler needs the answer, and what is sent about the edit
+        // waits for its commit.
+        let message = message.to_owned();
+        self.read(move |s| s.edit_message(seq, &message, edited_at, at_seq))
+    }
+    fn edited_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.read(move |s| s.edited_since(seq, limit))
+    }
+    fn has_reaction(&mut self, seq: u64, emoji: &str, reactor: &str) -> StorageResult<bool> {
+        let (emoji, reactor) = (emoji.to_owned(), reactor.to_owned());
+        self.read(move |s| s.has_reaction(seq, &emoji, &reactor))
+    }
+    fn set_reaction(
+        &mut self,
+        seq: u64,
+        emoji: &str,
+        reactor: &str,
+        on: bool,
+        counts: Option<&str>,
+        at_seq: u64,
+    ) -> StorageResult<bool> {
+        // Like an edit: the answer is needed, and the counts frame waits for the commit.
+        let (emoji, reactor) = (emoji.to_owned(), reactor.to_owned());
+        let counts = counts.map(str::to_owned);
+        self.read(move |s| s.set_reaction(seq, &emoji, &reactor, on, counts.as_deref(), at_seq))
+    }
+    fn reacted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        self.read(move |s| s.reacted_since(seq, limit))
+    }
     fn restriction(&mut self, user: &str) -> StorageResult<Restriction> {
         let user = user.to_owned();
         self.read(move |s| s.restriction(&user))

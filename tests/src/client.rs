@@ -78,6 +78,31 @@ pub struct Msg {
     pub cid: Option<String>,
     /// `service` for a server-side publish; absent otherwise.
     pub role: Option<String>,
+    /// v2 edits: when its author last edited it (the text is the latest).
+    pub edited_at: Option<u64>,
+    /// v2 reactions: the counts, when it has any.
+    pub reactions: Option<Value>,
+}
+
+/// Reaction counts: a non-empty object of positive integers (on a chat frame), or any
+/// object of positive integers (in a `reactions` frame, `{}` when none are left).
+fn check_counts(c: &Value, what: &str) -> Result<Value> {
+    let Some(map) = c.as_object() else {
+        bail!("reaction counts must be an object in {what}");
+    };
+    ensure!(
+        map.values().all(|n| n.as_u64().is_some_and(|n| n > 0)),
+        "reaction counts must be positive integers in {what}"
+    );
+    Ok(c.clone())
+}
+
+/// v2: `{"edited": {"seq", "message", "edited_at"}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edited {
+    pub seq: u64,
+    pub message: String,
+    pub edited_at: u64,
 }
 
 /// A v2 history page: `{"history": [...], "before", "more"}`.
@@ -113,7 +138,7 @@ fn parse_msg(value: &Value, what: &str) -> Result<Msg> {
     let core: Vec<&str> = keys
         .iter()
         .copied()
-        .filter(|k| !matches!(*k, "user" | "cid" | "role"))
+        .filter(|k| !matches!(*k, "user" | "cid" | "role" | "edited_at" | "reactions"))
         .collect();
     ensure!(
         core == ["message", "name", "seq", "timestamp"],
@@ -150,6 +175,14 @@ fn parse_msg(value: &Value, what: &str) -> Result<Msg> {
                 bail!("a chat frame's role may only be \"service\" in {what}")
             }
             other => other,
+        },
+        edited_at: match map.get("edited_at") {
+            None => None,
+            Some(_) => Some(uint("edited_at")?),
+        },
+        reactions: match map.get("reactions") {
+            None => None,
+            Some(c) => Some(check_counts(c, what)?),
         },
     })
 }
@@ -190,6 +223,10 @@ pub enum Frame {
     /// v2: `{"deleted", "cid"}`, to a sender only: the answer to its retry of a `cid`
     /// whose message a moderator deleted.
     DeletedCid(u64, String),
+    /// v2: the author of a message edited it.
+    Edited(Edited),
+    /// v2: `{"reactions": {"seq", "counts"}}`, a message's reaction counts changed.
+    Reactions(u64, Value),
     /// v2: a history page.
     History(Page),
     /// v2: `{"roster", "count", "next"}`, the first page of a big room's roster at join.
@@ -344,6 +381,39 @@ impl Frame {
                 })
             }
             ["deleted"] => Frame::Deleted(uint("deleted")?),
+            ["reactions"] => {
+                let inner = map.get("reactions").and_then(Value::as_object);
+                let Some(inner) = inner.filter(|i| sorted_keys(i).as_slice() == ["counts", "seq"])
+                else {
+                    bail!("reactions must be {{seq, counts}} in {text}");
+                };
+                let counts = inner.get("counts").cloned().unwrap_or(Value::Null);
+                ensure!(counts.is_object(), "counts must be an object in {text}");
+                check_counts(&counts, text)?;
+                match inner.get("seq").and_then(Value::as_u64) {
+                    Some(seq) => Frame::Reactions(seq, counts),
+                    None => bail!("reactions.seq must be a seq in {text}"),
+                }
+            }
+            ["edited"] => {
+                let inner = map.get("edited").and_then(Value::as_object);
+                let Some(inner) =
+                    inner.filter(|i| sorted_keys(i).as_slice() == ["edited_at", "message", "seq"])
+                else {
+                    bail!("edited must be {{seq, message, edited_at}} in {text}");
+                };
+                let n = |key: &str| inner.get(key).and_then(Value::as_u64);
+                match (n("seq"), inner.get("message"), n("edited_at")) {
+                    (Some(seq), Some(Value::String(message)), Some(edited_at)) => {
+                        Frame::Edited(Edited {
+                            seq,
+                            message: message.clone(),
+                            edited_at,
+                        })
+                    }
+                    _ => bail!("edited fields of the wrong type in {text}"),
+                }
+            }
             ["cid", "deleted"] => Frame::DeletedCid(uint("deleted")?, string("cid")?),
             ["roster"] => Frame::Roster(parse_members(map.get("roster"), text)?),
             ["count", "next", "roster"] => Frame::RosterPage(MemberPage {
@@ -414,6 +484,10 @@ pub struct Join {
     pub backlog: Vec<Msg>,
     /// v2: the `{"deleted": seq}` frames of a resumed gap, in the order sent.
     pub deleted: Vec<u64>,
+    /// v2: the `{"edited": …}` frames before a resumed gap, in the order sent.
+    pub edited: Vec<Edited>,
+    /// v2: the `{"reactions": …}` frames before a resumed gap: (seq, counts).
+    pub reacted: Vec<(u64, Value)>,
     /// v2: every backlog frame in order, as `Ok(message)` or `Err(deleted seq)`.
     pub history: Vec<std::result::Result<Msg, u64>>,
     pub ready: Ready,
@@ -657,6 +731,8 @@ impl Client {
         let v2_only = match &f {
             Frame::Roster(_)
             | Frame::Deleted(_)
+            | Frame::Edited(_)
+            | Frame::Reactions(..)
             | Frame::DeletedCid(..)
             | Frame::History(_)
             | Frame::RosterPage(_)
@@ -923,6 +999,8 @@ impl Client {
         let mut members = Vec::new();
         let mut backlog: Vec<Msg> = Vec::new();
         let mut deleted = Vec::new();
+        let mut edited = Vec::new();
+        let mut reacted = Vec::new();
         let mut history = Vec::new();
         let mut saw_roster = false;
         let mut roster_paged = None;
@@ -948,6 +1026,8 @@ impl Client {
                     deleted.push(seq);
                     history.push(Err(seq));
                 }
+                Frame::Edited(e) if v2 => edited.push(e),
+                Frame::Reactions(seq, counts) if v2 => reacted.push((seq, counts)),
                 other => bail!(
                     "{label}: unexpected {other:?} in the join sequence (roster, then backlog)"
                 ),
@@ -964,6 +1044,8 @@ impl Client {
             roster_paged,
             backlog,
             deleted,
+            edited,
+            reacted,
             history,
             ready,
         })

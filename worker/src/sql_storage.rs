@@ -139,6 +139,7 @@ impl Storage for DoSqlStorage {
             msg.cid.as_deref().into(),
             msg.sender.as_deref().into(),
             msg.role.map(Role::as_str).into(),
+            msg.author.as_deref().into(),
         ];
         self.run(sql::INSERT_MESSAGE, params)
     }
@@ -185,7 +186,8 @@ impl Storage for DoSqlStorage {
     }
 
     fn prune_through(&mut self, seq: u64) -> Result<(), StorageError> {
-        self.run(sql::PRUNE_THROUGH, vec![key(), int(seq)?])
+        self.run(sql::PRUNE_THROUGH, vec![key(), int(seq)?])?;
+        self.run(sql::PRUNE_REACTIONS_THROUGH, vec![key(), int(seq)?])
     }
 
     fn save_bucket(&mut self, addr: &str, bucket: &Bucket) -> Result<(), StorageError> {
@@ -210,7 +212,11 @@ impl Storage for DoSqlStorage {
     fn delete_message(&mut self, seq: u64, at_seq: u64) -> Result<bool, StorageError> {
         let rows: Vec<SeqRow> =
             self.rows(sql::DELETE_MESSAGE, vec![key(), int(seq)?, int(at_seq)?])?;
-        Ok(!rows.is_empty())
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        self.run(sql::DELETE_REACTIONS_OF, vec![key(), int(seq)?])?;
+        Ok(true)
     }
 
     fn deleted_since(&mut self, seq: u64, limit: usize) -> Result<Vec<u64>, StorageError> {
@@ -219,6 +225,74 @@ impl Storage for DoSqlStorage {
             vec![key(), int(seq)?, int(limit as u64)?],
         )?;
         Ok(rows.into_iter().map(|r| r.seq).collect())
+    }
+
+    fn edit_message(
+        &mut self,
+        seq: u64,
+        message: &str,
+        edited_at: u64,
+        at_seq: u64,
+    ) -> Result<bool, StorageError> {
+        let params = vec![
+            key(),
+            int(seq)?,
+            message.into(),
+            int(edited_at)?,
+            int(at_seq)?,
+        ];
+        let rows: Vec<SeqRow> = self.rows(sql::EDIT_MESSAGE, params)?;
+        Ok(!rows.is_empty())
+    }
+
+    fn edited_since(&mut self, seq: u64, limit: usize) -> Result<Vec<StoredMessage>, StorageError> {
+        self.rows(
+            sql::SELECT_EDITED_SINCE,
+            vec![key(), int(seq)?, int(limit as u64)?],
+        )
+    }
+
+    fn has_reaction(&mut self, seq: u64, emoji: &str, reactor: &str) -> Result<bool, StorageError> {
+        let params = vec![key(), int(seq)?, emoji.into(), reactor.into()];
+        let rows: Vec<SeqRow> = self.rows(sql::SELECT_REACTION, params)?;
+        Ok(!rows.is_empty())
+    }
+
+    fn set_reaction(
+        &mut self,
+        seq: u64,
+        emoji: &str,
+        reactor: &str,
+        on: bool,
+        counts: Option<&str>,
+        at_seq: u64,
+    ) -> Result<bool, StorageError> {
+        let params = vec![key(), int(seq)?, counts.into(), int(at_seq)?];
+        let rows: Vec<SeqRow> = self.rows(sql::SET_REACTIONS, params)?;
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        let statement = if on {
+            sql::INSERT_REACTION
+        } else {
+            sql::DELETE_REACTION
+        };
+        self.run(
+            statement,
+            vec![key(), int(seq)?, emoji.into(), reactor.into()],
+        )?;
+        Ok(true)
+    }
+
+    fn reacted_since(
+        &mut self,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StorageError> {
+        self.rows(
+            sql::SELECT_REACTED_SINCE,
+            vec![key(), int(seq)?, int(limit as u64)?],
+        )
     }
 
     fn restriction(&mut self, user: &str) -> Result<Restriction, StorageError> {

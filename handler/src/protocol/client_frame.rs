@@ -38,6 +38,12 @@ pub enum ClientFrame {
     /// The room checks that the sender is a moderator before it looks at either, so a
     /// non-moderator is told that whatever it sent.
     Moderate(Result<Moderation, ErrorKind>),
+    /// v2: `{"edit": {"seq": …, "message": …}}`, its shape checked
+    /// ([`requests::parse_edit`]); the message untrimmed and unchecked, as for `Chat`.
+    Edit { seq: u64, message: String },
+    /// v2: `{"react": {"seq": …, "emoji": …}}`, its shape checked
+    /// ([`requests::parse_react`]); the emoji unchecked (the room checks it).
+    React { seq: u64, emoji: String },
 }
 
 /// A resume request from the hello.
@@ -245,6 +251,14 @@ fn decode_any(text: &str, config: &Config) -> Result<ClientFrame, ErrorKind> {
                 (None, Some(request)) => {
                     let (after, limit) = requests::parse_members(request, config)?;
                     Ok(ClientFrame::Members { after, limit })
+                }
+                (None, None) if given("react").is_some() => {
+                    let (seq, emoji) = requests::parse_react(map.remove("react"))?;
+                    Ok(ClientFrame::React { seq, emoji })
+                }
+                (None, None) if given("edit").is_some() => {
+                    let (seq, message) = requests::parse_edit(map.remove("edit"))?;
+                    Ok(ClientFrame::Edit { seq, message })
                 }
                 (None, None) => match requests::decode_moderation(&map, config) {
                     Some(request) => Ok(ClientFrame::Moderate(request)),

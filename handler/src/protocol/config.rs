@@ -151,6 +151,14 @@ config_keys! {
     /// the rest in pages (`{"members": {"after": …, "limit": …}}`) of at most this many.
     /// Keeps a big room's join from costing every joiner the whole member list.
     roster_inline_max: usize = 100, least 1, most 1000;
+    /// v2 edits: seconds after a message was stored during which its author may edit it
+    /// (`{"edit": {"seq": …, "message": …}}`); 0 turns edits off.
+    edit_window_secs: u64 = 900, least 0, most 604_800;
+    /// v2 reactions: most different emoji on one message.
+    max_reactions_per_message: usize = 20, least 1, most 100;
+    /// v2 reactions: most reactions on one message, all emoji and users together (each
+    /// user's each emoji counts one): bounds the rows a message's reactions take.
+    max_reaction_count_per_message: usize = 1000, least 1, most 100_000;
     /// Messages kept per room; older ones are pruned.
     retention: usize = 10_000, least 1, most 100_000_000;
     /// Retry-safe sends: a `cid` its sender already used is answered with the stored
@@ -564,8 +572,9 @@ impl Config {
     /// The limits a client checks before sending, as the JSON body of
     /// `/api/limits`: `{"max_name_chars", "max_message_chars",
     /// "max_frame_bytes", "max_moderation_secs", "history_page_max",
-    /// "roster_inline_max"}` (the moderation bound for a moderator's kick and mute
-    /// controls, the page sizes for history and for the v2 member list).
+    /// "roster_inline_max", "edit_window_secs"}` (the moderation bound for a
+    /// moderator's kick and mute controls, the page sizes for history and for the v2
+    /// member list, and how long a message stays editable).
     pub fn client_limits_json(&self) -> String {
         serde_json::json!({
             "max_name_chars": self.max_name_chars,
@@ -574,6 +583,7 @@ impl Config {
             "max_moderation_secs": self.max_moderation_secs,
             "history_page_max": self.history_page_max,
             "roster_inline_max": self.roster_inline_max,
+            "edit_window_secs": self.edit_window_secs,
         })
         .to_string()
     }
@@ -641,6 +651,7 @@ mod tests {
                 "max_moderation_secs": 604800,
                 "history_page_max": 100,
                 "roster_inline_max": 100,
+                "edit_window_secs": 900,
             })
         );
     }

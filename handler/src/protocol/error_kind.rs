@@ -127,11 +127,37 @@ pub enum ErrorKind {
     PublishShape,
     /// Publish: no `Content-Length` (a chunked body): its size must be known first.
     PublishLengthRequired,
+    /// An edit from a v1 session.
+    EditNeedsV2,
+    /// `edit` is not `{"seq": <seq>, "message": <string>}`.
+    EditShape,
+    /// An edit of another sender's message (another user, or another connection for an anonymous message).
+    EditNotYours,
+    /// An edit after `edit_window_secs` (or with edits turned off, 0).
+    EditTooLate,
+    /// An edit of a seq that is not stored (never sent, pruned or deleted).
+    EditNoSuchMessage,
+    /// Storage failed during an edit: nothing was changed.
+    EditNotStored,
+    /// A reaction from a v1 session.
+    ReactNeedsV2,
+    /// `react` is not `{"seq": <seq>, "emoji": <string>}`.
+    ReactShape,
+    /// The emoji is not one grapheme cluster of at most 16 bytes, or is white space or a control.
+    ReactEmoji,
+    /// A reaction to a seq that is not stored (never sent, pruned or deleted).
+    ReactNoSuchMessage,
+    /// A new emoji on a message with `max_reactions_per_message` different ones.
+    ReactionsFull,
+    /// A reaction on a message whose counts add up to `max_reaction_count_per_message`.
+    ReactionCountFull,
+    /// Storage failed during a reaction: nothing was changed.
+    ReactNotStored,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 64] = [
+    pub const ALL: [ErrorKind; 77] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -196,6 +222,19 @@ impl ErrorKind {
         ErrorKind::PublishBodyTooLarge,
         ErrorKind::PublishShape,
         ErrorKind::PublishLengthRequired,
+        ErrorKind::EditNeedsV2,
+        ErrorKind::EditShape,
+        ErrorKind::EditNotYours,
+        ErrorKind::EditTooLate,
+        ErrorKind::EditNoSuchMessage,
+        ErrorKind::EditNotStored,
+        ErrorKind::ReactNeedsV2,
+        ErrorKind::ReactShape,
+        ErrorKind::ReactEmoji,
+        ErrorKind::ReactNoSuchMessage,
+        ErrorKind::ReactionsFull,
+        ErrorKind::ReactionCountFull,
+        ErrorKind::ReactNotStored,
     ];
 
     /// A stable snake_case name, for metric labels and log fields (never sent to
@@ -266,6 +305,19 @@ impl ErrorKind {
             ErrorKind::RoomFull => "room_full",
             ErrorKind::TooManySeats => "too_many_seats",
             ErrorKind::JoiningTooFast => "joining_too_fast",
+            ErrorKind::EditNeedsV2 => "edit_needs_v2",
+            ErrorKind::EditShape => "edit_shape",
+            ErrorKind::EditNotYours => "edit_not_yours",
+            ErrorKind::EditTooLate => "edit_too_late",
+            ErrorKind::EditNoSuchMessage => "edit_no_such_message",
+            ErrorKind::EditNotStored => "edit_not_stored",
+            ErrorKind::ReactNeedsV2 => "react_needs_v2",
+            ErrorKind::ReactShape => "react_shape",
+            ErrorKind::ReactEmoji => "react_emoji",
+            ErrorKind::ReactNoSuchMessage => "react_no_such_message",
+            ErrorKind::ReactionsFull => "reactions_full",
+            ErrorKind::ReactionCountFull => "reaction_count_full",
+            ErrorKind::ReactNotStored => "react_not_stored",
         }
     }
 
@@ -394,6 +446,19 @@ impl ErrorKind {
             ErrorKind::PublishShape => {
                 "Expected a JSON object like {\"name\": \"Build bot\", \"message\": \"hello\"}."
             }
+            ErrorKind::EditNeedsV2 => "Editing needs protocol v2: send \"v\": 2 in the hello.",
+            ErrorKind::EditShape => "Expected an edit like {\"edit\": {\"seq\": 17, \"message\": \"new text\"}}.",
+            ErrorKind::EditNotYours => "Only its author may edit a message: the same user, or for an anonymous message the connection that sent it.",
+            ErrorKind::EditTooLate => "This message can no longer be edited (edit_window_secs, see GET /api/limits).",
+            ErrorKind::EditNoSuchMessage => "There is no message with that seq to edit.",
+            ErrorKind::EditNotStored => "The edit could not be stored; nothing changed. Try again.",
+            ErrorKind::ReactNeedsV2 => "Reactions need protocol v2: send \"v\": 2 in the hello.",
+            ErrorKind::ReactShape => "Expected a reaction like {\"react\": {\"seq\": 17, \"emoji\": \"👍\"}}.",
+            ErrorKind::ReactEmoji => "A reaction must be one emoji: a single character (grapheme) of at most 16 bytes.",
+            ErrorKind::ReactNoSuchMessage => "There is no message with that seq to react to.",
+            ErrorKind::ReactionsFull => "This message has as many different reactions as it may have (max_reactions_per_message).",
+            ErrorKind::ReactionCountFull => "This message has as many reactions as it may have (max_reaction_count_per_message).",
+            ErrorKind::ReactNotStored => "The reaction could not be stored; nothing changed. Try again.",
         }
     }
 }

@@ -72,6 +72,31 @@ fn decode_target(kind: &str, v: &Value, config: &Config) -> Result<Moderation, E
     })
 }
 
+/// Checks an edit request's payload: `{"seq": <seq>, "message": <string>}`. The text
+/// is returned as given; the room trims and checks it like a chat message.
+pub(crate) fn parse_edit(request: Option<Value>) -> Result<(u64, String), ErrorKind> {
+    let Some(Value::Object(mut edit)) = request else {
+        return Err(ErrorKind::EditShape);
+    };
+    let seq = edit.get("seq").and_then(Value::as_u64);
+    match (seq, edit.remove("message")) {
+        (Some(seq), Some(Value::String(message))) => Ok((seq, message)),
+        _ => Err(ErrorKind::EditShape),
+    }
+}
+
+/// Checks a reaction request's payload: `{"seq": <seq>, "emoji": <string>}`.
+pub(crate) fn parse_react(request: Option<Value>) -> Result<(u64, String), ErrorKind> {
+    let Some(Value::Object(mut react)) = request else {
+        return Err(ErrorKind::ReactShape);
+    };
+    let seq = react.get("seq").and_then(Value::as_u64);
+    match (seq, react.remove("emoji")) {
+        (Some(seq), Some(Value::String(emoji))) => Ok((seq, emoji)),
+        _ => Err(ErrorKind::ReactShape),
+    }
+}
+
 /// The longest `cid` a client may give.
 pub const MAX_CID_LEN: usize = 64;
 

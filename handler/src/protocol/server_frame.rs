@@ -6,6 +6,7 @@
 use crate::protocol::error_kind::ErrorKind;
 use crate::protocol::user::Role;
 use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use std::sync::Arc;
 
 /// An encoded server frame (JSON text), shared by every recipient of a broadcast.
@@ -38,6 +39,12 @@ pub enum ServerFrame<'a> {
         /// `service` on a server-side publish; absent otherwise.
         #[serde(skip_serializing_if = "Option::is_none")]
         role: Option<Role>,
+        /// v2 edits: when the text was last edited (the frame carries the latest text).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        edited_at: Option<u64>,
+        /// v2 reactions: the counts, `{"👍": 2}`, when it has any (stored as JSON).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reactions: Option<RawJson<'a>>,
     },
     /// `{"ready": true, "epoch", "seq", "recovered"}`: the join is complete. A v2
     /// session's also carries `"v": 2`; a verified session's its `"user"` and `"role"`.
@@ -61,6 +68,12 @@ pub enum ServerFrame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         cid: Option<&'a str>,
     },
+    /// v2: `{"edited": {"seq", "message", "edited_at"}}`, the author of message `seq`
+    /// edited it (live, or before a resume for a message the client already has).
+    Edited { edited: EditedMessage<'a> },
+    /// v2: `{"reactions": {"seq", "counts"}}`, message `seq`'s reaction counts changed
+    /// (live, or before a resume for a message the client already has).
+    Reactions { reactions: ReactionCounts<'a> },
     /// v2: `{"roster": [{"name"}, …]}`, the members already in the room, sent once at join
     /// instead of one `joined` each. Entries are objects so that later v2 features can
     /// add fields without breaking clients.
@@ -111,10 +124,41 @@ pub struct MemberPage<'a> {
     pub next: Option<String>,
 }
 
+/// The body of [`ServerFrame::Edited`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EditedMessage<'a> {
+    pub seq: u64,
+    pub message: &'a str,
+    pub edited_at: u64,
+}
+
+/// The body of [`ServerFrame::Reactions`]: `counts` is `{}` when none are left.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReactionCounts<'a> {
+    pub seq: u64,
+    pub counts: RawJson<'a>,
+}
+
 /// The body of [`ServerFrame::Unlisted`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UnlistedMember<'a> {
     pub unlisted: &'a str,
+}
+
+/// JSON text already checked (stored reaction counts), written into a frame as it is.
+#[derive(Debug, Clone, Copy)]
+pub struct RawJson<'a>(pub &'a RawValue);
+
+impl PartialEq for RawJson<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl Serialize for RawJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
 }
 
 /// Serializes as JSON `true`: the `ready` key of [`ServerFrame::Ready`] has no other value.
@@ -204,6 +248,8 @@ mod tests {
                 user: None,
                 cid: None,
                 role: None,
+                edited_at: None,
+                reactions: None,
             }),
             r#"{"name":"a","message":"<b>","timestamp":5,"seq":1}"#
         );
@@ -215,6 +261,8 @@ mod tests {
             user: Some("u1"),
             cid: Some("k-1"),
             role: None,
+            edited_at: None,
+            reactions: None,
         };
         assert_eq!(
             enc(with_cid.clone()),
@@ -227,6 +275,30 @@ mod tests {
                 more: true
             }),
             r#"{"history":[{"name":"a","message":"hi","timestamp":5,"seq":2,"user":"u1","cid":"k-1"}],"before":3,"more":true}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::Chat {
+                name: "a",
+                message: "hi",
+                timestamp: 5,
+                seq: 2,
+                user: None,
+                cid: Some("k-1"),
+                role: None,
+                edited_at: Some(9),
+                reactions: None,
+            }),
+            r#"{"name":"a","message":"hi","timestamp":5,"seq":2,"cid":"k-1","edited_at":9}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::Edited {
+                edited: EditedMessage {
+                    seq: 2,
+                    message: "hi!",
+                    edited_at: 9
+                }
+            }),
+            r#"{"edited":{"seq":2,"message":"hi!","edited_at":9}}"#
         );
         assert_eq!(
             enc(ServerFrame::History {
@@ -245,6 +317,8 @@ mod tests {
                 user: Some("u42"),
                 cid: None,
                 role: None,
+                edited_at: None,
+                reactions: None,
             }),
             r#"{"name":"Ana","message":"hi","timestamp":5,"seq":2,"user":"u42"}"#
         );

@@ -52,6 +52,11 @@ pub(crate) fn chat(m: &StoredMessage) -> ServerFrame<'_> {
         user: m.user.as_deref(),
         cid: m.cid.as_deref(),
         role: m.role,
+        edited_at: m.edited_at,
+        reactions: m
+            .reactions
+            .as_deref()
+            .and_then(crate::room::react::counts_json),
     }
 }
 

@@ -3,12 +3,14 @@
 pub(crate) mod action;
 pub(crate) mod address_limits;
 pub(crate) mod batch;
+pub(crate) mod edit;
 pub(crate) mod hello_deadlines;
 pub(crate) mod history;
 pub mod moderation;
 pub(crate) mod observe;
 pub mod publish;
 pub(crate) mod ratelimit;
+pub(crate) mod react;
 pub(crate) mod retry;
 pub(crate) mod roster;
 pub(crate) mod session;
@@ -344,6 +346,8 @@ impl<S: Storage> Room<S> {
             Ok(ClientFrame::History { before, limit }) => self.history(conn, before, limit, out),
             Ok(ClientFrame::Members { after, limit }) => self.member_page(conn, after, limit, out),
             Ok(ClientFrame::Moderate(request)) => self.moderate(conn, request, now_ms, out),
+            Ok(ClientFrame::Edit { seq, message }) => self.edit(conn, seq, message, now_ms, out),
+            Ok(ClientFrame::React { seq, emoji }) => self.react(conn, seq, emoji, now_ms, out),
             Err(e) if !joined => self.refuse_hello(conn, e, now_ms, out),
             Err(e) => self.send_error(out, conn, e),
         }
@@ -617,6 +621,7 @@ impl<S: Storage> Room<S> {
                                 // More to tell than a resume may replay: start afresh.
                                 return self.last_backlog(version);
                             }
+                            let deleted_count = deleted.len();
                             frames.extend(deleted.into_iter().map(|seq| {
                                 ServerFrame::Deleted {
                                     deleted: seq,
@@ -624,6 +629,21 @@ impl<S: Storage> Room<S> {
                                 }
                                 .encode()
                             }));
+                            // Then the edits of messages it has (the gap itself
+                            // carries the latest text of the rest).
+                            let room_left = room_left - deleted_count;
+                            let edited = self.storage.edited_since(r.seq, room_left + 1)?;
+                            if edited.len() > room_left {
+                                return self.last_backlog(version);
+                            }
+                            let room_left = room_left - edited.len();
+                            frames.extend(edited.iter().filter_map(edit::edited_frame));
+                            // And the reaction counts that changed on them.
+                            let reacted = self.storage.reacted_since(r.seq, room_left + 1)?;
+                            if reacted.len() > room_left {
+                                return self.last_backlog(version);
+                            }
+                            frames.extend(reacted.iter().filter_map(react::resumed_frame));
                         }
                         frames.extend(msgs.iter().filter_map(|m| history_frame(m, version)));
                         return Ok((frames, true));
@@ -703,14 +723,11 @@ impl<S: Storage> Room<S> {
             return;
         };
         let user = session.verified.as_ref().map(|v| v.user.clone());
-        if session
-            .verified
-            .as_ref()
-            .is_some_and(|v| v.muted_until > now_ms)
-            || session.addr_muted_until > now_ms
-        {
+        if session.is_muted(now_ms) {
             return self.send_error(out, conn, ErrorKind::Muted);
         }
+        // Who may edit it (see `edit.rs`): the user decides for a verified sender.
+        let author = user.is_none().then(|| session.author_key());
         // Retry-safe send: the same sender and cid within the window is the message
         // already stored, answered again to its sender only.
         let checked = retry::check(
@@ -739,6 +756,9 @@ impl<S: Storage> Room<S> {
             sender,
             role: None,
             deleted: false,
+            author,
+            edited_at: None,
+            reactions: None,
         };
         let Some((seq, _)) = self.store_and_broadcast(msg, out) else {
             return self.send_error(out, conn, ErrorKind::NotStored);

@@ -278,7 +278,8 @@ impl<S: Storage> Room<S> {
             sender: body.cid.is_some().then_some(sender),
             cid: body.cid,
             role: Some(Role::Service),
-            deleted: false,
+            // A service's message is edited by nobody: no session is its author.
+            ..StoredMessage::default()
         };
         let (seq, timestamp) = self
             .store_and_broadcast(msg, out)

@@ -105,6 +105,22 @@ impl Session {
         self.id
     }
 
+    /// Whether the session may not chat at `now_ms`: its user, or its address, is muted.
+    pub(crate) fn is_muted(&self, now_ms: u64) -> bool {
+        self.verified
+            .as_ref()
+            .is_some_and(|v| v.muted_until > now_ms)
+            || self.addr_muted_until > now_ms
+    }
+
+    /// What an anonymous message stores as its author (`StoredMessage::author`): the
+    /// connection, as its id and the time it opened. The id alone is unique only for
+    /// the connection's life (the local runner counts from 1 again after a restart);
+    /// with its opening time it names this one connection.
+    pub(crate) fn author_key(&self) -> String {
+        format!("c{}.{}", self.id, self.opened_ms)
+    }
+
     /// The key of the address's limits ([`crate::edge::address_key`]).
     pub fn addr(&self) -> &str {
         &self.addr

@@ -37,6 +37,20 @@ pub struct StoredMessage {
     /// sessions, nothing to v1 ones). Rows read from SQLite may give it as 0 or 1.
     #[serde(default, deserialize_with = "flag")]
     pub deleted: bool,
+    /// Who may edit an anonymous message: its sending connection's key (see
+    /// `Session::author_key`). `None` for a verified sender, whose `user` decides.
+    /// Never sent to clients.
+    #[serde(default)]
+    pub author: Option<String>,
+    /// v2: when its author last edited it (ms since the Unix epoch); `None` if never.
+    /// `message` is then the latest text.
+    #[serde(default)]
+    pub edited_at: Option<u64>,
+    /// v2 reactions: the message's counts as a JSON object (`{"👍": 2}`), kept with the
+    /// message so that every read of it has them; `None` (or `{}`) when it has none.
+    /// Who reacted is in the reactions table ([`Storage::has_reaction`]).
+    #[serde(default)]
+    pub reactions: Option<String>,
 }
 
 /// A boolean that SQLite stores as an integer: rows that cross into JavaScript (the
@@ -184,6 +198,38 @@ pub trait Storage {
     /// `seq` or more, ascending, at most `limit`: what a client that has every message
     /// up to `seq` may not have heard of.
     fn deleted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<u64>>;
+    /// Replaces the text of live message `seq` and marks it edited at `edited_at`,
+    /// recording `at_seq` (the room's latest seq now) for resumes. False when there is
+    /// no such live message.
+    fn edit_message(
+        &mut self,
+        seq: u64,
+        message: &str,
+        edited_at: u64,
+        at_seq: u64,
+    ) -> StorageResult<bool>;
+    /// The live messages, at or below `seq`, last edited while the room's latest seq
+    /// was `seq` or more, ascending, at most `limit`: the edits a client that has every
+    /// message up to `seq` may not have heard of.
+    fn edited_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>>;
+    /// Whether `reactor` reacted to message `seq` with `emoji`.
+    fn has_reaction(&mut self, seq: u64, emoji: &str, reactor: &str) -> StorageResult<bool>;
+    /// Adds (`on`) or removes the reaction of `reactor` with `emoji` to live message
+    /// `seq`, and stores the message's new `counts` (JSON; `None` for none left),
+    /// recording `at_seq` (the room's latest seq now) for resumes. False when there is
+    /// no such live message (nothing is changed then).
+    fn set_reaction(
+        &mut self,
+        seq: u64,
+        emoji: &str,
+        reactor: &str,
+        on: bool,
+        counts: Option<&str>,
+        at_seq: u64,
+    ) -> StorageResult<bool>;
+    /// The live messages, at or below `seq`, whose reactions last changed while the
+    /// room's latest seq was `seq` or more, ascending, at most `limit`.
+    fn reacted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>>;
     /// The kick and mute stored for `user` (all zero when none).
     fn restriction(&mut self, user: &str) -> StorageResult<Restriction>;
     /// Stores the kick and mute of `user`, replacing the previous ones; all zero
@@ -270,6 +316,32 @@ pub const MIGRATIONS: &[&[&str]] = &[
     &["ALTER TABLE chat_restrictions ADD COLUMN addrs TEXT"],
     // 4: the sender's role on a message (`service` for a server-side publish).
     &["ALTER TABLE chat_messages ADD COLUMN role TEXT"],
+    // 5: edits. The author key of an anonymous message, when it was last edited, and
+    // the room's latest seq at that edit (`edited_seq`, which resumes look up through
+    // the partial index, as `deleted_at` for deletions).
+    &[
+        "ALTER TABLE chat_messages ADD COLUMN author TEXT",
+        "ALTER TABLE chat_messages ADD COLUMN edited_at INTEGER",
+        "ALTER TABLE chat_messages ADD COLUMN edited_seq INTEGER",
+        "CREATE INDEX IF NOT EXISTS chat_messages_edits
+            ON chat_messages (room, edited_seq) WHERE edited_seq IS NOT NULL",
+    ],
+    // 6: reactions. Their counts on the message row (`reactions`, JSON), the room's
+    // latest seq at the last change (`reacted_seq`, for resumes, as `edited_seq`), and
+    // one row per reaction: who reacted with which emoji.
+    &[
+        "ALTER TABLE chat_messages ADD COLUMN reactions TEXT",
+        "ALTER TABLE chat_messages ADD COLUMN reacted_seq INTEGER",
+        "CREATE INDEX IF NOT EXISTS chat_messages_reacted
+            ON chat_messages (room, reacted_seq) WHERE reacted_seq IS NOT NULL",
+        "CREATE TABLE IF NOT EXISTS chat_reactions (
+            room TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            emoji TEXT NOT NULL,
+            reactor TEXT NOT NULL,
+            PRIMARY KEY (room, seq, emoji, reactor)
+        ) WITHOUT ROWID",
+    ],
 ];
 
 /// SQL statements, each with the room key as `?1`. Result columns are named as the
@@ -280,24 +352,24 @@ pub mod sql {
         "INSERT INTO chat_rooms (room, epoch) VALUES (?1, ?2) ON CONFLICT(room) DO NOTHING";
     pub const SELECT_EPOCH: &str = "SELECT epoch FROM chat_rooms WHERE room = ?1";
     pub const SELECT_LATEST: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
-        role, deleted FROM chat_messages WHERE room = ?1 ORDER BY seq DESC LIMIT 1";
+        role, deleted, author, edited_at, reactions FROM chat_messages WHERE room = ?1 ORDER BY seq DESC LIMIT 1";
     /// `?2` seq, `?3` timestamp, `?4` name, `?5` message, `?6` user, `?7` cid, `?8` sender,
-    /// `?9` role (the last four may be NULL).
+    /// `?9` role, `?10` author (the last five may be NULL).
     pub const INSERT_MESSAGE: &str = "INSERT INTO chat_messages
-        (room, seq, timestamp, name, message, user, cid, sender, role)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+        (room, seq, timestamp, name, message, user, cid, sender, role, author)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
     /// `?2` = n. Newest first; the caller reverses. Tombstones are left out.
     pub const SELECT_LAST_N: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
-        role, deleted FROM chat_messages WHERE room = ?1 AND deleted = 0
+        role, deleted, author, edited_at, reactions FROM chat_messages WHERE room = ?1 AND deleted = 0
         ORDER BY seq DESC LIMIT ?2";
     /// `?2` = after this seq, `?3` = limit. Tombstones included.
     pub const SELECT_AFTER: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
-        role, deleted FROM chat_messages WHERE room = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3";
+        role, deleted, author, edited_at, reactions FROM chat_messages WHERE room = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3";
     /// `?2` = before this seq, `?3` = limit. Newest first; the caller reverses.
     /// Tombstones are left out, so a page holds `limit` messages whenever the room has
     /// that many older live ones.
     pub const SELECT_BEFORE: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
-        role, deleted FROM chat_messages WHERE room = ?1 AND seq < ?2 AND deleted = 0
+        role, deleted, author, edited_at, reactions FROM chat_messages WHERE room = ?1 AND seq < ?2 AND deleted = 0
         ORDER BY seq DESC LIMIT ?3";
     /// `?2` sender, `?3` cid, `?4` = seq above this, or `?5` = timestamp at or after this
     /// (the retry window). The newest message with that sender and cid, if it is in the
@@ -306,15 +378,50 @@ pub mod sql {
     /// index's `cid IS NOT NULL`), the outer one by the primary key: written as one
     /// query with `ORDER BY seq DESC`, SQLite would rather walk the room's messages.
     pub const SELECT_BY_CID: &str = "SELECT seq, timestamp, name, message, user, cid, sender,
-        role, deleted FROM chat_messages
+        role, deleted, author, edited_at, reactions FROM chat_messages
         WHERE room = ?1 AND (seq > ?4 OR timestamp >= ?5) AND seq = (
             SELECT max(seq) FROM chat_messages WHERE room = ?1 AND sender = ?2 AND cid = ?3
         )";
     /// `?2` seq, `?3` the room's latest seq now. Returns the seq when a live message was
     /// tombstoned; the text is overwritten, so it is gone, not hidden.
     pub const DELETE_MESSAGE: &str = "UPDATE chat_messages
-        SET message = '', deleted = 1, deleted_at = ?3
+        SET message = '', deleted = 1, deleted_at = ?3, reactions = NULL, reacted_seq = NULL
         WHERE room = ?1 AND seq = ?2 AND deleted = 0 RETURNING seq";
+    /// `?2` seq, `?3` the new text, `?4` edited_at (ms), `?5` the room's latest seq now.
+    /// Returns the seq when a live message was edited.
+    pub const EDIT_MESSAGE: &str = "UPDATE chat_messages
+        SET message = ?3, edited_at = ?4, edited_seq = ?5
+        WHERE room = ?1 AND seq = ?2 AND deleted = 0 RETURNING seq";
+    /// `?2` seq, `?3` limit: live messages at or below seq, last edited while the room's
+    /// latest seq was seq or later, ascending.
+    pub const SELECT_EDITED_SINCE: &str = "SELECT seq, timestamp, name, message, user, cid,
+        sender, role, deleted, author, edited_at, reactions FROM chat_messages
+        WHERE room = ?1 AND edited_seq >= ?2 AND seq <= ?2 AND deleted = 0
+        ORDER BY seq ASC LIMIT ?3";
+    /// `?2` seq: the reactions of a deleted message go with its text.
+    pub const DELETE_REACTIONS_OF: &str = "DELETE FROM chat_reactions WHERE room = ?1 AND seq = ?2";
+    /// `?2` = through this seq: the reactions of pruned messages go with them.
+    pub const PRUNE_REACTIONS_THROUGH: &str =
+        "DELETE FROM chat_reactions WHERE room = ?1 AND seq <= ?2";
+    /// `?2` seq, `?3` emoji, `?4` reactor.
+    pub const SELECT_REACTION: &str = "SELECT seq FROM chat_reactions
+        WHERE room = ?1 AND seq = ?2 AND emoji = ?3 AND reactor = ?4";
+    /// `?2` seq, `?3` emoji, `?4` reactor.
+    pub const INSERT_REACTION: &str = "INSERT OR IGNORE INTO chat_reactions
+        (room, seq, emoji, reactor) VALUES (?1, ?2, ?3, ?4)";
+    /// `?2` seq, `?3` emoji, `?4` reactor.
+    pub const DELETE_REACTION: &str = "DELETE FROM chat_reactions
+        WHERE room = ?1 AND seq = ?2 AND emoji = ?3 AND reactor = ?4";
+    /// `?2` seq, `?3` the counts (JSON, or NULL for none), `?4` the room's latest seq
+    /// now. Returns the seq when the message is live.
+    pub const SET_REACTIONS: &str = "UPDATE chat_messages SET reactions = ?3, reacted_seq = ?4
+        WHERE room = ?1 AND seq = ?2 AND deleted = 0 RETURNING seq";
+    /// `?2` seq, `?3` limit: live messages at or below seq whose reactions last changed
+    /// while the room's latest seq was seq or later, ascending.
+    pub const SELECT_REACTED_SINCE: &str = "SELECT seq, timestamp, name, message, user, cid,
+        sender, role, deleted, author, edited_at, reactions FROM chat_messages
+        WHERE room = ?1 AND reacted_seq >= ?2 AND seq <= ?2 AND deleted = 0
+        ORDER BY seq ASC LIMIT ?3";
     /// `?2` seq, `?3` limit: tombstones at or below seq, deleted at seq or later.
     pub const SELECT_DELETED_SINCE: &str = "SELECT seq FROM chat_messages
         WHERE room = ?1 AND deleted_at >= ?2 AND seq <= ?2 ORDER BY seq ASC LIMIT ?3";
@@ -377,6 +484,12 @@ pub struct MemoryStorage {
     messages: VecDeque<StoredMessage>,
     /// The `deleted_at` of each tombstone (see [`Storage::delete_message`]).
     deleted_at: BTreeMap<u64, u64>,
+    /// The `edited_seq` of each edited message (see [`Storage::edit_message`]).
+    edited_seq: BTreeMap<u64, u64>,
+    /// The `reacted_seq` of each message whose reactions changed.
+    reacted_seq: BTreeMap<u64, u64>,
+    /// Who reacted with what: (seq, emoji, reactor).
+    reactions: std::collections::BTreeSet<(u64, String, String)>,
     buckets: HashMap<String, Bucket>,
     restrictions: HashMap<String, Restriction>,
     audit: VecDeque<AuditEntry>,
@@ -394,6 +507,27 @@ impl MemoryStorage {
     /// The index of the first message with a seq at or above `seq`.
     fn first_at_or_after(&self, seq: u64) -> usize {
         self.messages.partition_point(|m| m.seq < seq)
+    }
+
+    /// The live messages at or below `seq` that `changed_at` (seq → the room's latest
+    /// seq at their last change) says changed while the room stood at `seq` or later,
+    /// ascending, at most `limit`: what SQL's partial indexes answer for edits and
+    /// reactions.
+    fn changed_since(
+        &self,
+        changed_at: &BTreeMap<u64, u64>,
+        seq: u64,
+        limit: usize,
+    ) -> Vec<StoredMessage> {
+        changed_at
+            .range(..=seq)
+            .filter(|(_, at)| **at >= seq)
+            .filter_map(|(s, _)| {
+                let i = self.messages.binary_search_by_key(s, |m| m.seq).ok()?;
+                self.messages.get(i).filter(|m| !m.deleted).cloned()
+            })
+            .take(limit)
+            .collect()
     }
 
     /// Number of messages retained.
@@ -521,6 +655,23 @@ impl Storage for MemoryStorage {
         {
             self.deleted_at.pop_first();
         }
+        while self
+            .edited_seq
+            .first_key_value()
+            .is_some_and(|(&s, _)| s < cut)
+        {
+            self.edited_seq.pop_first();
+        }
+        while self
+            .reacted_seq
+            .first_key_value()
+            .is_some_and(|(&s, _)| s < cut)
+        {
+            self.reacted_seq.pop_first();
+        }
+        while self.reactions.first().is_some_and(|(s, _, _)| *s < cut) {
+            self.reactions.pop_first();
+        }
         Ok(())
     }
 
@@ -550,7 +701,10 @@ impl Storage for MemoryStorage {
             Some(m) if !m.deleted => {
                 m.deleted = true;
                 m.message.clear();
+                m.reactions = None;
                 self.deleted_at.insert(seq, at_seq);
+                self.reacted_seq.remove(&seq);
+                self.reactions.retain(|(s, _, _)| *s != seq);
                 Ok(true)
             }
             _ => Ok(false),
@@ -565,6 +719,66 @@ impl Storage for MemoryStorage {
             .map(|(s, _)| *s)
             .take(limit)
             .collect())
+    }
+
+    fn edit_message(
+        &mut self,
+        seq: u64,
+        message: &str,
+        edited_at: u64,
+        at_seq: u64,
+    ) -> StorageResult<bool> {
+        let found = self.messages.binary_search_by_key(&seq, |m| m.seq).ok();
+        match found.and_then(|i| self.messages.get_mut(i)) {
+            Some(m) if !m.deleted => {
+                message.clone_into(&mut m.message);
+                m.edited_at = Some(edited_at);
+                self.edited_seq.insert(seq, at_seq);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn edited_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        Ok(self.changed_since(&self.edited_seq, seq, limit))
+    }
+
+    fn has_reaction(&mut self, seq: u64, emoji: &str, reactor: &str) -> StorageResult<bool> {
+        Ok(self
+            .reactions
+            .contains(&(seq, emoji.to_owned(), reactor.to_owned())))
+    }
+
+    fn set_reaction(
+        &mut self,
+        seq: u64,
+        emoji: &str,
+        reactor: &str,
+        on: bool,
+        counts: Option<&str>,
+        at_seq: u64,
+    ) -> StorageResult<bool> {
+        let found = self.messages.binary_search_by_key(&seq, |m| m.seq).ok();
+        let Some(m) = found.and_then(|i| self.messages.get_mut(i)) else {
+            return Ok(false);
+        };
+        if m.deleted {
+            return Ok(false);
+        }
+        m.reactions = counts.map(str::to_owned);
+        self.reacted_seq.insert(seq, at_seq);
+        let row = (seq, emoji.to_owned(), reactor.to_owned());
+        if on {
+            self.reactions.insert(row);
+        } else {
+            self.reactions.remove(&row);
+        }
+        Ok(true)
+    }
+
+    fn reacted_since(&mut self, seq: u64, limit: usize) -> StorageResult<Vec<StoredMessage>> {
+        Ok(self.changed_since(&self.reacted_seq, seq, limit))
     }
 
     fn restriction(&mut self, user: &str) -> StorageResult<Restriction> {

@@ -81,6 +81,8 @@ pub mod identity {
     pub const MAX_MODERATION_SECS: u64 = 3600;
     /// `max_restricted_users` of the `Identity` group.
     pub const MAX_RESTRICTED_USERS: usize = 2;
+    /// `max_reactions_per_message` of the `Identity` group.
+    pub const MAX_REACTIONS_PER_MESSAGE: usize = 3;
     /// `rate_burst` of the `Signed` group.
     pub const SIGNED_RATE_BURST: usize = 3;
 }
@@ -116,6 +118,9 @@ pub mod tight {
     /// One token per 2 s: long against the delays of a loaded machine, short to wait.
     pub const RATE_PER_SEC: f64 = 0.5;
     pub const HISTORY_PAGE_MAX: usize = 20;
+    /// Short to wait out (a test edits after it), never too short: waiting longer
+    /// only makes an edit later.
+    pub const EDIT_WINDOW_SECS: u64 = 1;
 }
 
 impl Group {
@@ -158,6 +163,7 @@ impl Group {
                 ("rate_burst", &tight::RATE_BURST.to_string()),
                 ("rate_per_sec", &tight::RATE_PER_SEC.to_string()),
                 ("history_page_max", &tight::HISTORY_PAGE_MAX.to_string()),
+                ("edit_window_secs", &tight::EDIT_WINDOW_SECS.to_string()),
             ]),
             Group::Identity => InstanceSpec::with(&[
                 ("rate_burst", "1000000"),
@@ -169,6 +175,10 @@ impl Group {
                 (
                     "max_restricted_users",
                     &identity::MAX_RESTRICTED_USERS.to_string(),
+                ),
+                (
+                    "max_reactions_per_message",
+                    &identity::MAX_REACTIONS_PER_MESSAGE.to_string(),
                 ),
             ])
             .with_secret(identity::SECRET),

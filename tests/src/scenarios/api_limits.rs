@@ -17,6 +17,7 @@ struct Limits {
     max_message_chars: usize,
     max_frame_bytes: usize,
     history_page_max: usize,
+    edit_window_secs: u64,
 }
 
 /// Default group: the defaults docs/protocol.md states (32 chars, 1000 chars, 64 KiB).
@@ -26,6 +27,7 @@ pub async fn advertised_limits_are_the_defaults_and_enforced(ctx: Ctx) -> Result
         max_message_chars: 1000,
         max_frame_bytes: 65536,
         history_page_max: 100,
+        edit_window_secs: 900,
     };
     advertised_and_enforced(ctx, defaults).await
 }
@@ -37,6 +39,7 @@ pub async fn advertised_limits_follow_overrides_and_are_enforced(ctx: Ctx) -> Re
         max_message_chars: tight::MAX_MESSAGE_CHARS,
         max_frame_bytes: tight::MAX_FRAME_BYTES,
         history_page_max: tight::HISTORY_PAGE_MAX,
+        edit_window_secs: tight::EDIT_WINDOW_SECS,
     };
     advertised_and_enforced(ctx, overridden).await
 }
@@ -64,6 +67,8 @@ async fn advertised_and_enforced(ctx: Ctx, limits: Limits) -> Result<()> {
         "history_page_max": limits.history_page_max,
         // Neither group overrides it; the roster scenarios check that it is enforced.
         "roster_inline_max": 100,
+        // The edit scenarios check that it is enforced.
+        "edit_window_secs": limits.edit_window_secs,
     });
     ensure_eq!(got, expected, "GET {path} body");
 

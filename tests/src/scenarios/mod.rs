@@ -5,6 +5,7 @@ mod abuse;
 mod api_limits;
 mod chat;
 mod churn_cost;
+mod edits;
 mod errors;
 mod faults;
 mod hello;
@@ -18,6 +19,7 @@ mod observability;
 mod origin;
 mod paging;
 mod publish;
+mod reactions;
 mod retry;
 mod roster;
 mod routes;
@@ -223,6 +225,25 @@ pub fn all() -> Vec<Scenario> {
             paging::a_v1_session_asking_for_history_gets_an_error
         ),
         scenario!(Strict, paging::a_history_request_costs_one_token),
+        scenario!(Default, edits::the_author_edits_and_every_v2_member_sees_it),
+        scenario!(
+            Fast,
+            edits::edits_by_anyone_else_or_of_the_wrong_shape_are_refused
+        ),
+        scenario!(Default, edits::a_resume_replays_the_edits_it_missed),
+        scenario!(
+            Identity,
+            edits::a_verified_users_message_is_edited_from_any_of_its_sessions
+        ),
+        scenario!(Tight, edits::an_edit_after_the_window_is_refused),
+        scenario!(
+            Default,
+            reactions::reactions_toggle_and_every_v2_member_gets_the_counts
+        ),
+        scenario!(
+            Identity,
+            reactions::bad_reactions_are_refused_and_a_delete_removes_them
+        ),
         scenario!(Fast, origin::allowlisted_origin_is_accepted),
         scenario!(Tight, hello::hello_timeout_closes_1008),
         scenario!(

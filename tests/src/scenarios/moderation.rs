@@ -24,7 +24,7 @@ const MUTED: &str = "You are muted in this room.";
 const NAME_OF_VERIFIED: &str = "That name belongs to a verified member.";
 
 /// A moderator of `room` (its token names the room, as a moderator's must).
-fn moderator_hello(room: &str, v2: bool) -> Value {
+pub(crate) fn moderator_hello(room: &str, v2: bool) -> Value {
     let t = token::token(
         SECRET,
         "u-mod",

@@ -89,6 +89,8 @@ pub async fn a_published_message_reaches_members_and_history(ctx: Ctx) -> Result
         user: Some("bot-1".into()),
         cid: None,
         role: Some("service".into()),
+        edited_at: None,
+        reactions: None,
     };
     ensure_eq!(
         ana.recv_message().await?,
