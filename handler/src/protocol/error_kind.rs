@@ -110,11 +110,15 @@ pub enum ErrorKind {
     /// An anonymous hello whose name is the name or user id of a verified member in the
     /// room.
     NameOfVerified,
+    /// A v2 typing frame whose `typing` is not a boolean.
+    TypingInvalid,
+    /// A v2 typing frame past the connection's typing bucket (`typing_burst`).
+    TypingRateLimited,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 56] = [
+    pub const ALL: [ErrorKind; 58] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -171,6 +175,8 @@ impl ErrorKind {
         ErrorKind::TokenAudience,
         ErrorKind::NameCheckMark,
         ErrorKind::NameOfVerified,
+        ErrorKind::TypingInvalid,
+        ErrorKind::TypingRateLimited,
     ];
 
     /// A stable snake_case name, for metric labels and log fields (never sent to
@@ -200,6 +206,8 @@ impl ErrorKind {
             ErrorKind::TokenAudience => "token_audience",
             ErrorKind::NameCheckMark => "name_check_mark",
             ErrorKind::NameOfVerified => "name_of_verified",
+            ErrorKind::TypingInvalid => "typing_invalid",
+            ErrorKind::TypingRateLimited => "typing_rate_limited",
             ErrorKind::TokenTooLong => "token_too_long",
             ErrorKind::TokenMalformed => "token_malformed",
             ErrorKind::TokenAlgorithm => "token_algorithm",
@@ -339,6 +347,8 @@ impl ErrorKind {
                 "A moderator token must name its room: \"room\": \"<room>\", or \"*\" for every room."
             }
             ErrorKind::NameOfVerified => "That name belongs to a verified member.",
+            ErrorKind::TypingInvalid => "\"typing\" must be true or false.",
+            ErrorKind::TypingRateLimited => "Typing updates too fast; slow down.",
         }
     }
 }
