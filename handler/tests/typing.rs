@@ -151,12 +151,55 @@ fn same_names_are_told_apart_by_typer() {
 }
 
 #[test]
-fn a_verified_typer_carries_its_user() {
-    // Identity off: no user. The field is tested over real sockets in the conformance
-    // suite; here the shape of an anonymous one is exact.
-    let mut r = three();
-    let acts = typing(&mut r, 1, true, 2000);
-    assert!(frames_for(&acts, 2)[0]["typing"].get("user").is_none());
+fn a_verified_typer_carries_its_user_and_a_muted_one_is_not_announced() {
+    use chat_handler::identity::{mint, Claims};
+    use chat_handler::{Auth, AuthSecret, Role};
+    let secret = || AuthSecret::new("test-secret-0123456789abcdef-0123456789").unwrap();
+    let t0: u64 = 1_764_000_000_000;
+    let token = |sub: &str, role: Option<Role>| {
+        mint(
+            &secret(),
+            &Claims {
+                sub: sub.to_owned(),
+                exp: t0 / 1000 + 3600,
+                role,
+                room: Some("lobby".to_owned()),
+                ..Claims::default()
+            },
+        )
+    };
+    let mut r = room(config()).with_auth(Some(Auth {
+        secret: secret(),
+        room: "lobby".to_owned(),
+    }));
+    let hello = |name: &str, t: &str| json!({"name": name, "v": 2, "token": t}).to_string();
+    join(
+        &mut r,
+        1,
+        "10.0.0.1",
+        &hello("mod", &token("m1", Some(Role::Moderator))),
+        t0,
+    );
+    join(&mut r, 2, "10.0.0.2", &hello("ana", &token("u2", None)), t0);
+    let acts = typing(&mut r, 2, true, t0 + 10);
+    assert_eq!(
+        frames_for(&acts, 1),
+        vec![json!({"typing": {"name": "u2", "user": "u2", "typer": 2, "ttl_ms": TTL}})]
+    );
+    let acts = typing(&mut r, 2, false, t0 + 20);
+    assert_eq!(
+        frames_for(&acts, 1),
+        vec![json!({"typing_stopped": {"name": "u2", "user": "u2", "typer": 2}})]
+    );
+    // (The name is the token's, its sub here.) Muted: its typing is ignored, without an
+    // error.
+    r.on_text(
+        1,
+        &json!({"mute": {"user": "u2", "secs": 60}}).to_string(),
+        t0 + 30,
+    );
+    assert!(typing(&mut r, 2, true, t0 + 40).is_empty());
+    assert_eq!(r.next_flush(), None, "nobody types");
 }
 
 #[test]
