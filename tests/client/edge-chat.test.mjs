@@ -725,15 +725,18 @@ test('typing(): never two typing frames within a second; a send ends typing with
   track(chat.send('done'));
   clock.advance(10_000);
   assert.deepEqual(typingFrames(sockets[0]), [true, false, true], 'the message ended it');
-  // Typing before the join waits for it.
-  chat.typing(true);
+  // Typing while disconnected waits for the join.
   sockets[0].drop(1006);
-  clock.advance(10_000);
-  const sock = sockets.at(-1);
-  serveJoin(sock);
-  assert.deepEqual(typingFrames(sock), []);
   chat.typing(true);
+  clock.advance(1000); // the reconnect delay, within the idle time
+  const sock = sockets.at(-1);
+  assert.notEqual(sock, sockets[0]);
+  assert.deepEqual(typingFrames(sock), []);
+  serveJoin(sock);
   assert.deepEqual(typingFrames(sock), [true]);
+  // Left idle, it stops there.
+  clock.advance(DEFAULTS.typingIdleMs);
+  assert.deepEqual(typingFrames(sock), [true, false]);
 });
 
 test('a typing_rate_limited error is no answer to a send', async () => {

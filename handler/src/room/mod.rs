@@ -417,7 +417,8 @@ impl<S: Storage> Room<S> {
     }
 
     /// Time passed: closes connections that have not sent their hello within
-    /// `hello_timeout_ms` (error, then 1008), and flushes pending batches whose time has
+    /// `hello_timeout_ms` (error, then 1008), stops the typers not refreshed within
+    /// `typing_ttl_ms` (`typing.rs`), and flushes pending batches whose time has
     /// come. Backends call it at [`Room::next_deadline`] (a timer, or a Durable Object
     /// alarm); calling it at any other time is harmless.
     pub fn on_tick(&mut self, now_ms: u64) -> Vec<Action> {
@@ -482,9 +483,10 @@ impl<S: Storage> Room<S> {
         self.actions(out)
     }
 
-    /// True when no batch is pending, none was flushed within `batch_window_ms` and no
-    /// changed rate bucket waits to be written: a room rebuilt now from its sessions
-    /// and storage behaves exactly like this one.
+    /// True when no batch is pending, none was flushed within `batch_window_ms`, no
+    /// changed rate bucket waits to be written and nobody types: a room rebuilt now from
+    /// its sessions and storage behaves exactly like this one (but for the typing
+    /// buckets, which start full again).
     pub fn is_quiet(&self, now_ms: u64) -> bool {
         self.batcher.is_idle(now_ms) && !self.addresses.has_unwritten() && self.typing.is_idle()
     }
