@@ -80,6 +80,7 @@ import { EdgeChat } from './edge-chat.js';
     messageCount: $('message-count'),
     sendBtn: $('send-btn'),
     outbox: $('outbox'),
+    typing: $('typing'),
     notice: $('notice'),
   };
 
@@ -702,7 +703,18 @@ import { EdgeChat } from './edge-chat.js';
 
   // ---- connection ---------------------------------------------------------------------
 
+  // "ana is typing…" under the messages: names as text, never markup.
+  function showTyping(typers) {
+    const names = typers.map((t) => t.name);
+    let text = '';
+    if (names.length === 1) text = `${names[0]} is typing…`;
+    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+    else if (names.length > 2) text = 'several people are typing…';
+    if (ui.typing.textContent !== text) ui.typing.textContent = text;
+  }
+
   function connect() {
+    showTyping([]);
     // With a token the server takes the name from it; the hello's name is still checked,
     // so one the server would refuse is left out.
     const name = token && nameProblem(myName) ? '' : myName;
@@ -752,6 +764,7 @@ import { EdgeChat } from './edge-chat.js';
       if (d.gap) addDivider('Some messages may be missing here.');
     });
     on('message', (m) => addMessages([m]));
+    on('typing', (d) => showTyping(d.typers));
     on('deleted', (d) => removeDeleted(d.seq));
     // A refused message also rejects its send (see the compose form).
     on('error', (d) => showNotice(d.message));
@@ -805,6 +818,7 @@ import { EdgeChat } from './edge-chat.js';
     chat = null;
     if (c) c.close();
     for (const li of [...ui.outbox.children]) removeOutboxItem(li);
+    showTyping([]);
     me = { name: null, user: null, role: null };
     lastJoined = null;
     closeModForm();
@@ -999,7 +1013,12 @@ import { EdgeChat } from './edge-chat.js';
       ui.composeForm.requestSubmit();
     }
   });
-  ui.messageInput.addEventListener('input', () => { autosize(); updateMessageCounter(); });
+  ui.messageInput.addEventListener('input', () => {
+    autosize();
+    updateMessageCounter();
+    // Typing while there is text; an emptied input stops it (the module throttles).
+    if (chat) chat.typing(ui.messageInput.value.trim() !== '');
+  });
   ui.nameInput.addEventListener('input', updateNameCounter);
 
   window.addEventListener('hashchange', route);

@@ -23,6 +23,15 @@ export interface RosterEntry {
   role?: string;
 }
 
+/** A member typing (docs/protocol.md, "Typing indicators"). */
+export interface Typer {
+  name: string;
+  /** The verified user id, on servers with identity. */
+  user?: string;
+  /** Tells members with the same name apart: unique among the members present. */
+  typer: number;
+}
+
 export type ConnectionState = 'idle' | 'connecting' | 'live' | 'reconnecting' | 'closed';
 
 export interface StateDetail {
@@ -103,6 +112,10 @@ export interface EdgeChatEventMap {
   /** The room's epoch changed, or its newest seq went below the last one delivered:
    * seqs restarted. Comes before the `ready` of that join. */
   reset: CustomEvent<ResetDetail>;
+  /** The set of other members typing changed: all of them, in the order they started.
+   * Each leaves it on `typing_stopped`, `ttl_ms` after its last `typing` frame, or when
+   * the connection closes. */
+  typing: CustomEvent<{ typers: Typer[] }>;
 }
 
 export interface EdgeChatOptions {
@@ -129,6 +142,11 @@ export interface EdgeChatOptions {
   /** After an error answers a moderator frame or its fence, how long to wait for a
    * second answer, ms (2,000): with one the frame was refused, without, taken. */
   fenceWaitMs?: number;
+  /** Typing: while keystrokes come, `{"typing": true}` again this often at most, ms
+   * (1,500; at most a third of the server's ttl_ms once known). */
+  typingRefreshMs?: number;
+  /** Typing: no keystroke this long sends `{"typing": false}`, ms (3,000). */
+  typingIdleMs?: number;
   /** For tests: time. */
   clock?: {
     now(): number;
@@ -145,6 +163,8 @@ export declare const DEFAULTS: Readonly<{
   stableMs: number;
   joinTimeoutMs: number;
   fenceWaitMs: number;
+  typingRefreshMs: number;
+  typingIdleMs: number;
 }>;
 
 /** Close codes after which the module does not reconnect (1008, 4001). */
@@ -202,6 +222,12 @@ export declare class EdgeChat extends EventTarget {
   /** Moderators: refuses the messages of verified user `user` for `secs` seconds; 0
    * unmutes. Settles like deleteMessage. */
   mute(user: string, secs: number): Promise<void>;
+  /** Typing indicator: `typing(true)` on each keystroke, `typing(false)` when the input
+   * is emptied or left. Sent at most every `typingRefreshMs`, stopped after
+   * `typingIdleMs` without a keystroke; `send()` ends it too. */
+  typing(on?: boolean): void;
+  /** The other members typing now, in the order they started. */
+  readonly typers: Typer[];
   /** Skips the rest of the current reconnect delay. */
   reconnect(): void;
   /** Leaves for good: closes with 1000 and rejects what is unsettled. */

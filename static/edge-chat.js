@@ -25,6 +25,13 @@
 //   pages through the rest (`{"members": {"after"}}`). The module keeps a count per name
 //   (+1 per listed entry, `joined` and `unlisted`, -1 per `quit`), which is the exact
 //   roster once the pages are in (docs/protocol.md, "Member pages").
+// - Typing indicators: `typing(true)` on each keystroke sends `{"typing": true}` at most
+//   every `typingRefreshMs` (and never two typing frames within TYPING_GAP_MS, which
+//   keeps within the server's default typing bucket), `{"typing": false}` after
+//   `typingIdleMs` without a keystroke or on `typing(false)`; a send ends typing on the
+//   server by itself. The `typing` event carries the other members typing, by `typer`,
+//   each dropped on `typing_stopped` or `ttl_ms` after its last `typing` frame
+//   (docs/protocol.md, "Typing indicators").
 
 /** Defaults of the tunable options (see the constructor). */
 export const DEFAULTS = Object.freeze({
@@ -38,7 +45,20 @@ export const DEFAULTS = Object.freeze({
   // After an error answers a moderator frame or its fence, how long to wait for a second
   // answer (see #onError). The server sends both answers back to back.
   fenceWaitMs: 2_000,
+  // Typing: while keystrokes come, `{"typing": true}` again this often at most (and at
+  // most a third of the server's ttl_ms once a typing frame told it), so the server
+  // re-announces the typer before clients expire it.
+  typingRefreshMs: 1_500,
+  // Typing: no keystroke for this long sends `{"typing": false}`.
+  typingIdleMs: 3_000,
 });
+
+// Never two typing frames closer than this: with the server's default typing bucket (5,
+// then 1 per second) a typing frame is then never refused.
+const TYPING_GAP_MS = 1_000;
+// The server's refusal of a typing frame over its bucket: it answers that frame, which
+// is in no queue of ours (a typing frame has no other answer).
+const TYPING_RATE_LIMITED = 'Typing updates too fast; slow down.';
 
 /** Close codes after which reconnecting cannot help: policy (bad hello, flooding, bad
  * token) and kicked. */
@@ -149,6 +169,17 @@ export class EdgeChat extends EventTarget {
   // request is unanswered on the current socket.
   #memberWaiters = [];
   #memberAsked = false;
+  // Typing: whether the user types (as `typing()` says), what the current socket was
+  // last told, when, and the timers of the idle stop and of a frame held for the gap.
+  #typingOn = false;
+  #typingSent = false;
+  #typingLastSent = -Infinity;
+  #typingIdleTimer = null;
+  #typingGapTimer = null;
+  // The other members typing, by `typer`: { name, user?, typer, timer }. And the
+  // server's ttl_ms, once a typing frame told it.
+  #typers = new Map();
+  #typingTtl = null;
 
   /**
    * @param {object} options
@@ -204,6 +235,29 @@ export class EdgeChat extends EventTarget {
    * the roster is paged, the pages fetched so far plus live joins. */
   get memberList() { return this.#listMembers(); }
   get room() { return this.#opts.room; }
+  /** The other members typing now, as [{name, user?, typer}] in the order they started. */
+  get typers() { return this.#listTypers(); }
+
+  /**
+   * Typing indicator: call `typing(true)` on each keystroke (or input event) and
+   * `typing(false)` when the input is emptied or left. The module tells the server
+   * (`{"typing": true}` at most every `typingRefreshMs`, `{"typing": false}` after
+   * `typingIdleMs` without a keystroke), never faster than its typing bucket allows. A
+   * `send()` ends typing by itself.
+   */
+  typing(on = true) {
+    if (this.#closed) return;
+    this.#clock.clearTimeout(this.#typingIdleTimer);
+    this.#typingIdleTimer = null;
+    this.#typingOn = Boolean(on);
+    if (this.#typingOn) {
+      this.#typingIdleTimer = this.#clock.setTimeout(() => {
+        this.#typingIdleTimer = null;
+        this.typing(false);
+      }, this.#opts.typingIdleMs);
+    }
+    this.#flushTyping();
+  }
 
   /**
    * Sends a chat message. Resolves with the stored chat frame ({name, message, timestamp,
@@ -214,6 +268,8 @@ export class EdgeChat extends EventTarget {
    */
   send(text) {
     if (this.#closed) return Promise.reject(new ClosedError('The chat is closed.', 1000));
+    // The server ends our typing when it stores the message: nothing to send for it.
+    this.#stopTypingLocally();
     return new Promise((resolve, reject) => {
       const entry = {
         cid: newCid(), text: String(text), resolve, reject, socket: null, order: ++this.#order,
@@ -313,6 +369,8 @@ export class EdgeChat extends EventTarget {
     if (this.#closed) return;
     this.#closed = true;
     this.#clearTimers();
+    this.#stopTypingLocally();
+    this.#clearTypers();
     const ws = this.#ws;
     this.#ws = null;
     this.#joining = false;
@@ -344,6 +402,10 @@ export class EdgeChat extends EventTarget {
     this.#memberAsked = false;
     this.#fence = null;
     this.#lastError = '';
+    // A new socket: the server knows nothing of our typing, and tells us its typers
+    // again after the join.
+    this.#typingSent = false;
+    this.#clearTypers();
     this.#setState(this.#everLive || this.#attempt > 0 ? 'reconnecting' : 'connecting');
     ws.onopen = () => {
       if (this.#ws !== ws) return;
@@ -392,6 +454,10 @@ export class EdgeChat extends EventTarget {
     }
     else if (Number.isSafeInteger(f.deleted)) this.#onDeleted(f);
     else if (f.ready === true) this.#onReady(f);
+    else if (f.typing !== null && typeof f.typing === 'object') this.#onTyping(f.typing);
+    else if (f.typing_stopped !== null && typeof f.typing_stopped === 'object') {
+      this.#dropTyper(f.typing_stopped.typer);
+    }
     // Anything else is a frame kind this module does not know yet: ignored.
   }
 
@@ -546,6 +612,8 @@ export class EdgeChat extends EventTarget {
     this.#lastError = sentence;
     this.#emit('error', { message: sentence });
     if (this.#joining) return; // the hello was refused: the close follows
+    // The answer to a typing frame, which no queue holds: the others are untouched.
+    if (sentence === TYPING_RATE_LIMITED) return;
     const fence = this.#fence;
     if (fence) {
       // Nothing else is in flight: this answers the moderator frame or the fence.
@@ -625,6 +693,9 @@ export class EdgeChat extends EventTarget {
   #onClose(code, reason) {
     const ws = this.#ws;
     this.#ws = null;
+    // Nobody will tell us when these stop; the next join tells who types then.
+    this.#typingSent = false;
+    this.#clearTypers();
     const wasJoining = this.#joining;
     this.#joining = false;
     this.#held = [];
@@ -700,6 +771,97 @@ export class EdgeChat extends EventTarget {
     }
     if (next && this.#inflight.length === 0) this.#transmitModeration(next);
     else this.#pageMembers();
+    this.#flushTyping();
+  }
+
+  // ---- typing --------------------------------------------------------------------
+
+  /** Tells the server what `typing()` said, if it differs from what it was told (or a
+   * refresh is due), once live, outside a moderator frame's fence, and never two
+   * typing frames within TYPING_GAP_MS (a frame due sooner waits for the gap). */
+  #flushTyping() {
+    const ws = this.#ws;
+    if (!ws || this.#joining || ws.readyState !== OPEN || this.#fence) return;
+    const now = this.#clock.now();
+    let refresh = this.#opts.typingRefreshMs;
+    if (this.#typingTtl !== null) refresh = Math.min(refresh, Math.floor(this.#typingTtl / 3));
+    const due = this.#typingOn !== this.#typingSent
+      || (this.#typingOn && now - this.#typingLastSent >= refresh);
+    if (!due) return;
+    const wait = this.#typingLastSent + TYPING_GAP_MS - now;
+    if (wait > 0) {
+      if (this.#typingGapTimer === null) {
+        this.#typingGapTimer = this.#clock.setTimeout(() => {
+          this.#typingGapTimer = null;
+          this.#flushTyping();
+        }, wait);
+      }
+      return;
+    }
+    try {
+      ws.send(JSON.stringify({ typing: this.#typingOn }));
+    } catch {
+      return; // closing: the next join starts afresh
+    }
+    this.#typingSent = this.#typingOn;
+    this.#typingLastSent = now;
+  }
+
+  /** Typing ended without a frame of ours (a send ends it on the server). */
+  #stopTypingLocally() {
+    this.#clock.clearTimeout(this.#typingIdleTimer);
+    this.#clock.clearTimeout(this.#typingGapTimer);
+    this.#typingIdleTimer = null;
+    this.#typingGapTimer = null;
+    this.#typingOn = false;
+    this.#typingSent = false;
+  }
+
+  /** `{"typing": {name, user?, typer, ttl_ms}}`: a member started typing (or is still
+   * typing: the server re-announces). Expires `ttl_ms` after, unless announced again. */
+  #onTyping(t) {
+    if (typeof t.name !== 'string' || !Number.isSafeInteger(t.typer)) return;
+    const ttl = Number.isSafeInteger(t.ttl_ms) && t.ttl_ms > 0 ? t.ttl_ms : 5_000;
+    this.#typingTtl = ttl;
+    const user = typeof t.user === 'string' ? t.user : undefined;
+    let entry = this.#typers.get(t.typer);
+    // Another name under a known typer is another member (the old one left).
+    const changed = !entry || entry.name !== t.name || entry.user !== user;
+    if (entry) this.#clock.clearTimeout(entry.timer);
+    if (changed) {
+      this.#typers.delete(t.typer);
+      entry = { name: t.name, typer: t.typer, timer: null };
+      if (user !== undefined) entry.user = user;
+      this.#typers.set(t.typer, entry);
+    }
+    const mine = entry;
+    entry.timer = this.#clock.setTimeout(() => {
+      if (this.#typers.get(t.typer) === mine) this.#dropTyper(t.typer);
+    }, ttl);
+    if (changed) this.#emitTypers();
+  }
+
+  #dropTyper(typer) {
+    const known = this.#typers.get(typer);
+    if (!known) return;
+    this.#clock.clearTimeout(known.timer);
+    this.#typers.delete(typer);
+    this.#emitTypers();
+  }
+
+  #clearTypers() {
+    if (this.#typers.size === 0) return;
+    for (const t of this.#typers.values()) this.#clock.clearTimeout(t.timer);
+    this.#typers.clear();
+    this.#emitTypers();
+  }
+
+  #listTypers() {
+    return [...this.#typers.values()].map(({ timer, ...t }) => t);
+  }
+
+  #emitTypers() {
+    this.#emit('typing', { typers: this.#listTypers() });
   }
 
   /** Whether a send or history request must wait: a moderator request made before it
@@ -784,6 +946,8 @@ export class EdgeChat extends EventTarget {
   }
 
   #clearTimers() {
+    this.#clock.clearTimeout(this.#typingGapTimer);
+    this.#typingGapTimer = null;
     if (this.#retryTimer !== null) this.#clock.clearTimeout(this.#retryTimer);
     if (this.#joinTimer !== null) this.#clock.clearTimeout(this.#joinTimer);
     this.#retryTimer = null;

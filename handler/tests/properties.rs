@@ -673,15 +673,16 @@ impl Case {
         }
         // The address's last connection: its bucket stays (reconnecting does not refill
         // it), and every stored bucket, of any address, connected or not, that has
-        // refilled by now is pruned. "Refilled" is judged by the slower kind of bucket
-        // (frames or joins): pruned are the buckets whose last token was taken more than
+        // refilled by now is pruned. "Refilled" is judged by the slowest kind of bucket
+        // (frames, joins or a service's publishes, which share the table): pruned are the buckets whose last token was taken more than
         // that kind's full refill time ago (exactly that long ago is still kept). A
         // pruned bucket is read back full, which it is while the clock goes forward;
         // only a clock stepping back tells a pruned bucket from a kept one. The prune
         // is lazy: only if the last one is that refill time old (at least 1 s), or the
         // clock stepped back before it, or the room was built since.
         let refill_ms = full_refill_ms(cfg.rate_burst, cfg.rate_per_sec)
-            .max(full_refill_ms(cfg.join_burst, cfg.join_per_sec));
+            .max(full_refill_ms(cfg.join_burst, cfg.join_per_sec))
+            .max(full_refill_ms(cfg.publish_burst, cfg.publish_per_sec));
         let every = refill_ms.max(1_000);
         let now = self.now;
         let due = match self.buckets_pruned {

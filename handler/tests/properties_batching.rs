@@ -18,6 +18,7 @@ fn op() -> impl Strategy<Value = Op> {
         ops::connect(),
         ops::hello(0..OPT_INS.len() as u8),
         ops::chat(false),
+        ops::typing(),
         ops::text(),
         ops::binary(),
         ops::close(),
@@ -156,7 +157,14 @@ proptest! {
                         continue;
                     }
                     if kind.is_some_and(|k| k.0 == Version::V1) {
-                        prop_assert!(v.get("roster").is_none() && v.get("v").is_none(), "v1 session got {}", frame);
+                        prop_assert!(
+                            v.get("roster").is_none()
+                                && v.get("v").is_none()
+                                && v.get("typing").is_none()
+                                && v.get("typing_stopped").is_none(),
+                            "v1 session got {}",
+                            frame
+                        );
                     }
                     apply_roster_frame(views.entry(to).or_default(), &v);
                 }
@@ -378,9 +386,11 @@ fn packaging(cfg: Config, ops: &[Op]) -> Result<(), TestCaseError> {
             }
         }
         let mut a = apply(&mut batched, op, now);
-        let b = apply(&mut plain, &unbatched(op), now);
+        let mut b = apply(&mut plain, &unbatched(op), now);
         if i + 1 == ops.len() {
+            // Both rooms are dropped: what was pending goes out, and typers are stopped.
             a.extend(batched.flush(now));
+            b.extend(plain.flush(now));
         }
         for (_, message) in messages(&a) {
             if message.starts_with(r#"{"batch""#) {

@@ -886,6 +886,65 @@ test('a name cannot imitate the verified mark', { skip: skipIdentity, timeout: T
   }
 });
 
+test('typing: "ana is typing…", two names, several, and gone with the message, on a 390 px page', { timeout: 2 * TEST_MS }, async () => {
+  const room = `${ROOM}-typing`;
+  const ana = await newUser('ana');
+  const cy = await newUser('cy');
+  const bo = await newUser('bo');
+  await bo.page.setViewportSize({ width: 390, height: 700 });
+  for (const [user, name] of [[ana, 'ana'], [cy, 'cy'], [bo, 'bo']]) await join(user, name, room);
+  // A third typer, as a plain v2 socket from a page of the same origin.
+  const host = await newUser('typers');
+  await host.page.goto(`${BASE}/`);
+  await host.page.evaluate(async (room) => {
+    const url = `${location.origin.replace(/^http/, 'ws')}/api/room/${room}/websocket`;
+    const ws = new WebSocket(url);
+    await new Promise((resolve, reject) => {
+      ws.onopen = () => ws.send(JSON.stringify({ name: 'someone-with-a-long-name-typing', v: 2 }));
+      ws.onmessage = (e) => { if (JSON.parse(e.data).ready) resolve(); };
+      ws.onclose = () => reject(new Error('closed while joining'));
+    });
+    window.typer = ws;
+  }, room);
+  const shown = () => bo.page.textContent('#typing');
+  const expect = (text) => bo.page.waitForFunction(
+    (t) => document.getElementById('typing').textContent === t, text, { timeout: STEP_MS },
+  );
+  assert.equal(await bo.page.getAttribute('#typing', 'aria-live'), 'polite');
+  assert.equal(await shown(), '');
+
+  await ana.page.type('#message-input', 'hel');
+  await expect('ana is typing…');
+  await cy.page.type('#message-input', 'y');
+  await expect('ana and cy are typing…');
+  await ana.page.type('#message-input', 'l'); // a keystroke keeps ana typing
+  await host.page.evaluate(() => window.typer.send(JSON.stringify({ typing: true })));
+  await expect('several people are typing…');
+  // Fits the narrow page: one line, nothing wider than the viewport.
+  const fits = await bo.page.evaluate(() => {
+    const el = document.getElementById('typing');
+    const box = el.getBoundingClientRect();
+    return box.right <= window.innerWidth && document.documentElement.scrollWidth <= window.innerWidth
+      && box.height < 2 * parseFloat(getComputedStyle(el).lineHeight);
+  });
+  assert.ok(fits, 'the typing line fits a 390 px viewport on one line');
+  await host.page.evaluate(() => window.typer.close());
+  await expect('ana and cy are typing…');
+  // ana's message ends her typing.
+  await ana.page.press('#message-input', 'Enter');
+  await waitForMessage(bo.page, 'hell');
+  await expect('cy is typing…');
+  // cy empties the input: stopped.
+  await cy.page.fill('#message-input', '');
+  await expect('');
+  // Nobody saw their own typing.
+  for (const [user, name] of [[ana, 'ana'], [cy, 'cy']]) {
+    assert.ok(!user.frames.some((f) => f.typing && f.typing.name === name), `${name} got its own typing`);
+    assert.equal(await user.page.textContent('#typing') === `${name} is typing…`, false);
+  }
+  for (const u of [ana, cy, bo, host]) await u.context.close();
+});
+
 test('no page raised an uncaught error', () => {
   for (const user of everyone) {
     assert.deepEqual(user.errors, [], `page errors on ${user.label}'s page`);

@@ -273,3 +273,28 @@ test('members() lists a big room exactly: pages, a quit while paging, live joins
   assert.equal(chat.membersComplete, true);
   assert.equal(chat.memberCount, 7);
 });
+
+test('typing: the other member sees it, then sees it end with the message; the typer never sees itself', { skip, timeout: TEST_MS }, async () => {
+  const room = `${RUN}-typing`;
+  const { chat: ana } = open({ base: BASE, room, name: 'ana' });
+  const { chat: bo, seen } = open({ base: BASE, room, name: 'bo' });
+  await live(ana);
+  await live(bo);
+  const anaSaw = [];
+  ana.addEventListener('typing', (e) => anaSaw.push(e.detail.typers));
+  ana.typing(true);
+  await waitUntil('bo sees ana typing', () => bo.typers.length === 1);
+  assert.equal(bo.typers[0].name, 'ana');
+  assert.ok(Number.isSafeInteger(bo.typers[0].typer));
+  await ana.send('typed');
+  await waitUntil('the message and the end of typing at bo', () => seen.some((m) => m.message === 'typed'));
+  assert.deepEqual(bo.typers, [], 'typing_stopped comes before the message');
+  assert.deepEqual(anaSaw, [], 'no echo of its own typing');
+  // And stopping by itself: typing(false) at once (past the gap since the last frame).
+  await sleep(1100);
+  ana.typing(true);
+  await waitUntil('bo sees ana typing again', () => bo.typers.length === 1);
+  await sleep(1100);
+  ana.typing(false);
+  await waitUntil('bo sees ana stop', () => bo.typers.length === 0);
+});

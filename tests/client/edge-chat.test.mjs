@@ -91,7 +91,7 @@ async function setup(options = {}) {
     random: () => 0.5, ...options,
   });
   const events = [];
-  for (const type of ['ready', 'message', 'joined', 'quit', 'roster', 'deleted', 'error', 'state', 'reset', 'memberpage', 'unlisted']) {
+  for (const type of ['ready', 'message', 'joined', 'quit', 'roster', 'deleted', 'error', 'state', 'reset', 'memberpage', 'unlisted', 'typing']) {
     chat.addEventListener(type, (e) => events.push([type, e.detail]));
   }
   await tick(); // the constructor connects in a microtask
@@ -684,4 +684,97 @@ test('moderation: waits for a join; a close before its answer rejects it, and it
     assert.equal(t.error.code, 4001);
   }
   assert.ok((await settled(track(chat.deleteMessage(1)))).error instanceof ClosedError);
+});
+
+// ---- typing indicators ---------------------------------------------------------------
+
+const typingFrames = (sock) => sock.frames.filter((f) => 'typing' in f).map((f) => f.typing);
+
+test('typing(): true at once, refreshed at most every typingRefreshMs, false after the idle time', async () => {
+  const { chat, sockets, clock } = await setup();
+  serveJoin(sockets[0]);
+  chat.typing(true);
+  assert.deepEqual(typingFrames(sockets[0]), [true]);
+  // Keystrokes within the refresh time send nothing more.
+  for (let i = 0; i < 5; i++) { clock.advance(250); chat.typing(true); }
+  assert.deepEqual(typingFrames(sockets[0]), [true]);
+  clock.advance(300); // 1550 ms after the first
+  chat.typing(true);
+  assert.deepEqual(typingFrames(sockets[0]), [true, true]);
+  // No keystroke for typingIdleMs: false.
+  clock.advance(DEFAULTS.typingIdleMs);
+  assert.deepEqual(typingFrames(sockets[0]), [true, true, false]);
+  // Nothing else while idle.
+  clock.advance(60_000);
+  assert.deepEqual(typingFrames(sockets[0]), [true, true, false]);
+});
+
+test('typing(): never two typing frames within a second; a send ends typing with no frame', async () => {
+  const { chat, sockets, clock } = await setup();
+  serveJoin(sockets[0]);
+  chat.typing(true);
+  chat.typing(false);
+  chat.typing(true);
+  chat.typing(false);
+  assert.deepEqual(typingFrames(sockets[0]), [true], 'the rest waits for the gap');
+  clock.advance(1000);
+  assert.deepEqual(typingFrames(sockets[0]), [true, false], 'then only the latest state');
+  chat.typing(true);
+  clock.advance(1000);
+  assert.deepEqual(typingFrames(sockets[0]), [true, false, true]);
+  track(chat.send('done'));
+  clock.advance(10_000);
+  assert.deepEqual(typingFrames(sockets[0]), [true, false, true], 'the message ended it');
+  // Typing while disconnected waits for the join.
+  sockets[0].drop(1006);
+  chat.typing(true);
+  clock.advance(1000); // the reconnect delay, within the idle time
+  const sock = sockets.at(-1);
+  assert.notEqual(sock, sockets[0]);
+  assert.deepEqual(typingFrames(sock), []);
+  serveJoin(sock);
+  assert.deepEqual(typingFrames(sock), [true]);
+  // Left idle, it stops there.
+  clock.advance(DEFAULTS.typingIdleMs);
+  assert.deepEqual(typingFrames(sock), [true, false]);
+});
+
+test('a typing_rate_limited error is no answer to a send', async () => {
+  const { chat, sockets, events } = await setup();
+  serveJoin(sockets[0]);
+  const p = track(chat.send('hi'));
+  sockets[0].receive({ error: 'Typing updates too fast; slow down.' });
+  assert.equal((await settled(p)).state, 'pending');
+  const cid = sockets[0].frames.find((f) => f.message).cid;
+  sockets[0].receive({ name: 'ana', message: 'hi', timestamp: 9, seq: 1, cid });
+  assert.equal((await settled(p)).state, 'resolved');
+  assert.deepEqual(of(events, 'error'), [{ message: 'Typing updates too fast; slow down.' }]);
+});
+
+test('the typing event: typers by typer id, stopped, re-announced, expired locally, cleared on a close', async () => {
+  const { chat, sockets, clock, events } = await setup();
+  serveJoin(sockets[0]);
+  const typers = () => of(events, 'typing').map((d) => d.typers.map((t) => `${t.name}#${t.typer}`));
+  sockets[0].receive({ typing: { name: 'bob', typer: 2, ttl_ms: 4000 } });
+  sockets[0].receive({ typing: { name: 'bob', typer: 5, user: 'u5', ttl_ms: 4000 } });
+  assert.deepEqual(chat.typers, [{ name: 'bob', typer: 2 }, { name: 'bob', typer: 5, user: 'u5' }]);
+  sockets[0].receive({ typing_stopped: { name: 'bob', typer: 2 } });
+  // A re-announcement changes nothing visible, and restarts the expiry.
+  clock.advance(3000);
+  sockets[0].receive({ typing: { name: 'bob', typer: 5, user: 'u5', ttl_ms: 4000 } });
+  clock.advance(3999);
+  assert.deepEqual(typers(), [['bob#2'], ['bob#2', 'bob#5'], ['bob#5']]);
+  // Heard of no more: expired by the module.
+  clock.advance(1);
+  assert.deepEqual(typers().at(-1), []);
+  assert.deepEqual(chat.typers, []);
+  // A typer's refresh period follows the server's ttl: a third of 4000 ms.
+  chat.typing(true);
+  clock.advance(1333);
+  chat.typing(true);
+  assert.deepEqual(typingFrames(sockets[0]), [true, true]);
+  // A close forgets the typers: nobody will say when they stop.
+  sockets[0].receive({ typing: { name: 'cy', typer: 7, ttl_ms: 4000 } });
+  sockets[0].drop(1006);
+  assert.deepEqual(typers().slice(-2), [['cy#7'], []]);
 });

@@ -235,6 +235,62 @@ pub enum Frame {
     Members(MemberPage),
     /// v2: `{"members": {"unlisted": name}}`, after a quit of a member not listed yet.
     Unlisted(String),
+    /// v2: `{"typing": {"name", "user"?, "typer", "ttl_ms"}}`: a member started typing
+    /// (`ttl_ms` is set).
+    Typing(Typer),
+    /// v2: `{"typing_stopped": {"name", "user"?, "typer"}}` (`ttl_ms` is `None`).
+    TypingStopped(Typer),
+}
+
+/// Who types, in a `typing` or `typing_stopped` frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Typer {
+    pub name: String,
+    pub user: Option<String>,
+    pub typer: u64,
+    pub ttl_ms: Option<u64>,
+}
+
+/// The body of a typing frame, checked strictly: `ttl_ms` in `typing` only.
+fn parse_typer(v: Option<&Value>, started: bool, text: &str) -> Result<Typer> {
+    let Some(t) = v.and_then(Value::as_object) else {
+        bail!("a typing frame's body must be an object in {text}");
+    };
+    let allowed: &[&str] = if started {
+        &["name", "ttl_ms", "typer", "user"]
+    } else {
+        &["name", "typer", "user"]
+    };
+    ensure!(
+        t.keys().all(|k| allowed.contains(&k.as_str())),
+        "unexpected field in a typing frame: {text}"
+    );
+    let Some(name) = t.get("name").and_then(Value::as_str) else {
+        bail!("a typing frame needs a name in {text}");
+    };
+    let user = match t.get("user") {
+        None => None,
+        Some(Value::String(u)) if !u.is_empty() => Some(u.clone()),
+        Some(_) => bail!("\"user\" must be a non-empty string in {text}"),
+    };
+    let Some(typer) = t.get("typer").and_then(Value::as_u64) else {
+        bail!("\"typer\" must be a non-negative integer in {text}");
+    };
+    let ttl_ms = t.get("ttl_ms").map(Value::as_u64);
+    ensure!(
+        ttl_ms.is_none() || ttl_ms.flatten().is_some(),
+        "\"ttl_ms\" must be a non-negative integer in {text}"
+    );
+    ensure!(
+        !started || ttl_ms.is_some(),
+        "a typing frame needs ttl_ms in {text}"
+    );
+    Ok(Typer {
+        name: name.to_owned(),
+        user,
+        typer,
+        ttl_ms: ttl_ms.flatten(),
+    })
 }
 
 /// A page of the v2 roster: in the paged `roster` frame or a `members` answer.
@@ -443,6 +499,10 @@ impl Frame {
                     },
                     _ => bail!("members frame with unexpected fields: {text}"),
                 }
+            }
+            ["typing"] => Frame::Typing(parse_typer(map.get("typing"), true, text)?),
+            ["typing_stopped"] => {
+                Frame::TypingStopped(parse_typer(map.get("typing_stopped"), false, text)?)
             }
             ["joined"] => Frame::Joined(string("joined")?),
             ["quit"] => Frame::Quit(string("quit")?),
@@ -737,7 +797,9 @@ impl Client {
             | Frame::History(_)
             | Frame::RosterPage(_)
             | Frame::Members(_)
-            | Frame::Unlisted(_) => true,
+            | Frame::Unlisted(_)
+            | Frame::Typing(_)
+            | Frame::TypingStopped(_) => true,
             Frame::Ready(r) => r.v.is_some(),
             _ => false,
         };

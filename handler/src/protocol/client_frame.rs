@@ -44,6 +44,9 @@ pub enum ClientFrame {
     /// v2: `{"react": {"seq": …, "emoji": …}}`, its shape checked
     /// ([`requests::parse_react`]); the emoji unchecked (the room checks it).
     React { seq: u64, emoji: String },
+    /// v2: `{"typing": true}` or `{"typing": false}` (see `room/typing.rs`). The room
+    /// answers a v1 session's with the error it got before typing existed.
+    Typing(bool),
 }
 
 /// A resume request from the hello.
@@ -219,6 +222,27 @@ impl PlainChat<'_> {
     }
 }
 
+/// Exactly `{"typing": true}` or `{"typing": false}` (white space aside): the typing
+/// frame as clients send it, recognised before the frame bucket is charged, since
+/// typing frames have a bucket of their own. Anything else goes the general way
+/// ([`decode_joined`]), and pays a frame token first like any frame.
+pub(crate) fn plain_typing(text: &str) -> Option<bool> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PlainTyping {
+        typing: bool,
+    }
+    let is_object = text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{');
+    if !is_object || text.len() > 64 {
+        return None;
+    }
+    serde_json::from_str::<PlainTyping>(text)
+        .ok()
+        .map(|t| t.typing)
+}
+
 /// A frame after the hello: a chat message if it has `message`, else a history request
 /// if it has `history`, else a member page request if it has `members`, else a
 /// moderator's frame.
@@ -262,7 +286,13 @@ fn decode_any(text: &str, config: &Config) -> Result<ClientFrame, ErrorKind> {
                 }
                 (None, None) => match requests::decode_moderation(&map, config) {
                     Some(request) => Ok(ClientFrame::Moderate(request)),
-                    None => Err(ErrorKind::WrongShape),
+                    // Last: every frame that was something before typing existed
+                    // still is.
+                    None => match given("typing") {
+                        Some(Value::Bool(on)) => Ok(ClientFrame::Typing(*on)),
+                        Some(_) => Err(ErrorKind::TypingInvalid),
+                        None => Err(ErrorKind::WrongShape),
+                    },
                 },
             }
         }
@@ -371,6 +401,38 @@ mod tests {
             chat_cid(r#"{"message":1,"cid":""}"#),
             Err(ErrorKind::MessageNotString)
         );
+    }
+
+    #[test]
+    fn typing_frames_are_recognised() {
+        let dec = |t: &str| ClientFrame::decode(t, true, &cfg());
+        assert_eq!(dec(r#"{"typing":true}"#), Ok(ClientFrame::Typing(true)));
+        assert_eq!(
+            dec(r#"{"typing": false, "x": 1}"#),
+            Ok(ClientFrame::Typing(false))
+        );
+        for bad in [r#"{"typing":1}"#, r#"{"typing":"yes"}"#, r#"{"typing":{}}"#] {
+            assert_eq!(dec(bad), Err(ErrorKind::TypingInvalid), "{bad}");
+        }
+        // `null` is no typing frame; a message or a history request wins.
+        assert_eq!(dec(r#"{"typing":null}"#), Err(ErrorKind::WrongShape));
+        assert!(matches!(
+            dec(r#"{"typing":true,"message":"hi"}"#),
+            Ok(ClientFrame::Chat { .. })
+        ));
+        // The plain form, as clients send it, and nothing else.
+        assert_eq!(plain_typing(r#" {"typing": true}"#), Some(true));
+        assert_eq!(plain_typing(r#"{"typing":false}"#), Some(false));
+        for other in [
+            r#"{"typing":true,"x":1}"#,
+            r#"{"typing":1}"#,
+            r#"[true]"#,
+            r#"{"typing":true,"typing":false}"#,
+            r#"{"message":"hi"}"#,
+            "",
+        ] {
+            assert_eq!(plain_typing(other), None, "{other}");
+        }
     }
 
     #[test]

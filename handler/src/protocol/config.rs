@@ -235,6 +235,22 @@ config_keys! {
     /// aims to stay within: big rooms wait longer between flushes, small ones less.
     /// With the defaults, a room of up to 1000 batch sessions stays within it.
     batch_send_budget: u64 = 5_000, least 1, most 10_000_000;
+    /// Typing indicators (v2): milliseconds a `{"typing": true}` holds without a
+    /// refresh; past it the room announces `typing_stopped`. Also sent to clients in each
+    /// `typing` frame (`ttl_ms`), so they expire a typer themselves should the server's
+    /// word never come (typing state lives only in memory).
+    typing_ttl_ms: u64 = 5_000, least 100, most 60_000;
+    /// Typing indicators: most members announced as typing at once per room. A member
+    /// who starts typing while this many are is not announced (its later refreshes are,
+    /// once there is room). Bounds what a big room's typing costs every member.
+    typing_max: usize = 10, least 1, most 1_000;
+    /// Typing indicators: token-bucket size per connection for `{"typing": …}` frames,
+    /// which do not spend the frame bucket (`rate_burst`). Past it a typing frame gets
+    /// the error `typing_rate_limited` and costs a frame token like any other frame.
+    typing_burst: u32 = 5, least 1, most 1_000;
+    /// Typing tokens refilled per second per connection; must be positive (fractions
+    /// allowed).
+    typing_per_sec: f64 = 1.0, most 1_000.0;
     /// Origins (e.g. `https://chat.example.com`) allowed besides same-origin and
     /// no-Origin. In text form, a comma-separated list.
     allow_origins: Vec<String> = Vec::new();
@@ -490,6 +506,11 @@ impl Config {
                 return Err(ConfigError(format!("{key} must be a positive number")));
             }
         }
+        if !(self.typing_per_sec.is_finite() && self.typing_per_sec > 0.0) {
+            return Err(ConfigError(
+                "typing_per_sec must be a positive number".to_owned(),
+            ));
+        }
         if !(self.join_per_sec.is_finite() && self.join_per_sec > 0.0) {
             return Err(ConfigError(
                 "join_per_sec must be a positive number".to_owned(),
@@ -635,6 +656,10 @@ mod tests {
         assert_eq!(c.batch_send_budget, 5_000);
         assert_eq!(c.publish_burst, 20);
         assert_eq!(c.publish_per_sec, 1.0);
+        assert_eq!(c.typing_ttl_ms, 5_000);
+        assert_eq!(c.typing_max, 10);
+        assert_eq!(c.typing_burst, 5);
+        assert_eq!(c.typing_per_sec, 1.0);
         c.validate().unwrap();
     }
 

@@ -153,11 +153,15 @@ pub enum ErrorKind {
     ReactionCountFull,
     /// Storage failed during a reaction: nothing was changed.
     ReactNotStored,
+    /// A v2 typing frame whose `typing` is not a boolean.
+    TypingInvalid,
+    /// A v2 typing frame past the connection's typing bucket (`typing_burst`).
+    TypingRateLimited,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 77] = [
+    pub const ALL: [ErrorKind; 79] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -235,6 +239,8 @@ impl ErrorKind {
         ErrorKind::ReactionsFull,
         ErrorKind::ReactionCountFull,
         ErrorKind::ReactNotStored,
+        ErrorKind::TypingInvalid,
+        ErrorKind::TypingRateLimited,
     ];
 
     /// A stable snake_case name, for metric labels and log fields (never sent to
@@ -272,6 +278,8 @@ impl ErrorKind {
             ErrorKind::PublishBodyTooLarge => "body_too_large",
             ErrorKind::PublishShape => "publish_shape",
             ErrorKind::PublishLengthRequired => "length_required",
+            ErrorKind::TypingInvalid => "typing_invalid",
+            ErrorKind::TypingRateLimited => "typing_rate_limited",
             ErrorKind::TokenTooLong => "token_too_long",
             ErrorKind::TokenMalformed => "token_malformed",
             ErrorKind::TokenAlgorithm => "token_algorithm",
@@ -459,6 +467,8 @@ impl ErrorKind {
             ErrorKind::ReactionsFull => "This message has as many different reactions as it may have (max_reactions_per_message).",
             ErrorKind::ReactionCountFull => "This message has as many reactions as it may have (max_reaction_count_per_message).",
             ErrorKind::ReactNotStored => "The reaction could not be stored; nothing changed. Try again.",
+            ErrorKind::TypingInvalid => "\"typing\" must be true or false.",
+            ErrorKind::TypingRateLimited => "Typing updates too fast; slow down.",
         }
     }
 }

@@ -93,6 +93,11 @@ pub enum ServerFrame<'a> {
     /// v2: `{"members": {"unlisted": name}}`, right after a `quit`: that member had not
     /// been listed to this session yet, and no page will list it (see `room/roster.rs`).
     Unlisted { members: UnlistedMember<'a> },
+    /// v2: `{"typing": {"name", "user"?, "typer", "ttl_ms"}}`, a member started typing
+    /// (see `room/typing.rs`).
+    Typing { typing: Typer<'a> },
+    /// v2: `{"typing_stopped": {"name", "user"?, "typer"}}`, that member stopped typing.
+    TypingStopped { typing_stopped: Typer<'a> },
     /// v2: `{"history": [<chat frames ascending>], "before", "more"}`, a page of older
     /// messages. `history` holds only [`ServerFrame::Chat`] frames; `before` is the
     /// request's bound (the newest seq + 1 when it gave none); `more` says whether older
@@ -113,6 +118,21 @@ pub struct RosterEntry<'a> {
     pub user: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+}
+
+/// The body of [`ServerFrame::Typing`] and [`ServerFrame::TypingStopped`]: who types.
+/// `typer` tells members with the same name apart: the member's place in the room's
+/// join order, unique among the members present.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Typer<'a> {
+    pub name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<&'a str>,
+    pub typer: u64,
+    /// How long the client may show the typer without hearing again (`typing_ttl_ms`);
+    /// only in `typing`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
 }
 
 /// The body of [`ServerFrame::Members`].

@@ -68,6 +68,13 @@ pub(crate) enum Effect {
         frame: Frame,
         audience: Audience,
     },
+    /// [`Effect::Broadcast`] to every member of `audience` but `except`: a member's
+    /// own typing is not echoed to it (`typing.rs`).
+    BroadcastOthers {
+        frame: Frame,
+        audience: Audience,
+        except: ConnId,
+    },
     /// One frame (a batch) to each listed connection: from the batcher.
     Multicast {
         to: Vec<ConnId>,

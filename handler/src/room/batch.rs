@@ -67,13 +67,29 @@ pub(crate) struct Batcher {
     /// Broadcast frames queued since the last flush, oldest first, each with its
     /// audience. At most `batch_max` frames (or `batch_max_bytes` bytes) plus the
     /// frames of one event.
-    log: Vec<(Frame, Audience)>,
+    log: Vec<Logged>,
     /// The bytes of `log` as one batch would hold them: each frame and its comma.
     log_bytes: usize,
     /// When the oldest frame in `log` was queued; `None` when the log is empty.
     first_at: Option<u64>,
     /// When a flush last sent something; the window counts from here.
     last_flush: Option<u64>,
+}
+
+/// A broadcast frame held for batch sessions: for the members of `audience`, but not
+/// `except` (a member's own typing, see `typing.rs`).
+#[derive(Debug, Clone, PartialEq)]
+struct Logged {
+    frame: Frame,
+    audience: Audience,
+    except: Option<ConnId>,
+}
+
+impl Logged {
+    /// Whether a member with `audiences` (bits), connection `conn`, gets this frame.
+    fn is_for(&self, audiences: u8, conn: ConnId) -> bool {
+        audiences & self.audience.bit() != 0 && self.except != Some(conn)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,16 +219,24 @@ impl Batcher {
                         },
                     };
                     let frames = entry(&mut direct, to);
-                    take(&self.log, member, end, frames);
+                    take(&self.log, to, member, end, frames);
                     frames.push(frame);
                 }
                 Effect::Broadcast { frame, audience } => {
-                    if self.log.is_empty() {
-                        self.first_at = Some(now);
-                    }
-                    self.log_bytes += frame.len() + 1;
-                    self.log.push((frame.clone(), audience));
+                    self.log(&frame, audience, None, now);
                     out.push(Effect::Broadcast { frame, audience });
+                }
+                Effect::BroadcastOthers {
+                    frame,
+                    audience,
+                    except,
+                } => {
+                    self.log(&frame, audience, Some(except), now);
+                    out.push(Effect::BroadcastOthers {
+                        frame,
+                        audience,
+                        except,
+                    });
                 }
                 Effect::Close { conn, close } => {
                     if let Some(i) = self.leaving.iter().position(|(c, _)| *c == conn) {
@@ -221,7 +245,7 @@ impl Batcher {
                             Some(j) => direct.swap_remove(j).1,
                             None => Vec::new(),
                         };
-                        take(&self.log, &mut member, event_start, &mut frames);
+                        take(&self.log, conn, &mut member, event_start, &mut frames);
                         self.push_messages(&mut out, vec![conn], &frames);
                     }
                     out.push(Effect::Close { conn, close });
@@ -272,13 +296,44 @@ impl Batcher {
                     .into_iter()
                     .map(move |(audiences, to)| (start, audiences, to))
             });
-        for (start, audiences, to) in groups {
-            let frames: Vec<Frame> = self.log[start..]
+        for (start, audiences, mut to) in groups {
+            let logged = &self.log[start..];
+            // Members a frame of theirs leaves out (typing, rare) get their own batch;
+            // the others of the group share one.
+            let mut excepted: Vec<ConnId> = logged
                 .iter()
-                .filter(|(_, a)| audiences & a.bit() != 0)
-                .map(|(f, _)| f.clone())
+                .filter(|l| audiences & l.audience.bit() != 0)
+                .filter_map(|l| l.except)
                 .collect();
-            sent |= !frames.is_empty();
+            excepted.sort_unstable();
+            excepted.dedup();
+            let mut own = Vec::new();
+            if !excepted.is_empty() {
+                to.retain(|c| {
+                    let mine = excepted.binary_search(c).is_ok();
+                    if mine {
+                        own.push(*c);
+                    }
+                    !mine
+                });
+            }
+            for conn in own {
+                let frames: Vec<Frame> = logged
+                    .iter()
+                    .filter(|l| l.is_for(audiences, conn))
+                    .map(|l| l.frame.clone())
+                    .collect();
+                sent |= !frames.is_empty();
+                self.push_messages(out, vec![conn], &frames);
+            }
+            let frames: Vec<Frame> = logged
+                .iter()
+                .filter(|l| audiences & l.audience.bit() != 0)
+                .map(|l| l.frame.clone())
+                .collect();
+            if !to.is_empty() {
+                sent |= !frames.is_empty();
+            }
             self.push_messages(out, to, &frames);
         }
         self.drop_log();
@@ -292,6 +347,19 @@ impl Batcher {
     /// `batch_max` frames, or a full batch's bytes, are pending: no reason to wait.
     fn is_full(&self) -> bool {
         self.log.len() >= self.max || OPEN.len() + self.log_bytes + CLOSE.len() > self.max_bytes
+    }
+
+    /// Holds a broadcast frame for the batch members.
+    fn log(&mut self, frame: &Frame, audience: Audience, except: Option<ConnId>, now: u64) {
+        if self.log.is_empty() {
+            self.first_at = Some(now);
+        }
+        self.log_bytes += frame.len() + 1;
+        self.log.push(Logged {
+            frame: frame.clone(),
+            audience,
+            except,
+        });
     }
 
     fn drop_log(&mut self) {
@@ -324,13 +392,13 @@ fn push_message(out: &mut Vec<Effect>, to: Vec<ConnId>, frame: Frame) {
 
 /// The frames of `log` from `member.start` to `end` that are the member's, appended to
 /// `frames`; the member's cursor moves to `end`.
-fn take(log: &[(Frame, Audience)], member: &mut Member, end: usize, frames: &mut Vec<Frame>) {
+fn take(log: &[Logged], conn: ConnId, member: &mut Member, end: usize, frames: &mut Vec<Frame>) {
     if member.start < end {
         frames.extend(
             log[member.start..end]
                 .iter()
-                .filter(|(_, a)| member.audiences & a.bit() != 0)
-                .map(|(f, _)| f.clone()),
+                .filter(|l| l.is_for(member.audiences, conn))
+                .map(|l| l.frame.clone()),
         );
         member.start = end;
     }

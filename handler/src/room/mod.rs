@@ -15,6 +15,7 @@ pub(crate) mod retry;
 pub(crate) mod roster;
 pub(crate) mod session;
 pub(crate) mod storage;
+pub(crate) mod typing;
 
 use crate::edge::identity::Auth;
 use crate::protocol::client_frame::{self, ClientFrame, Hello, Resume};
@@ -67,6 +68,8 @@ pub struct Room<S> {
     roster: Roster,
     /// The connections still owing their hello, by deadline.
     hello_deadlines: HelloDeadlines,
+    /// Who is typing, and the typing buckets (v2; in memory only, see `typing.rs`).
+    typing: typing::Typing,
 }
 
 impl<S: Storage> Room<S> {
@@ -111,6 +114,7 @@ impl<S: Storage> Room<S> {
             recipients: [None, None],
             roster: Roster::default(),
             hello_deadlines: HelloDeadlines::default(),
+            typing: typing::Typing::default(),
         };
         for s in sessions {
             room.hello_deadlines.add(&s);
@@ -236,6 +240,19 @@ impl<S: Storage> Room<S> {
                 to: self.recipients(audience),
                 frame,
             },
+            Effect::BroadcastOthers {
+                frame,
+                audience,
+                except,
+            } => {
+                let all = self.recipients(audience);
+                let to = if all.contains(&except) {
+                    all.iter().copied().filter(|c| *c != except).collect()
+                } else {
+                    all
+                };
+                Action::Broadcast { to, frame }
+            }
             Effect::Multicast { to, frame } => Action::Broadcast {
                 to: to.into(),
                 frame,
@@ -336,6 +353,12 @@ impl<S: Storage> Room<S> {
             self.close(conn, Close::TooBig, now_ms, out);
             return;
         }
+        // A v2 member's plain typing frame has a bucket of its own (`typing.rs`).
+        if joined && session.version == Version::V2 {
+            if let Some(on) = client_frame::plain_typing(text) {
+                return self.typing(conn, on, false, now_ms, out);
+            }
+        }
         // Every frame after the hello costs a token, garbage included, before decoding.
         if joined && !self.take_token(conn, now_ms, out) {
             return;
@@ -348,6 +371,11 @@ impl<S: Storage> Room<S> {
             Ok(ClientFrame::Moderate(request)) => self.moderate(conn, request, now_ms, out),
             Ok(ClientFrame::Edit { seq, message }) => self.edit(conn, seq, message, now_ms, out),
             Ok(ClientFrame::React { seq, emoji }) => self.react(conn, seq, emoji, now_ms, out),
+            Ok(ClientFrame::Typing(on)) => self.typing(conn, on, true, now_ms, out),
+            // A v1 session gets what it got before typing existed.
+            Err(ErrorKind::TypingInvalid) if !self.is_v2(conn) => {
+                self.send_error(out, conn, ErrorKind::WrongShape)
+            }
             Err(e) if !joined => self.refuse_hello(conn, e, now_ms, out),
             Err(e) => self.send_error(out, conn, e),
         }
@@ -394,7 +422,8 @@ impl<S: Storage> Room<S> {
     }
 
     /// Time passed: closes connections that have not sent their hello within
-    /// `hello_timeout_ms` (error, then 1008), and flushes pending batches whose time has
+    /// `hello_timeout_ms` (error, then 1008), stops the typers not refreshed within
+    /// `typing_ttl_ms` (`typing.rs`), and flushes pending batches whose time has
     /// come. Backends call it at [`Room::next_deadline`] (a timer, or a Durable Object
     /// alarm); calling it at any other time is harmless.
     pub fn on_tick(&mut self, now_ms: u64) -> Vec<Action> {
@@ -406,6 +435,7 @@ impl<S: Storage> Room<S> {
             self.send_error(&mut out, conn, ErrorKind::HelloTimeout);
             self.close(conn, Close::HelloTimeout, now_ms, &mut out);
         }
+        self.typing_expired(now_ms, &mut out);
         // Routing flushes the batches that are due.
         self.finish(out, now_ms)
     }
@@ -434,27 +464,36 @@ impl<S: Storage> Room<S> {
     /// then (a timer), or flushes them with [`Room::flush`] before dropping it.
     /// Also when the rate buckets changed by recent frames are due to be written
     /// (`rate_persist_ms` after the first change; they too live only in memory until then).
+    /// Also when the earliest typer expires (typing state, too, is in memory only).
     pub fn next_flush(&self) -> Option<u64> {
-        match (self.batcher.due(), self.addresses.persist_at(&self.config)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.batcher.due(),
+            self.addresses.persist_at(&self.config),
+            self.typing.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Flushes every pending batch now, whatever the window: for a backend about to
-    /// drop the room (hibernation, shutdown), which would otherwise lose them.
+    /// drop the room (hibernation, shutdown), which would otherwise lose them. Typers
+    /// are stopped first (`typing_stopped`): the rebuilt room will not know them.
     pub fn flush(&mut self, now_ms: u64) -> Vec<Action> {
         self.addresses.persist(&mut self.storage);
-        let mut out = Vec::new();
+        let mut stopped = Vec::new();
+        self.typing_all_stopped(&mut stopped);
+        let mut out = self.batcher.route(stopped, now_ms);
         self.batcher.flush(now_ms, &mut out);
         self.actions(out)
     }
 
-    /// True when no batch is pending, none was flushed within `batch_window_ms` and no
-    /// changed rate bucket waits to be written: a room rebuilt now from its sessions
-    /// and storage behaves exactly like this one.
+    /// True when no batch is pending, none was flushed within `batch_window_ms`, no
+    /// changed rate bucket waits to be written and nobody types: a room rebuilt now from
+    /// its sessions and storage behaves exactly like this one (but for the typing
+    /// buckets, which start full again).
     pub fn is_quiet(&self, now_ms: u64) -> bool {
-        self.batcher.is_idle(now_ms) && !self.addresses.has_unwritten()
+        self.batcher.is_idle(now_ms) && !self.addresses.has_unwritten() && self.typing.is_idle()
     }
 
     /// Batch sessions in the room, and the current batch window in ms
@@ -589,6 +628,9 @@ impl<S: Storage> Room<S> {
             }
             .encode(),
         });
+        if hello.version == Version::V2 {
+            self.typing_for_joiner(conn, out);
+        }
         out.push(Effect::Save { conn });
     }
 
@@ -760,7 +802,7 @@ impl<S: Storage> Room<S> {
             edited_at: None,
             reactions: None,
         };
-        let Some((seq, _)) = self.store_and_broadcast(msg, out) else {
+        let Some((seq, _)) = self.store_and_broadcast(msg, Some(conn), out) else {
             return self.send_error(out, conn, ErrorKind::NotStored);
         };
         self.observer.observe(Event::Stored {
@@ -774,9 +816,11 @@ impl<S: Storage> Room<S> {
     /// timestamp above `last_timestamp`) and broadcasts it to the members once it is
     /// durable. `None` when storage refused it: nothing is sent, and its seq is not
     /// used up. Every chat message goes through here, whoever sent it.
+    /// `sender` is the member that sent it, whose typing it ends (none for a publish).
     pub(crate) fn store_and_broadcast(
         &mut self,
         msg: StoredMessage,
+        sender: Option<ConnId>,
         out: &mut Vec<Effect>,
     ) -> Option<(u64, u64)> {
         // Encoded first so that storage can take the message itself; sent only once
@@ -793,6 +837,10 @@ impl<S: Storage> Room<S> {
         if let Some(cut) = seq.checked_sub(self.config.retention as u64) {
             // A failed prune only keeps extra history; the next append prunes again.
             let _ = self.storage.prune_through(cut);
+        }
+        if let Some(conn) = sender {
+            // The sender's message ends its typing, announced first.
+            self.typing_ended(conn, out);
         }
         out.push(Effect::Broadcast {
             frame,
@@ -899,6 +947,8 @@ impl<S: Storage> Room<S> {
         };
         self.batcher.remove(conn);
         self.members_changed();
+        // Ahead of the quit.
+        self.typing_left(conn, out);
         if let Some(name) = &session.name {
             self.members = self.members.saturating_sub(1);
             out.push(Effect::Broadcast {
@@ -927,6 +977,12 @@ impl<S: Storage> Room<S> {
             // A failure only leaves a bucket that forgives nobody.
             let _ = self.storage.prune_buckets(i64::MAX as u64);
         }
+    }
+
+    fn is_v2(&self, conn: ConnId) -> bool {
+        self.sessions
+            .get(&conn)
+            .is_some_and(|s| s.version == Version::V2)
     }
 
     /// `{"error": …}` to one connection, reported as [`Event::Rejected`].

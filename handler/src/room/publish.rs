@@ -282,7 +282,7 @@ impl<S: Storage> Room<S> {
             ..StoredMessage::default()
         };
         let (seq, timestamp) = self
-            .store_and_broadcast(msg, out)
+            .store_and_broadcast(msg, None, out)
             .ok_or(refuse(ErrorKind::NotStored))?;
         self.observer.observe(Event::Published {
             seq,

@@ -84,6 +84,11 @@ pub enum Op {
         before: Option<u8>,
         limit: u8,
     },
+    /// A typing frame (`{"typing": on}`), as clients send it.
+    Typing {
+        conn: u8,
+        on: bool,
+    },
     /// Anything at all as a text frame.
     Text {
         conn: u8,
@@ -129,6 +134,7 @@ impl Op {
             | Op::Chat { conn, .. }
             | Op::Spam { conn, .. }
             | Op::History { conn, .. }
+            | Op::Typing { conn, .. }
             | Op::Text { conn, .. }
             | Op::Binary { conn, .. }
             | Op::TooBig { conn }
@@ -288,6 +294,13 @@ pub fn apply(room: &mut Room<MemoryStorage>, op: &Op, now: u64) -> Vec<Action> {
                 request["before"] = json!(before);
             }
             text = json!({ "history": request }).to_string();
+            Input::Text {
+                conn: id(*conn),
+                text: &text,
+            }
+        }
+        Op::Typing { conn, on } => {
+            text = json!({ "typing": on }).to_string();
             Input::Text {
                 conn: id(*conn),
                 text: &text,

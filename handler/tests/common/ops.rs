@@ -61,6 +61,11 @@ pub fn history() -> impl Strategy<Value = Op> {
     })
 }
 
+/// A typing frame, on or off.
+pub fn typing() -> impl Strategy<Value = Op> {
+    (conn(), any::<bool>()).prop_map(|(conn, on)| Op::Typing { conn, on })
+}
+
 /// Any short text frame.
 pub fn text() -> impl Strategy<Value = Op> {
     (conn(), ".{0,40}").prop_map(|(conn, raw)| Op::Text { conn, raw })

@@ -50,7 +50,8 @@ pub enum Group {
     /// A tiny join bucket (no refill to speak of), for join/quit churn.
     Churn,
     /// Batching made visible in small rooms: a budget of 1 send per second, so the
-    /// window is always its cap, and small batches. Rate limit out of the way.
+    /// window is always its cap, and small batches. Rate limit out of the way. Typing
+    /// indicators made visible too: a short expiry, few typers, a small typing bucket.
     Batch,
 }
 
@@ -100,6 +101,11 @@ pub mod batch {
     /// One send per second per room: any room's window is [`WINDOW_MS`].
     pub const SEND_BUDGET: u64 = 1;
     pub const MAX: usize = 5;
+    /// Typing indicators, whose frames ride batches too: an expiry short enough to
+    /// wait for, long enough that two frames sent back to back are never apart by it.
+    pub const TYPING_TTL_MS: u64 = 3000;
+    pub const TYPING_MAX: usize = 2;
+    pub const TYPING_BURST: usize = 3;
 }
 
 /// Limits of the `Tight` group.
@@ -154,6 +160,11 @@ impl Group {
                 ("batch_window_ms", &batch::WINDOW_MS.to_string()),
                 ("batch_send_budget", &batch::SEND_BUDGET.to_string()),
                 ("batch_max", &batch::MAX.to_string()),
+                ("typing_ttl_ms", &batch::TYPING_TTL_MS.to_string()),
+                ("typing_max", &batch::TYPING_MAX.to_string()),
+                ("typing_burst", &batch::TYPING_BURST.to_string()),
+                // One token per 100 s: nothing refills during a test.
+                ("typing_per_sec", "0.01"),
             ]),
             Group::Tight => InstanceSpec::with(&[
                 ("hello_timeout_ms", &tight::HELLO_TIMEOUT_MS.to_string()),

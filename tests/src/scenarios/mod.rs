@@ -26,6 +26,7 @@ mod routes;
 mod sizes;
 mod slow;
 mod storage;
+mod typing;
 mod v2;
 
 use crate::client::{Client, Join, Msg, Options};
@@ -352,6 +353,9 @@ pub fn all() -> Vec<Scenario> {
             Batch,
             v2::a_batch_joiners_burst_comes_in_batches_of_batch_max
         ),
+        scenario!(Batch, typing::typing_reaches_the_other_v2_members_only),
+        scenario!(Batch, typing::typing_expires_without_a_refresh),
+        scenario!(Batch, typing::typing_bounds_answer_as_documented),
         scenario!(
             Fast,
             sizes::a_resume_of_resume_max_longest_messages_stays_within_the_bound
