@@ -110,11 +110,14 @@ pub enum ErrorKind {
     /// An anonymous hello whose name is the name or user id of a verified member in the
     /// room.
     NameOfVerified,
+    /// A v2 frame's `id` is not 1–64 characters of `[A-Za-z0-9_-]`: the request is not
+    /// carried out.
+    IdInvalid,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 56] = [
+    pub const ALL: [ErrorKind; 57] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -171,10 +174,11 @@ impl ErrorKind {
         ErrorKind::TokenAudience,
         ErrorKind::NameCheckMark,
         ErrorKind::NameOfVerified,
+        ErrorKind::IdInvalid,
     ];
 
-    /// A stable snake_case name, for metric labels and log fields (never sent to
-    /// clients, so it may be renamed only with the dashboards that count it).
+    /// A stable snake_case name: the metric label, the log field, and the `code` of a
+    /// v2 session's error frame. Clients match on it, so it is never renamed.
     pub const fn label(self) -> &'static str {
         match self {
             ErrorKind::HelloNotObject => "hello_not_object",
@@ -233,6 +237,7 @@ impl ErrorKind {
             ErrorKind::RoomFull => "room_full",
             ErrorKind::TooManySeats => "too_many_seats",
             ErrorKind::JoiningTooFast => "joining_too_fast",
+            ErrorKind::IdInvalid => "id_invalid",
         }
     }
 
@@ -339,6 +344,7 @@ impl ErrorKind {
                 "A moderator token must name its room: \"room\": \"<room>\", or \"*\" for every room."
             }
             ErrorKind::NameOfVerified => "That name belongs to a verified member.",
+            ErrorKind::IdInvalid => "\"id\" must be 1 to 64 letters, digits, \"_\" or \"-\".",
         }
     }
 }

@@ -17,6 +17,7 @@ mod moderation;
 mod observability;
 mod origin;
 mod paging;
+mod request_ids;
 mod retry;
 mod roster;
 mod routes;
@@ -303,6 +304,19 @@ pub fn all() -> Vec<Scenario> {
             Default,
             abuse::opening_rooms_too_fast_is_refused_429,
             only = &[Wrangler]
+        ),
+        scenario!(
+            Default,
+            request_ids::v2_errors_have_a_code_and_v1_sessions_see_no_ids
+        ),
+        scenario!(Fast, request_ids::every_request_id_is_answered_exactly_once),
+        scenario!(
+            Batch,
+            request_ids::a_batch_sessions_answers_keep_their_order
+        ),
+        scenario!(
+            Identity,
+            request_ids::a_moderators_request_ids_get_ok_or_their_error
         ),
         scenario!(Default, v2::v2_joiner_gets_the_roster_as_one_frame),
         scenario!(
