@@ -307,16 +307,19 @@ pub fn all() -> Vec<Scenario> {
         ),
         scenario!(
             Default,
-            request_ids::v2_errors_have_a_code_and_v1_sessions_see_no_ids
+            request_ids::request_ids_and_codes_are_v2_only_and_v1_errors_unchanged
         ),
-        scenario!(Fast, request_ids::every_request_id_is_answered_exactly_once),
+        scenario!(
+            Fast,
+            request_ids::request_ids_are_each_answered_exactly_once
+        ),
         scenario!(
             Batch,
-            request_ids::a_batch_sessions_answers_keep_their_order
+            request_ids::request_ids_of_a_batch_session_are_answered_in_order
         ),
         scenario!(
             Identity,
-            request_ids::a_moderators_request_ids_get_ok_or_their_error
+            request_ids::request_ids_of_a_moderator_get_ok_or_their_error
         ),
         scenario!(Default, v2::v2_joiner_gets_the_roster_as_one_frame),
         scenario!(

@@ -40,7 +40,7 @@ fn tags(code: Option<&str>, re: Option<&str>) -> Tags {
 
 /// A v2 session's error frames carry the error's code (a refused v2 hello's too); a v1
 /// session's are exactly as before, and its ids are ignored: no `re`, no `ok`.
-pub async fn v2_errors_have_a_code_and_v1_sessions_see_no_ids(ctx: Ctx) -> Result<()> {
+pub async fn request_ids_and_codes_are_v2_only_and_v1_errors_unchanged(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("typed-errors");
     let (mut old, _) = super::join(&base, &room, "old").await?;
@@ -104,7 +104,7 @@ pub async fn v2_errors_have_a_code_and_v1_sessions_see_no_ids(ctx: Ctx) -> Resul
 /// too). A malformed id gets `id_invalid` without `re`, and its request is not carried
 /// out. A history request with an id is the last one, as a marker: every answer has
 /// come before it.
-pub async fn every_request_id_is_answered_exactly_once(ctx: Ctx) -> Result<()> {
+pub async fn request_ids_are_each_answered_exactly_once(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("request-ids");
     let (mut a, _) = join_v2(&base, &room, "ana", false).await?;
@@ -203,7 +203,7 @@ pub async fn every_request_id_is_answered_exactly_once(ctx: Ctx) -> Result<()> {
 /// A batched session's answers keep their place among its frames: its own message's
 /// chat frame, then its ok; frames of others that were pending before a request, then
 /// the answer.
-pub async fn a_batch_sessions_answers_keep_their_order(ctx: Ctx) -> Result<()> {
+pub async fn request_ids_of_a_batch_session_are_answered_in_order(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("request-ids-batch");
     let (mut a, _) = join_v2(&base, &room, "ana", true).await?;
@@ -235,7 +235,7 @@ pub async fn a_batch_sessions_answers_keep_their_order(ctx: Ctx) -> Result<()> {
 
 /// A moderator's delete with an id: the `deleted` broadcast, then `{"ok": true}`; a
 /// refused one its error with `re`.
-pub async fn a_moderators_request_ids_get_ok_or_their_error(ctx: Ctx) -> Result<()> {
+pub async fn request_ids_of_a_moderator_get_ok_or_their_error(ctx: Ctx) -> Result<()> {
     let base = ctx.base();
     let room = ctx.room("request-ids-mod");
     let t = token::token(
