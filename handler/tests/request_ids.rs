@@ -344,3 +344,92 @@ fn moderator_requests_with_ids_get_ok_or_their_error() {
     assert_eq!(got[0]["code"], "kicked");
     assert!(got[0].get("re").is_none());
 }
+
+/// The frames a random request can be: every kind, valid or not, with `ID` where its id
+/// goes (left out of some).
+const REQUESTS: &[&str] = &[
+    r#"{"message":"hi","id":ID}"#,
+    r#"{"message":"hi","cid":"k","id":ID}"#,
+    r#"{"message":" ","id":ID}"#,
+    r#"{"message":7,"id":ID}"#,
+    r#"{"history":{"limit":2},"id":ID}"#,
+    r#"{"history":{"limit":0},"id":ID}"#,
+    r#"{"members":{},"id":ID}"#,
+    r#"{"members":{"after":1},"id":ID}"#,
+    r#"{"delete":1,"id":ID}"#,
+    r#"{"kick":{"user":"u9","secs":1},"id":ID}"#,
+    r#"{"mute":{"user":"u9","secs":1},"id":ID}"#,
+    r#"{"nothing":true,"id":ID}"#,
+    r#"{"id":ID}"#,
+    r#"{"message":"no id"}"#,
+    r#"[1,"id"]"#,
+];
+
+/// A random session of a room (1: v2, 2: v2 batched, 3: v1, 4: a moderator, v2) sends a
+/// random request.
+fn request() -> impl proptest::strategy::Strategy<Value = (ConnId, usize, bool)> {
+    (1u64..=4, 0..REQUESTS.len(), proptest::bool::weighted(0.1))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever v2 sessions send, batched or not, moderator or not, under a tight rate
+    /// limit: each valid id is answered exactly once, to its sender only, and a malformed
+    /// one never; a v1 session never gets `re`, `code` or `ok`.
+    #[test]
+    fn each_valid_id_is_answered_exactly_once_to_its_sender(
+        requests in proptest::collection::vec(request(), 1..60),
+    ) {
+        let mut r = room(Config {
+            rate_burst: 6,
+            rate_per_sec: 2.0,
+            rate_strikes: 1_000,
+            batch_window_ms: 50,
+            ..Config::default()
+        })
+        .with_auth(Some(Auth {
+            secret: AuthSecret::new(SECRET).unwrap(),
+            room: ROOM.to_owned(),
+        }));
+        join(&mut r, 1, "a", &v2("ana"), T0);
+        join(&mut r, 2, "b", r#"{"name":"bo","v":2,"batch":true}"#, T0);
+        join(&mut r, 3, "c", r#"{"name":"cy"}"#, T0);
+        join(&mut r, 4, "d", &moderator_hello("mod"), T0);
+        let mut now = T0;
+        for (i, (conn, kind, bad_id)) in requests.into_iter().enumerate() {
+            now += 37;
+            let id = format!("r{i}");
+            let quoted = if bad_id { "\"a b\"".to_owned() } else { format!("\"{id}\"") };
+            let text = REQUESTS[kind].replace("ID", &quoted);
+            let acts = r.on_text(conn, &text, now);
+            let with_id = REQUESTS[kind].contains("ID") && !bad_id && conn != 3;
+            let mut answers = 0;
+            for to in 1..=4u64 {
+                let frames = frames_for(&acts, to);
+                let mine = frames.iter().filter(|f| f["re"] == id.as_str()).count();
+                if to == conn {
+                    answers += mine;
+                } else {
+                    proptest::prop_assert_eq!(mine, 0, "{} answered to {}", text, to);
+                }
+                if to == 3 {
+                    for f in &frames {
+                        proptest::prop_assert!(
+                            f.get("re").is_none() && f.get("code").is_none() && f.get("ok").is_none(),
+                            "v1 got {}", f
+                        );
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(answers, usize::from(with_id), "{}", text);
+            // Pending batches go out; none of them answers anything.
+            let re = format!("\"re\":\"{id}\"");
+            for a in r.on_tick(now + 60) {
+                if let Action::Broadcast { frame, .. } | Action::Send { frame, .. } = a {
+                    proptest::prop_assert!(!frame.contains(&re), "late answer {}", frame);
+                }
+            }
+        }
+    }
+}

@@ -4,6 +4,13 @@
 //! `{"ok": true, …, "re"}` frame of a request that succeeds without a result frame of
 //! its own ([`ok_frame`]). Which frame answers which request is the room's business
 //! (`Room::text`, `Room::reply`).
+//!
+//! A new kind of request needs nothing for ids: the id of any object frame is read in
+//! `client_frame::decode_any`, its errors go through `Room::send_error` (which answers),
+//! and a request that sent nothing to its sender gets `{"ok": true}` when it is done. A
+//! request with a result frame of its own sends it with `Room::reply` (instead of an
+//! `Effect::Send`), which gives it the `re`; one whose `ok` says more (a chat message's
+//! `seq`) calls `Room::answer_ok` itself.
 
 use crate::protocol::error_kind::ErrorKind;
 use crate::protocol::requests::MAX_CID_LEN;
