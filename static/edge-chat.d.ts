@@ -106,8 +106,10 @@ export interface EdgeChatEventMap {
   unlisted: CustomEvent<{ name: string }>;
   /** A moderator deleted message `seq` (servers with moderation). */
   deleted: CustomEvent<{ seq: number }>;
-  /** An {"error": sentence} from the server. */
-  error: CustomEvent<{ message: string }>;
+  /** An {"error": sentence, "code"} from the server. `re` is the id of the request it
+   * refused (whose promise rejects with it too); null when it answers no request (a
+   * kick, a refused hello). */
+  error: CustomEvent<{ message: string; code: string | null; re: string | null }>;
   state: CustomEvent<StateDetail>;
   /** The room's epoch changed, or its newest seq went below the last one delivered:
    * seqs restarted. Comes before the `ready` of that join. */
@@ -139,9 +141,6 @@ export interface EdgeChatOptions {
   stableMs?: number;
   /** No `ready` this long after connecting: reconnect, ms (15,000). */
   joinTimeoutMs?: number;
-  /** After an error answers a moderator frame or its fence, how long to wait for a
-   * second answer, ms (2,000): with one the frame was refused, without, taken. */
-  fenceWaitMs?: number;
   /** Typing: while keystrokes come, `{"typing": true}` again this often at most, ms
    * (1,500; at most a third of the server's ttl_ms once known). */
   typingRefreshMs?: number;
@@ -162,7 +161,6 @@ export declare const DEFAULTS: Readonly<{
   backoffMaxMs: number;
   stableMs: number;
   joinTimeoutMs: number;
-  fenceWaitMs: number;
   typingRefreshMs: number;
   typingIdleMs: number;
 }>;
@@ -170,9 +168,12 @@ export declare const DEFAULTS: Readonly<{
 /** Close codes after which the module does not reconnect (1008, 4001). */
 export declare const FINAL_CLOSE_CODES: readonly number[];
 
-/** The server refused a frame; `message` is its sentence. */
+/** The server refused a request; `message` is its sentence, `code` its stable code
+ * (docs/protocol.md, "Error kinds and close reasons"), e.g. 'rate_limited'. */
 export declare class RefusedError extends Error {
+  constructor(message: string, code?: string | null);
   name: 'RefusedError';
+  code: string | null;
 }
 
 /** The chat closed before the request was answered. */
@@ -195,8 +196,8 @@ export declare class EdgeChat extends EventTarget {
   readonly name: string | undefined;
   readonly room: string;
   /** Resolves with the stored message once the server has it, exactly once however
-   * the connection behaves; rejects with RefusedError (the server's sentence; also
-   * when a moderator deleted the message before a repeat of it was answered) or
+   * the connection behaves; rejects with RefusedError (the server's sentence and code;
+   * also when a moderator deleted the message before a repeat of it was answered) or
    * ClosedError. */
   send(text: string): Promise<ChatMessage>;
   /** A page of up to `limit` messages older than `beforeSeq` (newest when omitted). */
@@ -212,7 +213,8 @@ export declare class EdgeChat extends EventTarget {
   /** The members known so far, this session included, one entry per session. */
   readonly memberList: RosterEntry[];
   /** Moderators: deletes message `seq` for everyone (`{"delete": seq}`). Resolves once
-   * the server has taken it; rejects with RefusedError (the server's sentence), or with
+   * the server has taken it (its `ok`); rejects with RefusedError (the server's sentence
+   * and code), or with
    * ClosedError if the connection closes first (it may or may not have been taken; a
    * deletion comes back as a `deleted` event on resume). Never sent twice. */
   deleteMessage(seq: number): Promise<void>;

@@ -10,17 +10,22 @@
 // The guarantees, and how:
 // - Every chat message is delivered once, in seq order: the client resumes from the last
 //   (epoch, seq) it delivered, and drops any frame at or below that seq.
+// - Every request carries an `id`, and the server answers each id exactly once with
+//   `"re": id` (its page, its error, or `{"ok": true}`; docs/protocol.md, "Typed errors
+//   and request ids"): each promise settles by its own answer, whatever else is in
+//   flight. A refusal rejects with a RefusedError carrying the server's sentence and
+//   its `code`.
 // - `send(text)` gives the message a random `cid`. The promise resolves with the stored
 //   chat frame when the server echoes it (live, in a resumed backlog, or as the server's
-//   answer to a repeat), and rejects with the server's sentence if it is refused. A send
-//   that may have been lost with a connection is sent again, with the same cid, after
-//   the next join; the server stores a cid only once, so it is stored exactly once.
+//   answer to a repeat), and rejects if it is refused. A send that may have been lost
+//   with a connection is sent again, with the same cid, after the next join; the server
+//   stores a cid only once, so it is stored exactly once.
 // - Reconnects use full-jitter exponential backoff (at most 10 s), which only returns to
 //   its shortest once a connection has stayed up a while, and stop for good on a close
 //   that retrying cannot fix (1008 policy, 4001 kicked).
-// - Moderators' `deleteMessage`, `kick` and `mute` settle exactly too, although the server
-//   answers them only when it refuses them: each goes out alone, followed by a fence (see
-//   #transmitModeration).
+// - Moderators' `deleteMessage`, `kick` and `mute` settle by their answer too: `ok` or
+//   the refusal. One that was sent on a connection that closed before its answer is
+//   never sent again (it may have been taken).
 // - The roster: in a big room the server sends only its first page at join; `members()`
 //   pages through the rest (`{"members": {"after"}}`). The module keeps a count per name
 //   (+1 per listed entry, `joined` and `unlisted`, -1 per `quit`), which is the exact
@@ -42,9 +47,6 @@ export const DEFAULTS = Object.freeze({
   stableMs: 10_000,
   // Hello sent but no `ready` by then: give up on the socket and reconnect.
   joinTimeoutMs: 15_000,
-  // After an error answers a moderator frame or its fence, how long to wait for a second
-  // answer (see #onError). The server sends both answers back to back.
-  fenceWaitMs: 2_000,
   // Typing: while keystrokes come, `{"typing": true}` again this often at most (and at
   // most a third of the server's ttl_ms once a typing frame told it), so the server
   // re-announces the typer before clients expire it.
@@ -56,19 +58,18 @@ export const DEFAULTS = Object.freeze({
 // Never two typing frames closer than this: with the server's default typing bucket (5,
 // then 1 per second) a typing frame is then never refused.
 const TYPING_GAP_MS = 1_000;
-// The server's refusal of a typing frame over its bucket: it answers that frame, which
-// is in no queue of ours (a typing frame has no other answer).
-const TYPING_RATE_LIMITED = 'Typing updates too fast; slow down.';
 
 /** Close codes after which reconnecting cannot help: policy (bad hello, flooding, bad
  * token) and kicked. */
 export const FINAL_CLOSE_CODES = Object.freeze([1008, 4001]);
 
-/** The server refused a frame: `message` is its sentence. */
+/** The server refused a request: `message` is its sentence, `code` the error's stable
+ * code (docs/protocol.md, "Error kinds and close reasons"), e.g. 'rate_limited'. */
 export class RefusedError extends Error {
-  constructor(message) {
+  constructor(message, code = null) {
     super(message);
     this.name = 'RefusedError';
+    this.code = code;
   }
 }
 
@@ -84,14 +85,10 @@ export class ClosedError extends Error {
 
 const OPEN = 1; // WebSocket.OPEN, the same for browsers and the `ws` package
 const JOIN_TIMEOUT_CODE = 4000; // our own, never sent by a server
-// What follows each moderator frame: a request for the page of messages before seq 0,
-// which is always answered (`{"history": [], "before": 0, "more": false}`, or an error),
-// and whose answer tells that the moderator frame before it has had its own (see
-// #transmitModeration).
-const FENCE = JSON.stringify({ history: { before: 0, limit: 1 } });
 // The rejection of a send whose message a moderator deleted before its repeat was
-// answered: the server's sentence for the same case in v1.
+// answered: the server's sentence and code for the same case in v1.
 const MESSAGE_DELETED = 'That message was deleted by a moderator.';
+const MESSAGE_DELETED_CODE = 'message_deleted';
 const UNANSWERED = 'The connection closed before the server answered; the action may or may not have been taken.';
 
 function isChatFrame(f) {
@@ -143,19 +140,15 @@ export class EdgeChat extends EventTarget {
   #outbox = new Map();
   // Unsettled history requests, in order; `socket` as above.
   #histories = [];
-  // Frames sent on the current socket and not yet answered, in order: the server answers
-  // each frame after the hello exactly once, in order (an echo, a page, or an error).
-  // Moderator frames are the exception (answered only when refused), so they are not
-  // in it: see #fence.
-  #inflight = [];
-  // Moderator requests not sent yet, in order. Sends and history requests made after
-  // the first of them wait for it (each request has an `order`, in the order made).
+  // Requests sent on the current socket and not answered yet, by the `id` they went
+  // out with: { send }, { history }, { members: true } or { moderation }. The server
+  // answers each id exactly once, with `"re": id`.
+  #requests = new Map();
+  #lastId = 0;
+  // Moderator requests not sent yet, in order (each request has an `order`, in the
+  // order made, so that requests go out in the order they were made).
   #moderations = [];
   #order = 0;
-  // While a moderator frame and its fence are unanswered on the current socket:
-  // { mod: the request, error: the first error sentence since, timer: see #onError }.
-  // Nothing else is sent then.
-  #fence = null;
   // The roster of the current join, as a count per name (see the module comment), with
   // the latest entry seen for each name (its user and role).
   #rosterCounts = new Map();
@@ -354,7 +347,7 @@ export class EdgeChat extends EventTarget {
   #moderate(frame) {
     if (this.#closed) return Promise.reject(new ClosedError('The chat is closed.', 1000));
     return new Promise((resolve, reject) => {
-      this.#moderations.push({ text: JSON.stringify(frame), resolve, reject, order: ++this.#order });
+      this.#moderations.push({ frame, resolve, reject, order: ++this.#order });
       if (this.#state === 'live') this.#pump();
     });
   }
@@ -398,9 +391,8 @@ export class EdgeChat extends EventTarget {
     this.#ws = ws;
     this.#joining = true;
     this.#held = [];
-    this.#inflight = [];
+    this.#requests = new Map();
     this.#memberAsked = false;
-    this.#fence = null;
     this.#lastError = '';
     // A new socket: the server knows nothing of our typing, and tells us its typers
     // again after the join.
@@ -438,11 +430,12 @@ export class EdgeChat extends EventTarget {
   }
 
   #handle(f) {
-    if ('error' in f) this.#onError(String(f.error));
+    if ('error' in f) this.#onError(String(f.error), f);
+    else if (f.ok === true) this.#onOk(f);
     else if (isChatFrame(f)) this.#onChat(f);
     else if (Array.isArray(f.history)) this.#onHistory(f);
     else if (Array.isArray(f.roster)) this.#onRoster(f);
-    else if (f.members !== null && typeof f.members === 'object') this.#onMembers(f.members);
+    else if (f.members !== null && typeof f.members === 'object') this.#onMembers(f.members, f.re);
     else if (typeof f.joined === 'string') {
       this.#countMember({ name: f.joined }, 1);
       if (this.#memberCount !== null) this.#memberCount += 1;
@@ -474,19 +467,14 @@ export class EdgeChat extends EventTarget {
   }
 
   /** `{"members": {"page", "count", "next"}}` or `{"members": {"unlisted": name}}`. */
-  #onMembers(m) {
+  #onMembers(m, re) {
     if (typeof m.unlisted === 'string') {
       // The `quit` just before was for a member our pages had not listed: undo its -1.
       this.#countMember({ name: m.unlisted }, 1);
       this.#emit('unlisted', { name: m.unlisted });
       return;
     }
-    if (!Array.isArray(m.page)) return;
-    // No member request goes out while a moderator frame's fence is out, so this page
-    // answers the oldest member request in flight.
-    const i = this.#inflight.findIndex((r) => r.members);
-    if (i < 0) return;
-    this.#inflight.splice(i, 1);
+    if (!Array.isArray(m.page) || !this.#takeRequest(re)?.members) return;
     this.#memberAsked = false;
     const page = m.page.filter((e) => e && typeof e.name === 'string');
     for (const e of page) this.#countMember(e, 1);
@@ -537,14 +525,11 @@ export class EdgeChat extends EventTarget {
       }
       return;
     }
-    if (this.#memberAsked || this.#fence !== null || this.#moderations.length > 0) return;
-    try {
-      ws.send(JSON.stringify({ members: { after: this.#rosterNext } }));
-    } catch {
+    if (this.#memberAsked) return;
+    if (!this.#request({ members: { after: this.#rosterNext } }, { members: true })) {
       return; // closing: the next join pages again
     }
     this.#memberAsked = true;
-    this.#inflight.push({ members: true });
   }
 
   #onChat(f) {
@@ -561,11 +546,9 @@ export class EdgeChat extends EventTarget {
     if (typeof f.cid === 'string') {
       const entry = this.#outbox.get(f.cid);
       if (entry) {
+        // Its `ok` follows; it has nothing more to settle.
         this.#outbox.delete(f.cid);
-        const i = this.#inflight.findIndex((r) => r.cid === f.cid);
-        if (i >= 0) this.#inflight.splice(i, 1);
         entry.resolve(f);
-        if (this.#state === 'live') this.#pump();
       }
     }
     if (f.seq > this.#lastSeq) {
@@ -582,75 +565,58 @@ export class EdgeChat extends EventTarget {
     const entry = this.#outbox.get(f.cid);
     if (!entry) return;
     this.#outbox.delete(f.cid);
-    const i = this.#inflight.findIndex((r) => r.cid === f.cid);
-    if (i >= 0) this.#inflight.splice(i, 1);
-    entry.reject(new RefusedError(MESSAGE_DELETED));
-    if (this.#state === 'live') this.#pump();
+    entry.reject(new RefusedError(MESSAGE_DELETED, MESSAGE_DELETED_CODE));
   }
 
   #onHistory(f) {
-    const fence = this.#fence;
-    if (fence) {
-      // The fence's page (nothing else is in flight): an error before it was the
-      // moderator frame's refusal; no error, and the frame was taken.
-      this.#endFence(fence.error);
-      return;
-    }
-    const i = this.#inflight.findIndex((r) => r.history);
-    if (i < 0) return;
-    const [{ history: entry }] = this.#inflight.splice(i, 1);
+    const req = this.#takeRequest(f.re);
+    if (!req?.history) return;
+    const entry = req.history;
     this.#dropHistory(entry);
     entry.resolve({
       messages: f.history.filter(isChatFrame),
       more: f.more === true,
       before: f.before,
     });
-    this.#pump();
   }
 
-  #onError(sentence) {
+  /** `{"ok": true, "re"}`: a moderator request was taken. A send's `ok` (with its seq)
+   * follows its chat frame, which settled it already. */
+  #onOk(f) {
+    const req = this.#takeRequest(f.re);
+    if (req?.moderation) req.moderation.resolve();
+  }
+
+  /** An error frame. With `re`, the refusal of that request; without, it answers none
+   * of ours (a kick, a refused hello): an `error` event only, as every error is. */
+  #onError(sentence, f) {
+    const code = typeof f.code === 'string' ? f.code : null;
+    const re = typeof f.re === 'string' ? f.re : null;
     this.#lastError = sentence;
-    this.#emit('error', { message: sentence });
-    if (this.#joining) return; // the hello was refused: the close follows
-    // The answer to a typing frame, which no queue holds: the others are untouched.
-    if (sentence === TYPING_RATE_LIMITED) return;
-    const fence = this.#fence;
-    if (fence) {
-      // Nothing else is in flight: this answers the moderator frame or the fence.
-      if (fence.error !== null) {
-        // The second answer, so the fence's: the first error was the frame's refusal.
-        this.#endFence(fence.error);
-      } else {
-        // The frame's refusal, and the fence's answer follows at once; or the frame was
-        // taken, and this is the fence's refusal (the rate limit, when the frame took
-        // the last token). Only a second answer can tell: wait a little for one.
-        fence.error = sentence;
-        fence.timer = this.#clock.setTimeout(() => {
-          if (this.#fence !== fence) return;
-          fence.error = null; // no second answer: the error was the fence's
-          this.#endFence(null);
-        }, this.#opts.fenceWaitMs);
-      }
-      return;
-    }
-    // The oldest unanswered frame is the one refused.
-    const req = this.#inflight.shift();
+    this.#emit('error', { message: sentence, code, re });
+    const req = this.#takeRequest(re);
     if (!req) return;
-    const err = new RefusedError(sentence);
+    const err = new RefusedError(sentence, code);
     if (req.members) {
       this.#memberAsked = false;
       for (const w of this.#memberWaiters.splice(0)) w.reject(err);
     } else if (req.history) {
       this.#dropHistory(req.history);
       req.history.reject(err);
-    } else {
-      const entry = this.#outbox.get(req.cid);
-      if (entry) {
-        this.#outbox.delete(req.cid);
-        entry.reject(err);
-      }
+    } else if (req.moderation) {
+      req.moderation.reject(err);
+    } else if (this.#outbox.get(req.send.cid) === req.send) {
+      this.#outbox.delete(req.send.cid);
+      req.send.reject(err);
     }
-    this.#pump();
+  }
+
+  /** The request that went out with `id` on this socket, forgotten: it is answered. */
+  #takeRequest(id) {
+    if (typeof id !== 'string') return null;
+    const req = this.#requests.get(id);
+    if (req) this.#requests.delete(id);
+    return req || null;
   }
 
   #onReady(f) {
@@ -700,31 +666,26 @@ export class EdgeChat extends EventTarget {
     this.#joining = false;
     this.#held = [];
     this.#clock.clearTimeout(this.#joinTimer);
-    const lost = this.#inflight;
-    this.#inflight = [];
+    const lost = [...this.#requests.values()];
+    this.#requests = new Map();
     if (code === 1009) {
       // A frame over the server's size cap closes the socket unanswered; the largest
       // unanswered send is the culprit, and sending it again would do the same.
       let worst = null;
       for (const r of lost) {
-        const e = r.cid && this.#outbox.get(r.cid);
+        const e = r.send && this.#outbox.get(r.send.cid);
         if (e && (!worst || e.text.length > worst.text.length)) worst = e;
       }
       if (worst) {
         this.#outbox.delete(worst.cid);
-        worst.reject(new RefusedError('Message too big'));
+        worst.reject(new RefusedError('Message too big', 'too_big'));
       }
     }
     for (const entry of this.#outbox.values()) if (entry.socket === ws) entry.socket = null;
     for (const entry of this.#histories) if (entry.socket === ws) entry.socket = null;
     // A moderator frame is not sent again on the next connection: the module cannot know
     // whether the server took it (a deletion it made comes back in the resume).
-    const fence = this.#fence;
-    this.#fence = null;
-    if (fence) {
-      this.#clock.clearTimeout(fence.timer);
-      fence.mod.reject(new ClosedError(UNANSWERED, code));
-    }
+    for (const r of lost) if (r.moderation) r.moderation.reject(new ClosedError(UNANSWERED, code));
     const stable = this.#liveSince !== null && this.#clock.now() - this.#liveSince >= this.#opts.stableMs;
     this.#liveSince = null;
     if (this.#closed) return;
@@ -754,34 +715,33 @@ export class EdgeChat extends EventTarget {
 
   // ---- helpers -------------------------------------------------------------------
 
-  /** Sends what waits, in the order it was asked for: the sends and history requests
-   * not sent on this socket, up to the first moderator request, which goes out once
-   * every frame before it has been answered. */
+  /** Sends what waits, in the order it was asked for: the sends, history and moderator
+   * requests not sent on this socket. Each settles by its own answer, so none waits
+   * for another. */
   #pump() {
     const ws = this.#ws;
-    if (!ws || this.#joining || ws.readyState !== OPEN || this.#fence) return;
-    const next = this.#moderations[0];
-    const due = [];
+    if (!ws || this.#joining || ws.readyState !== OPEN) return;
+    const due = [...this.#moderations];
     for (const entry of this.#outbox.values()) if (entry.socket !== ws) due.push(entry);
     for (const entry of this.#histories) if (entry.socket !== ws) due.push(entry);
     due.sort((a, b) => a.order - b.order);
     for (const entry of due) {
-      if (next && entry.order > next.order) break;
-      if (entry.request) this.#transmitHistory(entry); else this.#transmitSend(entry);
+      if (entry.frame) this.#transmitModeration(entry);
+      else if (entry.request) this.#transmitHistory(entry);
+      else this.#transmitSend(entry);
     }
-    if (next && this.#inflight.length === 0) this.#transmitModeration(next);
-    else this.#pageMembers();
+    this.#pageMembers();
     this.#flushTyping();
   }
 
   // ---- typing --------------------------------------------------------------------
 
   /** Tells the server what `typing()` said, if it differs from what it was told (or a
-   * refresh is due), once live, outside a moderator frame's fence, and never two
+   * refresh is due), once live, and never two
    * typing frames within TYPING_GAP_MS (a frame due sooner waits for the gap). */
   #flushTyping() {
     const ws = this.#ws;
-    if (!ws || this.#joining || ws.readyState !== OPEN || this.#fence) return;
+    if (!ws || this.#joining || ws.readyState !== OPEN) return;
     const now = this.#clock.now();
     let refresh = this.#opts.typingRefreshMs;
     if (this.#typingTtl !== null) refresh = Math.min(refresh, Math.floor(this.#typingTtl / 3));
@@ -864,63 +824,36 @@ export class EdgeChat extends EventTarget {
     this.#emit('typing', { typers: this.#listTypers() });
   }
 
-  /** Whether a send or history request must wait: a moderator request made before it
-   * has not been answered yet. */
-  #waits(entry) {
-    return this.#fence !== null
-      || (this.#moderations.length > 0 && this.#moderations[0].order < entry.order);
-  }
-
-  // A moderator frame gets an answer only when it is refused, so a silence cannot tell
-  // "taken" from "answer not here yet". It therefore goes out alone (every earlier
-  // frame answered, nothing else sent until it settles), followed by the fence, whose
-  // answer always comes. Answers come in order: the fence's page alone means the frame
-  // was taken; an error then the fence's answer, that it was refused; a single error
-  // (the fence's own refusal) that it was taken, see #onError.
-  #transmitModeration(entry) {
+  /** Sends `frame` with a new request id, remembering `req` under it until its answer
+   * (see #takeRequest). False if the socket cannot send. */
+  #request(frame, req) {
     const ws = this.#ws;
+    if (!ws || ws.readyState !== OPEN) return false;
+    const id = `q${++this.#lastId}`;
     try {
-      ws.send(entry.text);
+      ws.send(JSON.stringify({ ...frame, id }));
     } catch {
-      return; // closing: it waits for the next connection
+      return false; // closing: the close event requeues what waits
     }
-    this.#moderations.shift();
-    this.#fence = { mod: entry, error: null, timer: null };
-    try { ws.send(FENCE); } catch { /* closing: the close settles the request */ }
+    this.#requests.set(id, req);
+    return true;
   }
 
-  /** The fence is answered: the moderator frame was taken, or refused with the
-   * sentence `refusal`. Then what waited goes out. */
-  #endFence(refusal) {
-    const fence = this.#fence;
-    this.#fence = null;
-    this.#clock.clearTimeout(fence.timer);
-    if (refusal === null) fence.mod.resolve(); else fence.mod.reject(new RefusedError(refusal));
-    this.#pump();
+  /** A moderator frame; it is never sent twice (see #onClose). */
+  #transmitModeration(entry) {
+    if (!this.#request(entry.frame, { moderation: entry })) return;
+    const i = this.#moderations.indexOf(entry);
+    if (i >= 0) this.#moderations.splice(i, 1);
   }
 
   #transmitSend(entry) {
-    const ws = this.#ws;
-    if (!ws || ws.readyState !== OPEN || this.#waits(entry)) return;
-    try {
-      ws.send(JSON.stringify({ message: entry.text, cid: entry.cid }));
-    } catch {
-      return; // closing: the close event requeues nothing that was not sent
-    }
-    entry.socket = ws;
-    this.#inflight.push({ cid: entry.cid });
+    if (!this.#request({ message: entry.text, cid: entry.cid }, { send: entry })) return;
+    entry.socket = this.#ws;
   }
 
   #transmitHistory(entry) {
-    const ws = this.#ws;
-    if (!ws || ws.readyState !== OPEN || this.#waits(entry)) return;
-    try {
-      ws.send(JSON.stringify({ history: entry.request }));
-    } catch {
-      return;
-    }
-    entry.socket = ws;
-    this.#inflight.push({ history: entry });
+    if (!this.#request({ history: entry.request }, { history: entry })) return;
+    entry.socket = this.#ws;
   }
 
   #dropHistory(entry) {
@@ -933,12 +866,8 @@ export class EdgeChat extends EventTarget {
     this.#outbox.clear();
     const histories = this.#histories.splice(0);
     const moderations = this.#moderations.splice(0);
-    if (this.#fence) {
-      this.#clock.clearTimeout(this.#fence.timer);
-      moderations.unshift(this.#fence.mod);
-    }
-    this.#fence = null;
-    this.#inflight = [];
+    for (const r of this.#requests.values()) if (r.moderation) moderations.push(r.moderation);
+    this.#requests = new Map();
     for (const e of sends) e.reject(err);
     for (const e of histories) e.reject(err);
     for (const e of moderations) e.reject(err);

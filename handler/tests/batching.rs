@@ -220,7 +220,7 @@ fn a_non_boolean_batch_in_a_v2_hello_is_refused() {
     let acts = r.on_text(1, r#"{"name":"x","v":2,"batch":"yes"}"#, 0);
     assert_eq!(
         frames_for(&acts, 1),
-        vec![json!({"error": "\"batch\" must be true or false."})]
+        vec![json!({"error": "\"batch\" must be true or false.", "code": "batch_not_boolean"})]
     );
     assert_eq!(close_of(&acts, 1), Some(Close::BadHello));
 }
@@ -372,7 +372,7 @@ fn a_direct_frame_never_overtakes_a_pending_broadcast() {
         frames,
         vec![
             r#"{"name":"alice","message":"pending","timestamp":3010,"seq":2}"#.to_owned(),
-            r#"{"error":"Invalid JSON: send a text frame like {\"message\": \"hello\"}."}"#
+            r#"{"error":"Invalid JSON: send a text frame like {\"message\": \"hello\"}.","code":"not_json"}"#
                 .to_owned(),
         ]
     );

@@ -160,7 +160,7 @@ fn a_bad_cid_is_an_error_and_nothing_is_stored() {
         let got = frames_for(&acts, 1);
         assert_eq!(
             got,
-            vec![json!({"error": ErrorKind::CidInvalid.sentence()})],
+            vec![json!({"error": ErrorKind::CidInvalid.sentence(), "code": "cid_invalid"})],
             "{cid}"
         );
     }
@@ -273,7 +273,10 @@ fn unreadable_storage_refuses_a_cid_send_and_a_page_but_keeps_the_socket() {
     let acts = r.on_text(1, r#"{"message":"x","cid":"k"}"#, 1);
     assert_eq!(
         errors(&acts),
-        vec![json!({"error": ErrorKind::NotStored.sentence()}).to_string()]
+        vec![format!(
+            r#"{{"error":{},"code":"not_stored"}}"#,
+            json!(ErrorKind::NotStored.sentence())
+        )]
     );
     assert_eq!(r.last_seq(), 0, "not stored: it might be a duplicate");
     // Without a cid nothing needs looking up.
@@ -282,7 +285,10 @@ fn unreadable_storage_refuses_a_cid_send_and_a_page_but_keeps_the_socket() {
     let acts = r.on_text(1, r#"{"history":{}}"#, 3);
     assert_eq!(
         errors(&acts),
-        vec![json!({"error": ErrorKind::HistoryUnavailable.sentence()}).to_string()]
+        vec![format!(
+            r#"{{"error":{},"code":"history_unavailable"}}"#,
+            json!(ErrorKind::HistoryUnavailable.sentence())
+        )]
     );
     assert!(r.session(1).is_some());
 }
@@ -354,15 +360,10 @@ fn history_edges_before_and_limit() {
     assert_eq!(page["more"], true);
     let max = r.config().history_page_max;
     let over = ask(&mut r, 1, json!({"limit": max + 1}), 20);
-    assert_eq!(
-        over,
-        vec![json!({"error": ErrorKind::HistoryLimit.sentence()})]
-    );
+    let limit_error = json!({"error": ErrorKind::HistoryLimit.sentence(), "code": "history_limit"});
+    assert_eq!(over, vec![limit_error.clone()]);
     let zero = ask(&mut r, 1, json!({"limit": 0}), 20);
-    assert_eq!(
-        zero,
-        vec![json!({"error": ErrorKind::HistoryLimit.sentence()})]
-    );
+    assert_eq!(zero, vec![limit_error]);
     assert_eq!(seqs(&ask(&mut r, 1, json!({"limit": max}), 20)[0]).len(), 5);
 }
 
@@ -390,7 +391,7 @@ fn a_history_request_costs_one_token() {
     assert!(ask(&mut r, 1, json!({}), 1)[0].get("history").is_some());
     assert_eq!(
         ask(&mut r, 1, json!({}), 1),
-        vec![json!({"error": ErrorKind::RateLimited.sentence()})]
+        vec![json!({"error": ErrorKind::RateLimited.sentence(), "code": "rate_limited"})]
     );
 }
 

@@ -1138,7 +1138,11 @@ fn a_message_whose_epoch_cannot_be_stored_is_not_sent() {
 }
 
 fn error_frame(sentence: &str) -> chat_handler::Frame {
-    ServerFrame::Error { error: sentence }.encode()
+    ServerFrame::Error {
+        error: sentence,
+        code: None,
+    }
+    .encode()
 }
 
 #[test]

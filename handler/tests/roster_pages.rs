@@ -260,10 +260,11 @@ fn bad_member_requests_get_errors() {
     let mut r = room(config(2));
     hello(&mut r, 1, "v1", false);
     hello(&mut r, 2, "v2", true);
-    let error = |k: ErrorKind| vec![json!({ "error": k.sentence() })];
+    let error = |k: ErrorKind| vec![json!({ "error": k.sentence(), "code": k.label() })];
+    // The v1 session's: no code.
     assert_eq!(
         frames_for(&ask(&mut r, 1, json!({})), 1),
-        error(ErrorKind::MembersNeedsV2)
+        vec![json!({ "error": ErrorKind::MembersNeedsV2.sentence() })]
     );
     for (request, kind) in [
         (json!("x"), ErrorKind::MembersShape),
@@ -303,7 +304,7 @@ fn a_member_request_costs_a_rate_token() {
     }
     assert_eq!(
         frames_for(&ask(&mut r, 1, json!({})), 1),
-        vec![json!({"error": ErrorKind::RateLimited.sentence()})]
+        vec![json!({"error": ErrorKind::RateLimited.sentence(), "code": "rate_limited"})]
     );
 }
 

@@ -223,7 +223,10 @@ fn a_v1_session_gets_the_error_it_always_got() {
     let acts = r.on_text(1, r#"{"typing":"yes"}"#, 2000);
     assert_eq!(
         frames_for(&acts, 1),
-        vec![json!({ "error": chat_handler::ErrorKind::TypingInvalid.sentence() })]
+        vec![json!({
+            "error": chat_handler::ErrorKind::TypingInvalid.sentence(),
+            "code": "typing_invalid"
+        })]
     );
 }
 
@@ -261,7 +264,10 @@ fn the_typing_bucket_is_apart_from_the_frame_bucket() {
     typing(&mut r, 1, true, 2000);
     typing(&mut r, 1, false, 2000);
     // The third is over it: refused, at the cost of a frame token.
-    let limited = json!({"error": chat_handler::ErrorKind::TypingRateLimited.sentence()});
+    let limited = json!({
+        "error": chat_handler::ErrorKind::TypingRateLimited.sentence(),
+        "code": "typing_rate_limited"
+    });
     let acts = typing(&mut r, 1, true, 2000);
     assert_eq!(frames_for(&acts, 1), vec![limited.clone()]);
     assert!(frames_for(&acts, 2).is_empty());
@@ -273,7 +279,10 @@ fn the_typing_bucket_is_apart_from_the_frame_bucket() {
     assert_eq!(frames_for(&acts, 2), vec![started("ana", 1)]);
     // A flood past both buckets: rate_limited, strikes, closed like any flood.
     let acts = typing(&mut r, 1, true, 3000);
-    let rate_limited = json!({"error": chat_handler::ErrorKind::RateLimited.sentence()});
+    let rate_limited = json!({
+        "error": chat_handler::ErrorKind::RateLimited.sentence(),
+        "code": "rate_limited"
+    });
     assert_eq!(frames_for(&acts, 1), vec![rate_limited.clone()]);
     let acts = typing(&mut r, 1, true, 3000);
     assert_eq!(frames_for(&acts, 1), vec![rate_limited]);

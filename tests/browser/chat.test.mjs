@@ -846,8 +846,9 @@ test('a name cannot imitate the verified mark', { skip: skipIdentity, timeout: T
   await fake.page.locator('#form-error').waitFor({ state: 'visible' });
   assert.match(await fake.page.textContent('#form-error'),
     /Name may not contain check marks: only the server marks verified users\./);
+  // The page's hello asks for v2, so the refusal carries its code.
   assert.deepEqual(fake.frames.filter((f) => 'error' in f),
-    [{ error: 'Name may not contain check marks: only the server marks verified users.' }]);
+    [{ error: 'Name may not contain check marks: only the server marks verified users.', code: 'name_check_mark' }]);
   assert.equal(fake.frames.some((f) => f.ready === true), false, 'never joined');
 
   // A verified user's mark is a badge outside the name, with no character in it; an

@@ -240,6 +240,16 @@ pub enum Frame {
     Typing(Typer),
     /// v2: `{"typing_stopped": {"name", "user"?, "typer"}}` (`ttl_ms` is `None`).
     TypingStopped(Typer),
+    /// v2: `{"ok": true, "seq"?, "re"}`, the answer to a request with an `id` that has
+    /// no result frame of its own; `seq` for a chat message.
+    Ok(Option<u64>),
+}
+
+/// What v2 adds to any frame besides its kind: an error's `code`, an answer's `re`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tags {
+    pub code: Option<String>,
+    pub re: Option<String>,
 }
 
 /// Who types, in a `typing` or `typing_stopped` frame.
@@ -347,11 +357,45 @@ fn parse_cursor(v: Option<&Value>, text: &str) -> Result<String> {
 
 impl Frame {
     pub fn parse(text: &str) -> Result<Frame> {
+        Ok(Self::parse_tagged(text)?.0)
+    }
+
+    /// The frame and its v2 [`Tags`]: `re` (a non-empty string) on any frame, `code` (a
+    /// non-empty snake_case string) on an error frame; the rest is matched exactly.
+    pub fn parse_tagged(text: &str) -> Result<(Frame, Tags)> {
         let value: Value =
             serde_json::from_str(text).context(format!("server sent non-JSON text {text:?}"))?;
-        let Value::Object(map) = value else {
+        let Value::Object(mut map) = value else {
             bail!("server sent a JSON non-object: {text}");
         };
+        let tag = |map: &mut serde_json::Map<String, Value>, key: &str| -> Result<Option<String>> {
+            match map.remove(key) {
+                None => Ok(None),
+                Some(Value::String(s)) if !s.is_empty() => Ok(Some(s)),
+                Some(other) => bail!("{key:?} must be a non-empty string, got {other} in {text}"),
+            }
+        };
+        let re = tag(&mut map, "re")?;
+        let code = if map.contains_key("error") {
+            tag(&mut map, "code")?
+        } else {
+            None
+        };
+        if let Some(code) = &code {
+            ensure!(
+                code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "error code {code:?} is not snake_case in {text}"
+            );
+        }
+        let frame = Self::from_map(map, text)?;
+        ensure!(
+            !matches!(frame, Frame::Ok(_)) || re.is_some(),
+            "an ok frame without re: {text}"
+        );
+        Ok((frame, Tags { code, re }))
+    }
+
+    fn from_map(map: serde_json::Map<String, Value>, text: &str) -> Result<Frame> {
         let keys = sorted_keys(&map);
         let string = |key: &str| -> Result<String> {
             match map.get(key) {
@@ -504,6 +548,13 @@ impl Frame {
             ["typing_stopped"] => {
                 Frame::TypingStopped(parse_typer(map.get("typing_stopped"), false, text)?)
             }
+            ["ok"] | ["ok", "seq"] => {
+                ensure!(
+                    map.get("ok") == Some(&Value::Bool(true)),
+                    "ok must be true in {text}"
+                );
+                Frame::Ok(if has("seq") { Some(uint("seq")?) } else { None })
+            }
             ["joined"] => Frame::Joined(string("joined")?),
             ["quit"] => Frame::Quit(string("quit")?),
             ["error"] => {
@@ -514,6 +565,11 @@ impl Frame {
             _ => bail!("server frame with unexpected fields: {text}"),
         })
     }
+}
+
+/// Whether a hello asks for protocol v2: `"v"` is the number 2.
+pub fn asks_v2(hello: &Value) -> bool {
+    hello.get("v").and_then(Value::as_u64) == Some(2)
 }
 
 /// One thing that arrived on a socket.
@@ -599,6 +655,8 @@ pub struct Client {
     pending: VecDeque<String>,
     /// The raw text of the last frame handed out (one from a batch, or a message).
     last_raw: String,
+    /// The v2 tags of the last frame handed out.
+    last_tags: Tags,
     received: Received,
 }
 
@@ -687,6 +745,7 @@ impl Client {
             protocol: Protocol::default(),
             pending: VecDeque::new(),
             last_raw: String::new(),
+            last_tags: Tags::default(),
             received: Received::default(),
         }))
     }
@@ -701,6 +760,16 @@ impl Client {
 
     pub async fn send_binary(&mut self, bytes: Vec<u8>) -> Result<()> {
         self.send(Message::binary(bytes)).await
+    }
+
+    /// Sends a hello by hand: what it may receive from then on follows what it asked for
+    /// (a refused hello that asked for v2 gets the v2 error, with its `code`).
+    pub async fn send_hello(&mut self, hello: &Value) -> Result<()> {
+        self.protocol = Protocol {
+            v2: asks_v2(hello),
+            batch: false,
+        };
+        self.send_json(hello).await
     }
 
     /// Sends `{"message": text}`.
@@ -778,6 +847,11 @@ impl Client {
         &self.last_raw
     }
 
+    /// The v2 tags (`code`, `re`) of the frame [`Self::recv`] last returned.
+    pub fn last_tags(&self) -> &Tags {
+        &self.last_tags
+    }
+
     /// The next frame's raw text, and the frame.
     pub async fn recv_raw(&mut self) -> Result<(String, Frame)> {
         let f = self.recv().await?;
@@ -786,28 +860,31 @@ impl Client {
 
     /// Checks a frame against the session's protocol: a v1 session never gets a v2
     /// frame kind or field.
-    fn checked(&self, text: &str) -> Result<Frame> {
-        let f = Frame::parse(text).context(format!("{}: decoding", self.label))?;
-        let v2_only = match &f {
-            Frame::Roster(_)
-            | Frame::Deleted(_)
-            | Frame::Edited(_)
-            | Frame::Reactions(..)
-            | Frame::DeletedCid(..)
-            | Frame::History(_)
-            | Frame::RosterPage(_)
-            | Frame::Members(_)
-            | Frame::Unlisted(_)
-            | Frame::Typing(_)
-            | Frame::TypingStopped(_) => true,
-            Frame::Ready(r) => r.v.is_some(),
-            _ => false,
-        };
+    fn checked(&mut self, text: &str) -> Result<Frame> {
+        let (f, tags) = Frame::parse_tagged(text).context(format!("{}: decoding", self.label))?;
+        let v2_only = tags != Tags::default()
+            || match &f {
+                Frame::Ok(_)
+                | Frame::Roster(_)
+                | Frame::Deleted(_)
+                | Frame::Edited(_)
+                | Frame::Reactions(..)
+                | Frame::DeletedCid(..)
+                | Frame::History(_)
+                | Frame::RosterPage(_)
+                | Frame::Members(_)
+                | Frame::Unlisted(_)
+                | Frame::Typing(_)
+                | Frame::TypingStopped(_) => true,
+                Frame::Ready(r) => r.v.is_some(),
+                _ => false,
+            };
         ensure!(
             !v2_only || self.protocol.v2,
             "{}: a v1 session got a v2 frame: {text}",
             self.label
         );
+        self.last_tags = tags;
         Ok(f)
     }
 
@@ -1009,7 +1086,7 @@ impl Client {
     pub async fn hello_with(&mut self, hello: &Value, own: &str) -> Result<Join> {
         // What the hello asks for (`"v": 2`, `"batch": true`) decides what the session
         // may receive from then on.
-        let v2 = hello.get("v").and_then(Value::as_u64) == Some(2);
+        let v2 = asks_v2(hello);
         self.protocol = Protocol {
             v2,
             batch: v2 && hello.get("batch") == Some(&json!(true)),

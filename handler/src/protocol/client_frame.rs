@@ -4,6 +4,7 @@
 
 use crate::protocol::config::Config;
 use crate::protocol::error_kind::ErrorKind;
+use crate::protocol::request_id::{self, IdField};
 use crate::protocol::requests::{self, Moderation};
 use crate::protocol::version::Version;
 use serde::Deserialize;
@@ -79,12 +80,30 @@ impl ClientFrame {
     /// before it, any JSON object is a hello (Cloudflare's demo sends `{"name"}` first and
     /// nothing else is accepted then); after it, only the later frame kinds are.
     pub fn decode(text: &str, joined: bool, config: &Config) -> Result<ClientFrame, ErrorKind> {
+        Self::decode_request(text, joined, config).0
+    }
+
+    /// [`ClientFrame::decode`], and the frame's request `id` ([`request_id`]) when it is
+    /// a frame after the hello: the id is read whether or not the rest of the frame is
+    /// valid, so that its error can answer it. A hello's `id` means nothing.
+    pub(crate) fn decode_request(
+        text: &str,
+        joined: bool,
+        config: &Config,
+    ) -> (Result<ClientFrame, ErrorKind>, IdField) {
         if joined {
             decode_joined(text, config)
         } else {
-            decode_hello(text, config).map(ClientFrame::Hello)
+            (decode_hello(text, config).map(ClientFrame::Hello), None)
         }
     }
+}
+
+/// Whether a hello that was refused asked for protocol v2 (a JSON object with `"v": 2`,
+/// whatever else is wrong with it): its error then carries the v2 `code`. Read again
+/// from the text only on that rare path, so that decoding a hello stays as it is.
+pub(crate) fn hello_asks_v2(text: &str) -> bool {
+    parse_object(text).is_some_and(|map| map.get("v").and_then(Value::as_u64) == Some(2))
 }
 
 /// Direction overrides and isolates, refused in names where they can spoof another user.
@@ -201,6 +220,9 @@ struct PlainChat<'a> {
     /// A cid never needs an escape; one written with escapes goes the general way.
     #[serde(default)]
     cid: Option<&'a str>,
+    /// The request id, the same way.
+    #[serde(default)]
+    id: Option<&'a str>,
 }
 
 impl PlainChat<'_> {
@@ -213,12 +235,18 @@ impl PlainChat<'_> {
         is_object.then(|| serde_json::from_str(text).ok())?
     }
 
-    /// The same frame as [`decode_joined`] makes of this text by the general way.
-    fn frame(self) -> Result<ClientFrame, ErrorKind> {
-        Ok(ClientFrame::Chat {
-            message: self.message.into_owned(),
-            cid: self.cid.map(requests::check_cid).transpose()?,
-        })
+    /// The same frame and id as [`decode_joined`] makes of this text by the general way.
+    fn frame(self) -> (Result<ClientFrame, ErrorKind>, IdField) {
+        let id = self.id.map(request_id::check);
+        let frame = self
+            .cid
+            .map(requests::check_cid)
+            .transpose()
+            .map(|cid| ClientFrame::Chat {
+                message: self.message.into_owned(),
+                cid,
+            });
+        (frame, id)
     }
 }
 
@@ -246,19 +274,28 @@ pub(crate) fn plain_typing(text: &str) -> Option<bool> {
 /// A frame after the hello: a chat message if it has `message`, else a history request
 /// if it has `history`, else a member page request if it has `members`, else a
 /// moderator's frame.
-fn decode_joined(text: &str, config: &Config) -> Result<ClientFrame, ErrorKind> {
+fn decode_joined(text: &str, config: &Config) -> (Result<ClientFrame, ErrorKind>, IdField) {
     match PlainChat::decode(text) {
         Some(chat) => chat.frame(),
         None => decode_any(text, config),
     }
 }
 
-/// [`decode_joined`] for any frame, through a JSON tree.
-fn decode_any(text: &str, config: &Config) -> Result<ClientFrame, ErrorKind> {
-    let value: Value = serde_json::from_str(text).map_err(|_| ErrorKind::NotJson)?;
-    let Value::Object(mut map) = value else {
-        return Err(ErrorKind::WrongShape);
+/// [`decode_joined`] for any frame, through a JSON tree. Any object's `id` is read
+/// here, once, for every kind of frame (a new kind needs nothing for ids).
+fn decode_any(text: &str, config: &Config) -> (Result<ClientFrame, ErrorKind>, IdField) {
+    let Ok(value) = serde_json::from_str::<Value>(text) else {
+        return (Err(ErrorKind::NotJson), None);
     };
+    let Value::Object(map) = value else {
+        return (Err(ErrorKind::WrongShape), None);
+    };
+    let id = request_id::parse(map.get("id"));
+    (decode_object(map, config), id)
+}
+
+/// A frame after the hello that is a JSON object: which kind it is.
+fn decode_object(mut map: Map<String, Value>, config: &Config) -> Result<ClientFrame, ErrorKind> {
     match map.remove("message") {
         Some(Value::String(message)) => {
             let cid = requests::parse_cid(map.get("cid"))?;
@@ -367,6 +404,12 @@ mod tests {
                 decode_joined(text, &cfg()),
                 decode_any(text, &cfg()),
                 "{text}"
+            );
+            let with_id = text.replacen(r#""message""#, r#""id":"r-1","message""#, 1);
+            assert_eq!(
+                decode_joined(&with_id, &cfg()),
+                decode_any(&with_id, &cfg()),
+                "{with_id}"
             );
         }
     }

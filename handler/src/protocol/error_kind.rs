@@ -157,11 +157,14 @@ pub enum ErrorKind {
     TypingInvalid,
     /// A v2 typing frame past the connection's typing bucket (`typing_burst`).
     TypingRateLimited,
+    /// A v2 frame's `id` is not 1–64 characters of `[A-Za-z0-9_-]`: the request is not
+    /// carried out.
+    IdInvalid,
 }
 
 impl ErrorKind {
     /// Every kind, for tables and exhaustive tests.
-    pub const ALL: [ErrorKind; 79] = [
+    pub const ALL: [ErrorKind; 80] = [
         ErrorKind::HelloNotObject,
         ErrorKind::NameNotString,
         ErrorKind::NameTooLong,
@@ -241,10 +244,11 @@ impl ErrorKind {
         ErrorKind::ReactNotStored,
         ErrorKind::TypingInvalid,
         ErrorKind::TypingRateLimited,
+        ErrorKind::IdInvalid,
     ];
 
-    /// A stable snake_case name, for metric labels and log fields (never sent to
-    /// clients, so it may be renamed only with the dashboards that count it).
+    /// A stable snake_case name: the metric label, the log field, and the `code` of a
+    /// v2 session's error frame. Clients match on it, so it is never renamed.
     pub const fn label(self) -> &'static str {
         match self {
             ErrorKind::HelloNotObject => "hello_not_object",
@@ -326,6 +330,7 @@ impl ErrorKind {
             ErrorKind::ReactionsFull => "reactions_full",
             ErrorKind::ReactionCountFull => "reaction_count_full",
             ErrorKind::ReactNotStored => "react_not_stored",
+            ErrorKind::IdInvalid => "id_invalid",
         }
     }
 
@@ -469,6 +474,7 @@ impl ErrorKind {
             ErrorKind::ReactNotStored => "The reaction could not be stored; nothing changed. Try again.",
             ErrorKind::TypingInvalid => "\"typing\" must be true or false.",
             ErrorKind::TypingRateLimited => "Typing updates too fast; slow down.",
+            ErrorKind::IdInvalid => "\"id\" must be 1 to 64 letters, digits, \"_\" or \"-\".",
         }
     }
 }

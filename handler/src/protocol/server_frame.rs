@@ -5,6 +5,7 @@
 
 use crate::protocol::error_kind::ErrorKind;
 use crate::protocol::user::Role;
+use crate::protocol::version::Version;
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -19,8 +20,13 @@ pub type Frame = Arc<str>;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ServerFrame<'a> {
-    /// `{"error": sentence}`
-    Error { error: &'a str },
+    /// `{"error": sentence}`; to a v2 session `{"error": sentence, "code": label}`
+    /// ([`ErrorKind::label`]), which clients match on.
+    Error {
+        error: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<&'a str>,
+    },
     /// `{"joined": name}`: a member joined (or, at join, is already there).
     Joined { joined: &'a str },
     /// `{"quit": name}`
@@ -192,10 +198,19 @@ impl Serialize for True {
 }
 
 impl ServerFrame<'_> {
-    /// `{"error": sentence}` for a kind of error.
+    /// `{"error": sentence}` for a kind of error: the v1 frame, byte for byte.
     pub fn error(kind: ErrorKind) -> ServerFrame<'static> {
         ServerFrame::Error {
             error: kind.sentence(),
+            code: None,
+        }
+    }
+
+    /// The error frame a session of `version` gets: with its `code` in v2.
+    pub fn error_for(kind: ErrorKind, version: Version) -> ServerFrame<'static> {
+        ServerFrame::Error {
+            error: kind.sentence(),
+            code: (version != Version::V1).then_some(kind.label()),
         }
     }
 
@@ -247,8 +262,19 @@ mod tests {
     fn frames_are_exact_json() {
         let enc = |f: ServerFrame| f.encode().to_string();
         assert_eq!(
-            enc(ServerFrame::Error { error: "a\"b" }),
+            enc(ServerFrame::Error {
+                error: "a\"b",
+                code: None
+            }),
             r#"{"error":"a\"b"}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::error_for(ErrorKind::RateLimited, Version::V1)),
+            r#"{"error":"Rate limited; slow down."}"#
+        );
+        assert_eq!(
+            enc(ServerFrame::error_for(ErrorKind::RateLimited, Version::V2)),
+            r#"{"error":"Rate limited; slow down.","code":"rate_limited"}"#
         );
         assert_eq!(
             enc(ServerFrame::error(ErrorKind::RateLimited)),

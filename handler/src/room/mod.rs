@@ -22,6 +22,7 @@ use crate::protocol::client_frame::{self, ClientFrame, Hello, Resume};
 use crate::protocol::close::Close;
 use crate::protocol::config::Config;
 use crate::protocol::error_kind::ErrorKind;
+use crate::protocol::request_id::{self, RequestId};
 use crate::protocol::server_frame::{Frame, ServerFrame, True};
 use crate::protocol::version::Version;
 use crate::room::action::{Action, Audience, Effect};
@@ -70,6 +71,10 @@ pub struct Room<S> {
     hello_deadlines: HelloDeadlines,
     /// Who is typing, and the typing buckets (v2; in memory only, see `typing.rs`).
     typing: typing::Typing,
+    /// While a v2 frame with a valid `id` is handled: its sender and the id, until a
+    /// frame answers it ([`Room::reply`]). Whatever is left when the frame is done gets
+    /// `{"ok": true}`, so every id is answered exactly once (see `request_id.rs`).
+    answering: Option<(ConnId, RequestId)>,
 }
 
 impl<S: Storage> Room<S> {
@@ -115,6 +120,7 @@ impl<S: Storage> Room<S> {
             roster: Roster::default(),
             hello_deadlines: HelloDeadlines::default(),
             typing: typing::Typing::default(),
+            answering: None,
         };
         for s in sessions {
             room.hello_deadlines.add(&s);
@@ -349,6 +355,8 @@ impl<S: Storage> Room<S> {
             return;
         };
         let joined = session.is_joined();
+        // Only a v2 session's ids mean anything; v1 ignores the field like any other.
+        let ids = joined && session.version == Version::V2;
         if text.len() > self.config.max_frame_bytes {
             self.close(conn, Close::TooBig, now_ms, out);
             return;
@@ -360,10 +368,17 @@ impl<S: Storage> Room<S> {
             }
         }
         // Every frame after the hello costs a token, garbage included, before decoding.
-        if joined && !self.take_token(conn, now_ms, out) {
+        if joined && !self.take_token(conn, now_ms, out, ids.then_some(text)) {
             return;
         }
-        match ClientFrame::decode(text, joined, &self.config) {
+        let (frame, id) = ClientFrame::decode_request(text, joined, &self.config);
+        match id.filter(|_| ids) {
+            // A malformed id: the request is not carried out.
+            Some(Err(e)) => return self.send_error(out, conn, e),
+            Some(Ok(id)) => self.answering = Some((conn, id)),
+            None => {}
+        }
+        match frame {
             Ok(ClientFrame::Hello(hello)) => self.join(conn, hello, now_ms, out),
             Ok(ClientFrame::Chat { message, cid }) => self.chat(conn, message, cid, now_ms, out),
             Ok(ClientFrame::History { before, limit }) => self.history(conn, before, limit, out),
@@ -376,9 +391,20 @@ impl<S: Storage> Room<S> {
             Err(ErrorKind::TypingInvalid) if !self.is_v2(conn) => {
                 self.send_error(out, conn, ErrorKind::WrongShape)
             }
-            Err(e) if !joined => self.refuse_hello(conn, e, now_ms, out),
+            Err(e) if !joined => {
+                // A refused hello that asked for v2 is told why with the v2 code.
+                if client_frame::hello_asks_v2(text) {
+                    if let Some(s) = self.sessions.get_mut(&conn) {
+                        s.version = Version::V2;
+                    }
+                }
+                self.refuse_hello(conn, e, now_ms, out)
+            }
             Err(e) => self.send_error(out, conn, e),
         }
+        // Done, and nothing answered the id: the request succeeded without a frame of its
+        // own (or its effect was a broadcast). Unless its sender is gone (closed by it).
+        self.answer_ok(out, conn, None);
     }
 
     /// A binary frame of `len` bytes arrived. The protocol is text-only.
@@ -391,7 +417,7 @@ impl<S: Storage> Room<S> {
             self.close(conn, Close::TooBig, now_ms, &mut out);
         } else if !session.is_joined() {
             self.refuse_hello(conn, ErrorKind::Binary, now_ms, &mut out);
-        } else if self.take_token(conn, now_ms, &mut out) {
+        } else if self.take_token(conn, now_ms, &mut out, None) {
             self.send_error(&mut out, conn, ErrorKind::Binary);
         }
         self.finish(out, now_ms)
@@ -509,6 +535,10 @@ impl<S: Storage> Room<S> {
     }
 
     fn join(&mut self, conn: ConnId, mut hello: Hello, now_ms: u64, out: &mut Vec<Effect>) {
+        // Known from here: a refused hello's error has the v2 code if it asked for v2.
+        if let Some(s) = self.sessions.get_mut(&conn) {
+            s.version = hello.version;
+        }
         let joins = self
             .sessions
             .get(&conn)
@@ -720,8 +750,15 @@ impl<S: Storage> Room<S> {
     /// Charges one token to the session's address. On refusal, answers the frame and
     /// closes the session after `rate_strikes` refusals in a row. Only the sender's
     /// session is saved, and only when its strikes change: the bucket is the address's,
-    /// written to storage once (see `address_limits`).
-    fn take_token(&mut self, conn: ConnId, now_ms: u64, out: &mut Vec<Effect>) -> bool {
+    /// written to storage once (see `address_limits`). `text` is the refused frame of a
+    /// v2 session: its id, if it has one, is answered by the refusal.
+    fn take_token(
+        &mut self,
+        conn: ConnId,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+        text: Option<&str>,
+    ) -> bool {
         let allowed = self.take(Limit::Frames, conn, now_ms);
         let Some(session) = self.sessions.get_mut(&conn) else {
             return false;
@@ -736,7 +773,10 @@ impl<S: Storage> Room<S> {
         session.strikes += 1;
         let strikes = session.strikes;
         out.push(Effect::Save { conn });
+        // Read only now, from a frame that is otherwise never decoded.
+        self.answering = text.and_then(request_id::peek).map(|id| (conn, id));
         self.send_error(out, conn, ErrorKind::RateLimited);
+        self.answering = None;
         if strikes >= self.config.rate_strikes {
             self.close(conn, Close::Flooding, now_ms, out);
         }
@@ -810,6 +850,8 @@ impl<S: Storage> Room<S> {
             seq,
             recipients: self.members,
         });
+        // Behind the broadcast: the sender sees its message, then the answer.
+        self.answer_ok(out, conn, Some(seq));
     }
 
     /// Stores `msg` (its seq and timestamp the room's next: `last_seq + 1`, and a
@@ -876,6 +918,8 @@ impl<S: Storage> Room<S> {
             (true, Version::V1) => return self.send_error(out, conn, ErrorKind::MessageDeleted),
         };
         out.push(Effect::Send { to: conn, frame });
+        // A request id is answered as for the first send: with the stored seq.
+        self.answer_ok(out, conn, Some(original.seq));
     }
 
     /// Stores the epoch if storage does not hold it yet. Only a room with history needs
@@ -899,7 +943,7 @@ impl<S: Storage> Room<S> {
             return self.send_error(out, conn, ErrorKind::HistoryNeedsV2);
         }
         match history::page(&mut self.storage, before, limit, self.last_seq) {
-            Ok(frame) => out.push(Effect::Send { to: conn, frame }),
+            Ok(frame) => self.reply(out, conn, frame),
             Err(e) => self.send_error(out, conn, e),
         }
     }
@@ -923,7 +967,7 @@ impl<S: Storage> Room<S> {
         let (frame, listed_through) =
             self.roster
                 .members_page(&self.sessions, session, after, limit, others);
-        out.push(Effect::Send { to: conn, frame });
+        self.reply(out, conn, frame);
         if let Some(s) = self.sessions.get_mut(&conn) {
             if s.listed_through != listed_through {
                 s.listed_through = listed_through;
@@ -985,13 +1029,41 @@ impl<S: Storage> Room<S> {
             .is_some_and(|s| s.version == Version::V2)
     }
 
-    /// `{"error": …}` to one connection, reported as [`Event::Rejected`].
+    /// `{"error": …}` to one connection, reported as [`Event::Rejected`]: the answer to
+    /// its request, if it is the sender of the one being handled.
     pub(crate) fn send_error(&mut self, out: &mut Vec<Effect>, conn: ConnId, kind: ErrorKind) {
+        let frame = self.error_frame(conn, kind);
+        self.reply(out, conn, frame);
+    }
+
+    /// The error frame for `conn` (with the v2 `code` if the session asked for v2),
+    /// reported as [`Event::Rejected`]. For an error that answers no request of its
+    /// own (a kick), sent as it is.
+    pub(crate) fn error_frame(&mut self, conn: ConnId, kind: ErrorKind) -> Frame {
         self.observer.observe(Event::Rejected { conn, kind });
-        out.push(Effect::Send {
-            to: conn,
-            frame: ServerFrame::error(kind).encode(),
-        });
+        let version = self.sessions.get(&conn).map_or(Version::V1, |s| s.version);
+        ServerFrame::error_for(kind, version).encode()
+    }
+
+    /// A frame to one connection. The first one to the sender of the request being
+    /// handled answers it: it gets `"re"`, encoded for that session alone.
+    pub(crate) fn reply(&mut self, out: &mut Vec<Effect>, conn: ConnId, frame: Frame) {
+        let frame = match self.answering.take_if(|(to, _)| *to == conn) {
+            Some((_, id)) => request_id::with_re(&frame, &id),
+            None => frame,
+        };
+        out.push(Effect::Send { to: conn, frame });
+    }
+
+    /// `{"ok": true, "re"}` (with `seq` for a chat message) to `conn` if its request is
+    /// still unanswered and it is still here.
+    pub(crate) fn answer_ok(&mut self, out: &mut Vec<Effect>, conn: ConnId, seq: Option<u64>) {
+        if let Some((to, id)) = self.answering.take_if(|(to, _)| *to == conn) {
+            if self.sessions.contains_key(&to) {
+                let frame = request_id::ok_frame(&id, seq);
+                out.push(Effect::Send { to, frame });
+            }
+        }
     }
 }
 

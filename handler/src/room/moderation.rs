@@ -219,7 +219,9 @@ impl<S: Storage> Room<S> {
         // Stored before the sessions go: a kick that a crash forgets closes nobody.
         out.push(Effect::Commit);
         for conn in self.sessions_of(user) {
-            self.send_error(out, conn, ErrorKind::Kicked);
+            // Not an answer, even to a moderator who kicks its own user id.
+            let frame = self.error_frame(conn, ErrorKind::Kicked);
+            out.push(Effect::Send { to: conn, frame });
             self.close(conn, Close::Kicked, now_ms, out);
         }
         Ok(())

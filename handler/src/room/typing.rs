@@ -121,7 +121,7 @@ impl<S: Storage> Room<S> {
             .or_insert_with(|| Bucket::full(burst, now_ms))
             .try_take(burst, per_sec, now_ms);
         if !allowed {
-            if charged || self.take_token(conn, now_ms, out) {
+            if charged || self.take_token(conn, now_ms, out, None) {
                 self.send_error(out, conn, ErrorKind::TypingRateLimited);
             }
             return;

@@ -20,8 +20,14 @@ pub async fn enter(base: &str, room: &str, own: &str, hello: Value) -> Result<(C
 /// Sends `hello` and expects exactly `{"error": error}`, then close 1008 "Invalid token".
 pub async fn refused(base: &str, room: &str, hello: Value, error: &str, what: &str) -> Result<()> {
     let mut c = Client::connect(base, room, what).await?;
-    c.send_json(&hello).await?;
+    c.send_hello(&hello).await?;
     c.expect_error(error).await?;
+    // Typed when the hello asked for v2, exactly the v1 error otherwise.
+    ensure_eq!(
+        c.last_tags().code.is_some(),
+        crate::client::asks_v2(&hello),
+        "{what}: the error's code"
+    );
     c.expect_close(1008, Some("Invalid token")).await
 }
 

@@ -20,6 +20,7 @@ mod origin;
 mod paging;
 mod publish;
 mod reactions;
+mod request_ids;
 mod retry;
 mod roster;
 mod routes;
@@ -338,6 +339,22 @@ pub fn all() -> Vec<Scenario> {
             Default,
             abuse::opening_rooms_too_fast_is_refused_429,
             only = &[Wrangler]
+        ),
+        scenario!(
+            Default,
+            request_ids::request_ids_and_codes_are_v2_only_and_v1_errors_unchanged
+        ),
+        scenario!(
+            Fast,
+            request_ids::request_ids_are_each_answered_exactly_once
+        ),
+        scenario!(
+            Batch,
+            request_ids::request_ids_of_a_batch_session_are_answered_in_order
+        ),
+        scenario!(
+            Identity,
+            request_ids::request_ids_of_a_moderator_get_ok_or_their_error
         ),
         scenario!(Default, v2::v2_joiner_gets_the_roster_as_one_frame),
         scenario!(

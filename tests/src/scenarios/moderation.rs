@@ -190,7 +190,7 @@ pub async fn a_moderator_kicks_a_user(ctx: Ctx) -> Result<()> {
         c.expect_frame(Frame::Quit("u-vic".into())).await?;
     }
     let mut again = Client::connect(&base, &room, "rejoin").await?;
-    again.send_json(&user_hello("u-vic", true)).await?;
+    again.send_hello(&user_hello("u-vic", true)).await?;
     again.expect_error(STILL_KICKED).await?;
     again.expect_close(4001, Some("Kicked")).await?;
     by.expect_silence(SILENCE).await?;

@@ -198,7 +198,7 @@ pub async fn batch_needs_v2_and_a_boolean(ctx: Ctx) -> Result<()> {
 
     for bad in [json!("yes"), json!(1), json!([true]), json!({})] {
         let mut c = Client::connect(&base, &room, "bad").await?;
-        c.send_json(&json!({"name": "z", "v": 2, "batch": bad}))
+        c.send_hello(&json!({"name": "z", "v": 2, "batch": bad}))
             .await?;
         c.expect_error(r#""batch" must be true or false."#).await?;
         c.expect_close(1008, Some("Invalid hello")).await?;
