@@ -11,7 +11,6 @@
 use crate::protocol::client_frame;
 use crate::protocol::error_kind::ErrorKind;
 use crate::protocol::server_frame::{EditedMessage, ServerFrame};
-use crate::protocol::version::Version;
 use crate::room::action::{Audience, Effect};
 use crate::room::session::{ConnId, Session};
 use crate::room::storage::{Storage, StoredMessage};
@@ -40,26 +39,15 @@ impl<S: Storage> Room<S> {
         now_ms: u64,
         out: &mut Vec<Effect>,
     ) -> Result<(), ErrorKind> {
-        let Some(session) = self.sessions.get(&conn) else {
+        if !self.may_change_messages(conn, now_ms, ErrorKind::EditNeedsV2)? {
             return Ok(());
-        };
-        if session.version != Version::V2 {
-            return Err(ErrorKind::EditNeedsV2);
-        }
-        if session.is_muted(now_ms) {
-            return Err(ErrorKind::Muted);
         }
         let text = client_frame::validate_message(raw, &self.config)?;
         // Read before writing: who wrote it and when decide, and neither changes.
-        let original = match self.storage.after(seq.saturating_sub(1), 1) {
-            Ok(rows) => rows
-                .into_iter()
-                .next()
-                .filter(|m| m.seq == seq && !m.deleted),
-            Err(_) => return Err(ErrorKind::EditNotStored),
-        };
-        let Some(original) = original else {
-            return Err(ErrorKind::EditNoSuchMessage);
+        let original =
+            self.live_message(seq, ErrorKind::EditNoSuchMessage, ErrorKind::EditNotStored)?;
+        let Some(session) = self.sessions.get(&conn) else {
+            return Ok(());
         };
         if !may_edit(session, &original) {
             return Err(ErrorKind::EditNotYours);

@@ -6,6 +6,7 @@ pub(crate) mod batch;
 pub(crate) mod edit;
 pub(crate) mod hello_deadlines;
 pub(crate) mod history;
+pub(crate) mod message_changes;
 pub mod moderation;
 pub(crate) mod observe;
 pub mod publish;

@@ -12,7 +12,6 @@
 
 use crate::protocol::error_kind::ErrorKind;
 use crate::protocol::server_frame::{Frame, RawJson, ReactionCounts, ServerFrame};
-use crate::protocol::version::Version;
 use crate::room::action::{Audience, Effect};
 use crate::room::session::{ConnId, Session};
 use crate::room::storage::{Storage, StoredMessage};
@@ -47,29 +46,21 @@ impl<S: Storage> Room<S> {
         now_ms: u64,
         out: &mut Vec<Effect>,
     ) -> Result<(), ErrorKind> {
-        let Some(session) = self.sessions.get(&conn) else {
+        if !self.may_change_messages(conn, now_ms, ErrorKind::ReactNeedsV2)? {
             return Ok(());
-        };
-        if session.version != Version::V2 {
-            return Err(ErrorKind::ReactNeedsV2);
-        }
-        if session.is_muted(now_ms) {
-            return Err(ErrorKind::Muted);
         }
         if !is_one_emoji(emoji) {
             return Err(ErrorKind::ReactEmoji);
         }
+        let message = self.live_message(
+            seq,
+            ErrorKind::ReactNoSuchMessage,
+            ErrorKind::ReactNotStored,
+        )?;
+        let Some(session) = self.sessions.get(&conn) else {
+            return Ok(());
+        };
         let reactor = reactor_key(session);
-        let message = match self.storage.after(seq.saturating_sub(1), 1) {
-            Ok(rows) => rows
-                .into_iter()
-                .next()
-                .filter(|m| m.seq == seq && !m.deleted),
-            Err(_) => return Err(ErrorKind::ReactNotStored),
-        };
-        let Some(message) = message else {
-            return Err(ErrorKind::ReactNoSuchMessage);
-        };
         let had = self
             .storage
             .has_reaction(seq, emoji, &reactor)
