@@ -23,7 +23,10 @@ function fakeWebSocket() {
     send(data) {
       if (this.readyState !== 1) throw new Error('not open');
       const frame = JSON.parse(data);
-      if (this.sent.length > 0) {
+      // A typing frame is a signal, not a request: it wants no answer, so it goes without
+      // an id (and the server keeps it off the frame bucket: see docs/protocol.md).
+      const signal = Object.keys(frame).length === 1 && typeof frame.typing === 'boolean';
+      if (this.sent.length > 0 && !signal) {
         // Every request carries an id by the protocol's rule, unique on its socket.
         assert.match(frame.id, /^[A-Za-z0-9_-]{1,64}$/);
         assert.ok(!this.sent.some((f) => f.id === frame.id), `id ${frame.id} used twice`);
@@ -725,12 +728,16 @@ test('a typing_rate_limited error is no answer to a send', async () => {
   const { chat, sockets, events } = await setup();
   serveJoin(sockets[0]);
   const p = track(chat.send('hi'));
-  sockets[0].receive({ error: 'Typing updates too fast; slow down.' });
+  // The refusal of a typing frame: it has a code but no `re` (a typing frame has no id).
+  const refusal = { error: 'Typing updates too fast; slow down.', code: 'typing_rate_limited' };
+  sockets[0].receive(refusal);
   assert.equal((await settled(p)).state, 'pending');
   const cid = sockets[0].frames.find((f) => f.message).cid;
   sockets[0].receive({ name: 'ana', message: 'hi', timestamp: 9, seq: 1, cid });
   assert.equal((await settled(p)).state, 'resolved');
-  assert.deepEqual(of(events, 'error'), [{ message: 'Typing updates too fast; slow down.' }]);
+  assert.deepEqual(of(events, 'error'), [
+    { message: refusal.error, code: 'typing_rate_limited', re: null },
+  ]);
 });
 
 test('the typing event: typers by typer id, stopped, re-announced, expired locally, cleared on a close', async () => {
