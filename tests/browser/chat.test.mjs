@@ -946,6 +946,112 @@ test('typing: "ana is typing…", two names, several, and gone with the message,
   for (const u of [ana, cy, bo, host]) await u.context.close();
 });
 
+// The message whose text is `text` on `page`, as a locator.
+function messageItem(page, text) {
+  return page.locator('#messages li.msg').filter({ has: page.locator('.text', { hasText: text }) });
+}
+
+// Whether the page is no wider than its viewport (nothing scrolls sideways).
+function fitsWidth(page) {
+  return page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth
+    && document.body.scrollWidth <= window.innerWidth);
+}
+
+test('edits and reactions between two tabs: "(edited)", chips and their counts, by keyboard, on a 390 px page', { timeout: 2 * TEST_MS }, async () => {
+  const room = `${ROOM}-react`;
+  const ed = await newUser('ed');
+  const fay = await newUser('fay');
+  await fay.page.setViewportSize({ width: 390, height: 700 });
+  await join(ed, 'ed', room);
+  await join(fay, 'fay', room);
+  await sendStored(ed, 'a mesage with a typo');
+  await sendStored(fay, 'fay was here');
+  await waitForMessage(fay.page, 'a mesage with a typo');
+  await waitForMessage(ed.page, 'fay was here');
+
+  // "Edit" only on one's own message, in each tab.
+  const edMine = messageItem(ed.page, 'a mesage with a typo');
+  await edMine.locator('.edit-btn').waitFor();
+  assert.equal(await messageItem(ed.page, 'fay was here').locator('.edit-btn').count(), 0);
+  assert.equal(await messageItem(fay.page, 'a mesage with a typo').locator('.edit-btn').count(), 0);
+  await messageItem(fay.page, 'fay was here').locator('.edit-btn').waitFor();
+
+  // Escape leaves the message as it was, and gives the focus back to "Edit".
+  await edMine.locator('.edit-btn').click();
+  const editor = edMine.locator('.editor textarea');
+  assert.equal(await editor.inputValue(), 'a mesage with a typo');
+  assert.ok(await editor.evaluate((e) => e === document.activeElement), 'the editor has the focus');
+  await editor.fill('never saved');
+  await editor.press('Escape');
+  assert.equal(await edMine.locator('.editor').count(), 0);
+  assert.equal(await edMine.locator('.text').textContent(), 'a mesage with a typo');
+  assert.ok(await edMine.locator('.edit-btn').evaluate((e) => e === document.activeElement));
+
+  // Enter saves: both tabs show the new text with "(edited)".
+  await edMine.locator('.edit-btn').press('Enter');
+  await editor.fill('a message without a typo');
+  await editor.press('Enter');
+  for (const page of [ed.page, fay.page]) {
+    const item = messageItem(page, 'a message without a typo');
+    await item.locator('.edited').waitFor();
+    assert.equal(await item.locator('.edited').textContent(), '(edited)');
+  }
+  assert.equal(await messageItem(ed.page, 'a message without a typo').locator('.editor').count(), 0, 'the editor closed');
+  assert.ok(!fay.frames.some((f) => f.error), 'no error on the way');
+
+  // fay reacts from the picker, by keyboard: Enter opens it, Escape closes it.
+  const fayItem = messageItem(fay.page, 'a message without a typo');
+  const add = fayItem.locator('.react-add');
+  assert.equal(await add.getAttribute('aria-label'), 'Add a reaction');
+  await add.focus();
+  await add.press('Enter');
+  await fayItem.locator('.picker').waitFor();
+  assert.equal(await add.getAttribute('aria-expanded'), 'true');
+  assert.ok(await fitsWidth(fay.page), 'the open picker fits a 390 px page');
+  await fay.page.keyboard.press('Escape');
+  assert.equal(await fayItem.locator('.picker').count(), 0);
+  assert.ok(await add.evaluate((e) => e === document.activeElement), 'the focus is back on the button');
+  await add.press('Enter');
+  await fayItem.locator('.picker button[aria-label="React with 🎉"]').press('Enter');
+  const fayChip = fayItem.locator('.chip[data-emoji="🎉"]');
+  await fay.page.waitForFunction(() => document.querySelector('.chip[data-emoji="🎉"][aria-pressed="true"]'));
+  assert.equal(await fayChip.locator('.count').textContent(), '1');
+
+  // ed sees the chip, not pressed (not his), and adds his own by pressing it.
+  const edItem = messageItem(ed.page, 'a message without a typo');
+  const edChip = edItem.locator('.chip[data-emoji="🎉"]');
+  await edChip.waitFor();
+  assert.equal(await edChip.getAttribute('aria-pressed'), 'false');
+  assert.equal(await edChip.locator('.count').textContent(), '1');
+  await edChip.click();
+  await ed.page.waitForFunction(() => document.querySelector('.chip[data-emoji="🎉"][aria-pressed="true"] .count')?.textContent === '2');
+  await fay.page.waitForFunction(() => document.querySelector('.chip[data-emoji="🎉"] .count')?.textContent === '2');
+  assert.equal(await fayChip.getAttribute('aria-pressed'), 'true');
+  assert.match(await fayChip.getAttribute('aria-label'), /2 reactions, yours among them/);
+
+  // Toggling back: ed's press takes his back; fay's takes hers, and the chip goes.
+  await edChip.click();
+  await fay.page.waitForFunction(() => document.querySelector('.chip[data-emoji="🎉"] .count')?.textContent === '1');
+  await ed.page.waitForFunction(() => document.querySelector('.chip[data-emoji="🎉"][aria-pressed="false"] .count')?.textContent === '1');
+  await fayChip.click();
+  await edChip.waitFor({ state: 'detached' });
+  await fayChip.waitFor({ state: 'detached' });
+  assert.ok(await fitsWidth(fay.page), 'the controls fit a 390 px page');
+
+  // After a reload the edit still shows, and a reaction comes with the message.
+  await edItem.locator('.react-add').click();
+  await edItem.locator('.picker button[aria-label="React with 👍"]').click();
+  await fay.page.waitForFunction(() => document.querySelector('.chip[data-emoji="👍"] .count')?.textContent === '1');
+  await fay.page.reload();
+  await waitLive(fay.page);
+  const again = messageItem(fay.page, 'a message without a typo');
+  await again.locator('.edited').waitFor();
+  await again.locator('.chip[data-emoji="👍"]').waitFor();
+  assert.equal(await again.locator('.chip[data-emoji="👍"] .count').textContent(), '1');
+  assert.ok(await fitsWidth(fay.page), 'a 390 px page after the reload');
+  for (const u of [ed, fay]) await u.context.close();
+});
+
 test('no page raised an uncaught error', () => {
   for (const user of everyone) {
     assert.deepEqual(user.errors, [], `page errors on ${user.label}'s page`);
