@@ -347,6 +347,7 @@ import { EdgeChat } from './edge-chat.js';
 
     li.dataset.timestamp = String(m.timestamp);
     if (user) li.dataset.user = user;
+    if (m.role === 'service') li.dataset.role = 'service';
     li.append(meta, text);
     if (m.reactions && typeof m.reactions === 'object') reactionCounts.set(m.seq, m.reactions);
     renderReactions(li);
@@ -372,6 +373,8 @@ import { EdgeChat } from './edge-chat.js';
   // edit and lets the server decide.
   function canEdit(li) {
     const seq = Number(li.dataset.seq);
+    // A message an app's backend published is nobody's to edit.
+    if (li.dataset.role === 'service') return false;
     const mine = me.user ? li.dataset.user === me.user : !li.dataset.user && sentSeqs.has(seq);
     if (!mine || limits.editWindowSecs === 0) return false;
     if (limits.editWindowSecs === null) return true;
