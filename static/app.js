@@ -220,6 +220,10 @@ import { EdgeChat } from './edge-chat.js';
   const sentSeqs = new Set();
   const reactionCounts = new Map(); // seq -> { emoji: count }
   const myReactions = new Map();    // seq -> Set of emoji
+  // How the latest `reactions` of each seq changed each emoji's count. Our toggle's own
+  // `reactions` comes right before its answer, so this tells which way it went, even
+  // for a reaction this tab did not know was ours (made before a reload).
+  const lastChange = new Map();     // seq -> { emoji: +n | -n }
 
   // ---- UI helpers ---------------------------------------------------------------------
 
@@ -589,9 +593,12 @@ import { EdgeChat } from './edge-chat.js';
     if (!c || !Number.isSafeInteger(seq)) return;
     c.react(seq, emoji).then(() => {
       if (c !== chat) return;
-      // Taken: the toggle flipped ours. The counts came with the `reactions` event.
+      // Taken: the counts came with the `reactions` event just before, and say whether
+      // it added ours or took it back; without them, the toggle flipped what we knew.
       const mine = myReactions.get(seq) || new Set();
-      if (mine.has(emoji)) mine.delete(emoji); else mine.add(emoji);
+      const delta = (lastChange.get(seq) || {})[emoji] || 0;
+      const added = delta !== 0 ? delta > 0 : !mine.has(emoji);
+      if (added) mine.add(emoji); else mine.delete(emoji);
       myReactions.set(seq, mine);
       if (li.isConnected) renderReactions(li);
     }, (err) => {
@@ -628,6 +635,13 @@ import { EdgeChat } from './edge-chat.js';
   });
 
   function applyReactions(d) {
+    const before = reactionCounts.get(d.seq) || {};
+    const change = {};
+    for (const e of new Set([...Object.keys(before), ...Object.keys(d.counts)])) {
+      const n = (d.counts[e] || 0) - (before[e] || 0);
+      if (n !== 0) change[e] = n;
+    }
+    lastChange.set(d.seq, change);
     reactionCounts.set(d.seq, d.counts);
     // A reaction of ours that is gone from the counts (taken back in another tab of the
     // same user) is not ours any more.
@@ -731,6 +745,7 @@ import { EdgeChat } from './edge-chat.js';
     sentSeqs.clear();
     reactionCounts.clear();
     myReactions.clear();
+    lastChange.clear();
     lastSeq = 0;
     oldestSeq = null;
     moreOlder = null;
@@ -1125,6 +1140,7 @@ import { EdgeChat } from './edge-chat.js';
     if (li) li.remove();
     reactionCounts.delete(seq);
     myReactions.delete(seq);
+    lastChange.delete(seq);
   }
 
   function disconnect() {

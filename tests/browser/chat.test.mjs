@@ -1049,7 +1049,67 @@ test('edits and reactions between two tabs: "(edited)", chips and their counts, 
   await again.locator('.chip[data-emoji="👍"]').waitFor();
   assert.equal(await again.locator('.chip[data-emoji="👍"] .count').textContent(), '1');
   assert.ok(await fitsWidth(fay.page), 'a 390 px page after the reload');
+
+  // A reload is a new connection, and for an anonymous member a new reactor: ed's chip
+  // shows the count, not pressed, and pressing it adds a reaction of the new connection.
+  await again.locator('.chip[data-emoji="👍"]').click();
+  await fay.page.waitForFunction(() => document.querySelector('.chip[data-emoji="👍"][aria-pressed="true"] .count')?.textContent === '2');
+  await ed.page.reload();
+  await waitLive(ed.page);
+  const edChip2 = messageItem(ed.page, 'a message without a typo').locator('.chip[data-emoji="👍"]');
+  await edChip2.waitFor();
+  assert.equal(await edChip2.getAttribute('aria-pressed'), 'false', 'not known as his after the reload');
+  assert.equal(await edChip2.locator('.count').textContent(), '2');
+  assert.equal(await messageItem(ed.page, 'a message without a typo').locator('.edit-btn').count(), 0,
+    'an anonymous member cannot edit what an earlier connection sent');
+  await edChip2.click();
+  await ed.page.waitForFunction(() => document.querySelector('.chip[data-emoji="👍"][aria-pressed="true"] .count')?.textContent === '3');
+  await fay.page.waitForFunction(() => document.querySelector('.chip[data-emoji="👍"][aria-pressed="true"] .count')?.textContent === '3');
   for (const u of [ed, fay]) await u.context.close();
+});
+
+test('a verified user edits from another tab, and its chips say which reactions are its own from the counts', { skip: skipIdentity, timeout: TEST_MS }, async () => {
+  const room = `${ROOM}-own`;
+  const one = await newUser('una-1');
+  const two = await newUser('una-2');
+  const gus = await newUser('gus');
+  await openSignedIn(one, room, { sub: 'u-una', name: 'Una' });
+  await openSignedIn(two, room, { sub: 'u-una', name: 'Una' });
+  await join(gus, 'gus', room);
+  await sendStored(one, 'written in tab one');
+  await sendStored(gus, 'from gus');
+  // The other tab of the same user may edit it (same user id); gus may not.
+  const inTwo = messageItem(two.page, 'written in tab one');
+  await inTwo.locator('.edit-btn').waitFor();
+  assert.equal(await messageItem(two.page, 'from gus').locator('.edit-btn').count(), 0);
+  assert.equal(await messageItem(gus.page, 'written in tab one').locator('.edit-btn').count(), 0);
+  await inTwo.locator('.edit-btn').click();
+  await inTwo.locator('.editor textarea').fill('edited in tab two');
+  await inTwo.locator('.editor textarea').press('Enter');
+  for (const page of [one.page, gus.page]) await messageItem(page, 'edited in tab two').locator('.edited').waitFor();
+
+  // gus and tab one react 👍 (count 2). Tab two, which did not make that reaction, sees
+  // it unpressed; pressing it takes the user's reaction back (one reactor per user), and
+  // the page, seeing the count go down, leaves the chip unpressed.
+  const gusItem = messageItem(gus.page, 'edited in tab two');
+  await gusItem.locator('.react-add').click();
+  await gusItem.locator('.picker button[aria-label="React with 👍"]').click();
+  const oneChip = messageItem(one.page, 'edited in tab two').locator('.chip[data-emoji="👍"]');
+  await oneChip.click();
+  await one.page.waitForFunction(() => document.querySelector('.chip[data-emoji="👍"][aria-pressed="true"] .count')?.textContent === '2');
+  const twoChip = messageItem(two.page, 'edited in tab two').locator('.chip[data-emoji="👍"]');
+  await two.page.waitForFunction(() => document.querySelector('.chip[data-emoji="👍"] .count')?.textContent === '2');
+  assert.equal(await twoChip.getAttribute('aria-pressed'), 'false');
+  const answers = () => two.frames.filter((f) => f.ok === true && !('seq' in f)).length;
+  const before = answers();
+  await twoChip.click();
+  await waitUntil('the answer to tab two\'s toggle', () => answers() > before);
+  await two.page.waitForFunction(() => document.querySelector('.chip[data-emoji="👍"] .count')?.textContent === '1');
+  assert.equal(await twoChip.getAttribute('aria-pressed'), 'false', 'taken back: not pressed');
+  // Tab one sees the count; it still shows the chip as its own, since counts do not
+  // say whose (the limit of knowing one's reactions from one's own toggles).
+  await one.page.waitForFunction(() => document.querySelector('.chip[data-emoji="👍"] .count')?.textContent === '1');
+  for (const u of [one, two, gus]) await u.context.close();
 });
 
 test('no page raised an uncaught error', () => {
