@@ -220,10 +220,10 @@ import { EdgeChat } from './edge-chat.js';
   const sentSeqs = new Set();
   const reactionCounts = new Map(); // seq -> { emoji: count }
   const myReactions = new Map();    // seq -> Set of emoji
-  // How the latest `reactions` of each seq changed each emoji's count. Our toggle's own
-  // `reactions` comes right before its answer, so this tells which way it went, even
-  // for a reaction this tab did not know was ours (made before a reload).
-  const lastChange = new Map();     // seq -> { emoji: +n | -n }
+  // How each `reactions` event changed the counts, by its detail object. A toggle
+  // resolves with the detail of the event it caused, so this tells which way it went,
+  // even for a reaction this tab did not know was ours (another tab of the same user).
+  const changeOf = new WeakMap();   // detail -> { emoji: +n | -n }
 
   // ---- UI helpers ---------------------------------------------------------------------
 
@@ -591,12 +591,12 @@ import { EdgeChat } from './edge-chat.js';
     const c = chat;
     const seq = Number(li.dataset.seq);
     if (!c || !Number.isSafeInteger(seq)) return;
-    c.react(seq, emoji).then(() => {
+    c.react(seq, emoji).then((caused) => {
       if (c !== chat) return;
-      // Taken: the counts came with the `reactions` event just before, and say whether
-      // it added ours or took it back; without them, the toggle flipped what we knew.
+      // Taken: the counts its `reactions` event brought say whether it added ours or took
+      // it back; without them, the toggle flipped what we knew.
       const mine = myReactions.get(seq) || new Set();
-      const delta = (lastChange.get(seq) || {})[emoji] || 0;
+      const delta = (caused && changeOf.get(caused) || {})[emoji] || 0;
       const added = delta !== 0 ? delta > 0 : !mine.has(emoji);
       if (added) mine.add(emoji); else mine.delete(emoji);
       myReactions.set(seq, mine);
@@ -641,7 +641,7 @@ import { EdgeChat } from './edge-chat.js';
       const n = (d.counts[e] || 0) - (before[e] || 0);
       if (n !== 0) change[e] = n;
     }
-    lastChange.set(d.seq, change);
+    changeOf.set(d, change);
     reactionCounts.set(d.seq, d.counts);
     // A reaction of ours that is gone from the counts (taken back in another tab of the
     // same user) is not ours any more.
@@ -745,7 +745,6 @@ import { EdgeChat } from './edge-chat.js';
     sentSeqs.clear();
     reactionCounts.clear();
     myReactions.clear();
-    lastChange.clear();
     lastSeq = 0;
     oldestSeq = null;
     moreOlder = null;
@@ -1140,7 +1139,6 @@ import { EdgeChat } from './edge-chat.js';
     if (li) li.remove();
     reactionCounts.delete(seq);
     myReactions.delete(seq);
-    lastChange.delete(seq);
   }
 
   function disconnect() {

@@ -255,8 +255,10 @@ export declare class EdgeChat extends EventTarget {
    * closes before the answer (it may or may not have been made). */
   edit(seq: number, text: string): Promise<void>;
   /** Toggles this user's reaction `emoji` (one grapheme) to message `seq`. Settles like
-   * `edit`; the new counts come as a `reactions` event first. */
-  react(seq: number, emoji: string): Promise<void>;
+   * `edit`. The new counts come as a `reactions` event just before the answer; it
+   * resolves with that event's detail (the same object; null if none came), from which
+   * the caller tells whether the toggle added or took back. */
+  react(seq: number, emoji: string): Promise<ReactionsDetail | null>;
   /** Typing indicator: `typing(true)` on each keystroke, `typing(false)` when the input
    * is emptied or left. Sent at most every `typingRefreshMs`, stopped after
    * `typingIdleMs` without a keystroke; `send()` ends it too. */

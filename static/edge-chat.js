@@ -185,6 +185,9 @@ export class EdgeChat extends EventTarget {
   // The code of the last close, for the ClosedError of an edit or reaction made while
   // disconnected (1006 before any close).
   #lastCloseCode = 1006;
+  // The detail of the latest `reactions` event on this socket: the server sends a
+  // toggle's counts right before its answer, so at the answer this is what it did.
+  #lastReactions = null;
 
   /**
    * @param {object} options
@@ -371,21 +374,25 @@ export class EdgeChat extends EventTarget {
   /**
    * Toggles this user's reaction `emoji` (one grapheme) to message `seq`: adds it, or
    * takes it back if it was there. Settles like `edit`; the new counts come as a
-   * `reactions` event to every v2 member, this session included, before it resolves.
+   * `reactions` event to every v2 member, this session included, right before the
+   * answer, and the promise resolves with that event's detail ({seq, counts}: the very
+   * object the event carried), so the caller can tell whether the toggle added or took
+   * back. Null if no such event came (a server that sent none).
    */
   react(seq, emoji) {
-    return this.#act({ react: { seq, emoji: String(emoji) } });
+    return this.#act({ react: { seq, emoji: String(emoji) } }, seq);
   }
 
-  /** An edit or reaction: now, on a live connection, or not at all. */
-  #act(frame) {
+  /** An edit or reaction: now, on a live connection, or not at all. A reaction's
+   * `reactSeq` says which counts it resolves with. */
+  #act(frame, reactSeq) {
     if (this.#closed) return Promise.reject(new ClosedError('The chat is closed.', 1000));
     const ws = this.#ws;
     if (!ws || this.#joining || ws.readyState !== OPEN) {
       return Promise.reject(new ClosedError('Not connected: nothing was sent. Try again once the chat is live.', this.#lastCloseCode));
     }
     return new Promise((resolve, reject) => {
-      if (!this.#request(frame, { action: { resolve, reject } })) {
+      if (!this.#request(frame, { action: { resolve, reject, reactSeq } })) {
         reject(new ClosedError('Not connected: nothing was sent. Try again once the chat is live.', this.#lastCloseCode));
       }
     });
@@ -439,6 +446,7 @@ export class EdgeChat extends EventTarget {
     this.#joining = true;
     this.#held = [];
     this.#requests = new Map();
+    this.#lastReactions = null;
     this.#memberAsked = false;
     this.#lastError = '';
     // A new socket: the server knows nothing of our typing, and tells us its typers
@@ -633,7 +641,8 @@ export class EdgeChat extends EventTarget {
     for (const [emoji, n] of Object.entries(r.counts)) {
       if (Number.isSafeInteger(n) && n > 0) counts[emoji] = n;
     }
-    this.#emit('reactions', { seq: r.seq, counts });
+    this.#lastReactions = { seq: r.seq, counts };
+    this.#emit('reactions', this.#lastReactions);
   }
 
   #onHistory(f) {
@@ -652,7 +661,10 @@ export class EdgeChat extends EventTarget {
    * `ok` (with its seq) follows its chat frame, which settled it already. */
   #onOk(f) {
     const req = this.#takeRequest(f.re);
-    if (req?.action) req.action.resolve();
+    if (!req?.action) return;
+    const { reactSeq } = req.action;
+    if (reactSeq === undefined) req.action.resolve();
+    else req.action.resolve(this.#lastReactions?.seq === reactSeq ? this.#lastReactions : null);
   }
 
   /** An error frame. With `re`, the refusal of that request; without, it answers none

@@ -806,15 +806,35 @@ test('react(): toggles settle by their own answer; the reactions event carries w
   s.answer(1, { error: 'A reaction must be one emoji: a single character (grapheme) of at most 16 bytes.', code: 'react_emoji' });
   s.receive({ reactions: { seq: 1, counts: {} } });
   s.answer(2, { ok: true });
-  assert.equal((await settled(add)).state, 'resolved');
+  // Each toggle resolves with the very detail of the `reactions` event it caused (the
+  // one right before its answer), whatever came later.
+  const [first, second] = of(events, 'reactions');
+  assert.deepEqual([first, second], [{ seq: 1, counts: { '👍': 1 } }, { seq: 1, counts: {} }]);
+  assert.equal((await settled(add)).value, first);
   assert.equal((await settled(bad)).error.code, 'react_emoji');
-  assert.equal((await settled(back)).state, 'resolved');
-  assert.deepEqual(of(events, 'reactions'), [{ seq: 1, counts: { '👍': 1 } }, { seq: 1, counts: {} }]);
+  assert.equal((await settled(back)).value, second);
+  // In one batch, a later member's counts do not pass for this toggle's.
+  const third = track(chat.react(1, '🎉'));
+  s.receive({ batch: [
+    { reactions: { seq: 1, counts: { '🎉': 1 } } },
+    { ok: true, re: s.idAt(3) },
+    { reactions: { seq: 1, counts: { '🎉': 2 } } },
+  ] });
+  assert.deepEqual((await settled(third)).value, { seq: 1, counts: { '🎉': 1 } });
+  // No counts of that seq before the answer (a server that sent none): null.
+  const fourth = track(chat.react(2, '👍'));
+  s.answer(4, { ok: true });
+  assert.equal((await settled(fourth)).value, null);
+  // An edit resolves with nothing.
+  const edit = track(chat.edit(1, 'x'));
+  s.answer(5, { ok: true });
+  assert.equal((await settled(edit)).value, undefined);
   // Counts that are not positive whole numbers are left out; a frame without counts is
   // no event.
   s.receive({ reactions: { seq: 1, counts: { '🎉': 2, x: 0, y: 'many' } } });
   s.receive({ reactions: { seq: 1 } });
-  assert.deepEqual(of(events, 'reactions').slice(2), [{ seq: 1, counts: { '🎉': 2 } }]);
+  assert.deepEqual(of(events, 'reactions').at(-1), { seq: 1, counts: { '🎉': 2 } });
+  assert.equal(of(events, 'reactions').length, 5);
   // A chat frame that carries reactions is still a message.
   s.receive(msg(2, { reactions: { '🎉': 1 } }));
   assert.deepEqual(seqs(events), [1, 2]);
