@@ -22,6 +22,10 @@ import { EdgeChat } from './edge-chat.js';
   const MODERATION_SECS = [60, 300, 3600, 86400, 604800];
   const LIMITS_TIMEOUT_MS = 5000; // GET /api/limits; after that, no client-side length checks
   const COUNTER_FROM = 0.8;       // show a length counter from this fraction of a limit
+  // The reactions the picker offers; a chip of any other (from another client) works
+  // the same way.
+  const PICKER_EMOJI = ['👍', '❤️', '😂', '🎉', '😮', '😢'];
+  const EDIT_SWEEP_MS = 15_000;   // how often "Edit" is taken off messages past the window
 
   // Room names are a fixed grammar of the protocol (docs/protocol.md, not configurable and
   // not in /api/limits): 1–32 of [A-Za-z0-9._-] but not "." or "..", or a private room id
@@ -91,6 +95,7 @@ import { EdgeChat } from './edge-chat.js';
   // long with an {"error"} that the page shows.
   const limits = {
     name: null, message: null, frameBytes: null, historyPage: null, moderationSecs: null,
+    editWindowSecs: null, // 0: edits are off
   };
 
   async function loadLimits() {
@@ -107,6 +112,8 @@ import { EdgeChat } from './edge-chat.js';
       limits.frameBytes = positive(j && j.max_frame_bytes);
       limits.historyPage = positive(j && j.history_page_max);
       limits.moderationSecs = positive(j && j.max_moderation_secs);
+      const w = j && j.edit_window_secs;
+      limits.editWindowSecs = Number.isSafeInteger(w) && w >= 0 ? w : null;
     } catch (err) {
       console.warn(`edge-chat: no limits from /api/limits (${err.message}); the server checks lengths`);
     }
@@ -205,6 +212,18 @@ import { EdgeChat } from './edge-chat.js';
   // member had not been listed to us) can put it back.
   let lastQuit = null;
   let modTarget = null;     // { action: 'kick' | 'mute', user, name } while the form is open
+  // Edits and reactions. An anonymous session may edit only what it sent on its current
+  // connection: the seqs its sends were stored as since the last join. A verified one
+  // edits by its user id (any session). Reaction counts by seq, as the server last said;
+  // which of them are ours is known only from our own toggles in this tab (the server
+  // sends counts, not who).
+  const sentSeqs = new Set();
+  const reactionCounts = new Map(); // seq -> { emoji: count }
+  const myReactions = new Map();    // seq -> Set of emoji
+  // How each `reactions` event changed the counts, by its detail object. A toggle
+  // resolves with the detail of the event it caused, so this tells which way it went,
+  // even for a reaction this tab did not know was ours (another tab of the same user).
+  const changeOf = new WeakMap();   // detail -> { emoji: +n | -n }
 
   // ---- UI helpers ---------------------------------------------------------------------
 
@@ -323,14 +342,313 @@ import { EdgeChat } from './edge-chat.js';
       time.textContent = formatTime(date);
       meta.append(' ', time);
     }
+    if (Number.isSafeInteger(m.edited_at)) meta.append(' ', editedMark(m.edited_at));
     if (isModerator()) meta.append(' ', deleteButton(m));
 
     const text = document.createElement('p');
     text.className = 'text';
     text.textContent = m.message;
 
+    li.dataset.timestamp = String(m.timestamp);
+    if (user) li.dataset.user = user;
+    if (m.role === 'service') li.dataset.role = 'service';
     li.append(meta, text);
+    if (m.reactions && typeof m.reactions === 'object') reactionCounts.set(m.seq, m.reactions);
+    renderReactions(li);
+    applyEditable(li);
     return li;
+  }
+
+  // ---- edits --------------------------------------------------------------------------
+
+  // "(edited)", with the time of the (last) edit on hover.
+  function editedMark(editedAt) {
+    const mark = document.createElement('span');
+    mark.className = 'edited';
+    mark.textContent = '(edited)';
+    const date = new Date(editedAt);
+    if (Number.isFinite(date.getTime())) mark.title = `edited ${date.toLocaleString()}`;
+    return mark;
+  }
+
+  // Whether this session may still edit the message in `li`: its own (see sentSeqs),
+  // within edit_window_secs by the message's time (the server's clock; the server has
+  // the last word, refusing with edit_too_late). With the window unknown, it offers the
+  // edit and lets the server decide.
+  function canEdit(li) {
+    const seq = Number(li.dataset.seq);
+    // A message an app's backend published is nobody's to edit.
+    if (li.dataset.role === 'service') return false;
+    const mine = me.user ? li.dataset.user === me.user : !li.dataset.user && sentSeqs.has(seq);
+    if (!mine || limits.editWindowSecs === 0) return false;
+    if (limits.editWindowSecs === null) return true;
+    return Date.now() < Number(li.dataset.timestamp) + limits.editWindowSecs * 1000;
+  }
+
+  // Adds or takes away the message's "Edit" button.
+  function applyEditable(li) {
+    const b = li.querySelector('.edit-btn');
+    const can = canEdit(li);
+    if (can && !b) {
+      const btn = document.createElement('button');
+      btn.type = 'button';
+      btn.className = 'link-btn edit-btn';
+      btn.textContent = 'Edit';
+      btn.setAttribute('aria-label', 'Edit your message');
+      const del = li.querySelector('.meta .delete-btn');
+      if (del) del.before(btn, ' '); else li.querySelector('.meta').append(' ', btn);
+    } else if (!can && b) {
+      b.remove();
+    }
+  }
+
+  function applyEditableAll() {
+    for (const li of ui.messages.querySelectorAll('li.msg')) applyEditable(li);
+  }
+
+  // An inline editor in place of the text: Enter saves, Shift+Enter a new line, Escape
+  // (or Cancel) leaves it unchanged.
+  function openEditor(li) {
+    if (li.querySelector('.editor')) {
+      li.querySelector('.editor textarea').focus();
+      return;
+    }
+    const text = li.querySelector('.text');
+    const form = document.createElement('form');
+    form.className = 'editor';
+    const input = document.createElement('textarea');
+    input.rows = 2;
+    input.value = text.textContent;
+    input.setAttribute('aria-label', 'Edit your message');
+    const save = document.createElement('button');
+    save.type = 'submit';
+    save.textContent = 'Save';
+    const cancel = document.createElement('button');
+    cancel.type = 'button';
+    cancel.className = 'secondary';
+    cancel.textContent = 'Cancel';
+    const actions = document.createElement('div');
+    actions.className = 'actions';
+    actions.append(save, cancel);
+    form.append(input, actions);
+    text.hidden = true;
+    text.after(form);
+    input.focus();
+    input.setSelectionRange(input.value.length, input.value.length);
+
+    const close = () => {
+      form.remove();
+      text.hidden = false;
+      const b = li.querySelector('.edit-btn');
+      if (b) b.focus(); else li.querySelector('.react-add')?.focus();
+    };
+    cancel.addEventListener('click', close);
+    form.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Escape') {
+        ev.preventDefault();
+        close();
+      } else if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing && ev.target === input) {
+        ev.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const c = chat;
+      const seq = Number(li.dataset.seq);
+      const next = input.value.trim();
+      if (!c || save.disabled) return;
+      if (next === text.textContent) {
+        close();
+        return;
+      }
+      if (limits.message !== null && charCount(next) > limits.message) {
+        showNotice(`Messages can be at most ${limits.message} characters; this one has ${charCount(next) - limits.message} too many.`);
+        return;
+      }
+      save.disabled = true;
+      // The new text comes with the `edited` event (to every tab), before this resolves.
+      c.edit(seq, next).then(() => {
+        if (c === chat && form.isConnected) close();
+      }, (err) => {
+        save.disabled = false;
+        // A refusal is shown by the `error` event; a closed chat sends no error.
+        if (c === chat && err.name === 'ClosedError') showNotice(err.message);
+      });
+    });
+  }
+
+  ui.messages.addEventListener('click', (ev) => {
+    const b = ev.target instanceof Element ? ev.target.closest('button.edit-btn') : null;
+    const li = b && b.closest('li.msg');
+    if (li) openEditor(li);
+  });
+
+  function applyEdit(d) {
+    const li = ui.messages.querySelector(`li.msg[data-seq="${Number(d.seq)}"]`);
+    if (!li) return;
+    li.querySelector('.text').textContent = d.message;
+    const meta = li.querySelector('.meta');
+    const old = meta.querySelector('.edited');
+    const mark = editedMark(d.edited_at);
+    if (old) old.replaceWith(mark);
+    else {
+      const time = meta.querySelector('time');
+      if (time) time.after(' ', mark); else meta.append(' ', mark);
+    }
+  }
+
+  // ---- reactions ----------------------------------------------------------------------
+
+  const plural1 = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+
+  // The row under a message: a chip per emoji (press: toggle ours), and a button that
+  // opens a small picker.
+  function renderReactions(li) {
+    const seq = Number(li.dataset.seq);
+    const counts = reactionCounts.get(seq) || {};
+    const mine = myReactions.get(seq) || new Set();
+    let row = li.querySelector(':scope > .reactions');
+    if (!row) {
+      row = document.createElement('div');
+      row.className = 'reactions';
+      li.append(row);
+    }
+    const picker = row.querySelector('.picker');
+    const hadFocus = row.contains(document.activeElement) ? document.activeElement : null;
+    const focusEmoji = hadFocus && hadFocus.dataset.emoji;
+    const items = [];
+    for (const [emoji, n] of Object.entries(counts)) {
+      if (!Number.isSafeInteger(n) || n <= 0) continue;
+      const chip = document.createElement('button');
+      chip.type = 'button';
+      chip.className = 'chip';
+      chip.dataset.emoji = emoji;
+      const own = mine.has(emoji);
+      chip.setAttribute('aria-pressed', String(own));
+      chip.setAttribute('aria-label', `${emoji}: ${plural1(n, 'reaction', 'reactions')}${own ? ', yours among them' : ''}. ${own ? 'Take yours back' : 'React with it'}`);
+      const e = document.createElement('span');
+      e.className = 'emoji';
+      e.textContent = emoji;
+      const count = document.createElement('span');
+      count.className = 'count';
+      count.textContent = String(n);
+      chip.append(e, count);
+      items.push(chip);
+    }
+    const add = document.createElement('button');
+    add.type = 'button';
+    add.className = 'react-add';
+    add.textContent = '+☺';
+    add.setAttribute('aria-label', 'Add a reaction');
+    add.setAttribute('aria-haspopup', 'true');
+    add.setAttribute('aria-expanded', String(Boolean(picker)));
+    items.push(add);
+    if (picker) items.push(picker);
+    row.replaceChildren(...items);
+    // Keep the keyboard where it was across a re-render.
+    if (hadFocus && !row.contains(document.activeElement)) {
+      const again = focusEmoji
+        ? [...row.querySelectorAll('.chip')].find((c) => c.dataset.emoji === focusEmoji)
+        : null;
+      (again || (hadFocus.isConnected ? hadFocus : add)).focus();
+    }
+  }
+
+  function closePicker(row, focusAdd) {
+    const picker = row.querySelector('.picker');
+    if (!picker) return;
+    picker.remove();
+    const add = row.querySelector('.react-add');
+    add.setAttribute('aria-expanded', 'false');
+    if (focusAdd) add.focus();
+  }
+
+  function openPicker(row) {
+    for (const other of ui.messages.querySelectorAll('.reactions .picker')) {
+      if (!row.contains(other)) closePicker(other.parentElement, false);
+    }
+    const add = row.querySelector('.react-add');
+    const picker = document.createElement('div');
+    picker.className = 'picker';
+    picker.setAttribute('role', 'group');
+    picker.setAttribute('aria-label', 'Pick a reaction');
+    for (const emoji of PICKER_EMOJI) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'pick';
+      b.dataset.pick = emoji;
+      b.textContent = emoji;
+      b.setAttribute('aria-label', `React with ${emoji}`);
+      picker.append(b);
+    }
+    row.append(picker);
+    add.setAttribute('aria-expanded', 'true');
+    picker.querySelector('button').focus();
+  }
+
+  function toggleReaction(li, emoji) {
+    const c = chat;
+    const seq = Number(li.dataset.seq);
+    if (!c || !Number.isSafeInteger(seq)) return;
+    c.react(seq, emoji).then((caused) => {
+      if (c !== chat) return;
+      // Taken: the counts its `reactions` event brought say whether it added ours or took
+      // it back; without them, the toggle flipped what we knew.
+      const mine = myReactions.get(seq) || new Set();
+      const delta = (caused && changeOf.get(caused) || {})[emoji] || 0;
+      const added = delta !== 0 ? delta > 0 : !mine.has(emoji);
+      if (added) mine.add(emoji); else mine.delete(emoji);
+      myReactions.set(seq, mine);
+      if (li.isConnected) renderReactions(li);
+    }, (err) => {
+      if (c === chat && err.name === 'ClosedError') showNotice(err.message);
+    });
+  }
+
+  ui.messages.addEventListener('click', (ev) => {
+    const target = ev.target instanceof Element ? ev.target : null;
+    const li = target && target.closest('li.msg');
+    if (!li) return;
+    const row = li.querySelector(':scope > .reactions');
+    const chip = target.closest('button.chip');
+    const add = target.closest('button.react-add');
+    const pick = target.closest('button.pick');
+    if (chip) {
+      toggleReaction(li, chip.dataset.emoji);
+    } else if (add) {
+      if (row.querySelector('.picker')) closePicker(row, true); else openPicker(row);
+    } else if (pick) {
+      const emoji = pick.dataset.pick;
+      closePicker(row, true);
+      // Picking one that is already ours leaves it: taking back is the chip's job.
+      if (!(myReactions.get(Number(li.dataset.seq)) || new Set()).has(emoji)) toggleReaction(li, emoji);
+    }
+  });
+  ui.messages.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'Escape' || !(ev.target instanceof Element)) return;
+    const row = ev.target.closest('.reactions');
+    if (row && row.querySelector('.picker')) {
+      ev.preventDefault();
+      closePicker(row, true);
+    }
+  });
+
+  function applyReactions(d) {
+    const before = reactionCounts.get(d.seq) || {};
+    const change = {};
+    for (const e of new Set([...Object.keys(before), ...Object.keys(d.counts)])) {
+      const n = (d.counts[e] || 0) - (before[e] || 0);
+      if (n !== 0) change[e] = n;
+    }
+    changeOf.set(d, change);
+    reactionCounts.set(d.seq, d.counts);
+    // A reaction of ours that is gone from the counts (taken back in another tab of the
+    // same user) is not ours any more.
+    const mine = myReactions.get(d.seq);
+    if (mine) for (const e of [...mine]) if (!d.counts[e]) mine.delete(e);
+    const li = ui.messages.querySelector(`li.msg[data-seq="${Number(d.seq)}"]`);
+    if (li) renderReactions(li);
   }
 
   // Appends messages not yet shown, in order. Returns how many were added.
@@ -424,6 +742,9 @@ import { EdgeChat } from './edge-chat.js';
 
   function clearMessages() {
     ui.messages.replaceChildren();
+    sentSeqs.clear();
+    reactionCounts.clear();
+    myReactions.clear();
     lastSeq = 0;
     oldestSeq = null;
     moreOlder = null;
@@ -759,13 +1080,18 @@ import { EdgeChat } from './edge-chat.js';
         role: verifiedUser(d) && d.role === 'moderator' ? 'moderator' : null,
       };
       rosterClaimOwn();
+      // A new connection: an anonymous session can no longer edit what it sent before.
+      if (!me.user) sentSeqs.clear();
       applyRole();
+      applyEditableAll();
       showIdentity();
       if (d.gap) addDivider('Some messages may be missing here.');
     });
     on('message', (m) => addMessages([m]));
     on('typing', (d) => showTyping(d.typers));
     on('deleted', (d) => removeDeleted(d.seq));
+    on('edited', applyEdit);
+    on('reactions', applyReactions);
     // A refused message also rejects its send (see the compose form).
     on('error', (d) => showNotice(d.message));
   }
@@ -811,6 +1137,8 @@ import { EdgeChat } from './edge-chat.js';
   function removeDeleted(seq) {
     const li = ui.messages.querySelector(`li.msg[data-seq="${Number(seq)}"]`);
     if (li) li.remove();
+    reactionCounts.delete(seq);
+    myReactions.delete(seq);
   }
 
   function disconnect() {
@@ -965,6 +1293,7 @@ import { EdgeChat } from './edge-chat.js';
   }
 
   function applyLimits() {
+    if (ui.messages) applyEditableAll(); // edit_window_secs may have come
     updateNameHint();
     updateNameCounter();
     updateMessageCounter();
@@ -996,8 +1325,16 @@ import { EdgeChat } from './edge-chat.js';
     // reconnect with the same id, so it is stored once. Until then it shows as pending.
     const pending = addOutboxItem(text);
     setMessageInput('');
-    chat.send(text).then(
-      () => removeOutboxItem(pending), // the message itself arrives as a `message` event
+    const c = chat;
+    c.send(text).then(
+      (stored) => {
+        removeOutboxItem(pending); // the message itself arrived as a `message` event
+        if (c !== chat) return;
+        // Ours to edit (see canEdit).
+        sentSeqs.add(stored.seq);
+        const li = ui.messages.querySelector(`li.msg[data-seq="${Number(stored.seq)}"]`);
+        if (li) applyEditable(li);
+      },
       () => {
         // Refused (the reason is shown as a notice) or the chat closed: the text goes
         // back into the input rather than being lost.
@@ -1020,6 +1357,9 @@ import { EdgeChat } from './edge-chat.js';
     if (chat) chat.typing(ui.messageInput.value.trim() !== '');
   });
   ui.nameInput.addEventListener('input', updateNameCounter);
+
+  // "Edit" goes once the edit window is over.
+  setInterval(applyEditableAll, EDIT_SWEEP_MS);
 
   window.addEventListener('hashchange', route);
   window.addEventListener('online', () => {

@@ -15,6 +15,25 @@ export interface ChatMessage {
   /** 'service' for a message an app's backend published over HTTP (see docs/protocol.md,
    * "Server-side publish"); absent otherwise. */
   role?: 'service';
+  /** Set once the message was edited: when (ms since the Unix epoch, the server's
+   * clock); `message` is then the latest text (docs/protocol.md, "Edits"). */
+  edited_at?: number;
+  /** Reaction counts by emoji, when it has any (docs/protocol.md, "Reactions"). */
+  reactions?: Record<string, number>;
+}
+
+/** A message's new text (docs/protocol.md, "Edits"). */
+export interface EditedDetail {
+  seq: number;
+  message: string;
+  /** Milliseconds since the Unix epoch (the server's clock); null if the frame had none. */
+  edited_at: number | null;
+}
+
+/** A message's reaction counts, whole: they replace what was known (`{}`: none left). */
+export interface ReactionsDetail {
+  seq: number;
+  counts: Record<string, number>;
 }
 
 export interface RosterEntry {
@@ -118,6 +137,11 @@ export interface EdgeChatEventMap {
    * Each leaves it on `typing_stopped`, `ttl_ms` after its last `typing` frame, or when
    * the connection closes. */
   typing: CustomEvent<{ typers: Typer[] }>;
+  /** Message `seq` was edited: live, or replayed by a resume (then possibly an edit
+   * already seen: it carries the whole text, apply it as it is). */
+  edited: CustomEvent<EditedDetail>;
+  /** Message `seq`'s reaction counts changed: live, or replayed by a resume. */
+  reactions: CustomEvent<ReactionsDetail>;
 }
 
 export interface EdgeChatOptions {
@@ -224,6 +248,17 @@ export declare class EdgeChat extends EventTarget {
   /** Moderators: refuses the messages of verified user `user` for `secs` seconds; 0
    * unmutes. Settles like deleteMessage. */
   mute(user: string, secs: number): Promise<void>;
+  /** Edits message `seq` (its author's, within edit_window_secs) to `text`. Resolves
+   * once the server has taken it (its `edited` event comes first); rejects with
+   * RefusedError (sentence and code, e.g. 'edit_too_late', 'edit_not_yours'), or
+   * ClosedError when the chat is not live (nothing is sent: edits are never queued) or
+   * closes before the answer (it may or may not have been made). */
+  edit(seq: number, text: string): Promise<void>;
+  /** Toggles this user's reaction `emoji` (one grapheme) to message `seq`. Settles like
+   * `edit`. The new counts come as a `reactions` event just before the answer; it
+   * resolves with that event's detail (the same object; null if none came), from which
+   * the caller tells whether the toggle added or took back. */
+  react(seq: number, emoji: string): Promise<ReactionsDetail | null>;
   /** Typing indicator: `typing(true)` on each keystroke, `typing(false)` when the input
    * is emptied or left. Sent at most every `typingRefreshMs`, stopped after
    * `typingIdleMs` without a keystroke; `send()` ends it too. */

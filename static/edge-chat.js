@@ -37,6 +37,14 @@
 //   server by itself. The `typing` event carries the other members typing, by `typer`,
 //   each dropped on `typing_stopped` or `ttl_ms` after its last `typing` frame
 //   (docs/protocol.md, "Typing indicators").
+// - Edits and reactions: `edit(seq, text)` and `react(seq, emoji)` settle by their
+//   answer like a moderator's request. They are only sent on a live connection: made
+//   while disconnected, they reject at once with a ClosedError (an edit queued for later
+//   could land after the edit window, or after the user has changed their mind; the
+//   caller knows better whether to try again). The `edited` and `reactions` events carry
+//   the server's frames, live and replayed by a resume; messages (backlog, history)
+//   carry `edited_at` with the latest text, and `reactions` counts, as the server sends
+//   them (docs/protocol.md, "Edits" and "Reactions").
 
 /** Defaults of the tunable options (see the constructor). */
 export const DEFAULTS = Object.freeze({
@@ -141,7 +149,8 @@ export class EdgeChat extends EventTarget {
   // Unsettled history requests, in order; `socket` as above.
   #histories = [];
   // Requests sent on the current socket and not answered yet, by the `id` they went
-  // out with: { send }, { history }, { members: true } or { moderation }. The server
+  // out with: { send }, { history }, { members: true } or { action } (a moderator's
+  // request, an edit or a reaction: settled by its `ok` or its error). The server
   // answers each id exactly once, with `"re": id`.
   #requests = new Map();
   #lastId = 0;
@@ -173,6 +182,12 @@ export class EdgeChat extends EventTarget {
   // server's ttl_ms, once a typing frame told it.
   #typers = new Map();
   #typingTtl = null;
+  // The code of the last close, for the ClosedError of an edit or reaction made while
+  // disconnected (1006 before any close).
+  #lastCloseCode = 1006;
+  // The detail of the latest `reactions` event on this socket: the server sends a
+  // toggle's counts right before its answer, so at the answer this is what it did.
+  #lastReactions = null;
 
   /**
    * @param {object} options
@@ -344,6 +359,45 @@ export class EdgeChat extends EventTarget {
     return this.#moderate({ mute: { user, secs } });
   }
 
+  /**
+   * Edits message `seq` (one this user sent: see docs/protocol.md, "Edits") to `text`.
+   * Resolves once the server has taken it (its `edited` event, to every v2 member this
+   * session included, comes first); rejects with a RefusedError carrying the server's
+   * sentence and code (e.g. 'edit_too_late', 'edit_not_yours'), or with a ClosedError if
+   * the chat is not live now (nothing is sent: edits are not queued) or the connection
+   * closes before the answer (it may or may not have been made; a resume replays it).
+   */
+  edit(seq, text) {
+    return this.#act({ edit: { seq, message: String(text) } });
+  }
+
+  /**
+   * Toggles this user's reaction `emoji` (one grapheme) to message `seq`: adds it, or
+   * takes it back if it was there. Settles like `edit`; the new counts come as a
+   * `reactions` event to every v2 member, this session included, right before the
+   * answer, and the promise resolves with that event's detail ({seq, counts}: the very
+   * object the event carried), so the caller can tell whether the toggle added or took
+   * back. Null if no such event came (a server that sent none).
+   */
+  react(seq, emoji) {
+    return this.#act({ react: { seq, emoji: String(emoji) } }, seq);
+  }
+
+  /** An edit or reaction: now, on a live connection, or not at all. A reaction's
+   * `reactSeq` says which counts it resolves with. */
+  #act(frame, reactSeq) {
+    if (this.#closed) return Promise.reject(new ClosedError('The chat is closed.', 1000));
+    const ws = this.#ws;
+    if (!ws || this.#joining || ws.readyState !== OPEN) {
+      return Promise.reject(new ClosedError('Not connected: nothing was sent. Try again once the chat is live.', this.#lastCloseCode));
+    }
+    return new Promise((resolve, reject) => {
+      if (!this.#request(frame, { action: { resolve, reject, reactSeq } })) {
+        reject(new ClosedError('Not connected: nothing was sent. Try again once the chat is live.', this.#lastCloseCode));
+      }
+    });
+  }
+
   #moderate(frame) {
     if (this.#closed) return Promise.reject(new ClosedError('The chat is closed.', 1000));
     return new Promise((resolve, reject) => {
@@ -392,6 +446,7 @@ export class EdgeChat extends EventTarget {
     this.#joining = true;
     this.#held = [];
     this.#requests = new Map();
+    this.#lastReactions = null;
     this.#memberAsked = false;
     this.#lastError = '';
     // A new socket: the server knows nothing of our typing, and tells us its typers
@@ -433,6 +488,8 @@ export class EdgeChat extends EventTarget {
     if ('error' in f) this.#onError(String(f.error), f);
     else if (f.ok === true) this.#onOk(f);
     else if (isChatFrame(f)) this.#onChat(f);
+    else if (f.edited !== null && typeof f.edited === 'object') this.#onEdited(f.edited);
+    else if (f.reactions !== null && typeof f.reactions === 'object') this.#onReactions(f.reactions);
     else if (Array.isArray(f.history)) this.#onHistory(f);
     else if (Array.isArray(f.roster)) this.#onRoster(f);
     else if (f.members !== null && typeof f.members === 'object') this.#onMembers(f.members, f.re);
@@ -568,6 +625,26 @@ export class EdgeChat extends EventTarget {
     entry.reject(new RefusedError(MESSAGE_DELETED, MESSAGE_DELETED_CODE));
   }
 
+  /** `{"edited": {seq, message, edited_at}}`: live, or replayed by a resume (before the
+   * gap, for messages already delivered). It carries the whole text: applying it twice
+   * is harmless. */
+  #onEdited(e) {
+    if (!Number.isSafeInteger(e.seq) || typeof e.message !== 'string') return;
+    const editedAt = Number.isSafeInteger(e.edited_at) ? e.edited_at : null;
+    this.#emit('edited', { seq: e.seq, message: e.message, edited_at: editedAt });
+  }
+
+  /** `{"reactions": {seq, counts}}`: the whole new counts of message `seq`. */
+  #onReactions(r) {
+    if (!Number.isSafeInteger(r.seq) || r.counts === null || typeof r.counts !== 'object') return;
+    const counts = {};
+    for (const [emoji, n] of Object.entries(r.counts)) {
+      if (Number.isSafeInteger(n) && n > 0) counts[emoji] = n;
+    }
+    this.#lastReactions = { seq: r.seq, counts };
+    this.#emit('reactions', this.#lastReactions);
+  }
+
   #onHistory(f) {
     const req = this.#takeRequest(f.re);
     if (!req?.history) return;
@@ -580,11 +657,14 @@ export class EdgeChat extends EventTarget {
     });
   }
 
-  /** `{"ok": true, "re"}`: a moderator request was taken. A send's `ok` (with its seq)
-   * follows its chat frame, which settled it already. */
+  /** `{"ok": true, "re"}`: a moderator request, edit or reaction was taken. A send's
+   * `ok` (with its seq) follows its chat frame, which settled it already. */
   #onOk(f) {
     const req = this.#takeRequest(f.re);
-    if (req?.moderation) req.moderation.resolve();
+    if (!req?.action) return;
+    const { reactSeq } = req.action;
+    if (reactSeq === undefined) req.action.resolve();
+    else req.action.resolve(this.#lastReactions?.seq === reactSeq ? this.#lastReactions : null);
   }
 
   /** An error frame. With `re`, the refusal of that request; without, it answers none
@@ -603,8 +683,8 @@ export class EdgeChat extends EventTarget {
     } else if (req.history) {
       this.#dropHistory(req.history);
       req.history.reject(err);
-    } else if (req.moderation) {
-      req.moderation.reject(err);
+    } else if (req.action) {
+      req.action.reject(err);
     } else if (this.#outbox.get(req.send.cid) === req.send) {
       this.#outbox.delete(req.send.cid);
       req.send.reject(err);
@@ -668,6 +748,7 @@ export class EdgeChat extends EventTarget {
     this.#clock.clearTimeout(this.#joinTimer);
     const lost = [...this.#requests.values()];
     this.#requests = new Map();
+    this.#lastCloseCode = code;
     if (code === 1009) {
       // A frame over the server's size cap closes the socket unanswered; the largest
       // unanswered send is the culprit, and sending it again would do the same.
@@ -683,9 +764,10 @@ export class EdgeChat extends EventTarget {
     }
     for (const entry of this.#outbox.values()) if (entry.socket === ws) entry.socket = null;
     for (const entry of this.#histories) if (entry.socket === ws) entry.socket = null;
-    // A moderator frame is not sent again on the next connection: the module cannot know
-    // whether the server took it (a deletion it made comes back in the resume).
-    for (const r of lost) if (r.moderation) r.moderation.reject(new ClosedError(UNANSWERED, code));
+    // A moderator frame, edit or reaction is not sent again on the next connection: the
+    // module cannot know whether the server took it (what it did comes back in the
+    // resume), and a reaction sent twice would take itself back.
+    for (const r of lost) if (r.action) r.action.reject(new ClosedError(UNANSWERED, code));
     const stable = this.#liveSince !== null && this.#clock.now() - this.#liveSince >= this.#opts.stableMs;
     this.#liveSince = null;
     if (this.#closed) return;
@@ -841,7 +923,7 @@ export class EdgeChat extends EventTarget {
 
   /** A moderator frame; it is never sent twice (see #onClose). */
   #transmitModeration(entry) {
-    if (!this.#request(entry.frame, { moderation: entry })) return;
+    if (!this.#request(entry.frame, { action: entry })) return;
     const i = this.#moderations.indexOf(entry);
     if (i >= 0) this.#moderations.splice(i, 1);
   }
@@ -866,7 +948,7 @@ export class EdgeChat extends EventTarget {
     this.#outbox.clear();
     const histories = this.#histories.splice(0);
     const moderations = this.#moderations.splice(0);
-    for (const r of this.#requests.values()) if (r.moderation) moderations.push(r.moderation);
+    for (const r of this.#requests.values()) if (r.action) moderations.push(r.action);
     this.#requests = new Map();
     for (const e of sends) e.reject(err);
     for (const e of histories) e.reject(err);

@@ -946,6 +946,172 @@ test('typing: "ana is typing…", two names, several, and gone with the message,
   for (const u of [ana, cy, bo, host]) await u.context.close();
 });
 
+// The message whose text is `text` on `page`, as a locator.
+function messageItem(page, text) {
+  return page.locator('#messages li.msg').filter({ has: page.locator('.text', { hasText: text }) });
+}
+
+// Whether the page is no wider than its viewport (nothing scrolls sideways).
+function fitsWidth(page) {
+  return page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth
+    && document.body.scrollWidth <= window.innerWidth);
+}
+
+test('edits and reactions between two tabs: "(edited)", chips and their counts, by keyboard, on a 390 px page', { timeout: 2 * TEST_MS }, async () => {
+  const room = `${ROOM}-react`;
+  const ed = await newUser('ed');
+  const fay = await newUser('fay');
+  await fay.page.setViewportSize({ width: 390, height: 700 });
+  await join(ed, 'ed', room);
+  await join(fay, 'fay', room);
+  await sendStored(ed, 'a mesage with a typo');
+  await sendStored(fay, 'fay was here');
+  await waitForMessage(fay.page, 'a mesage with a typo');
+  await waitForMessage(ed.page, 'fay was here');
+
+  // "Edit" only on one's own message, in each tab.
+  const edMine = messageItem(ed.page, 'a mesage with a typo');
+  await edMine.locator('.edit-btn').waitFor();
+  assert.equal(await messageItem(ed.page, 'fay was here').locator('.edit-btn').count(), 0);
+  assert.equal(await messageItem(fay.page, 'a mesage with a typo').locator('.edit-btn').count(), 0);
+  await messageItem(fay.page, 'fay was here').locator('.edit-btn').waitFor();
+
+  // Escape leaves the message as it was, and gives the focus back to "Edit".
+  await edMine.locator('.edit-btn').click();
+  const editor = edMine.locator('.editor textarea');
+  assert.equal(await editor.inputValue(), 'a mesage with a typo');
+  assert.ok(await editor.evaluate((e) => e === document.activeElement), 'the editor has the focus');
+  await editor.fill('never saved');
+  await editor.press('Escape');
+  assert.equal(await edMine.locator('.editor').count(), 0);
+  assert.equal(await edMine.locator('.text').textContent(), 'a mesage with a typo');
+  assert.ok(await edMine.locator('.edit-btn').evaluate((e) => e === document.activeElement));
+
+  // Enter saves: both tabs show the new text with "(edited)".
+  await edMine.locator('.edit-btn').press('Enter');
+  await editor.fill('a message without a typo');
+  await editor.press('Enter');
+  for (const page of [ed.page, fay.page]) {
+    const item = messageItem(page, 'a message without a typo');
+    await item.locator('.edited').waitFor();
+    assert.equal(await item.locator('.edited').textContent(), '(edited)');
+  }
+  assert.equal(await messageItem(ed.page, 'a message without a typo').locator('.editor').count(), 0, 'the editor closed');
+  assert.ok(!fay.frames.some((f) => f.error), 'no error on the way');
+
+  // fay reacts from the picker, by keyboard: Enter opens it, Escape closes it.
+  const fayItem = messageItem(fay.page, 'a message without a typo');
+  const add = fayItem.locator('.react-add');
+  assert.equal(await add.getAttribute('aria-label'), 'Add a reaction');
+  await add.focus();
+  await add.press('Enter');
+  await fayItem.locator('.picker').waitFor();
+  assert.equal(await add.getAttribute('aria-expanded'), 'true');
+  assert.ok(await fitsWidth(fay.page), 'the open picker fits a 390 px page');
+  await fay.page.keyboard.press('Escape');
+  assert.equal(await fayItem.locator('.picker').count(), 0);
+  assert.ok(await add.evaluate((e) => e === document.activeElement), 'the focus is back on the button');
+  await add.press('Enter');
+  await fayItem.locator('.picker button[aria-label="React with 🎉"]').press('Enter');
+  const fayChip = fayItem.locator('.chip[data-emoji="🎉"]');
+  await fay.page.waitForFunction(() => document.querySelector('.chip[data-emoji="🎉"][aria-pressed="true"]'));
+  assert.equal(await fayChip.locator('.count').textContent(), '1');
+
+  // ed sees the chip, not pressed (not his), and adds his own by pressing it.
+  const edItem = messageItem(ed.page, 'a message without a typo');
+  const edChip = edItem.locator('.chip[data-emoji="🎉"]');
+  await edChip.waitFor();
+  assert.equal(await edChip.getAttribute('aria-pressed'), 'false');
+  assert.equal(await edChip.locator('.count').textContent(), '1');
+  await edChip.click();
+  await ed.page.waitForFunction(() => document.querySelector('.chip[data-emoji="🎉"][aria-pressed="true"] .count')?.textContent === '2');
+  await fay.page.waitForFunction(() => document.querySelector('.chip[data-emoji="🎉"] .count')?.textContent === '2');
+  assert.equal(await fayChip.getAttribute('aria-pressed'), 'true');
+  assert.match(await fayChip.getAttribute('aria-label'), /2 reactions, yours among them/);
+
+  // Toggling back: ed's press takes his back; fay's takes hers, and the chip goes.
+  await edChip.click();
+  await fay.page.waitForFunction(() => document.querySelector('.chip[data-emoji="🎉"] .count')?.textContent === '1');
+  await ed.page.waitForFunction(() => document.querySelector('.chip[data-emoji="🎉"][aria-pressed="false"] .count')?.textContent === '1');
+  await fayChip.click();
+  await edChip.waitFor({ state: 'detached' });
+  await fayChip.waitFor({ state: 'detached' });
+  assert.ok(await fitsWidth(fay.page), 'the controls fit a 390 px page');
+
+  // After a reload the edit still shows, and a reaction comes with the message.
+  await edItem.locator('.react-add').click();
+  await edItem.locator('.picker button[aria-label="React with 👍"]').click();
+  await fay.page.waitForFunction(() => document.querySelector('.chip[data-emoji="👍"] .count')?.textContent === '1');
+  await fay.page.reload();
+  await waitLive(fay.page);
+  const again = messageItem(fay.page, 'a message without a typo');
+  await again.locator('.edited').waitFor();
+  await again.locator('.chip[data-emoji="👍"]').waitFor();
+  assert.equal(await again.locator('.chip[data-emoji="👍"] .count').textContent(), '1');
+  assert.ok(await fitsWidth(fay.page), 'a 390 px page after the reload');
+
+  // A reload is a new connection, and for an anonymous member a new reactor: ed's chip
+  // shows the count, not pressed, and pressing it adds a reaction of the new connection.
+  await again.locator('.chip[data-emoji="👍"]').click();
+  await fay.page.waitForFunction(() => document.querySelector('.chip[data-emoji="👍"][aria-pressed="true"] .count')?.textContent === '2');
+  await ed.page.reload();
+  await waitLive(ed.page);
+  const edChip2 = messageItem(ed.page, 'a message without a typo').locator('.chip[data-emoji="👍"]');
+  await edChip2.waitFor();
+  assert.equal(await edChip2.getAttribute('aria-pressed'), 'false', 'not known as his after the reload');
+  assert.equal(await edChip2.locator('.count').textContent(), '2');
+  assert.equal(await messageItem(ed.page, 'a message without a typo').locator('.edit-btn').count(), 0,
+    'an anonymous member cannot edit what an earlier connection sent');
+  await edChip2.click();
+  await ed.page.waitForFunction(() => document.querySelector('.chip[data-emoji="👍"][aria-pressed="true"] .count')?.textContent === '3');
+  await fay.page.waitForFunction(() => document.querySelector('.chip[data-emoji="👍"][aria-pressed="true"] .count')?.textContent === '3');
+  for (const u of [ed, fay]) await u.context.close();
+});
+
+test('a verified user edits from another tab, and its chips say which reactions are its own from the counts', { skip: skipIdentity, timeout: TEST_MS }, async () => {
+  const room = `${ROOM}-own`;
+  const one = await newUser('una-1');
+  const two = await newUser('una-2');
+  const gus = await newUser('gus');
+  await openSignedIn(one, room, { sub: 'u-una', name: 'Una' });
+  await openSignedIn(two, room, { sub: 'u-una', name: 'Una' });
+  await join(gus, 'gus', room);
+  await sendStored(one, 'written in tab one');
+  await sendStored(gus, 'from gus');
+  // The other tab of the same user may edit it (same user id); gus may not.
+  const inTwo = messageItem(two.page, 'written in tab one');
+  await inTwo.locator('.edit-btn').waitFor();
+  assert.equal(await messageItem(two.page, 'from gus').locator('.edit-btn').count(), 0);
+  assert.equal(await messageItem(gus.page, 'written in tab one').locator('.edit-btn').count(), 0);
+  await inTwo.locator('.edit-btn').click();
+  await inTwo.locator('.editor textarea').fill('edited in tab two');
+  await inTwo.locator('.editor textarea').press('Enter');
+  for (const page of [one.page, gus.page]) await messageItem(page, 'edited in tab two').locator('.edited').waitFor();
+
+  // gus and tab one react 👍 (count 2). Tab two, which did not make that reaction, sees
+  // it unpressed; pressing it takes the user's reaction back (one reactor per user), and
+  // the page, seeing the count go down, leaves the chip unpressed.
+  const gusItem = messageItem(gus.page, 'edited in tab two');
+  await gusItem.locator('.react-add').click();
+  await gusItem.locator('.picker button[aria-label="React with 👍"]').click();
+  const oneChip = messageItem(one.page, 'edited in tab two').locator('.chip[data-emoji="👍"]');
+  await oneChip.click();
+  await one.page.waitForFunction(() => document.querySelector('.chip[data-emoji="👍"][aria-pressed="true"] .count')?.textContent === '2');
+  const twoChip = messageItem(two.page, 'edited in tab two').locator('.chip[data-emoji="👍"]');
+  await two.page.waitForFunction(() => document.querySelector('.chip[data-emoji="👍"] .count')?.textContent === '2');
+  assert.equal(await twoChip.getAttribute('aria-pressed'), 'false');
+  const answers = () => two.frames.filter((f) => f.ok === true && !('seq' in f)).length;
+  const before = answers();
+  await twoChip.click();
+  await waitUntil('the answer to tab two\'s toggle', () => answers() > before);
+  await two.page.waitForFunction(() => document.querySelector('.chip[data-emoji="👍"] .count')?.textContent === '1');
+  assert.equal(await twoChip.getAttribute('aria-pressed'), 'false', 'taken back: not pressed');
+  // Tab one sees the count; it still shows the chip as its own, since counts do not
+  // say whose (the limit of knowing one's reactions from one's own toggles).
+  await one.page.waitForFunction(() => document.querySelector('.chip[data-emoji="👍"] .count')?.textContent === '1');
+  for (const u of [one, two, gus]) await u.context.close();
+});
+
 test('no page raised an uncaught error', () => {
   for (const user of everyone) {
     assert.deepEqual(user.errors, [], `page errors on ${user.label}'s page`);

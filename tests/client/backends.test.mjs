@@ -298,3 +298,83 @@ test('typing: the other member sees it, then sees it end with the message; the t
   ana.typing(false);
   await waitUntil('bo sees ana stop', () => bo.typers.length === 0);
 });
+
+test('edits and reactions: round trips, events at the other member, refusals with codes, what a late joiner and a resume get', { skip, timeout: TEST_MS }, async () => {
+  const room = `${RUN}-edits`;
+  const { chat: ana } = open({ base: BASE, room, name: 'ana' });
+  const { chat: bo } = open({ base: BASE, room, name: 'bo' });
+  await live(ana);
+  await live(bo);
+  const boEdits = [];
+  const boCounts = [];
+  const anaCounts = [];
+  bo.addEventListener('edited', (e) => boEdits.push(e.detail));
+  bo.addEventListener('reactions', (e) => boCounts.push(e.detail));
+  ana.addEventListener('reactions', (e) => anaCounts.push(e.detail));
+  const mine = await ana.send('first text');
+  const hers = await bo.send('bo says');
+
+  // ana edits her own message; bo hears it, with the time of the edit.
+  const before = Date.now();
+  await ana.edit(mine.seq, '  second text  ');
+  await waitUntil('bo hears the edit', () => boEdits.length === 1);
+  assert.equal(boEdits[0].seq, mine.seq);
+  assert.equal(boEdits[0].message, 'second text', 'trimmed like a message');
+  assert.ok(boEdits[0].edited_at >= before - 60_000, 'edited_at is a time in ms');
+
+  // Refusals, each with its code, each settling only its own promise.
+  const refusals = await allSettled([
+    ana.edit(hers.seq, 'not mine'),
+    ana.edit(999_999, 'no such message'),
+    ana.edit(mine.seq, '   '),
+    ana.react(mine.seq, 'two graphemes'),
+    ana.react(999_999, '👍'),
+  ]);
+  assert.deepEqual(refusals.map((o) => [o.status, o.reason?.name, o.reason?.code]), [
+    ['rejected', 'RefusedError', 'edit_not_yours'],
+    ['rejected', 'RefusedError', 'edit_no_such_message'],
+    ['rejected', 'RefusedError', 'message_empty'],
+    ['rejected', 'RefusedError', 'react_emoji'],
+    ['rejected', 'RefusedError', 'react_no_such_message'],
+  ]);
+
+  // Reactions toggle: bo adds one, ana adds the same and another, bo takes his back.
+  await bo.react(mine.seq, '👍');
+  await waitUntil('ana sees 👍 1', () => anaCounts.some((c) => c.seq === mine.seq && c.counts['👍'] === 1));
+  await ana.react(mine.seq, '👍');
+  await ana.react(mine.seq, '🎉');
+  await bo.react(mine.seq, '👍');
+  const expected = { seq: mine.seq, counts: { '👍': 1, '🎉': 1 } };
+  // Whatever order the server lists the emoji in.
+  const same = (a, b) => { try { assert.deepEqual(a, b); return true; } catch { return false; } };
+  await waitUntil('both see 👍 1, 🎉 1', () => [anaCounts, boCounts].every((l) => same(l.at(-1), expected)));
+
+  // A late joiner's backlog, and a history page, carry the latest text and the counts.
+  const { chat: cy, seen } = open({ base: BASE, room, name: 'cy' });
+  await live(cy);
+  const shown = seen.find((m) => m.seq === mine.seq);
+  assert.equal(shown.message, 'second text');
+  assert.ok(Number.isSafeInteger(shown.edited_at));
+  assert.deepEqual(shown.reactions, { '👍': 1, '🎉': 1 });
+  assert.equal(seen.find((m) => m.seq === hers.seq).edited_at, undefined, 'an unedited message has no edited_at');
+  const page = await cy.history();
+  assert.deepEqual(page.messages.find((m) => m.seq === mine.seq).reactions, { '👍': 1, '🎉': 1 });
+
+  // A resume: cy, away, misses an edit and a reaction, and gets them as events.
+  const resume = { epoch: cy.epoch, seq: cy.seq };
+  cy.close();
+  await ana.edit(mine.seq, 'third text');
+  await bo.react(mine.seq, '🎉');
+  const { chat: back } = open({ base: BASE, room, name: 'cy', resume });
+  const cyEdits = [];
+  const cyCounts = [];
+  let recovered = null;
+  back.addEventListener('edited', (e) => cyEdits.push(e.detail));
+  back.addEventListener('reactions', (e) => cyCounts.push(e.detail));
+  back.addEventListener('ready', (e) => { recovered ??= e.detail.recovered; });
+  await live(back);
+  assert.equal(recovered, true, 'an exact resume');
+  await waitUntil('the resume replays the edit and the counts', () => cyEdits.some((e) => e.message === 'third text')
+    && cyCounts.some((c) => c.counts['🎉'] === 2));
+  assert.deepEqual(cyCounts.at(-1), { seq: mine.seq, counts: { '👍': 1, '🎉': 2 } });
+});

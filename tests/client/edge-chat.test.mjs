@@ -23,10 +23,9 @@ function fakeWebSocket() {
     send(data) {
       if (this.readyState !== 1) throw new Error('not open');
       const frame = JSON.parse(data);
-      // A typing frame is a signal, not a request: it wants no answer, so it goes without
-      // an id (and the server keeps it off the frame bucket: see docs/protocol.md).
-      const signal = Object.keys(frame).length === 1 && typeof frame.typing === 'boolean';
-      if (this.sent.length > 0 && !signal) {
+      // Typing frames go out without one: their only answer would be an `ok` that
+      // settles nothing (docs/protocol.md, "Typing indicators").
+      if (this.sent.length > 0 && !('typing' in frame)) {
         // Every request carries an id by the protocol's rule, unique on its socket.
         assert.match(frame.id, /^[A-Za-z0-9_-]{1,64}$/);
         assert.ok(!this.sent.some((f) => f.id === frame.id), `id ${frame.id} used twice`);
@@ -108,7 +107,7 @@ async function setup(options = {}) {
     random: () => 0.5, ...options,
   });
   const events = [];
-  for (const type of ['ready', 'message', 'joined', 'quit', 'roster', 'deleted', 'error', 'state', 'reset', 'memberpage', 'unlisted', 'typing']) {
+  for (const type of ['ready', 'message', 'joined', 'quit', 'roster', 'deleted', 'error', 'state', 'reset', 'memberpage', 'unlisted', 'typing', 'edited', 'reactions']) {
     chat.addEventListener(type, (e) => events.push([type, e.detail]));
   }
   await tick(); // the constructor connects in a microtask
@@ -728,16 +727,13 @@ test('a typing_rate_limited error is no answer to a send', async () => {
   const { chat, sockets, events } = await setup();
   serveJoin(sockets[0]);
   const p = track(chat.send('hi'));
-  // The refusal of a typing frame: it has a code but no `re` (a typing frame has no id).
-  const refusal = { error: 'Typing updates too fast; slow down.', code: 'typing_rate_limited' };
-  sockets[0].receive(refusal);
+  // A v2 session's refusal carries its code, and no `re`: the typing frame had no id.
+  sockets[0].receive({ error: 'Typing updates too fast; slow down.', code: 'typing_rate_limited' });
   assert.equal((await settled(p)).state, 'pending');
   const cid = sockets[0].frames.find((f) => f.message).cid;
   sockets[0].receive({ name: 'ana', message: 'hi', timestamp: 9, seq: 1, cid });
   assert.equal((await settled(p)).state, 'resolved');
-  assert.deepEqual(of(events, 'error'), [
-    { message: refusal.error, code: 'typing_rate_limited', re: null },
-  ]);
+  assert.deepEqual(of(events, 'error'), [{ message: 'Typing updates too fast; slow down.', code: 'typing_rate_limited', re: null }]);
 });
 
 test('the typing event: typers by typer id, stopped, re-announced, expired locally, cleared on a close', async () => {
@@ -766,4 +762,117 @@ test('the typing event: typers by typer id, stopped, re-announced, expired local
   sockets[0].receive({ typing: { name: 'cy', typer: 7, ttl_ms: 4000 } });
   sockets[0].drop(1006);
   assert.deepEqual(typers().slice(-2), [['cy#7'], []]);
+});
+
+// ---- edits and reactions ---------------------------------------------------------------
+
+test('edit(): sent live with an id, resolved by its ok after the edited event, refused with a code', async () => {
+  const { chat, sockets, events } = await setup();
+  serveJoin(sockets[0], { seq: 2, backlog: [msg(1), msg(2, { edited_at: 5000, reactions: { '👍': 2 } })] });
+  // Messages carry what the server gave them.
+  assert.deepEqual(of(events, 'message')[1], msg(2, { edited_at: 5000, reactions: { '👍': 2 } }));
+  const s = sockets[0];
+  const ok = track(chat.edit(1, 'new text'));
+  const refused = track(chat.edit(2, 'too late'));
+  assert.deepEqual(s.frames, [{ edit: { seq: 1, message: 'new text' } }, { edit: { seq: 2, message: 'too late' } }]);
+  s.receive({ edited: { seq: 1, message: 'new text', edited_at: 7000 } });
+  assert.equal((await settled(ok)).state, 'pending', 'the broadcast is not the answer');
+  assert.deepEqual(of(events, 'edited'), [{ seq: 1, message: 'new text', edited_at: 7000 }]);
+  s.answer(0, { ok: true });
+  assert.equal((await settled(ok)).state, 'resolved');
+  s.answer(1, { error: 'This message can no longer be edited (edit_window_secs, see GET /api/limits).', code: 'edit_too_late' });
+  const err = (await settled(refused)).error;
+  assert.ok(err instanceof RefusedError);
+  assert.equal(err.code, 'edit_too_late');
+  // Another member's edit: an event only. A malformed one: nothing.
+  s.receive({ edited: { seq: 2, message: 'by bob', edited_at: 8000 } });
+  s.receive({ edited: { seq: 'x', message: 'bad' } });
+  assert.deepEqual(of(events, 'edited').map((e) => e.message), ['new text', 'by bob']);
+  assert.equal(chat.pending, 0);
+});
+
+test('react(): toggles settle by their own answer; the reactions event carries whole counts', async () => {
+  const { chat, sockets, events } = await setup();
+  serveJoin(sockets[0], { seq: 1, backlog: [msg(1)] });
+  const s = sockets[0];
+  const add = track(chat.react(1, '👍'));
+  const bad = track(chat.react(1, 'ab'));
+  const back = track(chat.react(1, '👍'));
+  assert.deepEqual(s.frames, [
+    { react: { seq: 1, emoji: '👍' } }, { react: { seq: 1, emoji: 'ab' } }, { react: { seq: 1, emoji: '👍' } },
+  ]);
+  s.receive({ reactions: { seq: 1, counts: { '👍': 1 } } });
+  s.answer(0, { ok: true });
+  s.answer(1, { error: 'A reaction must be one emoji: a single character (grapheme) of at most 16 bytes.', code: 'react_emoji' });
+  s.receive({ reactions: { seq: 1, counts: {} } });
+  s.answer(2, { ok: true });
+  // Each toggle resolves with the very detail of the `reactions` event it caused (the
+  // one right before its answer), whatever came later.
+  const [first, second] = of(events, 'reactions');
+  assert.deepEqual([first, second], [{ seq: 1, counts: { '👍': 1 } }, { seq: 1, counts: {} }]);
+  assert.equal((await settled(add)).value, first);
+  assert.equal((await settled(bad)).error.code, 'react_emoji');
+  assert.equal((await settled(back)).value, second);
+  // In one batch, a later member's counts do not pass for this toggle's.
+  const third = track(chat.react(1, '🎉'));
+  s.receive({ batch: [
+    { reactions: { seq: 1, counts: { '🎉': 1 } } },
+    { ok: true, re: s.idAt(3) },
+    { reactions: { seq: 1, counts: { '🎉': 2 } } },
+  ] });
+  assert.deepEqual((await settled(third)).value, { seq: 1, counts: { '🎉': 1 } });
+  // No counts of that seq before the answer (a server that sent none): null.
+  const fourth = track(chat.react(2, '👍'));
+  s.answer(4, { ok: true });
+  assert.equal((await settled(fourth)).value, null);
+  // An edit resolves with nothing.
+  const edit = track(chat.edit(1, 'x'));
+  s.answer(5, { ok: true });
+  assert.equal((await settled(edit)).value, undefined);
+  // Counts that are not positive whole numbers are left out; a frame without counts is
+  // no event.
+  s.receive({ reactions: { seq: 1, counts: { '🎉': 2, x: 0, y: 'many' } } });
+  s.receive({ reactions: { seq: 1 } });
+  assert.deepEqual(of(events, 'reactions').at(-1), { seq: 1, counts: { '🎉': 2 } });
+  assert.equal(of(events, 'reactions').length, 5);
+  // A chat frame that carries reactions is still a message.
+  s.receive(msg(2, { reactions: { '🎉': 1 } }));
+  assert.deepEqual(seqs(events), [1, 2]);
+});
+
+test('edits and reactions are never queued: disconnected they reject at once; a close before the answer rejects, and nothing is resent', async () => {
+  const { chat, sockets, clock, events } = await setup();
+  // Before the first join.
+  const early = await settled(track(chat.edit(1, 'x')));
+  assert.ok(early.error instanceof ClosedError);
+  serveJoin(sockets[0], { seq: 1, backlog: [msg(1)] });
+  const edit = track(chat.edit(1, 'sent'));
+  const react = track(chat.react(1, '🎉'));
+  sockets[0].drop(1006);
+  for (const t of [await settled(edit), await settled(react)]) {
+    assert.ok(t.error instanceof ClosedError);
+    assert.equal(t.error.code, 1006);
+  }
+  // Reconnecting: rejected at once with the last close's code, nothing sent.
+  const meanwhile = await settled(track(chat.react(1, '👍')));
+  assert.ok(meanwhile.error instanceof ClosedError);
+  assert.equal(meanwhile.error.code, 1006);
+  clock.advance(10_000);
+  // The resume replays what changed before the gap: events like live ones.
+  const s = sockets[1];
+  s.open();
+  s.receive({ roster: [] });
+  s.receive({ edited: { seq: 1, message: 'sent', edited_at: 9000 } });
+  s.receive({ reactions: { seq: 1, counts: { '🎉': 1 } } });
+  s.receive({ joined: 'ana' });
+  s.receive({ ready: true, epoch: EPOCH, seq: 1, recovered: true, v: 2 });
+  assert.deepEqual(s.frames, [], 'the lost edit and reaction are not sent again');
+  assert.deepEqual(of(events, 'edited'), [{ seq: 1, message: 'sent', edited_at: 9000 }]);
+  assert.deepEqual(of(events, 'reactions'), [{ seq: 1, counts: { '🎉': 1 } }]);
+  // close() rejects one in flight.
+  const last = track(chat.edit(1, 'again'));
+  assert.equal(s.frames.length, 1);
+  chat.close();
+  assert.ok((await settled(last)).error instanceof ClosedError);
+  assert.ok((await settled(track(chat.react(1, '👍')))).error instanceof ClosedError);
 });
