@@ -269,3 +269,42 @@ fn a_deleted_message_cannot_be_edited_and_its_edit_is_not_replayed() {
     );
     assert!(r.storage_mut().edited_since(1, 10).unwrap().is_empty());
 }
+
+#[test]
+fn only_a_v2_anonymous_message_keeps_its_connections_key() {
+    let secret = AuthSecret::new(SECRET).unwrap();
+    let mut r = room(unlimited()).with_auth(Some(Auth {
+        secret: secret.clone(),
+        room: "lobby".to_owned(),
+    }));
+    let token = mint(
+        &secret,
+        &Claims {
+            sub: "u-ana".to_owned(),
+            exp: T0 / 1000 + 3600,
+            ..Claims::default()
+        },
+    );
+    join(&mut r, 1, "10.0.0.1", &v2("ana"), T0);
+    join(&mut r, 2, "10.0.0.2", r#"{"name":"bo"}"#, T0);
+    join(
+        &mut r,
+        3,
+        "10.0.0.3",
+        &json!({"v": 2, "token": token}).to_string(),
+        T0,
+    );
+    for conn in [1, 2, 3] {
+        say(&mut r, conn, "hi", T0);
+    }
+    let authors: Vec<Option<String>> = r
+        .storage_mut()
+        .last_n(3)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.author)
+        .collect();
+    // v2 anonymous: its connection (id 1, opened at T0); v1 (which can never edit) and
+    // verified (the user decides): none, so their messages cost nothing for edits.
+    assert_eq!(authors, [Some(format!("c1.{T0}")), None, None]);
+}

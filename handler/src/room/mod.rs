@@ -809,8 +809,11 @@ impl<S: Storage> Room<S> {
         if session.is_muted(now_ms) {
             return self.send_error(out, conn, ErrorKind::Muted);
         }
-        // Who may edit it (see `edit.rs`): the user decides for a verified sender.
-        let author = user.is_none().then(|| session.author_key());
+        // Who may edit it (see `edit.rs`): the user decides for a verified sender, and a
+        // v1 connection can never edit (edits are v2), so only a v2 anonymous message
+        // keeps its connection's key: v1 traffic pays nothing for edits.
+        let author =
+            (user.is_none() && session.version == Version::V2).then(|| session.author_key());
         // Retry-safe send: the same sender and cid within the window is the message
         // already stored, answered again to its sender only.
         let checked = retry::check(
