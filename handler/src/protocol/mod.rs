@@ -8,6 +8,7 @@ pub(crate) mod close;
 pub(crate) mod config;
 pub(crate) mod error_kind;
 pub(crate) mod float_parse;
+pub(crate) mod json_text;
 pub(crate) mod names;
 pub(crate) mod origin;
 pub(crate) mod request_id;

@@ -4,6 +4,7 @@
 //! frames already encoded here, byte for byte (`batch.rs`).
 
 use crate::protocol::error_kind::ErrorKind;
+use crate::protocol::json_text;
 use crate::protocol::user::Role;
 use crate::protocol::version::Version;
 use serde::{Serialize, Serializer};
@@ -216,6 +217,11 @@ impl ServerFrame<'_> {
 
     /// Encodes the frame once, for one recipient or many.
     pub fn encode(&self) -> Frame {
+        // The frames sent per message are written directly (`json_text.rs`), and their
+        // text is serde_json's own.
+        if let Some(text) = json_text::write_frame(self, self.size_hint()) {
+            return text.into();
+        }
         // Written into a buffer sized for the frame: a chat frame outgrows the 128 bytes
         // `serde_json::to_string` starts with, and growing it costs a copy.
         let mut json = Vec::with_capacity(self.size_hint());
@@ -242,12 +248,19 @@ impl ServerFrame<'_> {
                 user,
                 cid,
                 role,
+                edited_at,
+                reactions,
                 ..
             } => {
                 let optional = user.map_or(0, |u| u.len() + 10)
                     + cid.map_or(0, |c| c.len() + 9)
-                    + role.map_or(0, |r| r.as_str().len() + 10);
+                    + role.map_or(0, |r| r.as_str().len() + 10)
+                    + edited_at.map_or(0, |_| 33)
+                    + reactions.map_or(0, |r| r.0.get().len() + 13);
                 CHAT + name.len() + message.len() + optional
+            }
+            ServerFrame::History { history, .. } => {
+                history.iter().map(|f| f.size_hint() + 1).sum::<usize>() + 64
             }
             _ => 128,
         }
