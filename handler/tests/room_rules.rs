@@ -3,11 +3,12 @@
 mod common;
 
 use chat_handler::{
-    Action, AuditEntry, Close, Config, ErrorKind, MemoryStorage, Restriction, Room, ServerFrame,
-    Session,
+    Action, AuditEntry, Close, Config, ErrorKind, Frame, MemoryStorage, Restriction, Room,
+    ServerFrame, Session,
 };
 use common::*;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 #[test]
 fn join_sequence_is_roster_backlog_joined_ready() {
@@ -1191,4 +1192,43 @@ fn an_unsupported_version_is_a_bad_hello() {
         vec![json!({"error": ErrorKind::UnsupportedVersion.sentence()})]
     );
     assert_eq!(close_of(&acts, 1), Some(Close::BadHello));
+}
+
+#[test]
+fn a_v1_joiner_gets_each_member_in_join_order_as_the_frame_broadcast_at_its_join() {
+    let mut r = room(unlimited());
+    // Connected 1, 2, 3 but joined 3, 1, 2: the roster follows the joins.
+    for (conn, addr) in [(1, "a"), (2, "b"), (3, "c")] {
+        r.try_connect(conn, peer(addr), 0).expect("connect");
+    }
+    let mut announced = Vec::new();
+    for (conn, hello) in [
+        (3, r#"{"name":"carol"}"#),
+        (1, r#"{"name":"alice"}"#),
+        (2, r#"{"name":"bob"}"#),
+    ] {
+        let acts = r.on_text(conn, hello, 0);
+        let own = acts.iter().find_map(|a| match a {
+            Action::Broadcast { frame, .. } => Some(frame.clone()),
+            _ => None,
+        });
+        announced.push(own.expect("a joined broadcast"));
+    }
+    r.disconnect(1, 0);
+    let acts = join(&mut r, 4, "d", r#"{"name":"dave"}"#, 0);
+    let roster: Vec<Frame> = acts
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { to: 4, frame } if frame.contains("joined") => Some(frame.clone()),
+            _ => None,
+        })
+        .collect();
+    let names: Vec<Value> = roster.iter().map(|f| parse(f)).collect();
+    assert_eq!(
+        names,
+        [json!({"joined": "carol"}), json!({"joined": "bob"})]
+    );
+    // The very frames announced at those joins, shared rather than encoded again.
+    assert!(Arc::ptr_eq(&roster[0], &announced[0]));
+    assert!(Arc::ptr_eq(&roster[1], &announced[2]));
 }

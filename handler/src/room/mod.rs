@@ -602,21 +602,17 @@ impl<S: Storage> Room<S> {
             listed_through = listed;
             out.push(Effect::Send { to: conn, frame });
         } else {
-            let present = self.sessions.values().filter(|s| s.is_joined());
-            for name in present.filter_map(|s| s.name.as_deref()) {
-                out.push(Effect::Send {
-                    to: conn,
-                    frame: ServerFrame::Joined { joined: name }.encode(),
-                });
-            }
+            // Each member's frame as encoded at its join, shared: a room filling up with
+            // v1 clients sends quadratically many of them.
+            out.extend(self.roster.joined_frames().map(|frame| Effect::Send {
+                to: conn,
+                frame: frame.clone(),
+            }));
         }
         for frame in backlog {
             out.push(Effect::Send { to: conn, frame });
         }
-        let frame = ServerFrame::Joined {
-            joined: &hello.name,
-        }
-        .encode();
+        let frame = roster::joined_frame(&hello.name);
         let (user, role) = match &verified {
             Some(v) => (Some(v.user.clone()), v.role),
             None => (None, None),
@@ -630,7 +626,7 @@ impl<S: Storage> Room<S> {
             s.batch = hello.batch;
             s.rank = rank;
             s.listed_through = listed_through;
-            self.roster.update(s);
+            self.roster.add(s, frame.clone());
             if s.is_batched() {
                 self.batcher.add(s);
             }

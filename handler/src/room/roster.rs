@@ -33,8 +33,17 @@ use std::ops::Bound;
 /// Rebuilt from the sessions when a room is restored; nothing here is stored apart.
 #[derive(Debug, Default)]
 pub(crate) struct Roster {
-    by_rank: BTreeMap<u64, ConnId>,
+    by_rank: BTreeMap<u64, Member>,
     paging: BTreeSet<ConnId>,
+}
+
+/// A member in the roster: its session, and its `{"joined": name}` frame, encoded once
+/// at its join. A v1 joiner gets every member's (`Roster::joined_frames`): in a room
+/// filling up that is quadratic in frames, so they are shared, not encoded per joiner.
+#[derive(Debug)]
+struct Member {
+    id: ConnId,
+    joined: Frame,
 }
 
 impl Roster {
@@ -65,11 +74,35 @@ impl Roster {
         roster
     }
 
+    /// Lists `s` under its rank (encoding its `joined` frame unless it is listed
+    /// already) and notes whether it is paging.
     fn insert(&mut self, s: &Session) {
-        self.by_rank.insert(s.rank, s.id);
+        let listed = self.by_rank.get(&s.rank).is_some_and(|m| m.id == s.id);
+        if !listed {
+            let joined = joined_frame(s.name.as_deref().unwrap_or_default());
+            self.by_rank.insert(s.rank, Member { id: s.id, joined });
+        }
         if s.listed_through.is_some() {
             self.paging.insert(s.id);
         }
+    }
+
+    /// `session` joined, announced to the room with `joined` (its `{"joined": name}`,
+    /// kept for later v1 joiners).
+    pub(crate) fn add(&mut self, session: &Session, joined: Frame) {
+        self.by_rank.insert(
+            session.rank,
+            Member {
+                id: session.id,
+                joined,
+            },
+        );
+        self.update(session);
+    }
+
+    /// Every member's `{"joined": name}`, in join order: a v1 joiner's roster.
+    pub(crate) fn joined_frames(&self) -> impl Iterator<Item = &Frame> {
+        self.by_rank.values().map(|m| &m.joined)
     }
 
     /// The rank the next joiner gets: above every member present, so it never falls
@@ -80,7 +113,7 @@ impl Roster {
             .map_or(1, |(rank, _)| rank.saturating_add(1))
     }
 
-    /// `session` joined (its rank set) or changed its paging state.
+    /// `session` changed its paging state (or joined, through [`Roster::add`]).
     pub(crate) fn update(&mut self, session: &Session) {
         self.insert(session);
         if session.listed_through.is_none() {
@@ -90,7 +123,7 @@ impl Roster {
 
     /// The session left the room.
     pub(crate) fn remove(&mut self, session: &Session) {
-        if self.by_rank.get(&session.rank) == Some(&session.id) {
+        if self.by_rank.get(&session.rank).map(|m| m.id) == Some(session.id) {
             self.by_rank.remove(&session.rank);
         }
         self.paging.remove(&session.id);
@@ -112,7 +145,7 @@ impl Roster {
         let mut members = self
             .by_rank
             .range((Bound::Excluded(after), Bound::Excluded(below)))
-            .filter_map(|(rank, id)| Some((*rank, sessions.get(id)?)))
+            .filter_map(|(rank, m)| Some((*rank, sessions.get(&m.id)?)))
             .take(limit.saturating_add(1));
         let page: Vec<_> = members.by_ref().take(limit).collect();
         let more = members.next().is_some();
@@ -195,6 +228,11 @@ impl Roster {
             .map(|p| p.id)
             .collect()
     }
+}
+
+/// `{"joined": name}`.
+pub(crate) fn joined_frame(name: &str) -> Frame {
+    ServerFrame::Joined { joined: name }.encode()
 }
 
 /// `{"members": {"unlisted": name}}`.
