@@ -4,6 +4,8 @@
 //! is the same with every member batched (v2, `"batch": true`): the message is held and
 //! each window's flush encodes one batch for all of them, so its cost per message is
 //! the flush's (one recipient list per window) shared by the messages of the window.
+//! `fill/v1/1000` is a room filling up with 1000 v1 clients, each hello answered with
+//! one `joined` per member already there: quadratic in frames, by protocol.
 
 use chat_handler::{Config, MemoryStorage, Peer, Room};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -61,5 +63,14 @@ fn one_message(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, one_message);
+fn fill(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fill");
+    group.sample_size(10);
+    group.bench_function("v1/1000", |b| {
+        b.iter(|| black_box(room_with(1000, r#"{"name":"member"}"#)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, one_message, fill);
 criterion_main!(benches);
