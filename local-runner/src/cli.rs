@@ -90,6 +90,14 @@ pub(crate) struct Cli {
     #[arg(long, env = "EDGE_CHAT_MAX_ROOMS_STORED", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub(crate) max_rooms_stored: u64,
+    /// Most threads the async runtime may add for waiting work beside its workers: a
+    /// room that reads storage waits on one of these while its worker goes on with the
+    /// other sockets (reads queue on the one storage thread anyway, so more would only
+    /// wait longer); static files are read on them too. Each costs a stack and its
+    /// allocator's own free memory for as long as it lives.
+    #[arg(long, env = "EDGE_CHAT_MAX_BLOCKING_THREADS", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub(crate) max_blocking_threads: u16,
     /// Emulate Durable Object hibernation: a room with connections but no events for
     /// this many seconds drops its state and rebuilds it on the next event. 0 = never.
     #[arg(long, env = "EDGE_CHAT_HIBERNATE_AFTER_SECS", default_value_t = 0)]

@@ -55,7 +55,7 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 use tokio::sync::oneshot;
 use tracing::{debug, error, warn};
 
@@ -493,6 +493,25 @@ impl RoomStorage {
     }
 }
 
+/// The name of the runtime's threads, workers and waiting ones alike.
+const RUNTIME_THREAD: &str = "chat-runtime";
+
+/// The runner's async runtime, with at most `max_blocking_threads` threads beside its
+/// workers (`--max-blocking-threads`). A read that waits hands its worker to one of
+/// those ([`wait`]); unbounded (tokio's default is 512), a join burst in many rooms,
+/// each join reading the backlog, left over 100 threads behind, each with its stack
+/// and its own allocator arena: `scripts/bench idle 100x100` measured 8.5 KiB per idle
+/// connection with them and 7.6 KiB with 8 (docs/BENCHMARKS.md). Reads queue on this
+/// one thread anyway, so more waiting threads would only wait longer. No blocking task
+/// here waits for an async one, so a full pool delays a handover but cannot deadlock.
+pub(crate) fn runtime(max_blocking_threads: usize) -> std::io::Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(max_blocking_threads.max(1))
+        .thread_name(RUNTIME_THREAD)
+        .enable_all()
+        .build()
+}
+
 /// Waits for a reply from the storage thread. On the multi-threaded runtime the wait
 /// hands this worker's other tasks to another thread first, so a read that queues
 /// behind a commit's sync never stalls sockets or other rooms. Elsewhere (tests on a
@@ -822,6 +841,56 @@ mod tests {
         drop(room);
         assert_eq!(rows(&mut thread.room("empty")), 0);
         thread.stop(Duration::from_secs(5)).await;
+    }
+
+    /// Threads of this process named `name`.
+    #[cfg(target_os = "linux")]
+    fn threads_named(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.trim_end() == name)
+            .count()
+    }
+
+    /// More rooms read at once than the runtime may add threads, all queued behind a
+    /// slow job: every read is answered, and the threads stay within the bound (tokio's
+    /// default would start one per waiting read).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn reads_beyond_the_blocking_threads_all_finish_within_the_bound() {
+        const ROOMS: usize = 24;
+        let thread = StorageThread::in_memory();
+        let rt = runtime(2).unwrap();
+        let workers = rt.metrics().num_workers();
+        let most = rt.block_on(async {
+            let mut busy = thread.room("busy");
+            let slow = tokio::spawn(async move {
+                busy.read(|_| {
+                    std::thread::sleep(Duration::from_millis(300));
+                    Ok(())
+                })
+            });
+            let readers: Vec<_> = (0..ROOMS)
+                .map(|r| {
+                    let mut room = thread.room(&format!("room-{r}"));
+                    tokio::spawn(async move { room.latest() })
+                })
+                .collect();
+            let mut most = 0;
+            while !slow.is_finished() {
+                most = most.max(threads_named(RUNTIME_THREAD));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            slow.await.unwrap().unwrap();
+            for reader in readers {
+                let answered = tokio::time::timeout(Duration::from_secs(10), reader).await;
+                assert_eq!(answered.expect("a read never finished").unwrap(), Ok(None));
+            }
+            most
+        });
+        assert!(most <= workers + 2, "{most} threads for {workers} workers");
+        rt.block_on(thread.stop(Duration::from_secs(5)));
     }
 
     #[tokio::test]
