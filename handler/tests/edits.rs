@@ -308,3 +308,20 @@ fn only_a_v2_anonymous_message_keeps_its_connections_key() {
     // verified (the user decides): none, so their messages cost nothing for edits.
     assert_eq!(authors, [Some(format!("c1.{T0}")), None, None]);
 }
+
+#[test]
+fn a_missing_or_deleted_seq_is_no_such_message_whoever_edits_it() {
+    let mut r = room_with_one_message(unlimited());
+    // bo wrote nothing: the answer is about the seq asked for, never about the stored
+    // message that follows it (ana's message 1 follows seq 0; a deleted message is
+    // still stored, as a tombstone).
+    let no_such = |r: &mut Room<MemoryStorage>, seq: u64| {
+        let actions = edit(r, 2, seq, "x", T0 + 1);
+        assert_eq!(errors_for(&actions, 2), [NO_SUCH], "seq {seq}");
+        assert!(broadcasts(&actions).is_empty());
+    };
+    no_such(&mut r, 0);
+    assert_eq!(errors_for(&edit(&mut r, 2, 1, "x", T0 + 1), 2), [NOT_YOURS]);
+    r.storage_mut().delete_message(1, 1).unwrap();
+    no_such(&mut r, 1);
+}

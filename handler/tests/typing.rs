@@ -333,3 +333,96 @@ fn a_room_about_to_be_dropped_stops_its_typers() {
     let acts = typing(&mut r, 1, true, 2300);
     assert_eq!(frames_for(&acts, 2), vec![started("ana", 1)]);
 }
+
+#[test]
+fn a_mute_silences_the_typing_of_its_users_address_until_the_instant_it_ends() {
+    use chat_handler::identity::{mint, Claims};
+    use chat_handler::{Auth, AuthSecret, Role};
+    let secret = || AuthSecret::new("test-secret-0123456789abcdef-0123456789").unwrap();
+    let t0: u64 = 1_764_000_000_000;
+    let token = |sub: &str, role: Option<Role>| {
+        mint(
+            &secret(),
+            &Claims {
+                sub: sub.to_owned(),
+                exp: t0 / 1000 + 3600,
+                role,
+                room: Some("lobby".to_owned()),
+                ..Claims::default()
+            },
+        )
+    };
+    let mut r = room(config()).with_auth(Some(Auth {
+        secret: secret(),
+        room: "lobby".to_owned(),
+    }));
+    let hello = |t: &str| json!({"v": 2, "token": t}).to_string();
+    join(
+        &mut r,
+        1,
+        "10.0.0.1",
+        &hello(&token("m1", Some(Role::Moderator))),
+        t0,
+    );
+    join(&mut r, 2, "10.0.0.2", &hello(&token("u2", None)), t0);
+    // Anonymous, from u2's address: the mute binds it too (`addr_muted_until`).
+    join(&mut r, 3, "10.0.0.2", &v2("cy"), t0);
+    r.on_text(
+        1,
+        &json!({"mute": {"user": "u2", "secs": 60}}).to_string(),
+        t0 + 30,
+    );
+    let until = t0 + 30 + 60_000;
+    // The chat rule, which typing follows: muted up to the last millisecond before.
+    let muted = chat_handler::ErrorKind::Muted.sentence();
+    let refused = say(&mut r, 3, "hi", until - 1);
+    assert_eq!(
+        frames_for(&refused, 3),
+        vec![json!({"error": muted, "code": "muted"})]
+    );
+    for now in [t0 + 40, until - 1] {
+        for conn in [2, 3] {
+            assert!(
+                typing(&mut r, conn, true, now).is_empty(),
+                "{conn} at {now}"
+            );
+        }
+    }
+    assert_eq!(r.next_flush(), None, "nobody types");
+    // From the mute's end on, both are announced.
+    let acts = typing(&mut r, 2, true, until);
+    assert_eq!(
+        frames_for(&acts, 1),
+        vec![json!({"typing": {"name": "u2", "user": "u2", "typer": 2, "ttl_ms": TTL}})]
+    );
+    let acts = typing(&mut r, 3, true, until);
+    assert_eq!(frames_for(&acts, 1), vec![started("cy", 3)]);
+}
+
+#[test]
+fn a_typing_frame_over_its_bucket_costs_one_frame_token_also_with_an_id() {
+    let mut r = room(Config {
+        typing_burst: 1,
+        typing_per_sec: 0.001,
+        rate_burst: 3,
+        rate_per_sec: 0.001,
+        ..config()
+    });
+    join(&mut r, 1, "10.0.0.1", &v2("ana"), 1000);
+    join(&mut r, 2, "10.0.0.2", &v2("bo"), 1000);
+    // With an id a typing frame goes the general way: a frame token, then the typing
+    // bucket.
+    let acts = r.on_text(1, r#"{"typing":true,"id":"t1"}"#, 2000);
+    assert_eq!(frames_for(&acts, 2), vec![started("ana", 1)]);
+    let acts = r.on_text(1, r#"{"typing":false,"id":"t2"}"#, 2000);
+    let refused = frames_for(&acts, 1);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["code"], "typing_rate_limited");
+    assert_eq!(refused[0]["re"], "t2");
+    assert!(frames_for(&acts, 2).is_empty(), "still typing: {acts:?}");
+    // That refusal cost its one frame token, not a second: the third token is left.
+    let acts = say(&mut r, 1, "hi", 2000);
+    assert_eq!(frames_for(&acts, 2)[1]["message"], "hi");
+    let acts = say(&mut r, 1, "hi again", 2000);
+    assert_eq!(frames_for(&acts, 1)[0]["code"], "rate_limited");
+}
