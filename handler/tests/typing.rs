@@ -3,7 +3,8 @@
 
 mod common;
 
-use chat_handler::{Config, MemoryStorage, Room};
+use chat_handler::identity::{mint, Claims};
+use chat_handler::{Auth, AuthSecret, Config, MemoryStorage, Role, Room};
 use common::*;
 use serde_json::{json, Value};
 
@@ -17,6 +18,35 @@ fn config() -> Config {
         typing_per_sec: 1000.0,
         ..unlimited()
     }
+}
+
+/// When the identity tests start: the tokens below are valid for an hour from it.
+const T0: u64 = 1_764_000_000_000;
+
+fn secret() -> AuthSecret {
+    AuthSecret::new("test-secret-0123456789abcdef-0123456789").expect("a long enough secret")
+}
+
+/// A join token for room "lobby", for `sub` with `role`.
+fn token(sub: &str, role: Option<Role>) -> String {
+    mint(
+        &secret(),
+        &Claims {
+            sub: sub.to_owned(),
+            exp: T0 / 1000 + 3600,
+            role,
+            room: Some("lobby".to_owned()),
+            ..Claims::default()
+        },
+    )
+}
+
+/// A room "lobby" that verifies join tokens signed with [`secret`].
+fn lobby() -> Room<MemoryStorage> {
+    room(config()).with_auth(Some(Auth {
+        secret: secret(),
+        room: "lobby".to_owned(),
+    }))
 }
 
 fn v2(name: &str) -> String {
@@ -152,26 +182,8 @@ fn same_names_are_told_apart_by_typer() {
 
 #[test]
 fn a_verified_typer_carries_its_user_and_a_muted_one_is_not_announced() {
-    use chat_handler::identity::{mint, Claims};
-    use chat_handler::{Auth, AuthSecret, Role};
-    let secret = || AuthSecret::new("test-secret-0123456789abcdef-0123456789").unwrap();
-    let t0: u64 = 1_764_000_000_000;
-    let token = |sub: &str, role: Option<Role>| {
-        mint(
-            &secret(),
-            &Claims {
-                sub: sub.to_owned(),
-                exp: t0 / 1000 + 3600,
-                role,
-                room: Some("lobby".to_owned()),
-                ..Claims::default()
-            },
-        )
-    };
-    let mut r = room(config()).with_auth(Some(Auth {
-        secret: secret(),
-        room: "lobby".to_owned(),
-    }));
+    let t0 = T0;
+    let mut r = lobby();
     let hello = |name: &str, t: &str| json!({"name": name, "v": 2, "token": t}).to_string();
     join(
         &mut r,
@@ -336,26 +348,8 @@ fn a_room_about_to_be_dropped_stops_its_typers() {
 
 #[test]
 fn a_mute_silences_the_typing_of_its_users_address_until_the_instant_it_ends() {
-    use chat_handler::identity::{mint, Claims};
-    use chat_handler::{Auth, AuthSecret, Role};
-    let secret = || AuthSecret::new("test-secret-0123456789abcdef-0123456789").unwrap();
-    let t0: u64 = 1_764_000_000_000;
-    let token = |sub: &str, role: Option<Role>| {
-        mint(
-            &secret(),
-            &Claims {
-                sub: sub.to_owned(),
-                exp: t0 / 1000 + 3600,
-                role,
-                room: Some("lobby".to_owned()),
-                ..Claims::default()
-            },
-        )
-    };
-    let mut r = room(config()).with_auth(Some(Auth {
-        secret: secret(),
-        room: "lobby".to_owned(),
-    }));
+    let t0 = T0;
+    let mut r = lobby();
     let hello = |t: &str| json!({"v": 2, "token": t}).to_string();
     join(
         &mut r,
