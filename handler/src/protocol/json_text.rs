@@ -14,33 +14,47 @@
 
 use crate::protocol::server_frame::ServerFrame;
 
-/// The JSON text of a chat frame or a history page; `None` for any other frame.
+/// The JSON text of a chat frame or a history page; `None` for any other frame (it
+/// takes serde's path, and nothing is allocated here for it).
 pub(crate) fn write_frame(frame: &ServerFrame<'_>, capacity: usize) -> Option<String> {
-    let mut out = String::with_capacity(capacity);
     match frame {
-        ServerFrame::Chat { .. } => write_chat(&mut out, frame)?,
+        ServerFrame::Chat { .. } => {
+            let mut out = String::with_capacity(capacity);
+            write_chat(&mut out, frame)?;
+            Some(out)
+        }
         ServerFrame::History {
             history,
             before,
             more,
-        } => {
-            out.push_str(r#"{"history":["#);
-            for (i, chat) in history.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_chat(&mut out, chat)?;
-            }
-            out.push_str(r#"],"before":"#);
-            push_u64(&mut out, *before);
-            out.push_str(if *more {
-                r#","more":true}"#
-            } else {
-                r#","more":false}"#
-            });
-        }
-        _ => return None,
+        } => write_history(history, *before, *more, capacity),
+        _ => None,
     }
+}
+
+/// `{"history": [<chat frames>], "before", "more"}`. `None` if a frame in it is not a
+/// chat frame.
+fn write_history(
+    history: &[ServerFrame<'_>],
+    before: u64,
+    more: bool,
+    capacity: usize,
+) -> Option<String> {
+    let mut out = String::with_capacity(capacity);
+    out.push_str(r#"{"history":["#);
+    for (i, chat) in history.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_chat(&mut out, chat)?;
+    }
+    out.push_str(r#"],"before":"#);
+    push_u64(&mut out, before);
+    out.push_str(if more {
+        r#","more":true}"#
+    } else {
+        r#","more":false}"#
+    });
     Some(out)
 }
 
